@@ -1,0 +1,60 @@
+using CloudMem.Cli.Commands;
+using CloudMem.Engine.Convert;
+using CloudMem.VmStateParsers;
+using Spectre.Console.Cli;
+
+namespace CloudMem.Cli;
+
+/// <summary>The command line: commands are registered here; errors become one line on stderr and exit code 2.</summary>
+internal static class CliApp
+{
+    public static int Run(string[] args, TextWriter? error = null)
+    {
+        error ??= Console.Error;
+        var app = new CommandApp();
+        app.Configure(config =>
+        {
+            config.SetApplicationName("cloudmem");
+            config.AddCommand<InfoCommand>("info")
+                .WithExample("info", "memory.lime")
+                .WithExample("info", "memory.kdump", "--output", "json");
+            config.AddCommand<ConvertCommand>("convert")
+                .WithExample("convert", "memory.kdump", "--to", "raw", "--out", "memory.raw");
+            config.AddCommand<BenchCommand>("bench")
+                .WithExample("bench", "memory.raw", "memory.lime");
+            config.SetExceptionHandler((exception, _) =>
+            {
+                error.WriteLine($"cloudmem: {Describe(exception)}");
+                return exception is OperationCanceledException ? (int)ExitCode.Cancelled : (int)ExitCode.Error;
+            });
+        });
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler handler = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += handler;
+        try
+        {
+            return app.Run(args, cancel.Token);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= handler;
+        }
+    }
+
+    /// <summary>One line, no stack trace.</summary>
+    internal static string Describe(Exception exception) => exception switch
+    {
+        DumpFormatException e => $"error: {e.Message}",
+        ConvertException e => $"error: {e.Message}",
+        OperationCanceledException => "cancelled",
+        CommandParseException or CommandRuntimeException => $"usage: {Flatten(exception.Message)} (see cloudmem --help)",
+        IOException or UnauthorizedAccessException => $"error: {Flatten(exception.Message)}",
+        _ => $"error: {exception.GetType().Name}: {Flatten(exception.Message)}",
+    };
+
+    private static string Flatten(string text) => text.ReplaceLineEndings(" ").Trim();
+}

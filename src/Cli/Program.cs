@@ -1,0 +1,3 @@
+using CloudMem.Cli;
+
+return CliApp.Run(args);

@@ -1,0 +1,127 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace CloudMem.Engine.Output;
+
+/// <summary>Writes an <see cref="IReport"/> in any <see cref="OutputFormat"/>.</summary>
+public static class ReportWriter
+{
+    private static readonly JsonSerializerOptions s_indented = Create(indented: true);
+    private static readonly JsonSerializerOptions s_compact = Create(indented: false);
+
+    private static JsonSerializerOptions Create(bool indented) => new()
+    {
+        WriteIndented = indented,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DictionaryKeyPolicy = null,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+
+    /// <summary>Writes <paramref name="report"/> to <paramref name="writer"/>.</summary>
+    public static void Write(IReport report, OutputFormat format, TextWriter writer)
+    {
+        switch (format)
+        {
+            case OutputFormat.Json:
+                writer.WriteLine(JsonSerializer.Serialize(report.ToJsonModel(), s_indented));
+                break;
+            case OutputFormat.Jsonl:
+                IEnumerable<object>? lines = report.ToJsonLines();
+                if (lines is null)
+                {
+                    writer.WriteLine(JsonSerializer.Serialize(report.ToJsonModel(), s_compact));
+                }
+                else
+                {
+                    foreach (object line in lines)
+                    {
+                        writer.WriteLine(JsonSerializer.Serialize(line, line.GetType(), s_compact));
+                    }
+                }
+                break;
+            case OutputFormat.Csv:
+                WriteCsv(report.ToTables(), writer);
+                break;
+            default:
+                WriteTables(report.ToTables(), writer);
+                break;
+        }
+    }
+
+    /// <summary>Serialises any object the way JSON output does.</summary>
+    public static string ToJson(object value, bool indented = true) => JsonSerializer.Serialize(value, value.GetType(), indented ? s_indented : s_compact);
+
+    private static void WriteTables(IEnumerable<TableSection> sections, TextWriter writer)
+    {
+        bool first = true;
+        foreach (TableSection section in sections)
+        {
+            if (!first)
+            {
+                writer.WriteLine();
+            }
+            first = false;
+            writer.WriteLine(section.Title);
+            if (section.Rows.Count == 0)
+            {
+                writer.WriteLine("  (none)");
+                continue;
+            }
+            int[] widths = new int[section.Columns.Count];
+            for (int c = 0; c < widths.Length; c++)
+            {
+                widths[c] = section.Columns[c].Length;
+                foreach (IReadOnlyList<string> row in section.Rows)
+                {
+                    widths[c] = Math.Max(widths[c], c < row.Count ? row[c].Length : 0);
+                }
+            }
+            bool header = section.Columns.Any(c => c.Length > 0);
+            if (header)
+            {
+                WriteRow(writer, section.Columns, widths);
+                WriteRow(writer, widths.Select(w => new string('-', w)).ToArray(), widths);
+            }
+            foreach (IReadOnlyList<string> row in section.Rows)
+            {
+                WriteRow(writer, row, widths);
+            }
+        }
+    }
+
+    private static void WriteRow(TextWriter writer, IReadOnlyList<string> cells, int[] widths)
+    {
+        var line = new StringBuilder("  ");
+        for (int c = 0; c < widths.Length; c++)
+        {
+            string cell = c < cells.Count ? cells[c] : "";
+            line.Append(c == widths.Length - 1 ? cell : cell.PadRight(widths[c] + 2));
+        }
+        writer.WriteLine(line.ToString().TrimEnd());
+    }
+
+    private static void WriteCsv(IEnumerable<TableSection> sections, TextWriter writer)
+    {
+        bool first = true;
+        foreach (TableSection section in sections)
+        {
+            if (!first)
+            {
+                writer.WriteLine();
+            }
+            first = false;
+            writer.WriteLine(string.Join(',', new[] { "table" }.Concat(section.Columns.Select((c, i) => c.Length > 0 ? c : $"column{i + 1}")).Select(Escape)));
+            foreach (IReadOnlyList<string> row in section.Rows)
+            {
+                writer.WriteLine(string.Join(',', new[] { section.Title }.Concat(row).Select(Escape)));
+            }
+        }
+    }
+
+    private static string Escape(string cell)
+        => cell.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + cell.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : cell;
+}

@@ -1,0 +1,36 @@
+using CloudMem.VmStateParsers.IO;
+
+namespace CloudMem.VmStateParsers;
+
+/// <summary>What a format's probe says about the first bytes of a file.</summary>
+public enum FormatProbeResult
+{
+    /// <summary>Not this format.</summary>
+    NoMatch,
+    /// <summary>This format.</summary>
+    Match,
+    /// <summary>This format, but the memory is in a companion file.</summary>
+    NeedsCompanion,
+}
+
+/// <summary>What a parser produced: a validated run table and how to read it.</summary>
+internal sealed record ParsedCapture(IByteSource Source, PhysicalRun[] Runs, IPageDecoder? Decoder, CaptureMetadata Metadata);
+
+/// <summary>
+/// One capture format: a content probe plus a parser whose only job is to build a validated run table.
+/// </summary>
+internal abstract class CaptureFormat
+{
+    /// <summary>Bytes of the file's start handed to <see cref="Probe"/>.</summary>
+    public const int ProbeBytes = 64 * 1024;
+
+    /// <summary>Short name, e.g. "lime".</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Decides by content whether the file is this format.</summary>
+    public abstract FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength);
+
+    /// <summary>Parses the file. Throws <see cref="FormatErrorException"/> on structural problems.</summary>
+    /// <remarks>On success the returned source owns <paramref name="file"/>; on failure the caller disposes it.</remarks>
+    public abstract ParsedCapture Parse(MappedFile file, ParserLimits limits);
+}

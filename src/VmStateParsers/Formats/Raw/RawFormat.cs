@@ -1,0 +1,27 @@
+using CloudMem.VmStateParsers.IO;
+
+namespace CloudMem.VmStateParsers.Formats.Raw;
+
+/// <summary>
+/// Raw (padded) memory: file offset equals physical address. No header, so it is the fallback after every
+/// other probe has said no.
+/// </summary>
+internal sealed class RawFormat : CaptureFormat
+{
+    public override string Name => "raw";
+
+    public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength) => FormatProbeResult.Match;
+
+    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    {
+        var builder = new RunMapBuilder("raw", file.Length, limits);
+        builder.Add(new PhysicalRun(0, (ulong)file.Length, 0), "file", 0);
+        var metadata = new CaptureMetadata("raw (padded: file offset = physical address)");
+        metadata.Add("fileSize", file.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (file.Length % 4096 != 0)
+        {
+            metadata.Warnings.Add($"file size 0x{file.Length:X} is not a multiple of 4096: a raw image is usually whole pages (truncated copy?)");
+        }
+        return new ParsedCapture(file, builder.ToArray(), null, metadata);
+    }
+}

@@ -1,0 +1,121 @@
+using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+
+namespace CloudMem.VmStateParsers.IO;
+
+/// <summary>
+/// A whole file mapped read-only into memory. The only type that touches the raw pointer.
+/// </summary>
+/// <remarks>
+/// The file is opened read-only with <see cref="FileShare.Read"/>: evidence is never modified. Spans handed out stay
+/// valid until <see cref="Dispose"/>; disposing while readers are active is a caller error. Safe for concurrent readers.
+/// </remarks>
+internal sealed unsafe class MappedFile : IByteSource
+{
+    private const int MadvDontNeed = 4;
+    private static readonly long s_pageSize = Environment.SystemPageSize;
+
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private byte* _pointer;
+
+    private MappedFile(string path, FileStream stream, long length)
+    {
+        Path = path;
+        Length = length;
+        _map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        byte* pointer = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+        _pointer = pointer + _view.PointerOffset;
+    }
+
+    /// <summary>The file's path.</summary>
+    public string Path { get; }
+
+    /// <inheritdoc />
+    public long Length { get; }
+
+    /// <summary>Opens and maps <paramref name="path"/>; the caller has checked it exists and is not empty.</summary>
+    public static MappedFile Open(string path)
+    {
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.None);
+        try
+        {
+            long length = stream.Length;
+            return new MappedFile(path, stream, length);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The whole file as a span when it is below 2 GiB; otherwise use <see cref="TryGetSpan"/>.</summary>
+    public ReadOnlySpan<byte> Span(long offset, int length)
+    {
+        if (offset < 0 || length < 0 || offset > Length - length)
+        {
+            return ReadOnlySpan<byte>.Empty;
+        }
+        return new ReadOnlySpan<byte>(_pointer + offset, length);
+    }
+
+    /// <inheritdoc />
+    public int Read(long offset, Span<byte> destination)
+    {
+        if (offset < 0 || offset >= Length)
+        {
+            return 0;
+        }
+        int count = (int)Math.Min(destination.Length, Length - offset);
+        new ReadOnlySpan<byte>(_pointer + offset, count).CopyTo(destination);
+        return count;
+    }
+
+    /// <inheritdoc />
+    public bool TryGetSpan(long offset, int length, out ReadOnlySpan<byte> span)
+    {
+        if (offset < 0 || length < 0 || offset > Length - length)
+        {
+            span = default;
+            return false;
+        }
+        span = new ReadOnlySpan<byte>(_pointer + offset, length);
+        return true;
+    }
+
+    /// <inheritdoc />
+    public void ReleaseResident(long offset, long length)
+    {
+        if (!OperatingSystem.IsLinux() || length <= 0)
+        {
+            return;
+        }
+        // Only whole pages inside the range: partial pages may still be in use by a neighbouring read.
+        long end = Math.Min(Length, offset + length);
+        long start = (Math.Max(0, offset) + s_pageSize - 1) & ~(s_pageSize - 1);
+        long stop = end == Length ? end : end & ~(s_pageSize - 1);
+        if (stop <= start)
+        {
+            return;
+        }
+        _ = madvise((IntPtr)(_pointer + start), (nuint)(stop - start), MadvDontNeed);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_pointer != null)
+        {
+            _pointer = null;
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        }
+        _view.Dispose();
+        _map.Dispose();
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int madvise(IntPtr address, nuint length, int advice);
+}
