@@ -16,7 +16,7 @@ public enum ConvertTarget
     Lime,
 }
 
-/// <summary>Progress of a conversion: phase ("write", "verify", "hash"), bytes done, bytes in the phase.</summary>
+/// <summary>Progress of a conversion: phase ("write" or "verify"), bytes done, bytes in the phase.</summary>
 public readonly record struct ConvertProgress(string Phase, ulong Done, ulong Total);
 
 /// <summary>What a conversion wrote and how it was checked.</summary>
@@ -58,8 +58,8 @@ public sealed class ConvertException(string message) : Exception(message);
 
 /// <summary>
 /// Writes a capture's physical memory in another format. Never overwrites: it writes "OUT.partial" (created new),
-/// verifies it by reading every captured byte back and comparing it with the source, hashes it, and only then
-/// renames it to OUT. A failed or cancelled conversion removes its own partial file and nothing else.
+/// hashing the file's bytes in order as they are written, verifies it by reading every captured byte back through
+/// the reader of the target format and comparing it with the source, and only then renames it to OUT. A failed or cancelled conversion removes its own partial file and nothing else.
 /// </summary>
 public static class CaptureConverter
 {
@@ -97,15 +97,16 @@ public static class CaptureConverter
         try
         {
             ulong total = memory.TotalBytes();
+            using var writer = new HashingWriter(stream);
             (ulong unreadable, int records) = target == ConvertTarget.Raw
-                ? WriteRaw(memory, stream, total, progress, cancellationToken)
-                : WriteLime(memory, stream, total, progress, cancellationToken);
+                ? WriteRaw(memory, writer, total, progress, cancellationToken)
+                : WriteLime(memory, writer, total, progress, cancellationToken);
+            string sha256 = writer.Finish();
             stream.Flush(flushToDisk: true);
+            long size = stream.Length;
             stream.Dispose();
 
             Verify(memory, partial, target, total, progress, cancellationToken);
-            string sha256 = HashFile(partial, progress, cancellationToken);
-            long size = new FileInfo(partial).Length;
             try
             {
                 File.Move(partial, output, overwrite: false);
@@ -131,15 +132,14 @@ public static class CaptureConverter
         }
     }
 
-    private static (ulong Unreadable, int Records) WriteRaw(IPhysicalMemory memory, FileStream stream, ulong total, IProgress<ConvertProgress>? progress, CancellationToken ct)
+    private static (ulong Unreadable, int Records) WriteRaw(IPhysicalMemory memory, HashingWriter writer, ulong total, IProgress<ConvertProgress>? progress, CancellationToken ct)
     {
         // Sparse: set the length, then write only the captured runs; holes stay unallocated zeros.
-        stream.SetLength((long)memory.MaxAddress);
+        writer.SetLength((long)memory.MaxAddress);
         ulong written = 0;
         ulong unreadable = SequentialReader.ForEachBlock(memory, (pa, data) =>
         {
-            stream.Position = (long)pa;
-            stream.Write(data);
+            writer.WriteAt((long)pa, data);
             written += (ulong)data.Length;
             progress?.Report(new ConvertProgress("write", written, total));
             return true;
@@ -147,7 +147,7 @@ public static class CaptureConverter
         return (unreadable, memory.Runs.Count);
     }
 
-    private static (ulong Unreadable, int Records) WriteLime(IPhysicalMemory memory, FileStream stream, ulong total, IProgress<ConvertProgress>? progress, CancellationToken ct)
+    private static (ulong Unreadable, int Records) WriteLime(IPhysicalMemory memory, HashingWriter writer, ulong total, IProgress<ConvertProgress>? progress, CancellationToken ct)
     {
         // One record per stretch of adjacent runs; undecodable pages inside a stretch are written as zero.
         int records = 0;
@@ -171,21 +171,19 @@ public static class CaptureConverter
             BinaryPrimitives.WriteUInt32LittleEndian(header[4..], 1);
             BinaryPrimitives.WriteUInt64LittleEndian(header[8..], start);
             BinaryPrimitives.WriteUInt64LittleEndian(header[16..], end - 1);
-            stream.Write(header);
+            long dataStart = writer.Position + header.Length;
+            writer.WriteAt(writer.Position, header);
             records++;
-            long dataStart = stream.Position;
             var stretch = new StretchMemory(memory, start, end);
             unreadable += SequentialReader.ForEachBlock(stretch, (pa, data) =>
             {
-                stream.Position = dataStart + (long)(pa - start);
-                stream.Write(data);
+                writer.WriteAt(dataStart + (long)(pa - start), data);
                 written += (ulong)data.Length;
                 progress?.Report(new ConvertProgress("write", written, total));
                 return true;
             }, cancellationToken: ct);
             // Skipped (undecodable) pages at the end of a stretch still need their zero bytes.
-            stream.SetLength(Math.Max(stream.Length, dataStart + (long)(end - start)));
-            stream.Position = dataStart + (long)(end - start);
+            writer.SetLength(dataStart + (long)(end - start));
             i = j;
         }
         return (unreadable, records);
@@ -212,22 +210,59 @@ public static class CaptureConverter
         }, cancellationToken: ct);
     }
 
-    private static string HashFile(string path, IProgress<ConvertProgress>? progress, CancellationToken ct)
+    /// <summary>
+    /// Writes at ascending offsets and hashes the file's bytes in order as it goes, zeros of skipped (sparse)
+    /// ranges included, so the SHA-256 of a sparse raw file costs no second pass over its holes.
+    /// </summary>
+    private sealed class HashingWriter(FileStream stream) : IDisposable
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        byte[] buffer = new byte[4 << 20];
-        ulong total = (ulong)file.Length;
-        ulong done = 0;
-        int read;
-        while ((read = file.Read(buffer)) > 0)
+        private static readonly byte[] s_zeros = new byte[1 << 20];
+        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private long _hashed;
+        private long _length;
+
+        public long Position => _hashed;
+
+        public void SetLength(long length)
         {
-            ct.ThrowIfCancellationRequested();
-            hash.AppendData(buffer, 0, read);
-            done += (ulong)read;
-            progress?.Report(new ConvertProgress("hash", done, total));
+            if (length > _length)
+            {
+                stream.SetLength(length);
+                _length = length;
+            }
         }
-        return System.Convert.ToHexStringLower(hash.GetHashAndReset());
+
+        public void WriteAt(long offset, ReadOnlySpan<byte> data)
+        {
+            if (offset < _hashed)
+            {
+                throw new InvalidOperationException("writes must go forward");
+            }
+            HashZerosTo(offset);
+            stream.Position = offset;
+            stream.Write(data);
+            _hash.AppendData(data);
+            _hashed = offset + data.Length;
+            _length = Math.Max(_length, _hashed);
+        }
+
+        public string Finish()
+        {
+            HashZerosTo(_length);
+            return System.Convert.ToHexStringLower(_hash.GetHashAndReset());
+        }
+
+        private void HashZerosTo(long offset)
+        {
+            while (_hashed < offset)
+            {
+                int count = (int)Math.Min(s_zeros.Length, offset - _hashed);
+                _hash.AppendData(s_zeros, 0, count);
+                _hashed += count;
+            }
+        }
+
+        public void Dispose() => _hash.Dispose();
     }
 
     /// <summary>A view of one stretch of a capture (for writing one LiME record).</summary>

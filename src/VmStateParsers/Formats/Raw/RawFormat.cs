@@ -8,12 +8,19 @@ namespace CloudMem.VmStateParsers.Formats.Raw;
 /// </summary>
 internal sealed class RawFormat : CaptureFormat
 {
+    /// <summary>A capture holds at least one page.</summary>
+    public const int MinimumSize = 4096;
+
     public override string Name => "raw";
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength) => FormatProbeResult.Match;
 
     public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
     {
+        if (file.Length < MinimumSize)
+        {
+            throw Fail.At("raw", "file", 0, $"{file.Length} bytes is smaller than one page ({MinimumSize}): not a memory capture, and no known format header was found");
+        }
         var builder = new RunMapBuilder("raw", file.Length, limits);
         builder.Add(new PhysicalRun(0, (ulong)file.Length, 0), "file", 0);
         var metadata = new CaptureMetadata("raw (padded: file offset = physical address)");
