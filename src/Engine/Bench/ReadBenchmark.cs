@@ -78,7 +78,7 @@ public static class ReadBenchmark
             PhysicalRun run = memory.Runs[index];
             ulong pa = run.PhysicalAddress + (pick - starts[index]) * 4096;
             checksum += (ulong)memory.Read(pa, page) + page[17];
-            if ((n & 0x3FFF) == 0x3FFF)
+            if ((n & 0x3FF) == 0x3FF)
             {
                 memory.ReleaseResident(0, memory.MaxAddress);
             }

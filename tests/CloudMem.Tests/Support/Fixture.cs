@@ -23,6 +23,10 @@ public static class Fixture
     public static string Require(string file, string variant = "basic")
     {
         string? dir = Directory(variant);
+        if (dir is null && Environment.GetEnvironmentVariable("CLOUDMEM_REQUIRE_FIXTURES") == "1")
+        {
+            throw new InvalidOperationException($"fixture '{variant}' is required (CLOUDMEM_REQUIRE_FIXTURES=1) but missing");
+        }
         Skip.If(dir is null, $"fixture '{variant}' not built: run tests/fixtures/make-fixture.sh --variant {variant} (the CI script does)");
         string path = Path.Combine(dir!, file);
         Skip.IfNot(File.Exists(path), $"fixture file {path} is missing");

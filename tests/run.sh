@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: builds the real-memory fixture first (cached outside git; the first build installs
+# Debian packages and takes a few minutes, later runs reuse it in well under a second), then the xunit tests.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+tests/fixtures/make-fixture.sh --variant basic >&2
+# The fixture exists now: tests that need it must run, not skip.
+export CLOUDMEM_REQUIRE_FIXTURES=1
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+dotnet test Cloud.sln -c Debug --nologo 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+summary=$(grep -E '(Passed|Failed)!? +- +Failed: +[0-9]+, Passed: +[0-9]+' "$log" | tail -n1)
+if [ -n "$summary" ]; then
+    failed=$(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$summary")
+    passed=$(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$summary")
+    skipped=$(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$summary")
+    echo "$passed passed, $failed failed, $skipped skipped"
+fi
+exit "$status"
