@@ -162,7 +162,6 @@ public sealed class SyntheticFormatTests : IDisposable
     {
         byte[] file = CaptureBuilder.Kdump(8, _ => true, "zlib");
         // Page 2's descriptor: point its data past the end of the file.
-        long descBase = file.Length - 8 * 24 - 0;
         int at = FindDescriptorTable(file, 8) + 2 * 24;
         BinaryPrimitives.WriteInt64LittleEndian(file.AsSpan(at), file.Length + 100);
         using RunMappedMemory memory = CaptureOpener.Open(_dir.Write("k.corrupt", file));
@@ -170,7 +169,6 @@ public sealed class SyntheticFormatTests : IDisposable
         Assert.Equal(2 * 4096, memory.Read(0, buffer));
         Assert.Equal(1, memory.DecodeFailures);
         Assert.Contains("page_desc[2]", memory.LastDecodeProblem, StringComparison.Ordinal);
-        Assert.True(descBase > 0);
     }
 
     private static int FindDescriptorTable(byte[] kdump, int pages)

@@ -17,17 +17,23 @@ public static class CaptureBuilder
         return data;
     }
 
+    /// <summary>The 32-byte range header LiME and AVML share (magic, version, start, inclusive end, zero).</summary>
+    private static byte[] RangeHeader(uint magic, uint version, ulong start, int length)
+    {
+        byte[] header = new byte[32];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, magic);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), version);
+        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(8), start);
+        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(16), start + (ulong)length - 1);
+        return header;
+    }
+
     public static byte[] Lime(params (ulong Start, int Length)[] ranges)
     {
         var output = new MemoryStream();
         foreach ((ulong start, int length) in ranges)
         {
-            byte[] header = new byte[32];
-            BinaryPrimitives.WriteUInt32LittleEndian(header, 0x4C694D45);
-            BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), 1);
-            BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(8), start);
-            BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(16), start + (ulong)length - 1);
-            output.Write(header);
+            output.Write(RangeHeader(0x4C694D45, 1, start, length));
             output.Write(Pattern(start, length));
         }
         return output.ToArray();
@@ -38,12 +44,7 @@ public static class CaptureBuilder
         var output = new MemoryStream();
         foreach ((ulong start, int length) in ranges)
         {
-            byte[] header = new byte[32];
-            BinaryPrimitives.WriteUInt32LittleEndian(header, 0x4C4D5641);
-            BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), 2);
-            BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(8), start);
-            BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(16), start + (ulong)length - 1);
-            output.Write(header);
+            output.Write(RangeHeader(0x4C4D5641, 2, start, length));
             var framed = new MemoryStream();
             using (var snappy = new Snappier.SnappyStream(framed, CompressionMode.Compress, leaveOpen: true))
             {

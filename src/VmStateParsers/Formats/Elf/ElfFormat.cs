@@ -193,8 +193,7 @@ internal sealed class ElfFormat : CaptureFormat
         {
             metadata.Warnings.Add($"file is truncated: 0x{builder.TruncatedBytes:X} bytes of PT_LOAD data lie past its end and read as holes");
         }
-        var result = new ParsedCapture(file, builder.ToArray(), null, metadata);
-        return result;
+        return new ParsedCapture(file, builder.ToArray(), null, metadata);
     }
 
     private static long ReadExtendedPhNum(MappedFile file, FieldReader header, bool is64, bool bigEndian, ulong shOff)

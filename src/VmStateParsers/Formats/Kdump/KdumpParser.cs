@@ -167,6 +167,14 @@ internal static class KdumpParser
                 for (int i = 0; i < count; i++)
                 {
                     byte b = bits[i];
+                    ulong firstPfn = (byteIndex + (ulong)i) * 8;
+                    if (b == 0xFF && runPages > 0 && runStart + runPages == firstPfn && firstPfn + 8 <= maxMapnr && descIndex + 8 <= descAvailable)
+                    {
+                        // Fast path: eight stored pages extending the current run.
+                        runPages += 8;
+                        descIndex += 8;
+                        continue;
+                    }
                     if (b == 0)
                     {
                         if (runPages > 0)
@@ -177,7 +185,7 @@ internal static class KdumpParser
                     }
                     for (int bit = 0; bit < 8; bit++)
                     {
-                        ulong pfn = (byteIndex + (ulong)i) * 8 + (ulong)bit;
+                        ulong pfn = firstPfn + (ulong)bit;
                         if (pfn >= maxMapnr)
                         {
                             break;
