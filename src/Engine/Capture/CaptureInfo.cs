@@ -54,7 +54,9 @@ public sealed record CaptureInfo(
             }
             vmci = new VmcoreInfoSummary(info.OsRelease, info["BUILD-ID"], info["KERNELOFFSET"], info["NUMBER(phys_base)"], info["PAGESIZE"], info.Entries.Count, entries);
         }
-        var cpus = metadata.Cpus.Select(c => new CpuRow(c.Index, c.Source, c.Registers.ToDictionary(r => r.Key, r => Hex.Of(r.Value)))).ToList();
+        // Registers in hex; the task's pid (NT_PRSTATUS pr_pid) in decimal, as ps shows it.
+        var cpus = metadata.Cpus.Select(c => new CpuRow(c.Index, c.Source,
+            c.Registers.ToDictionary(r => r.Key, r => r.Key == "pid" ? Hex.Dec(r.Value) : Hex.Of(r.Value)))).ToList();
         KernelBanner? banner = scanBanner ? BannerScanner.FindLinuxBanner(memory, cancellationToken) : null;
         var warnings = new List<string>(metadata.Warnings);
         if (memory is RunMappedMemory mapped && mapped.DecodeFailures > 0)
