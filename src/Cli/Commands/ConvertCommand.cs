@@ -13,8 +13,12 @@ internal sealed class ConvertCommand : Command<ConvertCommand.Settings>
     internal sealed class Settings : CaptureSettings
     {
         [CommandOption("--to <FORMAT>")]
-        [Description("Target format: raw (padded, sparse) or lime")]
+        [Description("Target format: raw (padded, sparse), lime, and the others listed by 'cloudmem formats'")]
         public string To { get; init; } = "";
+
+        [CommandOption("--variant <NAME>")]
+        [Description("Format variant, where the target has several (e.g. dmp: full or bitmap)")]
+        public string? Variant { get; init; }
 
         [CommandOption("--out <FILE>")]
         [Description("Output file; must not exist")]
@@ -22,9 +26,10 @@ internal sealed class ConvertCommand : Command<ConvertCommand.Settings>
 
         public override ValidationResult Validate()
         {
-            if (To.ToLowerInvariant() is not ("raw" or "lime"))
+            if (CaptureConverter.Find(To) is null)
             {
-                return ValidationResult.Error($"--to must be raw or lime{(To.Length == 0 ? "" : $", not '{To}'")}");
+                string known = string.Join(", ", CaptureConverter.Writers.Select(w => w.Name));
+                return ValidationResult.Error($"--to must be one of {known}{(To.Length == 0 ? "" : $", not '{To}'")}");
             }
             return Out.Length == 0 ? ValidationResult.Error("--out FILE is required") : base.Validate();
         }
@@ -33,11 +38,11 @@ internal sealed class ConvertCommand : Command<ConvertCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        ConvertTarget target = settings.To.Equals("lime", StringComparison.OrdinalIgnoreCase) ? ConvertTarget.Lime : ConvertTarget.Raw;
+        string target = settings.To.ToLowerInvariant();
         ConvertResult result;
         if (Console.IsErrorRedirected)
         {
-            result = CaptureConverter.Convert(settings.Image, memory, target, settings.Out, null, cancellationToken);
+            result = CaptureConverter.Convert(settings.Image, memory, target, settings.Out, settings.Variant, null, cancellationToken);
         }
         else
         {
@@ -56,7 +61,7 @@ internal sealed class ConvertCommand : Command<ConvertCommand.Settings>
                         }
                         task.Value = p.Done;
                     });
-                    result = CaptureConverter.Convert(settings.Image, memory, target, settings.Out, progress, cancellationToken);
+                    result = CaptureConverter.Convert(settings.Image, memory, target, settings.Out, settings.Variant, progress, cancellationToken);
                 });
         }
         ReportWriter.Write(result, settings.OutputFormat, Console.Out);

@@ -106,7 +106,7 @@ public sealed class CliProcessTests : IDisposable
     public void Bad_usage_is_exit_2()
     {
         (int exit, _, string err) = Run("convert", _dir.File("x"), "--to", "vmdk", "--out", _dir.File("y"));
-        AssertOneLineError(exit, err, "--to must be raw or lime");
+        AssertOneLineError(exit, err, "--to must be one of raw, lime");
         (exit, _, err) = Run("info", "x", "--output", "xml");
         AssertOneLineError(exit, err, "--output");
     }
