@@ -20,6 +20,8 @@ internal static class CliApp
                 .WithExample("info", "memory.kdump", "--output", "json");
             config.AddCommand<ConvertCommand>("convert")
                 .WithExample("convert", "memory.kdump", "--to", "raw", "--out", "memory.raw");
+            config.AddCommand<LinuxKernelCommand>("linux.kernel")
+                .WithExample("linux.kernel", "memory.lime");
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
@@ -49,6 +51,7 @@ internal static class CliApp
     internal static string Describe(Exception exception) => exception switch
     {
         DumpFormatException e => $"error: {e.Message}",
+        CloudMem.Engine.Linux.KernelNotFoundException e => $"error: {e.Message}",
         ConvertException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         CommandParseException or CommandRuntimeException => $"usage: {Flatten(exception.Message)} (see cloudmem --help)",

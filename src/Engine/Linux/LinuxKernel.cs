@@ -1,0 +1,98 @@
+using CloudMem.Engine.Capture;
+using CloudMem.Engine.Paging;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Engine.Linux;
+
+/// <summary>Raised when the kernel cannot be located; the message says what was tried and what would help.</summary>
+public sealed class KernelNotFoundException(string message) : Exception(message);
+
+/// <summary>
+/// A Linux x86-64 kernel located in a capture from the image alone: banner, kallsyms, KASLR slide, physical load
+/// address, the kernel page tables (init_top_pgt) and the direct-map base.
+/// </summary>
+public sealed class LinuxKernel
+{
+    /// <summary>Link-time start of the kernel text mapping (__START_KERNEL_map).</summary>
+    public const ulong StartKernelMap = 0xFFFFFFFF80000000;
+
+    /// <summary>Link-time address of _text for x86-64 kernels built with the default CONFIG_PHYSICAL_START.</summary>
+    public const ulong DefaultTextAddress = 0xFFFFFFFF81000000;
+
+    private LinuxKernel(IPhysicalMemory physical, KernelBanner banner, Kallsyms symbols, long physBase, ulong dtb, AddressSpace kernel, List<string> steps)
+    {
+        Physical = physical;
+        Banner = banner;
+        Symbols = symbols;
+        PhysBase = physBase;
+        DirectoryTableBase = dtb;
+        Kernel = kernel;
+        Steps = steps;
+    }
+
+    /// <summary>The capture.</summary>
+    public IPhysicalMemory Physical { get; }
+
+    /// <summary>The kernel's linux_banner.</summary>
+    public KernelBanner Banner { get; }
+
+    /// <summary>kallsyms, decoded from memory.</summary>
+    public Kallsyms Symbols { get; }
+
+    /// <summary>phys_base: physical load address minus link address (negative under physical KASLR).</summary>
+    public long PhysBase { get; }
+
+    /// <summary>KASLR virtual slide: run-time _text minus its link-time address.</summary>
+    public ulong VirtualSlide => Symbols.TryGetAddress("_text", out ulong text) ? text - DefaultTextAddress : 0;
+
+    /// <summary>Physical address of init_top_pgt (the kernel's root page table).</summary>
+    public ulong DirectoryTableBase { get; }
+
+    /// <summary>The kernel's virtual address space.</summary>
+    public AddressSpace Kernel { get; }
+
+    /// <summary>page_offset_base (the direct map of all physical memory), read from the kernel variable.</summary>
+    public ulong PageOffsetBase => Symbols.TryGetAddress("page_offset_base", out ulong va) && Kernel.TryReadUInt64(va, out ulong value) ? value : 0xFFFF888000000000;
+
+    /// <summary>How each value was found, in order.</summary>
+    public IReadOnlyList<string> Steps { get; }
+
+    /// <summary>Kernel-image virtual address to physical.</summary>
+    public ulong KernelImageToPhysical(ulong va) => (ulong)((long)(va - StartKernelMap) + PhysBase);
+
+    /// <summary>Direct-map virtual address to physical.</summary>
+    public ulong DirectMapToPhysical(ulong va) => va - PageOffsetBase;
+
+    /// <summary>Locates the kernel. Throws <see cref="KernelNotFoundException"/> with what was tried.</summary>
+    public static LinuxKernel Locate(IPhysicalMemory physical, CancellationToken cancellationToken = default)
+    {
+        var steps = new List<string>();
+        KernelBanner banner = BannerScanner.FindLinuxBanner(physical, cancellationToken)
+            ?? throw new KernelNotFoundException("no Linux kernel banner (\"Linux version ...\") in physical memory: not a Linux capture, or the kernel image was not captured");
+        steps.Add($"banner at physical 0x{banner.PhysicalAddress:X}");
+        Kallsyms symbols = Kallsyms.Find(physical, out string why, cancellationToken)
+            ?? throw new KernelNotFoundException($"kallsyms not found in memory ({why}); supply the kernel's symbols with --isf FILE.json.xz or --system-map System.map");
+        steps.Add($"kallsyms: {symbols.Symbols.Count} symbols, token table at physical 0x{symbols.TokenTablePhysicalAddress:X}, relative base 0x{symbols.RelativeBase:X}");
+        if (!symbols.TryGetAddress("linux_banner", out ulong bannerVa))
+        {
+            throw new KernelNotFoundException("kallsyms has no linux_banner symbol; supply --system-map or --isf");
+        }
+        long physBase = (long)banner.PhysicalAddress - (long)(bannerVa - StartKernelMap);
+        steps.Add($"phys_base {(physBase < 0 ? "-0x" + (-physBase).ToString("X") : "0x" + physBase.ToString("X"))} from linux_banner 0x{bannerVa:X} at physical 0x{banner.PhysicalAddress:X}");
+        if (!symbols.TryGetAddress("init_top_pgt", out ulong pgtVa) && !symbols.TryGetAddress("swapper_pg_dir", out pgtVa))
+        {
+            throw new KernelNotFoundException("kallsyms has neither init_top_pgt nor swapper_pg_dir: cannot find the kernel page tables");
+        }
+        ulong dtb = (ulong)((long)(pgtVa - StartKernelMap) + physBase);
+        foreach (PagingMode mode in new[] { PagingMode.X64Level4, PagingMode.X64Level5 })
+        {
+            var space = new AddressSpace(physical, dtb, mode);
+            if (space.TryTranslate(bannerVa, out Translation t, out _) && t.PhysicalAddress == banner.PhysicalAddress)
+            {
+                steps.Add($"kernel page tables: init_top_pgt at physical 0x{dtb:X}, {mode.Name}; linux_banner translates to its physical address");
+                return new LinuxKernel(physical, banner, symbols, physBase, dtb, space, steps);
+            }
+        }
+        throw new KernelNotFoundException($"init_top_pgt at physical 0x{dtb:X} does not map linux_banner to 0x{banner.PhysicalAddress:X}: the symbols do not fit this capture");
+    }
+}

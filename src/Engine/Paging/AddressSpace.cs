@@ -1,0 +1,212 @@
+using System.Buffers.Binary;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Engine.Paging;
+
+/// <summary>Why a virtual address did not translate.</summary>
+public enum TranslationFault
+{
+    /// <summary>Translated.</summary>
+    None,
+    /// <summary>Outside the canonical address range.</summary>
+    NonCanonical,
+    /// <summary>An entry on the walk is not present (never mapped, or unmapped).</summary>
+    NotPresent,
+    /// <summary>The last-level entry is not present but holds a swap entry: the page is in swap / the page file.</summary>
+    SwappedOut,
+    /// <summary>An entry has reserved bits set or points outside plausible physical memory.</summary>
+    InvalidEntry,
+    /// <summary>A page-table page is not in the capture (a hole).</summary>
+    TableNotCaptured,
+}
+
+/// <summary>A translated address.</summary>
+/// <param name="PhysicalAddress">Where the byte is.</param>
+/// <param name="PageSize">Size of the page that maps it (4 KiB, 2 MiB or 1 GiB).</param>
+/// <param name="Writable">The R/W bit is set on every level.</param>
+/// <param name="User">The U/S bit is set on every level.</param>
+/// <param name="Executable">No level has the NX bit.</param>
+public readonly record struct Translation(ulong PhysicalAddress, ulong PageSize, bool Writable, bool User, bool Executable);
+
+/// <summary>A virtual address space: reads and translations through one set of page tables.</summary>
+/// <remarks>Reads never throw: a short count means the next byte did not translate or is not in the capture.</remarks>
+public interface IVirtualMemory
+{
+    /// <summary>Copies bytes from <paramref name="va"/>; returns how many were copied.</summary>
+    int Read(ulong va, Span<byte> destination);
+
+    /// <summary>Translates <paramref name="va"/>, or says why not.</summary>
+    bool TryTranslate(ulong va, out Translation translation, out TranslationFault fault);
+}
+
+/// <summary>
+/// The table-driven x86-64 page-table walker (4- and 5-level, 2 MiB and 1 GiB pages, NX/user/write bits),
+/// with a small direct-mapped translation cache. Safe for concurrent readers.
+/// </summary>
+public sealed class AddressSpace : IVirtualMemory
+{
+    private const ulong Present = 1UL << 0;
+    private const ulong Write = 1UL << 1;
+    private const ulong UserBit = 1UL << 2;
+    private const ulong PageSizeBit = 1UL << 7;
+    private const ulong ProtNone = 1UL << 8;      // Linux: PROT_NONE pages keep their frame with the present bit clear
+    private const ulong NoExecute = 1UL << 63;
+    private const int CacheBits = 12;
+
+    private readonly IPhysicalMemory _physical;
+    private readonly PagingMode _mode;
+    private readonly CacheEntry?[] _cache = new CacheEntry?[1 << CacheBits];
+
+    // Immutable and published by reference, so concurrent readers never see a torn entry.
+    private sealed record CacheEntry(ulong Page, ulong Base, ulong Size, byte Flags);
+
+    /// <summary>Creates an address space rooted at the table at physical <paramref name="directoryTableBase"/>.</summary>
+    public AddressSpace(IPhysicalMemory physical, ulong directoryTableBase, PagingMode? mode = null)
+    {
+        _physical = physical;
+        _mode = mode ?? PagingMode.X64Level4;
+        DirectoryTableBase = directoryTableBase & _mode.AddressMask;
+    }
+
+    /// <summary>Physical address of the root table (CR3 without its flag bits).</summary>
+    public ulong DirectoryTableBase { get; }
+
+    /// <summary>The paging mode.</summary>
+    public PagingMode Mode => _mode;
+
+    /// <summary>The physical memory underneath.</summary>
+    public IPhysicalMemory Physical => _physical;
+
+    /// <inheritdoc />
+    public bool TryTranslate(ulong va, out Translation translation, out TranslationFault fault)
+    {
+        ulong page = va >> 12;
+        int slot = (int)(page & ((1 << CacheBits) - 1));
+        CacheEntry? hit = Volatile.Read(ref _cache[slot]);
+        if (hit is not null && va >= hit.Page && va - hit.Page < hit.Size)
+        {
+            translation = new Translation(hit.Base + (va - hit.Page), hit.Size, (hit.Flags & 1) != 0, (hit.Flags & 2) != 0, (hit.Flags & 4) != 0);
+            fault = TranslationFault.None;
+            return true;
+        }
+        if (!Walk(va, out translation, out fault))
+        {
+            return false;
+        }
+        ulong pageStart = va & ~(translation.PageSize - 1);
+        byte flags = (byte)((translation.Writable ? 1 : 0) | (translation.User ? 2 : 0) | (translation.Executable ? 4 : 0));
+        Volatile.Write(ref _cache[slot], new CacheEntry(pageStart, translation.PhysicalAddress - (va - pageStart), translation.PageSize, flags));
+        return true;
+    }
+
+    private bool Walk(ulong va, out Translation translation, out TranslationFault fault)
+    {
+        translation = default;
+        if (!_mode.IsCanonical(va))
+        {
+            fault = TranslationFault.NonCanonical;
+            return false;
+        }
+        ulong table = DirectoryTableBase;
+        bool writable = true, user = true, executable = true;
+        Span<byte> entryBytes = stackalloc byte[8];
+        for (int i = 0; i < _mode.Levels.Count; i++)
+        {
+            PagingLevel level = _mode.Levels[i];
+            ulong index = (va >> level.Shift) & ((1UL << level.IndexBits) - 1);
+            if (_physical.Read(table + index * (ulong)_mode.EntrySize, entryBytes) != 8)
+            {
+                fault = TranslationFault.TableNotCaptured;
+                return false;
+            }
+            ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(entryBytes);
+            bool last = i == _mode.Levels.Count - 1;
+            if ((entry & Present) == 0)
+            {
+                if (last && (entry & ProtNone) != 0)
+                {
+                    // PROT_NONE: the frame is still there.
+                }
+                else
+                {
+                    fault = last && entry != 0 ? TranslationFault.SwappedOut : TranslationFault.NotPresent;
+                    return false;
+                }
+            }
+            writable &= (entry & Write) != 0;
+            user &= (entry & UserBit) != 0;
+            executable &= (entry & NoExecute) == 0;
+            if (last || (level.LargePageAllowed && (entry & PageSizeBit) != 0))
+            {
+                ulong size = 1UL << level.Shift;
+                // Large-page frames are aligned to their size; bit 12 of a large-page entry is PAT, not address.
+                ulong frame = entry & _mode.AddressMask & ~(size - 1);
+                translation = new Translation(frame | (va & (size - 1)), size, writable, user, executable);
+                fault = TranslationFault.None;
+                return true;
+            }
+            table = entry & _mode.AddressMask;
+        }
+        fault = TranslationFault.InvalidEntry;
+        return false;
+    }
+
+    /// <inheritdoc />
+    public int Read(ulong va, Span<byte> destination)
+    {
+        int total = 0;
+        while (!destination.IsEmpty)
+        {
+            if (!TryTranslate(va, out Translation t, out _))
+            {
+                break;
+            }
+            ulong inPage = t.PageSize - (va & (t.PageSize - 1));
+            int count = (int)Math.Min((ulong)destination.Length, inPage);
+            int got = _physical.Read(t.PhysicalAddress, destination[..count]);
+            total += got;
+            if (got < count)
+            {
+                break;
+            }
+            va += (ulong)count;
+            destination = destination[count..];
+        }
+        return total;
+    }
+}
+
+/// <summary>Typed reads over virtual memory.</summary>
+public static class VirtualMemoryExtensions
+{
+    /// <summary>Reads a little-endian u64.</summary>
+    public static bool TryReadUInt64(this IVirtualMemory memory, ulong va, out ulong value)
+    {
+        Span<byte> b = stackalloc byte[8];
+        bool ok = memory.Read(va, b) == 8;
+        value = ok ? BinaryPrimitives.ReadUInt64LittleEndian(b) : 0;
+        return ok;
+    }
+
+    /// <summary>Reads a little-endian u32.</summary>
+    public static bool TryReadUInt32(this IVirtualMemory memory, ulong va, out uint value)
+    {
+        Span<byte> b = stackalloc byte[4];
+        bool ok = memory.Read(va, b) == 4;
+        value = ok ? BinaryPrimitives.ReadUInt32LittleEndian(b) : 0;
+        return ok;
+    }
+
+    /// <summary>Reads a NUL-terminated string of at most <paramref name="maxLength"/> bytes (ASCII/UTF-8).</summary>
+    public static string? ReadCString(this IVirtualMemory memory, ulong va, int maxLength)
+    {
+        byte[] buffer = new byte[maxLength];
+        int got = memory.Read(va, buffer);
+        if (got == 0)
+        {
+            return null;
+        }
+        int nul = Array.IndexOf(buffer, (byte)0, 0, got);
+        return System.Text.Encoding.UTF8.GetString(buffer, 0, nul >= 0 ? nul : got);
+    }
+}
