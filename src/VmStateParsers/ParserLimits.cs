@@ -41,4 +41,25 @@ public sealed record ParserLimits
 
     /// <summary>Bytes of decoded units kept in the cache of a compressed capture.</summary>
     public int DecodeCacheBytes { get; init; } = 32 * 1024 * 1024;
+
+    /// <summary>Largest BTF blob (header and all sections), in bytes.</summary>
+    public int MaxBtfBytes { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>Most types one symbol source may define (BTF type records, ISF base, user and enum types).</summary>
+    public int MaxTypes { get; init; } = 1 << 21;
+
+    /// <summary>Most members of one struct, union or enum, or parameters of one function (BTF vlen is 16 bits).</summary>
+    public int MaxTypeMembers { get; init; } = 65535;
+
+    /// <summary>Longest type, member or symbol name, in bytes.</summary>
+    public int MaxNameLength { get; init; } = 4096;
+
+    /// <summary>Deepest chain followed when resolving a type (typedefs, qualifiers, nested arrays, ISF type descriptors).</summary>
+    public int MaxTypeDepth { get; init; } = 64;
+
+    /// <summary>Largest ISF JSON document (after decompression), in bytes.</summary>
+    public long MaxIsfBytes { get; init; } = 1L << 30;
+
+    /// <summary>Most symbols in one ISF file.</summary>
+    public int MaxSymbols { get; init; } = 8 * 1024 * 1024;
 }
