@@ -22,6 +22,9 @@ internal static class CliApp
                 .WithExample("convert", "memory.kdump", "--to", "raw", "--out", "memory.raw");
             config.AddCommand<LinuxKernelCommand>("linux.kernel")
                 .WithExample("linux.kernel", "memory.lime");
+            config.AddCommand<LinuxPsListCommand>("linux.pslist").WithExample("linux.pslist", "memory.lime", "--output", "json");
+            config.AddCommand<LinuxPsAuxCommand>("linux.psaux");
+            config.AddCommand<LinuxPsTreeCommand>("linux.pstree");
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
@@ -52,6 +55,7 @@ internal static class CliApp
     {
         DumpFormatException e => $"error: {e.Message}",
         CloudMem.Engine.Linux.KernelNotFoundException e => $"error: {e.Message}",
+        CloudMem.Engine.Symbols.SymbolFormatException e => $"error: {e.Message}",
         ConvertException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         CommandParseException or CommandRuntimeException => $"usage: {Flatten(exception.Message)} (see cloudmem --help)",

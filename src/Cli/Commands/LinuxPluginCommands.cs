@@ -1,0 +1,47 @@
+using System.ComponentModel;
+using CloudMem.Engine.Linux;
+using CloudMem.Engine.Output;
+using CloudMem.VmStateParsers;
+using Spectre.Console.Cli;
+
+namespace CloudMem.Cli.Commands;
+
+/// <summary>Settings of the Linux plugins.</summary>
+internal sealed class LinuxPluginSettings : CaptureSettings
+{
+    [CommandOption("--isf <FILE>")]
+    [Description("Optional: a Volatility ISF (.json or .json.xz) of the kernel, used instead of the BTF found in memory")]
+    public string? Isf { get; init; }
+}
+
+/// <summary>Runs one Linux plugin: open, locate the kernel, render the rows.</summary>
+internal abstract class LinuxPluginCommand : Command<LinuxPluginSettings>
+{
+    protected abstract IReport Run(LinuxContext context, CancellationToken cancellationToken);
+
+    public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf), cancellationToken);
+        ReportWriter.Write(Run(linux, cancellationToken), settings.OutputFormat, Console.Out);
+        return (int)ExitCode.Ok;
+    }
+}
+
+[Description("Processes on the kernel's task list (pid, ppid, comm, uids, kernel thread, threads, namespace pid)")]
+internal sealed class LinuxPsListCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.PsList(context, ct);
+}
+
+[Description("Processes with their full command lines, read from each process's own memory")]
+internal sealed class LinuxPsAuxCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.PsAux(context, ct);
+}
+
+[Description("Processes as a parent/child tree")]
+internal sealed class LinuxPsTreeCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.PsTree(context, ct);
+}

@@ -1,0 +1,62 @@
+using CloudMem.Engine.Paging;
+using CloudMem.Engine.Symbols;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Engine.Linux;
+
+/// <summary>Options for Linux analysis: optional symbol inputs (never required).</summary>
+/// <param name="IsfPath">A Volatility ISF (.json or .json.xz) for the kernel: its types replace BTF.</param>
+public sealed record LinuxOptions(string? IsfPath = null);
+
+/// <summary>
+/// Everything the Linux plugins share: the located kernel, the type model (BTF carved from the capture, or a given
+/// ISF) and the resolved layouts.
+/// </summary>
+public sealed class LinuxContext
+{
+    private LinuxContext(IPhysicalMemory physical, LinuxKernel kernel, TypeModel types, LinuxProfile profile)
+    {
+        Physical = physical;
+        Kernel = kernel;
+        Types = types;
+        Profile = profile;
+    }
+
+    /// <summary>The capture.</summary>
+    public IPhysicalMemory Physical { get; }
+
+    /// <summary>The kernel.</summary>
+    public LinuxKernel Kernel { get; }
+
+    /// <summary>The type model.</summary>
+    public TypeModel Types { get; }
+
+    /// <summary>Resolved layouts.</summary>
+    public LinuxProfile Profile { get; }
+
+    /// <summary>Locates the kernel and its types. Throws <see cref="KernelNotFoundException"/> with what was tried.</summary>
+    public static LinuxContext Open(IPhysicalMemory physical, LinuxOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new LinuxOptions();
+        LinuxKernel kernel = LinuxKernel.Locate(physical, cancellationToken);
+        TypeModel types;
+        if (options.IsfPath is not null)
+        {
+            types = IsfLoader.Load(options.IsfPath);
+        }
+        else if (BtfLoader.TryFind(physical, out ulong btfAt, out int btfLength, cancellationToken))
+        {
+            byte[] blob = new byte[btfLength];
+            physical.Read(btfAt, blob);
+            types = BtfLoader.Load(blob, $"BTF in memory at physical 0x{btfAt:X}");
+        }
+        else
+        {
+            throw new KernelNotFoundException("no BTF type information in memory (kernel built without CONFIG_DEBUG_INFO_BTF?); supply the kernel's ISF with --isf FILE.json.xz");
+        }
+        return new LinuxContext(physical, kernel, types, LinuxProfile.Create(types));
+    }
+
+    /// <summary>The address space of a process whose mm->pgd (a direct-map address) is <paramref name="pgd"/>.</summary>
+    public AddressSpace ProcessSpace(ulong pgd) => new(Physical, Kernel.DirectMapToPhysical(pgd), Kernel.Kernel.Mode);
+}

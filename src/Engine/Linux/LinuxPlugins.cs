@@ -1,0 +1,63 @@
+using CloudMem.Engine.Plugins;
+
+namespace CloudMem.Engine.Linux;
+
+/// <summary>A process with its command line (linux.psaux).</summary>
+public sealed record LinuxProcessArgs(string Offset, int Pid, int Ppid, string Comm, string? Args);
+
+/// <summary>A process placed in the parent tree (linux.pstree): Depth 0 are roots.</summary>
+public sealed record LinuxTreeRow(int Depth, string Tree, int Pid, int Ppid, uint? Uid, string? Args);
+
+/// <summary>The Linux process plugins: pure functions from a <see cref="LinuxContext"/> to typed rows.</summary>
+public static class LinuxPlugins
+{
+    /// <summary>linux.pslist.</summary>
+    public static RowsReport<LinuxProcess> PsList(LinuxContext context, CancellationToken ct = default)
+    {
+        (List<LinuxProcess> processes, List<string> notes) = LinuxProcesses.List(context, ct);
+        return new RowsReport<LinuxProcess>("linux.pslist", processes, notes);
+    }
+
+    /// <summary>linux.psaux.</summary>
+    public static RowsReport<LinuxProcessArgs> PsAux(LinuxContext context, CancellationToken ct = default)
+    {
+        (List<LinuxProcess> processes, List<string> notes) = LinuxProcesses.List(context, ct);
+        var rows = processes.Select(p => new LinuxProcessArgs(p.Offset, p.Pid, p.Ppid, p.Comm,
+            p.KernelThread ? $"[{p.Comm}]" : LinuxProcesses.CommandLine(context, p))).ToList();
+        return new RowsReport<LinuxProcessArgs>("linux.psaux", rows, notes);
+    }
+
+    /// <summary>linux.pstree: processes under their parents, children in pid order.</summary>
+    public static RowsReport<LinuxTreeRow> PsTree(LinuxContext context, CancellationToken ct = default)
+    {
+        (List<LinuxProcess> processes, List<string> notes) = LinuxProcesses.List(context, ct);
+        var byPid = processes.GroupBy(p => p.Pid).ToDictionary(g => g.Key, g => g.First());
+        var children = processes.Where(p => p.Pid != p.Ppid && byPid.ContainsKey(p.Ppid))
+            .GroupBy(p => p.Ppid).ToDictionary(g => g.Key, g => g.OrderBy(c => c.Pid).ToList());
+        var rows = new List<LinuxTreeRow>();
+        var visited = new HashSet<int>();
+        void Visit(LinuxProcess p, int depth)
+        {
+            if (!visited.Add(p.Pid))
+            {
+                return;
+            }
+            string args = p.KernelThread ? $"[{p.Comm}]" : LinuxProcesses.CommandLine(context, p) ?? p.Comm;
+            rows.Add(new LinuxTreeRow(depth, new string('.', depth) + p.Comm, p.Pid, p.Ppid, p.Uid, args));
+            foreach (LinuxProcess child in children.GetValueOrDefault(p.Pid) ?? [])
+            {
+                Visit(child, depth + 1);
+            }
+        }
+        foreach (LinuxProcess root in processes.Where(p => p.Pid == p.Ppid || !byPid.ContainsKey(p.Ppid) || p.Pid == 0).OrderBy(p => p.Pid))
+        {
+            Visit(root, 0);
+        }
+        foreach (LinuxProcess orphan in processes.Where(p => !visited.Contains(p.Pid)))
+        {
+            notes.Add($"pid {orphan.Pid} is in a parent cycle: listed at the root");
+            Visit(orphan, 0);
+        }
+        return new RowsReport<LinuxTreeRow>("linux.pstree", rows, notes);
+    }
+}
