@@ -25,6 +25,8 @@ internal static class CliApp
             config.AddCommand<LinuxPsListCommand>("linux.pslist").WithExample("linux.pslist", "memory.lime", "--output", "json");
             config.AddCommand<LinuxPsAuxCommand>("linux.psaux");
             config.AddCommand<LinuxPsTreeCommand>("linux.pstree");
+            config.AddCommand<LinuxSockStatCommand>("linux.sockstat");
+            config.AddCommand<LinuxLsModCommand>("linux.lsmod");
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>

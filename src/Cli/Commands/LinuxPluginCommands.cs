@@ -45,3 +45,15 @@ internal sealed class LinuxPsTreeCommand : LinuxPluginCommand
 {
     protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.PsTree(context, ct);
 }
+
+[Description("Open sockets per process: TCP/UDP (v4/v6) addresses, ports and state, UNIX socket paths, inode, fd")]
+internal sealed class LinuxSockStatCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.SockStat(context, ct);
+}
+
+[Description("Loaded kernel modules (name, base, size)")]
+internal sealed class LinuxLsModCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.LsMod(context, ct);
+}

@@ -27,6 +27,20 @@ public static class LinuxPlugins
         return new RowsReport<LinuxProcessArgs>("linux.psaux", rows, notes);
     }
 
+    /// <summary>linux.sockstat.</summary>
+    public static RowsReport<LinuxSocket> SockStat(LinuxContext context, CancellationToken ct = default)
+    {
+        (List<LinuxSocket> sockets, List<string> notes) = LinuxSockets.List(context, ct);
+        return new RowsReport<LinuxSocket>("linux.sockstat", sockets, notes);
+    }
+
+    /// <summary>linux.lsmod.</summary>
+    public static RowsReport<LinuxModule> LsMod(LinuxContext context, CancellationToken ct = default)
+    {
+        (List<LinuxModule> modules, List<string> notes) = LinuxSockets.Modules(context, ct);
+        return new RowsReport<LinuxModule>("linux.lsmod", modules, notes);
+    }
+
     /// <summary>linux.pstree: processes under their parents, children in pid order.</summary>
     public static RowsReport<LinuxTreeRow> PsTree(LinuxContext context, CancellationToken ct = default)
     {

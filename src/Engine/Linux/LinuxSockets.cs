@@ -1,0 +1,227 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Text;
+using CloudMem.Engine.Paging;
+using CloudMem.Engine.Symbols;
+
+namespace CloudMem.Engine.Linux;
+
+/// <summary>One open socket of a process (linux.sockstat).</summary>
+public sealed record LinuxSocket(
+    int Pid, string Comm, int Fd, string Family, string Type, string? Protocol,
+    string? LocalAddress, int? LocalPort, string? RemoteAddress, int? RemotePort, string? State, ulong? Inode, string? Path, string Sock);
+
+/// <summary>A loaded kernel module (linux.lsmod).</summary>
+public sealed record LinuxModule(string Name, string Base, ulong Size, string Offset);
+
+/// <summary>Walks file descriptor tables for sockets, and the module list.</summary>
+public static class LinuxSockets
+{
+    private static readonly string[] s_tcpStates =
+        ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"];
+
+    private sealed class Layout(TypeModel t)
+    {
+        private int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        public readonly int TaskFiles = t.TryGetOffset("task_struct", "files", out int a) ? a : -1;
+        public int FilesFdt => O("files_struct", "fdt");
+        public int FdtMax => O("fdtable", "max_fds");
+        public int FdtFd => O("fdtable", "fd");
+        public int FileOp => O("file", "f_op");
+        public int FilePrivate => O("file", "private_data");
+        public int FileInode => O("file", "f_inode");
+        public int InodeIno => O("inode", "i_ino");
+        public int SocketSk => O("socket", "sk");
+        public int SocketType => O("socket", "type");
+        public int Family => O("sock_common", "skc_family");
+        public int State => O("sock_common", "skc_state");
+        public int RcvSaddr => O("sock_common", "skc_rcv_saddr");
+        public int Daddr => O("sock_common", "skc_daddr");
+        public int Num => O("sock_common", "skc_num");
+        public int Dport => O("sock_common", "skc_dport");
+        public int V6Daddr => O("sock_common", "skc_v6_daddr");
+        public int V6Saddr => O("sock_common", "skc_v6_rcv_saddr");
+        public int SkCommon => O("sock", "__sk_common");
+        public int SkProtocol => O("sock", "sk_protocol");
+        public int SkType => O("sock", "sk_type");
+        public int UnixAddr => O("unix_sock", "addr");
+        public int UnixAddrLen => O("unix_address", "len");
+        public int UnixAddrName => O("unix_address", "name");
+    }
+
+    /// <summary>Sockets held open by every process.</summary>
+    public static (List<LinuxSocket> Sockets, List<string> Notes) List(LinuxContext context, CancellationToken ct = default)
+    {
+        var layout = new Layout(context.Types);
+        var notes = new List<string>();
+        var rows = new List<LinuxSocket>();
+        IVirtualMemory k = context.Kernel.Kernel;
+        if (!context.Kernel.Symbols.TryGetAddress("socket_file_ops", out ulong socketOps))
+        {
+            notes.Add("socket_file_ops is not in kallsyms: sockets cannot be told from other files");
+            return (rows, notes);
+        }
+        if (layout.TaskFiles < 0 || layout.FilesFdt < 0 || layout.FdtFd < 0 || layout.FileOp < 0 || layout.SocketSk < 0 || layout.Family < 0)
+        {
+            notes.Add($"the type information ({context.Types.Source}) lacks the file or socket layouts");
+            return (rows, notes);
+        }
+        (List<LinuxProcess> processes, List<string> listNotes) = LinuxProcesses.List(context, ct);
+        notes.AddRange(listNotes);
+        foreach (LinuxProcess process in processes.Where(p => !p.KernelThread))
+        {
+            if (!k.TryReadUInt64(process.Address + (ulong)layout.TaskFiles, out ulong files) || files == 0
+                || !k.TryReadUInt64(files + (ulong)layout.FilesFdt, out ulong fdt)
+                || !k.TryReadUInt32(fdt + (ulong)layout.FdtMax, out uint maxFds)
+                || !k.TryReadUInt64(fdt + (ulong)layout.FdtFd, out ulong fdArray))
+            {
+                continue;
+            }
+            maxFds = Math.Min(maxFds, 1u << 20);
+            byte[] pointers = new byte[maxFds * 8];
+            int got = k.Read(fdArray, pointers);
+            for (int fd = 0; fd < got / 8; fd++)
+            {
+                ulong file = BinaryPrimitives.ReadUInt64LittleEndian(pointers.AsSpan(fd * 8));
+                if (file == 0 || !k.TryReadUInt64(file + (ulong)layout.FileOp, out ulong op) || op != socketOps)
+                {
+                    continue;
+                }
+                if (!k.TryReadUInt64(file + (ulong)layout.FilePrivate, out ulong socket)
+                    || !k.TryReadUInt64(socket + (ulong)layout.SocketSk, out ulong sk))
+                {
+                    continue;
+                }
+                ulong? inode = layout.FileInode >= 0 && layout.InodeIno >= 0 && k.TryReadUInt64(file + (ulong)layout.FileInode, out ulong ino)
+                    && k.TryReadUInt64(ino + (ulong)layout.InodeIno, out ulong number) ? number : null;
+                rows.Add(Describe(k, layout, process, fd, socket, sk, inode));
+            }
+        }
+        return (rows, notes);
+    }
+
+    private static LinuxSocket Describe(IVirtualMemory k, Layout l, LinuxProcess process, int fd, ulong socket, ulong sk, ulong? inode)
+    {
+        ulong common = sk + (ulong)Math.Max(0, l.SkCommon);
+        ushort family = ReadU16(k, common + (ulong)l.Family) ?? 0;
+        byte state = ReadU8(k, common + (ulong)l.State) ?? 0;
+        ushort sockType = l.SkType >= 0 ? ReadU16(k, sk + (ulong)l.SkType) ?? 0 : (ushort)(ReadU16(k, socket + (ulong)l.SocketType) ?? 0);
+        ushort protocol = l.SkProtocol >= 0 ? ReadU16(k, sk + (ulong)l.SkProtocol) ?? 0 : (ushort)0;
+        string type = sockType switch { 1 => "STREAM", 2 => "DGRAM", 3 => "RAW", 4 => "RDM", 5 => "SEQPACKET", 10 => "PACKET", _ => sockType.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        string sockAddress = $"0x{sk:X}";
+        switch (family)
+        {
+            case 2: // AF_INET
+            {
+                string? proto = protocol switch { 6 => "TCP", 17 => "UDP", 1 => "ICMP", 255 => "RAW", _ => protocol.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+                string local = new IPAddress(ReadBytes(k, common + (ulong)l.RcvSaddr, 4) ?? new byte[4]).ToString();
+                string remote = new IPAddress(ReadBytes(k, common + (ulong)l.Daddr, 4) ?? new byte[4]).ToString();
+                return new LinuxSocket(process.Pid, process.Comm, fd, "AF_INET", type, proto, local, ReadU16(k, common + (ulong)l.Num),
+                    remote, ReadPort(k, common + (ulong)l.Dport), StateName(proto, state), inode, null, sockAddress);
+            }
+            case 10: // AF_INET6
+            {
+                string? proto = protocol switch { 6 => "TCP", 17 => "UDP", 58 => "ICMPv6", 255 => "RAW", _ => protocol.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+                string local = l.V6Saddr >= 0 ? new IPAddress(ReadBytes(k, common + (ulong)l.V6Saddr, 16) ?? new byte[16]).ToString() : "?";
+                string remote = l.V6Daddr >= 0 ? new IPAddress(ReadBytes(k, common + (ulong)l.V6Daddr, 16) ?? new byte[16]).ToString() : "?";
+                return new LinuxSocket(process.Pid, process.Comm, fd, "AF_INET6", type, proto, local, ReadU16(k, common + (ulong)l.Num),
+                    remote, ReadPort(k, common + (ulong)l.Dport), StateName(proto, state), inode, null, sockAddress);
+            }
+            case 1: // AF_UNIX
+            {
+                string? path = null;
+                if (l.UnixAddr >= 0 && k.TryReadUInt64(sk + (ulong)l.UnixAddr, out ulong address) && address != 0 && l.UnixAddrLen >= 0 && l.UnixAddrName >= 0
+                    && k.TryReadUInt32(address + (ulong)l.UnixAddrLen, out uint length) && length > 2 && length <= 110)
+                {
+                    byte[]? name = ReadBytes(k, address + (ulong)l.UnixAddrName + 2, (int)length - 2);
+                    if (name is not null)
+                    {
+                        // Abstract names start with NUL; show them with '@' as ss does.
+                        path = name[0] == 0 ? "@" + Encoding.UTF8.GetString(name, 1, name.Length - 1).TrimEnd('\0') : Encoding.UTF8.GetString(name).TrimEnd('\0');
+                    }
+                }
+                // As /proc/net/unix derives it: listening, or connected when sk_state is TCP_ESTABLISHED.
+                string unixState = state == 10 ? "LISTEN" : state == 1 ? "CONNECTED" : "UNCONNECTED";
+                return new LinuxSocket(process.Pid, process.Comm, fd, "AF_UNIX", type, null, null, null, null, null, unixState, inode, path, sockAddress);
+            }
+            default:
+                return new LinuxSocket(process.Pid, process.Comm, fd, FamilyName(family), type, protocol == 0 ? null : protocol.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    null, null, null, null, null, inode, null, sockAddress);
+        }
+    }
+
+    private static string FamilyName(ushort family) => family switch
+    {
+        16 => "AF_NETLINK",
+        17 => "AF_PACKET",
+        40 => "AF_VSOCK",
+        44 => "AF_XDP",
+        _ => $"AF_{family}",
+    };
+
+    private static string? StateName(string? protocol, byte state)
+    {
+        if (protocol == "UDP")
+        {
+            return state switch { 1 => "ESTABLISHED", 7 => "UNCONN", _ => state.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        }
+        return state < s_tcpStates.Length ? s_tcpStates[state] : state.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static byte[]? ReadBytes(IVirtualMemory k, ulong va, int length)
+    {
+        byte[] b = new byte[length];
+        return k.Read(va, b) == length ? b : null;
+    }
+
+    private static ushort? ReadU16(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16LittleEndian(b) : null;
+
+    private static int? ReadPort(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16BigEndian(b) : null;
+
+    private static byte? ReadU8(IVirtualMemory k, ulong va) => ReadBytes(k, va, 1) is { } b ? b[0] : null;
+
+    /// <summary>Modules on the kernel's module list.</summary>
+    public static (List<LinuxModule> Modules, List<string> Notes) Modules(LinuxContext context, CancellationToken ct = default)
+    {
+        var notes = new List<string>();
+        var rows = new List<LinuxModule>();
+        TypeModel t = context.Types;
+        IVirtualMemory k = context.Kernel.Kernel;
+        if (!context.Kernel.Symbols.TryGetAddress("modules", out ulong head) || !t.TryGetOffset("module", "list", out int listOffset)
+            || !t.TryGetOffset("module", "name", out int nameOffset))
+        {
+            notes.Add("the module list (symbol 'modules', module.list, module.name) is not available");
+            return (rows, notes);
+        }
+        // 6.1: core_layout.{base,size}; 6.4+: mem[MOD_TEXT].{base,size}.
+        bool hasCore = t.TryGetOffset("module", "core_layout.base", out int baseOffset) & t.TryGetOffset("module", "core_layout.size", out int sizeOffset);
+        if (!hasCore)
+        {
+            hasCore = t.TryGetOffset("module", "mem", out baseOffset) & t.TryGetOffset("module_memory", "size", out sizeOffset);
+            sizeOffset += baseOffset;
+        }
+        var seen = new HashSet<ulong>();
+        ulong entry = k.TryReadUInt64(head, out ulong first) ? first : head;
+        while (entry != head)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (!seen.Add(entry) || seen.Count > 65536)
+            {
+                notes.Add($"module list loops at 0x{entry:X}: stopped");
+                break;
+            }
+            ulong module = entry - (ulong)listOffset;
+            string name = k.ReadCString(module + (ulong)nameOffset, 56) ?? "?";
+            ulong moduleBase = hasCore && k.TryReadUInt64(module + (ulong)baseOffset, out ulong b) ? b : 0;
+            ulong size = hasCore && k.TryReadUInt32(module + (ulong)sizeOffset, out uint s) ? s : 0;
+            rows.Add(new LinuxModule(name, $"0x{moduleBase:X}", size, $"0x{module:X}"));
+            if (!k.TryReadUInt64(entry, out ulong next))
+            {
+                notes.Add($"module at 0x{module:X} has an unreadable list.next: stopped");
+                break;
+            }
+            entry = next;
+        }
+        return (rows, notes);
+    }
+}
