@@ -12,6 +12,10 @@ internal sealed class LinuxPluginSettings : CaptureSettings
     [CommandOption("--isf <FILE>")]
     [Description("Optional: a Volatility ISF (.json or .json.xz) of the kernel, used instead of the BTF found in memory")]
     public string? Isf { get; init; }
+
+    [CommandOption("--pid <PID>")]
+    [Description("Only these processes (repeat the option for several), for plugins that work per process")]
+    public int[] Pid { get; init; } = [];
 }
 
 /// <summary>Runs one Linux plugin: open, locate the kernel, render the rows.</summary>
@@ -56,4 +60,17 @@ internal sealed class LinuxSockStatCommand : LinuxPluginCommand
 internal sealed class LinuxLsModCommand : LinuxPluginCommand
 {
     protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.LsMod(context, ct);
+}
+
+[Description("Memory mappings of each process: range, permissions, offset, inode and file path (or [heap], [stack], anonymous, memfd, deleted)")]
+internal sealed class LinuxMapsCommand : Command<LinuxPluginSettings>
+{
+    public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf), cancellationToken);
+        ISet<int>? pids = settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
+        ReportWriter.Write(LinuxPlugins.Maps(linux, pids, cancellationToken), settings.OutputFormat, Console.Out);
+        return (int)ExitCode.Ok;
+    }
 }

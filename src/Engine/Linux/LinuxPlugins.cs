@@ -34,6 +34,13 @@ public static class LinuxPlugins
         return new RowsReport<LinuxSocket>("linux.sockstat", sockets, notes);
     }
 
+    /// <summary>linux.maps (linux.proc.Maps in Volatility).</summary>
+    public static RowsReport<LinuxMapping> Maps(LinuxContext context, ISet<int>? pids = null, CancellationToken ct = default)
+    {
+        (List<LinuxMapping> maps, List<string> notes) = LinuxMaps.List(context, pids, ct);
+        return new RowsReport<LinuxMapping>("linux.maps", maps, notes);
+    }
+
     /// <summary>linux.lsmod.</summary>
     public static RowsReport<LinuxModule> LsMod(LinuxContext context, CancellationToken ct = default)
     {

@@ -1,0 +1,261 @@
+using System.Buffers.Binary;
+using CloudMem.Engine.Paging;
+using CloudMem.Engine.Symbols;
+
+namespace CloudMem.Engine.Linux;
+
+/// <summary>One memory mapping of a process (linux.maps), formatted like /proc/PID/maps.</summary>
+public sealed record LinuxMapping(int Pid, string Comm, string Start, string End, string Flags, string PageOffset, ulong? Inode, string Path)
+{
+    internal ulong StartAddress { get; init; }
+    internal ulong EndAddress { get; init; }
+    internal ulong VmFlags { get; init; }
+    internal bool Anonymous { get; init; }
+}
+
+/// <summary>
+/// Walks a process's memory mappings: the maple tree of Linux 6.1+ (mm->mm_mt), or the older mmap linked list.
+/// File paths are rebuilt from dentries and mounts, with " (deleted)" for unlinked files, as the kernel's d_path does.
+/// </summary>
+public static class LinuxMaps
+{
+    private const ulong VmRead = 1, VmWrite = 2, VmExec = 4, VmShared = 8;
+    private const int MaxVmas = 1 << 20;
+
+    private sealed class Layout(TypeModel t)
+    {
+        private int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        public int MmMt => O("mm_struct", "mm_mt");
+        public int MmMmap => O("mm_struct", "mmap");
+        public int MaRoot => O("maple_tree", "ma_root");
+        public int Range64Slot => O("maple_range_64", "slot");
+        public int Arange64Slot => O("maple_arange_64", "slot");
+        public int NodeSlot => O("maple_node", "slot");
+        public int VmStart => O("vm_area_struct", "vm_start");
+        public int VmEnd => O("vm_area_struct", "vm_end");
+        public int VmNext => O("vm_area_struct", "vm_next");
+        public int VmFlags => O("vm_area_struct", "vm_flags");
+        public int VmPgoff => O("vm_area_struct", "vm_pgoff");
+        public int VmFile => O("vm_area_struct", "vm_file");
+        public int VmMm => O("vm_area_struct", "vm_mm");
+        public int VmOps => O("vm_area_struct", "vm_ops");
+        public int VmPrivate => O("vm_area_struct", "vm_private_data");
+        public int SpecialName => O("vm_special_mapping", "name");
+        public int MmStartBrk => O("mm_struct", "start_brk");
+        public int MmBrk => O("mm_struct", "brk");
+        public int MmStartStack => O("mm_struct", "start_stack");
+        public int FilePath => O("file", "f_path");
+        public int FileInode => O("file", "f_inode");
+        public int InodeIno => O("inode", "i_ino");
+        public int PathMnt => O("path", "mnt");
+        public int PathDentry => O("path", "dentry");
+        public int DentryName => O("dentry", "d_name");
+        public int QstrName => O("qstr", "name");
+        public int DentryParent => O("dentry", "d_parent");
+        public int DentryHash => O("dentry", "d_hash");
+        public int HashPprev => O("hlist_bl_node", "pprev");
+        public int MountMnt => O("mount", "mnt");
+        public int MountParent => O("mount", "mnt_parent");
+        public int MountPoint => O("mount", "mnt_mountpoint");
+        public int VfsMountRoot => O("vfsmount", "mnt_root");
+    }
+
+    /// <summary>Mappings of every user process (or of the given pids).</summary>
+    public static (List<LinuxMapping> Maps, List<string> Notes) List(LinuxContext context, ISet<int>? pids = null, CancellationToken ct = default)
+    {
+        var l = new Layout(context.Types);
+        var notes = new List<string>();
+        var rows = new List<LinuxMapping>();
+        if (l.VmStart < 0 || l.VmEnd < 0 || (l.MmMt < 0 && l.MmMmap < 0))
+        {
+            notes.Add($"the type information ({context.Types.Source}) lacks vm_area_struct or the mm's mapping tree");
+            return (rows, notes);
+        }
+        (List<LinuxProcess> processes, List<string> listNotes) = LinuxProcesses.List(context, ct);
+        notes.AddRange(listNotes);
+        IVirtualMemory k = context.Kernel.Kernel;
+        context.Kernel.Symbols.TryGetAddress("special_mapping_vmops", out ulong specialOps);
+        foreach (LinuxProcess process in processes.Where(p => p.Mm != 0 && (pids is null || pids.Contains(p.Pid))))
+        {
+            ct.ThrowIfCancellationRequested();
+            List<ulong> vmas = l.MmMt >= 0 ? MapleVmas(k, l, process.Mm, notes) : ListVmas(k, l, process.Mm, notes);
+            ulong startBrk = Read64(k, process.Mm, l.MmStartBrk), brk = Read64(k, process.Mm, l.MmBrk), startStack = Read64(k, process.Mm, l.MmStartStack);
+            foreach (ulong vma in vmas)
+            {
+                ulong start = Read64(k, vma, l.VmStart), end = Read64(k, vma, l.VmEnd), flags = Read64(k, vma, l.VmFlags);
+                ulong pgoff = Read64(k, vma, l.VmPgoff), file = Read64(k, vma, l.VmFile);
+                string path = "";
+                ulong? inode = null;
+                if (file != 0)
+                {
+                    path = FilePath(k, l, file);
+                    inode = l.FileInode >= 0 && l.InodeIno >= 0 && k.TryReadUInt64(file + (ulong)l.FileInode, out ulong ino) && k.TryReadUInt64(ino + (ulong)l.InodeIno, out ulong n) ? n : null;
+                }
+                else if (start <= startBrk && end >= brk && brk != 0)
+                {
+                    path = "[heap]";
+                }
+                else if (start <= startStack && startStack < end)
+                {
+                    path = "[stack]";
+                }
+                else if (specialOps != 0 && l.VmOps >= 0 && Read64(k, vma, l.VmOps) == specialOps && l.VmPrivate >= 0 && l.SpecialName >= 0)
+                {
+                    ulong special = Read64(k, vma, l.VmPrivate);
+                    ulong namePtr = Read64(k, special, l.SpecialName);
+                    path = namePtr != 0 ? k.ReadCString(namePtr, 64) ?? "" : "";
+                }
+                string perms = $"{((flags & VmRead) != 0 ? 'r' : '-')}{((flags & VmWrite) != 0 ? 'w' : '-')}{((flags & VmExec) != 0 ? 'x' : '-')}{((flags & VmShared) != 0 ? 's' : 'p')}";
+                rows.Add(new LinuxMapping(process.Pid, process.Comm, $"0x{start:x8}", $"0x{end:x8}", perms, $"0x{(file != 0 ? pgoff * 4096 : 0):x8}", inode, path)
+                {
+                    StartAddress = start,
+                    EndAddress = end,
+                    VmFlags = flags,
+                    Anonymous = file == 0,
+                });
+            }
+        }
+        return (rows, notes);
+    }
+
+    private static ulong Read64(IVirtualMemory k, ulong address, int offset)
+        => offset >= 0 && address != 0 && k.TryReadUInt64(address + (ulong)offset, out ulong value) ? value : 0;
+
+    /// <summary>VMAs of a 6.1+ mm from its maple tree (leaves hold the VMA pointers), sorted by start.</summary>
+    private static List<ulong> MapleVmas(IVirtualMemory k, Layout l, ulong mm, List<string> notes)
+    {
+        var vmas = new HashSet<ulong>();
+        ulong root = Read64(k, mm + (ulong)l.MmMt, l.MaRoot);
+        var stack = new Stack<(ulong Entry, int Depth)>();
+        stack.Push((root, 0));
+        int nodes = 0;
+        while (stack.Count > 0)
+        {
+            (ulong entry, int depth) = stack.Pop();
+            if (entry == 0)
+            {
+                continue;
+            }
+            bool isNode = (entry & 3) == 2 && entry > 4096;
+            if (!isNode)
+            {
+                vmas.Add(entry);
+                continue;
+            }
+            if (depth > 16 || ++nodes > MaxVmas)
+            {
+                notes.Add($"maple tree of mm 0x{mm:X} is deeper or larger than possible: stopped");
+                break;
+            }
+            ulong node = entry & ~0xFFUL;
+            int type = (int)((entry >> 3) & 0xF);
+            (int slotOffset, int slots, bool leaf) = type switch
+            {
+                0 => (l.NodeSlot, 31, true),        // maple_dense
+                1 => (l.Range64Slot, 16, true),     // maple_leaf_64
+                2 => (l.Range64Slot, 16, false),    // maple_range_64
+                3 => (l.Arange64Slot, 10, false),   // maple_arange_64
+                _ => (-1, 0, false),
+            };
+            if (slotOffset < 0)
+            {
+                notes.Add($"maple node 0x{node:X} of mm 0x{mm:X} has unknown type {type}");
+                continue;
+            }
+            byte[] raw = new byte[slots * 8];
+            if (k.Read(node + (ulong)slotOffset, raw) != raw.Length)
+            {
+                notes.Add($"maple node 0x{node:X} of mm 0x{mm:X} is not readable");
+                continue;
+            }
+            for (int i = slots - 1; i >= 0; i--)
+            {
+                ulong slot = BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(i * 8));
+                if (slot == 0)
+                {
+                    continue;
+                }
+                if (leaf)
+                {
+                    if ((slot & 3) != 2)
+                    {
+                        vmas.Add(slot);
+                    }
+                }
+                else
+                {
+                    stack.Push((slot, depth + 1));
+                }
+            }
+        }
+        // A leaf slot is only a VMA if it points back at this mm.
+        var valid = vmas.Where(v => l.VmMm < 0 || Read64(k, v, l.VmMm) == mm)
+            .Select(v => (Vma: v, Start: Read64(k, v, l.VmStart)))
+            .OrderBy(v => v.Start).Select(v => v.Vma).ToList();
+        return valid;
+    }
+
+    /// <summary>VMAs of an older mm from its mmap list.</summary>
+    private static List<ulong> ListVmas(IVirtualMemory k, Layout l, ulong mm, List<string> notes)
+    {
+        var result = new List<ulong>();
+        var seen = new HashSet<ulong>();
+        for (ulong vma = Read64(k, mm, l.MmMmap); vma != 0; vma = Read64(k, vma, l.VmNext))
+        {
+            if (!seen.Add(vma) || seen.Count > MaxVmas)
+            {
+                notes.Add($"VMA list of mm 0x{mm:X} loops: stopped");
+                break;
+            }
+            result.Add(vma);
+        }
+        return result;
+    }
+
+    /// <summary>The path of a struct file, across mounts, with " (deleted)" when its dentry is unhashed.</summary>
+    public static string FilePath(IVirtualMemory k, LinuxContext context, ulong file) => FilePath(k, new Layout(context.Types), file);
+
+    private static string FilePath(IVirtualMemory k, Layout l, ulong file)
+    {
+        if (l.FilePath < 0 || l.PathDentry < 0 || l.DentryName < 0 || l.QstrName < 0 || l.DentryParent < 0)
+        {
+            return "?";
+        }
+        ulong dentry = Read64(k, file + (ulong)l.FilePath, l.PathDentry);
+        ulong vfsmount = Read64(k, file + (ulong)l.FilePath, l.PathMnt);
+        ulong mount = l.MountMnt >= 0 && vfsmount != 0 ? vfsmount - (ulong)l.MountMnt : 0;
+        bool deleted = l.DentryHash >= 0 && l.HashPprev >= 0 && Read64(k, dentry + (ulong)l.DentryHash, l.HashPprev) == 0;
+        var parts = new List<string>();
+        for (int guard = 0; guard < 256 && dentry != 0; guard++)
+        {
+            ulong parent = Read64(k, dentry, l.DentryParent);
+            if (parent == dentry || parent == 0)
+            {
+                // A root dentry that is not its mount's root is a pseudo file (memfd, anonymous inode, socket):
+                // d_path shows its own name.
+                ulong mountRoot = mount != 0 && l.VfsMountRoot >= 0 ? Read64(k, mount + (ulong)l.MountMnt, l.VfsMountRoot) : 0;
+                if (mountRoot != 0 && mountRoot != dentry)
+                {
+                    ulong own = Read64(k, dentry + (ulong)l.DentryName, l.QstrName);
+                    parts.Add(own != 0 ? k.ReadCString(own, 256) ?? "?" : "?");
+                    break;
+                }
+                // Root of this mount: continue from where it is mounted, unless this is the top.
+                ulong mountParent = mount != 0 ? Read64(k, mount, l.MountParent) : 0;
+                if (mount == 0 || mountParent == 0 || mountParent == mount)
+                {
+                    break;
+                }
+                dentry = Read64(k, mount, l.MountPoint);
+                mount = mountParent;
+                continue;
+            }
+            ulong name = Read64(k, dentry + (ulong)l.DentryName, l.QstrName);
+            parts.Add(name != 0 ? k.ReadCString(name, 256) ?? "?" : "?");
+            dentry = parent;
+        }
+        parts.Reverse();
+        string path = "/" + string.Join('/', parts);
+        return deleted ? path + " (deleted)" : path;
+    }
+}
