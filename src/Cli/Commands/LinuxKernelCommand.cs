@@ -12,7 +12,7 @@ internal sealed class LinuxKernelCommand : Command<CaptureSettings>
     public override int Execute(CommandContext context, CaptureSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        LinuxKernel kernel = LinuxKernel.Locate(memory, cancellationToken);
+        LinuxKernel kernel = LinuxKernel.Locate(memory, cancellationToken: cancellationToken);
         ReportWriter.Write(KernelReport.From(kernel), settings.OutputFormat, Console.Out);
         return (int)ExitCode.Ok;
     }

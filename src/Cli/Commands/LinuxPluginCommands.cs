@@ -13,6 +13,10 @@ internal sealed class LinuxPluginSettings : CaptureSettings
     [Description("Optional: a Volatility ISF (.json or .json.xz) of the kernel, used instead of the BTF found in memory")]
     public string? Isf { get; init; }
 
+    [CommandOption("--system-map <FILE>")]
+    [Description("Optional: the kernel's System.map, used only when kallsyms cannot be found in memory")]
+    public string? SystemMap { get; init; }
+
     [CommandOption("--pid <PID>")]
     [Description("Only these processes (repeat the option for several), for plugins that work per process")]
     public int[] Pid { get; init; } = [];
@@ -26,7 +30,7 @@ internal abstract class LinuxPluginCommand : Command<LinuxPluginSettings>
     public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf), cancellationToken);
+        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
         ReportWriter.Write(Run(linux, cancellationToken), settings.OutputFormat, Console.Out);
         return (int)ExitCode.Ok;
     }
@@ -68,7 +72,7 @@ internal sealed class LinuxMapsCommand : Command<LinuxPluginSettings>
     public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf), cancellationToken);
+        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
         ISet<int>? pids = settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
         ReportWriter.Write(LinuxPlugins.Maps(linux, pids, cancellationToken), settings.OutputFormat, Console.Out);
         return (int)ExitCode.Ok;

@@ -16,7 +16,7 @@ namespace CloudMem.Engine.Linux;
 /// kallsyms_num_syms, kallsyms_relative_base and kallsyms_offsets precede the names (the order scripts/kallsyms.c
 /// writes up to Linux 6.1, each label 8-byte aligned). Every step is checked against the next one.
 /// </remarks>
-public sealed class Kallsyms
+public sealed class Kallsyms : IKernelSymbols
 {
     private static readonly byte[] s_digits = "0\u00001\u00002\u00003\u00004\u00005\u00006\u00007\u00008\u00009\u0000"u8.ToArray();
     private const int MaxSymbols = 2_000_000;
@@ -43,6 +43,12 @@ public sealed class Kallsyms
 
     /// <summary>True when per-CPU symbols are stored as absolute values (CONFIG_KALLSYMS_ABSOLUTE_PERCPU).</summary>
     public bool AbsolutePercpu { get; }
+
+    /// <inheritdoc />
+    public string Source => $"kallsyms in memory (token table at physical 0x{TokenTablePhysicalAddress:X})";
+
+    /// <inheritdoc />
+    public int Count => Symbols.Count;
 
     /// <summary>Looks a symbol up (the first one of that name).</summary>
     public bool TryGetAddress(string name, out ulong address) => _byName.TryGetValue(name, out address);

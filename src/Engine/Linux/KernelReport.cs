@@ -12,7 +12,7 @@ public sealed record KernelReport(
     string PagingMode,
     string PageOffsetBase,
     int Symbols,
-    bool AbsolutePercpu,
+    string SymbolSource,
     IReadOnlyList<string> Steps) : IReport
 {
     /// <summary>Builds the report.</summary>
@@ -24,8 +24,8 @@ public sealed record KernelReport(
         Hex.Of(kernel.DirectoryTableBase),
         kernel.Kernel.Mode.Name,
         Hex.Of(kernel.PageOffsetBase),
-        kernel.Symbols.Symbols.Count,
-        kernel.Symbols.AbsolutePercpu,
+        kernel.Symbols.Count,
+        kernel.Symbols.Source,
         kernel.Steps);
 
     /// <inheritdoc />
@@ -40,7 +40,7 @@ public sealed record KernelReport(
             new[] { "kernel DTB (init_top_pgt)", DirectoryTableBase },
             new[] { "paging", PagingMode },
             new[] { "page_offset_base", PageOffsetBase },
-            new[] { "kallsyms symbols", Hex.Dec((ulong)Symbols) },
+            new[] { "symbols", $"{Hex.Dec((ulong)Symbols)} from {SymbolSource}" },
         ]);
         yield return new TableSection("How", [""], Steps.Select(s => (IReadOnlyList<string>)new[] { s }).ToList());
     }

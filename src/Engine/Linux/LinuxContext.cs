@@ -5,8 +5,10 @@ using CloudMem.VmStateParsers;
 namespace CloudMem.Engine.Linux;
 
 /// <summary>Options for Linux analysis: optional symbol inputs (never required).</summary>
-/// <param name="IsfPath">A Volatility ISF (.json or .json.xz) for the kernel: its types replace BTF.</param>
-public sealed record LinuxOptions(string? IsfPath = null);
+/// <param name="IsfPath">A Volatility ISF (.json or .json.xz) for the kernel: its types replace BTF, its symbols are
+/// used when kallsyms cannot be found.</param>
+/// <param name="SystemMapPath">A System.map for the kernel, used when kallsyms cannot be found.</param>
+public sealed record LinuxOptions(string? IsfPath = null, string? SystemMapPath = null);
 
 /// <summary>
 /// Everything the Linux plugins share: the located kernel, the type model (BTF carved from the capture, or a given
@@ -38,11 +40,14 @@ public sealed class LinuxContext
     public static LinuxContext Open(IPhysicalMemory physical, LinuxOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new LinuxOptions();
-        LinuxKernel kernel = LinuxKernel.Locate(physical, cancellationToken);
+        TypeModel? isf = options.IsfPath is null ? null : IsfLoader.Load(options.IsfPath);
+        IReadOnlyDictionary<string, ulong>? linkTime = options.SystemMapPath is not null ? SlidSymbols.ParseSystemMap(options.SystemMapPath)
+            : isf is { Symbols.Count: > 0 } ? isf.Symbols : null;
+        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cancellationToken);
         TypeModel types;
-        if (options.IsfPath is not null)
+        if (isf is not null)
         {
-            types = IsfLoader.Load(options.IsfPath);
+            types = isf;
         }
         else if (BtfLoader.TryFind(physical, out ulong btfAt, out int btfLength, cancellationToken))
         {

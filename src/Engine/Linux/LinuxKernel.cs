@@ -19,7 +19,7 @@ public sealed class LinuxKernel
     /// <summary>Link-time address of _text for x86-64 kernels built with the default CONFIG_PHYSICAL_START.</summary>
     public const ulong DefaultTextAddress = 0xFFFFFFFF81000000;
 
-    private LinuxKernel(IPhysicalMemory physical, KernelBanner banner, Kallsyms symbols, long physBase, ulong dtb, AddressSpace kernel, List<string> steps)
+    private LinuxKernel(IPhysicalMemory physical, KernelBanner banner, IKernelSymbols symbols, long physBase, ulong dtb, AddressSpace kernel, List<string> steps)
     {
         Physical = physical;
         Banner = banner;
@@ -36,14 +36,14 @@ public sealed class LinuxKernel
     /// <summary>The kernel's linux_banner.</summary>
     public KernelBanner Banner { get; }
 
-    /// <summary>kallsyms, decoded from memory.</summary>
-    public Kallsyms Symbols { get; }
+    /// <summary>Kernel symbols: kallsyms decoded from memory, or a given symbol file with the slide found.</summary>
+    public IKernelSymbols Symbols { get; }
 
     /// <summary>phys_base: physical load address minus link address (negative under physical KASLR).</summary>
     public long PhysBase { get; }
 
     /// <summary>KASLR virtual slide: run-time _text minus its link-time address.</summary>
-    public ulong VirtualSlide => Symbols.TryGetAddress("_text", out ulong text) ? text - DefaultTextAddress : 0;
+    public ulong VirtualSlide => Symbols is SlidSymbols slid ? slid.Slide : Symbols.TryGetAddress("_text", out ulong text) ? text - DefaultTextAddress : 0;
 
     /// <summary>Physical address of init_top_pgt (the kernel's root page table).</summary>
     public ulong DirectoryTableBase { get; }
@@ -64,24 +64,42 @@ public sealed class LinuxKernel
     public ulong DirectMapToPhysical(ulong va) => va - PageOffsetBase;
 
     /// <summary>Locates the kernel. Throws <see cref="KernelNotFoundException"/> with what was tried.</summary>
-    public static LinuxKernel Locate(IPhysicalMemory physical, CancellationToken cancellationToken = default)
+    /// <param name="physical">The capture.</param>
+    /// <param name="linkTimeSymbols">Optional symbols at link-time addresses (System.map or ISF), used when kallsyms cannot be found.</param>
+    /// <param name="symbolSource">Name of those symbols' file.</param>
+    /// <param name="cancellationToken">Cancellation.</param>
+    public static LinuxKernel Locate(IPhysicalMemory physical, IReadOnlyDictionary<string, ulong>? linkTimeSymbols = null, string? symbolSource = null,
+        CancellationToken cancellationToken = default)
     {
         var steps = new List<string>();
         KernelBanner banner = BannerScanner.FindLinuxBanner(physical, cancellationToken)
             ?? throw new KernelNotFoundException("no Linux kernel banner (\"Linux version ...\") in physical memory: not a Linux capture, or the kernel image was not captured");
         steps.Add($"banner at physical 0x{banner.PhysicalAddress:X}");
-        Kallsyms symbols = Kallsyms.Find(physical, out string why, cancellationToken)
-            ?? throw new KernelNotFoundException($"kallsyms not found in memory ({why}); supply the kernel's symbols with --isf FILE.json.xz or --system-map System.map");
-        steps.Add($"kallsyms: {symbols.Symbols.Count} symbols, token table at physical 0x{symbols.TokenTablePhysicalAddress:X}, relative base 0x{symbols.RelativeBase:X}");
+        Kallsyms? kallsyms = Kallsyms.Find(physical, out string why, cancellationToken);
+        if (kallsyms is not null)
+        {
+            steps.Add($"kallsyms: {kallsyms.Symbols.Count} symbols, token table at physical 0x{kallsyms.TokenTablePhysicalAddress:X}, relative base 0x{kallsyms.RelativeBase:X}");
+            return FromSymbols(physical, banner, kallsyms, steps);
+        }
+        steps.Add($"kallsyms not found: {why}");
+        if (linkTimeSymbols is null)
+        {
+            throw new KernelNotFoundException($"kallsyms not found in memory ({why}); supply the kernel's symbols with --isf FILE.json.xz or --system-map System.map");
+        }
+        return FromLinkTimeSymbols(physical, banner, linkTimeSymbols, symbolSource ?? "symbol file", steps);
+    }
+
+    private static LinuxKernel FromSymbols(IPhysicalMemory physical, KernelBanner banner, IKernelSymbols symbols, List<string> steps)
+    {
         if (!symbols.TryGetAddress("linux_banner", out ulong bannerVa))
         {
-            throw new KernelNotFoundException("kallsyms has no linux_banner symbol; supply --system-map or --isf");
+            throw new KernelNotFoundException($"{symbols.Source} has no linux_banner symbol; supply --system-map or --isf");
         }
         long physBase = (long)banner.PhysicalAddress - (long)(bannerVa - StartKernelMap);
         steps.Add($"phys_base {(physBase < 0 ? "-0x" + (-physBase).ToString("X") : "0x" + physBase.ToString("X"))} from linux_banner 0x{bannerVa:X} at physical 0x{banner.PhysicalAddress:X}");
         if (!symbols.TryGetAddress("init_top_pgt", out ulong pgtVa) && !symbols.TryGetAddress("swapper_pg_dir", out pgtVa))
         {
-            throw new KernelNotFoundException("kallsyms has neither init_top_pgt nor swapper_pg_dir: cannot find the kernel page tables");
+            throw new KernelNotFoundException($"{symbols.Source} has neither init_top_pgt nor swapper_pg_dir: cannot find the kernel page tables");
         }
         ulong dtb = (ulong)((long)(pgtVa - StartKernelMap) + physBase);
         foreach (PagingMode mode in new[] { PagingMode.X64Level4, PagingMode.X64Level5 })
@@ -94,5 +112,32 @@ public sealed class LinuxKernel
             }
         }
         throw new KernelNotFoundException($"init_top_pgt at physical 0x{dtb:X} does not map linux_banner to 0x{banner.PhysicalAddress:X}: the symbols do not fit this capture");
+    }
+
+    // With link-time symbols: the kernel page table's physical address does not depend on the virtual slide
+    // (both it and linux_banner move together in physical memory), so find it first, then try every 2 MiB-aligned
+    // slide (CONFIG_PHYSICAL_ALIGN) until linux_banner translates to where the banner was found.
+    private static LinuxKernel FromLinkTimeSymbols(IPhysicalMemory physical, KernelBanner banner, IReadOnlyDictionary<string, ulong> symbols, string source, List<string> steps)
+    {
+        if (!symbols.TryGetValue("linux_banner", out ulong bannerLink)
+            || !(symbols.TryGetValue("init_top_pgt", out ulong pgtLink) || symbols.TryGetValue("swapper_pg_dir", out pgtLink)))
+        {
+            throw new KernelNotFoundException($"{source} lacks linux_banner or init_top_pgt/swapper_pg_dir");
+        }
+        ulong dtb = banner.PhysicalAddress + (pgtLink - bannerLink);
+        foreach (PagingMode mode in new[] { PagingMode.X64Level4, PagingMode.X64Level5 })
+        {
+            var space = new AddressSpace(physical, dtb, mode);
+            for (ulong slide = 0; slide < 0x40000000; slide += 0x200000)
+            {
+                if (space.TryTranslate(bannerLink + slide, out Translation t, out _) && t.PhysicalAddress == banner.PhysicalAddress)
+                {
+                    var slid = new SlidSymbols(symbols, slide, source);
+                    steps.Add($"{source}: KASLR slide 0x{slide:X} found by translating linux_banner through init_top_pgt at physical 0x{dtb:X}");
+                    return FromSymbols(physical, banner, slid, steps);
+                }
+            }
+        }
+        throw new KernelNotFoundException($"{source} does not fit this capture: no KASLR slide maps linux_banner to physical 0x{banner.PhysicalAddress:X} (a different kernel build?)");
     }
 }
