@@ -1,4 +1,5 @@
 using CloudMem.VmStateParsers.Formats.Avml;
+using CloudMem.VmStateParsers.Formats.CrashDump;
 using CloudMem.VmStateParsers.Formats.Elf;
 using CloudMem.VmStateParsers.Formats.Kdump;
 using CloudMem.VmStateParsers.Formats.Lime;
@@ -17,6 +18,7 @@ public static class CaptureOpener
     // Declared detection order: formats with a magic first, raw (no header) last.
     private static readonly CaptureFormat[] s_formats =
     [
+        new CrashDumpFormat(),
         new KdumpFormat(),
         new FlattenedKdumpFormat(),
         new ElfFormat(),

@@ -33,6 +33,12 @@ public sealed record ParserLimits
     /// <summary>Most records of a flattened makedumpfile stream.</summary>
     public int MaxFlattenedRecords { get; init; } = 128 * 1024 * 1024;
 
+    /// <summary>Most runs in a crash dump's PHYSICAL_MEMORY_DESCRIPTOR (its 700-byte buffer holds 43 64-bit or 86 32-bit runs).</summary>
+    public int MaxCrashDumpRuns { get; init; } = 128;
+
+    /// <summary>Most pages (bits) a crash dump's SDMP/FDMP bitmap may cover: 2^40, i.e. 4 PiB of 4 KiB pages.</summary>
+    public ulong MaxCrashDumpBitmapPages { get; init; } = 1UL << 40;
+
     /// <summary>Largest physical address space (bytes) a capture may describe: 2^52, the x86-64 MAXPHYADDR.</summary>
     public ulong MaxPhysicalAddress { get; init; } = 1UL << 52;
 

@@ -27,6 +27,9 @@ public sealed record ConvertResult(
     IReadOnlyList<ConvertedFile> Files,
     double Seconds) : IReport
 {
+    /// <summary>What the writer wants the user to know about the output (see <see cref="WriterContext.Notes"/>).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+
     /// <inheritdoc />
     public IEnumerable<TableSection> ToTables()
     {
@@ -39,6 +42,7 @@ public sealed record ConvertResult(
             new[] { "verified", Verified ? "yes: every captured byte read back through our reader equals the source" : "NO" },
             new[] { "seconds", Seconds.ToString("0.00", CultureInfo.InvariantCulture) },
         };
+        rows.AddRange(Notes.Select(n => (IReadOnlyList<string>)new[] { "note", n }));
         yield return new TableSection("Conversion", ["", ""], rows);
         yield return new TableSection("Files written", ["file", "bytes", "sha256"],
             Files.Select(f => (IReadOnlyList<string>)new[] { f.Path, Hex.Dec(f.Bytes), f.Sha256 }).ToList());
@@ -59,7 +63,7 @@ public sealed class ConvertException(string message) : Exception(message);
 /// </summary>
 public static class CaptureConverter
 {
-    private static readonly List<ICaptureWriter> s_writers = [new RawWriter(), new LimeWriter()];
+    private static readonly List<ICaptureWriter> s_writers = [new RawWriter(), new LimeWriter(), new DmpWriter()];
 
     /// <summary>The registered writers, by <see cref="ICaptureWriter.Name"/>.</summary>
     public static IReadOnlyList<ICaptureWriter> Writers => s_writers;
@@ -130,7 +134,7 @@ public static class CaptureConverter
             done = true;
             ConvertedFile main = files[0];
             return new ConvertResult(Path.GetFullPath(sourcePath), main.Path, writer.Name, variant, main.Bytes, total, statistics.Records,
-                statistics.UnreadableBytes, true, main.Sha256, files, clock.Elapsed.TotalSeconds);
+                statistics.UnreadableBytes, true, main.Sha256, files, clock.Elapsed.TotalSeconds) { Notes = context.Notes };
         }
         catch (IOException e)
         {

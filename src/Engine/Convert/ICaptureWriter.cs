@@ -79,6 +79,9 @@ public sealed class WriterContext
         return file;
     }
 
+    /// <summary>Things the user should know about the output (a header field that could not be filled, padding added).</summary>
+    public List<string> Notes { get; } = [];
+
     /// <summary>Reports bytes of memory written so far.</summary>
     public void ReportWritten(ulong done) => _progress?.Report(new ConvertProgress("write", done, TotalBytes));
 }

@@ -1,0 +1,289 @@
+using System.Buffers.Binary;
+using System.Text;
+using CloudMem.Engine.Capture;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Engine.Convert;
+
+/// <summary>
+/// Windows 64-bit crash dump ("PAGEDU64", formats.md section 3). Variant <c>full</c> (DumpType 1): the runs go in the
+/// header's PHYSICAL_MEMORY_DESCRIPTOR and the pages follow the 0x2000-byte header back to back. Variant
+/// <c>bitmap</c> (DumpType 5): an "FDMP" bitmap header at 0x2000 with one bit per page frame, then the stored pages
+/// packed in frame order from a page-aligned offset. Header fields this tool cannot know keep the "PAGE" fill that
+/// Windows leaves in unused fields; the ones it knows (signature, versions, machine, DirectoryTableBase, runs, dump
+/// type, size) are filled as Windows does, so WinDbg, Volatility 3 (layers/crash.py) and kdmp-parser accept the file.
+/// </summary>
+/// <remarks>Runs are widened to whole 4 KiB pages (a crash dump stores pages); the widening reads as zero.</remarks>
+public sealed class DmpWriter : ICaptureWriter
+{
+    private const int PageSize = 4096;
+    private const int HeaderSize = 0x2000;
+    private const uint Signature = 0x45474150;          // "PAGE", also the fill pattern
+    private const uint ValidDump64 = 0x34365544;        // "DU64"
+    private const uint FreeBuild = 0xF;
+    private const uint MachineAmd64 = 0x8664;
+    private const uint DumpTypeFull = 1;
+    private const uint DumpTypeBitmapFull = 5;
+
+    // DUMP_HEADER64 offsets.
+    private const int OffMajorVersion = 0x008;
+    private const int OffMinorVersion = 0x00C;
+    private const int OffDirectoryTableBase = 0x010;
+    private const int OffPfnDataBase = 0x018;
+    private const int OffPsLoadedModuleList = 0x020;
+    private const int OffPsActiveProcessHead = 0x028;
+    private const int OffMachineImageType = 0x030;
+    private const int OffNumberProcessors = 0x034;
+    private const int OffBugCheckCode = 0x038;
+    private const int OffBugCheckParameters = 0x040;
+    private const int OffKdDebuggerDataBlock = 0x080;
+    private const int OffPhysicalMemoryBlock = 0x088;    // { u32 NumberOfRuns; u32 pad; u64 NumberOfPages; {u64 BasePage; u64 PageCount}[] }
+    private const int OffContextRecord = 0x348;
+    private const int OffDumpType = 0xF98;
+    private const int OffRequiredDumpSpace = 0xFA0;
+    private const int OffSystemTime = 0xFA8;
+    private const int OffComment = 0xFB0;
+    private const int CommentSize = 128;
+
+    /// <summary>Runs that fit the 700-byte PhysicalMemoryBlockBuffer (what Windows and its readers expect).</summary>
+    public const int MaxFullRuns = (OffContextRecord - OffPhysicalMemoryBlock - 0x10) / 16;
+
+    // Bitmap ("FDMP") header at 0x2000.
+    private const uint FullBitmapSignature = 0x504D4446;   // "FDMP"
+    private const uint BitmapValidDump = 0x504D5544;       // "DUMP"
+    private const int BitmapOffFirstPage = 0x20;
+    private const int BitmapOffPresentPages = 0x28;
+    private const int BitmapOffPages = 0x30;
+    private const int BitmapOffBits = 0x38;
+
+    /// <inheritdoc />
+    public string Name => "dmp";
+
+    /// <inheritdoc />
+    public string Description => "Windows 64-bit crash dump (full: DumpType 1 with a run list; bitmap: DumpType 5, FDMP bitmap)";
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Variants => ["full", "bitmap"];
+
+    /// <inheritdoc />
+    public string? VerifyAs => "crashdump";
+
+    /// <summary>One run of whole pages in the output and where its first page goes in the file.</summary>
+    private readonly record struct PageRun(ulong FirstPfn, ulong Pages, long FileOffset)
+    {
+        public ulong Start => FirstPfn * PageSize;
+        public ulong End => (FirstPfn + Pages) * PageSize;
+    }
+
+    /// <inheritdoc />
+    public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)
+    {
+        bool bitmap = string.Equals(context.Variant, "bitmap", StringComparison.OrdinalIgnoreCase);
+        List<(ulong FirstPfn, ulong Pages)> spans = PageSpans(memory.Runs, out ulong paddingBytes);
+        if (spans.Count == 0)
+        {
+            throw new ConvertException("dmp: the capture holds no memory to write");
+        }
+        if (!bitmap && spans.Count > MaxFullRuns)
+        {
+            throw new ConvertException($"dmp full: {spans.Count} runs do not fit the header's run list ({MaxFullRuns} at most); use --variant bitmap");
+        }
+        ulong totalPages = 0;
+        foreach ((_, ulong pages) in spans)
+        {
+            totalPages += pages;
+        }
+        ulong bitmapPages = spans[^1].FirstPfn + spans[^1].Pages;
+        // The bitmap is padded to whole 32-bit words (Volatility reads it as u32s) and the pages start on a page boundary.
+        long bitmapBytes = bitmap ? (long)((bitmapPages + 31) / 32 * 4) : 0;
+        long dataStart = bitmap ? AlignUp(HeaderSize + BitmapOffBits + bitmapBytes) : HeaderSize;
+        long fileLength = dataStart + (long)(totalPages * PageSize);
+
+        var runs = new List<PageRun>(spans.Count);
+        long next = dataStart;
+        foreach ((ulong firstPfn, ulong pages) in spans)
+        {
+            runs.Add(new PageRun(firstPfn, pages, next));
+            next += (long)(pages * PageSize);
+        }
+
+        ulong dtb = FindDirectoryTableBase(memory, context, out string dtbSource);
+        string sourceFormat = memory is ICaptureMetadata m ? m.Metadata.Format : "unknown format";
+        byte[] header = Header(runs, bitmap, totalPages, (ulong)fileLength, dtb, $"CloudMem convert from {sourceFormat}; DirectoryTableBase: {dtbSource}");
+
+        OutputFile file = context.CreateMain();
+        file.Write(header);
+        if (bitmap)
+        {
+            WriteBitmap(file, runs, bitmapPages, totalPages, dataStart);
+        }
+        if (paddingBytes > 0)
+        {
+            context.Notes.Add($"runs widened to whole pages: {paddingBytes} bytes that the source does not hold read as zero in the dump");
+        }
+
+        int index = 0;
+        ulong written = 0;
+        ulong unreadable = SequentialReader.ForEachBlock(memory, (pa, data) =>
+        {
+            while (pa >= runs[index].End)
+            {
+                index++;
+            }
+            file.WriteAt(runs[index].FileOffset + (long)(pa - runs[index].Start), data);
+            written += (ulong)data.Length;
+            context.ReportWritten(written);
+            return true;
+        }, cancellationToken: context.CancellationToken);
+        file.Reserve(fileLength);
+        file.WriteAt(fileLength, ReadOnlySpan<byte>.Empty);
+        return new WriterStatistics(runs.Count, unreadable);
+    }
+
+    /// <summary>The source's runs widened to whole pages; runs that then touch or share a page are merged.</summary>
+    private static List<(ulong FirstPfn, ulong Pages)> PageSpans(IReadOnlyList<PhysicalRun> runs, out ulong paddingBytes)
+    {
+        var spans = new List<(ulong FirstPfn, ulong Pages)>();
+        ulong pageBytes = 0;
+        ulong sourceBytes = 0;
+        foreach (PhysicalRun run in runs)
+        {
+            sourceBytes += run.Length;
+            ulong first = run.PhysicalAddress / PageSize;
+            ulong end = (run.End + PageSize - 1) / PageSize;
+            if (spans.Count > 0 && first <= spans[^1].FirstPfn + spans[^1].Pages)
+            {
+                (ulong lastFirst, ulong lastPages) = spans[^1];
+                ulong newEnd = Math.Max(end, lastFirst + lastPages);
+                pageBytes += (newEnd - (lastFirst + lastPages)) * PageSize;
+                spans[^1] = (lastFirst, newEnd - lastFirst);
+                continue;
+            }
+            spans.Add((first, end - first));
+            pageBytes += (end - first) * PageSize;
+        }
+        paddingBytes = pageBytes - sourceBytes;
+        return spans;
+    }
+
+    /// <summary>The kernel page-table root for the header: the first non-zero CR3 the source recorded.</summary>
+    private static ulong FindDirectoryTableBase(IPhysicalMemory memory, WriterContext context, out string source)
+    {
+        if (memory is ICaptureMetadata { Metadata: var metadata })
+        {
+            foreach (CpuState cpu in metadata.Cpus)
+            {
+                if (cpu.TryGet("cr3", out ulong cr3) && cr3 != 0)
+                {
+                    // CR3 bits 0-11 are flags (PCID, PWT, PCD); DirectoryTableBase is the table's address.
+                    ulong dtb = cr3 & ~0xFFFUL;
+                    source = $"CR3 of CPU {cpu.Index} ({cpu.Source})";
+                    context.Notes.Add($"DirectoryTableBase 0x{dtb:X} from the {source}");
+                    return dtb;
+                }
+            }
+        }
+        source = "0, the source records no CR3";
+        context.Notes.Add("DirectoryTableBase is 0: the source capture records no CR3 (tools that need the kernel's page tables must find them by scanning)");
+        return 0;
+    }
+
+    private static byte[] Header(List<PageRun> runs, bool bitmap, ulong totalPages, ulong fileLength, ulong dtb, string comment)
+    {
+        byte[] h = new byte[HeaderSize];
+        Span<byte> s = h;
+        for (int i = 0; i < HeaderSize; i += 4)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(s[i..], Signature);
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(s[4..], ValidDump64);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[OffMajorVersion..], FreeBuild);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[OffMinorVersion..], 0);              // no NT build: not a Windows capture
+        BinaryPrimitives.WriteUInt64LittleEndian(s[OffDirectoryTableBase..], dtb);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[OffPfnDataBase..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[OffPsLoadedModuleList..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[OffPsActiveProcessHead..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[OffMachineImageType..], MachineAmd64);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[OffNumberProcessors..], 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[OffBugCheckCode..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(OffBugCheckCode + 4)..], 0);
+        s.Slice(OffBugCheckParameters, 4 * 8).Clear();
+        BinaryPrimitives.WriteUInt64LittleEndian(s[OffKdDebuggerDataBlock..], 0);
+        if (!bitmap)
+        {
+            // Bitmap dumps leave the descriptor as "PAGE" fill (readers test NumberOfRuns == "PAGE").
+            Span<byte> block = s[OffPhysicalMemoryBlock..];
+            BinaryPrimitives.WriteUInt32LittleEndian(block, (uint)runs.Count);
+            BinaryPrimitives.WriteUInt32LittleEndian(block[4..], 0);
+            BinaryPrimitives.WriteUInt64LittleEndian(block[8..], totalPages);
+            for (int i = 0; i < runs.Count; i++)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(block[(0x10 + 16 * i)..], runs[i].FirstPfn);
+                BinaryPrimitives.WriteUInt64LittleEndian(block[(0x18 + 16 * i)..], runs[i].Pages);
+            }
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(s[OffDumpType..], bitmap ? DumpTypeBitmapFull : DumpTypeFull);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[OffRequiredDumpSpace..], fileLength);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[OffSystemTime..], 0);                 // capture time unknown
+        Span<byte> text = s.Slice(OffComment, CommentSize);
+        text.Clear();
+        byte[] ascii = Encoding.ASCII.GetBytes(comment.Length >= CommentSize ? comment[..(CommentSize - 1)] : comment);
+        ascii.CopyTo(text);
+        return h;
+    }
+
+    /// <summary>The FDMP header and the bitmap (in 1 MiB pieces), zero-padded to the first page.</summary>
+    private static void WriteBitmap(OutputFile file, List<PageRun> runs, ulong bitmapPages, ulong totalPages, long dataStart)
+    {
+        byte[] head = new byte[BitmapOffBits];
+        BinaryPrimitives.WriteUInt32LittleEndian(head, FullBitmapSignature);
+        BinaryPrimitives.WriteUInt32LittleEndian(head.AsSpan(4), BitmapValidDump);
+        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(BitmapOffFirstPage), (ulong)dataStart);
+        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(BitmapOffPresentPages), totalPages);
+        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(BitmapOffPages), bitmapPages);
+        file.WriteAt(HeaderSize, head);
+
+        const int chunkBytes = 1 << 20;
+        byte[] chunk = new byte[chunkBytes];
+        long bitmapBytes = (long)((bitmapPages + 7) / 8);
+        int index = 0;
+        for (long at = 0; at < bitmapBytes; at += chunkBytes)
+        {
+            int count = (int)Math.Min(chunkBytes, bitmapBytes - at);
+            Array.Clear(chunk, 0, count);
+            ulong chunkFirst = (ulong)at * 8;
+            ulong chunkEnd = chunkFirst + (ulong)count * 8;
+            while (index < runs.Count && runs[index].FirstPfn < chunkEnd)
+            {
+                ulong from = Math.Max(runs[index].FirstPfn, chunkFirst);
+                ulong to = Math.Min(runs[index].FirstPfn + runs[index].Pages, chunkEnd);
+                SetBits(chunk, from - chunkFirst, to - chunkFirst);
+                if (runs[index].FirstPfn + runs[index].Pages > chunkEnd)
+                {
+                    break;   // the run goes on in the next chunk
+                }
+                index++;
+            }
+            file.WriteAt(HeaderSize + BitmapOffBits + at, chunk.AsSpan(0, count));
+        }
+        file.Reserve(dataStart);
+    }
+
+    private static void SetBits(byte[] bits, ulong from, ulong to)
+    {
+        for (ulong bit = from; bit < to;)
+        {
+            if ((bit & 7) == 0 && to - bit >= 8)
+            {
+                ulong bytes = (to - bit) / 8;
+                bits.AsSpan((int)(bit / 8), (int)bytes).Fill(0xFF);
+                bit += bytes * 8;
+                continue;
+            }
+            bits[bit / 8] |= (byte)(1 << (int)(bit & 7));
+            bit++;
+        }
+    }
+
+    private static long AlignUp(long value) => (value + PageSize - 1) / PageSize * PageSize;
+}
