@@ -40,10 +40,20 @@ public sealed class LinuxContext
     public static LinuxContext Open(IPhysicalMemory physical, LinuxOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new LinuxOptions();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        bool trace = Environment.GetEnvironmentVariable("CLOUDMEM_TIMING") == "1";
+        void Mark(string phase)
+        {
+            if (trace)
+            {
+                Console.Error.WriteLine($"cloudmem: timing: {phase} at {clock.Elapsed.TotalMilliseconds:0} ms");
+            }
+        }
         TypeModel? isf = options.IsfPath is null ? null : IsfLoader.Load(options.IsfPath);
         IReadOnlyDictionary<string, ulong>? linkTime = options.SystemMapPath is not null ? SlidSymbols.ParseSystemMap(options.SystemMapPath)
             : isf is { Symbols.Count: > 0 } ? isf.Symbols : null;
         LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cancellationToken);
+        Mark("kernel located");
         TypeModel types;
         if (isf is not null)
         {
@@ -59,6 +69,7 @@ public sealed class LinuxContext
         {
             throw new KernelNotFoundException("no BTF type information in memory (kernel built without CONFIG_DEBUG_INFO_BTF?); supply the kernel's ISF with --isf FILE.json.xz");
         }
+        Mark($"types loaded ({types.TypeCount})");
         return new LinuxContext(physical, kernel, types, LinuxProfile.Create(types));
     }
 

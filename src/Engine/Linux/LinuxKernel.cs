@@ -75,6 +75,10 @@ public sealed class LinuxKernel
         KernelBanner banner = BannerScanner.FindLinuxBanner(physical, cancellationToken)
             ?? throw new KernelNotFoundException("no Linux kernel banner (\"Linux version ...\") in physical memory: not a Linux capture, or the kernel image was not captured");
         steps.Add($"banner at physical 0x{banner.PhysicalAddress:X}");
+        if (Environment.GetEnvironmentVariable("CLOUDMEM_TIMING") == "1")
+        {
+            Console.Error.WriteLine("cloudmem: timing: banner found");
+        }
         Kallsyms? kallsyms = Kallsyms.Find(physical, out string why, cancellationToken);
         if (kallsyms is not null)
         {
