@@ -10,8 +10,9 @@ namespace CloudMem.Engine.Convert;
 /// descriptor (version 3) per contiguous page range and its pages in <c>/savedstate/RamBlock%u</c> file objects of
 /// exactly 1 MiB, uncompressed (a range's last block is zero-padded, so every block is unambiguously raw). Each range
 /// starts a new block, as Microsoft's dump writer does. Also written: <c>/savedstate/VmVersion</c> and
-/// <c>/configuration/properties/version</c> (10.0) and an empty <c>/savedstate/savedVM/partition_state</c>: no
-/// processor state is recorded, so tools that need one (Microsoft's dump provider) may refuse the file.
+/// <c>/configuration/properties/version</c> (10.0) and <c>/savedstate/savedVM/partition_state</c> with the source's
+/// x86-64 registers (see <see cref="PartitionState"/>), or empty when the source recorded none, in which case tools that
+/// need processor state (Microsoft's dump provider) may refuse the file.
 /// Runs that do not start or end on a page boundary are widened to whole pages; the added bytes are zero.
 /// </summary>
 public sealed class VmrsWriter : ICaptureWriter
@@ -22,7 +23,7 @@ public sealed class VmrsWriter : ICaptureWriter
     public string Name => "vmrs";
 
     /// <inheritdoc />
-    public string Description => "Hyper-V saved state (.vmrs, HyperVStorage 4.0; uncompressed 1 MiB RAM blocks, no CPU state)";
+    public string Description => "Hyper-V saved state (.vmrs, HyperVStorage 4.0; uncompressed 1 MiB RAM blocks; x86-64 registers when known)";
 
     /// <inheritdoc />
     public string? VerifyAs => "hyperv";
@@ -32,7 +33,8 @@ public sealed class VmrsWriter : ICaptureWriter
     {
         var container = new HyperVContainerWriter();
         container.AddInt("/savedstate/VmVersion", VmVersion);
-        container.AddArray("/savedstate/savedVM/partition_state", []);
+        container.AddArray("/savedstate/savedVM/partition_state",
+            PartitionState(memory is ICaptureMetadata m ? m.Metadata.Cpus : []));
         List<(ulong Start, ulong End)> ranges = PageRanges(memory.Runs);
         var blocks = new List<(ulong Start, ulong End)>();
         for (int i = 0; i < ranges.Count; i++)
@@ -68,6 +70,69 @@ public sealed class VmrsWriter : ICaptureWriter
         file.Reserve(length);
         file.WriteAt(length, ReadOnlySpan<byte>.Empty);
         return new WriterStatistics(blocks.Count, unreadable);
+    }
+
+    /// <summary>
+    /// A partition_state blob carrying the x86-64 registers the source recorded (general-purpose and control registers,
+    /// one virtual processor per CPU that has a CR3), in the chunk layout of Microsoft's dump writer; empty when no CPU
+    /// state is known.
+    /// </summary>
+    public static byte[] PartitionState(IReadOnlyList<CpuState> cpus)
+    {
+        List<CpuState> x64 = cpus.Where(c => c.TryGet("cr3", out _) && c.TryGet("rip", out _)).ToList();
+        if (x64.Count == 0)
+        {
+            return [];
+        }
+        var blob = new MemoryStream();
+        blob.Write(new byte[HyperVPartitionState.DescriptorSize + HyperVPartitionState.ChunkHeaderSize]);
+        byte[] prolog = new byte[HyperVPartitionState.PrologSize - HyperVPartitionState.ChunkHeaderSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(prolog, HyperVPartitionState.PrologTag);
+        BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologVendorOffset - HyperVPartitionState.ChunkHeaderSize), 1); // Intel
+        Chunk(blob, HyperVPartitionState.ChunkProlog, prolog);
+        Chunk(blob, HyperVPartitionState.ChunkOsId, new byte[16]);
+        byte[] indices = new byte[48];
+        for (int i = 0; i < Math.Min(x64.Count, 240); i++)
+        {
+            indices[4 + (i / 8)] |= (byte)(1 << (i % 8));
+        }
+        Chunk(blob, HyperVPartitionState.ChunkVpIndices, indices);
+        for (int i = 0; i < x64.Count; i++)
+        {
+            byte[] vp = new byte[16];
+            BinaryPrimitives.WriteUInt32LittleEndian(vp, (uint)i);
+            Chunk(blob, HyperVPartitionState.ChunkVp, vp);
+            Chunk(blob, HyperVPartitionState.ChunkGpRegisters, Registers(x64[i], HyperVPartitionState.GpRegisters));
+            Chunk(blob, HyperVPartitionState.ChunkControlRegisters, Registers(x64[i], HyperVPartitionState.ControlRegisters));
+        }
+        Chunk(blob, HyperVPartitionState.ChunkEpilog, []);
+        byte[] result = blob.ToArray();
+        BinaryPrimitives.WriteUInt64LittleEndian(result, HyperVPartitionState.DescriptorSize);
+        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(8), HyperVPartitionState.DescriptorSize);
+        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(16), (ulong)result.Length);
+        return result;
+    }
+
+    private static byte[] Registers(CpuState cpu, string[] names)
+    {
+        byte[] data = new byte[names.Length * 8];
+        for (int i = 0; i < names.Length; i++)
+        {
+            if (cpu.TryGet(names[i], out ulong value) || (names[i] == "rflags" && cpu.TryGet("eflags", out value)))
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(i * 8), value);
+            }
+        }
+        return data;
+    }
+
+    private static void Chunk(MemoryStream blob, uint id, byte[] data)
+    {
+        byte[] header = new byte[HyperVPartitionState.ChunkHeaderSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, id);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), (uint)data.Length);
+        blob.Write(header);
+        blob.Write(data);
     }
 
     /// <summary>Copies the captured bytes of [start, end) into <paramref name="buffer"/> (cleared); returns bytes that could not be read.</summary>

@@ -257,6 +257,61 @@ public sealed class HyperVTests
         AssertSameBytes(source, vmrs);
     }
 
+    [SkippableFact]
+    public void Cpu_registers_from_a_qemu_elf_survive_the_vmrs_round_trip()
+    {
+        string elf = Fixture.Require("memory.elf");
+        using var dir = new TempDir();
+        using RunMappedMemory source = CaptureOpener.Open(elf);
+        Skip.If(source.Metadata.Cpus.All(c => !c.TryGet("cr3", out _)), "the ELF fixture carries no CR3");
+        CaptureConverter.Convert(elf, source, "vmrs", dir.File("memory.vmrs"));
+        using RunMappedMemory vmrs = CaptureOpener.Open(dir.File("memory.vmrs"));
+        List<CpuState> expected = source.Metadata.Cpus.Where(c => c.TryGet("cr3", out _)).ToList();
+        Assert.Equal(expected.Count, vmrs.Metadata.Cpus.Count);
+        for (int i = 0; i < expected.Count; i++)
+        {
+            foreach (string name in new[] { "cr3", "rip", "rsp", "cr0", "cr4" })
+            {
+                Assert.True(expected[i].TryGet(name, out ulong want));
+                Assert.True(vmrs.Metadata.Cpus[i].TryGet(name, out ulong got));
+                Assert.Equal(want, got);
+            }
+            Assert.StartsWith("Hyper-V partition_state", vmrs.Metadata.Cpus[i].Source);
+        }
+    }
+
+    [Fact]
+    public void Partition_state_chunks_give_cpu_registers_and_damage_is_a_warning()
+    {
+        var regs = new List<KeyValuePair<string, ulong>> { new("rip", 0xFFFFFFFF81000000), new("rsp", 0x1234), new("cr3", 0x1AD000), new("cr0", 0x80050033) };
+        byte[] blob = VmrsWriter.PartitionState([new CpuState(0, "test", regs), new CpuState(1, "test", [.. regs.Select(r => r.Key == "cr3" ? new KeyValuePair<string, ulong>("cr3", 0x2000) : r)])]);
+        var metadata = new CaptureMetadata("t");
+        HyperVPartitionState.Read(blob, metadata, ParserLimits.Default);
+        Assert.Empty(metadata.Warnings);
+        Assert.Equal(2, metadata.Cpus.Count);
+        Assert.True(metadata.Cpus[0].TryGet("cr3", out ulong cr3) && cr3 == 0x1AD000);
+        Assert.True(metadata.Cpus[1].TryGet("cr3", out cr3) && cr3 == 0x2000);
+        Assert.True(metadata.Cpus[0].TryGet("rip", out ulong rip) && rip == 0xFFFFFFFF81000000);
+        Assert.Equal("Hyper-V partition_state (VP 1)", metadata.Cpus[1].Source);
+        Assert.Empty(VmrsWriter.PartitionState([]));
+
+        for (int cut = 0; cut < blob.Length; cut += 7)
+        {
+            var damaged = new CaptureMetadata("t");
+            HyperVPartitionState.Read(blob.AsSpan(0, cut), damaged, new ParserLimits { MaxCpus = 1 });
+            Assert.True(damaged.Cpus.Count <= 1);
+        }
+        byte[] badLength = (byte[])blob.Clone();
+        BinaryPrimitives.WriteUInt32LittleEndian(badLength.AsSpan(HyperVPartitionState.DescriptorSize + HyperVPartitionState.ChunkHeaderSize + 4), 0x7FFFFFF0);
+        var warned = new CaptureMetadata("t");
+        HyperVPartitionState.Read(badLength, warned, ParserLimits.Default);
+        Assert.Contains(warned.Warnings, w => w.Contains("blob ends first"));
+        byte[] badHeader = (byte[])blob.Clone();
+        BinaryPrimitives.WriteUInt64LittleEndian(badHeader.AsSpan(8), ulong.MaxValue);
+        HyperVPartitionState.Read(badHeader, warned, ParserLimits.Default);
+        Assert.Contains(warned.Warnings, w => w.Contains("no CPU state read"));
+    }
+
     // ---- RAM: descriptors, partial and compressed blocks ----
 
     private static byte[] Descriptor(ulong pages, ulong mbpStart, ulong gpaPage)

@@ -51,6 +51,11 @@ internal sealed class HyperVFormat : CaptureFormat
             metadata.KeyTree.Add(new MetadataKey(key.Path, HyperVStorage.TypeName(key), storage.Describe(key)));
         }
         metadata.Warnings.AddRange(storage.Warnings);
+        HyperVKey? partitionState = storage.Find("/savedstate/savedVM/partition_state") ?? storage.Find("/savedVM/partition_state");
+        if (partitionState is { Type: HyperVKeyType.Array })
+        {
+            HyperVPartitionState.Read(storage.Value(partitionState), metadata, limits);
+        }
         HyperVRam? ram = HyperVRam.Map(storage, file, builder, metadata);
         if (ram is null)
         {
