@@ -548,6 +548,24 @@ public sealed class HyperVTests
     }
 
     [Fact]
+    public void Detection_by_content_finds_copy_1_when_copy_0_is_wiped_but_not_a_stray_signature()
+    {
+        using var dir = new TempDir();
+        byte[] file = Sample3();
+        Array.Clear(file, 0, 0x1000);
+        using (RunMappedMemory memory = CaptureOpener.Open(dir.Write("wiped.vmrs", file)))
+        {
+            Assert.StartsWith("Hyper-V storage container", memory.Metadata.Format);
+            Assert.StartsWith("1 (sequence 1", memory.Metadata.Get("header copy"));
+        }
+        byte[] raw = new byte[0x4000];
+        BinaryPrimitives.WriteUInt32LittleEndian(raw.AsSpan(0x1000), HyperVLayout.HeaderSignature);
+        BinaryPrimitives.WriteUInt32LittleEndian(raw.AsSpan(0x1000 + HyperVLayout.HeaderVersionOffset), 0x12345678);
+        using RunMappedMemory notHyperV = CaptureOpener.Open(dir.Write("raw.bin", raw));
+        Assert.DoesNotContain("Hyper-V", notHyperV.Metadata.Format);
+    }
+
+    [Fact]
     public void Header_fields_out_of_range_are_rejected()
     {
         using var dir = new TempDir();

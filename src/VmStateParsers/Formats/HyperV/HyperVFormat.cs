@@ -13,13 +13,28 @@ internal sealed class HyperVFormat : CaptureFormat
 {
     public override string Name => "hyperv";
 
-    /// <summary>The header signature at either header copy (copy 0 may be the damaged one).</summary>
+    /// <summary>
+    /// A header copy at 0 or at 0x1000 (copy 0 may be the damaged one) with the signature; copy 1 alone must also have a
+    /// plausible version and alignment, so a raw image whose second page happens to start with the signature stays raw.
+    /// </summary>
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
     {
         bool at0 = head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(head) == HyperVLayout.HeaderSignature;
-        bool at1 = head.Length >= HyperVLayout.HeaderCopy1 + 4
-            && BinaryPrimitives.ReadUInt32LittleEndian(head[(int)HyperVLayout.HeaderCopy1..]) == HyperVLayout.HeaderSignature;
-        return at0 || at1 ? FormatProbeResult.Match : FormatProbeResult.NoMatch;
+        return at0 || Plausible(head.Length >= HyperVLayout.HeaderCopy1 + HyperVLayout.HeaderSize ? head.Slice((int)HyperVLayout.HeaderCopy1, HyperVLayout.HeaderSize) : default)
+            ? FormatProbeResult.Match
+            : FormatProbeResult.NoMatch;
+    }
+
+    private static bool Plausible(ReadOnlySpan<byte> header)
+    {
+        if (header.Length < HyperVLayout.HeaderSize || BinaryPrimitives.ReadUInt32LittleEndian(header) != HyperVLayout.HeaderSignature)
+        {
+            return false;
+        }
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[HyperVLayout.HeaderVersionOffset..]);
+        uint alignment = BinaryPrimitives.ReadUInt32LittleEndian(header[HyperVLayout.HeaderAlignmentOffset..]);
+        return version is >= 0x0100 and <= HyperVLayout.CurrentVersion
+            && alignment is >= HyperVLayout.MinAlignment and <= HyperVLayout.MaxAlignment && (alignment & (alignment - 1)) == 0;
     }
 
     public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
