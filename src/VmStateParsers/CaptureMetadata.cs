@@ -22,6 +22,12 @@ public sealed record CpuState(int Index, string Source, IReadOnlyList<KeyValuePa
     }
 }
 
+/// <summary>One key of a key-value tree a capture file carries (e.g. the Hyper-V storage container's keys).</summary>
+/// <param name="Path">Full path, "/a/b/c"; same-named siblings (arrays) as "name[i]".</param>
+/// <param name="Type">Value type as shown, e.g. "int", "string", "node".</param>
+/// <param name="Value">The value as text (large binary values are described, not dumped).</param>
+public sealed record MetadataKey(string Path, string Type, string Value);
+
 /// <summary>What a capture file says about the captured machine, beyond its memory.</summary>
 public sealed class CaptureMetadata
 {
@@ -39,6 +45,9 @@ public sealed class CaptureMetadata
 
     /// <summary>CPU states recorded in the file (may be empty).</summary>
     public List<CpuState> Cpus { get; } = [];
+
+    /// <summary>The file's key tree, in listing order (empty for formats without one).</summary>
+    public List<MetadataKey> KeyTree { get; } = [];
 
     /// <summary>Non-fatal problems found while opening (e.g. a truncated file whose runs were clipped).</summary>
     public List<string> Warnings { get; } = [];

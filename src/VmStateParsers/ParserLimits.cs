@@ -68,4 +68,22 @@ public sealed record ParserLimits
 
     /// <summary>Most symbols in one ISF file.</summary>
     public int MaxSymbols { get; init; } = 8 * 1024 * 1024;
+    /// <summary>Most object-table entries of a Hyper-V storage container (one per key table and per file object,
+    /// e.g. per 1 MiB RAM block: 16 Mi entries cover 16 TiB).</summary>
+    public int MaxHyperVObjects { get; init; } = 16 * 1024 * 1024;
+
+    /// <summary>Most object tables (and replay logs) of a Hyper-V storage container.</summary>
+    public int MaxHyperVObjectTables { get; init; } = 256 * 1024;
+
+    /// <summary>Most keys of a Hyper-V storage container.</summary>
+    public int MaxHyperVKeys { get; init; } = 32 * 1024 * 1024;
+
+    /// <summary>Deepest nesting of Hyper-V keys (real files use fewer than 10 levels).</summary>
+    public int MaxHyperVKeyDepth { get; init; } = 256;
+
+    /// <summary>Largest Hyper-V key table object, in bytes (Hyper-V writes 4 KiB tables).</summary>
+    public int MaxHyperVKeyTableBytes { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>Most uncommitted entries a Hyper-V replay log may declare.</summary>
+    public int MaxHyperVReplayLogEntries { get; init; } = 1024 * 1024;
 }

@@ -28,10 +28,17 @@ public sealed record CaptureInfo(
     VmcoreInfoSummary? VmcoreInfo,
     IReadOnlyList<CpuRow> Cpus,
     BannerRow? KernelBanner,
-    IReadOnlyList<string> Warnings) : IReport
+    IReadOnlyList<string> Warnings,
+    IReadOnlyList<MetadataKey>? KeyTree = null) : IReport
 {
     /// <summary>Most runs listed in table output (JSON lists all).</summary>
     public const int TableRunLimit = 64;
+
+    /// <summary>Most keys listed in table output (JSON lists all).</summary>
+    public const int TableKeyLimit = 500;
+
+    /// <summary>Longest value shown in table output.</summary>
+    public const int TableValueLimit = 80;
 
     /// <summary>Builds the report: reads the metadata and scans memory for the kernel banner.</summary>
     public static CaptureInfo Build(string path, IPhysicalMemory memory, bool scanBanner = true, CancellationToken cancellationToken = default)
@@ -75,7 +82,8 @@ public sealed record CaptureInfo(
             vmci,
             cpus,
             banner is null ? null : new BannerRow(banner.Text, Hex.Of(banner.PhysicalAddress)),
-            warnings);
+            warnings,
+            metadata.KeyTree.Count > 0 ? [.. metadata.KeyTree] : null);
     }
 
     /// <inheritdoc />
@@ -124,6 +132,15 @@ public sealed record CaptureInfo(
                     string.Join(' ', keys.Where(c.Registers.ContainsKey).Select(k => $"{k}={c.Registers[k]}")),
                 }).ToList());
         }
+        if (KeyTree is { Count: > 0 })
+        {
+            var keyRows = KeyTree.Take(TableKeyLimit).Select(k => (IReadOnlyList<string>)new[] { k.Path, k.Type, Shorten(k.Value) }).ToList();
+            if (KeyTree.Count > TableKeyLimit)
+            {
+                keyRows.Add(new[] { $"... {KeyTree.Count - TableKeyLimit} more (use --output json)", "", "" });
+            }
+            yield return new TableSection("Key tree", ["path", "type", "value"], keyRows);
+        }
         if (Warnings.Count > 0)
         {
             yield return new TableSection("Warnings", [""], Warnings.Select(w => (IReadOnlyList<string>)new[] { w }).ToList());
@@ -132,4 +149,10 @@ public sealed record CaptureInfo(
 
     /// <inheritdoc />
     public object ToJsonModel() => this;
+
+    private static string Shorten(string value)
+    {
+        string line = value.ReplaceLineEndings(" ");
+        return line.Length <= TableValueLimit ? line : string.Concat(line.AsSpan(0, TableValueLimit - 3), "...");
+    }
 }

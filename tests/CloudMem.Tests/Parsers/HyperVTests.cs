@@ -1,0 +1,775 @@
+using System.Buffers.Binary;
+using System.Text;
+using CloudMem.Engine.Convert;
+using CloudMem.Tests.Support;
+using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Codecs;
+using CloudMem.VmStateParsers.Formats.HyperV;
+
+namespace CloudMem.Tests.Parsers;
+
+/// <summary>
+/// Hyper-V storage container (.vmrs/.vmcx): the two real samples (dissect.hypervisor's test files, kept in the workspace's
+/// shared/samples and never committed here; expected values from the samples' README, i.e. from dissect's own tests),
+/// synthetic containers written by <see cref="HyperVContainerWriter"/>, RAM round trips through the vmrs writer,
+/// compressed RamBlocks, and hostile input.
+/// </summary>
+public sealed class HyperVTests
+{
+    // ---- real samples ----
+
+    private static string Sample(string name)
+    {
+        // RepoRoot/../shared in the main checkout; RepoRoot/../../shared from a worktree under /work/wt.
+        string[] candidates =
+        [
+            Path.Combine(Fixture.RepoRoot, "..", "shared", "samples", "hyperv", name),
+            Path.Combine(Fixture.RepoRoot, "..", "..", "shared", "samples", "hyperv", name),
+        ];
+        string? found = Array.Find(candidates, File.Exists);
+        Skip.If(found is null, $"shared sample hyperv/{name} not present (development-only data, not in this repository)");
+        return found!;
+    }
+
+    private static Dictionary<string, MetadataKey> Tree(RunMappedMemory memory)
+        => memory.Metadata.KeyTree.ToDictionary(k => k.Path);
+
+    private static List<string> ChildrenOf(RunMappedMemory memory, string path)
+        => memory.Metadata.KeyTree.Select(k => k.Path)
+            .Where(p => p.StartsWith(path + "/", StringComparison.Ordinal) && !p[(path.Length + 1)..].Contains('/'))
+            .ToList();
+
+    [SkippableFact]
+    public void Vmrs_sample_matches_every_expected_value()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Sample("test.VMRS"));
+        CaptureMetadata m = memory.Metadata;
+        Assert.Equal("0x400 (4.0)", m.Get("format version"));
+        Assert.Equal("1", m.Get("replay logs"));
+        Assert.Equal("1", m.Get("object tables"));
+        Assert.Equal("2", m.Get("key tables"));
+        Assert.StartsWith("0 (sequence 7", m.Get("header copy")); // dissect: header is headers[0]
+        Assert.Empty(memory.Runs);
+        Assert.Contains("no guest memory in this file", m.Get("guest memory"));
+        // The only warning: the replay log region reaches past the end of this (cut) sample; every checksum verifies.
+        Assert.Single(m.Warnings);
+        Assert.Contains("replay log region", m.Warnings[0]);
+
+        Dictionary<string, MetadataKey> tree = Tree(memory);
+        Assert.Equal(["/configuration"], ChildrenOf(memory, ""));
+        Assert.Equal(("int", "2304"), (tree["/configuration/properties/version"].Type, tree["/configuration/properties/version"].Value));
+        // devicetype and metric are arrays (repeated names); dissect's dict keeps the last element, which is what the
+        // README lists.
+        Assert.Equal(3, ChildrenOf(memory, "/configuration/global_settings/metrics").Count);
+        const string Device = "/configuration/global_settings/metrics/devicetype[2]";
+        Assert.Equal("83F8638B-8DCA-4152-9EDA-2CA8B33039B4", tree[Device + "/guid"].Value);
+        Assert.Equal("83F8638B-8DCA-4152-9EDA-2CA8B33039B4", tree[Device + "/deviceinstance/guid"].Value);
+        string metric = Device + "/deviceinstance/metric[5]";
+        Assert.False(tree.ContainsKey(Device + "/deviceinstance/metric[6]"));
+        Assert.Equal(("string", "4E1D459F-7861-46A4-887C-B64397C97E1B;0\\0\\L"), (tree[metric + "/typecode"].Type, tree[metric + "/typecode"].Value));
+        Assert.Equal(("int", "0"), (tree[metric + "/value"].Type, tree[metric + "/value"].Value));
+        Assert.Equal(("bool", "false"), (tree[metric + "/enabled"].Type, tree[metric + "/enabled"].Value));
+        Assert.Equal("0", tree[metric + "/starttime"].Value);
+        Assert.Equal("0", tree[metric + "/lastcomputedtime"].Value);
+        Assert.Equal("0", tree[metric + "/peaktime"].Value);
+        Assert.Equal(("string", ""), (tree[metric + "/poolid"].Type, tree[metric + "/poolid"].Value));
+        Assert.Equal("70BB60D2-A9D3-46AA-B654-3DE53004B4F8", tree[metric + "/resourcetypeid"].Value);
+        Assert.Equal(8, ChildrenOf(memory, metric).Count);
+        Assert.Equal("2048", tree["/configuration/_ac6b8dc1-3257-4a70-b1b2-a9c9215659ad_/VDEVVersion"].Value);
+        Assert.Equal("512", tree["/configuration/_e51b7ef6-4a7f-4780-aaae-d4b291aacd2e_/VDEVVersion"].Value);
+        Assert.Equal("1792", tree["/configuration/_83f8638b-8dca-4152-9eda-2ca8b33039b4_/VDEVVersion"].Value);
+        Assert.Equal(5, ChildrenOf(memory, "/configuration").Count);
+        Assert.Equal(113, m.KeyTree.Count);
+    }
+
+    [SkippableFact]
+    public void Vmcx_sample_matches_every_expected_value()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Sample("test.vmcx"));
+        CaptureMetadata m = memory.Metadata;
+        Assert.Equal("0x400 (4.0)", m.Get("format version"));
+        Assert.Equal("1", m.Get("replay logs"));
+        Assert.Equal("1", m.Get("object tables"));
+        Assert.Equal("8", m.Get("key tables"));
+        Assert.StartsWith("0 (sequence 25", m.Get("header copy"));
+        Assert.Empty(memory.Runs);
+        Assert.Empty(m.Warnings); // every header, table and key checksum verifies
+        Assert.Contains("no guest memory in this file", m.Get("guest memory"));
+        Assert.Equal(["/configuration"], ChildrenOf(memory, ""));
+        Assert.Equal(27, ChildrenOf(memory, "/configuration").Count);
+        Assert.Equal(39, ChildrenOf(memory, "/configuration/manifest").Count);
+        Assert.Equal(11, ChildrenOf(memory, "/configuration/properties").Count);
+        Assert.Equal(6, ChildrenOf(memory, "/configuration/settings").Count);
+    }
+
+    [SkippableFact]
+    public void Sample_info_prints_the_key_tree_and_says_there_is_no_guest_memory()
+    {
+        string path = Sample("test.VMRS");
+        using RunMappedMemory memory = CaptureOpener.Open(path);
+        var info = Engine.Capture.CaptureInfo.Build(path, memory, scanBanner: false);
+        var text = new StringWriter();
+        Engine.Output.ReportWriter.Write(info, Engine.Output.OutputFormat.Table, text);
+        Assert.Contains("Key tree", text.ToString());
+        Assert.Contains("/configuration/properties/version", text.ToString());
+        Assert.Contains("no guest memory in this file", text.ToString());
+        string json = Engine.Output.ReportWriter.ToJson(info);
+        Assert.Contains("\"keyTree\"", json);
+        Assert.Equal(113, info.KeyTree!.Count);
+    }
+
+    // ---- synthetic containers ----
+
+    private static byte[] Build(Action<HyperVContainerWriter> add)
+    {
+        var writer = new HyperVContainerWriter();
+        add(writer);
+        var stream = new MemoryStream();
+        long length = writer.Write((offset, data) =>
+        {
+            stream.Position = offset;
+            stream.Write(data);
+        });
+        stream.SetLength(length);
+        return stream.ToArray();
+    }
+
+    private static RunMappedMemory Open(TempDir dir, byte[] file, ParserLimits? limits = null, string name = "c.vmrs")
+        => CaptureOpener.OpenAs(dir.Write(name, file), "hyperv", limits);
+
+    private static DumpFormatException Rejects(TempDir dir, byte[] file, ParserLimits? limits = null)
+    {
+        var e = Assert.Throws<DumpFormatException>(() => Open(dir, file, limits).Dispose());
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Contains("Hyper-V storage", e.Message);
+        return e;
+    }
+
+    private static byte[] Sample3()
+        => Build(w =>
+        {
+            w.AddInt("/configuration/properties/version", 0xA00);
+            w.AddUInt("/configuration/properties/big", ulong.MaxValue);
+            w.AddBool("/configuration/settings/on", true);
+            w.AddString("/configuration/settings/name", "dév ω");
+            w.AddString("/configuration/settings/empty", "");
+            w.AddArray("/configuration/settings/small", [1, 2, 3]);
+            w.AddArray("/configuration/settings/large", Enumerable.Range(0, 5000).Select(i => (byte)i).ToArray());
+            w.AddInt("/configuration/list/item", 1);
+            w.AddInt("/configuration/list/item", 2);
+        });
+
+    [Fact]
+    public void Synthetic_container_round_trips_every_value_type()
+    {
+        using var dir = new TempDir();
+        using RunMappedMemory memory = CaptureOpener.Open(dir.Write("c.vmcx", Sample3()));
+        Assert.StartsWith("Hyper-V storage container", memory.Metadata.Format);
+        Assert.Empty(memory.Metadata.Warnings);
+        Assert.Empty(memory.Runs);
+        Dictionary<string, MetadataKey> tree = Tree(memory);
+        Assert.Equal(("int", "2560"), (tree["/configuration/properties/version"].Type, tree["/configuration/properties/version"].Value));
+        Assert.Equal(("uint", "18446744073709551615"), (tree["/configuration/properties/big"].Type, tree["/configuration/properties/big"].Value));
+        Assert.Equal(("bool", "true"), (tree["/configuration/settings/on"].Type, tree["/configuration/settings/on"].Value));
+        Assert.Equal(("string", "dév ω"), (tree["/configuration/settings/name"].Type, tree["/configuration/settings/name"].Value));
+        Assert.Equal("", tree["/configuration/settings/empty"].Value);
+        Assert.Equal(("binary", "010203"), (tree["/configuration/settings/small"].Type, tree["/configuration/settings/small"].Value));
+        Assert.Equal("binary (file object)", tree["/configuration/settings/large"].Type);
+        Assert.Contains("5000 bytes in file object", tree["/configuration/settings/large"].Value);
+        Assert.Equal("1", tree["/configuration/list/item[0]"].Value);
+        Assert.Equal("2", tree["/configuration/list/item[1]"].Value);
+        Assert.Equal("node", tree["/configuration/settings"].Type);
+        Assert.Equal("1", memory.Metadata.Get("file objects"));
+    }
+
+    [Fact]
+    public void Chained_object_tables_and_many_key_tables_are_followed()
+    {
+        // 300 file objects need two 227-entry object tables; 300 keys need several key tables.
+        byte[] file = Build(w =>
+        {
+            for (int i = 0; i < 300; i++)
+            {
+                byte[] data = new byte[2048];
+                data[0] = (byte)i;
+                w.AddArray($"/objects/o{i}", data);
+            }
+        });
+        using var dir = new TempDir();
+        using RunMappedMemory memory = Open(dir, file);
+        Assert.Equal("2", memory.Metadata.Get("object tables"));
+        Assert.Equal("300", memory.Metadata.Get("file objects"));
+        Assert.True(int.Parse(memory.Metadata.Get("key tables")!) >= 2);
+        Assert.Equal(301, memory.Metadata.KeyTree.Count);
+        Assert.Empty(memory.Metadata.Warnings);
+    }
+
+    // ---- RAM: writer round trips ----
+
+    private static void AssertSameBytes(IPhysicalMemory expected, IPhysicalMemory actual)
+    {
+        byte[] a = new byte[1 << 20];
+        byte[] b = new byte[1 << 20];
+        foreach (PhysicalRun run in expected.Runs)
+        {
+            for (ulong pa = run.PhysicalAddress; pa < run.End; pa += (ulong)a.Length)
+            {
+                int n = (int)Math.Min((ulong)a.Length, run.End - pa);
+                Assert.Equal(n, expected.Read(pa, a.AsSpan(0, n)));
+                Assert.Equal(n, actual.Read(pa, b.AsSpan(0, n)));
+                Assert.True(a.AsSpan(0, n).SequenceEqual(b.AsSpan(0, n)), $"bytes differ in 0x{pa:X}+0x{n:X}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Multi_run_capture_round_trips_through_vmrs()
+    {
+        using var dir = new TempDir();
+        // Runs: low pages, one crossing a 1 MiB block boundary, an unaligned tail, and one far above 4 GiB.
+        string lime = dir.Write("m.lime", CaptureBuilder.Lime((0x1000, 0x3000), (0x1F0000, 0x180000), (0x5000_0010, 100), (0x1_0000_0000, 0x2000)));
+        using RunMappedMemory source = CaptureOpener.Open(lime);
+        ConvertResult result = CaptureConverter.Convert(lime, source, "vmrs", dir.File("m.vmrs"));
+        using RunMappedMemory vmrs = CaptureOpener.Open(dir.File("m.vmrs"));
+        Assert.StartsWith("Hyper-V storage container", vmrs.Metadata.Format);
+        Assert.Empty(vmrs.Metadata.Warnings);
+        Assert.Contains("4 RamMemoryBlock descriptors", vmrs.Metadata.Get("guest memory"));
+        AssertSameBytes(source, vmrs);
+        // Pages widened from the unaligned run read as zero around the captured bytes.
+        byte[] page = new byte[4096];
+        Assert.Equal(4096, vmrs.Read(0x5000_0000, page));
+        Assert.True(page.AsSpan(0, 0x10).IndexOfAnyExcept((byte)0) < 0);
+        Assert.Equal(0x1_0000_2000UL, vmrs.MaxAddress);
+        Assert.Equal(0, vmrs.Read(0x4000, page)); // holes stay holes
+        Assert.NotNull(result);
+    }
+
+    [SkippableFact]
+    public void Real_memory_round_trips_through_vmrs()
+    {
+        string raw = Fixture.Require("memory.raw");
+        using var dir = new TempDir();
+        using RunMappedMemory source = CaptureOpener.Open(raw);
+        CaptureConverter.Convert(raw, source, "vmrs", dir.File("memory.vmrs"));
+        using RunMappedMemory vmrs = CaptureOpener.Open(dir.File("memory.vmrs"));
+        Assert.Empty(vmrs.Metadata.Warnings);
+        Assert.Equal(source.TotalBytes(), vmrs.TotalBytes());
+        AssertSameBytes(source, vmrs);
+    }
+
+    [SkippableFact]
+    public void Cpu_registers_from_a_qemu_elf_survive_the_vmrs_round_trip()
+    {
+        string elf = Fixture.Require("memory.elf");
+        using var dir = new TempDir();
+        using RunMappedMemory source = CaptureOpener.Open(elf);
+        Skip.If(source.Metadata.Cpus.All(c => !c.TryGet("cr3", out _)), "the ELF fixture carries no CR3");
+        CaptureConverter.Convert(elf, source, "vmrs", dir.File("memory.vmrs"));
+        using RunMappedMemory vmrs = CaptureOpener.Open(dir.File("memory.vmrs"));
+        List<CpuState> expected = source.Metadata.Cpus.Where(c => c.TryGet("cr3", out _)).ToList();
+        Assert.Equal(expected.Count, vmrs.Metadata.Cpus.Count);
+        for (int i = 0; i < expected.Count; i++)
+        {
+            foreach (string name in new[] { "cr3", "rip", "rsp", "cr0", "cr4" })
+            {
+                Assert.True(expected[i].TryGet(name, out ulong want));
+                Assert.True(vmrs.Metadata.Cpus[i].TryGet(name, out ulong got));
+                Assert.Equal(want, got);
+            }
+            Assert.StartsWith("Hyper-V partition_state", vmrs.Metadata.Cpus[i].Source);
+        }
+    }
+
+    [Fact]
+    public void Partition_state_chunks_give_cpu_registers_and_damage_is_a_warning()
+    {
+        var regs = new List<KeyValuePair<string, ulong>> { new("rip", 0xFFFFFFFF81000000), new("rsp", 0x1234), new("cr3", 0x1AD000), new("cr0", 0x80050033) };
+        byte[] blob = VmrsWriter.PartitionState([new CpuState(0, "test", regs), new CpuState(1, "test", [.. regs.Select(r => r.Key == "cr3" ? new KeyValuePair<string, ulong>("cr3", 0x2000) : r)])]);
+        var metadata = new CaptureMetadata("t");
+        HyperVPartitionState.Read(blob, metadata, ParserLimits.Default);
+        Assert.Empty(metadata.Warnings);
+        Assert.Equal(2, metadata.Cpus.Count);
+        Assert.True(metadata.Cpus[0].TryGet("cr3", out ulong cr3) && cr3 == 0x1AD000);
+        Assert.True(metadata.Cpus[1].TryGet("cr3", out cr3) && cr3 == 0x2000);
+        Assert.True(metadata.Cpus[0].TryGet("rip", out ulong rip) && rip == 0xFFFFFFFF81000000);
+        Assert.Equal("Hyper-V partition_state (VP 1)", metadata.Cpus[1].Source);
+        Assert.Empty(VmrsWriter.PartitionState([]));
+
+        for (int cut = 0; cut < blob.Length; cut += 7)
+        {
+            var damaged = new CaptureMetadata("t");
+            HyperVPartitionState.Read(blob.AsSpan(0, cut), damaged, new ParserLimits { MaxCpus = 1 });
+            Assert.True(damaged.Cpus.Count <= 1);
+        }
+        byte[] badLength = (byte[])blob.Clone();
+        BinaryPrimitives.WriteUInt32LittleEndian(badLength.AsSpan(HyperVPartitionState.DescriptorSize + HyperVPartitionState.ChunkHeaderSize + 4), 0x7FFFFFF0);
+        var warned = new CaptureMetadata("t");
+        HyperVPartitionState.Read(badLength, warned, ParserLimits.Default);
+        Assert.Contains(warned.Warnings, w => w.Contains("blob ends first"));
+        byte[] badHeader = (byte[])blob.Clone();
+        BinaryPrimitives.WriteUInt64LittleEndian(badHeader.AsSpan(8), ulong.MaxValue);
+        HyperVPartitionState.Read(badHeader, warned, ParserLimits.Default);
+        Assert.Contains(warned.Warnings, w => w.Contains("no CPU state read"));
+    }
+
+    // ---- RAM: descriptors, partial and compressed blocks ----
+
+    private static byte[] Descriptor(ulong pages, ulong mbpStart, ulong gpaPage)
+    {
+        byte[] d = new byte[HyperVLayout.RamMemoryBlockSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(d, 3);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(HyperVLayout.MemoryBlockPageCountOffset), pages);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(HyperVLayout.MemoryBlockMbpStartOffset), mbpStart);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(HyperVLayout.MemoryBlockGpaStartOffset), gpaPage);
+        return d;
+    }
+
+    [Fact]
+    public void Descriptors_map_block_pages_to_guest_pages_and_a_short_raw_last_block_is_accepted()
+    {
+        // Block 0 holds pages for two descriptors (GPA 0x100000.. and GPA 0x80000000..); block 1 is a 3-page raw block
+        // as Microsoft's writer leaves a range's last block.
+        byte[] block0 = CaptureBuilder.Pattern(0xAA000000, HyperVLayout.RamBlockSize);
+        byte[] block1 = CaptureBuilder.Pattern(0xBB000000, 3 * 4096);
+        byte[] file = Build(w =>
+        {
+            w.AddArray("/savedstate/RamMemoryBlock0", Descriptor(200, 0, 0x100));
+            w.AddArray("/savedstate/RamMemoryBlock1", Descriptor(59, 200, 0x80000));
+            w.AddArray("/savedstate/RamBlock0", block0);
+            w.AddArray("/savedstate/RamBlock1", block1);
+        });
+        using var dir = new TempDir();
+        using RunMappedMemory memory = Open(dir, file);
+        Assert.Empty(memory.Metadata.Warnings);
+        Assert.Equal(2, memory.Runs.Count);
+        Assert.Equal(new PhysicalRun(0x100000, 200 * 4096UL, memory.Runs[0].FileOffset), memory.Runs[0]);
+        Assert.Equal((0x80000000UL, 59 * 4096UL), (memory.Runs[1].PhysicalAddress, memory.Runs[1].Length));
+        byte[] buffer = new byte[59 * 4096];
+        Assert.Equal(buffer.Length, memory.Read(0x80000000, buffer));
+        Assert.True(buffer.AsSpan(0, 56 * 4096).SequenceEqual(block0.AsSpan(200 * 4096)));
+        Assert.True(buffer.AsSpan(56 * 4096).SequenceEqual(block1));
+    }
+
+    /// <summary>A page as plain-LZ77 Xpress with every byte a literal (a flag word of zeros per 32 bytes).</summary>
+    private static byte[] XpressLiterals(ReadOnlySpan<byte> page)
+    {
+        var output = new MemoryStream();
+        for (int i = 0; i < page.Length; i += 32)
+        {
+            output.Write(new byte[4]);
+            output.Write(page.Slice(i, 32));
+        }
+        return output.ToArray();
+    }
+
+    [Fact]
+    public void Compressed_block_token_stream_decodes()
+    {
+        byte[] expected = new byte[HyperVLayout.RamBlockSize];
+        var tokens = new MemoryStream();
+        void U32(uint v) => tokens.Write(BitConverter.GetBytes(v));
+        int page = 0;
+        void Fill(int pages, ulong pattern)
+        {
+            for (int i = 0; i < pages * 4096; i += 8)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(expected.AsSpan((page * 4096) + i), pattern);
+            }
+            page += pages;
+        }
+        // page 0: one pattern page; pages 1-3: a pattern run
+        U32(HyperVLayout.TokenFillPage); tokens.Write(BitConverter.GetBytes(0x1122334455667788UL)); Fill(1, 0x1122334455667788UL);
+        U32(HyperVLayout.TokenFillRun); tokens.Write(BitConverter.GetBytes(0xCAFEUL)); U32(3); Fill(3, 0xCAFE);
+        // page 4: raw page token; page 5: Xpress page token
+        byte[] p4 = CaptureBuilder.Pattern(0x4000, 4096);
+        U32(4096); tokens.Write(p4); p4.CopyTo(expected, 4 * 4096); page++;
+        byte[] p5 = CaptureBuilder.Pattern(0x5000, 4096);
+        byte[] x5 = XpressLiterals(p5);
+        U32((uint)x5.Length); tokens.Write(x5); p5.CopyTo(expected, 5 * 4096); page++;
+        // pages 6-7: explicit raw (2 pages); page 8: explicit Xpress
+        byte[] p67 = CaptureBuilder.Pattern(0x6000, 8192);
+        U32(HyperVLayout.TokenExplicit); U32(8192); U32(8192); tokens.Write(p67); p67.CopyTo(expected, 6 * 4096); page += 2;
+        byte[] p8 = CaptureBuilder.Pattern(0x8000, 4096);
+        byte[] x8 = XpressLiterals(p8);
+        U32(HyperVLayout.TokenExplicit); U32(4096); U32((uint)x8.Length); tokens.Write(x8); p8.CopyTo(expected, 8 * 4096); page++;
+        // the rest: one zero run, then end
+        U32(HyperVLayout.TokenFillRun); tokens.Write(new byte[8]); U32((uint)(256 - page)); page = 256;
+        U32(HyperVLayout.TokenEnd);
+        byte[] stream = tokens.ToArray();
+
+        byte[] decoded = new byte[HyperVLayout.RamBlockSize];
+        Assert.Equal(decoded.Length, HyperVRam.DecodeBlock(stream, decoded, out string? problem));
+        Assert.Null(problem);
+        Assert.True(decoded.AsSpan().SequenceEqual(expected));
+
+        byte[] file = Build(w =>
+        {
+            w.AddArray("/savedstate/RamMemoryBlock0", Descriptor(256, 0, 0x200));
+            w.AddArray("/savedstate/RamBlock0", stream);
+        });
+        using var dir = new TempDir();
+        using RunMappedMemory memory = Open(dir, file);
+        Assert.Contains("0 raw, 1 compressed", memory.Metadata.Get("guest memory"));
+        Assert.Equal(RunStorage.Decoded, memory.Runs[0].Storage);
+        byte[] read = new byte[HyperVLayout.RamBlockSize];
+        Assert.Equal(read.Length, memory.Read(0x200000, read));
+        Assert.True(read.AsSpan().SequenceEqual(expected));
+        byte[] small = new byte[16];
+        Assert.Equal(16, memory.Read(0x200000 + (5 * 4096) + 100, small));
+        Assert.True(small.AsSpan().SequenceEqual(p5.AsSpan(100, 16)));
+    }
+
+    [Fact]
+    public void Corrupt_compressed_block_reads_short_and_is_counted()
+    {
+        byte[] stream = new byte[64];
+        BinaryPrimitives.WriteUInt32LittleEndian(stream, 5000); // a page of 5000 stored bytes that are not there
+        byte[] file = Build(w =>
+        {
+            w.AddArray("/savedstate/RamMemoryBlock0", Descriptor(256, 0, 0));
+            w.AddArray("/savedstate/RamBlock0", stream);
+        });
+        using var dir = new TempDir();
+        using RunMappedMemory memory = Open(dir, file);
+        byte[] page = new byte[4096];
+        Assert.Equal(0, memory.Read(0, page));
+        Assert.Equal(1, memory.DecodeFailures);
+        Assert.Contains("page token", memory.LastDecodeProblem);
+    }
+
+    [Fact]
+    public void Missing_ram_blocks_and_overlapping_descriptors()
+    {
+        using var dir = new TempDir();
+        byte[] missing = Build(w => w.AddArray("/savedstate/RamMemoryBlock0", Descriptor(1UL << 40, 0, 0)));
+        using (RunMappedMemory memory = Open(dir, missing, name: "missing.vmrs"))
+        {
+            Assert.Empty(memory.Runs); // a huge declared range with no data costs nothing and reads as a hole
+            Assert.Contains(memory.Metadata.Warnings, w => w.Contains("no usable RamBlock data"));
+        }
+        byte[] overlap = Build(w =>
+        {
+            w.AddArray("/savedstate/RamMemoryBlock0", Descriptor(10, 0, 0));
+            w.AddArray("/savedstate/RamMemoryBlock1", Descriptor(10, 10, 5));
+            w.AddArray("/savedstate/RamBlock0", new byte[HyperVLayout.RamBlockSize]);
+        });
+        Assert.Contains("overlaps", Rejects(dir, overlap).Message);
+        byte[] overflow = Build(w => w.AddArray("/savedstate/RamMemoryBlock0", Descriptor(ulong.MaxValue / 2, 0, 0)));
+        Assert.Contains("overflow", Rejects(dir, overflow).Message);
+        byte[] wrongType = Build(w => w.AddInt("/savedstate/RamMemoryBlock0", 1));
+        Assert.Contains("RAM descriptor", Rejects(dir, wrongType).Message);
+    }
+
+    // ---- hostile input ----
+
+    private static void ResealHeader(byte[] file, int copy)
+    {
+        Span<byte> h = file.AsSpan(copy * 0x1000, HyperVLayout.HeaderSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[HyperVLayout.HeaderChecksumOffset..], Crc32.ComputeWithZeroField(h, HyperVLayout.HeaderChecksumOffset));
+    }
+
+    private static void ResealObjectEntry(byte[] file, int entryOffset)
+    {
+        Span<byte> e = file.AsSpan(entryOffset, HyperVLayout.ObjectEntrySize);
+        BinaryPrimitives.WriteUInt32LittleEndian(e[HyperVLayout.ObjectChecksumOffset..], Crc32.ComputeWithZeroField(e, HyperVLayout.ObjectChecksumOffset));
+    }
+
+    /// <summary>Key entries of the key table at <paramref name="tableOffset"/>: (file offset, name).</summary>
+    private static List<(int Offset, string Name)> Entries(byte[] file, int tableOffset)
+    {
+        var entries = new List<(int, string)>();
+        int pos = tableOffset + HyperVLayout.KeyTableHeaderSize;
+        while (pos + HyperVLayout.KeyHeaderSize < tableOffset + 0x1000)
+        {
+            int size = BinaryPrimitives.ReadInt32LittleEndian(file.AsSpan(pos + HyperVLayout.KeySizeOffset));
+            if (file[pos] != (byte)HyperVKeyType.Free)
+            {
+                int nameSize = file[pos + HyperVLayout.KeyNameSizeOffset];
+                entries.Add((pos, Encoding.UTF8.GetString(file, pos + HyperVLayout.KeyHeaderSize, nameSize - 1)));
+            }
+            pos += size;
+        }
+        return entries;
+    }
+
+    // Layout of a small container from HyperVContainerWriter: headers, root object table at 0x2000, replay log at
+    // 0x3000, first key table at 0x4000.
+    private const int FirstKeyTable = 0x4000;
+    private const int RootEntries = 0x2000 + HyperVLayout.ObjectTableHeaderSize;
+
+    [Fact]
+    public void Every_prefix_of_the_headers_and_tables_is_rejected_with_one_line()
+    {
+        byte[] file = Sample3();
+        using var dir = new TempDir();
+        string path = dir.File("prefix.vmrs");
+        var lengths = new List<int>();
+        for (int n = 1; n < 0x2200; n++)
+        {
+            if (n < 0x60 || (n >= 0x1000 && n < 0x1060) || n >= 0x1FF0)
+            {
+                lengths.Add(n);
+            }
+        }
+        for (int n = 0x2200; n < FirstKeyTable + 0x1000; n += 61)
+        {
+            lengths.Add(n);
+        }
+        foreach (int n in lengths)
+        {
+            File.WriteAllBytes(path, file[..n]);
+            var e = Assert.Throws<DumpFormatException>(() => CaptureOpener.OpenAs(path, "hyperv").Dispose());
+            Assert.DoesNotContain('\n', e.Message);
+        }
+    }
+
+    [Fact]
+    public void Only_one_valid_header_copy_is_enough_and_the_newer_valid_copy_wins()
+    {
+        using var dir = new TempDir();
+        byte[] file = Sample3();
+        file[0x100 - 0x100 + HyperVLayout.HeaderVersionOffset] ^= 0xFF; // copy 0: checksum no longer matches
+        using (RunMappedMemory memory = Open(dir, file, name: "one.vmrs"))
+        {
+            Assert.StartsWith("1 (sequence 1", memory.Metadata.Get("header copy"));
+            Assert.Contains(memory.Metadata.Warnings, w => w.Contains("header copy 0 is unusable"));
+        }
+        file = Sample3();
+        BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(0x1000 + HyperVLayout.HeaderSequenceOffset), 9);
+        ResealHeader(file, 1);
+        using (RunMappedMemory memory = Open(dir, file, name: "newer.vmrs"))
+        {
+            Assert.StartsWith("1 (sequence 9", memory.Metadata.Get("header copy"));
+        }
+        file = Sample3();
+        file[HyperVLayout.HeaderChecksumOffset] ^= 1;
+        file[0x1000 + HyperVLayout.HeaderChecksumOffset] ^= 1;
+        Assert.Contains("no valid header copy", Rejects(dir, file).Message);
+    }
+
+    [Fact]
+    public void Detection_by_content_finds_copy_1_when_copy_0_is_wiped_but_not_a_stray_signature()
+    {
+        using var dir = new TempDir();
+        byte[] file = Sample3();
+        Array.Clear(file, 0, 0x1000);
+        using (RunMappedMemory memory = CaptureOpener.Open(dir.Write("wiped.vmrs", file)))
+        {
+            Assert.StartsWith("Hyper-V storage container", memory.Metadata.Format);
+            Assert.StartsWith("1 (sequence 1", memory.Metadata.Get("header copy"));
+        }
+        byte[] raw = new byte[0x4000];
+        BinaryPrimitives.WriteUInt32LittleEndian(raw.AsSpan(0x1000), HyperVLayout.HeaderSignature);
+        BinaryPrimitives.WriteUInt32LittleEndian(raw.AsSpan(0x1000 + HyperVLayout.HeaderVersionOffset), 0x12345678);
+        using RunMappedMemory notHyperV = CaptureOpener.Open(dir.Write("raw.bin", raw));
+        Assert.DoesNotContain("Hyper-V", notHyperV.Metadata.Format);
+    }
+
+    [Fact]
+    public void Header_fields_out_of_range_are_rejected()
+    {
+        using var dir = new TempDir();
+        foreach ((int field, long value, string message) in new (int, long, string)[]
+        {
+            (HyperVLayout.HeaderVersionOffset, 0x0200, "not supported"),
+            (HyperVLayout.HeaderAlignmentOffset, 0x1800, "power of two"),
+            (HyperVLayout.HeaderReplayLogOffset, 0x7FFF_FFFF_0000, "replay log offset"),
+            (HyperVLayout.HeaderReplayLogOffset, 0x100, "replay log offset"),
+        })
+        {
+            byte[] file = Sample3();
+            for (int copy = 0; copy < 2; copy++)
+            {
+                Span<byte> h = file.AsSpan(copy * 0x1000);
+                if (field == HyperVLayout.HeaderReplayLogOffset)
+                {
+                    BinaryPrimitives.WriteInt64LittleEndian(h[field..], value);
+                }
+                else
+                {
+                    BinaryPrimitives.WriteUInt32LittleEndian(h[field..], (uint)value);
+                }
+                ResealHeader(file, copy);
+            }
+            Assert.Contains(message, Rejects(dir, file).Message);
+        }
+    }
+
+    [Fact]
+    public void Table_offsets_and_sizes_outside_the_file_are_rejected()
+    {
+        using var dir = new TempDir();
+        // key table entry (root object table, entry 0): offset past the end, size past the end, size below a header
+        foreach ((int field, long value, string message) in new (int, long, string)[]
+        {
+            (HyperVLayout.ObjectFileOffsetOffset, 0x10_0000_0000, "outside the file"),
+            (HyperVLayout.ObjectFileOffsetOffset, -4096, "outside the file"),
+            (HyperVLayout.ObjectSizeOffset, 0x7FFF_0000, "outside the file"),
+            (HyperVLayout.ObjectSizeOffset, 4, "cannot hold"),
+        })
+        {
+            byte[] file = Sample3();
+            if (field == HyperVLayout.ObjectFileOffsetOffset)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(file.AsSpan(RootEntries + field), value);
+            }
+            else
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(RootEntries + field), (uint)value);
+            }
+            ResealObjectEntry(file, RootEntries);
+            Assert.Contains(message, Rejects(dir, file).Message);
+        }
+        // object table entry count running past the end of the file
+        byte[] count = Sample3();
+        BinaryPrimitives.WriteUInt32LittleEndian(count.AsSpan(0x2004), 0x0100_0000);
+        Assert.Contains("past the end", Rejects(dir, count).Message);
+        // the chain slot pointing outside the file, and back to the root table (a cycle)
+        int chainSlot = RootEntries + ((HyperVLayout.ObjectEntriesPerTable - 1) * HyperVLayout.ObjectEntrySize);
+        foreach ((long target, string message) in new[] { (0x40_0000_0000L, "outside the file"), (0x2000L, "referenced twice") })
+        {
+            byte[] chain = Sample3();
+            chain[chainSlot] = HyperVLayout.ObjectTable;
+            BinaryPrimitives.WriteInt64LittleEndian(chain.AsSpan(chainSlot + HyperVLayout.ObjectFileOffsetOffset), target);
+            ResealObjectEntry(chain, chainSlot);
+            Assert.Contains(message, Rejects(dir, chain).Message);
+        }
+        // bad signatures
+        byte[] objectSignature = Sample3();
+        objectSignature[0x2000] ^= 1;
+        Assert.Contains("object table signature", Rejects(dir, objectSignature).Message);
+        byte[] keySignature = Sample3();
+        keySignature[FirstKeyTable] ^= 1;
+        Assert.Contains("key table signature", Rejects(dir, keySignature).Message);
+        byte[] replaySignature = Sample3();
+        replaySignature[0x3000] ^= 1;
+        Assert.Contains("replay log signature", Rejects(dir, replaySignature).Message);
+        // a key entry whose size runs past its table, and one smaller than its header
+        foreach (uint size in new uint[] { 0x2000, 5 })
+        {
+            byte[] entry = Sample3();
+            BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(FirstKeyTable + HyperVLayout.KeyTableHeaderSize + HyperVLayout.KeySizeOffset), size);
+            Assert.Contains("SizeInBytes", Rejects(dir, entry).Message);
+        }
+        // a name longer than its entry
+        byte[] name = Sample3();
+        name[FirstKeyTable + HyperVLayout.KeyTableHeaderSize + HyperVLayout.KeyNameSizeOffset] = 200;
+        Assert.Contains("Name", Rejects(dir, name).Message);
+        // a file-object value outside the file is shown as such, not fatal
+        byte[] outside = Sample3();
+        (int largeAt, _) = Entries(outside, FirstKeyTable).Single(e => e.Name == "large");
+        int pointer = largeAt + HyperVLayout.KeyHeaderSize + "large".Length + 1 + 4;
+        BinaryPrimitives.WriteInt64LittleEndian(outside.AsSpan(pointer), 0x7000_0000_0000);
+        using RunMappedMemory memory = Open(dir, outside, name: "value.vmrs");
+        Assert.Contains("outside the file", Tree(memory)["/configuration/settings/large"].Value);
+        Assert.Contains(memory.Metadata.Warnings, w => w.Contains("fail their checksum"));
+    }
+
+    [Fact]
+    public void Cycles_and_dangling_parents_in_the_key_tree()
+    {
+        using var dir = new TempDir();
+        byte[] file = Build(w => w.AddInt("/a/b/c", 1));
+        List<(int Offset, string Name)> entries = Entries(file, FirstKeyTable);
+        int a = entries.Single(e => e.Name == "a").Offset;
+        int b = entries.Single(e => e.Name == "b").Offset;
+        // a's parent is b (its own child): a -> b -> a
+        byte[] cycle = (byte[])file.Clone();
+        BinaryPrimitives.WriteUInt16LittleEndian(cycle.AsSpan(a + HyperVLayout.KeyParentTableOffset), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(cycle.AsSpan(a + HyperVLayout.KeyParentOffsetOffset), (uint)(b - FirstKeyTable));
+        Assert.Contains("cycle", Rejects(dir, cycle).Message);
+        // b is its own parent
+        byte[] self = (byte[])file.Clone();
+        BinaryPrimitives.WriteUInt32LittleEndian(self.AsSpan(b + HyperVLayout.KeyParentOffsetOffset), (uint)(b - FirstKeyTable));
+        Assert.Contains("cycle", Rejects(dir, self).Message);
+        // b's parent does not exist: b and c are dropped with a warning
+        byte[] dangling = (byte[])file.Clone();
+        BinaryPrimitives.WriteUInt32LittleEndian(dangling.AsSpan(b + HyperVLayout.KeyParentOffsetOffset), 0x777);
+        using RunMappedMemory memory = Open(dir, dangling, name: "dangling.vmrs");
+        Assert.Equal(["/a"], memory.Metadata.KeyTree.Select(k => k.Path));
+        Assert.Contains(memory.Metadata.Warnings, w => w.Contains("missing or not a node"));
+    }
+
+    [Fact]
+    public void Limits_reject_excess_and_accept_reasonable_values()
+    {
+        using var dir = new TempDir();
+        byte[] keys = Build(w =>
+        {
+            for (int i = 0; i < 50; i++)
+            {
+                w.AddInt($"/k/v{i}", i);
+            }
+        });
+        Assert.Contains("MaxHyperVKeys", Rejects(dir, keys, new ParserLimits { MaxHyperVKeys = 50 }).Message);
+        Open(dir, keys, new ParserLimits { MaxHyperVKeys = 51 }, "keys.vmrs").Dispose();
+
+        byte[] deep = Build(w => w.AddInt("/" + string.Join('/', Enumerable.Repeat("n", 20)) + "/leaf", 1));
+        Assert.Contains("MaxHyperVKeyDepth", Rejects(dir, deep, new ParserLimits { MaxHyperVKeyDepth = 20 }).Message);
+        Open(dir, deep, new ParserLimits { MaxHyperVKeyDepth = 21 }, "deep.vmrs").Dispose();
+
+        byte[] small = Sample3();
+        Assert.Contains("MaxHyperVObjects", Rejects(dir, small, new ParserLimits { MaxHyperVObjects = 226 }).Message);
+        Open(dir, small, new ParserLimits { MaxHyperVObjects = 227 }, "objects.vmrs").Dispose();
+
+        Assert.Contains("MaxHyperVKeyTableBytes", Rejects(dir, small, new ParserLimits { MaxHyperVKeyTableBytes = 4095 }).Message);
+        Open(dir, small, new ParserLimits { MaxHyperVKeyTableBytes = 4096 }, "table.vmrs").Dispose();
+
+        byte[] chained = Build(w =>
+        {
+            for (int i = 0; i < 230; i++)
+            {
+                w.AddArray($"/o/{i}", new byte[2048]);
+            }
+        });
+        Assert.Contains("MaxHyperVObjectTables", Rejects(dir, chained, new ParserLimits { MaxHyperVObjectTables = 1 }).Message);
+        Open(dir, chained, new ParserLimits { MaxHyperVObjectTables = 3 }, "chained.vmrs").Dispose(); // 2 tables + 1 replay log
+
+        byte[] replay = Sample3();
+        BinaryPrimitives.WriteUInt32LittleEndian(replay.AsSpan(0x3000 + HyperVLayout.ReplayLogEntryCountOffset), 5);
+        Assert.Contains("MaxHyperVReplayLogEntries", Rejects(dir, replay, new ParserLimits { MaxHyperVReplayLogEntries = 4 }).Message);
+        using RunMappedMemory accepted = Open(dir, replay, new ParserLimits { MaxHyperVReplayLogEntries = 5 }, "replay.vmrs");
+        Assert.Equal("5", accepted.Metadata.Get("replay log entries"));
+        Assert.Contains(accepted.Metadata.Warnings, w => w.Contains("not replayed"));
+    }
+
+    [Fact]
+    public void Random_corruption_never_escapes_as_anything_but_a_format_error()
+    {
+        byte[] original = Build(w =>
+        {
+            w.AddInt("/savedstate/VmVersion", 0xA00);
+            w.AddArray("/savedstate/RamMemoryBlock0", Descriptor(300, 0, 0x10));
+            w.AddArray("/savedstate/RamBlock0", CaptureBuilder.Pattern(0, HyperVLayout.RamBlockSize));
+            w.AddArray("/savedstate/RamBlock1", new byte[100]);
+            w.AddString("/configuration/name", "x");
+        });
+        using var dir = new TempDir();
+        string path = dir.File("fuzz.vmrs");
+        var random = new Random(1234);
+        byte[] buffer = new byte[4096];
+        for (int round = 0; round < 300; round++)
+        {
+            byte[] file = original[..0x6000].Concat(original[0x6000..]).ToArray();
+            int at = random.Next(0, 0x6000); // headers, object table, replay log, key tables
+            file[at] = (byte)random.Next(256);
+            if (random.Next(2) == 0)
+            {
+                ResealHeader(file, 0);
+            }
+            File.WriteAllBytes(path, file);
+            try
+            {
+                using RunMappedMemory memory = CaptureOpener.OpenAs(path, "hyperv");
+                foreach (PhysicalRun run in memory.Runs)
+                {
+                    memory.Read(run.PhysicalAddress, buffer);
+                }
+            }
+            catch (DumpFormatException e)
+            {
+                Assert.DoesNotContain('\n', e.Message);
+            }
+        }
+    }
+}
