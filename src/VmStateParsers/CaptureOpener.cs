@@ -1,5 +1,6 @@
 using CloudMem.VmStateParsers.Formats.Avml;
 using CloudMem.VmStateParsers.Formats.Elf;
+using CloudMem.VmStateParsers.Formats.Hibernation;
 using CloudMem.VmStateParsers.Formats.Kdump;
 using CloudMem.VmStateParsers.Formats.Lime;
 using CloudMem.VmStateParsers.Formats.Raw;
@@ -22,6 +23,7 @@ public static class CaptureOpener
         new ElfFormat(),
         new LimeFormat(),
         new AvmlFormat(),
+        new HibernationFormat(),
         new RawFormat(),
     ];
 
