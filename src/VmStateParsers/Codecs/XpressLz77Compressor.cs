@@ -7,7 +7,7 @@ namespace CloudMem.VmStateParsers.Codecs;
 /// Encoder for Microsoft "plain LZ77" Xpress ([MS-XCA] section 2.3; the format <see cref="XpressLz77"/> reads):
 /// 32-bit flag words (MSB first, 1 = match), literal bytes, and 16-bit match tokens of (offset - 1) &lt;&lt; 3 | min(length - 3, 7)
 /// with the shared half-byte, byte, word and dword length extensions. Greedy matching with a one-entry hash table of
-/// 4-byte prefixes; offsets up to 8192. Meant for inputs up to a few hundred KiB (a hibernation compression set).
+/// 4-byte prefixes, sparser probing inside incompressible stretches; offsets up to 8192. Meant for inputs up to a few hundred KiB (a hibernation compression set).
 /// </summary>
 public static class XpressLz77Compressor
 {
@@ -40,69 +40,59 @@ public static class XpressLz77Compressor
     {
         var w = new Writer(destination);
         int pos = 0;
-        while (pos < source.Length)
+        int literalStart = 0;
+        int misses = 0;
+        while (pos <= source.Length - 4)
         {
+            uint key = BinaryPrimitives.ReadUInt32LittleEndian(source[pos..]);
+            int slot = (int)((key * 2654435761u) >> (32 - HashBits));
+            int candidate = table[slot];
+            table[slot] = pos;
             int bestLength = 0;
             int bestOffset = 0;
-            if (source.Length - pos >= 4)
+            if (candidate >= 0 && pos - candidate <= MaxOffset)
             {
-                uint key = BinaryPrimitives.ReadUInt32LittleEndian(source[pos..]);
-                int slot = (int)((key * 2654435761u) >> (32 - HashBits));
-                int candidate = table[slot];
-                table[slot] = pos;
-                if (candidate >= 0 && pos - candidate <= MaxOffset)
+                bestLength = CommonLength(source, candidate, pos);
+                bestOffset = pos - candidate;
+            }
+            if (bestLength < MinMatch && pos > 0 && source[pos] == source[pos - 1])
+            {
+                // Runs (zero pages) match at offset 1 even when the hash slot was overwritten.
+                int run = CommonLength(source, pos - 1, pos);
+                if (run >= MinMatch)
                 {
-                    bestLength = CommonLength(source, candidate, pos);
-                    bestOffset = pos - candidate;
-                }
-                if (bestLength < MinMatch && pos > 0 && source[pos] == source[pos - 1])
-                {
-                    // Runs (zero pages) match at offset 1 even when the hash slot was overwritten.
-                    int run = CommonLength(source, pos - 1, pos);
-                    if (run >= MinMatch)
-                    {
-                        bestLength = run;
-                        bestOffset = 1;
-                    }
+                    bestLength = run;
+                    bestOffset = 1;
                 }
             }
-            if (bestLength >= MinMatch)
+            if (bestLength < MinMatch)
             {
-                if (!w.Match(bestOffset, bestLength))
-                {
-                    return -1;
-                }
-                int end = pos + bestLength;
-                // Index a few positions inside the match so later data can refer back into it.
-                for (int p = pos + 1; p < end && p <= source.Length - 4 && p < pos + 16; p++)
-                {
-                    uint k = BinaryPrimitives.ReadUInt32LittleEndian(source[p..]);
-                    table[(int)((k * 2654435761u) >> (32 - HashBits))] = p;
-                }
-                pos = end;
+                // Incompressible stretches are probed more sparsely the longer they last (as LZ4 does).
+                pos += 1 + (++misses >> 6);
+                continue;
             }
-            else
+            misses = 0;
+            if (!w.Literals(source[literalStart..pos]) || !w.Match(bestOffset, bestLength))
             {
-                if (!w.Literal(source[pos]))
-                {
-                    return -1;
-                }
-                pos++;
+                return -1;
             }
+            int end = pos + bestLength;
+            // Index a few positions inside the match so later data can refer back into it.
+            for (int p = pos + 1; p < end && p <= source.Length - 4 && p < pos + 16; p++)
+            {
+                uint k = BinaryPrimitives.ReadUInt32LittleEndian(source[p..]);
+                table[(int)((k * 2654435761u) >> (32 - HashBits))] = p;
+            }
+            pos = end;
+            literalStart = pos;
         }
-        return w.Finish();
+        return w.Literals(source[literalStart..]) ? w.Finish() : -1;
     }
 
+    // The source is the final data, so an overlapping match (from + n >= at) compares what the decoder will have
+    // copied byte by byte: comparing the source with itself is exact.
     private static int CommonLength(ReadOnlySpan<byte> source, int from, int at)
-    {
-        int max = source.Length - at;
-        int n = 0;
-        while (n < max && source[from + n] == source[at + n])
-        {
-            n++;
-        }
-        return n;
-    }
+        => source[from..].CommonPrefixLength(source[at..]);
 
     private ref struct Writer
     {
@@ -126,14 +116,27 @@ public static class XpressLz77Compressor
 
         private bool Ok { get; set; }
 
-        public bool Literal(byte value)
+        /// <summary>Literal bytes: copied in stretches up to the next flag word, each a clear flag bit.</summary>
+        public bool Literals(ReadOnlySpan<byte> values)
         {
-            if (!Room(1))
+            while (!values.IsEmpty)
             {
-                return false;
+                int count = Math.Min(values.Length, 32 - _flagCount);
+                if (!Room(count))
+                {
+                    return false;
+                }
+                values[..count].CopyTo(_out[_pos..]);
+                _pos += count;
+                values = values[count..];
+                _flags = count == 32 ? 0 : _flags << count;
+                _flagCount += count;
+                if (_flagCount == 32 && !FlushFlags())
+                {
+                    return false;
+                }
             }
-            _out[_pos++] = value;
-            return Flag(0);
+            return true;
         }
 
         public bool Match(int offset, int length)
@@ -215,18 +218,20 @@ public static class XpressLz77Compressor
         private bool Flag(uint bit)
         {
             _flags = (_flags << 1) | bit;
-            if (++_flagCount == 32)
+            return ++_flagCount < 32 || FlushFlags();
+        }
+
+        private bool FlushFlags()
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(_out[_flagPos..], _flags);
+            if (!Room(4))
             {
-                BinaryPrimitives.WriteUInt32LittleEndian(_out[_flagPos..], _flags);
-                if (!Room(4))
-                {
-                    return false;
-                }
-                _flagPos = _pos;
-                _pos += 4;
-                _flags = 0;
-                _flagCount = 0;
+                return false;
             }
+            _flagPos = _pos;
+            _pos += 4;
+            _flags = 0;
+            _flagCount = 0;
             return true;
         }
 
