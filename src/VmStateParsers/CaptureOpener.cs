@@ -1,6 +1,7 @@
 using CloudMem.VmStateParsers.Formats.Avml;
 using CloudMem.VmStateParsers.Formats.CrashDump;
 using CloudMem.VmStateParsers.Formats.Elf;
+using CloudMem.VmStateParsers.Formats.Hibernation;
 using CloudMem.VmStateParsers.Formats.HyperV;
 using CloudMem.VmStateParsers.Formats.Kdump;
 using CloudMem.VmStateParsers.Formats.Lime;
@@ -25,6 +26,7 @@ public static class CaptureOpener
         new ElfFormat(),
         new LimeFormat(),
         new AvmlFormat(),
+        new HibernationFormat(),
         new HyperVFormat(),
         new RawFormat(),
     ];

@@ -45,6 +45,15 @@ public sealed record ParserLimits
     /// <summary>Largest VMCOREINFO text, in bytes.</summary>
     public int MaxVmcoreInfoBytes { get; init; } = 1024 * 1024;
 
+    /// <summary>Most compression sets in a hibernation file (real files: about one per 16 pages in use).</summary>
+    public int MaxHibernationSets { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>Most pages one hibernation compression set may hold (Windows writes at most 16).</summary>
+    public int MaxHibernationSetPages { get; init; } = 256;
+
+    /// <summary>Most pages a hibernation restoration set may declare (NumPagesForLoader, KernelPagesProcessed): 2^30 pages = 4 TiB.</summary>
+    public ulong MaxHibernationPages { get; init; } = 1UL << 30;
+
     /// <summary>Bytes of decoded units kept in the cache of a compressed capture.</summary>
     public int DecodeCacheBytes { get; init; } = 32 * 1024 * 1024;
 

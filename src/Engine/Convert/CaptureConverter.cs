@@ -63,7 +63,7 @@ public sealed class ConvertException(string message) : Exception(message);
 /// </summary>
 public static class CaptureConverter
 {
-    private static readonly List<ICaptureWriter> s_writers = [new RawWriter(), new LimeWriter(), new DmpWriter(), new VmrsWriter()];
+    private static readonly List<ICaptureWriter> s_writers = [new RawWriter(), new LimeWriter(), new DmpWriter(), new VmrsWriter(), new HiberfilWriter()];
 
     /// <summary>The registered writers, by <see cref="ICaptureWriter.Name"/>.</summary>
     public static IReadOnlyList<ICaptureWriter> Writers => s_writers;

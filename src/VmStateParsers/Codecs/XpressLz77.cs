@@ -127,9 +127,23 @@ public static class XpressLz77
             }
             int count = (int)Math.Min(length, destination.Length - outPos);
             int from = outPos - offset;
-            for (int i = 0; i < count; i++)
+            if (offset >= count)
             {
-                destination[outPos++] = destination[from++];
+                // No overlap: a block copy gives the same bytes as the byte-by-byte copy.
+                destination.Slice(from, count).CopyTo(destination[outPos..]);
+                outPos += count;
+            }
+            else if (offset == 1)
+            {
+                destination.Slice(outPos, count).Fill(destination[from]);
+                outPos += count;
+            }
+            else
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    destination[outPos++] = destination[from++];
+                }
             }
         }
         return outPos;

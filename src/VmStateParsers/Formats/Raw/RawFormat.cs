@@ -29,6 +29,10 @@ internal sealed class RawFormat : CaptureFormat
         {
             metadata.Warnings.Add($"file size 0x{file.Length:X} is not a multiple of 4096: a raw image is usually whole pages (truncated copy?)");
         }
+        if (Hibernation.HibernationFormat.IsWipedHeader(file.Span(0, MinimumSize)))
+        {
+            metadata.Warnings.Add("the first page is all zero; if this file is a hiberfil.sys, it is not raw memory: " + Hibernation.HibernationFormat.WipedHeaderMessage);
+        }
         return new ParsedCapture(file, builder.ToArray(), null, metadata);
     }
 }
