@@ -271,6 +271,28 @@ public sealed class VmwareTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Every_prefix_of_a_state_file_with_a_vmem_is_a_one_line_error()
+    {
+        string path = StateWithVmem("p.vmsn");
+        byte[] file = File.ReadAllBytes(path);
+        for (int length = 1; length < file.Length; length++)
+        {
+            File.WriteAllBytes(path, file[..length]);
+            var e = Assert.Throws<DumpFormatException>(() => CaptureOpener.Open(path).Dispose());
+            Assert.DoesNotContain('\n', e.Message);
+            // Opening the .vmem instead: a cut state file no longer has a complete header, or its tags are cut.
+            if (length >= 4)
+            {
+                var fromVmem = Assert.Throws<DumpFormatException>(() => CaptureOpener.Open(_dir.File("p.vmem")).Dispose());
+                Assert.Equal("VMware (p.vmsn)", fromVmem.Error.Format);
+            }
+        }
+        File.WriteAllBytes(path, file);
+        using RunMappedMemory whole = CaptureOpener.Open(path);
+        AssertSplit(whole, 0);
+    }
+
     private DumpFormatException Corrupt(byte[] file, ParserLimits? limits = null)
         => Assert.Throws<DumpFormatException>(() => CaptureOpener.Open(_dir.Write($"bad{Guid.NewGuid():N}.vmss", file), limits).Dispose());
 
