@@ -220,6 +220,16 @@ public sealed class VmwareTests : IDisposable
     }
 
     [Fact]
+    public void A_raw_image_sharing_a_base_name_with_a_state_file_stays_raw()
+    {
+        StateWithVmem("memory.vmss");                           // memory.vmss + memory.vmem, regions with a hole
+        string raw = _dir.Write("memory.raw", new byte[0x8000]);
+        using RunMappedMemory memory = CaptureOpener.Open(raw);
+        Assert.StartsWith("raw", memory.Metadata.Format, StringComparison.Ordinal);
+        Assert.Equal([new PhysicalRun(0, 0x8000, 0)], memory.Runs);
+    }
+
+    [Fact]
     public void A_broken_sibling_state_file_is_named_in_the_error()
     {
         byte[] state = Build(Normal, ("memory", Regions(s_split)));

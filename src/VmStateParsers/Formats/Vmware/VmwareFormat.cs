@@ -37,14 +37,19 @@ internal sealed class VmemFormat : CaptureFormat
         return VmwareParser.ParseVmem(file, statePath, limits);
     }
 
-    /// <summary>The sibling state file with a VMware magic, or null.</summary>
+    /// <summary>
+    /// The sibling state file with a VMware magic, or null. The pairing must hold both ways: the state file's own
+    /// companion name (X.vmem) must be this file, so a padded raw image that merely shares a base name with a
+    /// state file (memory.raw beside memory.vmss/memory.vmem) is not read through that file's region map.
+    /// </summary>
     private static string? FindState(string path)
     {
         Span<byte> head = stackalloc byte[4];
         foreach (string extension in s_stateExtensions)
         {
             string candidate = Companions.Sibling(path, extension);
-            if (!string.Equals(Path.GetFullPath(candidate), Path.GetFullPath(path), StringComparison.Ordinal)
+            if (string.Equals(Companions.Sibling(candidate, ".vmem"), path, StringComparison.OrdinalIgnoreCase)
+                && !string.Equals(candidate, path, StringComparison.OrdinalIgnoreCase)
                 && Companions.ReadHead(candidate, head) == head.Length && Checkpoint.HasMagic(head))
             {
                 return candidate;
