@@ -30,6 +30,13 @@ internal abstract class CaptureFormat
     /// <summary>Decides by content whether the file is this format.</summary>
     public abstract FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength);
 
+    /// <summary>
+    /// Decides with the file's path too, for formats whose structure is in a companion file (a .vmem has no header;
+    /// its sibling .vmss/.vmsn describes it). The path only locates companions by the capture's naming rule; what
+    /// they are is still decided by their content. Defaults to the content probe.
+    /// </summary>
+    public virtual FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength, string path) => Probe(head, fileLength);
+
     /// <summary>Parses the file. Throws <see cref="FormatErrorException"/> on structural problems.</summary>
     /// <remarks>On success the returned source owns <paramref name="file"/>; on failure the caller disposes it.</remarks>
     public abstract ParsedCapture Parse(MappedFile file, ParserLimits limits);

@@ -6,6 +6,7 @@ using CloudMem.VmStateParsers.Formats.HyperV;
 using CloudMem.VmStateParsers.Formats.Kdump;
 using CloudMem.VmStateParsers.Formats.Lime;
 using CloudMem.VmStateParsers.Formats.Raw;
+using CloudMem.VmStateParsers.Formats.Vmware;
 using CloudMem.VmStateParsers.IO;
 
 namespace CloudMem.VmStateParsers;
@@ -17,7 +18,8 @@ namespace CloudMem.VmStateParsers;
 /// </summary>
 public static class CaptureOpener
 {
-    // Declared detection order: formats with a magic first, raw (no header) last.
+    // Declared detection order: formats with a magic first; then headerless files described by a companion
+    // (a .vmem with a VMware state file beside it); raw (no header) last.
     private static readonly CaptureFormat[] s_formats =
     [
         new CrashDumpFormat(),
@@ -28,6 +30,8 @@ public static class CaptureOpener
         new AvmlFormat(),
         new HibernationFormat(),
         new HyperVFormat(),
+        new VmwareFormat(),
+        new VmemFormat(),
         new RawFormat(),
     ];
 
@@ -88,7 +92,7 @@ public static class CaptureOpener
             ReadOnlySpan<byte> head = file.Span(0, (int)Math.Min(file.Length, CaptureFormat.ProbeBytes));
             foreach (CaptureFormat candidate in forced is null ? s_formats : [])
             {
-                if (candidate.Probe(head, file.Length) != FormatProbeResult.NoMatch)
+                if (candidate.Probe(head, file.Length, path) != FormatProbeResult.NoMatch)
                 {
                     format = candidate;
                     break;

@@ -54,6 +54,15 @@ public sealed record ParserLimits
     /// <summary>Most pages a hibernation restoration set may declare (NumPagesForLoader, KernelPagesProcessed): 2^30 pages = 4 TiB.</summary>
     public ulong MaxHibernationPages { get; init; } = 1UL << 30;
 
+    /// <summary>Most group descriptors of a VMware checkpoint (.vmss/.vmsn); real files have about a hundred.</summary>
+    public int MaxCheckpointGroups { get; init; } = 65536;
+
+    /// <summary>Most tags walked in a VMware checkpoint, over all groups.</summary>
+    public int MaxCheckpointTags { get; init; } = 16 * 1024 * 1024;
+
+    /// <summary>Most memory regions (regionsCount) of a VMware checkpoint; real VMs have one to a few.</summary>
+    public int MaxMemoryRegions { get; init; } = 65536;
+
     /// <summary>Bytes of decoded units kept in the cache of a compressed capture.</summary>
     public int DecodeCacheBytes { get; init; } = 32 * 1024 * 1024;
 

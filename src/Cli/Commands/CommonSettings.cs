@@ -35,6 +35,6 @@ internal class CaptureSettings : CommonSettings
     public string Image { get; init; } = "";
 
     [CommandOption("--format <NAME>")]
-    [Description("Skip detection and read the file as this format (raw, lime, avml, elf, kdump, kdump-flattened, hiberfil)")]
+    [Description("Skip detection and read the file as this format (raw, lime, avml, elf, kdump, kdump-flattened, crashdump, hiberfil, hyperv, vmware for .vmss/.vmsn, vmem)")]
     public string? Format { get; init; }
 }

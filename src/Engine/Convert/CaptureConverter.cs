@@ -63,7 +63,11 @@ public sealed class ConvertException(string message) : Exception(message);
 /// </summary>
 public static class CaptureConverter
 {
-    private static readonly List<ICaptureWriter> s_writers = [new RawWriter(), new LimeWriter(), new DmpWriter(), new VmrsWriter(), new HiberfilWriter()];
+    private static readonly List<ICaptureWriter> s_writers =
+    [
+        new RawWriter(), new LimeWriter(), new DmpWriter(), new VmrsWriter(), new HiberfilWriter(),
+        new VmwareWriter("vmsn", "snapshot"), new VmwareWriter("vmss", "suspend"),
+    ];
 
     /// <summary>The registered writers, by <see cref="ICaptureWriter.Name"/>.</summary>
     public static IReadOnlyList<ICaptureWriter> Writers => s_writers;
