@@ -3,6 +3,7 @@ using CloudMem.VmStateParsers.Formats.Elf;
 using CloudMem.VmStateParsers.Formats.Kdump;
 using CloudMem.VmStateParsers.Formats.Lime;
 using CloudMem.VmStateParsers.Formats.Raw;
+using CloudMem.VmStateParsers.Formats.Swsusp;
 using CloudMem.VmStateParsers.IO;
 
 namespace CloudMem.VmStateParsers;
@@ -22,6 +23,7 @@ public static class CaptureOpener
         new ElfFormat(),
         new LimeFormat(),
         new AvmlFormat(),
+        new SwsuspFormat(),
         new RawFormat(),
     ];
 
