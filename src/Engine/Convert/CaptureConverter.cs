@@ -59,7 +59,7 @@ public sealed class ConvertException(string message) : Exception(message);
 /// </summary>
 public static class CaptureConverter
 {
-    private static readonly List<ICaptureWriter> s_writers = [new RawWriter(), new LimeWriter()];
+    private static readonly List<ICaptureWriter> s_writers = [new RawWriter(), new LimeWriter(), new SwsuspWriter()];
 
     /// <summary>The registered writers, by <see cref="ICaptureWriter.Name"/>.</summary>
     public static IReadOnlyList<ICaptureWriter> Writers => s_writers;
