@@ -73,7 +73,8 @@ internal sealed class SwsuspFormat : CaptureFormat
         }
 
         ulong baseSector = FindBase(file, area, areaPages, image, out bool inferred);
-        var map = WalkMap(file, area, areaPages, baseSector, image, limits);
+        long declaredPages = Math.Max(areaPages, (long)lastPage + 1);
+        var map = WalkMap(file, area, areaPages, declaredPages, baseSector, image, limits);
         if (map.Pages == 0)
         {
             throw header.Fail("image", L.ImageOffset, "the first swap map page lists no pages");
@@ -238,7 +239,7 @@ internal sealed class SwsuspFormat : CaptureFormat
         return pages >= 2 && imagePages <= pages - 2 && pages < (1UL << 40) && size == pages * L.PageSize;
     }
 
-    private static ImageMap WalkMap(MappedFile file, long area, long areaPages, ulong baseSector, ulong image, ParserLimits limits)
+    private static ImageMap WalkMap(MappedFile file, long area, long areaPages, long declaredPages, ulong baseSector, ulong image, ParserLimits limits)
     {
         var stream = new SwsuspStreamMap();
         var seen = new HashSet<ulong>();
@@ -250,7 +251,7 @@ internal sealed class SwsuspFormat : CaptureFormat
         {
             if (sector <= baseSector || sector - baseSector >= (ulong)areaPages)
             {
-                throw Fail.At(FormatName, structure, describedAt, $"map page 0x{sector:X} is outside the swap area (device pages 0x{baseSector:X}..0x{baseSector + (ulong)areaPages - 1:X})");
+                throw Fail.At(FormatName, structure, describedAt, $"map page 0x{sector:X} {Outside(sector, baseSector, areaPages, declaredPages)}");
             }
             if (!seen.Add(sector))
             {
@@ -276,7 +277,7 @@ internal sealed class SwsuspFormat : CaptureFormat
                 }
                 if (entry <= baseSector || entry - baseSector >= (ulong)areaPages)
                 {
-                    throw Fail.At(FormatName, $"swap_map_page[{mapPages - 1}].entries[{k}]", at + (k * 8), $"page 0x{entry:X} is outside the swap area (device pages 0x{baseSector:X}..0x{baseSector + (ulong)areaPages - 1:X})");
+                    throw Fail.At(FormatName, $"swap_map_page[{mapPages - 1}].entries[{k}]", at + (k * 8), $"page 0x{entry:X} {Outside(entry, baseSector, areaPages, declaredPages)}");
                 }
                 if (stream.Pages >= limits.MaxSwsuspPages)
                 {
@@ -290,6 +291,11 @@ internal sealed class SwsuspFormat : CaptureFormat
         }
         return new ImageMap(stream, mapPages);
     }
+
+    private static string Outside(ulong sector, ulong baseSector, long areaPages, long declaredPages)
+        => sector > baseSector && sector - baseSector < (ulong)declaredPages
+            ? $"lies past the end of the file (the swap area declares {declaredPages} pages, the file holds {areaPages}: truncated copy?)"
+            : $"is outside the swap area (device pages 0x{baseSector:X}..0x{baseSector + (ulong)areaPages - 1:X})";
 
     private static PfnWalk MapUncompressed(MappedFile file, ImageMap map, long metaPages, RunMapBuilder builder, ParserLimits limits)
     {
