@@ -470,7 +470,10 @@ internal sealed class SwsuspFormat : CaptureFormat
             metadata.Add("restoreJumpAddress", $"0x{info.U64(L.X86JumpAddressOffset, "arch.jump_address"):X}");
             metadata.Add("restoreJumpAddressPhys", $"0x{info.U64(L.X86JumpAddressPhysOffset, "arch.jump_address_phys"):X}");
             metadata.Add("e820Checksum", $"0x{info.U64(L.X86E820ChecksumOffset, "arch.e820_checksum"):X8}");
-            metadata.Cpus.Add(new CpuState(0, "swsusp x86-64 restore record (CR3 at hibernation)", [new("cr3", cr3)]));
+            if (cr3 != 0)
+            {
+                metadata.Cpus.Add(new CpuState(0, "swsusp x86-64 restore record (CR3 at hibernation)", [new("cr3", cr3)]));
+            }
         }
         else if (sysname == "Linux")
         {
