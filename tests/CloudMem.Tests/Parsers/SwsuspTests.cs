@@ -183,8 +183,27 @@ public sealed class SwsuspTests : IDisposable
         Assert.Equal("swsusp", e.Error.Format);
         Assert.Equal(0xFF6, e.Error.FileOffset);
 
+        // The signature of older kernels opens the same layout.
+        "LINHIB0001"u8.CopyTo(file.AsSpan(0xFF6));
+        CaptureOpener.Open(_dir.Write("linhib.swap", file)).Dispose();
+
         "S2SUSPEND\0"u8.CopyTo(file.AsSpan(0xFF6));
         Assert.Contains("uswsusp", OpenFails(_dir.Write("uswsusp.swap", file)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_file_without_a_swap_header_is_not_swsusp()
+    {
+        byte[] noise = new byte[(2 * 1024 * 1024) + 100];
+        new Random(3).NextBytes(noise);
+        string path = _dir.Write("noise.bin", noise);
+        using (RunMappedMemory memory = CaptureOpener.Open(path))
+        {
+            Assert.StartsWith("raw", memory.Metadata.Format, StringComparison.Ordinal);
+        }
+        DumpFormatException e = Assert.Throws<DumpFormatException>(() => CaptureOpener.OpenAs(path, "swsusp").Dispose());
+        Assert.Contains("no swap header", e.Message, StringComparison.Ordinal);
+        Assert.Contains("smaller than a swap header page", Assert.Throws<DumpFormatException>(() => CaptureOpener.OpenAs(_dir.Write("tiny.bin", [1, 2, 3]), "swsusp").Dispose()).Message, StringComparison.Ordinal);
     }
 
     [Theory]
