@@ -255,6 +255,19 @@ public sealed class SwsuspTests : IDisposable
         e = OpenFails(_dir.Write("entry-outside.swap", entry));
         Assert.Contains("entries[3]", e.Error.Structure, StringComparison.Ordinal);
 
+        // Entries repeating one page: a small file must not describe an unbounded stream.
+        byte[] repeat = (byte[])good.Clone();
+        for (int k = 0; k < 511; k++)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(repeat.AsSpan(Page + (k * 8)), 2);
+        }
+        for (int k = 0; k < 511; k++)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(repeat.AsSpan((513 * Page) + (k * 8)), 2);
+        }
+        BinaryPrimitives.WriteUInt64LittleEndian(repeat.AsSpan((513 * Page) + 0xFF8), 2);
+        Assert.Contains("more pages than the swap area holds", OpenFails(_dir.Write("repeat.swap", repeat)).Message, StringComparison.Ordinal);
+
         byte[] image = (byte[])good.Clone();
         BinaryPrimitives.WriteUInt64LittleEndian(image.AsSpan(0xFE0), 0xFFFF_FFFF_FFFF);
         Assert.Contains("outside the swap area", OpenFails(_dir.Write("image-outside.swap", image)).Message, StringComparison.Ordinal);

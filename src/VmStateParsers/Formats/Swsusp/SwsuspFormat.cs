@@ -279,6 +279,12 @@ internal sealed class SwsuspFormat : CaptureFormat
                 {
                     throw Fail.At(FormatName, $"swap_map_page[{mapPages - 1}].entries[{k}]", at + (k * 8), $"page 0x{entry:X} {Outside(entry, baseSector, areaPages, declaredPages)}");
                 }
+                if (stream.Pages >= areaPages)
+                {
+                    // The kernel uses every swap page once: more entries than the area has pages is a corrupt map
+                    // (and would let a small file describe an unbounded stream).
+                    throw Fail.At(FormatName, $"swap_map_page[{mapPages - 1}].entries[{k}]", at + (k * 8), $"the map lists more pages than the swap area holds ({areaPages})");
+                }
                 if (stream.Pages >= limits.MaxSwsuspPages)
                 {
                     throw Fail.At(FormatName, $"swap_map_page[{mapPages - 1}].entries[{k}]", at + (k * 8), $"more than {limits.MaxSwsuspPages} pages (ParserLimits.MaxSwsuspPages)");
