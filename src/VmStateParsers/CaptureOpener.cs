@@ -7,6 +7,7 @@ using CloudMem.VmStateParsers.Formats.Kdump;
 using CloudMem.VmStateParsers.Formats.Lime;
 using CloudMem.VmStateParsers.Formats.Raw;
 using CloudMem.VmStateParsers.Formats.Vmware;
+using CloudMem.VmStateParsers.Formats.Swsusp;
 using CloudMem.VmStateParsers.IO;
 
 namespace CloudMem.VmStateParsers;
@@ -32,6 +33,7 @@ public static class CaptureOpener
         new HyperVFormat(),
         new VmwareFormat(),
         new VmemFormat(),
+        new SwsuspFormat(),
         new RawFormat(),
     ];
 

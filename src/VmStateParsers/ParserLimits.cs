@@ -39,6 +39,15 @@ public sealed record ParserLimits
     /// <summary>Most pages (bits) a crash dump's SDMP/FDMP bitmap may cover: 2^40, i.e. 4 PiB of 4 KiB pages.</summary>
     public ulong MaxCrashDumpBitmapPages { get; init; } = 1UL << 40;
 
+    /// <summary>Most pages a Linux hibernation image may declare (swsusp_info.pages: header, PFN list and data pages).</summary>
+    public long MaxSwsuspPages { get; init; } = 1L << 32;
+
+    /// <summary>Most swap_map_page pages followed in a Linux hibernation image's map chain.</summary>
+    public int MaxSwsuspMapPages { get; init; } = 1 << 24;
+
+    /// <summary>Most compressed chunks indexed in a Linux hibernation image.</summary>
+    public int MaxSwsuspChunks { get; init; } = 1 << 27;
+
     /// <summary>Largest physical address space (bytes) a capture may describe: 2^52, the x86-64 MAXPHYADDR.</summary>
     public ulong MaxPhysicalAddress { get; init; } = 1UL << 52;
 

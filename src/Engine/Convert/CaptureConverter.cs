@@ -66,7 +66,7 @@ public static class CaptureConverter
     private static readonly List<ICaptureWriter> s_writers =
     [
         new RawWriter(), new LimeWriter(), new DmpWriter(), new VmrsWriter(), new HiberfilWriter(),
-        new VmwareWriter("vmsn", "snapshot"), new VmwareWriter("vmss", "suspend"),
+        new VmwareWriter("vmsn", "snapshot"), new VmwareWriter("vmss", "suspend"), new SwsuspWriter(),
     ];
 
     /// <summary>The registered writers, by <see cref="ICaptureWriter.Name"/>.</summary>
