@@ -94,7 +94,11 @@ internal ref struct BtfReader
         {
             throw Fail("header.str_off", StrOffOffset, $"the string section 0x{stringStart:X}-0x{stringEnd:X} overlaps the type section 0x{typeStart:X}-0x{typeEnd:X}");
         }
-        if (stringEnd == stringStart || _blob[stringStart] != 0 || _blob[stringEnd - 1] != 0)
+        if (stringEnd == stringStart)
+        {
+            throw Fail("header.str_len", StrLenOffset, "the string section is empty (it must start and end with a NUL byte)");
+        }
+        if (_blob[stringStart] != 0 || _blob[stringEnd - 1] != 0)
         {
             throw Fail("strings", stringStart, "the string section must start and end with a NUL byte");
         }
