@@ -114,6 +114,19 @@ public sealed class RealSymbolTests(ITestOutputHelper output)
         Assert.Empty(model.Symbols);
     }
 
+    [SkippableTheory]
+    [InlineData("memory.lime")]
+    [InlineData("memory.kdump-zstd")]
+    public void Btf_is_found_at_the_same_address_in_other_capture_formats(string file)
+    {
+        using RunMappedMemory raw = CaptureOpener.OpenAs(Fixture.Require("memory.raw"), "raw");
+        using RunMappedMemory other = CaptureOpener.Open(Fixture.Require(file));
+        Assert.True(BtfLoader.TryFind(raw, out ulong rawPa, out int rawLength));
+        Assert.True(BtfLoader.TryFind(other, out ulong pa, out int length));
+        Assert.Equal((rawPa, rawLength), (pa, length));
+        Assert.Equal(BtfLoader.LoadFromMemory(raw)!.TypeCount, BtfLoader.LoadFromMemory(other)!.TypeCount);
+    }
+
     [SkippableFact]
     public void Btf_from_memory_and_isf_of_the_same_kernel_agree()
     {
