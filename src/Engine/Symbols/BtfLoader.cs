@@ -31,6 +31,13 @@ public static partial class BtfLoader
 internal readonly record struct BtfSections(int HeaderLength, int TypeStart, int TypeEnd, int StringStart, int StringLength,
     int LayoutStart, int LayoutLength);
 
+/// <summary>Names a field of a type record in error messages, formatted only when an error is raised.</summary>
+internal readonly record struct Where(int Id, string Part, int Index = -1, string? Sub = null)
+{
+    public override string ToString()
+        => Index < 0 ? $"type[{Id}].{Part}" : Sub is null ? $"type[{Id}].{Part}[{Index}]" : $"type[{Id}].{Part}[{Index}].{Sub}";
+}
+
 /// <summary>Bounded reads over one BTF blob; every problem becomes a <see cref="BtfFormatException"/> with an offset.</summary>
 internal ref struct BtfReader
 {
@@ -57,6 +64,9 @@ internal ref struct BtfReader
         }
         return BinaryPrimitives.ReadUInt32LittleEndian(_blob[offset..]);
     }
+
+    /// <summary>A word inside a record that <see cref="IndexTypes"/> has already bounded.</summary>
+    private readonly uint Word(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_blob.Slice(offset, 4));
 
     public readonly BtfSections ReadHeader()
     {
@@ -94,7 +104,11 @@ internal ref struct BtfReader
         {
             throw Fail("header.str_off", StrOffOffset, $"the string section 0x{stringStart:X}-0x{stringEnd:X} overlaps the type section 0x{typeStart:X}-0x{typeEnd:X}");
         }
-        if (stringEnd == stringStart || _blob[stringStart] != 0 || _blob[stringEnd - 1] != 0)
+        if (stringEnd == stringStart)
+        {
+            throw Fail("header.str_len", StrLenOffset, "the string section is empty (it must start and end with a NUL byte)");
+        }
+        if (_blob[stringStart] != 0 || _blob[stringEnd - 1] != 0)
         {
             throw Fail("strings", stringStart, "the string section must start and end with a NUL byte");
         }
@@ -139,7 +153,7 @@ internal ref struct BtfReader
             {
                 throw Fail($"type[{id}]", pos, $"a type record needs {TypeRecordSize} bytes but the type section ends at 0x{sections.TypeEnd:X}");
             }
-            uint info = U32(pos + TypeInfoOffset, $"type[{id}].info");
+            uint info = Word(pos + TypeInfoOffset);
             int kind = Kind(info);
             int vlen = Vlen(info);
             int extra = ExtraSize(kind);
@@ -171,7 +185,7 @@ internal ref struct BtfReader
     }
 
     /// <summary>The NUL-terminated name at <paramref name="nameOff"/> in the string section.</summary>
-    private string Name(uint nameOff, int fieldOffset, string structure)
+    private string Name(uint nameOff, int fieldOffset, Where structure)
     {
         if (nameOff == 0)
         {
@@ -184,13 +198,13 @@ internal ref struct BtfReader
         }
         if (nameOff >= (uint)_strings.Length)
         {
-            throw Fail(structure, fieldOffset, $"name offset 0x{nameOff:X} is outside the string section of 0x{_strings.Length:X} bytes");
+            throw Fail(structure.ToString(), fieldOffset, $"name offset 0x{nameOff:X} is outside the string section of 0x{_strings.Length:X} bytes");
         }
         ReadOnlySpan<byte> tail = _strings[(int)nameOff..];
         int nul = tail[..Math.Min(tail.Length, _limits.MaxNameLength + 1)].IndexOf((byte)0);
         if (nul < 0)
         {
-            throw Fail(structure, fieldOffset, $"the name at string offset 0x{nameOff:X} is longer than the limit of {_limits.MaxNameLength} bytes");
+            throw Fail(structure.ToString(), fieldOffset, $"the name at string offset 0x{nameOff:X} is longer than the limit of {_limits.MaxNameLength} bytes");
         }
         string name = Encoding.UTF8.GetString(tail[..nul]);
         _names[nameOff] = name;
@@ -211,13 +225,13 @@ internal ref struct BtfReader
         for (int id = 1; id <= count; id++)
         {
             int pos = records[id - 1];
-            uint info = U32(pos + TypeInfoOffset, $"type[{id}].info");
+            uint info = Word(pos + TypeInfoOffset);
             int kind = Kind(info);
             kinds[id] = (byte)kind;
             aliasOf[id] = -1;
             if (kind is KindConst or KindVolatile or KindRestrict or KindTypeTag)
             {
-                uint target = U32(pos + TypeSizeOrType, $"type[{id}].type");
+                uint target = Word(pos + TypeSizeOrType);
                 if (target > (uint)count)
                 {
                     throw Fail($"type[{id}].type", pos + TypeSizeOrType, $"{KindName(kind)} refers to type id {target}, outside the {count} types of the blob");
@@ -239,7 +253,7 @@ internal ref struct BtfReader
                 KindFloat => TypeKind.Float,
                 _ => TypeKind.Other,
             };
-            string name = Name(U32(pos + TypeNameOff, $"type[{id}].name_off"), pos + TypeNameOff, $"type[{id}].name_off");
+            string name = Name(Word(pos + TypeNameOff), pos + TypeNameOff, new Where(id, "name_off"));
             infos[id] = new TypeInfo(id, name, typeKind);
         }
 
@@ -255,11 +269,11 @@ internal ref struct BtfReader
             }
             int pos = records[id - 1];
             int kind = kinds[id];
-            uint sizeOrType = U32(pos + TypeSizeOrType, $"type[{id}].size");
+            uint sizeOrType = Word(pos + TypeSizeOrType);
             switch (kind)
             {
                 case KindInt:
-                    uint encoding = U32(pos + TypeRecordSize, $"type[{id}].int");
+                    uint encoding = Word(pos + TypeRecordSize);
                     type.Size = (int)Math.Min(sizeOrType, 1024);
                     type.IsSigned = ((encoding >> 24) & IntSigned) != 0;
                     int bits = (int)(encoding & 0xFF);
@@ -281,12 +295,12 @@ internal ref struct BtfReader
                     type.Size = (int)sizeOrType;
                     break;
                 case KindPtr or KindTypedef or KindFunc or KindFuncProto or KindVar or KindDeclTag:
-                    type.Target = Resolve(infos, aliasOf, sizeOrType, pos + TypeSizeOrType, $"type[{id}].type");
+                    type.Target = Resolve(infos, aliasOf, sizeOrType, pos + TypeSizeOrType, new Where(id, "type"));
                     break;
                 case KindArray:
-                    type.Target = Resolve(infos, aliasOf, U32(pos + TypeRecordSize, $"type[{id}].array.type"), pos + TypeRecordSize, $"type[{id}].array.type");
-                    Resolve(infos, aliasOf, U32(pos + TypeRecordSize + 4, $"type[{id}].array.index_type"), pos + TypeRecordSize + 4, $"type[{id}].array.index_type");
-                    uint elements = U32(pos + TypeRecordSize + 8, $"type[{id}].array.nelems");
+                    type.Target = Resolve(infos, aliasOf, Word(pos + TypeRecordSize), pos + TypeRecordSize, new Where(id, "array.type"));
+                    Resolve(infos, aliasOf, Word(pos + TypeRecordSize + 4), pos + TypeRecordSize + 4, new Where(id, "array.index_type"));
+                    uint elements = Word(pos + TypeRecordSize + 8);
                     if (elements > int.MaxValue)
                     {
                         throw Fail($"type[{id}].array.nelems", pos + TypeRecordSize + 8, $"{elements} elements is too many");
@@ -306,7 +320,7 @@ internal ref struct BtfReader
             }
             int pos = records[id - 1];
             int kind = kinds[id];
-            uint info = U32(pos + TypeInfoOffset, $"type[{id}].info");
+            uint info = Word(pos + TypeInfoOffset);
             int vlen = Vlen(info);
             bool kindFlag = KindFlag(info);
             int entries = pos + TypeRecordSize + ExtraSize(kind);
@@ -317,10 +331,9 @@ internal ref struct BtfReader
                     for (int j = 0; j < vlen; j++)
                     {
                         int at = entries + j * 12;
-                        string structure = $"type[{id}].member[{j}]";
-                        string name = Name(U32(at, structure), at, structure + ".name_off");
-                        TypeInfo memberType = Resolve(infos, aliasOf, U32(at + 4, structure), at + 4, structure + ".type");
-                        uint offset = U32(at + 8, structure);
+                        string name = Name(Word(at), at, new Where(id, "member", j, "name_off"));
+                        TypeInfo memberType = Resolve(infos, aliasOf, Word(at + 4), at + 4, new Where(id, "member", j, "type"));
+                        uint offset = Word(at + 8);
                         long bitOffset = kindFlag ? offset & 0xFFFFFF : offset;
                         int bitSize = kindFlag ? (int)(offset >> 24) : 0;
                         if (!kindFlag && intBits.TryGetValue(memberType.Resolve(), out (int Bits, int Offset) encoding))
@@ -338,12 +351,11 @@ internal ref struct BtfReader
                     for (int j = 0; j < vlen; j++)
                     {
                         int at = entries + j * size;
-                        string structure = $"type[{id}].enum[{j}]";
-                        string name = Name(U32(at, structure), at, structure + ".name_off");
-                        uint low = U32(at + 4, structure);
+                        string name = Name(Word(at), at, new Where(id, "enum", j, "name_off"));
+                        uint low = Word(at + 4);
                         long value = kind == KindEnum
                             ? (kindFlag ? unchecked((int)low) : low)
-                            : unchecked((long)(((ulong)U32(at + 8, structure) << 32) | low));
+                            : unchecked((long)(((ulong)Word(at + 8) << 32) | low));
                         values.TryAdd(name, value);
                     }
                     type.IsSigned = kindFlag;
@@ -353,15 +365,15 @@ internal ref struct BtfReader
                     for (int j = 0; j < vlen; j++)
                     {
                         int at = entries + j * 8;
-                        Name(U32(at, $"type[{id}].param[{j}]"), at, $"type[{id}].param[{j}].name_off");
-                        Resolve(infos, aliasOf, U32(at + 4, $"type[{id}].param[{j}]"), at + 4, $"type[{id}].param[{j}].type");
+                        Name(Word(at), at, new Where(id, "param", j, "name_off"));
+                        Resolve(infos, aliasOf, Word(at + 4), at + 4, new Where(id, "param", j, "type"));
                     }
                     break;
                 case KindDatasec:
                     for (int j = 0; j < vlen; j++)
                     {
                         int at = entries + j * 12;
-                        Resolve(infos, aliasOf, U32(at, $"type[{id}].var[{j}]"), at, $"type[{id}].var[{j}].type");
+                        Resolve(infos, aliasOf, Word(at), at, new Where(id, "var", j, "type"));
                     }
                     break;
             }
@@ -386,18 +398,18 @@ internal ref struct BtfReader
     }
 
     /// <summary>The type object for a type id, skipping qualifiers (depth-limited, so qualifier cycles fail).</summary>
-    private readonly TypeInfo Resolve(TypeInfo?[] infos, int[] aliasOf, uint typeId, int fieldOffset, string structure)
+    private readonly TypeInfo Resolve(TypeInfo?[] infos, int[] aliasOf, uint typeId, int fieldOffset, Where structure)
     {
         if (typeId >= (uint)infos.Length)
         {
-            throw Fail(structure, fieldOffset, $"type id {typeId} is outside the {infos.Length - 1} types of the blob");
+            throw Fail(structure.ToString(), fieldOffset, $"type id {typeId} is outside the {infos.Length - 1} types of the blob");
         }
         int id = (int)typeId;
         for (int depth = 0; aliasOf[id] >= 0; depth++)
         {
             if (depth >= _limits.MaxTypeDepth)
             {
-                throw Fail(structure, fieldOffset, $"the qualifier chain from type id {typeId} is deeper than {_limits.MaxTypeDepth} (cyclic?)");
+                throw Fail(structure.ToString(), fieldOffset, $"the qualifier chain from type id {typeId} is deeper than {_limits.MaxTypeDepth} (cyclic?)");
             }
             id = aliasOf[id];
         }

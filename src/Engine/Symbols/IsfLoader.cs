@@ -29,7 +29,7 @@ public static class IsfLoader
     {
         limits ??= ParserLimits.Default;
         string source = $"ISF {Path.GetFileName(path)}";
-        byte[] json = ReadDecompressed(path, source, limits);
+        ReadOnlyMemory<byte> json = ReadDecompressed(path, source, limits);
         JsonDocument document;
         try
         {
@@ -45,7 +45,7 @@ public static class IsfLoader
         }
     }
 
-    private static byte[] ReadDecompressed(string path, string source, ParserLimits limits)
+    private static ReadOnlyMemory<byte> ReadDecompressed(string path, string source, ParserLimits limits)
     {
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         Span<byte> head = stackalloc byte[6];
@@ -71,9 +71,9 @@ public static class IsfLoader
         return ReadBounded(file, source, limits);
     }
 
-    private static byte[] ReadBounded(Stream stream, string source, ParserLimits limits)
+    private static ReadOnlyMemory<byte> ReadBounded(Stream stream, string source, ParserLimits limits)
     {
-        using var buffer = new MemoryStream();
+        var buffer = new MemoryStream();
         byte[] chunk = new byte[1 << 16];
         int read;
         while ((read = stream.Read(chunk, 0, chunk.Length)) > 0)
@@ -84,7 +84,7 @@ public static class IsfLoader
             }
             buffer.Write(chunk, 0, read);
         }
-        return buffer.ToArray();
+        return buffer.GetBuffer().AsMemory(0, (int)buffer.Length);   // no second copy of a large document
     }
 }
 

@@ -98,12 +98,20 @@ public sealed class TypeInfo
     /// inside anonymous struct/union members, in which case the returned field's offset is relative to this type.
     /// </summary>
     /// <returns>The field, or null when the type has no such member or is not a struct or union.</returns>
-    public FieldInfo? FindField(string name) => FindField(name, 0);
+    public FieldInfo? FindField(string name)
+    {
+        int budget = MaxFindVisits;
+        return FindField(name, 0, ref budget);
+    }
 
-    private FieldInfo? FindField(string name, int depth)
+    /// <summary>Most anonymous members <see cref="FindField(string)"/> descends into (hostile sources can nest a
+    /// struct inside itself).</summary>
+    internal const int MaxFindVisits = 4096;
+
+    private FieldInfo? FindField(string name, int depth, ref int budget)
     {
         TypeInfo type = Resolve();
-        if (!type.IsAggregate || depth > MaxResolveDepth || name.Length == 0)
+        if (!type.IsAggregate || depth > MaxResolveDepth || name.Length == 0 || --budget < 0)
         {
             return null;
         }
@@ -120,7 +128,7 @@ public sealed class TypeInfo
             FieldInfo member = fields[i];
             if (member.Name.Length == 0 && member.Type.Resolve().IsAggregate)
             {
-                FieldInfo? inner = member.Type.FindField(name, depth + 1);
+                FieldInfo? inner = member.Type.FindField(name, depth + 1, ref budget);
                 if (inner is not null)
                 {
                     return inner with { BitOffset = inner.BitOffset + member.BitOffset };
