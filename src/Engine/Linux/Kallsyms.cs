@@ -54,11 +54,30 @@ public sealed class Kallsyms : IKernelSymbols
     public bool TryGetAddress(string name, out ulong address) => _byName.TryGetValue(name, out address);
 
     /// <summary>Scans physical memory for the tables; null with <paramref name="why"/> when they cannot be found.</summary>
-    public static Kallsyms? Find(IPhysicalMemory memory, out string why, CancellationToken cancellationToken = default)
+    /// <param name="memory">The capture.</param>
+    /// <param name="why">Why not, when null is returned.</param>
+    /// <param name="near">Optional physical range to try first (the kernel image around its banner); the whole
+    /// capture is scanned only when nothing validates there.</param>
+    /// <param name="cancellationToken">Cancellation.</param>
+    public static Kallsyms? Find(IPhysicalMemory memory, out string why, (ulong Start, ulong End)? near = null, CancellationToken cancellationToken = default)
+    {
+        if (near is { } window)
+        {
+            Kallsyms? close = FindIn(memory, new CloudMem.Engine.Convert.PhysicalWindow(memory, window.Start, window.End), out _, cancellationToken);
+            if (close is not null)
+            {
+                why = "";
+                return close;
+            }
+        }
+        return FindIn(memory, memory, out why, cancellationToken);
+    }
+
+    private static Kallsyms? FindIn(IPhysicalMemory memory, IPhysicalMemory scanned, out string why, CancellationToken cancellationToken)
     {
         var candidates = new List<ulong>();
         ulong previousEnd = ulong.MaxValue;
-        SequentialReader.ForEachBlock(memory, (pa, data) =>
+        SequentialReader.ForEachBlock(scanned, (pa, data) =>
         {
             int from = 0;
             while (candidates.Count < 64)

@@ -59,7 +59,7 @@ public sealed class LinuxContext
         {
             types = isf;
         }
-        else if (BtfLoader.TryFind(physical, out ulong btfAt, out int btfLength, cancellationToken))
+        else if (TryFindBtf(physical, kernel, out ulong btfAt, out int btfLength, cancellationToken))
         {
             byte[] blob = new byte[btfLength];
             physical.Read(btfAt, blob);
@@ -71,6 +71,17 @@ public sealed class LinuxContext
         }
         Mark($"types loaded ({types.TypeCount})");
         return new LinuxContext(physical, kernel, types, LinuxProfile.Create(types));
+    }
+
+    // .BTF is part of the kernel image: look around the banner first, then everywhere.
+    private static bool TryFindBtf(IPhysicalMemory physical, LinuxKernel kernel, out ulong at, out int length, CancellationToken ct)
+    {
+        (ulong start, ulong end) = LinuxKernel.KernelImageWindow(kernel.Banner);
+        if (BtfLoader.TryFind(physical, start, end, out at, out length, ct) && length >= 1 << 20)
+        {
+            return true;
+        }
+        return BtfLoader.TryFind(physical, out at, out length, ct);
     }
 
     /// <summary>The address space of a process whose mm->pgd (a direct-map address) is <paramref name="pgd"/>.</summary>

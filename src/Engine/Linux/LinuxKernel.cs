@@ -79,7 +79,7 @@ public sealed class LinuxKernel
         {
             Console.Error.WriteLine("cloudmem: timing: banner found");
         }
-        Kallsyms? kallsyms = Kallsyms.Find(physical, out string why, cancellationToken);
+        Kallsyms? kallsyms = Kallsyms.Find(physical, out string why, KernelImageWindow(banner), cancellationToken);
         if (kallsyms is not null)
         {
             steps.Add($"kallsyms: {kallsyms.Symbols.Count} symbols, token table at physical 0x{kallsyms.TokenTablePhysicalAddress:X}, relative base 0x{kallsyms.RelativeBase:X}");
@@ -92,6 +92,10 @@ public sealed class LinuxKernel
         }
         return FromLinkTimeSymbols(physical, banner, linkTimeSymbols, symbolSource ?? "symbol file", steps);
     }
+
+    /// <summary>Where the kernel image (text, rodata with kallsyms, .BTF) lies around its banner: searched first.</summary>
+    public static (ulong Start, ulong End) KernelImageWindow(KernelBanner banner)
+        => (banner.PhysicalAddress > 48UL << 20 ? banner.PhysicalAddress - (48UL << 20) : 0, banner.PhysicalAddress + (80UL << 20));
 
     private static LinuxKernel FromSymbols(IPhysicalMemory physical, KernelBanner banner, IKernelSymbols symbols, List<string> steps)
     {

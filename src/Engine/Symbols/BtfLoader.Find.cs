@@ -23,11 +23,17 @@ public static partial class BtfLoader
     /// <returns>False when no candidate is found. Never throws for unreadable memory.</returns>
     /// <remarks>Read the blob with <see cref="IPhysicalMemory.Read"/> and pass it to <see cref="Load"/>.</remarks>
     public static bool TryFind(IPhysicalMemory memory, out ulong physicalAddress, out int length, CancellationToken ct = default)
+        => TryFind(memory, 0, ulong.MaxValue, out physicalAddress, out length, ct);
+
+    /// <summary>As <see cref="TryFind(IPhysicalMemory, out ulong, out int, CancellationToken)"/>, scanning only
+    /// physical [<paramref name="scanStart"/>, <paramref name="scanEnd"/>) for the header (the blob may extend past it).</summary>
+    public static bool TryFind(IPhysicalMemory memory, ulong scanStart, ulong scanEnd, out ulong physicalAddress, out int length, CancellationToken ct = default)
     {
         ulong bestAddress = 0;
         int bestLength = 0;
+        IPhysicalMemory scanned = scanStart == 0 && scanEnd == ulong.MaxValue ? memory : new CloudMem.Engine.Convert.PhysicalWindow(memory, scanStart, scanEnd);
         Span<byte> seam = stackalloc byte[6];
-        SequentialReader.ForEachBlock(memory, (pa, data) =>
+        SequentialReader.ForEachBlock(scanned, (pa, data) =>
         {
             int from = 0;
             while (true)
@@ -44,7 +50,7 @@ public static partial class BtfLoader
         }, cancellationToken: ct);
 
         // Magic bytes split across two blocks (blocks are 1 MiB aligned within runs): check every seam.
-        foreach (PhysicalRun run in memory.Runs)
+        foreach (PhysicalRun run in scanned.Runs)
         {
             for (ulong boundary = run.PhysicalAddress + SequentialReader.DefaultBlockSize; boundary < run.End; boundary += SequentialReader.DefaultBlockSize)
             {
