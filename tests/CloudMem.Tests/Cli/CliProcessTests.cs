@@ -152,4 +152,21 @@ public sealed class CliProcessTests : IDisposable
         Assert.Contains("Physical runs", stdout, StringComparison.Ordinal);
         Assert.Contains("kernel banner  Linux version 6.", stdout, StringComparison.Ordinal);
     }
+
+    [SkippableFact]
+    public void Linux_plugins_run_from_the_command_line_with_no_symbol_file()
+    {
+        string source = Fixture.Require("memory.kdump-zlib.flat");
+        (int exit, string stdout, string err) = Run("linux.pslist", source, "--output", "json");
+        Assert.True(exit == 0, err);
+        using JsonDocument doc = JsonDocument.Parse(stdout);
+        Assert.Contains(doc.RootElement.GetProperty("rows").EnumerateArray(), r => r.GetProperty("pid").GetInt32() == 1 && r.GetProperty("comm").GetString() == "init");
+        (exit, stdout, err) = Run("linux.kernel", source, "--output", "jsonl");
+        Assert.True(exit == 0, err);
+        using JsonDocument kernel = JsonDocument.Parse(stdout);
+        Assert.StartsWith("Linux version 6.", kernel.RootElement.GetProperty("banner").GetString(), StringComparison.Ordinal);
+        // A capture that is not Linux: one line saying what was tried.
+        (exit, _, err) = Run("linux.pslist", _dir.Write("zeros.raw", new byte[64 * 1024]));
+        AssertOneLineError(exit, err, "no Linux kernel banner");
+    }
 }
