@@ -19,10 +19,16 @@ internal sealed unsafe class MappedFile : IByteSource
     private readonly MemoryMappedViewAccessor _view;
     private byte* _pointer;
 
+    /// <summary>Copies at least this large go through pread instead of the mapping (see <see cref="Read"/>).</summary>
+    private const int CopyThroughSyscall = 4096;
+
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
+
     private MappedFile(string path, FileStream stream, long length)
     {
         Path = path;
         Length = length;
+        _handle = stream.SafeFileHandle;
         _map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
         _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
         byte* pointer = null;
@@ -70,6 +76,32 @@ internal sealed unsafe class MappedFile : IByteSource
             return 0;
         }
         int count = (int)Math.Min(destination.Length, Length - offset);
+        if (count >= CopyThroughSyscall)
+        {
+            // Page-sized and larger copies: pread copies from the page cache without mapping the pages into this
+            // process, so random reads over a large capture do not grow the resident set (the kernel maps whole
+            // large folios per fault on a mapping). Small reads (page-table entries, fields) stay on the mapping.
+            try
+            {
+                int done = 0;
+                while (done < count)
+                {
+                    int got = RandomAccess.Read(_handle, destination.Slice(done, count - done), offset + done);
+                    if (got <= 0)
+                    {
+                        break;
+                    }
+                    done += got;
+                }
+                if (done == count)
+                {
+                    return count;
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
         new ReadOnlySpan<byte>(_pointer + offset, count).CopyTo(destination);
         return count;
     }
