@@ -28,6 +28,8 @@ internal static class CliApp
             config.AddCommand<LinuxSockStatCommand>("linux.sockstat");
             config.AddCommand<LinuxLsModCommand>("linux.lsmod");
             config.AddCommand<LinuxMapsCommand>("linux.maps").WithExample("linux.maps", "memory.lime", "--pid", "1");
+            config.AddCommand<LinuxMalfindCommand>("linux.malfind").WithExample("linux.malfind", "memory.lime");
+            config.AddCommand<LinuxProcDumpCommand>("linux.procdump").WithExample("linux.procdump", "memory.lime", "--pid", "1", "--out", "dump");
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>

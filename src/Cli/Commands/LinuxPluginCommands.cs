@@ -78,3 +78,16 @@ internal sealed class LinuxMapsCommand : Command<LinuxPluginSettings>
         return (int)ExitCode.Ok;
     }
 }
+
+[Description("Suspicious executable memory per process: anonymous executable, memfd or deleted executable files, writable+executable; with hexdump and disassembly")]
+internal sealed class LinuxMalfindCommand : Command<LinuxPluginSettings>
+{
+    public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
+        ISet<int>? pids = settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
+        ReportWriter.Write(new LinuxMalfindReport(LinuxMalfind.Run(linux, pids, cancellationToken)), settings.OutputFormat, Console.Out);
+        return (int)ExitCode.Ok;
+    }
+}

@@ -11,6 +11,15 @@ public sealed record LinuxMapping(int Pid, string Comm, string Start, string End
     internal ulong EndAddress { get; init; }
     internal ulong VmFlags { get; init; }
     internal bool Anonymous { get; init; }
+
+    /// <summary>The vm_area_struct's kernel address.</summary>
+    internal ulong Vma { get; init; }
+
+    /// <summary>vm_pgoff: the file offset of the mapping's start in pages (0 for anonymous mappings).</summary>
+    internal ulong PageIndex { get; init; }
+
+    /// <summary>vm_file (0 for anonymous mappings).</summary>
+    internal ulong File { get; init; }
 }
 
 /// <summary>
@@ -112,6 +121,9 @@ public static class LinuxMaps
                     EndAddress = end,
                     VmFlags = flags,
                     Anonymous = file == 0,
+                    Vma = vma,
+                    PageIndex = file != 0 ? pgoff : 0,
+                    File = file,
                 });
             }
         }

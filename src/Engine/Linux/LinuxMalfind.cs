@@ -1,0 +1,183 @@
+using System.Text;
+using CloudMem.Engine.Output;
+using CloudMem.Engine.Paging;
+using CloudMem.Engine.Plugins;
+using Iced.Intel;
+
+namespace CloudMem.Engine.Linux;
+
+/// <summary>A suspicious executable mapping (linux.malfind).</summary>
+/// <param name="Pid">Process id.</param>
+/// <param name="Comm">Process name.</param>
+/// <param name="Start">First address of the mapping.</param>
+/// <param name="End">Address after the mapping.</param>
+/// <param name="Flags">Permissions as in /proc/PID/maps.</param>
+/// <param name="Path">Mapped file, or empty for anonymous memory.</param>
+/// <param name="Reason">Why it is reported (several reasons joined by "; ").</param>
+/// <param name="Hexdump">The first 64 bytes, 16 per line with offsets and ASCII (empty when not readable).</param>
+/// <param name="Disassembly">The first instructions (x86-64, Intel syntax), one per line.</param>
+public sealed record LinuxMalfindRow(int Pid, string Comm, string Start, string End, string Flags, string Path, string Reason,
+    IReadOnlyList<string> Hexdump, IReadOnlyList<string> Disassembly);
+
+/// <summary>
+/// Finds executable memory a normal program does not have: anonymous executable mappings (injected or JIT code),
+/// executable mappings of memfd or deleted files (fileless execution), and writable+executable mappings.
+/// </summary>
+public static class LinuxMalfind
+{
+    private const ulong VmWrite = 2, VmExec = 4;
+    private const int DumpBytes = 64, Instructions = 8;
+
+    /// <summary>Special mappings the kernel itself provides to every process (never suspicious by themselves).</summary>
+    private static readonly HashSet<string> s_kernelMappings = ["[vdso]", "[vsyscall]", "[uprobes]", "[vvar]"];
+
+    /// <summary>Why a mapping is suspicious, or null when it is not.</summary>
+    public static string? Classify(ulong vmFlags, bool anonymous, string path)
+    {
+        if ((vmFlags & VmExec) == 0)
+        {
+            return null;
+        }
+        var reasons = new List<string>();
+        if (anonymous && !s_kernelMappings.Contains(path))
+        {
+            reasons.Add("executable anonymous memory");
+        }
+        if (!anonymous && path.StartsWith("/memfd:", StringComparison.Ordinal))
+        {
+            reasons.Add("executable memfd file (fileless)");
+        }
+        else if (!anonymous && path.EndsWith(" (deleted)", StringComparison.Ordinal))
+        {
+            reasons.Add("executable deleted file");
+        }
+        if ((vmFlags & VmWrite) != 0)
+        {
+            reasons.Add("writable and executable");
+        }
+        return reasons.Count == 0 ? null : string.Join("; ", reasons);
+    }
+
+    /// <summary>linux.malfind: suspicious executable mappings of every user process (or of the given pids).</summary>
+    public static RowsReport<LinuxMalfindRow> Run(LinuxContext context, ISet<int>? pids = null, CancellationToken ct = default)
+    {
+        (List<LinuxMapping> maps, List<string> notes) = LinuxMaps.List(context, pids, ct);
+        var rows = new List<LinuxMalfindRow>();
+        var spaces = new Dictionary<int, AddressSpace?>();
+        foreach (LinuxMapping map in maps)
+        {
+            ct.ThrowIfCancellationRequested();
+            string? reason = Classify(map.VmFlags, map.Anonymous, map.Path);
+            if (reason is null)
+            {
+                continue;
+            }
+            if (!spaces.TryGetValue(map.Pid, out AddressSpace? space))
+            {
+                space = UserSpace(context, map.Pid, ct);
+                spaces[map.Pid] = space;
+            }
+            byte[] head = new byte[(int)Math.Min((ulong)DumpBytes, map.EndAddress - map.StartAddress)];
+            int got = space?.Read(map.StartAddress, head) ?? 0;
+            if (got == 0)
+            {
+                notes.Add($"pid {map.Pid} {map.Start}: the first page is not in the capture (not yet touched or swapped out)");
+            }
+            rows.Add(new LinuxMalfindRow(map.Pid, map.Comm, map.Start, map.End, map.Flags, map.Path, reason,
+                HexLines(head.AsSpan(0, got), map.StartAddress), Disassemble(head.AsSpan(0, got), map.StartAddress, Instructions)));
+        }
+        return new RowsReport<LinuxMalfindRow>("linux.malfind", rows, notes);
+    }
+
+    /// <summary>The user address space of a process, or null when its mm cannot be read.</summary>
+    internal static AddressSpace? UserSpace(LinuxContext context, int pid, CancellationToken ct)
+    {
+        (List<LinuxProcess> processes, _) = LinuxProcesses.List(context, ct);
+        LinuxProcess? process = processes.FirstOrDefault(p => p.Pid == pid && p.Mm != 0);
+        return process is not null && context.Profile.MmPgd >= 0
+            && context.Kernel.Kernel.TryReadUInt64(process.Mm + (ulong)context.Profile.MmPgd, out ulong pgd) && pgd != 0
+            ? context.ProcessSpace(pgd) : null;
+    }
+
+    /// <summary>Hexdump lines: address, 16 bytes in hex, then the printable ASCII.</summary>
+    public static IReadOnlyList<string> HexLines(ReadOnlySpan<byte> bytes, ulong address)
+    {
+        var lines = new List<string>();
+        for (int i = 0; i < bytes.Length; i += 16)
+        {
+            ReadOnlySpan<byte> line = bytes.Slice(i, Math.Min(16, bytes.Length - i));
+            var text = new StringBuilder();
+            text.Append($"0x{address + (ulong)i:x12}  ");
+            for (int j = 0; j < 16; j++)
+            {
+                text.Append(j < line.Length ? $"{line[j]:x2} " : "   ");
+            }
+            text.Append(' ');
+            foreach (byte b in line)
+            {
+                text.Append(b is >= 0x20 and < 0x7F ? (char)b : '.');
+            }
+            lines.Add(text.ToString());
+        }
+        return lines;
+    }
+
+    /// <summary>Up to <paramref name="count"/> x86-64 instructions (Intel syntax), stopping at the first undecodable one.</summary>
+    public static IReadOnlyList<string> Disassemble(ReadOnlySpan<byte> bytes, ulong address, int count)
+    {
+        var lines = new List<string>();
+        if (bytes.IsEmpty)
+        {
+            return lines;
+        }
+        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(bytes.ToArray()), address);
+        var formatter = new IntelFormatter();
+        formatter.Options.HexPrefix = "0x";
+        formatter.Options.HexSuffix = null;
+        formatter.Options.SpaceAfterOperandSeparator = true;
+        var output = new StringOutput();
+        ulong end = address + (ulong)bytes.Length;
+        while (lines.Count < count && decoder.IP < end)
+        {
+            decoder.Decode(out Instruction instruction);
+            if (instruction.IsInvalid)
+            {
+                lines.Add($"0x{instruction.IP:x12}  (not an instruction, or cut at the end of the bytes read)");
+                break;
+            }
+            formatter.Format(instruction, output);
+            lines.Add($"0x{instruction.IP:x12}  {output.ToStringAndReset()}");
+        }
+        return lines;
+    }
+}
+
+/// <summary>linux.malfind as tables: the summary, then each finding's hexdump and disassembly.</summary>
+public sealed class LinuxMalfindReport(RowsReport<LinuxMalfindRow> rows) : IReport
+{
+    /// <summary>The rows.</summary>
+    public RowsReport<LinuxMalfindRow> Rows { get; } = rows;
+
+    /// <inheritdoc />
+    public IEnumerable<TableSection> ToTables()
+    {
+        yield return new TableSection("linux.malfind", ["Pid", "Comm", "Start", "End", "Flags", "Path", "Reason"],
+            Rows.Rows.Select(r => (IReadOnlyList<string>)[r.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), r.Comm, r.Start, r.End, r.Flags, r.Path, r.Reason]).ToList());
+        foreach (LinuxMalfindRow r in Rows.Rows)
+        {
+            IEnumerable<string> lines = r.Hexdump.Count == 0 ? ["(not readable)"] : r.Hexdump.Concat([""]).Concat(r.Disassembly);
+            yield return new TableSection($"pid {r.Pid} {r.Comm} {r.Start}-{r.End} {r.Flags} {r.Path}", [""],
+                lines.Select(l => (IReadOnlyList<string>)[l]).ToList());
+        }
+        if (Rows.Notes.Count > 0)
+        {
+            yield return new TableSection("Notes", [""], Rows.Notes.Select(n => (IReadOnlyList<string>)[n]).ToList());
+        }
+    }
+
+    /// <inheritdoc />
+    public object ToJsonModel() => Rows.ToJsonModel();
+
+    /// <inheritdoc />
+    public IEnumerable<object>? ToJsonLines() => Rows.ToJsonLines();
+}
