@@ -1,0 +1,88 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using CloudMem.Engine.Linux;
+using CloudMem.Engine.Paging;
+using CloudMem.Tests.Support;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Tests.Linux;
+
+/// <summary>
+/// linux.dmesg from the printk ring buffer, checked against boot.log: the guest's serial console, printed by the
+/// same kernel with the same timestamps (the console shows levels 0-6; debug records are only in the buffer).
+/// </summary>
+public sealed partial class LinuxDmesgTests
+{
+    public static TheoryData<string, string> Captures() => new()
+    {
+        { "basic", "memory.raw" },
+        { "basic", "memory.kdump-snappy" },
+        { "nokaslr-novmci", "memory.lime" },
+    };
+
+    [GeneratedRegex(@"^\[\s*(\d+)\.(\d{6})\] (.*)$")]
+    private static partial Regex ConsoleLine();
+
+    [SkippableTheory]
+    [MemberData(nameof(Captures))]
+    public void Dmesg_starts_with_the_banner_and_holds_every_console_line_in_order_with_its_timestamp(string variant, string file)
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require(file, variant));
+        LinuxContext context = LinuxContext.Open(memory);
+        (List<LinuxDmesgRecord> records, List<string> notes) = LinuxDmesg.Read(context);
+        Assert.Empty(notes);
+        Assert.StartsWith("Linux version 6.1.0-56-amd64 ", records[0].Text, StringComparison.Ordinal);
+        Assert.Equal(0UL, records[0].Seq);
+        Assert.All(records, r => Assert.Null(r.Doubt));
+        Assert.Equal(Enumerable.Range(0, records.Count).Select(i => (ulong)i), records.Select(r => r.Seq));
+
+        var console = File.ReadLines(Fixture.Require("boot.log", variant)).Select(l => ConsoleLine().Match(l)).Where(m => m.Success).ToList();
+        int at = 0, matched = 0;
+        foreach (Match line in console)
+        {
+            string stamp = line.Groups[1].Value + "." + line.Groups[2].Value;
+            string text = line.Groups[3].Value.TrimEnd();
+            int found = records.FindIndex(at, r => r.Text.TrimEnd() == text
+                && r.TimestampSeconds.ToString("0.000000", CultureInfo.InvariantCulture) == stamp);
+            Assert.True(found >= 0, $"console line [{stamp}] {text} not found in dmesg after record {at}");
+            at = found + 1;
+            matched++;
+        }
+        Assert.True(matched >= 300, $"only {matched} console lines compared");
+        Assert.Contains(records, r => r.Level == 7 && r.Text.Contains("with arguments:", StringComparison.Ordinal));
+        Assert.Contains(records, r => r.Caller == "T1");
+    }
+
+    [SkippableFact]
+    public void A_descriptor_left_committed_is_listed_with_a_doubt_and_hostile_sizes_give_a_note()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        LinuxContext context = LinuxContext.Open(memory);
+        AddressSpace k = context.Kernel.Kernel;
+        Assert.True(context.Kernel.Symbols.TryGetAddress("prb", out ulong prbSymbol));
+        Assert.True(k.TryReadUInt64(prbSymbol, out ulong prb));
+        Assert.True(context.Types.TryGetOffset("printk_ringbuffer", "desc_ring.descs", out int descsOffset));
+        Assert.True(context.Types.TryGetOffset("printk_ringbuffer", "desc_ring.count_bits", out int countBitsOffset));
+        Assert.True(context.Types.TryGetSize("prb_desc", out int descSize));
+        Assert.True(k.TryReadUInt64(prb + (ulong)descsOffset, out ulong descs));
+        // Descriptor 5 (seq 5 on this young ring): state "committed" (1) instead of "finalized" (2).
+        ulong desc5 = descs + 5UL * (ulong)descSize;
+        Assert.True(k.TryReadUInt64(desc5, out ulong stateVar));
+        Assert.True(k.TryTranslate(desc5, out Translation t, out _));
+        Assert.True(k.TryTranslate(prb + (ulong)countBitsOffset, out Translation tc, out _));
+
+        var overlay = new OverlayMemory(memory);
+        overlay.PatchUInt64(t.PhysicalAddress, (stateVar & ((1UL << 62) - 1)) | (1UL << 62));
+        LinuxContext patched = LinuxContext.Open(overlay);
+        List<LinuxDmesgRecord> records = LinuxDmesg.Read(patched).Records;
+        LinuxDmesgRecord five = Assert.Single(records, r => r.Seq == 5);
+        Assert.Contains("not finalized", five.Doubt, StringComparison.Ordinal);
+        Assert.Single(records, r => r.Doubt is not null);
+
+        // count_bits of 60: refused with a note, no exception and no huge allocation.
+        overlay.Patch(tc.PhysicalAddress, BitConverter.GetBytes(60u));
+        (List<LinuxDmesgRecord> none, List<string> notes) = LinuxDmesg.Read(LinuxContext.Open(overlay));
+        Assert.Empty(none);
+        Assert.Contains(notes, n => n.Contains("implausible sizes", StringComparison.Ordinal));
+    }
+}
