@@ -1,6 +1,8 @@
 using System.ComponentModel;
 using CloudMem.Engine.Linux;
 using CloudMem.Engine.Output;
+using CloudMem.VmStateParsers;
+using Spectre.Console.Cli;
 
 namespace CloudMem.Cli.Commands;
 
@@ -8,4 +10,17 @@ namespace CloudMem.Cli.Commands;
 internal sealed class LinuxDmesgCommand : LinuxPluginCommand
 {
     protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxDmesg.Dmesg(context, ct);
+}
+
+[Description("Environment variables of each process, read from the process's own memory (mm->env_start..env_end)")]
+internal sealed class LinuxEnvarsCommand : Command<LinuxPluginSettings>
+{
+    public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
+        ISet<int>? pids = settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
+        ReportWriter.Write(LinuxEnvars.Envars(linux, pids, cancellationToken), settings.OutputFormat, Console.Out);
+        return (int)ExitCode.Ok;
+    }
 }
