@@ -24,3 +24,16 @@ internal sealed class LinuxEnvarsCommand : Command<LinuxPluginSettings>
         return (int)ExitCode.Ok;
     }
 }
+
+[Description("Bash command history (with times) recovered from the heap of bash/sh processes, or of the --pid processes")]
+internal sealed class LinuxBashHistoryCommand : Command<LinuxPluginSettings>
+{
+    public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
+        ISet<int>? pids = settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
+        ReportWriter.Write(LinuxBash.Bash(linux, pids, cancellationToken), settings.OutputFormat, Console.Out);
+        return (int)ExitCode.Ok;
+    }
+}
