@@ -12,9 +12,12 @@ namespace CloudMem.Engine.Linux;
 /// <param name="Level">Log level 0 (emerg) to 7 (debug), or null when the type model has no level field.</param>
 /// <param name="Caller">"T123" (task id) or "C0" (CPU, when logged outside task context).</param>
 /// <param name="Text">The message (multi-line messages keep their newlines).</param>
+/// <param name="Subsystem">For a dev_printk record, the device's subsystem (dev_printk_info.subsystem), else null.</param>
+/// <param name="Device">For a dev_printk record, the device ("+acpi:PNP0A03:00", "b8:0"...), else null.</param>
 /// <param name="Doubt">Why the record may be incomplete or wrong (descriptor not finalized, data block of another
 /// record), or null.</param>
-public sealed record LinuxDmesgRecord(ulong Seq, double TimestampSeconds, int? Level, string Caller, string Text, string? Doubt);
+public sealed record LinuxDmesgRecord(ulong Seq, double TimestampSeconds, int? Level, string Caller, string Text,
+    string? Subsystem, string? Device, string? Doubt);
 
 /// <summary>
 /// Reads the kernel log from the lockless printk ring buffer of Linux 5.10+ (the <c>prb</c> pointer): descriptors
@@ -52,6 +55,8 @@ public static class LinuxDmesg
         public int TextLen => O("printk_info", "text_len");
         public int CallerId => O("printk_info", "caller_id");
         public FieldInfo? Level => t.FindField("printk_info", "level");
+        public FieldInfo? Subsystem => t.FindField("printk_info", "dev_info.subsystem");
+        public FieldInfo? Device => t.FindField("printk_info", "dev_info.device");
     }
 
     /// <summary>The log records, oldest first, and notes about anything doubtful.</summary>
@@ -105,7 +110,7 @@ public static class LinuxDmesg
             tailId = (headId - (ulong)count + 1) & IdMask;
             span = (ulong)count - 1;
         }
-        FieldInfo? levelField = l.Level;
+        FieldInfo? levelField = l.Level, subsystemField = l.Subsystem, deviceField = l.Device;
         for (ulong i = 0; i <= span; i++)
         {
             ct.ThrowIfCancellationRequested();
@@ -142,7 +147,8 @@ public static class LinuxDmesg
             int? level = levelField is null ? null : (int)ReadBits(info, levelField);
             string message = Text(text, sizeBits, id, begin, next, textLen, ref doubt);
             string caller = (callerId & 0x80000000) != 0 ? $"C{callerId & 0x7FFFFFFF}" : $"T{callerId}";
-            rows.Add(new LinuxDmesgRecord(seq, Math.Round(ts / 1000 / 1e6, 6), level, caller, message, doubt));
+            rows.Add(new LinuxDmesgRecord(seq, Math.Round(ts / 1000 / 1e6, 6), level, caller, message,
+                CharArray(info, subsystemField), CharArray(info, deviceField), doubt));
         }
         return (rows, notes);
     }
@@ -194,6 +200,19 @@ public static class LinuxDmesg
         }
         int length = Math.Min(textLen, blockLength - 8);
         return Encoding.UTF8.GetString(ring, blockAt + 8, length);
+    }
+
+    private static string? CharArray(ReadOnlySpan<byte> info, FieldInfo? field)
+    {
+        if (field is null || field.Offset >= info.Length)
+        {
+            return null;
+        }
+        int size = Math.Min(field.Type.Resolve().Size, info.Length - field.Offset);
+        ReadOnlySpan<byte> bytes = info.Slice(field.Offset, size);
+        int nul = bytes.IndexOf((byte)0);
+        bytes = nul >= 0 ? bytes[..nul] : bytes;
+        return bytes.IsEmpty ? null : Encoding.UTF8.GetString(bytes);
     }
 
     private static string Join(string? a, string b) => a is null ? b : a + "; " + b;

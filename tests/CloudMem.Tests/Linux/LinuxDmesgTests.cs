@@ -51,6 +51,10 @@ public sealed partial class LinuxDmesgTests
         Assert.True(matched >= 300, $"only {matched} console lines compared");
         Assert.Contains(records, r => r.Level == 7 && r.Text.Contains("with arguments:", StringComparison.Ordinal));
         Assert.Contains(records, r => r.Caller == "T1");
+        // dev_printk records carry their device (what /dev/kmsg prints as SUBSYSTEM= and DEVICE=).
+        Assert.Contains(records, r => r.Subsystem == "acpi" && r.Device == "+acpi:PNP0A03:00" && r.Text.StartsWith("acpi PNP0A03:00: ", StringComparison.Ordinal));
+        // The head descriptor (the newest record) is read too: it is the console's last kernel line.
+        Assert.Equal(console[^1].Groups[3].Value.TrimEnd(), records[^1].Text.TrimEnd());
     }
 
     [SkippableFact]
