@@ -110,6 +110,8 @@ public static class LinuxDmesg
             tailId = (headId - (ulong)count + 1) & IdMask;
             span = (ulong)count - 1;
         }
+        int skipped = 0;
+        ulong firstSkipped = 0;
         FieldInfo? levelField = l.Level, subsystemField = l.Subsystem, deviceField = l.Device;
         for (ulong i = 0; i <= span; i++)
         {
@@ -121,7 +123,7 @@ public static class LinuxDmesg
             if ((stateVar & IdMask) != id)
             {
                 // Reserved but not yet written, or already recycled for a newer record.
-                notes.Add($"descriptor {index} holds id 0x{stateVar & IdMask:X}, not 0x{id:X}: record skipped");
+                firstSkipped = skipped++ == 0 ? id : firstSkipped;
                 continue;
             }
             int state = (int)(stateVar >> StateShift);
@@ -150,6 +152,10 @@ public static class LinuxDmesg
             rows.Add(new LinuxDmesgRecord(seq, Math.Round(ts / 1000 / 1e6, 6), level, caller, message,
                 CharArray(info, subsystemField), CharArray(info, deviceField), doubt));
         }
+        if (skipped > 0)
+        {
+            notes.Add($"{skipped} descriptor(s) between tail and head hold another id (being rewritten, or a smeared capture), first id 0x{firstSkipped:X}: skipped");
+        }
         return (rows, notes);
     }
 
@@ -163,7 +169,7 @@ public static class LinuxDmesg
     // A data block is the writer's id (unsigned long) then the text. Logical positions (lpos) count bytes written
     // since boot: index = lpos mod size, wraps = lpos / size. A block that would cross the end of the ring is
     // placed at index 0 instead, and then begin is in the previous wrap.
-    private static string Text(byte[] ring, uint sizeBits, ulong id, ulong begin, ulong next, int textLen, ref string? doubt)
+    internal static string Text(byte[] ring, uint sizeBits, ulong id, ulong begin, ulong next, int textLen, ref string? doubt)
     {
         if ((begin & 1) != 0 || begin == next || ring.Length == 0)
         {

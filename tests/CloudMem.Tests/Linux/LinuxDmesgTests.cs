@@ -88,5 +88,53 @@ public sealed partial class LinuxDmesgTests
         (List<LinuxDmesgRecord> none, List<string> notes) = LinuxDmesg.Read(LinuxContext.Open(overlay));
         Assert.Empty(none);
         Assert.Contains(notes, n => n.Contains("implausible sizes", StringComparison.Ordinal));
+
+        // tail_id far behind head_id (a smeared capture): only the last 2^count_bits ids are walked, with a note.
+        Assert.True(context.Types.TryGetOffset("printk_ringbuffer", "desc_ring.tail_id", out int tailOffset));
+        Assert.True(context.Types.TryGetOffset("printk_ringbuffer", "desc_ring.head_id", out int headOffset));
+        Assert.True(k.TryTranslate(prb + (ulong)tailOffset, out Translation tt, out _));
+        Assert.True(k.TryTranslate(prb + (ulong)headOffset, out Translation th, out _));
+        var smeared = new OverlayMemory(memory);
+        smeared.PatchUInt64(tt.PhysicalAddress, 0x10);
+        smeared.PatchUInt64(th.PhysicalAddress, 0x10 + (1UL << 40));
+        (List<LinuxDmesgRecord> few, List<string> smearNotes) = LinuxDmesg.Read(LinuxContext.Open(smeared));
+        Assert.Contains(smearNotes, n => n.Contains("more than the", StringComparison.Ordinal));
+        Assert.Empty(few);
+        Assert.True(smearNotes.Count <= 3, string.Join("\n", smearNotes)); // one note for all skipped ids
+    }
+
+    [Fact]
+    public void Text_blocks_are_found_across_the_end_of_the_ring_and_foreign_or_invalid_blocks_are_doubted()
+    {
+        // A 64-byte ring (size_bits 6). Block layout: the writer's id (8 bytes), then the text.
+        byte[] ring = new byte[64];
+        BitConverter.GetBytes(7UL).CopyTo(ring, 0);
+        "wrapped text"u8.CopyTo(ring.AsSpan(8));
+        BitConverter.GetBytes(8UL).CopyTo(ring, 24);
+        "plain block"u8.CopyTo(ring.AsSpan(32));
+
+        // Id 7 did not fit before the end (begin at index 40 of wrap 3): placed at index 0 of wrap 4.
+        string? doubt = null;
+        Assert.Equal("wrapped text", LinuxDmesg.Text(ring, 6, 7, 3 * 64 + 40, 4 * 64 + 24, 12, ref doubt));
+        Assert.Null(doubt);
+        Assert.Equal("plain block", LinuxDmesg.Text(ring, 6, 8, 4 * 64 + 24, 4 * 64 + 48, 11, ref doubt));
+        Assert.Null(doubt);
+        // text_len longer than the block: cut at the block.
+        Assert.Equal("plain block\0\0\0\0\0", LinuxDmesg.Text(ring, 6, 8, 4 * 64 + 24, 4 * 64 + 48, 200, ref doubt));
+        // The block now belongs to another record.
+        Assert.Equal("plain block", LinuxDmesg.Text(ring, 6, 9, 4 * 64 + 24, 4 * 64 + 48, 11, ref doubt));
+        Assert.Contains("overwritten", doubt, StringComparison.Ordinal);
+        // Positions two wraps apart, or backwards: invalid.
+        doubt = null;
+        Assert.Equal("", LinuxDmesg.Text(ring, 6, 7, 2 * 64 + 40, 4 * 64 + 24, 12, ref doubt));
+        Assert.Contains("not a valid position pair", doubt, StringComparison.Ordinal);
+        doubt = null;
+        Assert.Equal("", LinuxDmesg.Text(ring, 6, 7, 4 * 64 + 48, 4 * 64 + 24, 12, ref doubt));
+        Assert.NotNull(doubt);
+        // Data-less records (FAILED_LPOS = 1, NO_LPOS = 3).
+        doubt = null;
+        Assert.Equal("", LinuxDmesg.Text(ring, 6, 7, 1, 1, 12, ref doubt));
+        Assert.Equal("", LinuxDmesg.Text(ring, 6, 7, 3, 3, 12, ref doubt));
+        Assert.Null(doubt);
     }
 }
