@@ -30,6 +30,9 @@ internal static class CliApp
             config.AddCommand<LinuxMapsCommand>("linux.maps").WithExample("linux.maps", "memory.lime", "--pid", "1");
             config.AddCommand<LinuxMalfindCommand>("linux.malfind").WithExample("linux.malfind", "memory.lime");
             config.AddCommand<LinuxProcDumpCommand>("linux.procdump").WithExample("linux.procdump", "memory.lime", "--pid", "1", "--out", "dump");
+            config.AddCommand<LinuxDmesgCommand>("linux.dmesg");
+            config.AddCommand<LinuxEnvarsCommand>("linux.envars").WithExample("linux.envars", "memory.lime", "--pid", "1");
+            config.AddCommand<LinuxBashHistoryCommand>("linux.bash");
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
