@@ -78,3 +78,9 @@ internal sealed class LinuxMapsCommand : Command<LinuxPluginSettings>
         return (int)ExitCode.Ok;
     }
 }
+
+[Description("task_structs found by scanning physical memory, compared with the task list (finds exited, zombie and unlinked/hidden tasks)")]
+internal sealed class LinuxPsScanCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPsScan.PsScan(context, ct);
+}
