@@ -29,6 +29,7 @@ internal static class CliApp
             config.AddCommand<LinuxLsModCommand>("linux.lsmod");
             config.AddCommand<LinuxMapsCommand>("linux.maps").WithExample("linux.maps", "memory.lime", "--pid", "1");
             config.AddCommand<LinuxPsScanCommand>("linux.psscan");
+            config.AddCommand<LinuxHiddenModulesCommand>("linux.hidden_modules");
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>

@@ -84,3 +84,9 @@ internal sealed class LinuxPsScanCommand : LinuxPluginCommand
 {
     protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPsScan.PsScan(context, ct);
 }
+
+[Description("Kernel modules compared across the module list, sysfs (module_kset) and a scan of the module area: flags modules hidden from lsmod")]
+internal sealed class LinuxHiddenModulesCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxHiddenModules.HiddenModules(context, ct);
+}
