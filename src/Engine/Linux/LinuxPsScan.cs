@@ -19,9 +19,10 @@ namespace CloudMem.Engine.Linux;
 /// <param name="ExitState">task_struct.exit_state decoded (EXIT_ZOMBIE, EXIT_DEAD), or null when 0.</param>
 /// <param name="OnTaskList">The same physical task_struct was reached by the task-list walk.</param>
 /// <param name="Linked">tasks.next->prev and tasks.prev->next both point back at this task (its list entry is live).</param>
+/// <param name="NamespacePid">The pid inside the task's own pid namespace, when it is not the initial one.</param>
 public sealed record LinuxScannedTask(
     string Offset, string PhysicalOffset, int Pid, int Tgid, int Ppid, string Comm, uint? Uid, string State, string? ExitState,
-    bool OnTaskList, bool Linked)
+    bool OnTaskList, bool Linked, int? NamespacePid)
 {
     /// <summary>Physical address as a number.</summary>
     internal ulong Physical { get; init; }
@@ -122,7 +123,8 @@ public static class LinuxPsScan
                 : pid != tgid && exit == 0 && listedTgids.Contains(tgid) ? "thread"
                 : "exited/unlinked";
             rows.Add(new LinuxScannedTask($"0x{pa + pageOffset:X}", $"0x{pa:X}", pid, tgid, ppid, Comm(bytes.AsSpan(p.TaskComm, 16)),
-                checker.Uid(bytes), state, exitState, onList, checker.Linked(pa, bytes))
+                checker.Uid(bytes), state, exitState, onList, checker.Linked(pa, bytes),
+                LinuxProcesses.Decode(context, pa + pageOffset, bytes)?.NamespacePid)
             {
                 Physical = pa,
             });
