@@ -215,6 +215,8 @@ public static class LinuxPsScan
         private bool IsDataPointer(ulong va) =>
             (va & 7) == 0 && ((va >= _directStart && va < _directEnd) || va >= LinuxKernel.StartKernelMap);
 
+        private bool IsDataPointerOrNull(ulong va) => va == 0 || IsDataPointer(va);
+
         private static bool IsListPointer(ulong va) => IsKernelPointer(va) || va == Poison1 || va == Poison2;
 
         public bool Cheap(ReadOnlySpan<byte> task)
@@ -241,7 +243,8 @@ public static class LinuxPsScan
             {
                 return false;
             }
-            if ((_p.TaskCred >= 0 && !IsDataPointer(U64(task, _p.TaskCred))) || (_realCred >= 0 && !IsDataPointer(U64(task, _realCred))))
+            // A task freed after exit has cred and real_cred set to NULL (exit_creds); a live one points at a cred.
+            if ((_p.TaskCred >= 0 && !IsDataPointerOrNull(U64(task, _p.TaskCred))) || (_realCred >= 0 && !IsDataPointerOrNull(U64(task, _realCred))))
             {
                 return false;
             }
@@ -299,7 +302,7 @@ public static class LinuxPsScan
                 return null;
             }
             ulong cred = U64(task, _p.TaskCred);
-            return _kernel.TryReadUInt32(cred + (ulong)_p.CredUid, out uint uid) ? uid : null;
+            return cred != 0 && _kernel.TryReadUInt32(cred + (ulong)_p.CredUid, out uint uid) ? uid : null;
         }
     }
 }
