@@ -43,6 +43,9 @@ public static class LinuxPsScan
     private const uint ExitZombie = 0x20;
     private const uint ExitDead = 0x10;
 
+    /// <summary>Largest task_struct accepted from the type information.</summary>
+    public const int MaxTaskSize = 64 * 1024;
+
     /// <summary>Most candidates reported before the scan stops (bounded memory on hostile input).</summary>
     public const int MaxResults = 1 << 18;
 
@@ -72,6 +75,11 @@ public static class LinuxPsScan
         }
         var listedTgids = listed.Select(x => x.Pid).ToHashSet();
 
+        if (!Checker.FitsInTask(context, out string? why))
+        {
+            notes.Add(why!);
+            return ([], notes);
+        }
         var checker = new Checker(context);
         var found = new List<(ulong Pa, byte[] Bytes)>();
         int window = p.TaskSize;
@@ -206,6 +214,27 @@ public static class LinuxPsScan
             _parent = context.Types.TryGetOffset("task_struct", "parent", out int parent) ? parent : -1;
             _realCred = context.Types.TryGetOffset("task_struct", "real_cred", out int realCred) ? realCred : -1;
             _stack = context.Types.TryGetOffset("task_struct", "stack", out int stack) ? stack : -1;
+        }
+
+        /// <summary>Every field the scan reads lies inside task_struct (a hostile --isf cannot make it read past a candidate).</summary>
+        public static bool FitsInTask(LinuxContext context, out string? why)
+        {
+            LinuxProfile p = context.Profile;
+            int Field(string name) => context.Types.TryGetOffset("task_struct", name, out int offset) ? offset : -1;
+            var fields = new (int Offset, int Width)[]
+            {
+                (p.TaskPid, 4), (p.TaskTgid, 4), (p.TaskComm, 16), (p.TaskTasks, 16), (p.TaskRealParent, 8), (Field("parent"), 8),
+                (p.TaskCred, 8), (Field("real_cred"), 8), (Field("stack"), 8), (p.TaskExitState, 4), (p.TaskFlags, 4), (p.TaskMm, 8),
+                (p.TaskSignal, 8), (p.TaskThreadPid, 8), (p.TaskStartTime, 8),
+            };
+            int end = fields.Where(f => f.Offset >= 0).Max(f => f.Offset + f.Width);
+            if (p.TaskSize <= 0 || p.TaskSize > MaxTaskSize || end > p.TaskSize)
+            {
+                why = $"task_struct size {p.TaskSize} does not hold its fields (last ends at {end}) or exceeds {MaxTaskSize}: the type information is unusable for a scan";
+                return false;
+            }
+            why = null;
+            return true;
         }
 
         private static ulong U64(ReadOnlySpan<byte> task, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(task[offset..]);

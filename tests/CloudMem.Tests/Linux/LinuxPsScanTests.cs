@@ -97,6 +97,26 @@ public sealed class LinuxPsScanTests
         Assert.Equal(1, found.Ppid);
     }
 
+    [SkippableFact]
+    public void A_task_whose_tgid_is_a_listed_process_is_reported_as_its_thread()
+    {
+        // The fixture has no multi-threaded process: an exited task (pid 107) is turned into a live thread of pid 102.
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        LinuxContext clean = LinuxContext.Open(memory);
+        LinuxScannedTask exited = LinuxPsScan.Scan(clean).Tasks.Single(t => t.Pid == 107);
+        Assert.Equal("exited/unlinked", exited.State);
+        ulong pa = Convert.ToUInt64(exited.PhysicalOffset, 16);
+        var overlay = new OverlayMemory(memory);
+        overlay.Patch(pa + (ulong)clean.Profile.TaskTgid, BitConverter.GetBytes(102));
+        overlay.Patch(pa + (ulong)clean.Profile.TaskExitState, BitConverter.GetBytes(0));
+
+        LinuxScannedTask thread = LinuxPsScan.Scan(LinuxContext.Open(overlay)).Tasks.Single(t => t.Pid == 107);
+        Assert.Equal("thread", thread.State);
+        Assert.Equal(102, thread.Tgid);
+        Assert.False(thread.OnTaskList);
+        Assert.Null(thread.ExitState);
+    }
+
     [Theory]
     [InlineData("init", true)]
     [InlineData("memfd:fx-filele", true)]
