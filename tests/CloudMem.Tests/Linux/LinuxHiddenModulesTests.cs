@@ -59,6 +59,32 @@ public sealed class LinuxHiddenModulesTests
         Assert.Equal(3, modules.Count);
     }
 
+    [SkippableFact]
+    public void A_module_unlinked_from_both_the_module_list_and_sysfs_is_still_found_by_the_scan()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        LinuxContext clean = LinuxContext.Open(memory);
+        ulong module = Convert.ToUInt64(LinuxSockets.Modules(clean).Modules.Single(m => m.Name == "loop").Offset, 16);
+        AddressSpace kernel = clean.Kernel.Kernel;
+        Assert.True(clean.Types.TryGetOffset("module", "list", out int listOffset));
+        Assert.True(clean.Types.TryGetOffset("module", "mkobj", out int mkobj));
+        Assert.True(clean.Types.TryGetOffset("module_kobject", "kobj", out int kobj));
+        Assert.True(clean.Types.TryGetOffset("kobject", "entry", out int kobjEntry));
+        var overlay = new OverlayMemory(memory);
+        foreach (ulong entry in new[] { module + (ulong)listOffset, module + (ulong)(mkobj + kobj + kobjEntry) })
+        {
+            Assert.True(kernel.TryReadUInt64(entry, out ulong next));
+            Assert.True(kernel.TryReadUInt64(entry + 8, out ulong prev));
+            overlay.PatchUInt64(LinuxPsScanTests.Physical(kernel, prev), next);
+            overlay.PatchUInt64(LinuxPsScanTests.Physical(kernel, next + 8), prev);
+        }
+        (List<LinuxModuleView> modules, List<string> notes) = LinuxHiddenModules.Compare(LinuxContext.Open(overlay));
+        Assert.Empty(notes);
+        LinuxModuleView hidden = Assert.Single(modules, m => m.Hidden);
+        Assert.Equal(("loop", false, false, true), (hidden.Name, hidden.InModuleList, hidden.InSysfs, hidden.InMemoryScan));
+        Assert.Equal("not on the module list; not in sysfs (module_kset)", hidden.Finding);
+    }
+
     [Theory]
     [InlineData("qemu_fw_cfg", true)]
     [InlineData("nf-conntrack", true)]
