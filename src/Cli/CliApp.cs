@@ -33,6 +33,8 @@ internal static class CliApp
             config.AddCommand<LinuxDmesgCommand>("linux.dmesg");
             config.AddCommand<LinuxEnvarsCommand>("linux.envars").WithExample("linux.envars", "memory.lime", "--pid", "1");
             config.AddCommand<LinuxBashHistoryCommand>("linux.bash");
+            config.AddCommand<LinuxPsScanCommand>("linux.psscan");
+            config.AddCommand<LinuxHiddenModulesCommand>("linux.hidden_modules");
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>

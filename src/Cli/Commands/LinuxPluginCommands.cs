@@ -25,13 +25,16 @@ internal sealed class LinuxPluginSettings : CaptureSettings
 /// <summary>Runs one Linux plugin: open, locate the kernel, render the rows.</summary>
 internal abstract class LinuxPluginCommand : Command<LinuxPluginSettings>
 {
-    protected abstract IReport Run(LinuxContext context, CancellationToken cancellationToken);
+    protected abstract IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken cancellationToken);
+
+    /// <summary>The --pid filter, or null for every process.</summary>
+    protected static ISet<int>? Pids(LinuxPluginSettings settings) => settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
 
     public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
         LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
-        ReportWriter.Write(Run(linux, cancellationToken), settings.OutputFormat, Console.Out);
+        ReportWriter.Write(Run(linux, settings, cancellationToken), settings.OutputFormat, Console.Out);
         return (int)ExitCode.Ok;
     }
 }
@@ -39,55 +42,55 @@ internal abstract class LinuxPluginCommand : Command<LinuxPluginSettings>
 [Description("Processes on the kernel's task list (pid, ppid, comm, uids, kernel thread, threads, namespace pid)")]
 internal sealed class LinuxPsListCommand : LinuxPluginCommand
 {
-    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.PsList(context, ct);
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct) => LinuxPlugins.PsList(context, ct);
 }
 
 [Description("Processes with their full command lines, read from each process's own memory")]
 internal sealed class LinuxPsAuxCommand : LinuxPluginCommand
 {
-    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.PsAux(context, ct);
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct) => LinuxPlugins.PsAux(context, ct);
 }
 
 [Description("Processes as a parent/child tree")]
 internal sealed class LinuxPsTreeCommand : LinuxPluginCommand
 {
-    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.PsTree(context, ct);
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct) => LinuxPlugins.PsTree(context, ct);
 }
 
 [Description("Open sockets per process: TCP/UDP (v4/v6) addresses, ports and state, UNIX socket paths, inode, fd")]
 internal sealed class LinuxSockStatCommand : LinuxPluginCommand
 {
-    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.SockStat(context, ct);
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct) => LinuxPlugins.SockStat(context, ct);
 }
 
 [Description("Loaded kernel modules (name, base, size)")]
 internal sealed class LinuxLsModCommand : LinuxPluginCommand
 {
-    protected override IReport Run(LinuxContext context, CancellationToken ct) => LinuxPlugins.LsMod(context, ct);
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct) => LinuxPlugins.LsMod(context, ct);
 }
 
-[Description("Memory mappings of each process: range, permissions, offset, inode and file path (or [heap], [stack], anonymous, memfd, deleted)")]
-internal sealed class LinuxMapsCommand : Command<LinuxPluginSettings>
+[Description("Memory mappings of each process: range, permissions, offset, inode and file path (or [[heap]], [[stack]], anonymous, memfd, deleted)")]
+internal sealed class LinuxMapsCommand : LinuxPluginCommand
 {
-    public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
-    {
-        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
-        ISet<int>? pids = settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
-        ReportWriter.Write(LinuxPlugins.Maps(linux, pids, cancellationToken), settings.OutputFormat, Console.Out);
-        return (int)ExitCode.Ok;
-    }
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct)
+        => LinuxPlugins.Maps(context, Pids(settings), ct);
 }
 
 [Description("Suspicious executable memory per process: anonymous executable, memfd or deleted executable files, writable+executable; with hexdump and disassembly")]
-internal sealed class LinuxMalfindCommand : Command<LinuxPluginSettings>
+internal sealed class LinuxMalfindCommand : LinuxPluginCommand
 {
-    public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
-    {
-        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
-        ISet<int>? pids = settings.Pid.Length == 0 ? null : settings.Pid.ToHashSet();
-        ReportWriter.Write(new LinuxMalfindReport(LinuxMalfind.Run(linux, pids, cancellationToken)), settings.OutputFormat, Console.Out);
-        return (int)ExitCode.Ok;
-    }
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct)
+        => new LinuxMalfindReport(LinuxMalfind.Run(context, Pids(settings), ct));
+}
+
+[Description("task_structs found by scanning physical memory, compared with the task list (finds exited, zombie and unlinked/hidden tasks)")]
+internal sealed class LinuxPsScanCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct) => LinuxPsScan.PsScan(context, ct);
+}
+
+[Description("Kernel modules compared across the module list, sysfs (module_kset) and a scan of the module area: flags modules hidden from lsmod")]
+internal sealed class LinuxHiddenModulesCommand : LinuxPluginCommand
+{
+    protected override IReport Run(LinuxContext context, LinuxPluginSettings settings, CancellationToken ct) => LinuxHiddenModules.HiddenModules(context, ct);
 }

@@ -169,4 +169,18 @@ public sealed class CliProcessTests : IDisposable
         (exit, _, err) = Run("linux.pslist", _dir.Write("zeros.raw", new byte[64 * 1024]));
         AssertOneLineError(exit, err, "no Linux kernel banner");
     }
+
+    [Fact]
+    public void Help_lists_every_command_without_error()
+    {
+        (int exit, string stdout, string err) = Run("--help");
+        Assert.True(exit == 0, err);
+        foreach (string command in new[] { "info", "convert", "bench", "linux.kernel", "linux.pslist", "linux.psscan", "linux.maps", "linux.sockstat", "linux.malfind", "linux.dmesg" })
+        {
+            Assert.Contains(command, stdout, StringComparison.Ordinal);
+        }
+        (exit, stdout, err) = Run("linux.maps", "--help");
+        Assert.True(exit == 0, err);
+        Assert.Contains("[heap]", stdout, StringComparison.Ordinal);
+    }
 }

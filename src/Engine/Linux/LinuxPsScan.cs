@@ -1,0 +1,337 @@
+using System.Buffers.Binary;
+using System.Text;
+using CloudMem.Engine.Paging;
+using CloudMem.Engine.Plugins;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Engine.Linux;
+
+/// <summary>A task_struct found by scanning physical memory (linux.psscan).</summary>
+/// <param name="Offset">Direct-map virtual address of the task_struct (physical + page_offset_base).</param>
+/// <param name="PhysicalOffset">Physical address of the task_struct.</param>
+/// <param name="Pid">task_struct.pid (the thread id).</param>
+/// <param name="Tgid">task_struct.tgid (the process id; equal to Pid for a thread-group leader).</param>
+/// <param name="Ppid">real_parent's tgid.</param>
+/// <param name="Comm">task_struct.comm.</param>
+/// <param name="Uid">Real uid from the cred, or null when unreadable (a freed task's cred may be gone).</param>
+/// <param name="State">"listed" (on the pslist walk), "thread" (a thread of a listed process; threads are never on the
+/// task list), or "exited/unlinked" (not on the list: a zombie, a dead task whose memory remains, or a hidden one).</param>
+/// <param name="ExitState">task_struct.exit_state decoded (EXIT_ZOMBIE, EXIT_DEAD), or null when 0.</param>
+/// <param name="OnTaskList">The same physical task_struct was reached by the task-list walk.</param>
+/// <param name="Linked">tasks.next->prev and tasks.prev->next both point back at this task (its list entry is live).</param>
+/// <param name="NamespacePid">The pid inside the task's own pid namespace, when it is not the initial one.</param>
+public sealed record LinuxScannedTask(
+    string Offset, string PhysicalOffset, int Pid, int Tgid, int Ppid, string Comm, uint? Uid, string State, string? ExitState,
+    bool OnTaskList, bool Linked, int? NamespacePid)
+{
+    /// <summary>Physical address as a number.</summary>
+    internal ulong Physical { get; init; }
+}
+
+/// <summary>
+/// Finds task_structs by scanning all of physical memory, independently of the task list, and compares with it.
+/// Candidates pass cheap structural checks first (pid/tgid range, comm shape, kernel pointers), then a strong one:
+/// real_parent must point to something that itself looks like a task.
+/// </summary>
+public static class LinuxPsScan
+{
+    private const int MaxPid = 4 * 1024 * 1024;
+    private const int Step = 64; // task_struct objects are L1_CACHE_BYTES-aligned (slab and init_task)
+    private const int BlockSize = 1 << 20;
+    private const ulong Poison1 = 0xDEAD000000000100;
+    private const ulong Poison2 = 0xDEAD000000000122;
+    private const uint ExitZombie = 0x20;
+    private const uint ExitDead = 0x10;
+
+    /// <summary>Largest task_struct accepted from the type information.</summary>
+    public const int MaxTaskSize = 64 * 1024;
+
+    /// <summary>Most candidates reported before the scan stops (bounded memory on hostile input).</summary>
+    public const int MaxResults = 1 << 18;
+
+    /// <summary>linux.psscan.</summary>
+    public static RowsReport<LinuxScannedTask> PsScan(LinuxContext context, CancellationToken ct = default)
+    {
+        (List<LinuxScannedTask> rows, List<string> notes) = Scan(context, ct);
+        return new RowsReport<LinuxScannedTask>("linux.psscan", rows, notes);
+    }
+
+    /// <summary>The scan's rows in physical order, and notes.</summary>
+    public static (List<LinuxScannedTask> Tasks, List<string> Notes) Scan(LinuxContext context, CancellationToken ct = default)
+    {
+        LinuxProfile p = context.Profile;
+        IVirtualMemory kernel = context.Kernel.Kernel;
+        IPhysicalMemory physical = context.Physical;
+        var notes = new List<string>();
+        (List<LinuxProcess> listed, List<string> listNotes) = LinuxProcesses.List(context, ct);
+        notes.AddRange(listNotes.Select(n => "task list: " + n));
+        var listedPhysical = new HashSet<ulong>();
+        foreach (LinuxProcess process in listed)
+        {
+            if (kernel.TryTranslate(process.Address, out Translation t, out _))
+            {
+                listedPhysical.Add(t.PhysicalAddress);
+            }
+        }
+        var listedTgids = listed.Select(x => x.Pid).ToHashSet();
+
+        if (!Checker.FitsInTask(context, out string? why))
+        {
+            notes.Add(why!);
+            return ([], notes);
+        }
+        var checker = new Checker(context);
+        var found = new List<(ulong Pa, byte[] Bytes)>();
+        int window = p.TaskSize;
+        byte[] buffer = new byte[BlockSize + window];
+        foreach ((ulong start, ulong end) in Coalesce(physical.Runs))
+        {
+            for (ulong pa = start; pa < end; pa += BlockSize)
+            {
+                ct.ThrowIfCancellationRequested();
+                int want = (int)Math.Min((ulong)buffer.Length, end - pa);
+                int got = physical.Read(pa, buffer.AsSpan(0, want));
+                int limit = Math.Min(got - window + 1, BlockSize); // the next block starts at BlockSize
+                for (int off = 0; off < limit; off += Step)
+                {
+                    ReadOnlySpan<byte> candidate = buffer.AsSpan(off, window);
+                    if (checker.Cheap(candidate))
+                    {
+                        found.Add((pa + (ulong)off, candidate.ToArray()));
+                        if (found.Count > MaxResults)
+                        {
+                            notes.Add($"more than {MaxResults} candidates: the scan stopped at physical 0x{pa:X}");
+                            goto Done;
+                        }
+                    }
+                }
+            }
+        }
+    Done:
+        ulong pageOffset = context.Kernel.PageOffsetBase;
+        var rows = new List<LinuxScannedTask>();
+        foreach ((ulong pa, byte[] bytes) in found)
+        {
+            if (!checker.Strong(bytes, out int ppid))
+            {
+                continue;
+            }
+            int pid = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(p.TaskPid));
+            int tgid = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(p.TaskTgid));
+            bool onList = listedPhysical.Contains(pa);
+            uint exit = p.TaskExitState >= 0 ? BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(p.TaskExitState)) : 0;
+            string? exitState = exit switch
+            {
+                0 => null,
+                ExitZombie => "EXIT_ZOMBIE",
+                ExitDead => "EXIT_DEAD",
+                _ => $"0x{exit:X}",
+            };
+            string state = onList ? "listed"
+                : pid != tgid && exit == 0 && listedTgids.Contains(tgid) ? "thread"
+                : "exited/unlinked";
+            rows.Add(new LinuxScannedTask($"0x{pa + pageOffset:X}", $"0x{pa:X}", pid, tgid, ppid, Comm(bytes.AsSpan(p.TaskComm, 16)),
+                checker.Uid(bytes), state, exitState, onList, checker.Linked(pa, bytes),
+                LinuxProcesses.Decode(context, pa + pageOffset, bytes)?.NamespacePid)
+            {
+                Physical = pa,
+            });
+        }
+        var scanned = rows.Where(r => r.OnTaskList).Select(r => r.Physical).ToHashSet();
+        foreach (LinuxProcess missing in listed.Where(x => kernel.TryTranslate(x.Address, out Translation t, out _) && !scanned.Contains(t.PhysicalAddress)))
+        {
+            notes.Add($"pid {missing.Pid} ({missing.Comm}) at 0x{missing.Address:X} is on the task list but the scan did not recognise it");
+        }
+        return (rows, notes);
+    }
+
+    private static List<(ulong Start, ulong End)> Coalesce(IReadOnlyList<PhysicalRun> runs)
+    {
+        var result = new List<(ulong Start, ulong End)>();
+        foreach (PhysicalRun run in runs.OrderBy(r => r.PhysicalAddress))
+        {
+            if (result.Count > 0 && result[^1].End == run.PhysicalAddress)
+            {
+                result[^1] = (result[^1].Start, run.End);
+            }
+            else
+            {
+                result.Add((run.PhysicalAddress, run.End));
+            }
+        }
+        return result;
+    }
+
+    internal static string Comm(ReadOnlySpan<byte> bytes)
+    {
+        int nul = bytes.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(nul >= 0 ? bytes[..nul] : bytes);
+    }
+
+    /// <summary>comm: 1..15 bytes that are not control characters, then NUL padding to 16.</summary>
+    internal static bool IsComm(ReadOnlySpan<byte> comm)
+    {
+        int i = 0;
+        while (i < 16 && comm[i] != 0)
+        {
+            if (comm[i] < 0x20 || comm[i] == 0x7F)
+            {
+                return false;
+            }
+            i++;
+        }
+        if (i == 0 || i == 16)
+        {
+            return false;
+        }
+        for (; i < 16; i++)
+        {
+            if (comm[i] != 0)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>The structural checks, with offsets from the type model and address ranges of this kernel.</summary>
+    private sealed class Checker
+    {
+        private readonly LinuxProfile _p;
+        private readonly IVirtualMemory _kernel;
+        private readonly ulong _directStart;
+        private readonly ulong _directEnd;
+        private readonly int _parent;
+        private readonly int _realCred;
+        private readonly int _stack;
+
+        public Checker(LinuxContext context)
+        {
+            _p = context.Profile;
+            _kernel = context.Kernel.Kernel;
+            _directStart = context.Kernel.PageOffsetBase;
+            _directEnd = _directStart + Math.Max(context.Physical.MaxAddress, 1UL << 32);
+            _parent = context.Types.TryGetOffset("task_struct", "parent", out int parent) ? parent : -1;
+            _realCred = context.Types.TryGetOffset("task_struct", "real_cred", out int realCred) ? realCred : -1;
+            _stack = context.Types.TryGetOffset("task_struct", "stack", out int stack) ? stack : -1;
+        }
+
+        /// <summary>Every field the scan reads lies inside task_struct (a hostile --isf cannot make it read past a candidate).</summary>
+        public static bool FitsInTask(LinuxContext context, out string? why)
+        {
+            LinuxProfile p = context.Profile;
+            int Field(string name) => context.Types.TryGetOffset("task_struct", name, out int offset) ? offset : -1;
+            var fields = new (int Offset, int Width)[]
+            {
+                (p.TaskPid, 4), (p.TaskTgid, 4), (p.TaskComm, 16), (p.TaskTasks, 16), (p.TaskRealParent, 8), (Field("parent"), 8),
+                (p.TaskCred, 8), (Field("real_cred"), 8), (Field("stack"), 8), (p.TaskExitState, 4), (p.TaskFlags, 4), (p.TaskMm, 8),
+                (p.TaskSignal, 8), (p.TaskThreadPid, 8), (p.TaskStartTime, 8),
+            };
+            int end = fields.Where(f => f.Offset >= 0).Max(f => f.Offset + f.Width);
+            if (p.TaskSize <= 0 || p.TaskSize > MaxTaskSize || end > p.TaskSize)
+            {
+                why = $"task_struct size {p.TaskSize} does not hold its fields (last ends at {end}) or exceeds {MaxTaskSize}: the type information is unusable for a scan";
+                return false;
+            }
+            why = null;
+            return true;
+        }
+
+        private static ulong U64(ReadOnlySpan<byte> task, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(task[offset..]);
+
+        private static bool IsKernelPointer(ulong va) => va >= 0xFFFF800000000000 && (va & 7) == 0;
+
+        private bool IsDataPointer(ulong va) =>
+            (va & 7) == 0 && ((va >= _directStart && va < _directEnd) || va >= LinuxKernel.StartKernelMap);
+
+        private bool IsDataPointerOrNull(ulong va) => va == 0 || IsDataPointer(va);
+
+        private static bool IsListPointer(ulong va) => IsKernelPointer(va) || va == Poison1 || va == Poison2;
+
+        public bool Cheap(ReadOnlySpan<byte> task)
+        {
+            int pid = BinaryPrimitives.ReadInt32LittleEndian(task[_p.TaskPid..]);
+            if (pid < 0 || pid > MaxPid)
+            {
+                return false;
+            }
+            int tgid = BinaryPrimitives.ReadInt32LittleEndian(task[_p.TaskTgid..]);
+            if (tgid < 0 || tgid > pid || (tgid == 0 && pid != 0))
+            {
+                return false;
+            }
+            if (!IsComm(task.Slice(_p.TaskComm, 16)))
+            {
+                return false;
+            }
+            if (!IsListPointer(U64(task, _p.TaskTasks)) || !IsListPointer(U64(task, _p.TaskTasks + 8)))
+            {
+                return false;
+            }
+            if (!IsKernelPointer(U64(task, _p.TaskRealParent)) || (_parent >= 0 && !IsKernelPointer(U64(task, _parent))))
+            {
+                return false;
+            }
+            // A task freed after exit has cred and real_cred set to NULL (exit_creds); a live one points at a cred.
+            if ((_p.TaskCred >= 0 && !IsDataPointerOrNull(U64(task, _p.TaskCred))) || (_realCred >= 0 && !IsDataPointerOrNull(U64(task, _realCred))))
+            {
+                return false;
+            }
+            if (_stack >= 0)
+            {
+                // A freed task's stack pointer is NULL; a live one is a page-aligned vmalloc (or direct-map) address.
+                ulong stack = U64(task, _stack);
+                if (stack != 0 && (!IsKernelPointer(stack) || (stack & 0xFFF) != 0))
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        /// <summary>real_parent must lead to a task-shaped structure (itself, for the idle task).</summary>
+        public bool Strong(byte[] task, out int ppid)
+        {
+            ppid = 0;
+            ulong parent = U64(task, _p.TaskRealParent);
+            int tgid = BinaryPrimitives.ReadInt32LittleEndian(task.AsSpan(_p.TaskTgid));
+            if (tgid == 0)
+            {
+                // The idle tasks (swapper/N) are their own parents, or children of init_task.
+                return Comm(task.AsSpan(_p.TaskComm, 16)).StartsWith("swapper", StringComparison.Ordinal);
+            }
+            Span<byte> comm = stackalloc byte[16];
+            if (!_kernel.TryReadUInt32(parent + (ulong)_p.TaskTgid, out uint parentTgid) || parentTgid > MaxPid
+                || !_kernel.TryReadUInt32(parent + (ulong)_p.TaskPid, out uint parentPid) || parentTgid > parentPid
+                || _kernel.Read(parent + (ulong)_p.TaskComm, comm) != 16 || !IsComm(comm))
+            {
+                return false;
+            }
+            ppid = (int)parentTgid;
+            return true;
+        }
+
+        /// <summary>Both neighbours point back at this entry (compared physically: init_task is reached through the
+        /// kernel image mapping, slab tasks through the direct map).</summary>
+        public bool Linked(ulong pa, byte[] task)
+        {
+            ulong self = pa + (ulong)_p.TaskTasks;
+            ulong next = U64(task, _p.TaskTasks);
+            ulong prev = U64(task, _p.TaskTasks + 8);
+            return _kernel.TryReadUInt64(next + 8, out ulong nextPrev) && PointsAt(nextPrev, self)
+                && _kernel.TryReadUInt64(prev, out ulong prevNext) && PointsAt(prevNext, self);
+        }
+
+        private bool PointsAt(ulong va, ulong pa) => _kernel.TryTranslate(va, out Translation t, out _) && t.PhysicalAddress == pa;
+
+        public uint? Uid(byte[] task)
+        {
+            if (_p.TaskCred < 0 || _p.CredUid < 0)
+            {
+                return null;
+            }
+            ulong cred = U64(task, _p.TaskCred);
+            return cred != 0 && _kernel.TryReadUInt32(cred + (ulong)_p.CredUid, out uint uid) ? uid : null;
+        }
+    }
+}
