@@ -93,9 +93,12 @@ public sealed class LinuxKernel
         return FromLinkTimeSymbols(physical, banner, linkTimeSymbols, symbolSource ?? "symbol file", steps);
     }
 
-    /// <summary>Where the kernel image (text, rodata with kallsyms, .BTF) lies around its banner: searched first.</summary>
+    /// <summary>
+    /// Where kallsyms and .BTF usually are: read-only data of the kernel image, after linux_banner (within a few MiB
+    /// on the kernels we have seen). Searched first; the whole capture is searched when nothing validates there.
+    /// </summary>
     public static (ulong Start, ulong End) KernelImageWindow(KernelBanner banner)
-        => (banner.PhysicalAddress > 48UL << 20 ? banner.PhysicalAddress - (48UL << 20) : 0, banner.PhysicalAddress + (80UL << 20));
+        => (banner.PhysicalAddress, banner.PhysicalAddress + (32UL << 20));
 
     private static LinuxKernel FromSymbols(IPhysicalMemory physical, KernelBanner banner, IKernelSymbols symbols, List<string> steps)
     {
