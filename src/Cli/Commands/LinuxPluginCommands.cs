@@ -6,8 +6,8 @@ using Spectre.Console.Cli;
 
 namespace CloudMem.Cli.Commands;
 
-/// <summary>Settings of the Linux plugins.</summary>
-internal sealed class LinuxPluginSettings : CaptureSettings
+/// <summary>Settings every Linux command has: the optional symbol inputs.</summary>
+internal class LinuxSettings : CaptureSettings
 {
     [CommandOption("--isf <FILE>")]
     [Description("Optional: a Volatility ISF (.json or .json.xz) of the kernel, used instead of the BTF found in memory")]
@@ -17,6 +17,13 @@ internal sealed class LinuxPluginSettings : CaptureSettings
     [Description("Optional: the kernel's System.map, used only when kallsyms cannot be found in memory")]
     public string? SystemMap { get; init; }
 
+    /// <summary>The options as the engine takes them.</summary>
+    public LinuxOptions Options => new(Isf, SystemMap);
+}
+
+/// <summary>Settings of the Linux plugins.</summary>
+internal sealed class LinuxPluginSettings : LinuxSettings
+{
     [CommandOption("--pid <PID>")]
     [Description("Only these processes (repeat the option for several), for plugins that work per process")]
     public int[] Pid { get; init; } = [];
@@ -33,7 +40,7 @@ internal abstract class LinuxPluginCommand : Command<LinuxPluginSettings>
     public override int Execute(CommandContext context, LinuxPluginSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
+        LinuxContext linux = LinuxContext.Open(memory, settings.Options, cancellationToken);
         ReportWriter.Write(Run(linux, settings, cancellationToken), settings.OutputFormat, Console.Out);
         return (int)ExitCode.Ok;
     }

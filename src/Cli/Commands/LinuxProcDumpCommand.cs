@@ -8,16 +8,8 @@ using Spectre.Console.Cli;
 namespace CloudMem.Cli.Commands;
 
 /// <summary>Settings of linux.procdump: one process and an existing output directory.</summary>
-internal sealed class LinuxProcDumpSettings : CaptureSettings
+internal sealed class LinuxProcDumpSettings : LinuxSettings
 {
-    [CommandOption("--isf <FILE>")]
-    [Description("Optional: a Volatility ISF (.json or .json.xz) of the kernel, used instead of the BTF found in memory")]
-    public string? Isf { get; init; }
-
-    [CommandOption("--system-map <FILE>")]
-    [Description("Optional: the kernel's System.map, used only when kallsyms cannot be found in memory")]
-    public string? SystemMap { get; init; }
-
     [CommandOption("--pid <PID>")]
     [Description("The process to dump (required)")]
     public int? Pid { get; init; }
@@ -46,7 +38,7 @@ internal sealed class LinuxProcDumpCommand : Command<LinuxProcDumpSettings>
             throw new DirectoryNotFoundException($"output directory '{settings.Out}' does not exist (create it first)");
         }
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        LinuxContext linux = LinuxContext.Open(memory, new LinuxOptions(settings.Isf, settings.SystemMap), cancellationToken);
+        LinuxContext linux = LinuxContext.Open(memory, settings.Options, cancellationToken);
         ReportWriter.Write(LinuxProcDump.Run(linux, settings.Pid!.Value, settings.Out!, ct: cancellationToken), settings.OutputFormat, Console.Out);
         return (int)ExitCode.Ok;
     }
