@@ -6,6 +6,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 tests/fixtures/make-fixture.sh --variant basic >&2
 tests/fixtures/make-fixture.sh --variant nokaslr-novmci >&2
+tests/fixtures/make-fixture.sh --variant pti >&2
 # The fixture exists now: tests that need it must run, not skip.
 export CLOUDMEM_REQUIRE_FIXTURES=1
 log="$(mktemp)"

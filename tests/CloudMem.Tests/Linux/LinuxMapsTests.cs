@@ -12,6 +12,7 @@ public sealed class LinuxMapsTests
     [InlineData("basic", "memory.raw")]
     [InlineData("basic", "memory.kdump-lzo.flat")]
     [InlineData("nokaslr-novmci", "memory.kdump-snappy")]
+    [InlineData("pti", "memory.raw")]
     public void Maps_of_every_user_process_match_proc_maps(string variant, string file)
     {
         using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require(file, variant));

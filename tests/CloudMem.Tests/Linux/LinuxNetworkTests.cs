@@ -14,6 +14,7 @@ public sealed class LinuxNetworkTests
         { "basic", "memory.kdump-zstd" },
         { "nokaslr-novmci", "memory.elf" },
         { "nokaslr-novmci", "memory.lime" },
+        { "pti", "memory.elf" },
     };
 
     private static (string Address, int Port) Split(string endpoint)

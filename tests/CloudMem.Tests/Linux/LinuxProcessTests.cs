@@ -1,5 +1,6 @@
 using System.Text.Json;
 using CloudMem.Engine.Linux;
+using CloudMem.Engine.Paging;
 using CloudMem.Tests.Support;
 using CloudMem.VmStateParsers;
 
@@ -20,6 +21,8 @@ public sealed class LinuxProcessTests
         { "nokaslr-novmci", "memory.raw" },
         { "nokaslr-novmci", "memory.kdump-zlib.flat" },
         { "nokaslr-novmci", "memory.avml" },
+        { "pti", "memory.raw" },
+        { "pti", "memory.kdump-lzo" },
     };
 
     [SkippableTheory]
@@ -77,5 +80,30 @@ public sealed class LinuxProcessTests
             Assert.Equal(depth[row.Ppid] + 1, row.Depth);
             Assert.True(rows.ToList().FindIndex(r => r.Pid == row.Ppid) < rows.ToList().FindIndex(r => r.Pid == row.Pid));
         }
+    }
+
+    [SkippableFact]
+    public void With_page_table_isolation_user_memory_reads_the_same_through_either_pgd_of_the_pair()
+    {
+        string boot = File.ReadAllText(Fixture.Require("boot.log", "pti"));
+        Assert.Contains("Kernel/User page tables isolation: enabled", boot, StringComparison.Ordinal);
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw", "pti"));
+        LinuxContext context = LinuxContext.Open(memory);
+        LinuxProcess process = LinuxProcesses.List(context).Processes.First(p => p.Comm == "fxhelper");
+        Assert.True(context.Kernel.Kernel.TryReadUInt64(process.Mm + (ulong)context.Profile.MmPgd, out ulong pgd));
+        Assert.True(context.Kernel.Kernel.TryReadUInt64(process.Mm + (ulong)context.Profile.MmArgStart, out ulong argStart));
+        ulong kernelHalf = context.Kernel.DirectMapToPhysical(pgd);
+        Assert.Equal(0UL, kernelHalf & 0x1FFF);                       // PTI allocates the pair as one 8 KiB block
+        var viaKernel = new CloudMem.Engine.Paging.AddressSpace(memory, kernelHalf);
+        var viaUser = new CloudMem.Engine.Paging.AddressSpace(memory, kernelHalf | 0x1000);
+        byte[] a = new byte[64], b = new byte[64];
+        Assert.Equal(64, viaKernel.Read(argStart, a));
+        Assert.Equal(64, viaUser.Read(argStart, b));
+        Assert.Equal(a, b);
+        // The user half maps only what entry needs (and may clone kernel text/rodata): kernel data such as
+        // init_task is not mapped there, but is through the kernel half.
+        Assert.True(context.Kernel.Symbols.TryGetAddress("init_task", out ulong initTask));
+        Assert.True(viaKernel.TryTranslate(initTask, out _, out _));
+        Assert.False(viaUser.TryTranslate(initTask, out _, out _));
     }
 }
