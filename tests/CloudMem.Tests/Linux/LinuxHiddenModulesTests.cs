@@ -85,7 +85,7 @@ public sealed class LinuxHiddenModulesTests
         Assert.Equal("not on the module list; not in sysfs (module_kset)", hidden.Finding);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("qemu_fw_cfg", true)]
     [InlineData("nf-conntrack", true)]
     [InlineData("", false)]

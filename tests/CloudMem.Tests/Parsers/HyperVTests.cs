@@ -159,7 +159,7 @@ public sealed class HyperVTests
             w.AddInt("/configuration/list/item", 2);
         });
 
-    [Fact]
+    [SkippableFact]
     public void Synthetic_container_round_trips_every_value_type()
     {
         using var dir = new TempDir();
@@ -182,7 +182,7 @@ public sealed class HyperVTests
         Assert.Equal("1", memory.Metadata.Get("file objects"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Chained_object_tables_and_many_key_tables_are_followed()
     {
         // 300 file objects need two 227-entry object tables; 300 keys need several key tables.
@@ -222,7 +222,7 @@ public sealed class HyperVTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void Multi_run_capture_round_trips_through_vmrs()
     {
         using var dir = new TempDir();
@@ -280,7 +280,7 @@ public sealed class HyperVTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void Partition_state_chunks_give_cpu_registers_and_damage_is_a_warning()
     {
         var regs = new List<KeyValuePair<string, ulong>> { new("rip", 0xFFFFFFFF81000000), new("rsp", 0x1234), new("cr3", 0x1AD000), new("cr0", 0x80050033) };
@@ -324,7 +324,7 @@ public sealed class HyperVTests
         return d;
     }
 
-    [Fact]
+    [SkippableFact]
     public void Descriptors_map_block_pages_to_guest_pages_and_a_short_raw_last_block_is_accepted()
     {
         // Block 0 holds pages for two descriptors (GPA 0x100000.. and GPA 0x80000000..); block 1 is a 3-page raw block
@@ -362,7 +362,7 @@ public sealed class HyperVTests
         return output.ToArray();
     }
 
-    [Fact]
+    [SkippableFact]
     public void Compressed_block_token_stream_decodes()
     {
         byte[] expected = new byte[HyperVLayout.RamBlockSize];
@@ -419,7 +419,7 @@ public sealed class HyperVTests
         Assert.True(small.AsSpan().SequenceEqual(p5.AsSpan(100, 16)));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Corrupt_compressed_block_reads_short_and_is_counted()
     {
         byte[] stream = new byte[64];
@@ -437,7 +437,7 @@ public sealed class HyperVTests
         Assert.Contains("page token", memory.LastDecodeProblem);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Missing_ram_blocks_and_overlapping_descriptors()
     {
         using var dir = new TempDir();
@@ -497,7 +497,7 @@ public sealed class HyperVTests
     private const int FirstKeyTable = 0x4000;
     private const int RootEntries = 0x2000 + HyperVLayout.ObjectTableHeaderSize;
 
-    [Fact]
+    [SkippableFact]
     public void Every_prefix_of_the_headers_and_tables_is_rejected_with_one_line()
     {
         byte[] file = Sample3();
@@ -523,7 +523,7 @@ public sealed class HyperVTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void Only_one_valid_header_copy_is_enough_and_the_newer_valid_copy_wins()
     {
         using var dir = new TempDir();
@@ -547,7 +547,7 @@ public sealed class HyperVTests
         Assert.Contains("no valid header copy", Rejects(dir, file).Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Detection_by_content_finds_copy_1_when_copy_0_is_wiped_but_not_a_stray_signature()
     {
         using var dir = new TempDir();
@@ -565,7 +565,7 @@ public sealed class HyperVTests
         Assert.DoesNotContain("Hyper-V", notHyperV.Metadata.Format);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Header_fields_out_of_range_are_rejected()
     {
         using var dir = new TempDir();
@@ -595,7 +595,7 @@ public sealed class HyperVTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void Table_offsets_and_sizes_outside_the_file_are_rejected()
     {
         using var dir = new TempDir();
@@ -665,7 +665,7 @@ public sealed class HyperVTests
         Assert.Contains(memory.Metadata.Warnings, w => w.Contains("fail their checksum"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Cycles_and_dangling_parents_in_the_key_tree()
     {
         using var dir = new TempDir();
@@ -690,7 +690,7 @@ public sealed class HyperVTests
         Assert.Contains(memory.Metadata.Warnings, w => w.Contains("missing or not a node"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Limits_reject_excess_and_accept_reasonable_values()
     {
         using var dir = new TempDir();
@@ -733,7 +733,7 @@ public sealed class HyperVTests
         Assert.Contains(accepted.Metadata.Warnings, w => w.Contains("not replayed"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Random_corruption_never_escapes_as_anything_but_a_format_error()
     {
         byte[] original = Build(w =>

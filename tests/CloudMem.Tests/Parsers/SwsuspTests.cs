@@ -93,7 +93,7 @@ public sealed class SwsuspTests : IDisposable
     private static DumpFormatException OpenFails(string path, ParserLimits? limits = null)
         => Assert.Throws<DumpFormatException>(() => CaptureOpener.Open(path, limits).Dispose());
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(SwsuspCompressionKind.None, true)]
     [InlineData(SwsuspCompressionKind.Lzo, true)]
     [InlineData(SwsuspCompressionKind.Lz4, true)]
@@ -135,7 +135,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Equal((long)(memory.TotalBytes() / Page), saved);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Utsname_header_is_reported()
     {
         var uts = new SwsuspUts("6.1.0-test-arm64", "#1 SMP PREEMPT Debian 6.1.0", "aarch64", "guest", (6u << 16) | (1u << 8));
@@ -147,7 +147,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Null(memory.Metadata.Get("cr3"));
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(1024 * 1024, SwsuspCompressionKind.Lzo)]
     [InlineData(63 * 512, SwsuspCompressionKind.None)]
     public void Swap_partition_inside_a_disk_image(int offset, SwsuspCompressionKind compression)
@@ -160,7 +160,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Equal($"0x{offset:X}", memory.Metadata.Get("swapAreaOffset"));
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(SwsuspCompressionKind.None)]
     [InlineData(SwsuspCompressionKind.Lzo)]
     public void Swap_file_map_entries_are_device_pages(SwsuspCompressionKind compression)
@@ -172,7 +172,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Contains(memory.Metadata.Warnings, w => w.Contains("resume_offset", StringComparison.Ordinal));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Swap_area_without_an_image_is_a_clear_error()
     {
         byte[] file = File.ReadAllBytes(WriteImage("plain.swap", new SwsuspImageOptions()));
@@ -191,7 +191,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Contains("uswsusp", OpenFails(_dir.Write("uswsusp.swap", file)).Message, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [SkippableFact]
     public void A_file_without_a_swap_header_is_not_swsusp()
     {
         byte[] noise = new byte[(2 * 1024 * 1024) + 100];
@@ -206,7 +206,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Contains("smaller than a swap header page", Assert.Throws<DumpFormatException>(() => CaptureOpener.OpenAs(_dir.Write("tiny.bin", [1, 2, 3]), "swsusp").Dispose()).Message, StringComparison.Ordinal);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(SwsuspCompressionKind.None, 5)]   // header, map, swsusp_info, two PFN list pages
     [InlineData(SwsuspCompressionKind.Lzo, 4)]    // header, map, swsusp_info, first chunk (PFN list)
     public void Every_prefix_of_the_header_pages_fails_cleanly(SwsuspCompressionKind compression, int headerPages)
@@ -235,7 +235,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Contains("truncated", OpenFails(path).Message, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Map_chains_that_loop_or_leave_the_file_are_rejected()
     {
         byte[] good = File.ReadAllBytes(WriteImage("chain.swap", new SwsuspImageOptions { Compression = SwsuspCompressionKind.None, FlagZeroPages = false }));
@@ -275,7 +275,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Contains("image", OpenFails(_dir.Write("image-zero.swap", image)).Error.Structure, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Counts_from_swsusp_info_are_checked()
     {
         byte[] good = File.ReadAllBytes(WriteImage("counts.swap", new SwsuspImageOptions { Compression = SwsuspCompressionKind.None }));
@@ -306,7 +306,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Contains("precedes", OpenFails(_dir.Write("descending.swap", descending)).Message, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Limits_reject_and_accept()
     {
         string plain = WriteImage("limits-none.swap", new SwsuspImageOptions { Compression = SwsuspCompressionKind.None, FlagZeroPages = false });
@@ -361,7 +361,7 @@ public sealed class SwsuspTests : IDisposable
         return chunks;
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(SwsuspCompressionKind.Lzo)]
     [InlineData(SwsuspCompressionKind.Lz4)]
     public void Corrupt_data_chunk_gives_short_reads_not_exceptions(SwsuspCompressionKind compression)
@@ -391,7 +391,7 @@ public sealed class SwsuspTests : IDisposable
         Assert.Contains("chunk[1].length", OpenFails(_dir.Write($"corrupt-{compression}-length.swap", badLength)).Error.Structure, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Cli_info_lists_format_runs_and_metadata()
     {
         string image = WriteImage("cli.swap", new SwsuspImageOptions { Compression = SwsuspCompressionKind.Lzo });

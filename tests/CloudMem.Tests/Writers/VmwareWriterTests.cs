@@ -65,7 +65,7 @@ public sealed class VmwareWriterTests : IDisposable
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("vmsn", null)]
     [InlineData("vmss", "inline")]
     public void A_layout_above_4_GiB_round_trips_its_region_map(string target, string? variant)
@@ -99,7 +99,7 @@ public sealed class VmwareWriterTests : IDisposable
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void Cpu_state_is_carried_over()
     {
         byte[] prstatus = new byte[336];
@@ -114,7 +114,7 @@ public sealed class VmwareWriterTests : IDisposable
         Assert.Equal("1", back.Metadata.Get("vcpus"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void A_state_file_named_like_its_vmem_is_refused()
     {
         string lime = _dir.Write("x.lime", CaptureBuilder.Lime((0, 0x1000)));
@@ -124,7 +124,7 @@ public sealed class VmwareWriterTests : IDisposable
         Assert.Equal(["x.lime"], Directory.GetFileSystemEntries(_dir.Path).Select(p => Path.GetFileName(p)!).ToArray());
     }
 
-    [Fact]
+    [SkippableFact]
     public void An_existing_vmem_is_never_overwritten()
     {
         string lime = _dir.Write("y.lime", CaptureBuilder.Lime((0, 0x1000)));
