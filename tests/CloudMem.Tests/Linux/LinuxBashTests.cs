@@ -38,7 +38,8 @@ public sealed class LinuxBashTests
     {
         using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
         LinuxContext context = LinuxContext.Open(memory);
-        LinuxProcess victim = LinuxProcesses.List(context).Processes.Single(p => p.Pid == 103);
+        // A user process with a heap of at least two resident pages (the scenario's helper processes have one).
+        LinuxProcess victim = LinuxProcesses.List(context).Processes.First(p => p.Comm == "fxhelper" && HasTwoResidentHeapPages(context, p));
         LinuxMapping heap = LinuxMaps.List(context, new HashSet<int> { victim.Pid }).Maps.Single(m => m.Path == "[heap]");
         Assert.True(context.Kernel.Kernel.TryReadUInt64(victim.Mm + (ulong)context.Profile.MmPgd, out ulong pgd));
         AddressSpace user = context.ProcessSpace(pgd);
@@ -83,7 +84,7 @@ public sealed class LinuxBashTests
         (List<LinuxBashCommand> rows, List<string> notes) = LinuxBash.List(patched);
         // Heap pages the process never touched are not in the capture: said, not an error.
         Assert.All(notes, n => Assert.Contains("heap pages are not in the capture", n, StringComparison.Ordinal));
-        Assert.All(rows, r => Assert.Equal((103, "bash"), (r.Pid, r.Comm)));
+        Assert.All(rows, r => Assert.Equal((victim.Pid, "bash"), (r.Pid, r.Comm)));
         Assert.Equal(s_history.Select(h => h.Line), rows.Select(r => r.Command));
         Assert.Equal(s_history.Select(h => h.Seconds), rows.Select(r => r.UnixTime));
         Assert.Equal("2023-11-14 22:13:20 UTC", rows[0].Time);
@@ -95,7 +96,23 @@ public sealed class LinuxBashTests
         unrenamed.Patch(pages[1].Pa + 0x800, strings);
         LinuxContext plain = LinuxContext.Open(unrenamed);
         Assert.Empty(LinuxBash.List(plain).Commands);
-        Assert.Equal(3, LinuxBash.List(plain, new HashSet<int> { 103 }).Commands.Count);
+        Assert.Equal(3, LinuxBash.List(plain, new HashSet<int> { victim.Pid }).Commands.Count);
+    }
+
+    private static bool HasTwoResidentHeapPages(LinuxContext context, LinuxProcess process)
+    {
+        LinuxMapping? heap = LinuxMaps.List(context, new HashSet<int> { process.Pid }).Maps.FirstOrDefault(m => m.Path == "[heap]");
+        if (heap is null || !context.Kernel.Kernel.TryReadUInt64(process.Mm + (ulong)context.Profile.MmPgd, out ulong pgd))
+        {
+            return false;
+        }
+        AddressSpace user = context.ProcessSpace(pgd);
+        int resident = 0;
+        for (ulong va = heap.StartAddress; va < heap.EndAddress && resident < 2; va += 4096)
+        {
+            resident += user.TryTranslate(va, out _, out _) ? 1 : 0;
+        }
+        return resident >= 2;
     }
 
     private static int Put(byte[] buffer, int at, string text)

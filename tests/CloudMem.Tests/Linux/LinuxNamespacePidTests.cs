@@ -27,24 +27,24 @@ public sealed class LinuxNamespacePidTests
         LinuxContext clean = LinuxContext.Open(memory);
         LinuxProfile p = clean.Profile;
         AddressSpace kernel = clean.Kernel.Kernel;
-        LinuxProcess victim = LinuxProcesses.List(clean).Processes.Single(x => x.Pid == 102);
+        LinuxProcess victim = LinuxProcesses.List(clean).Processes.Single(x => x.Uid == 1000);   // the scenario's alice process
         Assert.True(kernel.TryReadUInt64(victim.Address + (ulong)p.TaskThreadPid, out ulong pid));
         Assert.True(kernel.TryReadUInt32(pid + (ulong)p.PidLevel, out uint level));
         Assert.Equal(0u, level);
         Assert.True(kernel.TryReadUInt32(pid + (ulong)p.PidNumbers + (ulong)p.UpidNr, out uint global));
-        Assert.Equal(102u, global);
+        Assert.Equal((uint)victim.Pid, global);
 
         var overlay = new OverlayMemory(memory);
         overlay.Patch(LinuxPsScanTests.Physical(kernel, pid + (ulong)p.PidLevel), [1, 0, 0, 0]);
         overlay.Patch(LinuxPsScanTests.Physical(kernel, pid + (ulong)p.PidNumbers + (ulong)p.UpidSize + (ulong)p.UpidNr), [7, 0, 0, 0]);
         LinuxContext context = LinuxContext.Open(overlay);
 
-        LinuxProcess process = LinuxPlugins.PsList(context).Rows.Single(x => x.Pid == 102);
+        LinuxProcess process = LinuxPlugins.PsList(context).Rows.Single(x => x.Pid == victim.Pid);
         Assert.Equal(7, process.NamespacePid);
         Assert.Equal(1, process.Ppid);
-        Assert.All(LinuxPlugins.PsList(context).Rows.Where(x => x.Pid != 102), x => Assert.Null(x.NamespacePid));
+        Assert.All(LinuxPlugins.PsList(context).Rows.Where(x => x.Pid != victim.Pid), x => Assert.Null(x.NamespacePid));
 
-        LinuxScannedTask scanned = LinuxPsScan.Scan(context).Tasks.Single(t => t.Pid == 102);
+        LinuxScannedTask scanned = LinuxPsScan.Scan(context).Tasks.Single(t => t.Pid == victim.Pid);
         Assert.Equal(7, scanned.NamespacePid);
     }
 }

@@ -69,7 +69,7 @@ public sealed class LinuxPsScanTests
     {
         using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
         LinuxContext clean = LinuxContext.Open(memory);
-        LinuxProcess victim = LinuxProcesses.List(clean).Processes.Single(p => p.Pid == 102);
+        LinuxProcess victim = LinuxProcesses.List(clean).Processes.Single(p => p.Uid == 1000);   // the scenario's alice process
         LinuxProfile p = clean.Profile;
         AddressSpace kernel = clean.Kernel.Kernel;
         ulong entry = victim.Address + (ulong)p.TaskTasks;
@@ -85,10 +85,10 @@ public sealed class LinuxPsScanTests
         LinuxContext hidden = LinuxContext.Open(overlay);
         (List<LinuxProcess> listed, List<string> listNotes) = LinuxProcesses.List(hidden);
         Assert.Empty(listNotes);
-        Assert.DoesNotContain(listed, x => x.Pid == 102);
+        Assert.DoesNotContain(listed, x => x.Pid == victim.Pid);
         Assert.Equal(LinuxProcesses.List(clean).Processes.Count - 1, listed.Count);
 
-        LinuxScannedTask found = LinuxPsScan.Scan(hidden).Tasks.Single(t => t.Pid == 102);
+        LinuxScannedTask found = LinuxPsScan.Scan(hidden).Tasks.Single(t => t.Pid == victim.Pid);
         Assert.False(found.OnTaskList);
         Assert.False(found.Linked);
         Assert.Equal("exited/unlinked", found.State);
@@ -100,19 +100,20 @@ public sealed class LinuxPsScanTests
     [SkippableFact]
     public void A_task_whose_tgid_is_a_listed_process_is_reported_as_its_thread()
     {
-        // The fixture has no multi-threaded process: an exited task (pid 107) is turned into a live thread of pid 102.
+        // The fixture has no multi-threaded process: an exited task is turned into a live thread of a listed process.
         using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
         LinuxContext clean = LinuxContext.Open(memory);
-        LinuxScannedTask exited = LinuxPsScan.Scan(clean).Tasks.Single(t => t.Pid == 107);
+        int leader = LinuxProcesses.List(clean).Processes.Single(p => p.Uid == 1000).Pid;
+        LinuxScannedTask exited = LinuxPsScan.Scan(clean).Tasks.First(t => t.State == "exited/unlinked" && t.Pid != leader);
         Assert.Equal("exited/unlinked", exited.State);
         ulong pa = Convert.ToUInt64(exited.PhysicalOffset, 16);
         var overlay = new OverlayMemory(memory);
-        overlay.Patch(pa + (ulong)clean.Profile.TaskTgid, BitConverter.GetBytes(102));
+        overlay.Patch(pa + (ulong)clean.Profile.TaskTgid, BitConverter.GetBytes(leader));
         overlay.Patch(pa + (ulong)clean.Profile.TaskExitState, BitConverter.GetBytes(0));
 
-        LinuxScannedTask thread = LinuxPsScan.Scan(LinuxContext.Open(overlay)).Tasks.Single(t => t.Pid == 107);
+        LinuxScannedTask thread = LinuxPsScan.Scan(LinuxContext.Open(overlay)).Tasks.Single(t => t.Pid == exited.Pid);
         Assert.Equal("thread", thread.State);
-        Assert.Equal(102, thread.Tgid);
+        Assert.Equal(leader, thread.Tgid);
         Assert.False(thread.OnTaskList);
         Assert.Null(thread.ExitState);
     }
