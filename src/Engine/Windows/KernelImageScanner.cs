@@ -53,6 +53,7 @@ public static class KernelImageScanner
     public const int DefaultMaxImages = 64;
 
     private const int PageSize = 0x1000;
+    private const long ReleaseEveryPages = 0x3FFF;   // 64 MiB
 
     // IMAGE_DOS_HEADER
     private const ushort DosMagic = 0x5A4D;          // "MZ"
@@ -97,7 +98,7 @@ public static class KernelImageScanner
     /// <summary>Scans every page-aligned physical address held by <paramref name="memory"/>.</summary>
     /// <param name="memory">The capture; only read.</param>
     /// <param name="maxImages">At most this many images are reported (kernels are kept before other images).</param>
-    /// <param name="cancellationToken">Checked between runs and every 64 K pages.</param>
+    /// <param name="cancellationToken">Checked between runs and every 16 K pages (64 MiB).</param>
     public static KernelImageScan Scan(IPhysicalMemory memory, int maxImages = DefaultMaxImages, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(memory);
@@ -119,9 +120,12 @@ public static class KernelImageScanner
             ulong first = (run.PhysicalAddress + PageSize - 1) & ~(ulong)(PageSize - 1);
             for (ulong pa = first; pa < run.End && pa >= first; pa += PageSize)
             {
-                if ((++pages & 0xFFFF) == 0)
+                if ((++pages & ReleaseEveryPages) == 0)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
+                    // Touching one word per page maps whole pages of a memory-mapped capture: drop them as we go.
+                    const ulong span = (ReleaseEveryPages + 1) * PageSize;
+                    direct?.ReleaseResident(pa + PageSize - span, span);
                 }
                 // Cheap test first: only "MZ" pages are read further.
                 ReadOnlySpan<byte> head = direct is not null && run.Storage == RunStorage.Direct ? direct.GetDirectSpan(pa, 2) : default;
