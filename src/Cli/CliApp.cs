@@ -35,6 +35,12 @@ internal static class CliApp
             config.AddCommand<LinuxBashHistoryCommand>("linux.bash");
             config.AddCommand<LinuxPsScanCommand>("linux.psscan");
             config.AddCommand<LinuxHiddenModulesCommand>("linux.hidden_modules");
+            config.AddBranch("symbols", symbols =>
+            {
+                symbols.SetDescription("Symbol tables: find what a capture needs and where it is");
+                symbols.AddCommand<SymbolsCheckCommand>("check")
+                    .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
+            });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>

@@ -1,0 +1,35 @@
+using System.ComponentModel;
+using CloudMem.Engine.Output;
+using CloudMem.Engine.Symbols;
+using CloudMem.Engine.Windows;
+using CloudMem.VmStateParsers;
+using Spectre.Console.Cli;
+
+namespace CloudMem.Cli.Commands;
+
+/// <summary>Settings of <c>symbols check</c>.</summary>
+internal sealed class SymbolsCheckSettings : CaptureSettings
+{
+    [CommandOption("--symbols <DIR>")]
+    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
+    public string[] Symbols { get; init; } = [];
+}
+
+[Description("Find the Windows kernel image in a capture (PDB name, GUID, age) and check that a symbol table for it is available")]
+internal sealed class SymbolsCheckCommand : Command<SymbolsCheckSettings>
+{
+    public override int Execute(CommandContext context, SymbolsCheckSettings settings, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        SymbolStore store = SymbolStore.WithUserCache(settings.Symbols);
+        SymbolCheckReport report = SymbolCheck.Run(memory, settings.Image, store, cancellationToken);
+        ReportWriter.Write(report, settings.OutputFormat, Console.Out);
+        if (report.FailureSummary is { } failure)
+        {
+            Console.Out.Flush();
+            Console.Error.WriteLine($"cloudmem: error: {failure}");
+            return (int)ExitCode.Error;
+        }
+        return (int)ExitCode.Ok;
+    }
+}

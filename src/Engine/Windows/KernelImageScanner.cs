@@ -1,0 +1,309 @@
+using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
+using System.Text;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Engine.Windows;
+
+/// <summary>
+/// A PE32+ (x64) image found in physical memory whose debug directory names its PDB with a CodeView RSDS record.
+/// </summary>
+/// <param name="PhysicalAddress">Physical address of the image's DOS header (page-aligned).</param>
+/// <param name="PdbName">The PDB file name (the last component of the path the linker recorded), e.g. ntkrnlmp.pdb.</param>
+/// <param name="Guid">The PDB GUID as the 32 upper-case hex digits Microsoft's symbol paths use.</param>
+/// <param name="Age">The PDB age.</param>
+/// <param name="SizeOfImage">SizeOfImage from the optional header.</param>
+public sealed record PeImageCandidate(ulong PhysicalAddress, string PdbName, string Guid, uint Age, uint SizeOfImage)
+{
+    /// <summary>The PDB names of the Windows x64 (and older x86) kernels.</summary>
+    public static IReadOnlyList<string> KernelPdbNames { get; } = ["ntkrnlmp.pdb", "ntoskrnl.pdb", "ntkrnlpa.pdb", "ntkrpamp.pdb"];
+
+    /// <summary>True when <see cref="PdbName"/> is a Windows kernel's.</summary>
+    public bool IsKernel => KernelPdbNames.Contains(PdbName, StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The symbol table key <c>GUID-age</c> (age in decimal, as Volatility's ISF file names write it).</summary>
+    public string GuidAge => $"{Guid}-{Age}";
+}
+
+/// <summary>The result of <see cref="KernelImageScanner.Scan"/>.</summary>
+/// <param name="Images">Kernel candidates first, then other images, each group by address; at most the limit.</param>
+/// <param name="PagesScanned">Page-aligned addresses examined.</param>
+/// <param name="Truncated">More images were found than the limit allows.</param>
+public sealed record KernelImageScan(IReadOnlyList<PeImageCandidate> Images, long PagesScanned, bool Truncated)
+{
+    /// <summary>The images whose PDB is a Windows kernel's.</summary>
+    public IReadOnlyList<PeImageCandidate> Kernels => Images.Where(i => i.IsKernel).ToList();
+}
+
+/// <summary>
+/// Finds Windows x64 kernel image candidates in physical memory from the image alone: page-aligned "MZ" headers whose
+/// PE header is for AMD64 and whose debug directory holds a CodeView RSDS record (PDB name, GUID, age).
+/// </summary>
+/// <remarks>
+/// <para>Headers are read with bounded reads of physical memory; garbage, truncated headers and offsets pointing
+/// outside the image make the page a non-candidate, never an exception.</para>
+/// <para>The debug directory and RSDS record are read at <c>PhysicalAddress + RVA</c>, which assumes the image is
+/// physically contiguous up to them (true of the kernel, which the loader maps with large pages). Images whose
+/// pages are scattered are missed.</para>
+/// <para>Thread-safe: no shared state.</para>
+/// </remarks>
+public static class KernelImageScanner
+{
+    /// <summary>Default cap on the number of images reported.</summary>
+    public const int DefaultMaxImages = 64;
+
+    private const int PageSize = 0x1000;
+    private const long ReleaseEveryPages = 0x3FFF;   // 64 MiB
+
+    // IMAGE_DOS_HEADER
+    private const ushort DosMagic = 0x5A4D;          // "MZ"
+    private const int DosLfanewOffset = 0x3C;
+    private const int DosHeaderSize = 0x40;
+
+    // IMAGE_NT_HEADERS64: "PE\0\0", then IMAGE_FILE_HEADER (20 bytes), then IMAGE_OPTIONAL_HEADER64
+    private const uint PeSignature = 0x00004550;     // "PE\0\0"
+    private const int FileHeaderOffset = 4;
+    private const int MachineOffset = FileHeaderOffset + 0;
+    private const int SizeOfOptionalHeaderOffset = FileHeaderOffset + 16;
+    private const int OptionalHeaderOffset = FileHeaderOffset + 20;
+    private const ushort MachineAmd64 = 0x8664;
+    private const ushort Pe32PlusMagic = 0x20B;
+
+    // offsets inside IMAGE_OPTIONAL_HEADER64
+    private const int OptSizeOfImage = 56;
+    private const int OptNumberOfRvaAndSizes = 108;
+    private const int OptDataDirectories = 112;
+    private const int DataDirectorySize = 8;
+    private const int DebugDirectoryIndex = 6;
+    private const int OptMinimumSize = OptDataDirectories + (DebugDirectoryIndex + 1) * DataDirectorySize;   // 168
+
+    // IMAGE_DEBUG_DIRECTORY (28 bytes)
+    private const int DebugEntrySize = 28;
+    private const int DebugTypeOffset = 12;
+    private const int DebugSizeOfDataOffset = 16;
+    private const int DebugAddressOfRawDataOffset = 20;
+    private const uint DebugTypeCodeView = 2;
+    private const int MaxDebugEntries = 32;
+
+    // CodeView RSDS record: "RSDS", GUID (16), age (u32), NUL-terminated UTF-8 PDB path
+    private const uint RsdsSignature = 0x53445352;   // "RSDS"
+    private const int RsdsGuidOffset = 4;
+    private const int RsdsAgeOffset = 20;
+    private const int RsdsNameOffset = 24;
+    private const int MaxRsdsBytes = 1024;
+
+    /// <summary>Largest SizeOfImage accepted (the x64 kernel is well under this).</summary>
+    public const uint MaxSizeOfImage = 512u * 1024 * 1024;
+
+    /// <summary>Scans every page-aligned physical address held by <paramref name="memory"/>.</summary>
+    /// <param name="memory">The capture; only read.</param>
+    /// <param name="maxImages">At most this many images are reported (kernels are kept before other images).</param>
+    /// <param name="cancellationToken">Checked between runs and every 16 K pages (64 MiB).</param>
+    public static KernelImageScan Scan(IPhysicalMemory memory, int maxImages = DefaultMaxImages, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxImages);
+        var kernels = new List<PeImageCandidate>();
+        var others = new List<PeImageCandidate>();
+        bool truncated = false;
+        long pages = 0;
+        var direct = memory as IDirectSpanAccess;
+        byte[] header = new byte[PageSize];
+        Span<byte> magic = stackalloc byte[2];
+        foreach (PhysicalRun run in memory.Runs)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (run.Storage == RunStorage.Zero)
+            {
+                continue;
+            }
+            ulong first = (run.PhysicalAddress + PageSize - 1) & ~(ulong)(PageSize - 1);
+            for (ulong pa = first; pa < run.End && pa >= first; pa += PageSize)
+            {
+                if ((++pages & ReleaseEveryPages) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    // Touching one word per page maps whole pages of a memory-mapped capture: drop them as we go.
+                    const ulong span = (ReleaseEveryPages + 1) * PageSize;
+                    direct?.ReleaseResident(pa + PageSize - span, span);
+                }
+                // Cheap test first: only "MZ" pages are read further.
+                ReadOnlySpan<byte> head = direct is not null && run.Storage == RunStorage.Direct ? direct.GetDirectSpan(pa, 2) : default;
+                ushort first2;
+                if (head.Length >= 2)
+                {
+                    first2 = BinaryPrimitives.ReadUInt16LittleEndian(head);
+                }
+                else if (memory.Read(pa, magic) == 2)
+                {
+                    first2 = BinaryPrimitives.ReadUInt16LittleEndian(magic);
+                }
+                else
+                {
+                    continue;
+                }
+                if (first2 != DosMagic)
+                {
+                    continue;
+                }
+                if (!TryReadImage(memory, pa, header, out PeImageCandidate? image))
+                {
+                    continue;
+                }
+                List<PeImageCandidate> list = image.IsKernel ? kernels : others;
+                if (list.Count < maxImages)
+                {
+                    list.Add(image);
+                }
+                else
+                {
+                    truncated = true;
+                }
+            }
+        }
+        var images = new List<PeImageCandidate>(kernels);
+        images.AddRange(others);
+        if (images.Count > maxImages)
+        {
+            truncated = true;
+            images.RemoveRange(maxImages, images.Count - maxImages);
+        }
+        return new KernelImageScan(images, pages, truncated);
+    }
+
+    /// <summary>Reads the PE image whose DOS header is at <paramref name="physicalAddress"/>, if it is one with an RSDS record.</summary>
+    /// <returns>False (never an exception) for anything that is not a PE32+ AMD64 image with a readable CodeView RSDS record.</returns>
+    public static bool TryReadImage(IPhysicalMemory memory, ulong physicalAddress, [NotNullWhen(true)] out PeImageCandidate? image)
+        => TryReadImage(memory, physicalAddress, new byte[PageSize], out image);
+
+    private static bool TryReadImage(IPhysicalMemory memory, ulong pa, byte[] buffer, [NotNullWhen(true)] out PeImageCandidate? image)
+    {
+        image = null;
+        int got = memory.Read(pa, buffer);
+        ReadOnlySpan<byte> page = buffer.AsSpan(0, got);
+        if (page.Length < DosHeaderSize || BinaryPrimitives.ReadUInt16LittleEndian(page) != DosMagic)
+        {
+            return false;
+        }
+        uint lfanew = BinaryPrimitives.ReadUInt32LittleEndian(page[DosLfanewOffset..]);
+        if (lfanew < DosHeaderSize || lfanew > (uint)page.Length - OptionalHeaderOffset)
+        {
+            return false;
+        }
+        ReadOnlySpan<byte> nt = page[(int)lfanew..];
+        if (BinaryPrimitives.ReadUInt32LittleEndian(nt) != PeSignature
+            || BinaryPrimitives.ReadUInt16LittleEndian(nt[MachineOffset..]) != MachineAmd64)
+        {
+            return false;
+        }
+        int optionalSize = BinaryPrimitives.ReadUInt16LittleEndian(nt[SizeOfOptionalHeaderOffset..]);
+        if (optionalSize < OptMinimumSize || OptionalHeaderOffset + optionalSize > nt.Length)
+        {
+            return false;
+        }
+        ReadOnlySpan<byte> optional = nt.Slice(OptionalHeaderOffset, optionalSize);
+        if (BinaryPrimitives.ReadUInt16LittleEndian(optional) != Pe32PlusMagic)
+        {
+            return false;
+        }
+        uint sizeOfImage = BinaryPrimitives.ReadUInt32LittleEndian(optional[OptSizeOfImage..]);
+        uint directories = BinaryPrimitives.ReadUInt32LittleEndian(optional[OptNumberOfRvaAndSizes..]);
+        if (sizeOfImage < PageSize || sizeOfImage > MaxSizeOfImage || directories <= DebugDirectoryIndex)
+        {
+            return false;
+        }
+        ReadOnlySpan<byte> debug = optional[(OptDataDirectories + DebugDirectoryIndex * DataDirectorySize)..];
+        uint debugRva = BinaryPrimitives.ReadUInt32LittleEndian(debug);
+        uint debugSize = BinaryPrimitives.ReadUInt32LittleEndian(debug[4..]);
+        if (debugSize < DebugEntrySize || (ulong)debugRva + debugSize > sizeOfImage)
+        {
+            return false;
+        }
+        int entries = (int)Math.Min(debugSize / DebugEntrySize, MaxDebugEntries);
+        Span<byte> entry = stackalloc byte[DebugEntrySize];
+        for (int i = 0; i < entries; i++)
+        {
+            if (!memory.TryReadExact(pa + debugRva + (ulong)(i * DebugEntrySize), entry)
+                || BinaryPrimitives.ReadUInt32LittleEndian(entry[DebugTypeOffset..]) != DebugTypeCodeView)
+            {
+                continue;
+            }
+            uint dataSize = BinaryPrimitives.ReadUInt32LittleEndian(entry[DebugSizeOfDataOffset..]);
+            uint dataRva = BinaryPrimitives.ReadUInt32LittleEndian(entry[DebugAddressOfRawDataOffset..]);
+            if (dataSize <= RsdsNameOffset || dataRva == 0 || (ulong)dataRva + dataSize > sizeOfImage)
+            {
+                continue;
+            }
+            if (TryReadRsds(memory, pa + dataRva, (int)Math.Min(dataSize, MaxRsdsBytes), out string? name, out string? guid, out uint age))
+            {
+                image = new PeImageCandidate(pa, name!, guid!, age, sizeOfImage);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static bool TryReadRsds(IPhysicalMemory memory, ulong pa, int length, out string? name, out string? guid, out uint age)
+    {
+        name = guid = null;
+        age = 0;
+        Span<byte> record = stackalloc byte[MaxRsdsBytes];
+        record = record[..memory.Read(pa, record[..length])];
+        if (record.Length <= RsdsNameOffset || BinaryPrimitives.ReadUInt32LittleEndian(record) != RsdsSignature)
+        {
+            return false;
+        }
+        ReadOnlySpan<byte> path = record[RsdsNameOffset..];
+        int end = path.IndexOf((byte)0);
+        if (end <= 0)
+        {
+            return false;
+        }
+        path = path[..end];
+        foreach (byte b in path)
+        {
+            if (b < 0x20 || b == 0x7F)
+            {
+                return false;
+            }
+        }
+        string full;
+        try
+        {
+            full = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(path);
+        }
+        catch (DecoderFallbackException)
+        {
+            return false;
+        }
+        name = full[(full.LastIndexOfAny(['\\', '/']) + 1)..];
+        if (name.Length == 0)
+        {
+            return false;
+        }
+        guid = FormatGuid(record.Slice(RsdsGuidOffset, 16));
+        age = BinaryPrimitives.ReadUInt32LittleEndian(record[RsdsAgeOffset..]);
+        return true;
+    }
+
+    /// <summary>
+    /// Formats the 16 bytes of a GUID as stored on disk the way symbol paths write it: Data1 (u32), Data2 and Data3
+    /// (u16) little-endian read and printed as numbers, then the 8 bytes of Data4 in order; 32 upper-case hex digits.
+    /// </summary>
+    public static string FormatGuid(ReadOnlySpan<byte> guid)
+    {
+        if (guid.Length != 16)
+        {
+            throw new ArgumentException("a GUID is 16 bytes", nameof(guid));
+        }
+        var text = new StringBuilder(32);
+        text.Append(BinaryPrimitives.ReadUInt32LittleEndian(guid).ToString("X8"));
+        text.Append(BinaryPrimitives.ReadUInt16LittleEndian(guid[4..]).ToString("X4"));
+        text.Append(BinaryPrimitives.ReadUInt16LittleEndian(guid[6..]).ToString("X4"));
+        foreach (byte b in guid[8..])
+        {
+            text.Append(b.ToString("X2"));
+        }
+        return text.ToString();
+    }
+}

@@ -1,0 +1,103 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace CloudMem.Tests.Windows;
+
+/// <summary>
+/// A minimal mapped x64 PE image built in the test: DOS header, PE header, PE32+ optional header with a debug data
+/// directory, one section, an IMAGE_DEBUG_DIRECTORY entry of type CodeView pointing at an RSDS record. Fields are
+/// public so hostile tests can break them.
+/// </summary>
+public sealed class PeImageBuilder
+{
+    /// <summary>The Windows 10 19041 kernel whose ISF is in shared/symbols/windows/ntkrnlmp.pdb.</summary>
+    public const string Win10Guid = "606FF669409B00F7FC8C61A9C1670129";
+
+    public const int LfanewValue = 0x80;
+    public const int OptionalHeader = LfanewValue + 24;
+    public const int DebugDataDirectory = OptionalHeader + 112 + 6 * 8;
+    public const int DebugDirectoryRva = 0x1000;
+    public const int RsdsRva = 0x1040;
+
+    public uint Lfanew { get; set; } = LfanewValue;
+    public ushort Machine { get; set; } = 0x8664;
+    public ushort SizeOfOptionalHeader { get; set; } = 0xF0;
+    public uint SizeOfImage { get; set; } = 0x3000;
+    public uint DebugRva { get; set; } = DebugDirectoryRva;
+    public uint DebugSize { get; set; } = 28;
+    public uint DebugType { get; set; } = 2;
+    public uint RsdsAddress { get; set; } = RsdsRva;
+    public string PdbPath { get; set; } = "ntkrnlmp.pdb";
+    public byte[] GuidBytes { get; set; } = GuidToBytes(Win10Guid);
+    public uint Age { get; set; } = 1;
+
+    /// <summary>The on-disk bytes of a GUID written as 32 hex digits (Data1..Data3 little-endian).</summary>
+    public static byte[] GuidToBytes(string hex)
+    {
+        byte[] text = Convert.FromHexString(hex);
+        byte[] bytes = new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes, BinaryPrimitives.ReadUInt32BigEndian(text));
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(4), BinaryPrimitives.ReadUInt16BigEndian(text.AsSpan(4)));
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(6), BinaryPrimitives.ReadUInt16BigEndian(text.AsSpan(6)));
+        text.AsSpan(8).CopyTo(bytes.AsSpan(8));
+        return bytes;
+    }
+
+    /// <summary>The mapped image (3 pages).</summary>
+    public byte[] Build()
+    {
+        byte[] image = new byte[0x3000];
+        Span<byte> s = image;
+        s[0] = (byte)'M';
+        s[1] = (byte)'Z';
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x3C..], Lfanew);
+        int nt = LfanewValue;
+        "PE\0\0"u8.CopyTo(s[nt..]);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 4)..], Machine);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 6)..], 1);                    // NumberOfSections
+        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 20)..], SizeOfOptionalHeader);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 22)..], 0x22);                 // executable, large address aware
+        int opt = OptionalHeader;
+        BinaryPrimitives.WriteUInt16LittleEndian(s[opt..], 0x20B);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[(opt + 24)..], 0xFFFFF80000000000);  // ImageBase
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 32)..], 0x1000);              // SectionAlignment
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 36)..], 0x200);               // FileAlignment
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 56)..], SizeOfImage);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 60)..], 0x400);               // SizeOfHeaders
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 108)..], 16);                 // NumberOfRvaAndSizes
+        BinaryPrimitives.WriteUInt32LittleEndian(s[DebugDataDirectory..], DebugRva);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(DebugDataDirectory + 4)..], DebugSize);
+        int section = opt + 0xF0;
+        ".rdata\0\0"u8.CopyTo(s[section..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 8)..], 0x1000);           // VirtualSize
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 12)..], 0x1000);          // VirtualAddress
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 16)..], 0x1000);          // SizeOfRawData
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 20)..], 0x400);           // PointerToRawData
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 36)..], 0x40000040);      // initialised data, readable
+        byte[] name = Encoding.UTF8.GetBytes(PdbPath);
+        int dir = DebugDirectoryRva;
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(dir + 12)..], DebugType);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(dir + 16)..], (uint)(24 + name.Length + 1));
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(dir + 20)..], RsdsAddress);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(dir + 24)..], 0x440);
+        int rsds = RsdsRva;
+        "RSDS"u8.CopyTo(s[rsds..]);
+        GuidBytes.CopyTo(s[(rsds + 4)..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(rsds + 20)..], Age);
+        name.CopyTo(s[(rsds + 24)..]);
+        return image;
+    }
+
+    /// <summary>A raw capture of <paramref name="size"/> bytes with images placed at physical addresses.</summary>
+    public static byte[] RawCapture(int size, params (int Address, byte[] Image)[] images)
+    {
+        byte[] memory = new byte[size];
+        var random = new Random(1234);
+        random.NextBytes(memory.AsSpan(0, 0x1000));           // some garbage in the first page
+        foreach ((int address, byte[] image) in images)
+        {
+            image.AsSpan(0, Math.Min(image.Length, size - address)).CopyTo(memory.AsSpan(address));
+        }
+        return memory;
+    }
+}
