@@ -9,12 +9,15 @@ namespace CloudMem.Engine.Windows;
 /// <param name="Pid">UniqueProcessId.</param>
 /// <param name="Ppid">InheritedFromUniqueProcessId.</param>
 /// <param name="ImageFileName">The 15-byte ImageFileName.</param>
-/// <param name="CreateTime">CreateTime in UTC, or null when zero or out of range.</param>
+/// <param name="CreateTime">CreateTime in UTC as ISO 8601 (<c>2024-07-07T09:30:02.0000000Z</c>, 100 ns precision), or null when zero or out of range.</param>
 /// <param name="Dtb">Pcb.DirectoryTableBase, hex.</param>
-public sealed record WindowsProcess(string Offset, long Pid, long Ppid, string ImageFileName, DateTime? CreateTime, string Dtb)
+public sealed record WindowsProcess(string Offset, long Pid, long Ppid, string ImageFileName, string? CreateTime, string Dtb)
 {
     /// <summary>The _EPROCESS address as a number.</summary>
     internal ulong Address { get; init; }
+
+    /// <summary>CreateTime as a UTC DateTime.</summary>
+    internal DateTime? CreateTimeUtc { get; init; }
 
     /// <summary>The DTB as a number.</summary>
     internal ulong DirectoryTableBase { get; init; }
@@ -81,8 +84,11 @@ public static class WindowsProcesses
             }
             int nul = Array.IndexOf(name, (byte)0);
             string text = System.Text.Encoding.ASCII.GetString(name, 0, nul >= 0 ? nul : name.Length);
-            processes.Add(new WindowsProcess($"0x{eprocess:X}", (long)pid, (long)ppid, text, FileTime(created), $"0x{dtb:X}")
+            DateTime? createTime = FileTime(created);
+            processes.Add(new WindowsProcess($"0x{eprocess:X}", (long)pid, (long)ppid, text,
+                createTime?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture), $"0x{dtb:X}")
             {
+                CreateTimeUtc = createTime,
                 Address = eprocess,
                 DirectoryTableBase = dtb,
             });

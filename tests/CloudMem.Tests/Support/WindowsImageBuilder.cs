@@ -29,8 +29,8 @@ public sealed class WindowsImageBuilder(TypeModel types, string guid, uint age)
     private const int Page = 0x1000;
     private const ulong TwoMiB = 0x200000;
 
-    /// <summary>The PDB path written in the RSDS record.</summary>
-    public string PdbPath { get; init; } = @"d:\os\obj\amd64fre\minkernel\ntos\init\mp\objfre\amd64\ntkrnlmp.pdb";
+    /// <summary>The PDB path written in the RSDS record (Windows kernels record the bare file name).</summary>
+    public string PdbPath { get; init; } = "ntkrnlmp.pdb";
 
     /// <summary>Size of the raw image.</summary>
     public int ImageSize { get; init; } = 64 << 20;

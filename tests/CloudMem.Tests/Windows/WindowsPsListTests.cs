@@ -36,6 +36,11 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
         (string root, TypeModel types) = Symbols(guid);
         WindowsImageBuilder builder = make?.Invoke(types) ?? new WindowsImageBuilder(types, guid, 1);
         (byte[] image, WindowsImageManifest manifest) = builder.Build(WindowsImageBuilder.TypicalScenario());
+        if (Environment.GetEnvironmentVariable("CLOUDMEM_KEEP_WINDOWS_IMAGES") is { Length: > 0 } keep)
+        {
+            // For tests/peers/windows-pslist.sh: keep the image for Volatility 3 to read.
+            File.WriteAllBytes(Path.Combine(keep, $"win-{guid}.raw"), image);
+        }
         return (_dir.Write($"win-{guid}.raw", image), root, manifest);
     }
 
@@ -43,8 +48,9 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
     {
         Assert.Equal(
             manifest.Processes.Select(p => ($"0x{p.Address:X}", (long)p.Pid, (long)p.Ppid, p.ImageFileName, (DateTime?)p.CreateTime, $"0x{p.Dtb:X}")),
-            rows.Select(r => (r.Offset, r.Pid, r.Ppid, r.ImageFileName, r.CreateTime, r.Dtb)));
-        Assert.All(rows, r => Assert.Equal(DateTimeKind.Utc, r.CreateTime!.Value.Kind));
+            rows.Select(r => (r.Offset, r.Pid, r.Ppid, r.ImageFileName, r.CreateTimeUtc, r.Dtb)));
+        Assert.All(rows, r => Assert.Equal(DateTimeKind.Utc, r.CreateTimeUtc!.Value.Kind));
+        Assert.All(rows, r => Assert.Equal(r.CreateTimeUtc!.Value, DateTime.Parse(r.CreateTime!, null, System.Globalization.DateTimeStyles.RoundtripKind)));
     }
 
     [SkippableTheory]
@@ -175,6 +181,7 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
         JsonElement[] rows = json.RootElement.GetProperty("rows").EnumerateArray().ToArray();
         Assert.Equal(manifest.Processes.Select(p => p.Pid), rows.Select(r => r.GetProperty("pid").GetInt32()));
         Assert.Equal("powershell.exe", rows[^1].GetProperty("imageFileName").GetString());
+        Assert.Equal("2024-07-07T10:13:00.1234567Z", rows[^1].GetProperty("createTime").GetString());
 
         (exit, stdout, stderr) = Cli("windows.pslist", raw, "--symbols", _dir.File("nothing"));
         Assert.NotEqual(0, exit);
