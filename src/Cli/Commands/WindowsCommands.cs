@@ -1,0 +1,36 @@
+using System.ComponentModel;
+using CloudMem.Engine.Output;
+using CloudMem.Engine.Symbols;
+using CloudMem.Engine.Windows;
+using CloudMem.VmStateParsers;
+using Spectre.Console.Cli;
+
+namespace CloudMem.Cli.Commands;
+
+/// <summary>Settings of the Windows plugins.</summary>
+internal sealed class WindowsPluginSettings : CaptureSettings
+{
+    [CommandOption("--symbols <DIR>")]
+    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
+    public string[] Symbols { get; init; } = [];
+}
+
+/// <summary>Runs one Windows plugin: open, locate the kernel and its symbols, render the rows.</summary>
+internal abstract class WindowsPluginCommand : Command<WindowsPluginSettings>
+{
+    protected abstract IReport Run(WindowsKernel kernel, WindowsPluginSettings settings, CancellationToken cancellationToken);
+
+    public override int Execute(CommandContext context, WindowsPluginSettings settings, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        WindowsKernel kernel = WindowsKernel.Open(memory, SymbolStore.WithUserCache(settings.Symbols), cancellationToken);
+        ReportWriter.Write(Run(kernel, settings, cancellationToken), settings.OutputFormat, Console.Out);
+        return (int)ExitCode.Ok;
+    }
+}
+
+[Description("Windows processes on PsActiveProcessHead (offset, pid, ppid, image name, create time, DTB)")]
+internal sealed class WindowsPsListCommand : WindowsPluginCommand
+{
+    protected override IReport Run(WindowsKernel kernel, WindowsPluginSettings settings, CancellationToken ct) => WindowsProcesses.PsList(kernel, ct);
+}
