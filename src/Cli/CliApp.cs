@@ -36,6 +36,7 @@ internal static class CliApp
             config.AddCommand<LinuxPsScanCommand>("linux.psscan");
             config.AddCommand<LinuxHiddenModulesCommand>("linux.hidden_modules");
             config.AddCommand<WindowsPsListCommand>("windows.pslist").WithExample("windows.pslist", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsPsTreeCommand>("windows.pstree").WithExample("windows.pstree", "memory.raw", "--symbols", "symbols");
             config.AddBranch("symbols", symbols =>
             {
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");

@@ -34,3 +34,9 @@ internal sealed class WindowsPsListCommand : WindowsPluginCommand
 {
     protected override IReport Run(WindowsKernel kernel, WindowsPluginSettings settings, CancellationToken ct) => WindowsProcesses.PsList(kernel, ct);
 }
+
+[Description("Windows processes under their parents, with suspicious-parent rules (Office/browser starting a shell, svchost/lsass parents, a second lsass)")]
+internal sealed class WindowsPsTreeCommand : WindowsPluginCommand
+{
+    protected override IReport Run(WindowsKernel kernel, WindowsPluginSettings settings, CancellationToken ct) => WindowsProcessTree.PsTree(kernel, ct);
+}
