@@ -6,15 +6,27 @@ using CloudMem.Tests.Windows;
 namespace CloudMem.Tests.Support;
 
 /// <summary>One process of a <see cref="WindowsImageBuilder"/> scenario.</summary>
-public sealed record WindowsScenarioProcess(int Pid, int Ppid, string ImageFileName, DateTime CreateTime);
+/// <param name="Unlinked">In memory (with its pool allocation) but not on ActiveProcessLinks, as an exited or hidden process.</param>
+public sealed record WindowsScenarioProcess(int Pid, int Ppid, string ImageFileName, DateTime CreateTime, bool Unlinked = false);
 
 /// <summary>One _EPROCESS the builder laid out (what pslist should report).</summary>
-public sealed record WindowsLaidOutProcess(ulong Address, int Pid, int Ppid, string ImageFileName, DateTime CreateTime, ulong Dtb);
+public sealed record WindowsLaidOutProcess(ulong Address, int Pid, int Ppid, string ImageFileName, DateTime CreateTime, ulong Dtb)
+{
+    /// <summary>Physical address of the _EPROCESS body.</summary>
+    public ulong Physical { get; init; }
+
+    /// <summary>Physical address of its _POOL_HEADER.</summary>
+    public ulong PoolHeader { get; init; }
+}
 
 /// <summary>What <see cref="WindowsImageBuilder.Build"/> laid out.</summary>
 public sealed record WindowsImageManifest(
     ulong Dtb, int SelfRefIndex, ulong KernelBase, ulong KernelPhysical, ulong PsActiveProcessHead,
-    IReadOnlyList<WindowsLaidOutProcess> Processes);
+    IReadOnlyList<WindowsLaidOutProcess> Processes)
+{
+    /// <summary>Processes laid out (with pool headers) but not on the list.</summary>
+    public IReadOnlyList<WindowsLaidOutProcess> Unlinked { get; init; } = [];
+}
 
 /// <summary>
 /// A small synthetic x64 Windows physical image built from a real ISF's layouts: 4-level page tables with a
@@ -68,6 +80,20 @@ public sealed class WindowsImageBuilder(TypeModel types, string guid, uint age)
 
     private int Off(string structName, string field)
         => types.TryGetOffset(structName, field, out int offset) ? offset : throw new InvalidOperationException($"ISF has no {structName}.{field}");
+
+    /// <summary>Writes a (bit)field of a structure at a physical address, with the ISF's bit position and width.</summary>
+    private void PutBits(byte[] image, ulong structPa, string structName, string field, ulong value)
+    {
+        FieldInfo f = types.FindField(structName, field) ?? throw new InvalidOperationException($"ISF has no {structName}.{field}");
+        int bits = f.IsBitfield ? f.BitSize : f.Type.Resolve().Size * 8;
+        for (int b = 0; b < bits; b++)
+        {
+            long bit = f.BitOffset + b;
+            int at = checked((int)(structPa + (ulong)(bit / 8)));
+            int shift = (int)(bit % 8);
+            image[at] = (byte)((image[at] & ~(1 << shift)) | (int)(((value >> b) & 1) << shift));
+        }
+    }
 
     /// <summary>Lays out the image.</summary>
     public (byte[] Image, WindowsImageManifest Manifest) Build(IReadOnlyList<WindowsScenarioProcess> processes)
@@ -145,7 +171,17 @@ public sealed class WindowsImageBuilder(TypeModel types, string guid, uint age)
         int size = types.TryGetSize("_EPROCESS", out int s) ? s : throw new InvalidOperationException("ISF has no _EPROCESS");
         int pages = (size + Page - 1) / Page;
         int links = Off("_EPROCESS", "ActiveProcessLinks");
-        var laid = new List<WindowsLaidOutProcess>();
+        // The process object's pool allocation, as Windows lays it out: _POOL_HEADER, optional object headers (here the
+        // quota info, InfoMask bit 0x08), _OBJECT_HEADER, then the _EPROCESS body at _OBJECT_HEADER.Body.
+        int poolHeaderSize = types.TryGetSize("_POOL_HEADER", out int ph) ? ph : throw new InvalidOperationException("ISF has no _POOL_HEADER");
+        int quotaSize = types.TryGetSize("_OBJECT_HEADER_QUOTA_INFO", out int q) ? q : throw new InvalidOperationException("ISF has no _OBJECT_HEADER_QUOTA_INFO");
+        int bodyOffset = Off("_OBJECT_HEADER", "Body");
+        int poolToBody = poolHeaderSize + quotaSize + bodyOffset;
+        if (poolToBody > 0x80)
+        {
+            throw new InvalidOperationException("pool and object headers do not fit before the _EPROCESS page offset 0x80");
+        }
+        var all = new List<WindowsLaidOutProcess>();
         var physicalOf = new List<ulong>();
         var dtbs = new List<ulong>();
         for (int i = 0; i < processes.Count; i++)
@@ -165,8 +201,13 @@ public sealed class WindowsImageBuilder(TypeModel types, string guid, uint age)
             ulong dtb = p.Pid == 4 ? Dtb : AllocData();
             dtbs.Add(dtb);
             physicalOf.Add(firstPa);
-            laid.Add(new WindowsLaidOutProcess(va, p.Pid, p.Ppid, p.ImageFileName.Length > 15 ? p.ImageFileName[..15] : p.ImageFileName, p.CreateTime, dtb));
+            all.Add(new WindowsLaidOutProcess(va, p.Pid, p.Ppid, p.ImageFileName.Length > 15 ? p.ImageFileName[..15] : p.ImageFileName, p.CreateTime, dtb)
+            {
+                Physical = firstPa + (va & (Page - 1)),
+                PoolHeader = firstPa + (va & (Page - 1)) - (ulong)poolToBody,
+            });
         }
+        var laid = all.Where((_, i) => !processes[i].Unlinked).ToList();
 
         // Translation for writing fields: the heap pages just mapped.
         ulong Translate(ulong va)
@@ -201,6 +242,28 @@ public sealed class WindowsImageBuilder(TypeModel types, string guid, uint age)
         int nameOff = Off("_EPROCESS", "ImageFileName");
         int timeOff = Off("_EPROCESS", "CreateTime");
         int dtbOff = Off("_EPROCESS", "Pcb") + Off("_KPROCESS", "DirectoryTableBase");
+        int allocation = (poolToBody + size + 15) & ~15;
+        for (int i = 0; i < all.Count; i++)
+        {
+            WindowsLaidOutProcess p = all[i];
+            PutBits(image, p.PoolHeader, "_POOL_HEADER", "BlockSize", (ulong)(allocation / 16));
+            PutBits(image, p.PoolHeader, "_POOL_HEADER", "PoolType", 2);           // NonPagedPool, stored + 1 (0 is free)
+            PutBits(image, p.PoolHeader, "_POOL_HEADER", "PoolTag", 0x636F7250);  // 'Proc'
+            ulong header = p.Physical - (ulong)bodyOffset;
+            PutBits(image, header, "_OBJECT_HEADER", "PointerCount", 1);
+            PutBits(image, header, "_OBJECT_HEADER", "TypeIndex", 7);
+            PutBits(image, header, "_OBJECT_HEADER", "InfoMask", 0x08);
+            PutVa(p.Address + (ulong)pidOff, (ulong)p.Pid);
+            PutVa(p.Address + (ulong)ppidOff, (ulong)p.Ppid);
+            byte[] name = new byte[15];
+            Encoding.ASCII.GetBytes(p.ImageFileName).CopyTo(name, 0);
+            PutBytesVa(p.Address + (ulong)nameOff, name);
+            PutVa(p.Address + (ulong)timeOff, (ulong)p.CreateTime.ToFileTimeUtc());
+            PutVa(p.Address + (ulong)dtbOff, p.Dtb);
+            // Unlinked entries point at themselves (what RemoveEntryList leaves on a process taken off the list).
+            PutVa(p.Address + (ulong)links, p.Address + (ulong)links);
+            PutVa(p.Address + (ulong)links + 8, p.Address + (ulong)links);
+        }
         for (int i = 0; i < laid.Count; i++)
         {
             WindowsLaidOutProcess p = laid[i];
@@ -225,6 +288,9 @@ public sealed class WindowsImageBuilder(TypeModel types, string guid, uint age)
             image.AsSpan((int)Dtb + 256 * 8, 256 * 8).CopyTo(image.AsSpan((int)dtb + 256 * 8));
             Put(dtb + (ulong)SelfRefIndex * 8, dtb | Present | Write | Accessed | Dirty | (1UL << 63));
         }
-        return (image, new WindowsImageManifest(Dtb, SelfRefIndex, KernelBase, KernelPhysical, headVa, laid));
+        return (image, new WindowsImageManifest(Dtb, SelfRefIndex, KernelBase, KernelPhysical, headVa, laid)
+        {
+            Unlinked = [.. all.Where((_, i) => processes[i].Unlinked)],
+        });
     }
 }
