@@ -37,6 +37,7 @@ internal static class CliApp
             config.AddCommand<LinuxHiddenModulesCommand>("linux.hidden_modules");
             config.AddCommand<WindowsPsListCommand>("windows.pslist").WithExample("windows.pslist", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsPsTreeCommand>("windows.pstree").WithExample("windows.pstree", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsPsScanCommand>("windows.psscan").WithExample("windows.psscan", "memory.raw", "--symbols", "symbols");
             config.AddBranch("symbols", symbols =>
             {
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");

@@ -40,3 +40,9 @@ internal sealed class WindowsPsTreeCommand : WindowsPluginCommand
 {
     protected override IReport Run(WindowsKernel kernel, WindowsPluginSettings settings, CancellationToken ct) => WindowsProcessTree.PsTree(kernel, ct);
 }
+
+[Description("Windows processes found by scanning physical memory for process pool allocations ('Proc'), with OnList against PsActiveProcessHead")]
+internal sealed class WindowsPsScanCommand : WindowsPluginCommand
+{
+    protected override IReport Run(WindowsKernel kernel, WindowsPluginSettings settings, CancellationToken ct) => WindowsPoolScanner.PsScan(kernel, ct);
+}

@@ -104,7 +104,7 @@ public static class WindowsProcesses
         return new RowsReport<WindowsProcess>("windows.pslist", processes, notes);
     }
 
-    private static DateTime? FileTime(ulong value)
+    internal static DateTime? FileTime(ulong value)
         => value == 0 || value > (ulong)DateTime.MaxValue.ToFileTimeUtc() ? null : DateTime.FromFileTimeUtc((long)value);
 
     private static int Offset(WindowsKernel kernel, string structName, string field)
