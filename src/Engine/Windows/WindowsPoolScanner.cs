@@ -54,8 +54,51 @@ public static class WindowsPoolScanner
         Layout layout = Layout.From(kernel.Types);
         var rows = new List<WindowsScannedProcess>();
         IPhysicalMemory physical = kernel.Physical;
-        byte[] page = new byte[PageSize];
         byte[] body = new byte[layout.Extent];
+        int minimum = layout.PoolHeaderSize + layout.BodyOffset + layout.MinimumBody;
+        foreach ((ulong pool, ulong blockBytes) in ScanPool(physical, kernel.Types, s_tags, minimum, ct))
+        {
+            for (int optional = 0; optional <= MaxOptionalHeaderBytes; optional += PoolAlignment)
+            {
+                ulong candidate = pool + (ulong)(layout.PoolHeaderSize + optional + layout.BodyOffset);
+                if (candidate + (ulong)layout.MinimumBody > pool + blockBytes)
+                {
+                    break;
+                }
+                if (physical.Read(candidate, body) != body.Length || !TryDecode(layout, body, out var decoded))
+                {
+                    continue;
+                }
+                if (rows.Count >= MaxResults)
+                {
+                    notes.Add($"more than {MaxResults} processes; scan stopped");
+                    return new RowsReport<WindowsScannedProcess>("windows.psscan", rows, notes);
+                }
+                DateTime? created = WindowsProcesses.FileTime(decoded.Created);
+                rows.Add(new WindowsScannedProcess($"0x{candidate:X}", decoded.Pid, decoded.Ppid, decoded.Name,
+                    created?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
+                    onList.Contains(candidate))
+                { Physical = candidate });
+                break;
+            }
+        }
+        return new RowsReport<WindowsScannedProcess>("windows.psscan", rows, notes);
+    }
+
+    /// <summary>
+    /// The shared pool walker: every 16-byte aligned _POOL_HEADER in non-zero runs whose PoolTag is one of
+    /// <paramref name="tags"/>, that is allocated (PoolType non-zero) and whose BlockSize covers at least
+    /// <paramref name="minimumBytes"/>. Yields the physical address of the header and the allocation's size in bytes.
+    /// Field positions come from the ISF's _POOL_HEADER; reads never throw (unreadable pages are skipped).
+    /// </summary>
+    public static IEnumerable<(ulong PoolHeader, ulong BlockBytes)> ScanPool(IPhysicalMemory physical, TypeModel types,
+        IReadOnlyCollection<uint> tags, int minimumBytes, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(physical);
+        ArgumentNullException.ThrowIfNull(types);
+        ArgumentNullException.ThrowIfNull(tags);
+        Layout layout = Layout.From(types);
+        byte[] page = new byte[PageSize];
         foreach (PhysicalRun run in physical.Runs)
         {
             ct.ThrowIfCancellationRequested();
@@ -76,45 +119,19 @@ public static class WindowsPoolScanner
                 }
                 for (int at = 0; at + layout.PoolHeaderSize <= PageSize; at += PoolAlignment)
                 {
-                    uint tag = BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(at + layout.TagOffset));
-                    if (tag != s_tags[0] && tag != s_tags[1])
+                    if (!tags.Contains(BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(at + layout.TagOffset))))
                     {
                         continue;
                     }
                     ulong header = BinaryPrimitives.ReadUInt64LittleEndian(page.AsSpan(at));
                     ulong blockBytes = Bits(header, layout.BlockSize) * PoolAlignment;
-                    if (Bits(header, layout.PoolType) == 0 || blockBytes < (ulong)(layout.PoolHeaderSize + layout.BodyOffset + layout.MinimumBody))
+                    if (Bits(header, layout.PoolType) != 0 && blockBytes >= (ulong)minimumBytes)
                     {
-                        continue;   // free, or too small to hold a process object
-                    }
-                    ulong pool = pa + (ulong)at;
-                    for (int optional = 0; optional <= MaxOptionalHeaderBytes; optional += PoolAlignment)
-                    {
-                        ulong candidate = pool + (ulong)(layout.PoolHeaderSize + optional + layout.BodyOffset);
-                        if (candidate + (ulong)layout.MinimumBody > pool + blockBytes)
-                        {
-                            break;
-                        }
-                        if (physical.Read(candidate, body) != body.Length || !TryDecode(layout, body, out var decoded))
-                        {
-                            continue;
-                        }
-                        if (rows.Count >= MaxResults)
-                        {
-                            notes.Add($"more than {MaxResults} processes; scan stopped");
-                            return new RowsReport<WindowsScannedProcess>("windows.psscan", rows, notes);
-                        }
-                        DateTime? created = WindowsProcesses.FileTime(decoded.Created);
-                        rows.Add(new WindowsScannedProcess($"0x{candidate:X}", decoded.Pid, decoded.Ppid, decoded.Name,
-                            created?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
-                            onList.Contains(candidate))
-                        { Physical = candidate });
-                        break;
+                        yield return (pa + (ulong)at, blockBytes);
                     }
                 }
             }
         }
-        return new RowsReport<WindowsScannedProcess>("windows.psscan", rows, notes);
     }
 
     /// <summary>Checks an _EPROCESS candidate: pid/ppid range, printable name, page-aligned DTB, canonical kernel list pointers.</summary>

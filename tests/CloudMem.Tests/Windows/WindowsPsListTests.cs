@@ -188,6 +188,31 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("no symbol table for the Windows kernel", stderr);
     }
 
+    [SkippableFact]
+    public void Pstree_and_psscan_commands_print_their_rows()
+    {
+        (string raw, string root, WindowsImageManifest manifest) = Build(Win10);
+
+        (int exit, string stdout, string stderr) = Cli("windows.pstree", raw, "--symbols", root, "--output", "json");
+        Assert.True(exit == 0, stderr);
+        using (JsonDocument json = JsonDocument.Parse(stdout))
+        {
+            JsonElement[] rows = json.RootElement.GetProperty("rows").EnumerateArray().ToArray();
+            JsonElement shell = rows.Single(r => r.GetProperty("pid").GetInt32() == 6044);
+            Assert.Equal((1, "  powershell.exe"), (shell.GetProperty("depth").GetInt32(), shell.GetProperty("tree").GetString()));
+            Assert.StartsWith("office-spawns-shell:", shell.GetProperty("suspicious").GetString());
+        }
+
+        (exit, stdout, stderr) = Cli("windows.psscan", raw, "--symbols", root, "--output", "json");
+        Assert.True(exit == 0, stderr);
+        using (JsonDocument json = JsonDocument.Parse(stdout))
+        {
+            JsonElement[] rows = json.RootElement.GetProperty("rows").EnumerateArray().ToArray();
+            Assert.Equal(manifest.Processes.Select(p => p.Pid).Order(), rows.Select(r => r.GetProperty("pid").GetInt32()).Order());
+            Assert.All(rows, r => Assert.True(r.GetProperty("onList").GetBoolean()));
+        }
+    }
+
     private (int Exit, string Out, string Err) Cli(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
