@@ -13,36 +13,7 @@ public sealed class CliProcessTests : IDisposable
 
     internal static (int Exit, string Out, string Err) Run(params string[] args) => RunAs(null, args);
 
-    private static (int Exit, string Out, string Err) RunAs(string? user, params string[] args)
-    {
-        string dll = Path.Combine(AppContext.BaseDirectory, "cloudmem.dll");
-        var start = new ProcessStartInfo(user is null ? "dotnet" : "setpriv")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        };
-        if (user is not null)
-        {
-            foreach (string a in new[] { "--reuid=" + user, "--regid=" + user, "--clear-groups", "dotnet" })
-            {
-                start.ArgumentList.Add(a);
-            }
-            start.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
-            start.Environment["HOME"] = Path.GetTempPath();
-        }
-        start.ArgumentList.Add(dll);
-        foreach (string arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        using Process process = Process.Start(start)!;
-        process.StandardInput.Close();
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(120_000), "cloudmem did not finish in 2 minutes");
-        return (process.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static (int Exit, string Out, string Err) RunAs(string? user, params string[] args) => CliRunner.Run(null, user, args);
 
     private static void AssertOneLineError(int exit, string stderr, params string[] mustContain)
     {

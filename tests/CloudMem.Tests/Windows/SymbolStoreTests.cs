@@ -120,21 +120,7 @@ public sealed class SymbolStoreTests : IDisposable
 
     /// <summary>cloudmem as a process with its per-user cache pointed at an empty temp directory.</summary>
     private (int Exit, string Out, string Err) Cli(params string[] args)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cloudmem.dll"));
-        foreach (string arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["XDG_CACHE_HOME"] = _dir.File("cache");
-        using Process process = Process.Start(start)!;
-        process.StandardInput.Close();
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(120_000), "cloudmem did not finish in 2 minutes");
-        return (process.ExitCode, stdout.Result, stderr.Result);
-    }
+        => CliRunner.Run(new Dictionary<string, string> { ["XDG_CACHE_HOME"] = _dir.File("cache") }, null, args);
 
     [SkippableFact]
     public void Symbols_check_command_prints_matched()
