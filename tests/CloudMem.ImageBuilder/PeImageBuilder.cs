@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace CloudMem.Tests.Windows;
+namespace CloudMem.ImageBuilder;
 
 /// <summary>
 /// A minimal mapped x64 PE image built in the test: DOS header, PE header, PE32+ optional header with a debug data
@@ -31,6 +31,15 @@ public sealed class PeImageBuilder
     public byte[] GuidBytes { get; set; } = GuidToBytes(Win10Guid);
     public uint Age { get; set; } = 1;
 
+    /// <summary>ImageBase of the optional header (a kernel address by default; a DLL's load address for user modules).</summary>
+    public ulong ImageBase { get; set; } = 0xFFFFF80000000000;
+
+    /// <summary>File characteristics (0x22: executable, large address aware; add 0x2000 for a DLL).</summary>
+    public ushort Characteristics { get; set; } = 0x22;
+
+    /// <summary>AddressOfEntryPoint (RVA).</summary>
+    public uint EntryPoint { get; set; }
+
     /// <summary>The on-disk bytes of a GUID written as 32 hex digits (Data1..Data3 little-endian).</summary>
     public static byte[] GuidToBytes(string hex)
     {
@@ -56,10 +65,11 @@ public sealed class PeImageBuilder
         BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 4)..], Machine);
         BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 6)..], 1);                    // NumberOfSections
         BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 20)..], SizeOfOptionalHeader);
-        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 22)..], 0x22);                 // executable, large address aware
+        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 22)..], Characteristics);
         int opt = OptionalHeader;
         BinaryPrimitives.WriteUInt16LittleEndian(s[opt..], 0x20B);
-        BinaryPrimitives.WriteUInt64LittleEndian(s[(opt + 24)..], 0xFFFFF80000000000);  // ImageBase
+        BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 16)..], EntryPoint);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[(opt + 24)..], ImageBase);
         BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 32)..], 0x1000);              // SectionAlignment
         BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 36)..], 0x200);               // FileAlignment
         BinaryPrimitives.WriteUInt32LittleEndian(s[(opt + 56)..], SizeOfImage);

@@ -1,0 +1,93 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using CloudMem.Engine.Symbols;
+using CloudMem.ImageBuilder;
+
+// cloudmem-imagebuilder: lays out a synthetic x64 Windows memory image from a real kernel ISF and a scenario, and
+// writes the raw image plus a JSON manifest of everything laid out (the truth the plugins are compared with).
+return ImageBuilderCli.Run(args);
+
+internal static partial class ImageBuilderCli
+{
+    private const string Usage =
+        "usage: cloudmem-imagebuilder --isf ISF(GUID-AGE.json[.xz]) --out IMAGE.raw [--manifest M.json] " +
+        "[--scenario FILE.json|typical|attack] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX]; " +
+        "or --write-scenario FILE.json [--scenario typical|attack]";
+
+    public static int Run(string[] args)
+    {
+        try
+        {
+            var options = Parse(args);
+            if (options.TryGetValue("write-scenario", out string? scenarioOut))
+            {
+                // Writes a built-in scenario as JSON (the starting point for a scenario file of one's own).
+                WindowsScenario builtIn = options.GetValueOrDefault("scenario", "attack") == "typical"
+                    ? new WindowsScenario { Name = "typical", Processes = WindowsImageBuilder.TypicalScenario() }
+                    : WindowsImageBuilder.AttackScenario();
+                File.WriteAllText(scenarioOut, JsonSerializer.Serialize(builtIn, WindowsScenario.Json));
+                return 0;
+            }
+            string isf = options.GetValueOrDefault("isf") ?? throw new ArgumentException("--isf is required");
+            string output = options.GetValueOrDefault("out") ?? throw new ArgumentException("--out is required");
+            Match name = IsfName().Match(Path.GetFileName(isf));
+            if (!name.Success)
+            {
+                throw new ArgumentException($"{isf}: the ISF file name must be <GUID>-<age>.json[.xz] (it names the kernel the image pretends to be)");
+            }
+            TypeModel types = IsfLoader.Load(isf);
+            WindowsScenario scenario = options.GetValueOrDefault("scenario", "attack") switch
+            {
+                "typical" => new WindowsScenario { Name = "typical", Processes = WindowsImageBuilder.TypicalScenario() },
+                "attack" => WindowsImageBuilder.AttackScenario(),
+                string file => WindowsScenario.Load(file),
+            };
+            if (options.TryGetValue("extra-processes", out string? extra))
+            {
+                scenario = scenario with { Processes = [.. scenario.Processes, .. WindowsImageBuilder.ExtraProcesses(int.Parse(extra))] };
+            }
+            var builder = new WindowsImageBuilder(types, name.Groups[1].Value.ToUpperInvariant(), uint.Parse(name.Groups[2].Value))
+            {
+                ImageSize = options.TryGetValue("size", out string? size) ? ParseSize(size) : 64 << 20,
+                SelfRefIndex = options.TryGetValue("self-ref", out string? selfRef) ? Convert.ToInt32(selfRef, 16) : 0x1ED,
+            };
+            (byte[] image, WindowsImageManifest manifest) = builder.Build(scenario);
+            File.WriteAllBytes(output, image);
+            string manifestPath = options.GetValueOrDefault("manifest") ?? Path.ChangeExtension(output, ".manifest.json");
+            File.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest, WindowsScenario.Json));
+            Console.WriteLine($"{output}: {image.Length} bytes, {manifest.Processes.Count} listed + {manifest.Unlinked.Count} unlinked processes, " +
+                              $"{manifest.Drivers.Count} drivers, DTB 0x{manifest.Dtb:X}, kernel 0x{manifest.KernelBase:X}; manifest {manifestPath}");
+            return 0;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or IOException or InvalidOperationException or InvalidDataException or JsonException or SymbolFormatException)
+        {
+            Console.Error.WriteLine($"cloudmem-imagebuilder: error: {e.Message}");
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+    }
+
+    private static Dictionary<string, string> Parse(string[] args)
+    {
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
+            {
+                throw new ArgumentException($"unexpected argument '{args[i]}'");
+            }
+            options[args[i][2..]] = args[++i];
+        }
+        return options;
+    }
+
+    private static long ParseSize(string text)
+    {
+        text = text.Trim().ToLowerInvariant();
+        long unit = text.EndsWith('g') ? 1L << 30 : text.EndsWith('m') ? 1L << 20 : 1;
+        return long.Parse(unit == 1 ? text : text[..^1]) * unit;
+    }
+
+    [GeneratedRegex(@"^([0-9A-Fa-f]{32})-([0-9]+)\.json(\.xz)?$")]
+    private static partial Regex IsfName();
+}

@@ -1,0 +1,229 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace CloudMem.ImageBuilder;
+
+/// <summary>
+/// What a built Windows image should contain: processes (with their DLLs, threads, handles, SIDs, injected regions,
+/// hollowing) and kernel drivers. Read from JSON by the command-line entry point; every list may be omitted.
+/// </summary>
+public sealed record WindowsScenario
+{
+    /// <summary>Free text naming the scenario.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>Processes, in the order they are put on PsActiveProcessHead.</summary>
+    public IReadOnlyList<WindowsScenarioProcess> Processes { get; init; } = [];
+
+    /// <summary>Kernel modules on PsLoadedModuleList (null: a default set of drivers).</summary>
+    public IReadOnlyList<ScenarioDriver>? Drivers { get; init; }
+
+    /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() },
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    /// <summary>Reads a scenario file.</summary>
+    public static WindowsScenario Load(string path)
+        => JsonSerializer.Deserialize<WindowsScenario>(File.ReadAllText(path), Json)
+           ?? throw new InvalidDataException($"{path}: empty scenario");
+}
+
+/// <summary>One process of a <see cref="WindowsImageBuilder"/> scenario.</summary>
+/// <param name="Unlinked">In memory (with its pool allocation) but not on ActiveProcessLinks, as an exited or hidden process.</param>
+public sealed record WindowsScenarioProcess(int Pid, int Ppid, string ImageFileName, DateTime CreateTime, bool Unlinked = false)
+{
+    /// <summary>Full path of the executable (default C:\Windows\System32\&lt;name&gt;).</summary>
+    public string? ImagePath { get; init; }
+
+    /// <summary>Command line in the process parameters (default: the quoted image path).</summary>
+    public string? CommandLine { get; init; }
+
+    /// <summary>Environment block as NAME=value strings, in order (default: a small typical set).</summary>
+    public IReadOnlyList<string>? Environment { get; init; }
+
+    /// <summary>DLLs loaded after the executable (null: ntdll, kernel32, KernelBase; System has none).</summary>
+    public IReadOnlyList<ScenarioDll>? Dlls { get; init; }
+
+    /// <summary>Threads (null: one thread starting at the executable's entry point).</summary>
+    public IReadOnlyList<ScenarioThread>? Threads { get; init; }
+
+    /// <summary>Open handles (null: none beyond what the layout needs).</summary>
+    public IReadOnlyList<ScenarioHandle>? Handles { get; init; }
+
+    /// <summary>Private memory regions with code written into them (injection).</summary>
+    public IReadOnlyList<ScenarioInjection>? Injected { get; init; }
+
+    /// <summary>Process hollowing laid out for this process (null: none).</summary>
+    public HollowKind? Hollow { get; init; }
+
+    /// <summary>File the hollowed image section really maps (for <see cref="HollowKind.Remapped"/>).</summary>
+    public string? HollowedFrom { get; init; }
+
+    /// <summary>Token user SID first, then group SIDs (null: by process, SYSTEM or a user account).</summary>
+    public IReadOnlyList<string>? Sids { get; init; }
+
+    /// <summary>True for processes without a user address space (System, Registry, MemCompression).</summary>
+    [JsonIgnore]
+    public bool NoUserSpace => Pid == 4 || ImageFileName is "Registry" or "MemCompression";
+}
+
+/// <summary>How a process was hollowed.</summary>
+public enum HollowKind
+{
+    /// <summary>The image section at PEB.ImageBaseAddress was unmapped and replaced by private RWX memory holding a PE.</summary>
+    Unmapped,
+
+    /// <summary>The image section at PEB.ImageBaseAddress maps a different file than the process claims.</summary>
+    Remapped,
+}
+
+/// <summary>A DLL in a process: mapped as an image and (unless unlinked) on the PEB loader lists.</summary>
+public sealed record ScenarioDll(string Name)
+{
+    public string? Path { get; init; }
+    public ulong? Base { get; init; }
+    public uint Size { get; init; } = 0x20000;
+    public bool InLoad { get; init; } = true;
+    public bool InInit { get; init; } = true;
+    public bool InMemory { get; init; } = true;
+}
+
+/// <summary>A thread: its start address is a module name plus offset, or an absolute address.</summary>
+public sealed record ScenarioThread(int Tid)
+{
+    public string? StartModule { get; init; }
+    public ulong StartOffset { get; init; }
+    public ulong? StartAddress { get; init; }
+    public DateTime? CreateTime { get; init; }
+}
+
+/// <summary>A handle in the process's handle table.</summary>
+/// <param name="Type">Object type: File, Process, Thread, Key, Mutant, Event, Section.</param>
+public sealed record ScenarioHandle(string Type)
+{
+    public string? Name { get; init; }
+    public int? TargetPid { get; init; }
+    public uint GrantedAccess { get; init; } = 0x1F0003;
+}
+
+/// <summary>Private memory allocated in the process with content written into it.</summary>
+/// <param name="Content">"shellcode", "pe" (an MZ/PE header) or "zero".</param>
+public sealed record ScenarioInjection(ulong Address, uint Size, string Content = "shellcode")
+{
+    public string Protection { get; init; } = "PAGE_EXECUTE_READWRITE";
+}
+
+/// <summary>A kernel module on PsLoadedModuleList.</summary>
+public sealed record ScenarioDriver(string Name)
+{
+    public string? Path { get; init; }
+    public ulong? Base { get; init; }
+    public uint Size { get; init; } = 0x40000;
+
+    /// <summary>In memory with its 'MmLd' pool allocation but not on PsLoadedModuleList.</summary>
+    public bool Unlinked { get; init; }
+}
+
+/// <summary>What <see cref="WindowsImageBuilder.Build(WindowsScenario)"/> laid out: the truth plugins are compared with.</summary>
+public sealed record WindowsImageManifest(
+    ulong Dtb, int SelfRefIndex, ulong KernelBase, ulong KernelPhysical, ulong PsActiveProcessHead,
+    IReadOnlyList<WindowsLaidOutProcess> Processes)
+{
+    /// <summary>Processes laid out (with pool headers) but not on the list.</summary>
+    public IReadOnlyList<WindowsLaidOutProcess> Unlinked { get; init; } = [];
+
+    /// <summary>Kernel modules laid out (linked and unlinked).</summary>
+    public List<LaidOutDriver> Drivers { get; init; } = [];
+
+    /// <summary>PDB GUID and age of the kernel image.</summary>
+    public string? PdbGuid { get; init; }
+    public uint PdbAge { get; init; }
+
+    /// <summary>Size of the raw image in bytes.</summary>
+    public long ImageSize { get; init; }
+
+    /// <summary>All processes, listed first then unlinked.</summary>
+    [JsonIgnore]
+    public IEnumerable<WindowsLaidOutProcess> AllProcesses => Processes.Concat(Unlinked);
+}
+
+/// <summary>One _EPROCESS the builder laid out, with what lives in its address space.</summary>
+public sealed record WindowsLaidOutProcess(ulong Address, int Pid, int Ppid, string ImageFileName, DateTime CreateTime, ulong Dtb)
+{
+    /// <summary>Physical address of the _EPROCESS body.</summary>
+    public ulong Physical { get; init; }
+
+    /// <summary>Physical address of its _POOL_HEADER.</summary>
+    public ulong PoolHeader { get; init; }
+
+    /// <summary>_PEB address (0 when the process has no user space).</summary>
+    public ulong Peb { get; set; }
+
+    /// <summary>PEB.ImageBaseAddress.</summary>
+    public ulong ImageBase { get; set; }
+
+    public string? ImagePath { get; set; }
+    public string? CommandLine { get; set; }
+    public List<string> Environment { get; init; } = [];
+
+    /// <summary>The executable and DLLs mapped as images, in load order (the executable first).</summary>
+    public List<LaidOutModule> Modules { get; init; } = [];
+
+    /// <summary>Every user memory region mapped (images, private memory, the PEB, heaps, injected code).</summary>
+    public List<LaidOutRegion> Regions { get; init; } = [];
+
+    public List<LaidOutThread> Threads { get; init; } = [];
+    public List<LaidOutHandle> Handles { get; init; } = [];
+    public List<string> Sids { get; init; } = [];
+
+    /// <summary>Regions malfind must report (private, executable, with a PE header or code).</summary>
+    public List<ulong> InjectedRegions { get; init; } = [];
+
+    /// <summary>Hollowing laid out, if any.</summary>
+    public HollowKind? Hollow { get; set; }
+}
+
+/// <summary>A module mapped in a process (an image VAD), and where it is on the PEB loader lists.</summary>
+public sealed record LaidOutModule(string Name, string Path, ulong Base, uint Size, bool InLoad, bool InInit, bool InMemory)
+{
+    /// <summary>Address of its _LDR_DATA_TABLE_ENTRY (0 when on no list).</summary>
+    public ulong LdrEntry { get; init; }
+
+    /// <summary>AddressOfEntryPoint as a virtual address.</summary>
+    public ulong EntryPoint { get; init; }
+}
+
+/// <summary>Kinds of user memory regions (how their VAD is built).</summary>
+public enum RegionKind
+{
+    /// <summary>An image section (a mapped PE file).</summary>
+    Image,
+
+    /// <summary>Private memory (heap, stack, PEB, VirtualAlloc).</summary>
+    Private,
+
+    /// <summary>A mapped data file.</summary>
+    Mapped,
+}
+
+/// <summary>A user region: [Start, End] inclusive, page aligned, its protection name and backing file.</summary>
+public sealed record LaidOutRegion(ulong Start, ulong End, RegionKind Kind, string Protection)
+{
+    public string? FileName { get; init; }
+
+    /// <summary>Address of the _MMVAD node describing it (set when VADs are laid out).</summary>
+    public ulong Vad { get; set; }
+}
+
+/// <summary>A thread laid out (an _ETHREAD on the process's thread list).</summary>
+public sealed record LaidOutThread(ulong Address, int Tid, int Pid, ulong StartAddress, ulong Win32StartAddress, string? StartModule, DateTime CreateTime);
+
+/// <summary>A handle table entry laid out.</summary>
+public sealed record LaidOutHandle(ulong HandleValue, string Type, string? Name, ulong Object, uint GrantedAccess);
+
+/// <summary>A kernel module laid out.</summary>
+public sealed record LaidOutDriver(string Name, string Path, ulong Base, uint Size, bool OnList, ulong Entry);
