@@ -226,7 +226,7 @@ public static class PdbLoader
         uint[] sections = ReadSections(msf, omap ? originalSections : sectionStream);
         uint[] omapTable = omap ? ReadOmap(msf.ReadStream(omapFromSource, "OMAP from source stream")) : [];
         MsfStream records = msf.ReadStream(symRecords, "symbol record stream");
-        var globals = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        var found = new Dictionary<string, (ulong Rva, bool Public)>(StringComparer.Ordinal);
         position = 0;
         while (position + 4 <= records.Length)
         {
@@ -240,16 +240,22 @@ public static class PdbLoader
             switch (kind)
             {
                 case SymbolKinds.Pub32 or SymbolKinds.GData32:
-                    uint offset = records.U32(position + 8, "S_PUB32.Offset");
-                    ushort segment = records.U16(position + 12, "S_PUB32.Segment");
-                    string name = records.CString(position + 14, end, kind == SymbolKinds.Pub32 ? "S_PUB32.Name" : "S_GDATA32.Name", limits.MaxNameLength, out _);
-                    if (symbols.Count + globals.Count >= limits.MaxSymbols)
+                    bool isPublic = kind == SymbolKinds.Pub32;
+                    uint offset = records.U32(position + 8, isPublic ? "S_PUB32.Offset" : "S_GDATA32.Offset");
+                    ushort segment = records.U16(position + 12, isPublic ? "S_PUB32.Segment" : "S_GDATA32.Segment");
+                    string name = records.CString(position + 14, end, isPublic ? "S_PUB32.Name" : "S_GDATA32.Name", limits.MaxNameLength, out _);
+                    if (segment < 1 || segment > sections.Length || ToRva(sections[segment - 1] + (ulong)offset, omapTable) is not ulong rva)
                     {
-                        throw records.Fail("symbol record", position, $"more than the limit of {limits.MaxSymbols} symbols");
+                        break;   // absolute symbols (segment 0) and code removed by OMAP have no RVA
                     }
-                    if (segment >= 1 && segment <= sections.Length && ToRva(sections[segment - 1] + (ulong)offset, omapTable) is ulong rva)
+                    // Public symbols win; global data (statics are not public) fills the gaps.
+                    if (found.TryGetValue(name, out (ulong Rva, bool Public) known) ? isPublic && !known.Public : true)
                     {
-                        (kind == SymbolKinds.Pub32 ? symbols : globals).TryAdd(name, rva);
+                        if (!found.ContainsKey(name) && found.Count >= limits.MaxSymbols)
+                        {
+                            throw records.Fail("symbol record", position, $"more than the limit of {limits.MaxSymbols} symbols");
+                        }
+                        found[name] = (rva, isPublic);
                     }
                     break;
                 case SymbolKinds.Udt:
@@ -264,9 +270,9 @@ public static class PdbLoader
             }
             position = end;
         }
-        foreach ((string name, ulong rva) in globals)
+        foreach ((string name, (ulong rva, _)) in found)
         {
-            symbols.TryAdd(name, rva);   // public symbols first; global data fills the gaps (statics are not public)
+            symbols[name] = rva;
         }
     }
 

@@ -422,16 +422,16 @@ internal sealed class PdbTypeBuilder(MsfStream tpi, ParserLimits limits)
                 {
                     break;
                 }
-                if (++members > limits.MaxTypeMembers)
-                {
-                    throw Fail(list, "members", position, $"more than the limit of {limits.MaxTypeMembers} members");
-                }
                 ushort kind = tpi.U16(position, $"type 0x{list:X}.member kind");
                 if (kind == Leaf.Index)
                 {
                     next = Reference(list, "LF_INDEX.Type", position + 4);
                     position += 8;
                     continue;
+                }
+                if (++members > limits.MaxTypeMembers)
+                {
+                    throw Fail(list, "members", position, $"more than the limit of {limits.MaxTypeMembers} members");
                 }
                 position = visit(kind, position, end, list);
             }
