@@ -142,6 +142,39 @@ public sealed class PdbHostileTests
         Refused(With(symbols, 0, 0x110E_FFF0), "symbol record.RecordLength", "runs past the end");
     }
 
+    [Fact]
+    public void Symbols_of_an_image_reordered_after_linking_are_mapped_through_omap()
+    {
+        // The real PDB with an OMAP-from-source stream and original section headers added to its optional debug header:
+        // the original .text (0x1000) moves to 0x5000, the original .rdata (0x2000) is removed, .data (0x3000) moves to 0x9000.
+        List<byte[]?> streams = RealStreams();
+        byte[] dbi = streams[3]!.ToArray();
+        int debugHeader = 0x40 + new[] { 0x18, 0x1C, 0x20, 0x24, 0x28, 0x34 }.Sum(o => BinaryPrimitives.ReadInt32LittleEndian(dbi.AsSpan(o)));
+        int sectionStream = BinaryPrimitives.ReadUInt16LittleEndian(dbi.AsSpan(debugHeader + 5 * 2));
+        Assert.True(BinaryPrimitives.ReadInt32LittleEndian(dbi.AsSpan(0x30)) >= 11 * 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(dbi.AsSpan(debugHeader + 4 * 2), (ushort)streams.Count);          // OMAP from source
+        BinaryPrimitives.WriteUInt16LittleEndian(dbi.AsSpan(debugHeader + 10 * 2), (ushort)(streams.Count + 1));   // original section headers
+        streams[3] = dbi;
+        streams.Add([.. B32(0x1000), .. B32(0x5000), .. B32(0x2000), .. B32(0), .. B32(0x3000), .. B32(0x9000)]);
+        streams.Add(streams[sectionStream]);
+
+        TypeModel plain = PdbLoader.Load(s_real, Source);
+        TypeModel mapped = PdbLoader.Load(MsfBuilder.Write(streams), Source);
+
+        foreach ((string name, ulong rva) in plain.Symbols)
+        {
+            ulong? expected = rva switch
+            {
+                >= 0x3000 => rva - 0x3000 + 0x9000,
+                >= 0x2000 => null,
+                _ => rva - 0x1000 + 0x5000,
+            };
+            Assert.Equal(expected, mapped.Symbols.TryGetValue(name, out ulong ours) ? ours : null);
+        }
+        Assert.Contains(plain.Symbols, s => s.Value is >= 0x2000 and < 0x3000);   // the removed section had symbols
+        Refused(MsfBuilder.Write([.. streams[..^2], [.. B32(0x3000), .. B32(1), .. B32(0x1000), .. B32(2)], streams[^1]]), "OMAP[1].From", "not sorted");
+    }
+
     // ---- crafted type streams ----
 
     private static byte[] B16(int value) => BitConverter.GetBytes((ushort)value);
