@@ -88,9 +88,11 @@ internal sealed class PdbTypeBuilder(MsfStream tpi, ParserLimits limits)
     private readonly Dictionary<string, TypeInfo> _forwards = new(StringComparer.Ordinal);
     private readonly Queue<(TypeInfo Type, uint FieldList, uint Index)> _fill = new();
     private readonly List<TypeInfo> _types = [];
+    private readonly Dictionary<uint, IReadOnlyList<FieldInfo>> _fieldsByList = [];
     private uint _begin;
     private uint _end;
     private int[] _offsets = [];
+    private long _walkBudget;
 
     /// <summary>Indexes every record, then makes every struct, union and enum definition and the types they reach.</summary>
     public void Build()
@@ -166,6 +168,9 @@ internal sealed class PdbTypeBuilder(MsfStream tpi, ParserLimits limits)
         }
         int count = (int)(_end - _begin);
         _offsets = new int[count];
+        // Each field list is walked once (results are shared); a sub-record takes at least 4 bytes, so more member
+        // visits than that means lists reached over and over through shared LF_INDEX continuations.
+        _walkBudget = recordBytes / 4 + 1024;
         long position = headerSize;
         long end = headerSize + recordBytes;
         for (int i = 0; i < count; i++)
@@ -433,6 +438,10 @@ internal sealed class PdbTypeBuilder(MsfStream tpi, ParserLimits limits)
                 {
                     throw Fail(list, "members", position, $"more than the limit of {limits.MaxTypeMembers} members");
                 }
+                if (--_walkBudget < 0)
+                {
+                    throw Fail(list, "members", position, "field lists are reached more often than their size allows (shared LF_INDEX continuations)");
+                }
                 position = visit(kind, position, end, list);
             }
             list = next;
@@ -441,6 +450,10 @@ internal sealed class PdbTypeBuilder(MsfStream tpi, ParserLimits limits)
 
     private IReadOnlyList<FieldInfo> Fields(uint owner, uint fieldList)
     {
+        if (_fieldsByList.TryGetValue(fieldList, out IReadOnlyList<FieldInfo>? shared))
+        {
+            return shared;   // several records with one field list (FieldInfo is immutable)
+        }
         var fields = new List<FieldInfo>();
         WalkFieldList(owner, fieldList, (kind, position, end, list) =>
         {
@@ -483,7 +496,9 @@ internal sealed class PdbTypeBuilder(MsfStream tpi, ParserLimits limits)
             }
         });
         // Declaration order is offset order; keep it stable for union members and bitfields.
-        return [.. fields.OrderBy(f => f.BitOffset)];
+        IReadOnlyList<FieldInfo> sorted = [.. fields.OrderBy(f => f.BitOffset)];
+        _fieldsByList[fieldList] = sorted;
+        return sorted;
     }
 
     private IReadOnlyDictionary<string, long> Enumerators(uint owner, uint fieldList, TypeInfo type)

@@ -237,6 +237,13 @@ public sealed class PdbHostileTests
         Refused(Pdb(Struct("S", 0x7000, 4)), "FieldList", "not a type record");
         Refused(Pdb(FieldList([.. B16(0x1404), .. B16(0), .. B32(0x1001)]), FieldList([.. B16(0x1404), .. B16(0), .. B32(0x1000)]), Struct("S", 0x1000, 4)),
             "continuation", "LF_INDEX cycle");
+        // 200 small lists all continuing into one big list, each used by a struct: the big list would be walked 200 times.
+        byte[] big = FieldList([.. Enumerable.Range(0, 1000).SelectMany(i => Member($"m{i}", 0x74, i * 4))]);
+        byte[][] shared = [big, .. Enumerable.Range(0, 200).Select(_ => FieldList([.. B16(0x1404), .. B16(0), .. B32(0x1000)])),
+            .. Enumerable.Range(0, 200).Select(i => Struct($"S{i}", 0x1001 + (uint)i, 4000))];
+        Refused(Pdb(shared), "members", "reached more often than their size allows");
+        TypeModel sharing = PdbLoader.Load(Pdb(big, Struct("A", 0x1000, 4000), Struct("B", 0x1000, 4000)), Source);
+        Assert.Same(sharing.FindStruct("A")!.Fields, sharing.FindStruct("B")!.Fields);
         Refused(Pdb(FieldList([.. B16(0x150D), .. B16(3), .. B32(0x74), .. B16(0x8010), .. new byte[8], .. Str("m")]), Struct("S", 0x1000, 4)),
             "LF_MEMBER.Offset", "numeric leaf 0x8010");
         Refused(Pdb(FieldList([.. B16(0x1234), .. new byte[6]]), Struct("S", 0x1000, 4)), "member", "unknown member record kind 0x1234");
