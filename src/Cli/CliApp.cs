@@ -38,6 +38,12 @@ internal static class CliApp
             config.AddCommand<WindowsPsListCommand>("windows.pslist").WithExample("windows.pslist", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsPsTreeCommand>("windows.pstree").WithExample("windows.pstree", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsPsScanCommand>("windows.psscan").WithExample("windows.psscan", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsVadInfoCommand>("windows.vadinfo").WithExample("windows.vadinfo", "memory.raw", "--symbols", "symbols", "--pid", "6044");
+            config.AddCommand<WindowsLdrModulesCommand>("windows.ldrmodules").WithExample("windows.ldrmodules", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsMalfindCommand>("windows.malfind").WithExample("windows.malfind", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsHollowFindCommand>("windows.hollowfind").WithExample("windows.hollowfind", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsProcDumpCommand>("windows.procdump").WithExample("windows.procdump", "memory.raw", "--symbols", "symbols", "--pid", "844", "--out", "dump");
+            config.AddCommand<WindowsDllDumpCommand>("windows.dlldump").WithExample("windows.dlldump", "memory.raw", "--symbols", "symbols", "--pid", "5120", "--out", "dump");
             config.AddBranch("symbols", symbols =>
             {
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");
