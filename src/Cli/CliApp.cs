@@ -44,6 +44,12 @@ internal static class CliApp
                 symbols.AddCommand<SymbolsCheckCommand>("check")
                     .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
             });
+            config.AddBranch("capture", capture =>
+            {
+                capture.SetDescription("Capture the memory of a cloud or hypervisor VM, with a custody manifest");
+                capture.AddCommand<CaptureVSphereCommand>("vsphere")
+                    .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
+            });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
