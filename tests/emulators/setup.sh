@@ -30,4 +30,7 @@ npm_part() {
 # --- AWS: s3rver (S3 over its real wire protocol; EC2/SSM are stubs inside the tests) ---
 npm_part s3rver 3.7.1
 
+# --- vSphere: cloudmem-vcsim (govmomi 0.24 simulator from Debian packages, our main in tests/emulators/vcsim) ---
+"$(dirname "${BASH_SOURCE[0]}")/vcsim/build.sh" "$root/vcsim"
+
 exit 0
