@@ -49,6 +49,8 @@ internal static class CliApp
                 capture.SetDescription("Capture the memory of a cloud or hypervisor VM, with a custody manifest");
                 capture.AddCommand<CaptureVSphereCommand>("vsphere")
                     .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
+                capture.AddCommand<CaptureHyperVCommand>("hyperv")
+                    .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
             });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
