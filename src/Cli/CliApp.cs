@@ -44,6 +44,18 @@ internal static class CliApp
                 symbols.AddCommand<SymbolsCheckCommand>("check")
                     .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
             });
+            config.AddBranch("capture", capture =>
+            {
+                capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
+                capture.AddCommand<AwsCaptureCommand>("aws")
+                    .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
+            });
+            config.AddBranch("isolate", isolate =>
+            {
+                isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
+                isolate.AddCommand<AwsIsolateCommand>("aws")
+                    .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
+            });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
