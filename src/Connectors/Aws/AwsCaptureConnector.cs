@@ -187,6 +187,7 @@ public sealed class AwsCaptureConnector : ICaptureConnector
                 BucketName = bucket,
                 Key = facts.ToolKey,
                 FilePath = _options.ToolFile,
+                UseChunkEncoding = false,
             }, t), cancellationToken).ConfigureAwait(false);
             recorder.Step("stage tool", $"{_options.ToolFile} -> s3://{bucket}/{facts.ToolKey}");
         }
@@ -246,6 +247,7 @@ public sealed class AwsCaptureConnector : ICaptureConnector
                 Key = layout.TicketKey,
                 ContentBody = string.Join("\n", urls) + "\n",
                 ContentType = "text/plain",
+                UseChunkEncoding = false,
             }, t), cancellationToken).ConfigureAwait(false);
             ticketPut = true;
             string ticketUrl = await PresignAsync(layout.TicketKey, HttpVerb.GET, null, 0, DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin).ConfigureAwait(false);
@@ -333,7 +335,7 @@ public sealed class AwsCaptureConnector : ICaptureConnector
         string manifestKey = AwsKeys.Join(Path.GetDirectoryName(layout.EvidenceKey)!.Replace('\\', '/'), "custody.json");
         recorder.Step("manifest", $"written locally and as s3://{bucket}/{manifestKey}");
         string path = recorder.Write();
-        await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey, FilePath = path, ContentType = "application/json" }, t), cancellationToken).ConfigureAwait(false);
+        await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey, FilePath = path, ContentType = "application/json", UseChunkEncoding = false }, t), cancellationToken).ConfigureAwait(false);
         return path;
     }
 
