@@ -46,11 +46,19 @@ internal static class CliApp
             });
             config.AddBranch("capture", capture =>
             {
-                capture.SetDescription("Capture the memory of a cloud or hypervisor VM, with a custody manifest");
+                capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
+                capture.AddCommand<AwsCaptureCommand>("aws")
+                    .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
                 capture.AddCommand<CaptureVSphereCommand>("vsphere")
                     .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
                 capture.AddCommand<CaptureHyperVCommand>("hyperv")
                     .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
+            });
+            config.AddBranch("isolate", isolate =>
+            {
+                isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
+                isolate.AddCommand<AwsIsolateCommand>("aws")
+                    .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
             });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
