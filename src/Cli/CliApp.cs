@@ -50,8 +50,10 @@ internal static class CliApp
                 capture.AddCommand<AwsCaptureCommand>("aws")
                     .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
                 capture.AddCommand<CaptureVSphereCommand>("vsphere")
+                    .WithDescription("Memory snapshot of a vSphere VM (vCenter/ESXi), downloaded, verified and removed, with a custody manifest")
                     .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
                 capture.AddCommand<CaptureHyperVCommand>("hyperv")
+                    .WithDescription("Standard checkpoint or Save-VM of a Hyper-V VM over PowerShell remoting, copied and verified, with a custody manifest")
                     .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
             });
             config.AddBranch("isolate", isolate =>
