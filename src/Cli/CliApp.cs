@@ -50,6 +50,24 @@ internal static class CliApp
                 symbols.AddCommand<SymbolsCheckCommand>("check")
                     .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
             });
+            config.AddBranch("capture", capture =>
+            {
+                capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
+                capture.AddCommand<AwsCaptureCommand>("aws")
+                    .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
+                capture.AddCommand<CaptureVSphereCommand>("vsphere")
+                    .WithDescription("Memory snapshot of a vSphere VM (vCenter/ESXi), downloaded, verified and removed, with a custody manifest")
+                    .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
+                capture.AddCommand<CaptureHyperVCommand>("hyperv")
+                    .WithDescription("Standard checkpoint or Save-VM of a Hyper-V VM over PowerShell remoting, copied and verified, with a custody manifest")
+                    .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
+            });
+            config.AddBranch("isolate", isolate =>
+            {
+                isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
+                isolate.AddCommand<AwsIsolateCommand>("aws")
+                    .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
+            });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
@@ -82,6 +100,7 @@ internal static class CliApp
         CloudMem.Engine.Linux.KernelNotFoundException e => $"error: {e.Message}",
         CloudMem.Engine.Symbols.SymbolFormatException e => $"error: {e.Message}",
         ConvertException e => $"error: {e.Message}",
+        CloudMem.Connectors.Core.CaptureException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         CommandParseException or CommandRuntimeException => $"usage: {Flatten(exception.Message)} (see cloudmem --help)",
         IOException or UnauthorizedAccessException => $"error: {Flatten(exception.Message)}",
