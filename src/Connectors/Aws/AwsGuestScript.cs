@@ -151,7 +151,8 @@ upload() {
     echo "CLOUDMEM_RESULT $total $(awk '{print $1}' "$work/sum") $part"
 }
 
-# The tool writes the image to the pipe; a failing tool or upload fails the whole pipeline.
+# The tool writes the image to the pipe (AVML accepts /dev/stdout as its destination and then picks one memory
+# source up front, since it cannot start over); a failing tool or upload fails the whole pipeline.
 { "$work/tool" /dev/stdout 2>"$work/tool.log" || fail "acquisition tool exited with status $? ($(tail -c 300 "$work/tool.log" | tr '\n' ' '))"; } | upload
 """;
 

@@ -174,6 +174,49 @@ public sealed class AwsCaptureTests
         Assert.Contains("Hibernate=true", world.Fake.Calls.First(c => c.Operation == "StopInstances").Body, StringComparison.Ordinal);
     }
 
+    [SkippableFact]
+    public async Task The_guest_refuses_a_tool_that_changed_after_it_was_hashed()
+    {
+        string fixture = Fixture.Require("memory.avml");
+        using var world = new AwsHarness(fixture);
+        world.Fake.BeforeRun = () =>
+        {
+            string key = world.Clients.S3.ListObjectsV2Async(new Amazon.S3.Model.ListObjectsV2Request { BucketName = AwsHarness.Bucket, Prefix = "cases/tools/" })
+                .GetAwaiter().GetResult().S3Objects.Single().Key;
+            world.Clients.S3.PutObjectAsync(new Amazon.S3.Model.PutObjectRequest
+            {
+                BucketName = AwsHarness.Bucket, Key = key, ContentBody = "#!/bin/bash\necho tampered\n", UseChunkEncoding = false,
+            }).GetAwaiter().GetResult();
+        };
+        var error = await Assert.ThrowsAsync<CaptureException>(() => world.Connector().CaptureAsync(CancellationToken.None));
+        Assert.Matches(@"^SSM command [0-9a-f-]+ on i-0123456789abcdef0 ended Failed \(exit 3\): acquisition tool SHA-256 is [0-9a-f]{64}, expected [0-9a-f]{64}: not run$", error.Message);
+        string manifestPath = Assert.Single(Directory.GetFiles(world.OutputDirectory, "*.custody.json"));
+        Assert.Equal(CustodyStatus.Failed, CustodyManifest.Read(manifestPath).Status);
+        Assert.Contains(CustodyManifest.Read(manifestPath).Steps, s => s.Action == "abort upload"); // (s3rver answers 405: recorded as FAILED)
+        Assert.DoesNotContain("tampered", string.Join("\n", world.Fake.GuestOutputs), StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task A_windows_instance_gets_winpmem_and_a_powershell_script()
+    {
+        string fixture = Fixture.Require("memory.avml");
+        using var world = new AwsHarness(fixture);
+        world.Fake.Windows = true;
+        CapturePlan plan = await world.Connector(world.Options() with { ToolFile = null }).PlanAsync(CancellationToken.None);
+        string text = plan.ToText();
+        Assert.Contains("[ok] tool: winpmem for Windows", text, StringComparison.Ordinal);
+        Assert.Contains("[FAIL] tool staged: s3://evidence/cases/tools/winpmem.exe is missing: pass --tool-file to stage it", text, StringComparison.Ordinal);
+        Assert.Contains("capture (read-only): not planned: a preflight check failed", text, StringComparison.Ordinal);
+
+        CapturePlan staged = await world.Connector(world.Options() with { ToolFile = world.ToolFile }).PlanAsync(CancellationToken.None);
+        string script = staged.Attachments.Single().Value;
+        Assert.Contains("SendCommand AWS-RunPowerShellScript", staged.ToText(), StringComparison.Ordinal);
+        Assert.Contains("$ToolSha256 = '", script, StringComparison.Ordinal);
+
+        var avmlOnWindows = await world.Connector(world.Options() with { Tool = AwsAcquisitionTool.Avml }).PlanAsync(CancellationToken.None);
+        Assert.Contains(avmlOnWindows.Checks, c => c is { Name: "tool", Passed: false, Reason: "avml does not run on Windows" });
+    }
+
     /// <summary>No credential, token or presigned signature in the manifest, the logs or any parameter sent to the guest.</summary>
     private static void AssertNoSecrets(AwsHarness world, string manifestPath)
     {

@@ -63,6 +63,9 @@ public sealed partial class FakeAws : IDisposable
     /// <summary>Keep commands InProgress forever (do not run them).</summary>
     public bool HangCommands { get; set; }
 
+    /// <summary>Called when a command arrives, before the guest script runs (tests tamper with the world here).</summary>
+    public Action? BeforeRun { get; set; }
+
     /// <summary>Environment for the guest script (e.g. CLOUDMEM_GUEST_MEMINFO).</summary>
     public Dictionary<string, string> GuestEnvironment { get; } = [];
 
@@ -360,6 +363,7 @@ public sealed partial class FakeAws : IDisposable
         string script = string.Join("\n", lines);
         // Systems Manager resolves {{ssm:NAME}} references when it delivers the command.
         script = SsmReference().Replace(script, m => _parameters.TryGetValue(m.Groups[1].Value, out string? value) ? RecordTicket(value) : m.Value);
+        BeforeRun?.Invoke();
         if (HangCommands)
         {
             command.Status = "InProgress";
