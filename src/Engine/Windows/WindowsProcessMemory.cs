@@ -1,0 +1,119 @@
+using System.Buffers.Binary;
+using System.Text;
+using CloudMem.Engine.Paging;
+
+namespace CloudMem.Engine.Windows;
+
+/// <summary>A process's address space: the user half through its own DTB, the kernel half shared.</summary>
+public static class WindowsProcessMemory
+{
+    /// <summary>The address space of the process whose _KPROCESS.DirectoryTableBase is <paramref name="dtb"/>.</summary>
+    /// <remarks>Low bits of the DTB (PCID, flags) are masked off. Reads never throw.</remarks>
+    public static AddressSpace ProcessSpace(this WindowsKernel kernel, ulong dtb)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        return new AddressSpace(kernel.Physical, dtb & 0x000FFFFFFFFFF000);
+    }
+}
+
+/// <summary>
+/// Reads of Windows structures in one address space that remember why they failed: every <c>Try</c> method returns false
+/// on the first byte that does not translate and leaves the reason in <see cref="Failure"/> in Volatility's words
+/// ("Required memory at 0x... is not valid (NotPresent)").
+/// </summary>
+/// <remarks>Not thread-safe (one reader per walk). Never throws.</remarks>
+public sealed class WindowsMemoryReader(IVirtualMemory memory)
+{
+    /// <summary>Longest _UNICODE_STRING read (its Length field is 16 bits).</summary>
+    public const int MaxUnicodeBytes = 0xFFFF;
+
+    /// <summary>The address space read.</summary>
+    public IVirtualMemory Memory { get; } = memory;
+
+    /// <summary>Why the last failed read failed (null before any failure).</summary>
+    public string? Failure { get; private set; }
+
+    /// <summary>Reads a u64 (a pointer).</summary>
+    public bool TryUInt64(ulong va, out ulong value)
+    {
+        Span<byte> b = stackalloc byte[8];
+        if (!TryRead(va, b))
+        {
+            value = 0;
+            return false;
+        }
+        value = BinaryPrimitives.ReadUInt64LittleEndian(b);
+        return true;
+    }
+
+    /// <summary>Reads a u32.</summary>
+    public bool TryUInt32(ulong va, out uint value)
+    {
+        Span<byte> b = stackalloc byte[4];
+        if (!TryRead(va, b))
+        {
+            value = 0;
+            return false;
+        }
+        value = BinaryPrimitives.ReadUInt32LittleEndian(b);
+        return true;
+    }
+
+    /// <summary>Reads a u16.</summary>
+    public bool TryUInt16(ulong va, out ushort value)
+    {
+        Span<byte> b = stackalloc byte[2];
+        if (!TryRead(va, b))
+        {
+            value = 0;
+            return false;
+        }
+        value = BinaryPrimitives.ReadUInt16LittleEndian(b);
+        return true;
+    }
+
+    /// <summary>Fills <paramref name="destination"/> or records where the read stopped.</summary>
+    public bool TryRead(ulong va, Span<byte> destination)
+    {
+        int got = Memory.Read(va, destination);
+        if (got == destination.Length)
+        {
+            return true;
+        }
+        ulong at = va + (ulong)got;
+        Memory.TryTranslate(at, out _, out TranslationFault fault);
+        Failure = $"Required memory at 0x{at:X} is not valid ({(fault == TranslationFault.None ? "not in the capture" : fault.ToString())})";
+        return false;
+    }
+
+    /// <summary>
+    /// Reads the _UNICODE_STRING at <paramref name="va"/> (Length, MaximumLength, Buffer at the given offsets). An empty
+    /// string (Length 0) reads as "". Odd lengths are rounded down.
+    /// </summary>
+    public bool TryUnicodeString(ulong va, UnicodeStringLayout layout, out string text)
+    {
+        text = "";
+        if (!TryUInt16(va + (ulong)layout.Length, out ushort length) || !TryUInt64(va + (ulong)layout.Buffer, out ulong buffer))
+        {
+            return false;
+        }
+        length &= 0xFFFE;
+        if (length == 0)
+        {
+            return true;
+        }
+        byte[] bytes = new byte[length];
+        if (!TryRead(buffer, bytes))
+        {
+            return false;
+        }
+        text = Encoding.Unicode.GetString(bytes);
+        return true;
+    }
+
+    /// <summary>The short description of a read of <paramref name="what"/> that failed.</summary>
+    public string Describe(string what) => $"{what}: {Failure ?? "unreadable"}";
+}
+
+/// <summary>Offsets of _UNICODE_STRING's Length and Buffer.</summary>
+public readonly record struct UnicodeStringLayout(int Length, int Buffer);
