@@ -14,6 +14,35 @@ public static class WindowsProcessMemory
         ArgumentNullException.ThrowIfNull(kernel);
         return new AddressSpace(kernel.Physical, dtb & 0x000FFFFFFFFFF000);
     }
+
+    /// <summary>
+    /// The process whose _EPROCESS is at kernel address <paramref name="eprocess"/>, whether or not it is on the active
+    /// list (e.g. one found by windows.psscan), or null when its fields do not read.
+    /// </summary>
+    public static WindowsProcess? ProcessAt(this WindowsKernel kernel, ulong eprocess)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        WindowsUserLayout layout = WindowsUserLayout.For(kernel);
+        var reader = new WindowsMemoryReader(kernel.Kernel);
+        byte[] name = new byte[15];
+        if (!reader.TryUInt64(eprocess + (ulong)layout.ProcessPid, out ulong pid)
+            || !reader.TryUInt64(eprocess + (ulong)layout.ProcessPpid, out ulong ppid)
+            || !reader.TryRead(eprocess + (ulong)layout.ProcessName, name)
+            || !reader.TryUInt64(eprocess + (ulong)layout.ProcessCreateTime, out ulong created)
+            || !reader.TryUInt64(eprocess + (ulong)layout.ProcessDtb, out ulong dtb))
+        {
+            return null;
+        }
+        int nul = Array.IndexOf(name, (byte)0);
+        DateTime? createTime = WindowsProcesses.FileTime(created);
+        return new WindowsProcess($"0x{eprocess:X}", (long)pid, (long)ppid, Encoding.ASCII.GetString(name, 0, nul >= 0 ? nul : name.Length),
+            createTime?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture), $"0x{dtb:X}")
+        {
+            Address = eprocess,
+            CreateTimeUtc = createTime,
+            DirectoryTableBase = dtb,
+        };
+    }
 }
 
 /// <summary>
