@@ -130,5 +130,33 @@ public sealed partial class WindowsImageBuilder
         {
             _image.Write32(Dtb, KernelBase + build, NtBuildNumber);
         }
+
+        // KUSER_SHARED_DATA at its fixed kernel address (Volatility reads the version from it before listing DLLs).
+        if (SelfRefIndex != (int)((KUserSharedData >> 39) & 0x1FF) && types.FindStruct("_KUSER_SHARED_DATA") is not null)
+        {
+            _image.Map4K(Dtb, KUserSharedData, _image.AllocData(), writable: false);
+            (uint major, uint minor) = VersionOf(NtBuildNumber & 0xFFFF);
+            PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtMajorVersion", major);
+            PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtMinorVersion", minor);
+            PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtProductType", 1);          // NtProductWinNt
+            _image.WriteVa(Dtb, KUserSharedData + (ulong)Off("_KUSER_SHARED_DATA", "NtSystemRoot"), PhysicalImage.Utf16z(@"C:\Windows"));
+            if (NtBuildNumber != 0 && Has("_KUSER_SHARED_DATA", "NtBuildNumber"))
+            {
+                PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtBuildNumber", NtBuildNumber & 0xFFFF);
+            }
+        }
     }
+
+    /// <summary>Where Windows x64 maps KUSER_SHARED_DATA in kernel space.</summary>
+    public const ulong KUserSharedData = 0xFFFFF78000000000;
+
+    /// <summary>NtMajorVersion/NtMinorVersion of a build number (0: Windows 10).</summary>
+    public static (uint Major, uint Minor) VersionOf(uint build) => build switch
+    {
+        0 or >= 10240 => (10, 0),
+        >= 9600 => (6, 3),
+        >= 9200 => (6, 2),
+        >= 7600 => (6, 1),
+        >= 6000 => (6, 0),
+        _ => (5, 2),    };
 }

@@ -85,8 +85,9 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             Assert.Equal("4", info["KeNumberProcessors"]);
             Assert.Equal($"{AttackImages.BuildNumber(guid) & 0xFFFF} (free, 0x{AttackImages.BuildNumber(guid):X8})", info["NtBuildNumber"]);
             Assert.Equal("34404 (AMD64)", info["PE Machine"]);
-            // The builder maps no KUSER_SHARED_DATA: said in a note, not an exception.
-            Assert.Contains(report.Notes, n => n.Contains("KUSER_SHARED_DATA", StringComparison.Ordinal));
+            (uint major, uint minor) = WindowsImageBuilder.VersionOf(AttackImages.BuildNumber(guid) & 0xFFFF);
+            Assert.Equal((major.ToString(), minor.ToString(), @"C:\Windows"), (info["NtMajorVersion"], info["NtMinorVersion"], info["NtSystemRoot"]));
+            Assert.Empty(report.Notes);
         }
     }
 
