@@ -38,6 +38,12 @@ internal static class CliApp
             config.AddCommand<WindowsPsListCommand>("windows.pslist").WithExample("windows.pslist", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsPsTreeCommand>("windows.pstree").WithExample("windows.pstree", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsPsScanCommand>("windows.psscan").WithExample("windows.psscan", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsVadInfoCommand>("windows.vadinfo").WithExample("windows.vadinfo", "memory.raw", "--symbols", "symbols", "--pid", "6044");
+            config.AddCommand<WindowsLdrModulesCommand>("windows.ldrmodules").WithExample("windows.ldrmodules", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsMalfindCommand>("windows.malfind").WithExample("windows.malfind", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsHollowFindCommand>("windows.hollowfind").WithExample("windows.hollowfind", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsProcDumpCommand>("windows.procdump").WithExample("windows.procdump", "memory.raw", "--symbols", "symbols", "--pid", "844", "--out", "dump");
+            config.AddCommand<WindowsDllDumpCommand>("windows.dlldump").WithExample("windows.dlldump", "memory.raw", "--symbols", "symbols", "--pid", "5120", "--out", "dump");
             config.AddCommand<WindowsInfoCommand>("windows.info").WithExample("windows.info", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsCmdLineCommand>("windows.cmdline").WithExample("windows.cmdline", "memory.raw", "--symbols", "symbols", "--pid", "4");
             config.AddCommand<WindowsEnvarsCommand>("windows.envars").WithExample("windows.envars", "memory.raw", "--symbols", "symbols");
@@ -49,6 +55,24 @@ internal static class CliApp
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");
                 symbols.AddCommand<SymbolsCheckCommand>("check")
                     .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
+            });
+            config.AddBranch("capture", capture =>
+            {
+                capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
+                capture.AddCommand<AwsCaptureCommand>("aws")
+                    .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
+                capture.AddCommand<CaptureVSphereCommand>("vsphere")
+                    .WithDescription("Memory snapshot of a vSphere VM (vCenter/ESXi), downloaded, verified and removed, with a custody manifest")
+                    .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
+                capture.AddCommand<CaptureHyperVCommand>("hyperv")
+                    .WithDescription("Standard checkpoint or Save-VM of a Hyper-V VM over PowerShell remoting, copied and verified, with a custody manifest")
+                    .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
+            });
+            config.AddBranch("isolate", isolate =>
+            {
+                isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
+                isolate.AddCommand<AwsIsolateCommand>("aws")
+                    .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
             });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
@@ -82,6 +106,7 @@ internal static class CliApp
         CloudMem.Engine.Linux.KernelNotFoundException e => $"error: {e.Message}",
         CloudMem.Engine.Symbols.SymbolFormatException e => $"error: {e.Message}",
         ConvertException e => $"error: {e.Message}",
+        CloudMem.Connectors.Core.CaptureException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         CommandParseException or CommandRuntimeException => $"usage: {Flatten(exception.Message)} (see cloudmem --help)",
         IOException or UnauthorizedAccessException => $"error: {Flatten(exception.Message)}",

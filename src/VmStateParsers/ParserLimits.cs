@@ -95,6 +95,13 @@ public sealed record ParserLimits
 
     /// <summary>Most symbols in one ISF file.</summary>
     public int MaxSymbols { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>Largest PDB file, in bytes (Windows kernel PDBs are tens of MiB).</summary>
+    public long MaxPdbBytes { get; init; } = 1L << 30;
+
+    /// <summary>Most streams in a PDB's stream directory (one per compiland plus a few dozen; kernels have a few thousand).</summary>
+    public int MaxPdbStreams { get; init; } = 1 << 20;
+
     /// <summary>Most object-table entries of a Hyper-V storage container (one per key table and per file object,
     /// e.g. per 1 MiB RAM block: 16 Mi entries cover 16 TiB).</summary>
     public int MaxHyperVObjects { get; init; } = 16 * 1024 * 1024;

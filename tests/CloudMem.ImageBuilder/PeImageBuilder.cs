@@ -40,6 +40,18 @@ public sealed class PeImageBuilder
     /// <summary>AddressOfEntryPoint (RVA).</summary>
     public uint EntryPoint { get; set; }
 
+    /// <summary>RVA of the optional executable section (its page is the image's third).</summary>
+    public const int TextRva = 0x2000;
+
+    /// <summary>File offset of the optional executable section (after .rdata's 0x1000 raw bytes).</summary>
+    public const int TextRawOffset = 0x1400;
+
+    /// <summary>
+    /// Code for a second section, ".text" (execute/read, at <see cref="TextRva"/>, raw at <see cref="TextRawOffset"/>,
+    /// SizeOfRawData rounded up to FileAlignment); null (the default) keeps the one-section image.
+    /// </summary>
+    public byte[]? Text { get; set; }
+
     /// <summary>The on-disk bytes of a GUID written as 32 hex digits (Data1..Data3 little-endian).</summary>
     public static byte[] GuidToBytes(string hex)
     {
@@ -63,7 +75,7 @@ public sealed class PeImageBuilder
         int nt = LfanewValue;
         "PE\0\0"u8.CopyTo(s[nt..]);
         BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 4)..], Machine);
-        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 6)..], 1);                    // NumberOfSections
+        BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 6)..], (ushort)(Text is null ? 1 : 2));    // NumberOfSections
         BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 20)..], SizeOfOptionalHeader);
         BinaryPrimitives.WriteUInt16LittleEndian(s[(nt + 22)..], Characteristics);
         int opt = OptionalHeader;
@@ -84,6 +96,21 @@ public sealed class PeImageBuilder
         BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 16)..], 0x1000);          // SizeOfRawData
         BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 20)..], 0x400);           // PointerToRawData
         BinaryPrimitives.WriteUInt32LittleEndian(s[(section + 36)..], 0x40000040);      // initialised data, readable
+        if (Text is not null)
+        {
+            if (Text.Length > 0x1000)
+            {
+                throw new InvalidOperationException(".text is limited to one page");
+            }
+            int text = section + 40;
+            ".text\0\0\0"u8.CopyTo(s[text..]);
+            BinaryPrimitives.WriteUInt32LittleEndian(s[(text + 8)..], (uint)Text.Length);               // VirtualSize
+            BinaryPrimitives.WriteUInt32LittleEndian(s[(text + 12)..], TextRva);                       // VirtualAddress
+            BinaryPrimitives.WriteUInt32LittleEndian(s[(text + 16)..], (uint)((Text.Length + 0x1FF) & ~0x1FF));   // SizeOfRawData
+            BinaryPrimitives.WriteUInt32LittleEndian(s[(text + 20)..], TextRawOffset);                 // PointerToRawData
+            BinaryPrimitives.WriteUInt32LittleEndian(s[(text + 36)..], 0x60000020);                    // code, execute, read
+            Text.CopyTo(s[TextRva..]);
+        }
         byte[] name = Encoding.UTF8.GetBytes(PdbPath);
         int dir = DebugDirectoryRva;
         BinaryPrimitives.WriteUInt32LittleEndian(s[(dir + 12)..], DebugType);

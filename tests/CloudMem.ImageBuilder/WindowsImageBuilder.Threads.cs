@@ -3,8 +3,7 @@ namespace CloudMem.ImageBuilder;
 /// <summary>
 /// Threads: one _ETHREAD object (pool tag 'Thre') per scenario thread, linked on _EPROCESS.ThreadListHead through
 /// ThreadListEntry and on _KPROCESS.ThreadListHead through _KTHREAD.ThreadListEntry, with Cid, start addresses, create
-/// time and the owning process in Tcb.Process and Tcb.ApcState.Process. The System process's image also gets the kernel
-/// globals windows.info reads (KeNumberProcessors, NtBuildNumber).
+/// time and the owning process in Tcb.Process and Tcb.ApcState.Process.
 /// </summary>
 public sealed partial class WindowsImageBuilder
 {
@@ -17,12 +16,6 @@ public sealed partial class WindowsImageBuilder
     /// <summary>Name under which threads starting in the kernel image are recorded.</summary>
     public const string KernelModuleName = "ntoskrnl.exe";
 
-    /// <summary>KeNumberProcessors written into the kernel image.</summary>
-    public int NumberOfProcessors { get; init; } = 2;
-
-    /// <summary>NtBuildNumber written into the kernel image (0: not written). Windows keeps 0xF0000000 | build on free builds.</summary>
-    public uint NtBuildNumber { get; init; }
-
     /// <summary>The threads a process gets when the scenario gives none.</summary>
     public static IReadOnlyList<ScenarioThread> DefaultThreads(WindowsScenarioProcess p)
         => p.NoUserSpace
@@ -34,10 +27,6 @@ public sealed partial class WindowsImageBuilder
         ProcessLayout p = process;
         WindowsScenarioProcess s = p.Scenario;
         WindowsLaidOutProcess laid = p.LaidOut;
-        if (s.Pid == 4)
-        {
-            WriteKernelGlobals();
-        }
         IReadOnlyList<ScenarioThread> threads = s.Threads ?? DefaultThreads(s);
         int size = SizeOf("_ETHREAD");
         ulong executiveHead = p.Eprocess + (ulong)Off("_EPROCESS", "ThreadListHead");
@@ -119,44 +108,4 @@ public sealed partial class WindowsImageBuilder
             _image.Write64(Dtb, nodes[i] + 8, nodes[(i + nodes.Count - 1) % nodes.Count]);
         }
     }
-
-    private void WriteKernelGlobals()
-    {
-        if (types.Symbols.TryGetValue("KeNumberProcessors", out ulong processors))
-        {
-            _image.Write32(Dtb, KernelBase + processors, (uint)NumberOfProcessors);
-        }
-        if (NtBuildNumber != 0 && types.Symbols.TryGetValue("NtBuildNumber", out ulong build))
-        {
-            _image.Write32(Dtb, KernelBase + build, NtBuildNumber);
-        }
-
-        // KUSER_SHARED_DATA at its fixed kernel address (Volatility reads the version from it before listing DLLs).
-        if (SelfRefIndex != (int)((KUserSharedData >> 39) & 0x1FF) && types.FindStruct("_KUSER_SHARED_DATA") is not null)
-        {
-            _image.Map4K(Dtb, KUserSharedData, _image.AllocData(), writable: false);
-            (uint major, uint minor) = VersionOf(NtBuildNumber & 0xFFFF);
-            PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtMajorVersion", major);
-            PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtMinorVersion", minor);
-            PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtProductType", 1);          // NtProductWinNt
-            _image.WriteVa(Dtb, KUserSharedData + (ulong)Off("_KUSER_SHARED_DATA", "NtSystemRoot"), PhysicalImage.Utf16z(@"C:\Windows"));
-            if (NtBuildNumber != 0 && Has("_KUSER_SHARED_DATA", "NtBuildNumber"))
-            {
-                PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtBuildNumber", NtBuildNumber & 0xFFFF);
-            }
-        }
-    }
-
-    /// <summary>Where Windows x64 maps KUSER_SHARED_DATA in kernel space.</summary>
-    public const ulong KUserSharedData = 0xFFFFF78000000000;
-
-    /// <summary>NtMajorVersion/NtMinorVersion of a build number (0: Windows 10).</summary>
-    public static (uint Major, uint Minor) VersionOf(uint build) => build switch
-    {
-        0 or >= 10240 => (10, 0),
-        >= 9600 => (6, 3),
-        >= 9200 => (6, 2),
-        >= 7600 => (6, 1),
-        >= 6000 => (6, 0),
-        _ => (5, 2),    };
 }

@@ -83,7 +83,15 @@ public sealed partial class WindowsImageBuilder
             EntryPoint = 0x1000,
             PdbPath = Path.ChangeExtension(name, ".pdb"),
             GuidBytes = System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(name))[..16],   // stable per name
+            Text = ModuleCode,
         }.Build();
+
+    /// <summary>The .text section of module images: sub rsp,28h; xor ecx,ecx; call [rip+0xFF2]; add rsp,28h; ret; int3 padding.</summary>
+    public static readonly byte[] ModuleCode =
+    [
+        0x48, 0x83, 0xEC, 0x28, 0x33, 0xC9, 0xFF, 0x15, 0xF2, 0x0F, 0x00, 0x00, 0x48, 0x83, 0xC4, 0x28,
+        0xC3, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC,
+    ];
 
     private void LayOutUserSpace(ProcessLayout p)
     {

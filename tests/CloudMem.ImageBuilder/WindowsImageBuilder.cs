@@ -40,6 +40,35 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
 
     public TypeModel Types => types;
 
+    /// <summary>
+    /// Windows version written into KUSER_SHARED_DATA and NtBuildNumber (null: the version of a known table from
+    /// <see cref="KnownVersions"/>, else 10.0.19041, or 6.1.7601 when the ISF's _KUSER_SHARED_DATA has no NtBuildNumber).
+    /// </summary>
+    public (uint Major, uint Minor, uint Build)? Version { get; init; }
+
+    /// <summary>Versions of the kernels whose tables ship in shared/symbols/windows (its README's table).</summary>
+    public static IReadOnlyDictionary<string, (uint Major, uint Minor, uint Build)> KnownVersions { get; } = new Dictionary<string, (uint, uint, uint)>
+    {
+        ["339E74133576439CBCDF7E0229DA3773"] = (6, 1, 7601),
+        ["169C65213E3E42DDBEB4E3AC66312B82"] = (6, 3, 9600),
+        ["DBBC830E3E9A48FDA25A2144C146930E"] = (10, 0, 14393),
+        ["1806D020A6E46538D7AC3325FAC114D8"] = (10, 0, 17763),
+        ["606FF669409B00F7FC8C61A9C1670129"] = (10, 0, 19041),
+        ["879AD95F3461091BB6318FA98072AD8E"] = (10, 0, 20348),
+        ["0CE4A95C0CD782A7596B034D8648E585"] = (10, 0, 22000),
+    };
+
+    /// <summary>The version this image is laid out as.</summary>
+    public (uint Major, uint Minor, uint Build) EffectiveVersion
+        => Version ?? (KnownVersions.TryGetValue(guid.ToUpperInvariant(), out var known) ? known
+            : Has("_KUSER_SHARED_DATA", "NtBuildNumber") ? (10u, 0u, 19041u) : (6u, 1u, 7601u));
+
+    /// <summary>The moment the image pretends to be captured (KUSER_SHARED_DATA.SystemTime).</summary>
+    public DateTime SystemTime { get; init; } = new(2024, 7, 7, 11, 0, 0, DateTimeKind.Utc);
+
+    /// <summary>KUSER_SHARED_DATA's fixed kernel address (read-only to user mode at 0x7FFE0000).</summary>
+    public const ulong KUserSharedData = 0xFFFFF78000000000;
+
     // Build state.
     private PhysicalImage _image = null!;
     private ulong _poolNext, _poolEnd, _poolVa;
@@ -317,6 +346,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             _image.Map2M(Dtb, KernelBase + o, KernelPhysical + o);
         }
         ulong headVa = KernelBase + headRva;
+        LayOutSharedData();
 
         LayOutObjectTypes();
 
@@ -396,6 +426,48 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             _image.Put64(p.Dtb + (ulong)SelfRefIndex * 8, p.Dtb | PhysicalImage.Present | PhysicalImage.Write | PhysicalImage.Accessed | PhysicalImage.Dirty | PhysicalImage.NoExecute);
         }
         return (_image.Bytes, manifest);
+    }
+
+    /// <summary>KUSER_SHARED_DATA (version, processor count) and the kernel's NtBuildNumber / KeNumberProcessors variables.</summary>
+    private void LayOutSharedData()
+    {
+        (uint major, uint minor, uint build) = EffectiveVersion;
+        ulong shared = _image.AllocData();
+        _image.Map4K(Dtb, KUserSharedData, shared, writable: false);
+        PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtMajorVersion", major);
+        PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtMinorVersion", minor);
+        if (Has("_KUSER_SHARED_DATA", "NtBuildNumber"))
+        {
+            PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtBuildNumber", build);
+        }
+        PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "NtProductType", 1);          // NtProductWinNt (workstation)
+        PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "ActiveProcessorCount", 2);
+        if (types.Symbols.TryGetValue("NtBuildNumber", out ulong buildRva))
+        {
+            _image.Write32(Dtb, KernelBase + buildRva, build | 0xF0000000);             // free build marker, as Windows stores it
+        }
+        _image.WriteVa(Dtb, KUserSharedData + (ulong)Off("_KUSER_SHARED_DATA", "NtSystemRoot"), PhysicalImage.Utf16z(@"C:\Windows"));
+        ulong now = (ulong)SystemTime.ToFileTimeUtc();
+        PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "SystemTime.LowPart", now & 0xFFFFFFFF);
+        PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "SystemTime.High1Time", now >> 32);
+        PutKernel(KUserSharedData, "_KUSER_SHARED_DATA", "SystemTime.High2Time", now >> 32);
+        if (types.Symbols.TryGetValue("KdVersionBlock", out ulong kdRva))
+        {
+            // _DBGKD_GET_VERSION64 as a Windows kernel fills it (0xF: free build; MinorVersion is the build number).
+            ulong kd = KernelBase + kdRva;
+            PutKernel(kd, "_DBGKD_GET_VERSION64", "MajorVersion", 0xF);
+            PutKernel(kd, "_DBGKD_GET_VERSION64", "MinorVersion", build);
+            PutKernel(kd, "_DBGKD_GET_VERSION64", "MachineType", 0x8664);
+            PutKernel(kd, "_DBGKD_GET_VERSION64", "KernBase", KernelBase);
+            if (types.Symbols.TryGetValue("PsLoadedModuleList", out ulong modulesRva))
+            {
+                PutKernel(kd, "_DBGKD_GET_VERSION64", "PsLoadedModuleList", KernelBase + modulesRva);
+            }
+        }
+        if (types.Symbols.TryGetValue("KeNumberProcessors", out ulong cpusRva))
+        {
+            _image.Write32(Dtb, KernelBase + cpusRva, 2);
+        }
     }
 
     /// <summary>A process being laid out: its scenario entry and what the manifest records of it.</summary>

@@ -3,6 +3,7 @@ using CloudMem.Engine.Output;
 using CloudMem.Engine.Symbols;
 using CloudMem.Engine.Windows;
 using CloudMem.VmStateParsers;
+using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace CloudMem.Cli.Commands;
@@ -11,8 +12,14 @@ namespace CloudMem.Cli.Commands;
 internal sealed class SymbolsCheckSettings : CaptureSettings
 {
     [CommandOption("--symbols <DIR>")]
-    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
+    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz or <pdb>/<GUID><age hex>/<pdb> (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
     public string[] Symbols { get; init; } = [];
+
+    [CommandOption(SymbolServerOption.Template)]
+    [Description(SymbolServerOption.Description)]
+    public string? SymbolServer { get; init; }
+
+    public override ValidationResult Validate() => SymbolServerOption.Validate(SymbolServer) ?? base.Validate();
 }
 
 [Description("Find the Windows kernel image in a capture (PDB name, GUID, age) and check that a symbol table for it is available")]
@@ -21,7 +28,7 @@ internal sealed class SymbolsCheckCommand : Command<SymbolsCheckSettings>
     public override int Execute(CommandContext context, SymbolsCheckSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        SymbolStore store = SymbolStore.WithUserCache(settings.Symbols);
+        SymbolStore store = SymbolStore.WithUserCache(settings.Symbols, SymbolServerOption.Parse(settings.SymbolServer));
         SymbolCheckReport report = SymbolCheck.Run(memory, settings.Image, store, cancellationToken);
         ReportWriter.Write(report, settings.OutputFormat, Console.Out);
         if (report.FailureSummary is { } failure)

@@ -3,6 +3,7 @@ using CloudMem.Engine.Output;
 using CloudMem.Engine.Symbols;
 using CloudMem.Engine.Windows;
 using CloudMem.VmStateParsers;
+using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace CloudMem.Cli.Commands;
@@ -11,8 +12,14 @@ namespace CloudMem.Cli.Commands;
 internal sealed class WindowsPluginSettings : CaptureSettings
 {
     [CommandOption("--symbols <DIR>")]
-    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
+    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz or <pdb>/<GUID><age hex>/<pdb> (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
     public string[] Symbols { get; init; } = [];
+
+    [CommandOption(SymbolServerOption.Template)]
+    [Description(SymbolServerOption.Description)]
+    public string? SymbolServer { get; init; }
+
+    public override ValidationResult Validate() => SymbolServerOption.Validate(SymbolServer) ?? base.Validate();
 }
 
 /// <summary>Runs one Windows plugin: open, locate the kernel and its symbols, render the rows.</summary>
@@ -23,7 +30,7 @@ internal abstract class WindowsPluginCommand : Command<WindowsPluginSettings>
     public override int Execute(CommandContext context, WindowsPluginSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        WindowsKernel kernel = WindowsKernel.Open(memory, SymbolStore.WithUserCache(settings.Symbols), cancellationToken);
+        WindowsKernel kernel = WindowsKernel.Open(memory, SymbolStore.WithUserCache(settings.Symbols, SymbolServerOption.Parse(settings.SymbolServer)), cancellationToken);
         ReportWriter.Write(Run(kernel, settings, cancellationToken), settings.OutputFormat, Console.Out);
         return (int)ExitCode.Ok;
     }

@@ -95,7 +95,7 @@ public static class SymbolCheck
         var rows = new List<SymbolCheckRow>();
         foreach (PeImageCandidate kernel in scan.Kernels)
         {
-            SymbolLookup lookup = store.FindWindows(kernel.PdbName, kernel.Guid, kernel.Age);
+            SymbolLookup lookup = store.FindWindows(kernel.PdbName, kernel.Guid, kernel.Age, cancellationToken);
             if (!lookup.Found)
             {
                 rows.Add(new SymbolCheckRow(kernel.PhysicalAddress, kernel.PdbName, kernel.Guid, kernel.Age, kernel.SizeOfImage,
@@ -106,7 +106,7 @@ public static class SymbolCheck
             {
                 try
                 {
-                    table = (IsfLoader.Load(lookup.Path!), null);
+                    table = (SymbolStore.Load(lookup.Path!), null);
                 }
                 catch (Exception e) when (e is SymbolFormatException or IOException or UnauthorizedAccessException)
                 {

@@ -68,6 +68,11 @@ public static class WindowsInfo
             {
                 Add("NtMajorVersion", majorValue.ToString(CultureInfo.InvariantCulture));
                 Add("NtMinorVersion", minorValue.ToString(CultureInfo.InvariantCulture));
+                if (kernel.Types.TryGetOffset("_KUSER_SHARED_DATA", "SystemTime", out int time) && reader.TryUInt64(KUserSharedData + (ulong)time, out ulong now)
+                    && WindowsProcesses.FileTime(now) is DateTime systemTime)
+                {
+                    Add("SystemTime", systemTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture));
+                }
                 if (kernel.Types.TryGetOffset("_KUSER_SHARED_DATA", "NtSystemRoot", out int root))
                 {
                     byte[] text = new byte[520];

@@ -87,7 +87,7 @@ public sealed class WindowsKernel
         var misses = new List<string>();
         foreach (PeImageCandidate candidate in kernels)
         {
-            SymbolLookup lookup = symbols.FindWindows(candidate.PdbName, candidate.Guid, candidate.Age);
+            SymbolLookup lookup = symbols.FindWindows(candidate.PdbName, candidate.Guid, candidate.Age, cancellationToken);
             if (!lookup.Found)
             {
                 misses.Add($"{candidate.PdbName} {candidate.GuidAge} at 0x{candidate.PhysicalAddress:X}: no table (looked in {string.Join(", ", lookup.Tried)})");
@@ -95,7 +95,7 @@ public sealed class WindowsKernel
             }
             try
             {
-                types = IsfLoader.Load(lookup.Path!);
+                types = SymbolStore.Load(lookup.Path!);
             }
             catch (SymbolFormatException e)
             {

@@ -44,7 +44,7 @@ public enum LoaderList
 
 /// <summary>One _LDR_DATA_TABLE_ENTRY found on a loader list.</summary>
 /// <param name="Entry">Address of the _LDR_DATA_TABLE_ENTRY.</param>
-public sealed record WindowsLoaderEntry(ulong Entry, ulong Base, ulong Size, string? Name, string? Path, ulong LoadTime)
+public sealed record WindowsLoadedModule(ulong Entry, ulong Base, ulong Size, string? Name, string? Path, ulong LoadTime)
 {
     /// <summary>True when <paramref name="va"/> lies in [Base, Base + Size).</summary>
     public bool Contains(ulong va) => va >= Base && va - Base < Size;
@@ -64,10 +64,10 @@ public static class WindowsPeb
     public const int MaxEnvironmentBytes = 1 << 20;
 
     /// <summary>The processes on the active list, restricted to <paramref name="pids"/> when given, and the walk's notes.</summary>
-    public static (List<WindowsProcess> Processes, List<string> Notes) Select(WindowsKernel kernel, ISet<int>? pids, CancellationToken ct)
+    public static (List<WindowsProcess> Processes, List<string> Notes) Select(WindowsKernel kernel, ISet<long>? pids, CancellationToken ct)
     {
         (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.List(kernel, ct);
-        return (pids is null ? processes : [.. processes.Where(p => pids.Contains((int)p.Pid))], notes);
+        return (pids is null ? processes : [.. processes.Where(p => pids.Contains(p.Pid))], notes);
     }
 
     /// <summary>The _PEB address of a process, or null with the reason (kernel processes have none).</summary>
@@ -173,9 +173,9 @@ public static class WindowsPeb
     }
 
     /// <summary>The entries of one loader list in list order; the walk stops with a note at a cycle, a bad pointer or <see cref="MaxModules"/>.</summary>
-    public static (List<WindowsLoaderEntry> Modules, List<string> Notes) Modules(WindowsKernel kernel, WindowsProcess process, LoaderList list = LoaderList.LoadOrder)
+    public static (List<WindowsLoadedModule> Modules, List<string> Notes) Modules(WindowsKernel kernel, WindowsProcess process, LoaderList list = LoaderList.LoadOrder)
     {
-        var modules = new List<WindowsLoaderEntry>();
+        var modules = new List<WindowsLoadedModule>();
         var notes = new List<string>();
         ulong? peb = TryGetPeb(kernel, process, out string? note);
         if (peb is null)
@@ -235,21 +235,21 @@ public static class WindowsPeb
                 notes.Add($"module at 0x{dllBase:X}: FullDllName: {reader.Failure}");
             }
             ulong loadTime = layout.EntryLoadTime is int lt && reader.TryUInt64(entry + (ulong)lt, out ulong t) ? t : 0;
-            modules.Add(new WindowsLoaderEntry(entry, dllBase, size, baseName, fullName, loadTime));
+            modules.Add(new WindowsLoadedModule(entry, dllBase, size, baseName, fullName, loadTime));
             next = following;
         }
         return (modules, notes);
     }
 
     /// <summary>The modules on any of the three loader lists (by base, first seen wins), for resolving addresses to modules.</summary>
-    public static (List<WindowsLoaderEntry> Modules, List<string> Notes) AllModules(WindowsKernel kernel, WindowsProcess process)
+    public static (List<WindowsLoadedModule> Modules, List<string> Notes) AllModules(WindowsKernel kernel, WindowsProcess process)
     {
-        var all = new List<WindowsLoaderEntry>();
+        var all = new List<WindowsLoadedModule>();
         var notes = new List<string>();
         var bases = new HashSet<ulong>();
         foreach (LoaderList list in Enum.GetValues<LoaderList>())
         {
-            (List<WindowsLoaderEntry> modules, List<string> listNotes) = Modules(kernel, process, list);
+            (List<WindowsLoadedModule> modules, List<string> listNotes) = Modules(kernel, process, list);
             all.AddRange(modules.Where(m => bases.Add(m.Base)));
             notes.AddRange(listNotes.Where(n => !notes.Contains(n)));
         }
@@ -257,7 +257,7 @@ public static class WindowsPeb
     }
 
     /// <summary>windows.cmdline.</summary>
-    public static RowsReport<WindowsCmdLine> CmdLine(WindowsKernel kernel, ISet<int>? pids = null, CancellationToken ct = default)
+    public static RowsReport<WindowsCmdLine> CmdLine(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         (List<WindowsProcess> processes, List<string> notes) = Select(kernel, pids, ct);
         var rows = new List<WindowsCmdLine>();
@@ -271,7 +271,7 @@ public static class WindowsPeb
     }
 
     /// <summary>windows.envars.</summary>
-    public static RowsReport<WindowsEnvar> Envars(WindowsKernel kernel, ISet<int>? pids = null, CancellationToken ct = default)
+    public static RowsReport<WindowsEnvar> Envars(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         (List<WindowsProcess> processes, List<string> notes) = Select(kernel, pids, ct);
         var rows = new List<WindowsEnvar>();
@@ -289,14 +289,14 @@ public static class WindowsPeb
     }
 
     /// <summary>windows.dlllist: InLoadOrderModuleList of each process.</summary>
-    public static RowsReport<WindowsDll> DllList(WindowsKernel kernel, ISet<int>? pids = null, CancellationToken ct = default)
+    public static RowsReport<WindowsDll> DllList(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         (List<WindowsProcess> processes, List<string> notes) = Select(kernel, pids, ct);
         var rows = new List<WindowsDll>();
         foreach (WindowsProcess p in processes)
         {
             ct.ThrowIfCancellationRequested();
-            (List<WindowsLoaderEntry> modules, List<string> moduleNotes) = Modules(kernel, p);
+            (List<WindowsLoadedModule> modules, List<string> moduleNotes) = Modules(kernel, p);
             rows.AddRange(modules.Select((m, i) => new WindowsDll(p.Pid, p.ImageFileName, $"0x{m.Base:X}", $"0x{m.Size:X}", m.Name, m.Path, i,
                 WindowsProcesses.FileTime(m.LoadTime)?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture))
             {

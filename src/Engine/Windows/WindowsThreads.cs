@@ -47,7 +47,7 @@ public static class WindowsThreads
         WindowsUserLayout layout = WindowsUserLayout.For(kernel);
         var threads = new List<WindowsThread>();
         var notes = new List<string>();
-        List<WindowsLoaderEntry> modules = [];
+        List<WindowsLoadedModule> modules = [];
         if (WindowsPeb.TryGetPeb(kernel, process, out _) is not null)
         {
             (modules, List<string> moduleNotes) = WindowsPeb.AllModules(kernel, process);
@@ -112,7 +112,7 @@ public static class WindowsThreads
     }
 
     /// <summary>windows.threads: the threads of every process on the active list (or of <paramref name="pids"/>).</summary>
-    public static RowsReport<WindowsThread> Threads(WindowsKernel kernel, ISet<int>? pids = null, CancellationToken ct = default)
+    public static RowsReport<WindowsThread> Threads(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         (List<WindowsProcess> processes, List<string> notes) = WindowsPeb.Select(kernel, pids, ct);
         var rows = new List<WindowsThread>();
@@ -125,7 +125,7 @@ public static class WindowsThreads
         return new RowsReport<WindowsThread>("windows.threads", rows, notes);
     }
 
-    private static string? Resolve(WindowsKernel kernel, List<WindowsLoaderEntry> modules, ulong va)
+    private static string? Resolve(WindowsKernel kernel, List<WindowsLoadedModule> modules, ulong va)
     {
         if (va == 0)
         {
@@ -135,7 +135,7 @@ public static class WindowsThreads
         {
             return va >= kernel.KernelBase && va - kernel.KernelBase < kernel.Image.SizeOfImage ? KernelImageName : null;
         }
-        WindowsLoaderEntry? module = modules.FirstOrDefault(m => m.Contains(va));
+        WindowsLoadedModule? module = modules.FirstOrDefault(m => m.Contains(va));
         return module is null ? null : module.Name ?? $"module at 0x{module.Base:X}";
     }
 

@@ -168,7 +168,7 @@ public static class WindowsTokens
     }
 
     /// <summary>windows.getsids.</summary>
-    public static RowsReport<WindowsSid> GetSids(WindowsKernel kernel, ISet<int>? pids = null, CancellationToken ct = default)
+    public static RowsReport<WindowsSid> GetSids(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         (List<WindowsProcess> processes, List<string> notes) = WindowsPeb.Select(kernel, pids, ct);
         var rows = new List<WindowsSid>();

@@ -16,14 +16,6 @@ public sealed class AttackImages : IDisposable
     private readonly TempDir _dir = new();
     private readonly ConcurrentDictionary<string, Lazy<(string Raw, string Root, WindowsImageManifest Manifest, WindowsImageBuilder Builder)>> _images = new();
 
-    /// <summary>NtBuildNumber written per kernel (test data: the builder never branches on the GUID).</summary>
-    public static uint BuildNumber(string guid) => 0xF0000000 | guid switch
-    {
-        WindowsPsListTests.Win7 => 7601u,
-        WindowsPsListTests.Win11 => 22000u,
-        _ => 19041u,
-    };
-
     public (string Raw, string Root, WindowsImageManifest Manifest, WindowsImageBuilder Builder) Get(string guid)
         => _images.GetOrAdd(guid, g => new(() => Build(g))).Value;
 
@@ -31,7 +23,7 @@ public sealed class AttackImages : IDisposable
     {
         string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
         string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
-        var builder = new WindowsImageBuilder(IsfLoader.Load(table), guid, 1) { NtBuildNumber = BuildNumber(guid), NumberOfProcessors = 4 };
+        var builder = new WindowsImageBuilder(IsfLoader.Load(table), guid, 1);
         (byte[] image, WindowsImageManifest manifest) = builder.Build(WindowsImageBuilder.AttackScenario());
         if (Environment.GetEnvironmentVariable("CLOUDMEM_KEEP_WINDOWS_IMAGES") is { Length: > 0 } keep)
         {
@@ -71,6 +63,7 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
     public void Info_reports_discovery_and_kernel_globals(string guid)
     {
         (RunMappedMemory memory, WindowsKernel kernel, WindowsImageManifest manifest) = Open(guid);
+        (uint major, uint minor, uint build) = images.Get(guid).Builder.EffectiveVersion;
         using (memory)
         {
             RowsReport<WindowsInfoRow> report = WindowsInfo.Info(kernel);
@@ -82,10 +75,10 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             Assert.Equal($"{guid}-1", info["PDB GUID/Age"]);
             Assert.EndsWith($"{guid}-1.json.xz", info["Symbols"]);
             Assert.StartsWith("raw", info["Capture Format"]);
-            Assert.Equal("4", info["KeNumberProcessors"]);
-            Assert.Equal($"{AttackImages.BuildNumber(guid) & 0xFFFF} (free, 0x{AttackImages.BuildNumber(guid):X8})", info["NtBuildNumber"]);
+            Assert.Equal("2", info["KeNumberProcessors"]);
+            Assert.Equal($"{build} (free, 0x{0xF0000000 | build:X8})", info["NtBuildNumber"]);
+            Assert.Equal("2024-07-07T11:00:00.0000000Z", info["SystemTime"]);
             Assert.Equal("34404 (AMD64)", info["PE Machine"]);
-            (uint major, uint minor) = WindowsImageBuilder.VersionOf(AttackImages.BuildNumber(guid) & 0xFFFF);
             Assert.Equal((major.ToString(), minor.ToString(), @"C:\Windows"), (info["NtMajorVersion"], info["NtMinorVersion"], info["NtSystemRoot"]));
             Assert.Empty(report.Notes);
         }
@@ -112,7 +105,7 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
                 envars.Rows.Select(r => (r.Pid, r.Variable, r.Value)));
             Assert.Contains(envars.Rows, r => r.Pid == 6044 && r.Variable == "STAGE2" && r.Value == "http://203.0.113.7/a.ps1");
             Assert.Equal(["4 System: no PEB (a process without a user address space)"], envars.Notes);
-            Assert.Equal(["PATH=C:\\Windows\\system32;C:\\Windows"], WindowsPeb.Envars(kernel, new HashSet<int> { 6044 }).Rows.Where(r => r.Variable == "PATH").Select(r => $"{r.Variable}={r.Value}"));
+            Assert.Equal(["PATH=C:\\Windows\\system32;C:\\Windows"], WindowsPeb.Envars(kernel, new HashSet<long> { 6044 }).Rows.Where(r => r.Variable == "PATH").Select(r => $"{r.Variable}={r.Value}"));
         }
     }
 
@@ -136,7 +129,7 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             WindowsProcess shell = WindowsProcesses.List(kernel).Processes.Single(p => p.Pid == 6044);
             Assert.Contains(WindowsPeb.Modules(kernel, shell, LoaderList.MemoryOrder).Modules, m => m.Name == "amsi.dll");
             Assert.DoesNotContain(WindowsPeb.Modules(kernel, shell, LoaderList.InitializationOrder).Modules, m => m.Name == "powershell.exe");
-            Assert.Equal(["powershell.exe", "ntdll.dll", "kernel32.dll", "KernelBase.dll"], WindowsPeb.DllList(kernel, new HashSet<int> { 6044 }).Rows.Select(r => r.Name));
+            Assert.Equal(["powershell.exe", "ntdll.dll", "kernel32.dll", "KernelBase.dll"], WindowsPeb.DllList(kernel, new HashSet<long> { 6044 }).Rows.Select(r => r.Name));
         }
     }
 
@@ -160,7 +153,7 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             Assert.Null(injected.Win32StartModule);
             Assert.All(report.Rows.Where(r => r.Pid != 4), r => Assert.Equal("ntdll.dll", r.StartModule));
             Assert.All(report.Rows.Where(r => r.Pid == 4), r => Assert.Equal(("ntoskrnl.exe", "ntoskrnl.exe"), (r.StartModule, r.Win32StartModule)));
-            Assert.Equal([5124L, 5128L], WindowsThreads.Threads(kernel, new HashSet<int> { 5120 }).Rows.Select(r => r.Tid));
+            Assert.Equal([5124L, 5128L], WindowsThreads.Threads(kernel, new HashSet<long> { 5120 }).Rows.Select(r => r.Tid));
             Assert.Equal(["VBE7.DLL"], report.Rows.Where(r => r.Tid == 5128).Select(r => r.Win32StartModule));
         }
     }
@@ -197,13 +190,13 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             // Unmapped hollowing: the PEB still names svchost.exe at the image base (now private memory); the plugins report what the PEB says.
             WindowsLaidOutProcess hollowed = Process(manifest, 844);
             Assert.Equal(HollowKind.Unmapped, hollowed.Hollow);
-            WindowsDll exe = WindowsPeb.DllList(kernel, new HashSet<int> { 844 }).Rows[0];
+            WindowsDll exe = WindowsPeb.DllList(kernel, new HashSet<long> { 844 }).Rows[0];
             Assert.Equal((hollowed.ImageBase, "svchost.exe"), (exe.BaseAddress, exe.Name));
-            Assert.Null(Assert.Single(WindowsThreads.Threads(kernel, new HashSet<int> { 844 }).Rows).Suspicious);
+            Assert.Null(Assert.Single(WindowsThreads.Threads(kernel, new HashSet<long> { 844 }).Rows).Suspicious);
 
             // The unlinked process is on no list: no rows from the list-based plugins, but its own structures read by address.
             WindowsLaidOutProcess unlinked = Assert.Single(manifest.Unlinked);
-            Assert.Empty(WindowsPeb.CmdLine(kernel, new HashSet<int> { unlinked.Pid }).Rows);
+            Assert.Empty(WindowsPeb.CmdLine(kernel, new HashSet<long> { unlinked.Pid }).Rows);
             WindowsProcess rundll = kernel.ProcessAt(unlinked.Address)!;
             Assert.Equal((7312L, "rundll32.exe"), (rundll.Pid, rundll.ImageFileName));
             Assert.Equal((unlinked.CommandLine, (string?)null), WindowsPeb.CommandLine(kernel, rundll));
@@ -228,7 +221,7 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             WindowsCmdLine row = WindowsPeb.CmdLine(kernel).Rows.Single(r => r.Pid == 6044);
             RowsReport<WindowsDll> dlls = WindowsPeb.DllList(kernel);
             RowsReport<WindowsEnvar> envars = WindowsPeb.Envars(kernel);
-            RowsReport<WindowsThread> threads = WindowsThreads.Threads(kernel, new HashSet<int> { 6044 });
+            RowsReport<WindowsThread> threads = WindowsThreads.Threads(kernel, new HashSet<long> { 6044 });
 
             Assert.Null(row.Args);
             Assert.StartsWith("Required memory at 0x7FF0DEAD", row.Note);
@@ -260,13 +253,13 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             overlay.PatchUInt64(Physical(space, kernel32.LdrEntry + (ulong)links), ntdll.LdrEntry + (ulong)links);
             WindowsKernel kernel = WindowsKernel.Open(overlay, new SymbolStore([images.Get(WindowsPsListTests.Win10).Root]));
 
-            RowsReport<WindowsDll> report = WindowsPeb.DllList(kernel, new HashSet<int> { 5120 });
+            RowsReport<WindowsDll> report = WindowsPeb.DllList(kernel, new HashSet<long> { 5120 });
 
             Assert.Equal(["WINWORD.EXE", "ntdll.dll", "kernel32.dll"], report.Rows.Select(r => r.Name!));
             string note = Assert.Single(report.Notes);
             Assert.Equal($"5120 WINWORD.EXE: InLoadOrderModuleList: cycle at entry 0x{ntdll.LdrEntry + (ulong)links:X} after 3 modules; walk stopped", note);
             // Threads resolve against the union of the three lists, so the VBE7 thread still finds its module (memory-order list).
-            Assert.Equal(["WINWORD.EXE", "VBE7.DLL"], WindowsThreads.Threads(kernel, new HashSet<int> { 5120 }).Rows.Select(r => r.Win32StartModule!));
+            Assert.Equal(["WINWORD.EXE", "VBE7.DLL"], WindowsThreads.Threads(kernel, new HashSet<long> { 5120 }).Rows.Select(r => r.Win32StartModule!));
         }
     }
 
@@ -289,7 +282,7 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
             WindowsKernel kernel = WindowsKernel.Open(overlay, new SymbolStore([images.Get(WindowsPsListTests.Win10).Root]));
 
             RowsReport<WindowsSid> sids = WindowsTokens.GetSids(kernel);
-            RowsReport<WindowsThread> threads = WindowsThreads.Threads(kernel, new HashSet<int> { 6044 });
+            RowsReport<WindowsThread> threads = WindowsThreads.Threads(kernel, new HashSet<long> { 6044 });
 
             Assert.DoesNotContain(sids.Rows, r => r.Pid is 348 or 452);
             Assert.Contains(sids.Notes, n => n.StartsWith("348 smss.exe: _TOKEN at 0xFFFFB00000000010: Required memory at 0xFFFFB00000000", StringComparison.Ordinal));
@@ -322,7 +315,7 @@ public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHe
         Assert.Equal(Process(manifest, 5120).CommandLine, Assert.Single(Rows("windows.cmdline", "--pid", "5120")).GetProperty("args").GetString());
         Assert.Contains(Rows("windows.envars", "--pid", "6044"), r => r.GetProperty("variable").GetString() == "STAGE2");
         Assert.Equal(Process(manifest, 6044).Sids, Rows("windows.getsids", "--pid", "6044").Select(r => r.GetProperty("sid").GetString()));
-        Assert.Contains(Rows("windows.info"), r => r.GetProperty("variable").GetString() == "NtBuildNumber" && r.GetProperty("value").GetString()!.StartsWith("19041 ", StringComparison.Ordinal));
+        Assert.Contains(Rows("windows.info"), r => r.GetProperty("variable").GetString() == "NtBuildNumber" && r.GetProperty("value").GetString()!.StartsWith("19041 (free", StringComparison.Ordinal));
 
         (int code, string table, string err) = CliRunner.Run(new Dictionary<string, string> { ["XDG_CACHE_HOME"] = _dir.File("cache") }, null,
             "windows.threads", raw, "--symbols", root, "--pid", "6044");
