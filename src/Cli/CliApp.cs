@@ -44,6 +44,12 @@ internal static class CliApp
             config.AddCommand<WindowsHollowFindCommand>("windows.hollowfind").WithExample("windows.hollowfind", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsProcDumpCommand>("windows.procdump").WithExample("windows.procdump", "memory.raw", "--symbols", "symbols", "--pid", "844", "--out", "dump");
             config.AddCommand<WindowsDllDumpCommand>("windows.dlldump").WithExample("windows.dlldump", "memory.raw", "--symbols", "symbols", "--pid", "5120", "--out", "dump");
+            config.AddCommand<WindowsInfoCommand>("windows.info").WithExample("windows.info", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsCmdLineCommand>("windows.cmdline").WithExample("windows.cmdline", "memory.raw", "--symbols", "symbols", "--pid", "4");
+            config.AddCommand<WindowsEnvarsCommand>("windows.envars").WithExample("windows.envars", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsDllListCommand>("windows.dlllist").WithExample("windows.dlllist", "memory.raw", "--symbols", "symbols", "--pid", "4");
+            config.AddCommand<WindowsThreadsCommand>("windows.threads").WithExample("windows.threads", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsGetSidsCommand>("windows.getsids").WithExample("windows.getsids", "memory.raw", "--symbols", "symbols");
             config.AddBranch("symbols", symbols =>
             {
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");

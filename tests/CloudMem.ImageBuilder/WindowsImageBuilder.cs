@@ -133,6 +133,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             ],
             Threads = [new(6048) { StartModule = "powershell.exe", StartOffset = 0x1000 }, new(6052) { StartAddress = 0x0000020000100000 }],
             Handles = [new("Mutant") { Name = @"\Sessions\1\BaseNamedObjects\Global\m0x41" }, new("Thread") { TargetPid = 6044 }],
+            Sids = [UserSid, "S-1-1-0", "S-1-5-32-544", "S-1-5-32-545", "S-1-5-4", "S-1-5-11", "S-1-16-12288"],   // elevated
         };
         return new WindowsScenario
         {
