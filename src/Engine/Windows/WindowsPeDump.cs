@@ -75,9 +75,9 @@ public static class WindowsPeDump
                 (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Address, p.Pid, ct);
                 notes.AddRange(walkNotes);
                 var names = new Dictionary<ulong, string?>();
-                foreach (WindowsLoaderEntry e in image.LoadOrder.Concat(image.MemoryOrder).Concat(image.InitOrder))
+                foreach (WindowsLoadedModule e in image.LoadOrder.Concat(image.MemoryOrder).Concat(image.InitOrder))
                 {
-                    names.TryAdd(e.Base, e.BaseName);
+                    names.TryAdd(e.Base, e.Name);
                 }
                 foreach (WindowsVad v in vads.Where(v => v.Kind == VadKind.Image))
                 {

@@ -8,8 +8,6 @@ namespace CloudMem.Engine.Windows;
 /// <param name="Base">_LDR_DATA_TABLE_ENTRY.DllBase.</param>
 /// <param name="FullName">FullDllName, or null when unreadable.</param>
 /// <param name="BaseName">BaseDllName, or null when unreadable.</param>
-public sealed record WindowsLoaderEntry(ulong Base, string? FullName, string? BaseName);
-
 /// <summary>
 /// What the VAD plugins need of a process's user half: its address space, PEB.ImageBaseAddress, the image path from
 /// the process parameters, _EPROCESS.SectionBaseAddress and the three PEB loader lists (load, memory and
@@ -18,7 +16,6 @@ public sealed record WindowsLoaderEntry(ulong Base, string? FullName, string? Ba
 public sealed class WindowsProcessImage
 {
     /// <summary>Cap on entries followed on one loader list.</summary>
-    public const int MaxModules = 10_000;
 
     private WindowsProcessImage(WindowsProcess process, AddressSpace space)
     {
@@ -45,13 +42,13 @@ public sealed class WindowsProcessImage
     public string? ImagePath { get; private set; }
 
     /// <summary>InLoadOrderModuleList.</summary>
-    public List<WindowsLoaderEntry> LoadOrder { get; } = [];
+    public List<WindowsLoadedModule> LoadOrder { get; } = [];
 
     /// <summary>InMemoryOrderModuleList.</summary>
-    public List<WindowsLoaderEntry> MemoryOrder { get; } = [];
+    public List<WindowsLoadedModule> MemoryOrder { get; } = [];
 
     /// <summary>InInitializationOrderModuleList.</summary>
-    public List<WindowsLoaderEntry> InitOrder { get; } = [];
+    public List<WindowsLoadedModule> InitOrder { get; } = [];
 
     /// <summary>Reads the process's PEB and loader lists; notes go to <paramref name="notes"/>.</summary>
     public static WindowsProcessImage Read(WindowsKernel kernel, WindowsVads vads, WindowsProcess process, List<string> notes, bool lists = true)
@@ -80,53 +77,16 @@ public sealed class WindowsProcessImage
         {
             image.ImagePath = vads.ReadUnicodeString(user, parameters + (ulong)pathOff);
         }
-        if (lists && t.TryGetOffset("_PEB", "Ldr", out int ldrOff) && user.TryReadUInt64(peb + (ulong)ldrOff, out ulong ldr) && ldr != 0)
+        if (lists)
         {
-            Walk(t, vads, user, process.Pid, ldr, "InLoadOrderModuleList", "InLoadOrderLinks", image.LoadOrder, notes);
-            Walk(t, vads, user, process.Pid, ldr, "InMemoryOrderModuleList", "InMemoryOrderLinks", image.MemoryOrder, notes);
-            Walk(t, vads, user, process.Pid, ldr, "InInitializationOrderModuleList", "InInitializationOrderLinks", image.InitOrder, notes);
+            // The one loader-list walker (WindowsPeb) serves dlllist, ldrmodules and the dumps alike.
+            foreach ((LoaderList list, List<WindowsLoadedModule> into) in new[] { (LoaderList.LoadOrder, image.LoadOrder), (LoaderList.MemoryOrder, image.MemoryOrder), (LoaderList.InitializationOrder, image.InitOrder) })
+            {
+                (List<WindowsLoadedModule> modules, List<string> listNotes) = WindowsPeb.Modules(kernel, process, list);
+                into.AddRange(modules);
+                notes.AddRange(listNotes.Select(n => $"pid {process.Pid}: {n}"));
+            }
         }
         return image;
-    }
-
-    private static void Walk(TypeModel t, WindowsVads vads, AddressSpace user, long pid, ulong ldr, string headName, string linkName,
-        List<WindowsLoaderEntry> into, List<string> notes)
-    {
-        if (!t.TryGetOffset("_PEB_LDR_DATA", headName, out int headOff) || !t.TryGetOffset("_LDR_DATA_TABLE_ENTRY", linkName, out int linkOff)
-            || !t.TryGetOffset("_LDR_DATA_TABLE_ENTRY", "DllBase", out int baseOff)
-            || !t.TryGetOffset("_LDR_DATA_TABLE_ENTRY", "FullDllName", out int fullOff)
-            || !t.TryGetOffset("_LDR_DATA_TABLE_ENTRY", "BaseDllName", out int nameOff))
-        {
-            notes.Add($"pid {pid}: the symbols lack the {headName} layout");
-            return;
-        }
-        ulong head = ldr + (ulong)headOff;
-        if (!user.TryReadUInt64(head, out ulong next))
-        {
-            notes.Add($"pid {pid}: {headName} at 0x{head:X} does not read");
-            return;
-        }
-        var seen = new HashSet<ulong> { head };
-        while (next != head)
-        {
-            if (!seen.Add(next))
-            {
-                notes.Add($"pid {pid}: {headName} cycles at 0x{next:X} after {into.Count} entries; walk stopped");
-                return;
-            }
-            if (into.Count >= MaxModules)
-            {
-                notes.Add($"pid {pid}: more than {MaxModules} entries on {headName}; walk stopped");
-                return;
-            }
-            ulong entry = next - (ulong)linkOff;
-            if (!user.TryReadUInt64(entry + (ulong)baseOff, out ulong dllBase) || !user.TryReadUInt64(next, out ulong following))
-            {
-                notes.Add($"pid {pid}: bad {headName} pointer 0x{next:X} after {into.Count} entries; walk stopped");
-                return;
-            }
-            into.Add(new WindowsLoaderEntry(dllBase, vads.ReadUnicodeString(user, entry + (ulong)fullOff), vads.ReadUnicodeString(user, entry + (ulong)nameOff)));
-            next = following;
-        }
     }
 }

@@ -169,8 +169,8 @@ public static class WindowsVadPlugins
             }
             foreach (ulong orphan in load.Concat(init).Concat(mem).Distinct().Where(b => !vads.Any(v => v.Start == b)))
             {
-                WindowsLoaderEntry entry = image.LoadOrder.Concat(image.MemoryOrder).Concat(image.InitOrder).First(e => e.Base == orphan);
-                notes.Add($"pid {p.Pid}: loader entry {entry.FullName ?? entry.BaseName ?? "(unreadable name)"} at 0x{orphan:X} has no VAD starting there");
+                WindowsLoadedModule entry = image.LoadOrder.Concat(image.MemoryOrder).Concat(image.InitOrder).First(e => e.Base == orphan);
+                notes.Add($"pid {p.Pid}: loader entry {entry.Path ?? entry.Name ?? "(unreadable name)"} at 0x{orphan:X} has no VAD starting there");
             }
         }
         return new RowsReport<WindowsLdrModuleRow>("windows.ldrmodules", rows, notes);
