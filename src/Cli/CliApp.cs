@@ -38,6 +38,9 @@ internal static class CliApp
             config.AddCommand<WindowsPsListCommand>("windows.pslist").WithExample("windows.pslist", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsPsTreeCommand>("windows.pstree").WithExample("windows.pstree", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsPsScanCommand>("windows.psscan").WithExample("windows.psscan", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsHandlesCommand>("windows.handles").WithExample("windows.handles", "memory.raw", "--symbols", "symbols", "--pid", "4");
+            config.AddCommand<WindowsModulesCommand>("windows.modules").WithExample("windows.modules", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsModScanCommand>("windows.modscan").WithExample("windows.modscan", "memory.raw", "--symbols", "symbols");
             config.AddBranch("symbols", symbols =>
             {
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");
