@@ -148,7 +148,8 @@ public sealed class WindowsHandlesTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(7 ^ 0x6D ^ 0x12, WindowsObjectManager.DecodeTypeIndex(header, stored, 0x12));
         Assert.Equal(7 ^ 0xB2 ^ 0xB3, WindowsObjectManager.DecodeTypeIndex(header + 0x100, stored, 0x6D));   // the header address is part of the key
         Assert.Equal(stored, WindowsObjectManager.DecodeTypeIndex(header, stored, null));          // Windows 7: stored as is
-        Assert.Equal(0x40, WindowsObjectManager.OptionalHeaderOffset([0x20, 0x20, 0x10, 0x20], 0x0B, 3));
+        Assert.Equal(0x40, WindowsObjectManager.OptionalHeaderOffset([0x20, 0x20, 0x10, 0x20], 0x0A, 3));
+        Assert.Equal(0x60, WindowsObjectManager.OptionalHeaderOffset([0x20, 0x20, 0x10, 0x20], 0x0B, 3));
         Assert.Equal(0x20, WindowsObjectManager.OptionalHeaderOffset([0x20, 0x20, 0x10, 0x20], 0x0A, 1));
         Assert.Equal(-1, WindowsObjectManager.OptionalHeaderOffset([0x20, 0x20, 0x10, 0x20], 0x08, 1));
     }
