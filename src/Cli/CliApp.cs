@@ -50,6 +50,9 @@ internal static class CliApp
             config.AddCommand<WindowsDllListCommand>("windows.dlllist").WithExample("windows.dlllist", "memory.raw", "--symbols", "symbols", "--pid", "4");
             config.AddCommand<WindowsThreadsCommand>("windows.threads").WithExample("windows.threads", "memory.raw", "--symbols", "symbols");
             config.AddCommand<WindowsGetSidsCommand>("windows.getsids").WithExample("windows.getsids", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsHandlesCommand>("windows.handles").WithExample("windows.handles", "memory.raw", "--symbols", "symbols", "--pid", "4");
+            config.AddCommand<WindowsModulesCommand>("windows.modules").WithExample("windows.modules", "memory.raw", "--symbols", "symbols");
+            config.AddCommand<WindowsModScanCommand>("windows.modscan").WithExample("windows.modscan", "memory.raw", "--symbols", "symbols");
             config.AddBranch("symbols", symbols =>
             {
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");

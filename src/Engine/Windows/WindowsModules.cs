@@ -1,0 +1,234 @@
+using System.Buffers.Binary;
+using CloudMem.Engine.Linux;
+using CloudMem.Engine.Paging;
+using CloudMem.Engine.Plugins;
+using CloudMem.Engine.Symbols;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Engine.Windows;
+
+/// <summary>A kernel module on PsLoadedModuleList (windows.modules).</summary>
+/// <param name="Offset">Virtual address of its _KLDR_DATA_TABLE_ENTRY, hex.</param>
+/// <param name="Base">DllBase, hex.</param>
+/// <param name="Size">SizeOfImage, hex.</param>
+/// <param name="Name">BaseDllName (null: does not read).</param>
+/// <param name="Path">FullDllName (null: does not read).</param>
+public sealed record WindowsModule(string Offset, string Base, string Size, string? Name, string? Path)
+{
+    /// <summary>The entry's address.</summary>
+    internal ulong Address { get; init; }
+
+    /// <summary>DllBase.</summary>
+    internal ulong DllBase { get; init; }
+
+    /// <summary>SizeOfImage.</summary>
+    internal uint SizeOfImage { get; init; }
+}
+
+/// <summary>A kernel module entry found by scanning for its pool allocation (windows.modscan).</summary>
+/// <param name="Offset">Physical address of the entry, hex.</param>
+/// <param name="Base">DllBase, hex.</param>
+/// <param name="Size">SizeOfImage, hex.</param>
+/// <param name="Name">BaseDllName.</param>
+/// <param name="Path">FullDllName (null: does not read).</param>
+/// <param name="OnList">True when the same entry is on PsLoadedModuleList; false for an unlinked (hidden or unloaded) module.</param>
+public sealed record WindowsScannedModule(string Offset, string Base, string Size, string Name, string? Path, bool OnList)
+{
+    /// <summary>The physical address as a number.</summary>
+    internal ulong Physical { get; init; }
+
+    /// <summary>DllBase.</summary>
+    internal ulong DllBase { get; init; }
+}
+
+/// <summary>
+/// Kernel modules: windows.modules walks PsLoadedModuleList (InLoadOrderLinks of _KLDR_DATA_TABLE_ENTRY, or
+/// _LDR_DATA_TABLE_ENTRY on Windows 7); windows.modscan scans physical memory for 'MmLd' pool allocations, each holding
+/// an entry right after the _POOL_HEADER, validates it and marks whether it is on the list.
+/// </summary>
+public static class WindowsModules
+{
+    private static readonly uint[] s_tags = [0x644C6D4D];     // "MmLd"
+
+    /// <summary>Cap on list entries followed and on scan results.</summary>
+    public const int MaxModules = 65_536;
+
+    /// <summary>Largest SizeOfImage a scanned entry may claim (1 GiB).</summary>
+    public const uint MaxImageSize = 1 << 30;
+
+    /// <summary>Longest module name or path accepted from a scanned entry, in bytes.</summary>
+    public const int MaxNameBytes = 1024;
+
+    /// <summary>
+    /// The modules on PsLoadedModuleList in load order. Stops, with a note, at a pointer that does not read, an entry
+    /// seen before (a cycle not through the head) or <see cref="MaxModules"/>.
+    /// </summary>
+    public static (List<WindowsModule> Modules, List<string> Notes) List(WindowsKernel kernel, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        var layout = Layout.From(kernel.Types);
+        var modules = new List<WindowsModule>();
+        var notes = new List<string>();
+        if (!kernel.TryGetSymbol("PsLoadedModuleList", out ulong head))
+        {
+            throw new KernelNotFoundException($"{kernel.Types.Source} has no PsLoadedModuleList symbol");
+        }
+        AddressSpace space = kernel.Kernel;
+        if (!space.TryReadUInt64(head, out ulong next))
+        {
+            space.TryTranslate(head, out _, out TranslationFault fault);
+            notes.Add($"PsLoadedModuleList at 0x{head:X} does not read ({fault})");
+            return (modules, notes);
+        }
+        var seen = new HashSet<ulong> { head };
+        byte[] entry = new byte[layout.Extent];
+        while (next != head)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (!seen.Add(next))
+            {
+                notes.Add($"list cycle: entry 0x{next:X} seen before, after {modules.Count} modules; walk stopped");
+                break;
+            }
+            if (modules.Count >= MaxModules)
+            {
+                notes.Add($"more than {MaxModules} modules; walk stopped");
+                break;
+            }
+            ulong address = next - (ulong)layout.Links;
+            if (!WindowsObjectManager.IsKernelPointer(next) || space.Read(address, entry) != entry.Length)
+            {
+                space.TryTranslate(next, out _, out TranslationFault fault);
+                notes.Add($"bad list pointer 0x{next:X} after {modules.Count} modules ({(WindowsObjectManager.IsKernelPointer(next) ? fault : "not a kernel address")}); walk stopped");
+                break;
+            }
+            ulong dllBase = U64(entry, layout.DllBase);
+            uint size = BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(layout.SizeOfImage));
+            modules.Add(new WindowsModule($"0x{address:X}", $"0x{dllBase:X}", $"0x{size:X}",
+                WindowsObjectManager.ReadUnicodeString(space, address + (ulong)layout.BaseDllName),
+                WindowsObjectManager.ReadUnicodeString(space, address + (ulong)layout.FullDllName))
+            {
+                Address = address,
+                DllBase = dllBase,
+                SizeOfImage = size,
+            });
+            next = U64(entry, layout.Links);
+        }
+        return (modules, notes);
+    }
+
+    /// <summary>windows.modules.</summary>
+    public static RowsReport<WindowsModule> Modules(WindowsKernel kernel, CancellationToken ct = default)
+    {
+        (List<WindowsModule> modules, List<string> notes) = List(kernel, ct);
+        return new RowsReport<WindowsModule>("windows.modules", modules, notes);
+    }
+
+    /// <summary>windows.modscan: 'MmLd' allocations holding a plausible entry, with OnList against PsLoadedModuleList.</summary>
+    public static RowsReport<WindowsScannedModule> ModScan(WindowsKernel kernel, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        var layout = Layout.From(kernel.Types);
+        var notes = new List<string>();
+        (List<WindowsModule> listed, List<string> listNotes) = List(kernel, ct);
+        notes.AddRange(listNotes.Select(n => "modules: " + n));
+        var onList = new HashSet<ulong>();
+        foreach (WindowsModule m in listed)
+        {
+            if (kernel.Kernel.TryTranslate(m.Address, out Translation translation, out _))
+            {
+                onList.Add(translation.PhysicalAddress);
+            }
+        }
+        int poolHeader = kernel.Types.TryGetSize("_POOL_HEADER", out int ph) ? ph : throw new KernelNotFoundException($"{kernel.Types.Source} has no _POOL_HEADER");
+        IPhysicalMemory physical = kernel.Physical;
+        byte[] entry = new byte[layout.Extent];
+        var rows = new List<WindowsScannedModule>();
+        int rejected = 0;
+        foreach ((ulong pool, _) in WindowsPoolScanner.ScanPool(physical, kernel.Types, s_tags, poolHeader + layout.Extent, ct))
+        {
+            ulong candidate = pool + (ulong)poolHeader;
+            if (physical.Read(candidate, entry) != entry.Length || !TryValidate(kernel.Kernel, layout, entry, out string? name, out string? path))
+            {
+                rejected++;
+                continue;
+            }
+            if (rows.Count >= MaxModules)
+            {
+                notes.Add($"more than {MaxModules} modules; scan stopped");
+                break;
+            }
+            ulong dllBase = U64(entry, layout.DllBase);
+            uint size = BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(layout.SizeOfImage));
+            rows.Add(new WindowsScannedModule($"0x{candidate:X}", $"0x{dllBase:X}", $"0x{size:X}", name!, path, onList.Contains(candidate))
+            {
+                Physical = candidate,
+                DllBase = dllBase,
+            });
+        }
+        if (rejected > 0)
+        {
+            notes.Add($"{rejected} 'MmLd' allocations did not hold a plausible module entry");
+        }
+        return new RowsReport<WindowsScannedModule>("windows.modscan", rows, notes);
+    }
+
+    /// <summary>
+    /// A scanned entry is a module when DllBase is a page-aligned kernel address, SizeOfImage is between one page and
+    /// <see cref="MaxImageSize"/>, the list links are kernel addresses, BaseDllName reads as printable text and
+    /// FullDllName, when present, reads too.
+    /// </summary>
+    private static bool TryValidate(AddressSpace space, Layout l, byte[] entry, out string? name, out string? path)
+    {
+        name = path = null;
+        ulong dllBase = U64(entry, l.DllBase);
+        uint size = BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(l.SizeOfImage));
+        if (!WindowsObjectManager.IsKernelPointer(dllBase) || (dllBase & 0xFFF) != 0 || size < 0x1000 || size > MaxImageSize
+            || !WindowsObjectManager.IsKernelPointer(U64(entry, l.Links)) || !WindowsObjectManager.IsKernelPointer(U64(entry, l.Links + 8)))
+        {
+            return false;
+        }
+        name = Text(space, entry, l.BaseDllName);
+        if (string.IsNullOrEmpty(name))
+        {
+            return false;
+        }
+        path = Text(space, entry, l.FullDllName);
+        return path is not null || BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(l.FullDllName)) == 0;
+    }
+
+    /// <summary>A _UNICODE_STRING of the entry with a bounded, printable text (null otherwise).</summary>
+    private static string? Text(AddressSpace space, byte[] entry, int offset)
+    {
+        int length = BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(offset));
+        ulong buffer = U64(entry, offset + 8);
+        if (length > MaxNameBytes || (length > 0 && !WindowsObjectManager.IsKernelPointer(buffer)))
+        {
+            return null;
+        }
+        byte[] text = new byte[length];
+        if (length % 2 != 0 || space.Read(buffer, text) != length)
+        {
+            return null;
+        }
+        string value = System.Text.Encoding.Unicode.GetString(text);
+        return value.Any(char.IsControl) ? null : value;
+    }
+
+    private static ulong U64(byte[] b, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(offset));
+
+    /// <summary>ISF offsets of the module entry.</summary>
+    private sealed record Layout(int Links, int DllBase, int SizeOfImage, int FullDllName, int BaseDllName)
+    {
+        /// <summary>Bytes of the entry read (through BaseDllName).</summary>
+        public int Extent => Math.Max(Math.Max(FullDllName, BaseDllName) + 16, Math.Max(DllBase + 8, SizeOfImage + 4));
+
+        public static Layout From(TypeModel t)
+        {
+            string s = t.FindStruct("_KLDR_DATA_TABLE_ENTRY") is not null ? "_KLDR_DATA_TABLE_ENTRY" : "_LDR_DATA_TABLE_ENTRY";
+            return new Layout(WindowsObjectManager.Offset(t, s, "InLoadOrderLinks"), WindowsObjectManager.Offset(t, s, "DllBase"),
+                WindowsObjectManager.Offset(t, s, "SizeOfImage"), WindowsObjectManager.Offset(t, s, "FullDllName"),
+                WindowsObjectManager.Offset(t, s, "BaseDllName"));
+        }
+    }
+}
