@@ -196,6 +196,36 @@ public sealed class CustodyRecorder
         Log.Warn($"{Provider} {Method} {TargetId}: failed: {message}");
     }
 
+    /// <summary>
+    /// Ends a run: marks it Completed (when <paramref name="failure"/> is null and every evidence item is verified) or
+    /// Failed, writes the manifest, and returns it; a failure is rethrown as one <see cref="CaptureException"/> (a
+    /// foreign exception is wrapped with <paramref name="what"/> and the manifest's path).
+    /// </summary>
+    public CaptureResult Finish(Exception? failure, string what)
+    {
+        if (failure is null)
+        {
+            try
+            {
+                Complete();
+            }
+            catch (CaptureException e)
+            {
+                failure = e;
+            }
+        }
+        else
+        {
+            Fail(failure);
+        }
+        string manifestPath = Write();
+        if (failure is not null)
+        {
+            throw failure as CaptureException ?? new CaptureException($"{what} failed: {failure.Message} (manifest {manifestPath})", failure);
+        }
+        return new CaptureResult(Build(), manifestPath);
+    }
+
     /// <summary>The manifest as it stands.</summary>
     public CustodyManifest Build()
     {

@@ -160,27 +160,7 @@ public sealed class HyperVCapture : ICaptureConnector
         {
             await CleanupAsync(recorder, mutated, name, restoreType).ConfigureAwait(false);
         }
-        if (failure is null)
-        {
-            try
-            {
-                recorder.Complete();
-            }
-            catch (CaptureException e)
-            {
-                failure = e;
-            }
-        }
-        else
-        {
-            recorder.Fail(failure);
-        }
-        string manifestPath = recorder.Write();
-        if (failure is not null)
-        {
-            throw failure is CaptureException ? failure : new CaptureException($"Hyper-V capture of {_options.VmName} failed: {failure.Message}", failure);
-        }
-        return new CaptureResult(recorder.Build(), manifestPath);
+        return recorder.Finish(failure, $"Hyper-V capture of {_options.VmName}");
     }
 
     private async Task CopyAndVerifyAsync(CustodyRecorder recorder, RemoteFile file, CancellationToken cancellationToken)

@@ -191,27 +191,7 @@ public sealed class VSphereCapture : ICaptureConnector
             }
         }
 
-        if (failure is null)
-        {
-            try
-            {
-                recorder.Complete();
-            }
-            catch (CaptureException e)
-            {
-                failure = e;
-            }
-        }
-        else
-        {
-            recorder.Fail(failure);
-        }
-        string manifestPath = recorder.Write();
-        if (failure is not null)
-        {
-            throw failure is CaptureException ? failure : new CaptureException($"vSphere capture of {_options.Vm} failed: {failure.Message} (manifest {manifestPath})", failure);
-        }
-        return new CaptureResult(recorder.Build(), manifestPath);
+        return recorder.Finish(failure, $"vSphere capture of {_options.Vm}");
     }
 
     private async Task DownloadAndVerifyAsync(IVimClient client, CustodyRecorder recorder, string datacenter, SnapshotFiles files, CancellationToken cancellationToken)
