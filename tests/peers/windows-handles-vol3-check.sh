@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Independent reader check for windows.handles, windows.modules and windows.modscan (and pslist/psscan on the same
 # images): the test suite's WindowsHandlesTests lay out the attack scenario from the real Windows 10 19041, Windows 7 SP1
-# and Windows 11 22000 ISFs (kept on disk with CLOUDMEM_KEEP_WINDOWS_IMAGES); Volatility 3 (its own kernel, DTB, object
+# and Windows 11 22000 ISFs (laid out by the image builder, windows-common.sh); Volatility 3 (its own kernel, DTB, object
 # type, cookie and handle-table decoding) must report the same rows as cloudmem:
 #   handles  pid, handle value, type, granted access, name, object offset (Volatility prints object addresses without
 #            the upper 16 bits, and key names without the root "\REGISTRY\" that cloudmem shows)
@@ -13,36 +13,14 @@
 # Env:   VOL3_DIR (default /work/vol3), PYTHON (default /usr/bin/python3), SYMBOLS (default ../shared/symbols or
 #        ../../shared/symbols beside the repository)
 # Prints PASS or FAIL (exit 1); prints "skipped: ..." and exits 0 when Volatility 3, capstone or the symbols are absent.
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-vol3="${VOL3_DIR:-/work/vol3}"
-python="${PYTHON:-/usr/bin/python3}"
-symbols="${SYMBOLS:-}"
-if [ -z "$symbols" ]; then
-    for candidate in "$root/../shared/symbols" "$root/../../shared/symbols"; do
-        if [ -d "$candidate/windows/ntkrnlmp.pdb" ]; then symbols="$(cd "$candidate" && pwd)"; break; fi
-    done
-fi
-if [ ! -f "$vol3/vol.py" ]; then echo "skipped: Volatility 3 not found at $vol3 (set VOL3_DIR)"; exit 0; fi
-if ! command -v "$python" >/dev/null 2>&1; then echo "skipped: $python not found (set PYTHON)"; exit 0; fi
+source "$(dirname "${BASH_SOURCE[0]}")/windows-common.sh"
 if ! "$python" -c "import capstone" 2>/dev/null; then echo "skipped: capstone missing for $python (apt-get install python3-capstone)"; exit 0; fi
-if [ -z "$symbols" ] || [ ! -d "$symbols/windows/ntkrnlmp.pdb" ]; then echo "skipped: no Windows symbols (set SYMBOLS)"; exit 0; fi
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/windows-handles-vol3.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/cache"
-dotnet build "$root/tests/CloudMem.Tests" -nologo -v q >/dev/null
-CLOUDMEM_SHARED="$(dirname "$symbols")" CLOUDMEM_KEEP_WINDOWS_IMAGES="$work" \
-    dotnet test "$root/tests/CloudMem.Tests" --no-build --filter "FullyQualifiedName~WindowsHandlesTests.Handles_equal_the_manifest" >/dev/null
 status=0
-shopt -s nullglob
-images=("$work"/attack-*.raw)
-if [ ${#images[@]} -eq 0 ]; then echo "FAIL: the tests kept no image"; exit 1; fi
-for image in "${images[@]}"; do
+for image in $(attack_images); do
     name="$(basename "$image" .raw)"
     for plugin in handles modules modscan pslist psscan; do
-        "$python" "$vol3/vol.py" -q --offline --cache-path "$work/cache" -s "$symbols" -r json -f "$image" "windows.$plugin" >"$work/vol-$plugin.json" 2>"$work/vol-$plugin.err" || { echo "$name: Volatility 3 windows.$plugin failed: $(tail -1 "$work/vol-$plugin.err")"; status=1; }
-        "$root/cloudmem" "windows.$plugin" "$image" --symbols "$symbols" --output json >"$work/ours-$plugin.json"
+        vol "$image" "windows.$plugin" "$work/vol-$plugin.json" || { echo "$name: Volatility 3 windows.$plugin failed: $(tail -1 "$work/vol-$plugin.err")"; status=1; }
+        ours "$image" "windows.$plugin" "$work/ours-$plugin.json"
     done
     if "$python" - "$work" "$name" <<'PY'
 import json, sys, os

@@ -11,36 +11,15 @@
 # Env:   VOL3_DIR (default /work/vol3), PYTHON (default /usr/bin/python3), SYMBOLS (default ../shared/symbols or
 #        ../../shared/symbols beside the repository)
 # Prints PASS or FAIL (exit 1); prints "skipped: ..." and exits 0 when Volatility 3 or the symbols are absent.
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-vol3="${VOL3_DIR:-/work/vol3}"
-python="${PYTHON:-/usr/bin/python3}"
-symbols="${SYMBOLS:-}"
-if [ -z "$symbols" ]; then
-    for candidate in "$root/../shared/symbols" "$root/../../shared/symbols"; do
-        if [ -d "$candidate/windows/ntkrnlmp.pdb" ]; then symbols="$(cd "$candidate" && pwd)"; break; fi
-    done
-fi
-if [ ! -f "$vol3/vol.py" ]; then echo "skipped: Volatility 3 not found at $vol3 (set VOL3_DIR)"; exit 0; fi
-if ! command -v "$python" >/dev/null 2>&1; then echo "skipped: $python not found (set PYTHON)"; exit 0; fi
-if [ -z "$symbols" ] || [ ! -d "$symbols/windows/ntkrnlmp.pdb" ]; then echo "skipped: no Windows symbols (set SYMBOLS)"; exit 0; fi
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/windows-malfind-vol3.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/cache"
-dotnet build "$root/tests/CloudMem.ImageBuilder" -nologo -v q >/dev/null
-builder="$root/tests/CloudMem.ImageBuilder/bin/Debug/net10.0/cloudmem-imagebuilder.dll"
+source "$(dirname "${BASH_SOURCE[0]}")/windows-common.sh"
 status=0
-for guid in 606FF669409B00F7FC8C61A9C1670129 339E74133576439CBCDF7E0229DA3773 0CE4A95C0CD782A7596B034D8648E585; do
-    isf="$symbols/windows/ntkrnlmp.pdb/$guid-1.json.xz"
-    if [ ! -f "$isf" ]; then echo "$guid: no ISF, skipped"; continue; fi
-    image="$work/attack-$guid.raw"
-    dotnet "$builder" --isf "$isf" --out "$image" --scenario attack >/dev/null
+for image in $(attack_images); do
+    guid="$(basename "$image" .raw)"; guid="${guid#attack-}"
     for plugin in vadinfo malfind ldrmodules hollowprocesses; do
-        "$python" "$vol3/vol.py" -q --offline --cache-path "$work/cache" -s "$symbols" -r json -f "$image" "windows.$plugin" >"$work/vol-$plugin.json" 2>"$work/vol-$plugin.err"
+        vol "$image" "windows.$plugin" "$work/vol-$plugin.json"
     done
     for plugin in vadinfo malfind ldrmodules hollowfind; do
-        "$root/cloudmem" "windows.$plugin" "$image" --symbols "$symbols" --output json >"$work/ours-$plugin.json"
+        ours "$image" "windows.$plugin" "$work/ours-$plugin.json"
     done
     if "$python" - "$work" "$guid" <<'PY'
 import json, os, sys
