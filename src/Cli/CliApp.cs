@@ -76,6 +76,7 @@ internal static class CliApp
         CloudMem.Engine.Linux.KernelNotFoundException e => $"error: {e.Message}",
         CloudMem.Engine.Symbols.SymbolFormatException e => $"error: {e.Message}",
         ConvertException e => $"error: {e.Message}",
+        CloudMem.Connectors.Core.CaptureException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         CommandParseException or CommandRuntimeException => $"usage: {Flatten(exception.Message)} (see cloudmem --help)",
         IOException or UnauthorizedAccessException => $"error: {Flatten(exception.Message)}",

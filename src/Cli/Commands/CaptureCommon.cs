@@ -1,0 +1,107 @@
+using System.ComponentModel;
+using System.Globalization;
+using CloudMem.Connectors.Core;
+using CloudMem.VmStateParsers;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace CloudMem.Cli.Commands;
+
+/// <summary>Settings every capture and isolate command has (provider commands add their own).</summary>
+internal class CaptureCommandSettings : CommandSettings
+{
+    [CommandOption("--case-id <ID>")]
+    [Description("Case id: recorded in the manifest, used in object names and tags")]
+    public string? CaseId { get; init; }
+
+    [CommandOption("--trigger <TRIGGER>")]
+    [Description("Why: manual (default), guardduty:FINDING_ID or defender:ALERT_ID")]
+    public string? Trigger { get; init; }
+
+    [CommandOption("--out <DIR>")]
+    [Description("Directory for the custody manifest (and --download copies); default: current directory")]
+    [DefaultValue(".")]
+    public string Out { get; init; } = ".";
+
+    [CommandOption("--plan")]
+    [Description("Run the preflight checks and print the steps (and guest script) without changing anything")]
+    public bool Plan { get; init; }
+
+    [CommandOption("--timeout <MINUTES>")]
+    [Description("Longest wait for the guest command or a provider operation, in minutes")]
+    [DefaultValue(120.0)]
+    public double TimeoutMinutes { get; init; } = 120;
+
+    [CommandOption("--poll <SECONDS>")]
+    [Description("Seconds between status polls")]
+    [DefaultValue(5.0)]
+    public double PollSeconds { get; init; } = 5;
+
+    [CommandOption("--log <FILE>")]
+    [Description("Also append the (secret-scrubbed) connector log to this file")]
+    public string? LogFile { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        if (TimeoutMinutes <= 0 || PollSeconds <= 0)
+        {
+            return ValidationResult.Error("--timeout and --poll must be positive");
+        }
+        try
+        {
+            CaptureRequest.ValidateCaseId(CaseId);
+            CaptureTrigger.Parse(Trigger);
+        }
+        catch (CaptureException e)
+        {
+            return ValidationResult.Error(e.Message);
+        }
+        return ValidationResult.Success();
+    }
+
+    /// <summary>The provider-neutral request.</summary>
+    public CaptureRequest ToRequest(bool download = false) => new()
+    {
+        CaseId = CaptureRequest.ValidateCaseId(CaseId),
+        Trigger = CaptureTrigger.Parse(Trigger),
+        OutputDirectory = Out,
+        PlanOnly = Plan,
+        Download = download,
+        Timeouts = new CaptureTimeouts
+        {
+            Command = TimeSpan.FromMinutes(TimeoutMinutes),
+            Operation = TimeSpan.FromMinutes(TimeoutMinutes),
+            PollInterval = TimeSpan.FromSeconds(PollSeconds),
+        },
+    };
+}
+
+/// <summary>What capture commands share: the log, the evidence opener, printing plans and results.</summary>
+internal static class CaptureCli
+{
+    /// <summary>Opens evidence with our parsers (content detection) and returns the format name.</summary>
+    public static readonly EvidenceOpener ParserOpener = path =>
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(path);
+        return memory.Metadata.Format;
+    };
+
+    /// <summary>A scrubbing log to stderr (and the --log file). Dispose the returned file writer, if any.</summary>
+    public static CaptureLog CreateLog(SecretScrubber scrubber, string? logFile, out StreamWriter? file)
+    {
+        file = logFile is null ? null : new StreamWriter(logFile, append: true);
+        return file is null ? new CaptureLog(scrubber, Console.Error) : new CaptureLog(scrubber, Console.Error, file);
+    }
+
+    /// <summary>Prints the outcome of a capture.</summary>
+    public static void PrintResult(CaptureResult result)
+    {
+        Console.Out.WriteLine($"status: {result.Manifest.Status}");
+        Console.Out.WriteLine($"manifest: {result.ManifestPath}");
+        foreach (EvidenceRecord evidence in result.Manifest.Evidence)
+        {
+            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"evidence: {evidence.Uri} {evidence.SizeBytes} bytes sha256 {evidence.Sha256} opens as {evidence.OpenedAs ?? "-"}{(evidence.LocalPath is null ? "" : " local " + evidence.LocalPath)}"));
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the local emulators the connector tests run against, into a cache outside git
+# (CLOUDMEM_EMULATORS, default ~/.cache/cloudmem/emulators). Idempotent: a part already installed at the pinned
+# version is left alone. Tests find the emulators there and skip with the reason when they are absent (fail when
+# CLOUDMEM_REQUIRE_FIXTURES=1). Each connector appends its own part below; a part that cannot be installed here
+# prints why and the script goes on (the tests then say what is missing).
+set -uo pipefail
+root="${CLOUDMEM_EMULATORS:-$HOME/.cache/cloudmem/emulators}"
+mkdir -p "$root"
+
+# npm_part NAME VERSION: installs the npm package NAME@VERSION into $root/NAME (bin at $root/NAME/node_modules/.bin).
+npm_part() {
+    local name="$1" version="$2" dir="$root/$1"
+    if [ -f "$dir/.installed-$version" ]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "emulators: npm not found; $name not installed (its tests will skip)" >&2
+        return 0
+    fi
+    rm -rf "$dir" && mkdir -p "$dir"
+    if (cd "$dir" && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --loglevel=error "$name@$version" >&2); then
+        touch "$dir/.installed-$version"
+        echo "emulators: $name $version installed in $dir" >&2
+    else
+        echo "emulators: npm install $name@$version failed (its tests will skip)" >&2
+    fi
+}
+
+# --- AWS: s3rver (S3 over its real wire protocol; EC2/SSM are stubs inside the tests) ---
+npm_part s3rver 3.7.1
+
+exit 0
