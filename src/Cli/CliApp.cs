@@ -44,6 +44,20 @@ internal static class CliApp
                 symbols.AddCommand<SymbolsCheckCommand>("check")
                     .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
             });
+            config.AddBranch("capture", capture =>
+            {
+                capture.SetDescription("Capture a cloud VM's memory into provider storage, verify it, write a custody manifest");
+                capture.AddCommand<CaptureAzureCommand>("azure")
+                    .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
+                        "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
+            });
+            config.AddBranch("isolate", isolate =>
+            {
+                isolate.SetDescription("Cut a cloud VM off the network, recording what was changed");
+                isolate.AddCommand<IsolateAzureCommand>("azure")
+                    .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
+                        "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
+            });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>

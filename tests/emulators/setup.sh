@@ -30,4 +30,8 @@ npm_part() {
 # --- AWS: s3rver (S3 over its real wire protocol; EC2/SSM are stubs inside the tests) ---
 npm_part s3rver 3.7.1
 
+# --- Azure: azurite (Blob service over its real wire protocol; ARM is a local HTTPS fake inside the tests) ---
+# azurite 3.37 declares node >= 22 but its Blob service runs on the node 20 Debian ships (npm only warns).
+npm_part azurite 3.37.0
+
 exit 0
