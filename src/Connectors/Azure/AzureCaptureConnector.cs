@@ -249,7 +249,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         recorder.Step("run command", $"finished: {Excerpt(output)}");
         if (report.Error is not null)
         {
-            throw new CaptureException($"the guest script failed: {report.Error}");
+            throw new CaptureException($"the guest script failed: {report.Error} (output: {Excerpt(output)})");
         }
         if (report.Sha256 is null || report.SizeBytes is null)
         {

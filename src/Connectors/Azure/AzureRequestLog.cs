@@ -50,7 +50,8 @@ internal sealed class AzureRequestLog : HttpPipelinePolicy
 
     private void Record(HttpMessage message)
     {
-        string operation = $"{message.Request.Method} {message.Request.Uri.Path}";
+        string path = message.Request.Uri.Path;
+        string operation = $"{message.Request.Method} {(path.StartsWith('/') ? path : "/" + path)}";
         if (!message.HasResponse)
         {
             _records.Enqueue(new AzureRequestRecord(_service, operation, 0, null, null, DateTimeOffset.UtcNow));

@@ -40,9 +40,19 @@ internal sealed class BlobSasIssuer
     /// <summary>"user-delegation" or "account-key".</summary>
     public string Kind => _accountKey is null ? "user-delegation" : "account-key";
 
-    /// <summary>Create-only SAS (new blob only: Put Block / Put Block List / Put Blob, no overwrite, no read, no list).</summary>
+    /// <summary>
+    /// Create-only SAS ("c": a new blob only, by Put Blob or Put Block + Put Block List; no overwrite, read or list).
+    /// Azure accepts "c" for Put Block / Put Block List from service version 2026-04-06 on (this SDK signs a later one).
+    /// Emulators (a path-style loopback or IP endpoint: azurite 3.37) still demand "w" for blocks, so there the SAS is
+    /// "cw" for the same single blob; <see cref="EmulatorNeedsWrite"/> says when.
+    /// </summary>
     public Task<ScopedSas> CreateOnlyAsync(string container, string blobName, TimeSpan lifetime, CancellationToken cancellationToken)
-        => IssueAsync(container, blobName, BlobSasPermissions.Create, lifetime, cancellationToken);
+        => IssueAsync(container, blobName,
+            EmulatorNeedsWrite(_service.Uri) ? BlobSasPermissions.Create | BlobSasPermissions.Write : BlobSasPermissions.Create,
+            lifetime, cancellationToken);
+
+    /// <summary>True for an emulator endpoint (IP or loopback host, account in the path), where block uploads need "w".</summary>
+    public static bool EmulatorNeedsWrite(Uri serviceUri) => serviceUri.IsLoopback || System.Net.IPAddress.TryParse(serviceUri.Host, out _);
 
     /// <summary>Read-only SAS for one blob (the staged tool).</summary>
     public Task<ScopedSas> ReadOnlyAsync(string container, string blobName, TimeSpan lifetime, CancellationToken cancellationToken)

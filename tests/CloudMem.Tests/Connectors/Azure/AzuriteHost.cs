@@ -1,127 +1,63 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Azure.Storage;
+using Azure.Storage.Blobs;
 using CloudMem.Tests.Support;
 
 namespace CloudMem.Tests.Connectors.Azure;
 
 /// <summary>
-/// azurite's Blob service started for one test class on a free loopback port, in memory (--inMemoryPersistence,
-/// --skipApiVersionCheck, --loose). Installed by tests/emulators/setup.sh under ~/.cache/cloudmem/emulators (or
-/// CLOUDMEM_EMULATORS); tests skip with the reason when it is absent unless CLOUDMEM_REQUIRE_FIXTURES=1.
+/// azurite's Blob service on a free 127.0.0.1 port, in memory (--inMemoryPersistence, --skipApiVersionCheck,
+/// --loose), installed by tests/emulators/setup.sh; skips (or fails with CLOUDMEM_REQUIRE_FIXTURES=1) when absent.
+/// One per test class (xunit class fixture).
 /// </summary>
 public sealed class AzuriteHost : IDisposable
 {
-    /// <summary>azurite's well-known development account (public, documented emulator credentials).</summary>
+    /// <summary>azurite's well-known development account.</summary>
     public const string Account = "devstoreaccount1";
 
-    /// <summary>The emulator's documented development key (not a secret; the same for every azurite).</summary>
-    public const string Key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFqTrdZs7ZkyrJ+w4fFA==";
+    /// <summary>The emulator's published development key (the same in every azurite; the tests treat it as a secret anyway).</summary>
+    public const string Key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-    private readonly Process _process;
-    private readonly string _workspace;
+    private readonly Lazy<EmulatorProcess> _process;
+    private readonly string _workspace = Path.Combine(Path.GetTempPath(), "cloudmem-azurite-" + Guid.NewGuid().ToString("N")[..12]);
 
-    private AzuriteHost(Process process, int port, string workspace)
+    public AzuriteHost()
     {
-        _process = process;
-        _workspace = workspace;
-        Port = port;
+        _process = new Lazy<EmulatorProcess>(() =>
+        {
+            string bin = Emulators.Require(Path.Combine("azurite", "node_modules", ".bin", "azurite-blob"));
+            Directory.CreateDirectory(_workspace);
+            int port = Emulators.FreePort();
+            return new EmulatorProcess(bin,
+            [
+                "--blobHost", "127.0.0.1", "--blobPort", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+            ], port, _workspace);
+        });
     }
 
-    public int Port { get; }
+    /// <summary>Starts azurite on first use (skipping the test when it is not installed).</summary>
+    public int Port => _process.Value.Port;
 
     public Uri ServiceUri => new($"http://127.0.0.1:{Port}/{Account}");
 
     public StorageSharedKeyCredential Credential => new(Account, Key);
 
-    /// <summary>Where azurite-blob is, or null.</summary>
-    public static string? Locate()
-    {
-        string root = Environment.GetEnvironmentVariable("CLOUDMEM_EMULATORS") is { Length: > 0 } fromEnv
-            ? fromEnv
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "cloudmem", "emulators");
-        string bin = Path.Combine(root, "azurite", "node_modules", ".bin", "azurite-blob");
-        return File.Exists(bin) ? bin : null;
-    }
+    public BlobServiceClient Service => new(ServiceUri, Credential);
 
-    /// <summary>Starts azurite, or skips the test (fails when emulators are required).</summary>
-    public static AzuriteHost Start()
+    /// <summary>A new empty container; returns its name.</summary>
+    public string NewContainer()
     {
-        string? bin = Locate();
-        if (bin is null && Environment.GetEnvironmentVariable("CLOUDMEM_REQUIRE_FIXTURES") == "1")
-        {
-            throw new InvalidOperationException("azurite is required (CLOUDMEM_REQUIRE_FIXTURES=1) but missing: run tests/emulators/setup.sh");
-        }
-        Skip.If(bin is null, "azurite not installed: run tests/emulators/setup.sh");
-        int port = FreePort();
-        string workspace = Path.Combine(Path.GetTempPath(), "cloudmem-azurite-" + Guid.NewGuid().ToString("N")[..12]);
-        Directory.CreateDirectory(workspace);
-        var start = new ProcessStartInfo(bin!)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = workspace,
-        };
-        foreach (string arg in new[]
-        {
-            "--blobHost", "127.0.0.1", "--blobPort", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry",
-            "--location", workspace,
-        })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        Process process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var host = new AzuriteHost(process, port, workspace);
-        var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(30))
-        {
-            if (process.HasExited)
-            {
-                host.Dispose();
-                throw new InvalidOperationException($"azurite exited with code {process.ExitCode} at start");
-            }
-            try
-            {
-                using var client = new TcpClient();
-                client.Connect(IPAddress.Loopback, port);
-                return host;
-            }
-            catch (SocketException)
-            {
-                Thread.Sleep(100);
-            }
-        }
-        host.Dispose();
-        throw new InvalidOperationException("azurite did not listen within 30 s");
-    }
-
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        string name = "evidence" + Guid.NewGuid().ToString("N")[..10];
+        Service.GetBlobContainerClient(name).Create();
+        return name;
     }
 
     public void Dispose()
     {
-        try
+        if (_process.IsValueCreated)
         {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-                _process.WaitForExit(10_000);
-            }
+            _process.Value.Dispose();
         }
-        catch (InvalidOperationException)
-        {
-        }
-        _process.Dispose();
         try
         {
             Directory.Delete(_workspace, recursive: true);

@@ -282,7 +282,7 @@ public sealed class FakeArm : IAsyncDisposable
             var op = new Operation { Status = "Succeeded", Done = true };
             string opId = Start(op);
             context.Response.Headers["Azure-AsyncOperation"] = OperationUri(opId);
-            await Json(context, 201, snapshot);
+            await Json(context, 202, snapshot);
             return;
         }
         await Json(context, 405, new JsonObject { ["error"] = Error("NotSupportedByFake", $"{method} {path}") });
