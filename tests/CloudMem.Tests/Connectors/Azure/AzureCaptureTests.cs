@@ -68,7 +68,7 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
     [SkippableFact]
     public async Task Secrets_OnlyTheScopedSasInTheScript_NowhereElse()
     {
-        string fixture = Fixture.Require("memory.lime");
+        string fixture = Fixture.Require("memory.avml");
         await using var bed = new AzureTestBed(azurite, fixture);
         DateTimeOffset before = DateTimeOffset.UtcNow;
 
