@@ -46,14 +46,18 @@ internal static class CliApp
             });
             config.AddBranch("capture", capture =>
             {
-                capture.SetDescription("Capture a cloud VM's memory into provider storage, verify it, write a custody manifest");
+                capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
+                capture.AddCommand<AwsCaptureCommand>("aws")
+                    .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
                 capture.AddCommand<CaptureAzureCommand>("azure")
                     .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
             });
             config.AddBranch("isolate", isolate =>
             {
-                isolate.SetDescription("Cut a cloud VM off the network, recording what was changed");
+                isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
+                isolate.AddCommand<AwsIsolateCommand>("aws")
+                    .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
                 isolate.AddCommand<IsolateAzureCommand>("azure")
                     .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");

@@ -72,7 +72,7 @@ public sealed class EmulatorProcess : IDisposable
     private readonly System.Text.StringBuilder _output = new();
 
     /// <summary>Starts <paramref name="fileName"/> and waits until it listens on <paramref name="port"/>.</summary>
-    public EmulatorProcess(string fileName, IEnumerable<string> arguments, int port, string? workingDirectory = null)
+    public EmulatorProcess(string fileName, IEnumerable<string> arguments, int port, string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(fileName)
         {
@@ -83,6 +83,10 @@ public sealed class EmulatorProcess : IDisposable
         foreach (string argument in arguments)
         {
             start.ArgumentList.Add(argument);
+        }
+        foreach (KeyValuePair<string, string> variable in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[variable.Key] = variable.Value;
         }
         _process = Process.Start(start)!;
         _process.OutputDataReceived += (_, e) => Append(e.Data);

@@ -1,0 +1,523 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Amazon.EC2.Model;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+using Amazon.SimpleSystemsManagement;
+using Amazon.SimpleSystemsManagement.Model;
+using CloudMem.Connectors.Core;
+using Ec2Tag = Amazon.EC2.Model.Tag;
+
+namespace CloudMem.Connectors.Aws;
+
+/// <summary>
+/// <c>cloudmem capture aws</c>: memory of a running EC2 instance, taken in the guest with AVML/WinPmem through SSM
+/// Run Command and streamed to S3 in parts through presigned URLs (the guest holds no credential), then hashed on our
+/// side while streaming it back, opened with our parsers and recorded in a custody manifest. Or, opt-in, hibernation
+/// plus a root-volume snapshot.
+/// </summary>
+public sealed class AwsCaptureConnector : ICaptureConnector
+{
+    private const long MiB = 1 << 20;
+    private readonly AwsClients _clients;
+    private readonly AwsCaptureOptions _options;
+    private readonly CaptureRequest _request;
+    private readonly CaptureLog _log;
+    private readonly EvidenceOpener _opener;
+
+    /// <summary>Creates the connector; <paramref name="log"/>'s scrubber learns the credentials at once.</summary>
+    public AwsCaptureConnector(AwsClients clients, AwsCaptureOptions options, CaptureRequest request, CaptureLog log, EvidenceOpener opener)
+    {
+        _clients = clients;
+        _options = options;
+        _request = request;
+        _log = log;
+        _opener = opener;
+        RegisterCredentials(clients.Credentials, log.Scrubber);
+    }
+
+    private string Method => _options.Method == AwsCaptureMethod.Hibernate ? "hibernate" : "ssm";
+
+    /// <summary>Registers the credential values with the scrubber (they must never appear anywhere).</summary>
+    internal static void RegisterCredentials(AWSCredentials credentials, SecretScrubber scrubber)
+    {
+        ImmutableCredentials values = credentials.GetCredentials();
+        scrubber.Register(values.AccessKey);
+        scrubber.Register(values.SecretKey);
+        scrubber.Register(values.Token);
+    }
+
+    /// <inheritdoc />
+    public async Task<CapturePlan> PlanAsync(CancellationToken cancellationToken)
+    {
+        var plan = new CapturePlan("aws", _options.InstanceId, Method);
+        var facts = new AwsFacts();
+        await AwsPreflight.GatherCaptureFactsAsync(_clients, new AwsCalls(null), _options, plan, facts, cancellationToken).ConfigureAwait(false);
+        Describe(plan, facts);
+        return plan;
+    }
+
+    /// <inheritdoc />
+    public async Task<CaptureResult> CaptureAsync(CancellationToken cancellationToken)
+    {
+        var recorder = new CustodyRecorder("aws", _options.InstanceId, Method, _request, _log);
+        var calls = new AwsCalls(recorder);
+        var plan = new CapturePlan("aws", _options.InstanceId, Method);
+        var facts = new AwsFacts();
+        try
+        {
+            await AwsPreflight.GatherCaptureFactsAsync(_clients, calls, _options, plan, facts, cancellationToken).ConfigureAwait(false);
+            if (facts.CallerArn is not null)
+            {
+                recorder.Operator(facts.CallerArn, "sts:GetCallerIdentity");
+            }
+            foreach (PreflightCheck check in plan.Checks)
+            {
+                recorder.Step("preflight", $"{check.Name}: {(check.Passed ? "ok" : "FAILED")}: {check.Reason}");
+            }
+            plan.ThrowIfNotReady();
+            if (_options.Method == AwsCaptureMethod.Hibernate)
+            {
+                await HibernateAsync(recorder, calls, facts, cancellationToken).ConfigureAwait(false);
+                string path = recorder.Write();
+                return new CaptureResult(recorder.Build(), path);
+            }
+            string manifestPath = await CaptureWithSsmAsync(recorder, calls, facts, cancellationToken).ConfigureAwait(false);
+            return new CaptureResult(recorder.Build(), manifestPath);
+        }
+        catch (Exception e)
+        {
+            recorder.Fail(e);
+            string path = recorder.Write();
+            _log.Warn($"manifest written: {path}");
+            if (e is CaptureException or OperationCanceledException)
+            {
+                throw;
+            }
+            throw new CaptureException($"aws capture of {_options.InstanceId} failed: {e.GetType().Name}: {e.Message}", e);
+        }
+    }
+
+    // The layout of one capture: parts, bound, keys.
+    private sealed record Layout(string EvidenceKey, string TicketKey, string ParameterName, long PartBytes, int Parts, long BoundBytes, string DocumentName, string EvidenceName);
+
+    private Layout PlanLayout(AwsFacts facts, DateTimeOffset start)
+    {
+        long memory = (facts.MemoryMiB ?? 0) * MiB;
+        long bound = memory + memory / 20 + 64 * MiB;
+        long part = Math.Max(RoundUp(_options.MinPartBytes, MiB), RoundUp((bound + _options.MaxParts - 1) / _options.MaxParts, MiB));
+        part = Math.Max(part, 5 * MiB);
+        if (part > 5L << 30)
+        {
+            throw new CaptureException($"{memory} bytes of memory need parts over 5 GiB with at most {_options.MaxParts} parts; raise the part count");
+        }
+        int parts = (int)((bound + part - 1) / part);
+        string stamp = start.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
+        string dir = AwsKeys.Join(_options.Prefix, _request.CaseId ?? "no-case", _options.InstanceId, stamp);
+        string name = facts.Tool == AwsAcquisitionTool.Avml ? "memory.lime" : "memory.raw";
+        string nonce = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        return new Layout(
+            AwsKeys.Join(dir, name),
+            AwsKeys.Join(dir, $".ticket-{nonce}"),
+            $"/cloudmem/ticket/{nonce}",
+            part,
+            parts,
+            parts * part,
+            facts.IsWindows ? "AWS-RunPowerShellScript" : "AWS-RunShellScript",
+            name);
+    }
+
+    private static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;
+
+    private string Script(AwsFacts facts, Layout layout, string toolSha256)
+    {
+        var input = new GuestScriptInput($"{{{{ssm:{layout.ParameterName}}}}}", toolSha256, layout.PartBytes, layout.BoundBytes);
+        return facts.IsWindows ? AwsGuestScript.PowerShell(input) : AwsGuestScript.Bash(input);
+    }
+
+    private void Describe(CapturePlan plan, AwsFacts facts)
+    {
+        if (_options.Method == AwsCaptureMethod.Hibernate)
+        {
+            plan.Step("tag instance", $"CreateTags cloudmem:case-id={_request.CaseId ?? "(none)"}");
+            plan.Step("hibernate", "StopInstances Hibernate=true, then DescribeInstances until stopped");
+            plan.Step("snapshot", "CreateSnapshots of the instance's volumes (root volume holds the hibernation image), record snapshot ids");
+            plan.Step("manifest", "write the custody manifest (status stays InProgress: the image is not yet read back)", mutating: false);
+            plan.Notes.Add("reading the hibernation image back from the snapshot needs the EBS direct APIs (ListSnapshotBlocks/GetSnapshotBlock); cloudmem does not do that yet: restore the snapshot to a volume and read the swap/hiberfil from it, then run cloudmem info on it.");
+            return;
+        }
+        if (!plan.Ready || facts.MemoryMiB is null)
+        {
+            plan.Step("capture", "not planned: a preflight check failed", mutating: false);
+            return;
+        }
+        Layout layout = PlanLayout(facts, DateTimeOffset.UtcNow);
+        plan.Step("stage tool", facts.ToolInBucket
+            ? $"s3://{_options.Bucket}/{facts.ToolKey} is there; stream it back and record its SHA-256"
+            : $"PutObject {_options.ToolFile} as s3://{_options.Bucket}/{facts.ToolKey}, record its SHA-256");
+        plan.Step("tag instance", $"CreateTags cloudmem:case-id={_request.CaseId ?? "(none)"}, cloudmem:evidence=s3://{_options.Bucket}/{layout.EvidenceKey}");
+        plan.Step("start upload", $"CreateMultipartUpload s3://{_options.Bucket}/{layout.EvidenceKey}");
+        plan.Step("presign", $"{layout.Parts} UploadPart URLs of {layout.PartBytes / MiB} MiB (bound {layout.BoundBytes / MiB} MiB from {facts.MemoryMiB} MiB of instance memory) and one GET for the tool, valid for the command timeout + {Resilience.Describe(_options.UrlMargin)}", mutating: false);
+        plan.Step("ticket", $"PutObject the URL list as s3://{_options.Bucket}/{layout.TicketKey}; PutParameter {layout.ParameterName} = its presigned GET (the command references the parameter, never a URL)");
+        plan.Step("send command", $"SendCommand {layout.DocumentName} to {_options.InstanceId}, execution timeout {Resilience.Describe(_request.Timeouts.Command)}");
+        plan.Step("wait", $"GetCommandInvocation every {Resilience.Describe(_request.Timeouts.PollInterval)} until done (timeout {Resilience.Describe(_request.Timeouts.Command)})", mutating: false);
+        plan.Step("complete upload", "CompleteMultipartUpload with the ETags the guest reported");
+        plan.Step("clean up", "DeleteParameter, DeleteObject the ticket");
+        plan.Step("verify", "HeadObject size == reported size <= bound; stream the object back hashing it (SHA-256 == the guest's); open it with our parsers" + (_options.Download ? "; keep the copy" : ""), mutating: false);
+        plan.Step("manifest", "write the custody manifest next to the evidence (locally and as a copy beside the object)");
+        plan.Attachments.Add(new("guest script", Script(facts, layout, facts.LocalToolSha256 ?? new string('0', 64))));
+        if (facts.LocalToolSha256 is null)
+        {
+            plan.Notes.Add("the script's tool SHA-256 is a placeholder here: the real value is computed when the staged tool is streamed back.");
+        }
+    }
+
+    private async Task<string> CaptureWithSsmAsync(CustodyRecorder recorder, AwsCalls calls, AwsFacts facts, CancellationToken cancellationToken)
+    {
+        Layout layout = PlanLayout(facts, recorder.Build().StartedUtc);
+        string bucket = _options.Bucket;
+        SecretScrubber scrubber = _log.Scrubber;
+
+        // 1. The tool: staged (content-addressed key) or already there; its SHA-256 always from the stored bytes.
+        if (!facts.ToolInBucket)
+        {
+            await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest
+            {
+                BucketName = bucket,
+                Key = facts.ToolKey,
+                FilePath = _options.ToolFile,
+                UseChunkEncoding = false,
+            }, t), cancellationToken).ConfigureAwait(false);
+            recorder.Step("stage tool", $"{_options.ToolFile} -> s3://{bucket}/{facts.ToolKey}");
+        }
+        string toolSha256;
+        using (GetObjectResponse tool = await calls.Run("s3", "GetObject", t => _clients.S3.GetObjectAsync(bucket, facts.ToolKey, t), cancellationToken).ConfigureAwait(false))
+        {
+            (toolSha256, long toolLength) = await Sha256Sink.HashAsync(tool.ResponseStream, cancellationToken).ConfigureAwait(false);
+            if (facts.LocalToolSha256 is not null && facts.LocalToolSha256 != toolSha256)
+            {
+                throw new CaptureException($"the staged tool s3://{bucket}/{facts.ToolKey} has SHA-256 {toolSha256}, the local file {facts.LocalToolSha256}");
+            }
+            recorder.Tool(AwsPreflight.ToolName(facts.Tool), tool.Metadata["x-amz-meta-version"], toolSha256, $"s3://{bucket}/{facts.ToolKey}");
+            recorder.Step("verify tool", $"s3://{bucket}/{facts.ToolKey}: {toolLength} bytes, sha256 {toolSha256}");
+        }
+
+        // 2. Mark the instance.
+        if (_options.TagInstance)
+        {
+            var tags = new List<Ec2Tag> { new("cloudmem:evidence", $"s3://{bucket}/{layout.EvidenceKey}") };
+            if (_request.CaseId is not null)
+            {
+                tags.Insert(0, new Ec2Tag("cloudmem:case-id", _request.CaseId));
+            }
+            await calls.Run("ec2", "CreateTags", t => _clients.Ec2.CreateTagsAsync(new CreateTagsRequest { Resources = [_options.InstanceId], Tags = tags }, t), cancellationToken).ConfigureAwait(false);
+            recorder.Step("tag instance", string.Join(", ", tags.Select(t => $"{t.Key}={t.Value}")));
+        }
+
+        // 3. Multipart upload on our side, one presigned URL per part.
+        InitiateMultipartUploadResponse initiated = await calls.Run("s3", "CreateMultipartUpload", t => _clients.S3.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest
+        {
+            BucketName = bucket,
+            Key = layout.EvidenceKey,
+            ContentType = "application/octet-stream",
+        }, t), cancellationToken).ConfigureAwait(false);
+        string uploadId = initiated.UploadId;
+        recorder.Step("start upload", $"s3://{bucket}/{layout.EvidenceKey} upload {uploadId}");
+        bool completed = false;
+        bool parameterPut = false;
+        bool ticketPut = false;
+        try
+        {
+            DateTime expires = DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin;
+            var urls = new List<string>(layout.Parts + 1) { await PresignAsync(facts.ToolKey, HttpVerb.GET, null, 0, expires).ConfigureAwait(false) };
+            for (int part = 1; part <= layout.Parts; part++)
+            {
+                urls.Add(await PresignAsync(layout.EvidenceKey, HttpVerb.PUT, uploadId, part, expires).ConfigureAwait(false));
+            }
+            foreach (string url in urls)
+            {
+                scrubber.RegisterUrl(url);
+            }
+            recorder.Step("presign", $"{layout.Parts} UploadPart URLs of {layout.PartBytes / MiB} MiB (bound {layout.BoundBytes} bytes) and a GET for the tool, valid until {expires:O}");
+
+            await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest
+            {
+                BucketName = bucket,
+                Key = layout.TicketKey,
+                ContentBody = string.Join("\n", urls) + "\n",
+                ContentType = "text/plain",
+                UseChunkEncoding = false,
+            }, t), cancellationToken).ConfigureAwait(false);
+            ticketPut = true;
+            string ticketUrl = await PresignAsync(layout.TicketKey, HttpVerb.GET, null, 0, DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin).ConfigureAwait(false);
+            scrubber.RegisterUrl(ticketUrl);
+            await calls.Run("ssm", "PutParameter", t => _clients.Ssm.PutParameterAsync(new PutParameterRequest
+            {
+                Name = layout.ParameterName,
+                Type = ParameterType.String,
+                Tier = ParameterTier.Standard,
+                Value = ticketUrl,
+                Description = "cloudmem: one-time ticket for a memory capture (deleted when it ends)",
+                Overwrite = false,
+            }, t), cancellationToken).ConfigureAwait(false);
+            parameterPut = true;
+            recorder.Step("ticket", $"s3://{bucket}/{layout.TicketKey}, parameter {layout.ParameterName}");
+
+            // 4. The guest command.
+            string script = Script(facts, layout, toolSha256);
+            var commands = AwsGuestScript.ToCommands(script);
+            if (scrubber.ContainsSecret(string.Join("\n", commands)))
+            {
+                throw new CaptureException("refusing to send the guest script: it contains a secret");
+            }
+            SendCommandResponse sent = await calls.Run("ssm", "SendCommand", t => _clients.Ssm.SendCommandAsync(new SendCommandRequest
+            {
+                DocumentName = layout.DocumentName,
+                InstanceIds = [_options.InstanceId],
+                Comment = Truncate($"cloudmem capture {_request.CaseId ?? ""}".Trim(), 100),
+                TimeoutSeconds = 600,
+                Parameters = new Dictionary<string, List<string>>
+                {
+                    ["commands"] = commands,
+                    ["executionTimeout"] = [((int)Math.Ceiling(_request.Timeouts.Command.TotalSeconds)).ToString(CultureInfo.InvariantCulture)],
+                },
+            }, t), cancellationToken).ConfigureAwait(false);
+            string commandId = sent.Command.CommandId;
+            recorder.Step("send command", $"{layout.DocumentName} command {commandId} to {_options.InstanceId} ({commands.Count} lines)");
+
+            GetCommandInvocationResponse invocation = await WaitAsync(calls, recorder, commandId, cancellationToken).ConfigureAwait(false);
+            GuestReport report = GuestReport.Parse(invocation.StandardOutputContent ?? "");
+            foreach (string retry in report.Retries)
+            {
+                recorder.Step("guest retry", retry);
+            }
+            report.Validate(layout.PartBytes, layout.BoundBytes);
+            if (report.ToolSha256 is not null && report.ToolSha256 != toolSha256)
+            {
+                throw new CaptureException($"the guest ran a tool with SHA-256 {report.ToolSha256}, expected {toolSha256}");
+            }
+            recorder.Step("guest report", $"{report.TotalBytes} bytes in {report.Parts.Count} parts, sha256 {report.Sha256}, MemTotal {report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}");
+
+            // 5. Complete on our side with the reported ETags.
+            CompleteMultipartUploadResponse complete = await calls.Run("s3", "CompleteMultipartUpload", t => _clients.S3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
+            {
+                BucketName = bucket,
+                Key = layout.EvidenceKey,
+                UploadId = uploadId,
+                PartETags = [.. report.Parts.Select(p => new PartETag(p.Number, p.ETag))],
+            }, t), cancellationToken).ConfigureAwait(false);
+            completed = true;
+            recorder.Step("complete upload", $"s3://{bucket}/{layout.EvidenceKey} ETag {complete.ETag}");
+
+            // 6. Verify: size, then the bytes, hashed on our side while they stream back, then our parsers.
+            GetObjectMetadataResponse head = await calls.Run("s3", "HeadObject", t => _clients.S3.GetObjectMetadataAsync(bucket, layout.EvidenceKey, t), cancellationToken).ConfigureAwait(false);
+            if (head.ContentLength != report.TotalBytes)
+            {
+                throw new CaptureException($"s3://{bucket}/{layout.EvidenceKey} holds {head.ContentLength} bytes, the guest sent {report.TotalBytes}");
+            }
+            if (report.MemTotal is long memTotal && report.TotalBytes < memTotal)
+            {
+                recorder.Step("size check", $"the image ({report.TotalBytes} bytes) is smaller than the guest's MemTotal ({memTotal} bytes): compressed output, or incomplete");
+            }
+            else
+            {
+                recorder.Step("size check", $"{report.TotalBytes} bytes: at least MemTotal ({report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}), within the bound {layout.BoundBytes}");
+            }
+            await VerifyAsync(recorder, calls, layout, report, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await CleanUpAsync(recorder, calls, layout, uploadId, completed, parameterPut, ticketPut).ConfigureAwait(false);
+        }
+
+        recorder.Complete();
+        string manifestKey = AwsKeys.Join(Path.GetDirectoryName(layout.EvidenceKey)!.Replace('\\', '/'), "custody.json");
+        recorder.Step("manifest", $"written locally and as s3://{bucket}/{manifestKey}");
+        string path = recorder.Write();
+        await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey, FilePath = path, ContentType = "application/json", UseChunkEncoding = false }, t), cancellationToken).ConfigureAwait(false);
+        return path;
+    }
+
+    private async Task VerifyAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, GuestReport report, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(_request.OutputDirectory);
+        string finalPath = Path.Combine(_request.OutputDirectory, $"{_options.InstanceId}-{Path.GetFileName(layout.EvidenceKey)}");
+        bool keep = _options.Download || _request.Download;
+        if (keep && File.Exists(finalPath))
+        {
+            throw new CaptureException($"{finalPath} exists: not overwritten");
+        }
+        string temp = Path.Combine(_request.OutputDirectory, $".{Path.GetFileName(finalPath)}.{Guid.NewGuid():N}.part");
+        string ourSha;
+        long length;
+        try
+        {
+            using (GetObjectResponse get = await calls.Run("s3", "GetObject", t => _clients.S3.GetObjectAsync(_options.Bucket, layout.EvidenceKey, t), cancellationToken).ConfigureAwait(false))
+            await using (var hashing = new HashingStream(get.ResponseStream))
+            await using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous))
+            {
+                length = await Sha256Sink.CopyAsync(hashing, file, cancellationToken).ConfigureAwait(false);
+                await file.FlushAsync(cancellationToken).ConfigureAwait(false);
+                ourSha = hashing.Sha256Hex;
+            }
+            recorder.Step("stream back", $"s3://{_options.Bucket}/{layout.EvidenceKey}: {length} bytes, sha256 {ourSha} (computed here while streaming)");
+            string? openedAs = null;
+            string? problem = null;
+            try
+            {
+                openedAs = _opener(temp);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                problem = CaptureException.OneLine(e.Message.Replace(temp, Path.GetFileName(finalPath), StringComparison.Ordinal));
+            }
+            string? localPath = null;
+            if (keep)
+            {
+                File.Move(temp, finalPath);
+                localPath = Path.GetFullPath(finalPath);
+            }
+            recorder.Evidence(Path.GetFileName(layout.EvidenceKey), $"s3://{_options.Bucket}/{layout.EvidenceKey}", localPath, length, report.TotalBytes!.Value, ourSha, report.Sha256, openedAs, problem);
+        }
+        finally
+        {
+            if (File.Exists(temp))
+            {
+                File.Delete(temp);
+            }
+        }
+    }
+
+    private async Task CleanUpAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, string uploadId, bool completed, bool parameterPut, bool ticketPut)
+    {
+        // Best effort, never cancelled: secrets must not outlive the capture.
+        using var cleanup = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        if (parameterPut)
+        {
+            await BestEffort(recorder, "delete ticket parameter", layout.ParameterName,
+                () => calls.Run("ssm", "DeleteParameter", t => _clients.Ssm.DeleteParameterAsync(new DeleteParameterRequest { Name = layout.ParameterName }, t), cleanup.Token)).ConfigureAwait(false);
+        }
+        if (ticketPut)
+        {
+            await BestEffort(recorder, "delete ticket", $"s3://{_options.Bucket}/{layout.TicketKey}",
+                () => calls.Run("s3", "DeleteObject", t => _clients.S3.DeleteObjectAsync(_options.Bucket, layout.TicketKey, t), cleanup.Token)).ConfigureAwait(false);
+        }
+        if (!completed)
+        {
+            await BestEffort(recorder, "abort upload", $"s3://{_options.Bucket}/{layout.EvidenceKey} upload {uploadId}",
+                () => calls.Run("s3", "AbortMultipartUpload", t => _clients.S3.AbortMultipartUploadAsync(_options.Bucket, layout.EvidenceKey, uploadId, t), cleanup.Token)).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task BestEffort(CustodyRecorder recorder, string action, string detail, Func<Task> call)
+    {
+        try
+        {
+            await call().ConfigureAwait(false);
+            recorder.Step(action, detail);
+        }
+        catch (Exception e) when (e is CaptureException or OperationCanceledException)
+        {
+            recorder.Step(action, $"{detail}: FAILED: {e.Message}");
+        }
+    }
+
+    private async Task<GetCommandInvocationResponse> WaitAsync(AwsCalls calls, CustodyRecorder recorder, string commandId, CancellationToken cancellationToken)
+    {
+        GetCommandInvocationResponse? last = null;
+        try
+        {
+            last = await Resilience.PollUntilAsync($"SSM command {commandId} on {_options.InstanceId}", async token =>
+            {
+                GetCommandInvocationResponse? invocation = await calls.TryRun("ssm", "GetCommandInvocation", t => _clients.Ssm.GetCommandInvocationAsync(new GetCommandInvocationRequest
+                {
+                    CommandId = commandId,
+                    InstanceId = _options.InstanceId,
+                }, t), token, "InvocationDoesNotExist").ConfigureAwait(false);
+                if (invocation is null)
+                {
+                    return PollState<GetCommandInvocationResponse>.Pending("not yet delivered");
+                }
+                string status = invocation.Status?.Value ?? "unknown";
+                return status is "Pending" or "InProgress" or "Delayed"
+                    ? PollState<GetCommandInvocationResponse>.Pending(status)
+                    : PollState<GetCommandInvocationResponse>.Finished(status, invocation);
+            }, _request.Timeouts.PollInterval, _request.Timeouts.Command, cancellationToken).ConfigureAwait(false);
+        }
+        catch (CaptureTimeoutException)
+        {
+            using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await BestEffort(recorder, "cancel command", commandId,
+                () => calls.Run("ssm", "CancelCommand", t => _clients.Ssm.CancelCommandAsync(new CancelCommandRequest { CommandId = commandId, InstanceIds = [_options.InstanceId] }, t), cancel.Token)).ConfigureAwait(false);
+            throw;
+        }
+        string final = last.Status?.Value ?? "unknown";
+        recorder.Step("command finished", $"{commandId}: {final} (exit {last.ResponseCode})");
+        if (final != "Success")
+        {
+            string? error = GuestReport.Parse(last.StandardOutputContent ?? "").Error;
+            string stderr = (last.StandardErrorContent ?? "").Trim();
+            string why = error ?? (stderr.Length > 0 ? stderr[^Math.Min(300, stderr.Length)..] : last.StatusDetails ?? final);
+            throw new CaptureException($"SSM command {commandId} on {_options.InstanceId} ended {final} (exit {last.ResponseCode}): {_log.Scrubber.Scrub(why)}");
+        }
+        return last;
+    }
+
+    private async Task<string> PresignAsync(string key, HttpVerb verb, string? uploadId, int partNumber, DateTime expires)
+    {
+        var request = new GetPreSignedUrlRequest
+        {
+            BucketName = _options.Bucket,
+            Key = key,
+            Verb = verb,
+            Expires = expires,
+            Protocol = _clients.Connection.Endpoints.S3 is { } url && url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) ? Protocol.HTTP : Protocol.HTTPS,
+        };
+        if (uploadId is not null)
+        {
+            request.UploadId = uploadId;
+            request.PartNumber = partNumber;
+        }
+        return await _clients.S3.GetPreSignedURLAsync(request).ConfigureAwait(false);
+    }
+
+    private async Task HibernateAsync(CustodyRecorder recorder, AwsCalls calls, AwsFacts facts, CancellationToken cancellationToken)
+    {
+        if (_options.TagInstance && _request.CaseId is not null)
+        {
+            await calls.Run("ec2", "CreateTags", t => _clients.Ec2.CreateTagsAsync(new CreateTagsRequest { Resources = [_options.InstanceId], Tags = [new Ec2Tag("cloudmem:case-id", _request.CaseId)] }, t), cancellationToken).ConfigureAwait(false);
+            recorder.Step("tag instance", $"cloudmem:case-id={_request.CaseId}");
+        }
+        await calls.Run("ec2", "StopInstances", t => _clients.Ec2.StopInstancesAsync(new StopInstancesRequest { InstanceIds = [_options.InstanceId], Hibernate = true }, t), cancellationToken).ConfigureAwait(false);
+        recorder.Step("hibernate", $"StopInstances Hibernate=true {_options.InstanceId}");
+        await Resilience.PollUntilAsync($"hibernation of {_options.InstanceId}", async token =>
+        {
+            Instance? instance = await AwsPreflight.DescribeInstanceAsync(_clients, calls, _options.InstanceId, token).ConfigureAwait(false);
+            string state = instance?.State?.Name?.Value ?? "unknown";
+            return state == "stopped" ? PollState<bool>.Finished(state, true) : PollState<bool>.Pending(state);
+        }, _request.Timeouts.PollInterval, _request.Timeouts.Operation, cancellationToken).ConfigureAwait(false);
+        recorder.Step("stopped", $"{_options.InstanceId} is stopped (hibernated)");
+        var tags = new List<Ec2Tag> { new("cloudmem:source", _options.InstanceId) };
+        if (_request.CaseId is not null)
+        {
+            tags.Add(new Ec2Tag("cloudmem:case-id", _request.CaseId));
+        }
+        CreateSnapshotsResponse snapshots = await calls.Run("ec2", "CreateSnapshots", t => _clients.Ec2.CreateSnapshotsAsync(new CreateSnapshotsRequest
+        {
+            InstanceSpecification = new InstanceSpecification { InstanceId = _options.InstanceId, ExcludeBootVolume = false },
+            Description = Truncate($"cloudmem hibernation capture {_request.CaseId ?? ""} of {_options.InstanceId}", 255),
+            CopyTagsFromSource = Amazon.EC2.CopyTagsFromSource.Volume,
+            TagSpecifications = [new TagSpecification { ResourceType = Amazon.EC2.ResourceType.Snapshot, Tags = tags }],
+        }, t), cancellationToken).ConfigureAwait(false);
+        foreach (SnapshotInfo snapshot in snapshots.Snapshots ?? [])
+        {
+            bool root = facts.Instance?.BlockDeviceMappings?.Any(b => b.DeviceName == facts.Instance.RootDeviceName && b.Ebs?.VolumeId == snapshot.VolumeId) == true;
+            recorder.Resource("ebs-snapshot", snapshot.SnapshotId, $"of {snapshot.VolumeId}{(root ? " (root volume: holds the hibernation image)" : "")}, {snapshot.VolumeSize} GiB, {snapshot.State?.Value}");
+        }
+        recorder.Step("snapshot", $"CreateSnapshots: {string.Join(", ", (snapshots.Snapshots ?? []).Select(s => s.SnapshotId))}");
+        recorder.Step("not done", "the hibernation image was not read back: that needs the EBS direct APIs (ListSnapshotBlocks/GetSnapshotBlock), which cloudmem does not implement yet; restore the root snapshot to a volume and open the swap partition/file or hiberfil.sys with cloudmem info. Status stays InProgress.");
+    }
+
+    private static string Truncate(string text, int max) => text.Length <= max ? text : text[..max];
+}
