@@ -22,7 +22,11 @@ internal sealed class AzureTestBed : IAsyncDisposable
         Arm = new FakeArm();
         VmId = Arm.AddVm(Subscription, "rg-ir", "vm1", osType, power, agent, hibernationEnabled, nics: 2);
         Container = azurite.NewContainer();
-        ContainerUrl = new Uri($"http://127.0.0.1:{containerPort ?? azurite.Port}/{AzuriteHost.Account}/{Container}");
+        ContainerUrl = new Uri($"{(azurite.Https ? "https" : "http")}://127.0.0.1:{containerPort ?? azurite.Port}/{AzuriteHost.Account}/{Container}");
+        if (azurite.Https)
+        {
+            Arm.GuestEnvironment["CURL_CA_BUNDLE"] = azurite.CertificatePemPath;
+        }
         ToolFile = _temp.File("avml");
         File.WriteAllText(ToolFile, StandIn(evidenceFile));
         OutDir = _temp.File("out");
@@ -79,7 +83,8 @@ internal sealed class AzureTestBed : IAsyncDisposable
             VmId = AzureTarget.ParseVmId(VmId),
             ContainerUrl = ContainerUrl,
             Credential = Credential,
-            StorageKey = Azurite.Credential,
+            StorageKey = Azurite.Https ? null : Azurite.Credential,
+            BlobOptions = Azurite.ClientOptions(),
             Arm = ArmSettings,
             ToolFile = ToolFile,
             ToolVersion = "0.14.0 (test stand-in)",

@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using Azure.Storage;
 using Azure.Storage.Blobs;
 using CloudMem.Tests.Support;
@@ -21,28 +22,82 @@ public sealed class AzuriteHost : IDisposable
     private readonly string _workspace = Path.Combine(Path.GetTempPath(), "cloudmem-azurite-" + Guid.NewGuid().ToString("N")[..12]);
 
     public AzuriteHost()
+        : this(https: false)
     {
+    }
+
+    /// <summary>With <paramref name="https"/>: TLS with a certificate made here (PEM files in the workspace) and
+    /// --oauth basic, so bearer tokens and user delegation keys work (Azure.Core sends tokens over https only).</summary>
+    public AzuriteHost(bool https)
+    {
+        Https = https;
         _process = new Lazy<EmulatorProcess>(() =>
         {
             string bin = Emulators.Require(Path.Combine("azurite", "node_modules", ".bin", "azurite-blob"));
             Directory.CreateDirectory(_workspace);
             int port = Emulators.FreePort();
-            return new EmulatorProcess(bin,
-            [
+            var args = new List<string>
+            {
                 "--blobHost", "127.0.0.1", "--blobPort", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
-            ], port, _workspace);
+            };
+            if (https)
+            {
+                File.WriteAllText(CertificatePemPath, Certificate!.ExportCertificatePem());
+                using var key = Certificate.GetECDsaPrivateKey()!;
+                File.WriteAllText(Path.Combine(_workspace, "key.pem"), key.ExportPkcs8PrivateKeyPem());
+                args.AddRange(["--cert", CertificatePemPath, "--key", Path.Combine(_workspace, "key.pem"), "--oauth", "basic"]);
+            }
+            return new EmulatorProcess(bin, args, port, _workspace);
         });
+        if (https)
+        {
+            Certificate = MakeCertificate();
+        }
     }
+
+    public bool Https { get; }
+
+    /// <summary>The TLS certificate (https only).</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? Certificate { get; }
+
+    /// <summary>The certificate as PEM (for curl's CURL_CA_BUNDLE in the guest).</summary>
+    public string CertificatePemPath => Path.Combine(_workspace, "cert.pem");
 
     /// <summary>Starts azurite on first use (skipping the test when it is not installed).</summary>
     public int Port => _process.Value.Port;
 
-    public Uri ServiceUri => new($"http://127.0.0.1:{Port}/{Account}");
+    public Uri ServiceUri => new($"{(Https ? "https" : "http")}://127.0.0.1:{Port}/{Account}");
 
     public StorageSharedKeyCredential Credential => new(Account, Key);
 
-    public BlobServiceClient Service => new(ServiceUri, Credential);
+    /// <summary>Client options trusting exactly this azurite's certificate (https), or defaults.</summary>
+    public BlobClientOptions ClientOptions()
+    {
+        var options = new BlobClientOptions();
+        if (Certificate is not null)
+        {
+            byte[] raw = Certificate.RawData;
+            options.Transport = new global::Azure.Core.Pipeline.HttpClientTransport(new HttpClientHandler
+            {
+                ServerCertificateCustomValidationCallback = (_, cert, _, _) => cert is not null && cert.RawData.AsSpan().SequenceEqual(raw),
+            });
+        }
+        return options;
+    }
+
+    public BlobServiceClient Service => new(ServiceUri, Credential, ClientOptions());
+
+    private static System.Security.Cryptography.X509Certificates.X509Certificate2 MakeCertificate()
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=127.0.0.1", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var san = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
+        san.AddIpAddress(System.Net.IPAddress.Loopback);
+        request.CertificateExtensions.Add(san.Build());
+        request.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509BasicConstraintsExtension(false, false, 0, false));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(2));
+    }
 
     /// <summary>A new empty container; returns its name.</summary>
     public string NewContainer()

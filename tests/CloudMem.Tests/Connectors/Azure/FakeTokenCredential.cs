@@ -31,7 +31,7 @@ public sealed class FakeTokenCredential : TokenCredential
         DateTimeOffset expires = DateTimeOffset.UtcNow.AddHours(1);
         string header = B64("{\"alg\":\"RS256\",\"typ\":\"JWT\"}");
         string payload = B64($"{{\"aud\":\"{audience}\",\"iss\":\"https://sts.windows.net/ab1f708d-50f6-404c-a006-d71b2ac7a606/\"," +
-            $"\"nbf\":{DateTimeOffset.UtcNow.AddMinutes(-5).ToUnixTimeSeconds()},\"exp\":{expires.ToUnixTimeSeconds()}," +
+            $"\"iat\":{DateTimeOffset.UtcNow.AddMinutes(-5).ToUnixTimeSeconds()},\"nbf\":{DateTimeOffset.UtcNow.AddMinutes(-5).ToUnixTimeSeconds()},\"exp\":{expires.ToUnixTimeSeconds()}," +
             $"\"oid\":\"00000000-0000-0000-0000-00000000c10d\",\"tid\":\"ab1f708d-50f6-404c-a006-d71b2ac7a606\",\"jti\":\"{Guid.NewGuid():N}\"}}");
         string token = $"{header}.{payload}.{B64(Guid.NewGuid().ToString("N"))}";
         lock (_issued)
