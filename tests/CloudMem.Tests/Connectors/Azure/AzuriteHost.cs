@@ -28,7 +28,7 @@ public sealed class AzuriteHost : IDisposable
 
     /// <summary>With <paramref name="https"/>: TLS with a certificate made here (PEM files in the workspace) and
     /// --oauth basic, so bearer tokens and user delegation keys work (Azure.Core sends tokens over https only).</summary>
-    public AzuriteHost(bool https)
+    internal AzuriteHost(bool https)
     {
         Https = https;
         _process = new Lazy<EmulatorProcess>(() =>
