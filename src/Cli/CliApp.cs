@@ -70,12 +70,18 @@ internal static class CliApp
                 capture.AddCommand<CaptureHyperVCommand>("hyperv")
                     .WithDescription("Standard checkpoint or Save-VM of a Hyper-V VM over PowerShell remoting, copied and verified, with a custody manifest")
                     .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
+                capture.AddCommand<CaptureAzureCommand>("azure")
+                    .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
+                        "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
             });
             config.AddBranch("isolate", isolate =>
             {
                 isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
                 isolate.AddCommand<AwsIsolateCommand>("aws")
                     .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
+                isolate.AddCommand<IsolateAzureCommand>("azure")
+                    .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
+                        "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
             });
             config.AddCommand<BenchCommand>("bench")
                 .WithExample("bench", "memory.raw", "memory.lime");

@@ -32,5 +32,8 @@ npm_part s3rver 3.7.1
 
 # --- vSphere: cloudmem-vcsim (govmomi 0.24 simulator from Debian packages, our main in tests/emulators/vcsim) ---
 "$(dirname "${BASH_SOURCE[0]}")/vcsim/build.sh" "$root/vcsim"
+# --- Azure: azurite (Blob service over its real wire protocol; ARM is a local HTTPS fake inside the tests) ---
+# azurite 3.37 declares node >= 22 but its Blob service runs on the node 20 Debian ships (npm only warns).
+npm_part azurite 3.37.0
 
 exit 0

@@ -1,0 +1,234 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using System.Web;
+using Azure.Storage.Blobs.Models;
+using CloudMem.Connectors.Azure;
+using CloudMem.Connectors.Core;
+using CloudMem.Tests.Support;
+
+namespace CloudMem.Tests.Connectors.Azure;
+
+/// <summary>
+/// The Azure connector end to end: the real ArmClient against the HTTPS fake ARM (whose runCommand really runs the
+/// generated guest script), the real Blob SDK and curl against azurite, real fixture captures.
+/// </summary>
+public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixture<AzuriteHost>
+{
+    private static string Sha256File(string path)
+    {
+        using FileStream file = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(file));
+    }
+
+    private static async Task<string> Sha256Blob(AzureTestBed bed, string blobName)
+    {
+        BlobDownloadStreamingResult download = (await bed.ContainerClient.GetBlobClient(blobName).DownloadStreamingAsync()).Value;
+        await using Stream content = download.Content;
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(content));
+    }
+
+    [SkippableFact]
+    public async Task WholeAvmlCapture_ManifestHashEqualsBlobAndFixture_AndInfoOpensTheDownload()
+    {
+        string fixture = Fixture.Require("memory.avml");
+        await using var bed = new AzureTestBed(azurite, fixture);
+
+        CaptureResult result = await bed.Connector(bed.Request()).CaptureAsync(CancellationToken.None);
+
+        CustodyManifest manifest = CustodyManifest.Read(result.ManifestPath);
+        Assert.Equal(CustodyStatus.Completed, manifest.Status);
+        EvidenceRecord evidence = Assert.Single(manifest.Evidence);
+        string fixtureSha = Sha256File(fixture);
+        Assert.Equal(fixtureSha, evidence.Sha256);
+        Assert.Equal(fixtureSha, evidence.SourceSha256);
+        Assert.Equal(fixtureSha, await Sha256Blob(bed, evidence.Name));
+        Assert.Equal(new FileInfo(fixture).Length, evidence.SizeBytes);
+        Assert.True(evidence.Verified);
+        Assert.StartsWith("AVML", evidence.OpenedAs);
+        Assert.StartsWith("IR-42/vm1-", evidence.Name);
+        Assert.Equal(fixtureSha, Sha256File(evidence.LocalPath!));
+        Assert.Equal("azure", manifest.Provider);
+        Assert.Equal("Defender", manifest.Trigger.Kind);
+        Assert.Equal("2517538088322968242_abc", manifest.Trigger.Id);
+        Assert.Contains("oid 00000000-0000-0000-0000-00000000c10d", manifest.Operator!.Identity);
+        ToolRecord tool = Assert.Single(manifest.Tools);
+        Assert.Equal(Sha256File(bed.ToolFile), tool.Sha256);
+        // Every request id the fake ARM sent is in the manifest; the Blob service's too.
+        HashSet<string> recorded = [.. manifest.RequestIds.Select(r => r.RequestId)];
+        Assert.All(bed.Arm.ResponseIds, id => Assert.Contains(id, recorded));
+        Assert.Contains(manifest.RequestIds, r => r.Service == "blob" && r.Operation.StartsWith("GET /devstoreaccount1/" + bed.Container));
+        Assert.Contains(manifest.RequestIds, r => r.Service == "arm" && r.Operation.Contains("/runCommand"));
+
+        (int exit, string stdout, string stderr) = CliRunner.Run(null, null, "info", evidence.LocalPath!, "--output", "json");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("avml", stdout, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [SkippableFact]
+    public async Task Secrets_OnlyTheScopedSasInTheScript_NowhereElse()
+    {
+        string fixture = Fixture.Require("memory.avml");
+        await using var bed = new AzureTestBed(azurite, fixture);
+        DateTimeOffset before = DateTimeOffset.UtcNow;
+
+        CaptureResult result = await bed.Connector(bed.Request(download: false)).CaptureAsync(CancellationToken.None);
+        Assert.Equal(CustodyStatus.Completed, result.Manifest.Status);
+        Assert.Null(result.Manifest.Evidence[0].LocalPath);
+        Assert.Empty(Directory.GetFiles(bed.OutDir, "*.partial*", SearchOption.AllDirectories));
+
+        string script = Assert.Single(bed.Arm.Scripts);
+        string[] sasUrls = [.. SasUrl().Matches(script).Select(m => m.Value).Distinct()];
+        Assert.Equal(2, sasUrls.Length);
+        var upload = new Uri(sasUrls.Single(u => u.Contains("sp=c", StringComparison.Ordinal)));
+        var toolUrl = new Uri(sasUrls.Single(u => !u.Contains("sp=c", StringComparison.Ordinal)));
+        var query = HttpUtility.ParseQueryString(upload.Query);
+        // azurite 3.37 wants "w" for Put Block: "cw" on the emulator only (Azure gets "c": BlobSasIssuerTests).
+        Assert.Equal("cw", query["sp"]);
+        Assert.Equal("b", query["sr"]);
+        Assert.Equal($"/{AzuriteHost.Account}/{bed.Container}/{result.Manifest.Evidence[0].Name}", Uri.UnescapeDataString(upload.AbsolutePath));
+        DateTimeOffset expiry = DateTimeOffset.Parse(query["se"]!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(expiry, before, DateTimeOffset.UtcNow + TimeSpan.FromMinutes(3) + TimeSpan.FromMinutes(11));
+        var toolQuery = HttpUtility.ParseQueryString(toolUrl.Query);
+        Assert.Equal("r", toolQuery["sp"]);
+        Assert.Equal("b", toolQuery["sr"]);
+
+        // Each SAS appears exactly once in the script, and nowhere else: not in the manifest, the log, the other ARM
+        // requests, nor the Run Command parameters. Neither do the account key or the tokens.
+        string[] secrets =
+        [
+            query["sig"]!, toolQuery["sig"]!, AzuriteHost.Key, .. bed.Credential.Issued,
+        ];
+        Assert.Single(Regex.Matches(script, Regex.Escape(upload.Query.TrimStart('?'))));
+        Assert.Single(Regex.Matches(script, Regex.Escape(toolUrl.Query.TrimStart('?'))));
+        string manifestText = File.ReadAllText(result.ManifestPath);
+        string logText = bed.LogText.ToString();
+        ArmCall runCommand = bed.Arm.Calls.Single(c => c.Path.EndsWith("/runCommand", StringComparison.Ordinal));
+        using JsonDocument body = JsonDocument.Parse(runCommand.Body);
+        Assert.False(body.RootElement.TryGetProperty("parameters", out JsonElement parameters) && parameters.GetArrayLength() > 0);
+        string everythingElse = string.Join("\n", bed.Arm.Calls.Where(c => c != runCommand).Select(c => c.Path + c.Query + c.Body));
+        foreach (string secret in secrets)
+        {
+            Assert.DoesNotContain(secret, manifestText);
+            Assert.DoesNotContain(secret, logText);
+            Assert.DoesNotContain(secret, everythingElse);
+            Assert.DoesNotContain(Uri.EscapeDataString(secret), manifestText);
+            Assert.DoesNotContain(Uri.EscapeDataString(secret), logText);
+        }
+        Assert.Contains("sp=c", script);
+        Assert.False(bed.Scrubber.ContainsSecret(manifestText));
+        Assert.Contains("SAS 'cw' for blob IR-42/vm1-", logText, StringComparison.Ordinal);
+        Assert.Contains("SAS 'r' for blob cloudmem-tools/", logText, StringComparison.Ordinal);
+    }
+
+    [SkippableTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task DroppedConnection_ResumesWithoutCorruptingEvidence(bool cutUpload)
+    {
+        string fixture = Fixture.Require("memory.avml");
+        // The proxy sits between everyone (our SDK and the guest's curl) and azurite; it cuts one connection after
+        // 2 MiB up (inside the guest's first 4 MiB Put Block) or 6 MiB down (our read back) in one direction.
+        using var proxy = new FlakyProxy(azurite.Port, cutUpload ? 2 << 20 : 6 << 20, cutUpload);
+        await using var bed = new AzureTestBed(azurite, fixture, containerPort: proxy.Port);
+
+        CaptureResult result = await bed.Connector(bed.Request(download: true)).CaptureAsync(CancellationToken.None);
+
+        Assert.Equal(1, proxy.Cuts);
+        Assert.Equal(CustodyStatus.Completed, result.Manifest.Status);
+        string fixtureSha = Sha256File(fixture);
+        Assert.Equal(fixtureSha, result.Manifest.Evidence[0].Sha256);
+        Assert.Equal(fixtureSha, await Sha256Blob(bed, result.Manifest.Evidence[0].Name));
+        Assert.Equal(fixtureSha, Sha256File(result.Manifest.Evidence[0].LocalPath!));
+    }
+
+    [SkippableFact]
+    public async Task RunCommandThatNeverFinishes_TimesOutWithAClearError_AndAFailedManifest()
+    {
+        string fixture = Fixture.Require("memory.lime");
+        await using var bed = new AzureTestBed(azurite, fixture);
+        bed.Arm.RunCommandNeverFinishes = true;
+
+        var error = await Assert.ThrowsAsync<CaptureTimeoutException>(
+            () => bed.Connector(bed.Request(commandTimeout: TimeSpan.FromSeconds(2))).CaptureAsync(CancellationToken.None));
+
+        Assert.Equal("Run Command RunShellScript on vm1 did not finish within 2 s (last state: InProgress)", error.Message);
+        string manifestPath = Assert.Single(Directory.GetFiles(bed.OutDir, "*.custody.json"));
+        CustodyManifest manifest = CustodyManifest.Read(manifestPath);
+        Assert.Equal(CustodyStatus.Failed, manifest.Status);
+        Assert.Equal(error.Message, manifest.Error);
+        Assert.Empty(manifest.Evidence);
+        Assert.Contains(manifest.RequestIds, r => r.Operation.StartsWith("GET /operations/", StringComparison.Ordinal));
+    }
+
+    [SkippableFact]
+    public async Task Plan_CallsNoMutatingApi_AndShowsChecksAndSteps()
+    {
+        string fixture = Fixture.Require("memory.lime");
+        await using var bed = new AzureTestBed(azurite, fixture);
+
+        CapturePlan plan = await bed.Connector(bed.Request(plan: true)).PlanAsync(CancellationToken.None);
+
+        Assert.True(plan.Ready, plan.ToText());
+        Assert.Empty(bed.Arm.MutatingCalls);
+        Assert.Empty(bed.ContainerClient.GetBlobs());
+        Assert.Contains(plan.Checks, c => c.Name == "vm agent" && c.Reason.Contains("Ready", StringComparison.Ordinal));
+        Assert.Contains(plan.Steps, s => s.Action == "run command" && s.Mutating);
+        string text = plan.ToText();
+        Assert.Contains("[ok] power state: PowerState/running", text);
+        Assert.DoesNotContain("sig=", text);
+    }
+
+    [SkippableTheory]
+    [InlineData("deallocated", "Ready", "power state")]
+    [InlineData("running", "Not Ready", "vm agent")]
+    public async Task Preflight_RefusesAVmThatCannotRunCommands_WithoutChangingAnything(string power, string agent, string failedCheck)
+    {
+        string fixture = Fixture.Require("memory.lime");
+        await using var bed = new AzureTestBed(azurite, fixture, power: power, agent: agent);
+
+        var error = await Assert.ThrowsAsync<CaptureException>(() => bed.Connector(bed.Request()).CaptureAsync(CancellationToken.None));
+
+        Assert.Contains($"preflight '{failedCheck}' failed", error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+        Assert.Empty(bed.Arm.MutatingCalls);
+        Assert.Empty(bed.ContainerClient.GetBlobs());
+    }
+
+    [SkippableFact]
+    public async Task Hibernate_DeallocatesWithHibernateTrue_AndSnapshotsTheOsDisk()
+    {
+        string fixture = Fixture.Require("memory.lime");
+        await using var bed = new AzureTestBed(azurite, fixture, hibernationEnabled: true);
+
+        CaptureResult result = await bed.Connector(bed.Request(), AzureCaptureMethod.Hibernate).CaptureAsync(CancellationToken.None);
+
+        Assert.Equal(CustodyStatus.Completed, result.Manifest.Status);
+        ArmCall deallocate = bed.Arm.MutatingCalls.Single(c => c.Path.EndsWith("/deallocate", StringComparison.Ordinal));
+        Assert.Contains("hibernate=true", deallocate.Query);
+        ArmCall snapshot = bed.Arm.MutatingCalls.Single(c => c.Method == "PUT");
+        Assert.Contains("/providers/Microsoft.Compute/snapshots/cloudmem-IR-42-vm1-", snapshot.Path);
+        using JsonDocument body = JsonDocument.Parse(snapshot.Body);
+        Assert.Equal("Copy", body.RootElement.GetProperty("properties").GetProperty("creationData").GetProperty("createOption").GetString());
+        Assert.EndsWith("/disks/vm1-osdisk", body.RootElement.GetProperty("properties").GetProperty("creationData").GetProperty("sourceResourceId").GetString());
+        ResourceRecord recorded = Assert.Single(result.Manifest.Resources);
+        Assert.Equal(snapshot.Path, recorded.Id);
+        Assert.Contains(result.Manifest.Steps, s => s.Detail.Contains("PowerState/deallocated", StringComparison.Ordinal));
+    }
+
+    [SkippableFact]
+    public async Task Hibernate_RefusedWhenTheVmHasNoHibernationCapability()
+    {
+        string fixture = Fixture.Require("memory.lime");
+        await using var bed = new AzureTestBed(azurite, fixture, hibernationEnabled: false);
+
+        var error = await Assert.ThrowsAsync<CaptureException>(
+            () => bed.Connector(bed.Request(), AzureCaptureMethod.Hibernate).CaptureAsync(CancellationToken.None));
+
+        Assert.Contains("preflight 'hibernation enabled' failed", error.Message);
+        Assert.Empty(bed.Arm.MutatingCalls);
+    }
+
+    [GeneratedRegex(@"https?://[^'""\s]+\?[^'""\s]+")]
+    private static partial Regex SasUrl();
+}

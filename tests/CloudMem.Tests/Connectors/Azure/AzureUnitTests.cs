@@ -1,0 +1,101 @@
+using System.Web;
+using Azure.Storage;
+using Azure.Storage.Blobs;
+using CloudMem.Connectors.Azure;
+using CloudMem.Connectors.Core;
+
+namespace CloudMem.Tests.Connectors.Azure;
+
+/// <summary>Azure connector pieces that need no server: ids, URLs, SAS scope, guest scripts and their output.</summary>
+public sealed class AzureUnitTests
+{
+    private const string Vm = "/subscriptions/6f1c2d3e-0a1b-4c5d-8e9f-00112233aabb/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1";
+
+    [Theory]
+    [InlineData("vm1", "is not an Azure resource id")]
+    [InlineData("/subscriptions/6f1c2d3e-0a1b-4c5d-8e9f-00112233aabb/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n", "is not a virtual machine id")]
+    [InlineData("/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1", "is not an Azure resource id")]
+    public void VmId_Refused_WithOneLine(string text, string expected)
+    {
+        var error = Assert.Throws<ArgumentException>(() => AzureTarget.ParseVmId(text));
+        Assert.Contains(expected, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Theory]
+    [InlineData("https://acct.blob.core.windows.net/evidence", "acct", "evidence")]
+    [InlineData("http://127.0.0.1:10000/devstoreaccount1/evidence", "devstoreaccount1", "evidence")]
+    public void ContainerUrl_Parsed(string url, string account, string container)
+        => Assert.Equal((account, container), AzureTarget.ParseContainerUrl(new Uri(url)));
+
+    [Theory]
+    [InlineData("https://acct.blob.core.windows.net/evidence?sv=2024&sig=abc", "must not carry a query")]
+    [InlineData("https://acct.blob.core.windows.net/a/b", "must be https://ACCOUNT.blob.core.windows.net/CONTAINER")]
+    [InlineData("ftp://acct.blob.core.windows.net/evidence", "must be an http(s) URL")]
+    public void ContainerUrl_Refused(string url, string expected)
+        => Assert.Contains(expected, Assert.Throws<ArgumentException>(() => AzureTarget.ParseContainerUrl(new Uri(url))).Message);
+
+    [Fact]
+    public async Task Sas_OnAzure_IsCreateOnly_OneBlob_HttpsOnly_AndBounded()
+    {
+        var key = new StorageSharedKeyCredential("acct", Convert.ToBase64String(new byte[64]));
+        var issuer = new BlobSasIssuer(new BlobServiceClient(new Uri("https://acct.blob.core.windows.net"), key), key);
+        DateTimeOffset before = DateTimeOffset.UtcNow;
+
+        ScopedSas sas = await issuer.CreateOnlyAsync("evidence", "IR-1/vm1.avml", TimeSpan.FromMinutes(70), CancellationToken.None);
+
+        var query = HttpUtility.ParseQueryString(sas.Uri.Query);
+        Assert.Equal("c", query["sp"]);
+        Assert.Equal("b", query["sr"]);
+        Assert.Equal("https", query["spr"]);
+        Assert.Equal("/evidence/IR-1/vm1.avml", Uri.UnescapeDataString(sas.Uri.AbsolutePath));
+        Assert.InRange(sas.ExpiresOn, before.AddMinutes(69), DateTimeOffset.UtcNow.AddMinutes(70));
+        Assert.DoesNotContain(sas.Signature, sas.ToString());
+        Assert.DoesNotContain("sig=", sas.ToString());
+        Assert.Throws<ArgumentOutOfRangeException>(() => issuer.CreateOnlyAsync("evidence", "x", TimeSpan.FromHours(7), CancellationToken.None).GetAwaiter().GetResult());
+    }
+
+    [Fact]
+    public void WindowsScript_ChecksTheToolHash_UploadsByBlocks_AndHoldsEachSasOnce()
+    {
+        var tool = new Uri("https://acct.blob.core.windows.net/evidence/cloudmem-tools/abc?sv=2026-10-06&sr=b&sp=r&sig=TOOLSIG");
+        var upload = new Uri("https://acct.blob.core.windows.net/evidence/IR-1/vm1.raw?sv=2026-10-06&sr=b&sp=c&sig=UPLOADSIG");
+        string sha = new('a', 64);
+
+        string script = string.Join("\n", AzureGuestScript.Build(AzureGuestTool.WinPmem, tool, sha, upload, "case IR-1"));
+
+        Assert.Equal("RunPowerShellScript", AzureGuestScript.CommandId(AzureGuestTool.WinPmem));
+        Assert.Contains($"Get-FileHash -Algorithm SHA256 -Path $tool).Hash.ToLowerInvariant() -ne '{sha}'", script);
+        Assert.Contains("comp=block&blockid=", script);
+        Assert.Contains("comp=blocklist", script);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(script, "TOOLSIG"));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(script, "UPLOADSIG"));
+        Assert.Throws<ArgumentException>(() => AzureGuestScript.Build(AzureGuestTool.Avml, new Uri("https://a/b?x='y"), sha, upload, "x"));
+        Assert.Throws<ArgumentException>(() => AzureGuestScript.Build(AzureGuestTool.Avml, tool, "not-a-hash", upload, "x"));
+    }
+
+    [Fact]
+    public void GuestOutput_Parsed()
+    {
+        GuestReport report = AzureGuestScript.ParseOutput(
+            "Enable succeeded: \n[stdout]\nCLOUDMEM_SHA256=" + new string('F', 64) + "\nCLOUDMEM_SIZE=47195325\n[stderr]\n");
+        Assert.Equal(new string('f', 64), report.Sha256);
+        Assert.Equal(47195325, report.SizeBytes);
+        Assert.Null(report.Error);
+        Assert.Equal("staged tool SHA-256 mismatch", AzureGuestScript.ParseOutput("[stdout]\nCLOUDMEM_ERROR=staged tool SHA-256 mismatch\n").Error);
+    }
+
+    [Fact]
+    public void OperatorIdentity_FromTokenClaims()
+    {
+        string token = new FakeTokenCredential().GetToken(new global::Azure.Core.TokenRequestContext(["https://management.azure.com/.default"]), default).Token;
+        (string identity, string source) = AzureCaptureConnector.IdentityFromToken(token);
+        Assert.Equal("oid 00000000-0000-0000-0000-00000000c10d", identity);
+        Assert.Contains("tenant ab1f708d", source);
+        Assert.Equal("unknown", AzureCaptureConnector.IdentityFromToken("opaque").Identity);
+    }
+
+    [Fact]
+    public void Trigger_DefenderAlert()
+        => Assert.Equal(new CaptureTrigger(TriggerKind.Defender, "2517538088322968242_abc"), CaptureTrigger.Parse("defender:2517538088322968242_abc"));
+}
