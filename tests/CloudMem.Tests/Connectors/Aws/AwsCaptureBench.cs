@@ -11,6 +11,7 @@ namespace CloudMem.Tests.Connectors.Aws;
 /// 64 MiB parts), download = s3rver -> local file, hashed while streaming, then opened by our parsers. Peak RSS is this
 /// process's (VmHWM reset just before the capture). Runs only with CLOUDMEM_BENCH=1 (tests/bench/aws-capture-bench.sh).
 /// </summary>
+[Trait("Category", "Benchmark")]
 public sealed class AwsCaptureBench
 {
     [SkippableFact]

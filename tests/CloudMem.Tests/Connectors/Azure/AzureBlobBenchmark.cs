@@ -14,6 +14,7 @@ namespace CloudMem.Tests.Connectors.Azure;
 /// with the SDK settings the connector uses (download = the connector's read back: SHA-256 while streaming into a
 /// local copy). Prints throughput and peak RSS of this process (sampled) and of azurite (VmHWM); docs/BENCHMARKS.md.
 /// </summary>
+[Trait("Category", "Benchmark")]
 public sealed class AzureBlobBenchmark(AzuriteHost azurite, ITestOutputHelper output) : IClassFixture<AzuriteHost>
 {
     [SkippableFact]
