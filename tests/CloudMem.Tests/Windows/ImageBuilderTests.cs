@@ -12,8 +12,6 @@ public sealed class ImageBuilderTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static string Isf(string guid) => SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
-
     private static string ScenarioFile(string name) => Path.Combine(AppContext.BaseDirectory, "scenarios", name);
 
     [SkippableTheory]
@@ -21,7 +19,7 @@ public sealed class ImageBuilderTests : IDisposable
     [InlineData("typical.json")]
     public void Scenario_files_are_the_built_in_scenarios(string file)
     {
-        TypeModel types = IsfLoader.Load(Isf(WindowsPsListTests.Win10));
+        TypeModel types = IsfLoader.Load(WindowsSymbols.Isf(WindowsPsListTests.Win10));
         WindowsScenario builtIn = file == "attack.json" ? WindowsImageBuilder.AttackScenario() : new WindowsScenario { Processes = WindowsImageBuilder.TypicalScenario() };
         byte[] fromFile = new WindowsImageBuilder(types, WindowsPsListTests.Win10, 1).Build(WindowsScenario.Load(ScenarioFile(file))).Image;
         byte[] fromCode = new WindowsImageBuilder(types, WindowsPsListTests.Win10, 1).Build(builtIn).Image;
@@ -31,7 +29,7 @@ public sealed class ImageBuilderTests : IDisposable
     [SkippableFact]
     public void Command_line_writes_image_and_manifest()
     {
-        string isf = Isf(WindowsPsListTests.Win11);
+        string isf = WindowsSymbols.Isf(WindowsPsListTests.Win11);
         string tool = Path.Combine(AppContext.BaseDirectory, "cloudmem-imagebuilder.dll");
         string image = Path.Combine(_dir.Path, "w11.raw");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };

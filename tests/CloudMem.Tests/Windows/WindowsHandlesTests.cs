@@ -18,25 +18,12 @@ public sealed class WindowsHandlesTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    /// <summary>The shared symbols root and the kernel's ISF (skips when absent).</summary>
-    internal static (string Root, TypeModel Types) Symbols(string guid)
-    {
-        string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
-        return (root, IsfLoader.Load(table));
-    }
-
-    /// <summary>The attack scenario laid out as a raw file (kept in CLOUDMEM_KEEP_WINDOWS_IMAGES for the peer checks).</summary>
+    /// <summary>The attack scenario laid out as a raw file (a fresh one per call, for mutation tests).</summary>
     internal static (string Raw, string Root, WindowsImageManifest Manifest, TypeModel Types) BuildAttack(TempDir dir, string guid, Func<TypeModel, WindowsImageBuilder>? make = null)
     {
-        (string root, TypeModel types) = Symbols(guid);
+        (string root, TypeModel types) = WindowsSymbols.Load(guid);
         WindowsImageBuilder builder = make?.Invoke(types) ?? new WindowsImageBuilder(types, guid, 1);
         (byte[] image, WindowsImageManifest manifest) = builder.Build(WindowsImageBuilder.AttackScenario());
-        if (make is null && Environment.GetEnvironmentVariable("CLOUDMEM_KEEP_WINDOWS_IMAGES") is { Length: > 0 } keep)
-        {
-            File.WriteAllBytes(Path.Combine(keep, $"attack-{guid}.raw"), image);
-            File.WriteAllText(Path.Combine(keep, $"attack-{guid}.manifest.json"), JsonSerializer.Serialize(manifest, WindowsScenario.Json));
-        }
         return (dir.Write($"attack-{guid}-{Guid.NewGuid():N}.raw", image), root, manifest, types);
     }
 

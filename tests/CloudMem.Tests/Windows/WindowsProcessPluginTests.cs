@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
@@ -10,38 +9,12 @@ using Xunit.Abstractions;
 
 namespace CloudMem.Tests.Windows;
 
-/// <summary>Attack-scenario images built once per kernel build and shared by the tests of this class.</summary>
-public sealed class AttackImages : IDisposable
-{
-    private readonly TempDir _dir = new();
-    private readonly ConcurrentDictionary<string, Lazy<(string Raw, string Root, WindowsImageManifest Manifest, WindowsImageBuilder Builder)>> _images = new();
-
-    public (string Raw, string Root, WindowsImageManifest Manifest, WindowsImageBuilder Builder) Get(string guid)
-        => _images.GetOrAdd(guid, g => new(() => Build(g))).Value;
-
-    private (string, string, WindowsImageManifest, WindowsImageBuilder) Build(string guid)
-    {
-        string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
-        var builder = new WindowsImageBuilder(IsfLoader.Load(table), guid, 1);
-        (byte[] image, WindowsImageManifest manifest) = builder.Build(WindowsImageBuilder.AttackScenario());
-        if (Environment.GetEnvironmentVariable("CLOUDMEM_KEEP_WINDOWS_IMAGES") is { Length: > 0 } keep)
-        {
-            // For tests/peers/windows-dlllist-vol3-check.sh: keep the image for Volatility 3 to read.
-            File.WriteAllBytes(Path.Combine(keep, $"win-attack-{guid}.raw"), image);
-        }
-        return (_dir.Write($"attack-{guid}.raw", image), root, manifest, builder);
-    }
-
-    public void Dispose() => _dir.Dispose();
-}
-
 /// <summary>
 /// windows.info, cmdline, envars, dlllist, threads and getsids on the attack scenario laid out with the Windows 10 19041,
 /// 7 SP1 and 11 22000 ISFs: every row equals the builder's manifest; mutated images (garbage PEB, cyclic loader list,
 /// garbage token, cyclic thread list) give partial rows and notes, never an exception.
 /// </summary>
-public sealed class WindowsProcessPluginTests(AttackImages images, ITestOutputHelper output) : IClassFixture<AttackImages>, IDisposable
+public sealed class WindowsProcessPluginTests(WindowsAttackImages images, ITestOutputHelper output) : IClassFixture<WindowsAttackImages>, IDisposable
 {
     private readonly TempDir _dir = new();
 

@@ -15,32 +15,19 @@ namespace CloudMem.Tests.Windows;
 /// </summary>
 public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
 {
-    public const string Win10 = "606FF669409B00F7FC8C61A9C1670129";
-    public const string Win7 = "339E74133576439CBCDF7E0229DA3773";
-    public const string Win11 = "0CE4A95C0CD782A7596B034D8648E585";
+    public const string Win10 = WindowsSymbols.Win10;
+    public const string Win7 = WindowsSymbols.Win7;
+    public const string Win11 = WindowsSymbols.Win11;
 
     private readonly TempDir _dir = new();
 
     public void Dispose() => _dir.Dispose();
 
-    /// <summary>The shared symbols root holding windows/ntkrnlmp.pdb/GUID-1.json.xz (skips when absent).</summary>
-    private static (string Root, TypeModel Types) Symbols(string guid)
-    {
-        string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
-        return (root, IsfLoader.Load(table));
-    }
-
     private (string Raw, string Root, WindowsImageManifest Manifest) Build(string guid, Func<TypeModel, WindowsImageBuilder>? make = null)
     {
-        (string root, TypeModel types) = Symbols(guid);
+        (string root, TypeModel types) = WindowsSymbols.Load(guid);
         WindowsImageBuilder builder = make?.Invoke(types) ?? new WindowsImageBuilder(types, guid, 1);
         (byte[] image, WindowsImageManifest manifest) = builder.Build(WindowsImageBuilder.TypicalScenario());
-        if (Environment.GetEnvironmentVariable("CLOUDMEM_KEEP_WINDOWS_IMAGES") is { Length: > 0 } keep)
-        {
-            // For tests/peers/windows-pslist.sh: keep the image for Volatility 3 to read.
-            File.WriteAllBytes(Path.Combine(keep, $"win-{guid}.raw"), image);
-        }
         return (_dir.Write($"win-{guid}.raw", image), root, manifest);
     }
 
@@ -146,7 +133,7 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
             Assert.StartsWith("no symbol table for the Windows kernel: ntkrnlmp.pdb " + Win10 + "-1", e.Message);
             Assert.DoesNotContain('\n', e.Message);
         }
-        (string root, _) = Symbols(Win10);
+        (string root, _) = WindowsSymbols.Load(Win10);
         using (RunMappedMemory memory = CaptureOpener.Open(raw))
         {
             using var overlay = new OverlayMemory(memory);

@@ -19,14 +19,13 @@ public sealed class WindowsPsScanTests(ITestOutputHelper output) : IDisposable
     [InlineData(WindowsPsListTests.Win11)]
     public void Scan_finds_every_process_and_the_unlinked_one(string guid)
     {
-        string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
+        (string root, TypeModel types) = WindowsSymbols.Load(guid);
         IReadOnlyList<WindowsScenarioProcess> scenario =
         [
             .. WindowsImageBuilder.TypicalScenario(),
             new(6664, 5120, "evil.exe", new DateTime(2024, 7, 7, 10, 15, 0, DateTimeKind.Utc), Unlinked: true),
         ];
-        (byte[] image, WindowsImageManifest manifest) = new WindowsImageBuilder(IsfLoader.Load(table), guid, 1).Build(scenario);
+        (byte[] image, WindowsImageManifest manifest) = new WindowsImageBuilder(types, guid, 1).Build(scenario);
         using RunMappedMemory memory = CaptureOpener.Open(_dir.Write($"scan-{guid}.raw", image));
         WindowsKernel kernel = WindowsKernel.Open(memory, new SymbolStore([root]));
 
@@ -52,9 +51,7 @@ public sealed class WindowsPsScanTests(ITestOutputHelper output) : IDisposable
     public void A_pool_tag_before_garbage_is_not_a_process()
     {
         string guid = WindowsPsListTests.Win10;
-        string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
-        TypeModel types = IsfLoader.Load(table);
+        (string root, TypeModel types) = WindowsSymbols.Load(guid);
         (byte[] image, WindowsImageManifest manifest) = new WindowsImageBuilder(types, guid, 1).Build(WindowsImageBuilder.TypicalScenario());
         using RunMappedMemory memory = CaptureOpener.Open(_dir.Write("garbage.raw", image));
         using var overlay = new OverlayMemory(memory);

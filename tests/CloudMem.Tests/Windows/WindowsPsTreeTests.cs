@@ -28,9 +28,8 @@ public sealed class WindowsPsTreeTests(ITestOutputHelper output) : IDisposable
 
     private WindowsKernel Open(string guid, IReadOnlyList<WindowsScenarioProcess> scenario, out RunMappedMemory memory)
     {
-        string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", guid + "-1.json.xz");
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
-        (byte[] image, _) = new WindowsImageBuilder(IsfLoader.Load(table), guid, 1).Build(scenario);
+        (string root, TypeModel types) = WindowsSymbols.Load(guid);
+        (byte[] image, _) = new WindowsImageBuilder(types, guid, 1).Build(scenario);
         memory = CaptureOpener.Open(_dir.Write($"tree-{guid}.raw", image));
         return WindowsKernel.Open(memory, new SymbolStore([root]));
     }

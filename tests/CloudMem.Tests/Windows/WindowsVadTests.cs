@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Reflection.PortableExecutable;
 using System.Text.Json;
 using CloudMem.Engine.Paging;
@@ -9,32 +8,6 @@ using CloudMem.VmStateParsers;
 using Xunit.Abstractions;
 
 namespace CloudMem.Tests.Windows;
-
-/// <summary>The attack-scenario images of the three builds, built once per test class run.</summary>
-public sealed class WindowsAttackImages : IDisposable
-{
-    private readonly TempDir _dir = new();
-    private readonly ConcurrentDictionary<string, Lazy<Built>> _built = new();
-
-    /// <summary>One built image: its file, the symbols root, the manifest, and the builder (for page-table lookups).</summary>
-    public sealed record Built(string Raw, string Root, WindowsImageManifest Manifest, WindowsImageBuilder Builder);
-
-    public Built Get(string guid) => _built.GetOrAdd(guid, g => new Lazy<Built>(() =>
-    {
-        string table = SharedFiles.Require("symbols", "windows", "ntkrnlmp.pdb", g + "-1.json.xz");
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(table)!)!)!;
-        var builder = new WindowsImageBuilder(IsfLoader.Load(table), g, 1);
-        (byte[] image, WindowsImageManifest manifest) = builder.Build(WindowsImageBuilder.AttackScenario());
-        if (Environment.GetEnvironmentVariable("CLOUDMEM_KEEP_WINDOWS_IMAGES") is { Length: > 0 } keep)
-        {
-            File.WriteAllBytes(Path.Combine(keep, $"attack-{g}.raw"), image);
-            File.WriteAllText(Path.Combine(keep, $"attack-{g}.manifest.json"), JsonSerializer.Serialize(manifest, WindowsScenario.Json));
-        }
-        return new Built(_dir.Write($"attack-{g}.raw", image), root, manifest, builder);
-    })).Value;
-
-    public void Dispose() => _dir.Dispose();
-}
 
 /// <summary>
 /// windows.vadinfo, ldrmodules, malfind, hollowfind, procdump and dlldump on the attack scenario laid out with the
