@@ -17,6 +17,7 @@ public sealed class PhysicalImage
     private ulong _nextTable;
     private readonly ulong _tableLimit;
     private ulong _nextData;
+    private readonly List<(ulong Start, ulong End)> _reserved = [];
 
     /// <param name="size">Size of the image in bytes.</param>
     /// <param name="tableStart">First physical page for page tables.</param>
@@ -38,14 +39,32 @@ public sealed class PhysicalImage
     /// <summary>Lowest data page handed out so far.</summary>
     public ulong DataLow => _nextData + Page;
 
+    /// <summary>Keeps [start, start+length) out of every later allocation (the kernel image, a fixed DTB).</summary>
+    public void Reserve(ulong start, ulong length) => _reserved.Add((start, start + length));
+
+    private (ulong Start, ulong End)? Overlap(ulong start, ulong end)
+    {
+        foreach ((ulong s, ulong e) in _reserved)
+        {
+            if (start < e && s < end)
+            {
+                return (s, e);
+            }
+        }
+        return null;
+    }
+
     /// <summary>A zeroed page-table page.</summary>
     public ulong AllocTable()
     {
-        if (_nextTable + Page <= _tableLimit)
+        while (_nextTable + Page <= _tableLimit)
         {
             ulong pa = _nextTable;
             _nextTable += Page;
-            return pa;
+            if (Overlap(pa, pa + Page) is null)
+            {
+                return pa;
+            }
         }
         return AllocData();
     }
@@ -57,13 +76,21 @@ public sealed class PhysicalImage
     public ulong AllocContiguous(int pages)
     {
         ulong bytes = (ulong)pages * Page;
-        if (_nextData + Page < bytes || _nextData + Page - bytes < _tableLimit)
+        while (true)
         {
-            throw new InvalidOperationException("image full: make it bigger");
+            if (_nextData + Page < bytes || _nextData + Page - bytes < _tableLimit)
+            {
+                throw new InvalidOperationException("image full: make it bigger");
+            }
+            ulong low = _nextData + Page - bytes;
+            if (Overlap(low, low + bytes) is (ulong start, _))
+            {
+                _nextData = start - Page;          // continue below the reserved range
+                continue;
+            }
+            _nextData = low - Page;
+            return low;
         }
-        ulong low = _nextData + Page - bytes;
-        _nextData = low - Page;
-        return low;
     }
 
     public void Put64(ulong pa, ulong value) => BinaryPrimitives.WriteUInt64LittleEndian(Bytes.AsSpan(checked((int)pa)), value);

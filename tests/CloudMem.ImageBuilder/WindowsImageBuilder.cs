@@ -314,6 +314,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         IReadOnlyList<WindowsScenarioProcess> processes = scenario.Processes;
         _image = new PhysicalImage(ImageSize, 0x100000, KernelPhysical);
         _poolNext = _poolEnd = _poolVa = 0;
+        _image.Reserve(Dtb, Page);
         _image.Put64(Dtb, 0);
         _image.Put64(Dtb + (ulong)SelfRefIndex * 8, Dtb | PhysicalImage.Present | PhysicalImage.Write | PhysicalImage.Accessed | PhysicalImage.Dirty | PhysicalImage.NoExecute);
 
@@ -340,6 +341,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             SizeOfImage = (uint)kernelSize,
             ImageBase = KernelBase,
         }.Build();
+        _image.Reserve(KernelPhysical, kernelSize);
         pe.CopyTo(_image.Bytes.AsSpan((int)KernelPhysical));
         for (ulong o = 0; o < kernelSize; o += TwoMiB)
         {

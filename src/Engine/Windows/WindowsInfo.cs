@@ -30,6 +30,7 @@ public static class WindowsInfo
         Add("Kernel Base", $"0x{kernel.KernelBase:X}");
         Add("Kernel Physical", $"0x{kernel.Image.PhysicalAddress:X}");
         Add("DTB", $"0x{kernel.Dtb:X}");
+        Add("DTB source", kernel.DtbSource);
         Add("Self-Reference Index", $"0x{kernel.SelfRefIndex:X} ({kernel.SelfRefIndex})");
         Add("PDB", kernel.Image.PdbName);
         Add("PDB GUID/Age", kernel.Image.GuidAge);

@@ -25,8 +25,9 @@ public sealed class WindowsKernel
     public const int MaxDtbCandidates = 256;
 
     private WindowsKernel(IPhysicalMemory physical, PeImageCandidate image, TypeModel types, string symbolPath,
-        ulong dtb, int selfRefIndex, ulong kernelBase)
+        ulong dtb, int selfRefIndex, ulong kernelBase, string dtbSource = "self-referencing PML4 scan")
     {
+        DtbSource = dtbSource;
         Physical = physical;
         Image = image;
         Types = types;
@@ -57,6 +58,9 @@ public sealed class WindowsKernel
 
     /// <summary>Virtual address of the kernel image (its DOS header).</summary>
     public ulong KernelBase { get; }
+
+    /// <summary>How <see cref="Dtb"/> was found and whether System's own DirectoryTableBase confirmed it.</summary>
+    public string DtbSource { get; }
 
     /// <summary>The kernel address space.</summary>
     public AddressSpace Kernel { get; }
@@ -117,8 +121,48 @@ public sealed class WindowsKernel
                 ? $"no page directory maps the kernel image at physical 0x{image.PhysicalAddress:X}: no self-referencing PML4 page found"
                 : $"no page directory maps the kernel image at physical 0x{image.PhysicalAddress:X} ({-candidates - 1} self-referencing PML4 candidates checked)");
         }
-        return new WindowsKernel(physical, image, types, path, dtb, selfRef, kernelBase);
+        var kernel = new WindowsKernel(physical, image, types, path, dtb, selfRef, kernelBase);
+        return ConfirmWithSystem(kernel, cancellationToken);
     }
+
+    /// <summary>
+    /// Every process's PML4 has a self-reference and maps the kernel, so the first page the scan finds may belong to any
+    /// process. The kernel's own page tables are System's (pid 4) _KPROCESS.DirectoryTableBase: read the process list
+    /// through the candidate (the kernel half is shared, so any candidate can read it) and switch to System's DTB when it
+    /// differs and is itself a self-referencing PML4 that maps the kernel image.
+    /// </summary>
+    private static WindowsKernel ConfirmWithSystem(WindowsKernel kernel, CancellationToken cancellationToken)
+    {
+        (List<WindowsProcess> processes, _) = WindowsProcesses.List(kernel, cancellationToken);
+        WindowsProcess? system = processes.FirstOrDefault(p => p.Pid == 4);
+        if (system is null)
+        {
+            return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, "self-referencing PML4 scan; not confirmed: no System process (pid 4) on PsActiveProcessHead");
+        }
+        ulong systemDtb = system.DirectoryTableBase & AddressMask;
+        if (systemDtb == kernel.Dtb)
+        {
+            return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, "self-referencing PML4 scan, confirmed: System's DirectoryTableBase");
+        }
+        byte[] page = new byte[PageSize];
+        if (kernel.Physical.Read(systemDtb, page) == PageSize)
+        {
+            for (int i = 256; i < 512; i++)
+            {
+                ulong entry = Entry(page, i);
+                if ((entry & AddressMask) == systemDtb && (entry & (Present | Write | UserBit | LargePage)) == (Present | Write)
+                    && TryFindMapping(kernel.Physical, page, i, kernel.Image.PhysicalAddress, out ulong va) && va == kernel.KernelBase)
+                {
+                    return kernel.WithDtb(systemDtb, i, $"System's DirectoryTableBase (the scan found process page tables at 0x{kernel.Dtb:X} first)");
+                }
+            }
+        }
+        return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex,
+            $"self-referencing PML4 scan; System's DirectoryTableBase 0x{systemDtb:X} is not a PML4 mapping the kernel");
+    }
+
+    private WindowsKernel WithDtb(ulong dtb, int selfRef, string source)
+        => new(Physical, Image, Types, SymbolPath, dtb, selfRef, KernelBase, source);
 
     /// <summary>
     /// Scans physical pages for a PML4 with a present, writable, supervisor entry in the upper half pointing at the page

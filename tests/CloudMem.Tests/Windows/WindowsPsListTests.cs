@@ -83,6 +83,34 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
         AssertMatches(manifest, WindowsProcesses.List(kernel).Processes);
     }
 
+    [SkippableTheory]
+    [InlineData(Win10)]
+    [InlineData(Win7)]
+    [InlineData(Win11)]
+    public void The_kernel_dtb_is_Systems_even_when_a_process_page_table_comes_first(string guid)
+    {
+        // System's PML4 near the top of memory: every process's PML4 (self-reference, kernel half) lies below it, so the
+        // scan meets a process's page tables first; System's _KPROCESS.DirectoryTableBase must win.
+        const long size = 64 << 20;
+        (string raw, string root, WindowsImageManifest manifest) = Build(guid, t => new WindowsImageBuilder(t, guid, 1) { ImageSize = size, Dtb = (ulong)size - 0x8000 });
+        Assert.Contains(manifest.Processes, p => p.Dtb < manifest.Dtb);
+        using RunMappedMemory memory = CaptureOpener.Open(raw);
+
+        WindowsKernel kernel = WindowsKernel.Open(memory, new SymbolStore([root]));
+
+        Assert.Equal(manifest.Dtb, kernel.Dtb);
+        Assert.StartsWith("System's DirectoryTableBase (the scan found process page tables at 0x", kernel.DtbSource);
+        AssertMatches(manifest, WindowsProcesses.List(kernel).Processes);
+    }
+
+    [SkippableFact]
+    public void The_usual_layout_is_confirmed_by_System()
+    {
+        (string raw, string root, _) = Build(Win10);
+        using RunMappedMemory memory = CaptureOpener.Open(raw);
+        Assert.Equal("self-referencing PML4 scan, confirmed: System's DirectoryTableBase", WindowsKernel.Open(memory, new SymbolStore([root])).DtbSource);
+    }
+
     [SkippableFact]
     public void A_cyclic_list_terminates_with_a_note()
     {
