@@ -214,10 +214,17 @@ public static class AlertEventParser
         {
             throw new TriggerEventException(targets.Path, "empty");
         }
-        // A Defender alert forwarded in the common schema keeps its own fields in alertContext: prefer them.
-        if (root.Required("data").Optional("alertContext") is { } context && context.Optional("properties") is { } inner && inner.Optional("systemAlertId") is not null)
+        // A Defender alert forwarded in the common schema (an activity log alert on the Security category) keeps its
+        // own fields in alertContext.properties: its severity, type and id are preferred to the alert rule's.
+        if (root.Required("data").Optional("alertContext") is { } context && context.Optional("properties") is { } inner && inner.Optional("severity") is not null
+            && (inner.Optional("systemAlertId") is not null || inner.Optional("alertType") is not null || inner.Optional("alertDisplayName") is not null))
         {
-            return Defender(context, inner) with { Envelope = "common-alert-schema" };
+            return FromAzure(
+                inner.OptionalString("systemAlertId") ?? id,
+                inner.OptionalString("alertType") ?? inner.OptionalString("alertDisplayName") ?? type,
+                inner.RequiredString("severity"),
+                target,
+                "common-alert-schema");
         }
         return FromAzure(id, type, label, target, "common-alert-schema");
     }

@@ -159,4 +159,16 @@ public sealed class AlertEventParserTests
         Assert.Equal("defender-a-b-c", alert.CaseId);
         Assert.Equal("virtualMachines", alert.ResourceType);
     }
+
+    [Fact]
+    public void ActivityLogSecurityAlertUsesTheDefenderFieldsInAlertContext()
+    {
+        AlertEvent alert = AlertEventParser.ParseFile(Event("defender-activitylog-security.json"));
+        Assert.Equal("common-alert-schema", alert.Envelope);
+        Assert.Equal("2517390000000000000_4f3e2d1c-0b9a-4877-a665-544332211009", alert.Id);
+        Assert.Equal("VM_CryptoMinerExecution", alert.Type);
+        Assert.Equal("High", alert.SeverityLabel);
+        Assert.EndsWith("/virtualmachines/worker-11", alert.Target);
+        Assert.True(new TriggerPolicy().Evaluate(alert).Accepted);
+    }
 }

@@ -136,4 +136,32 @@ public sealed partial class ResponderInfraTests
             Assert.Contains($"\"{name}\"", responder);
         }
     }
+
+    [Fact]
+    public void Azure_function_package_runs_the_custom_handler_with_scoped_roles()
+    {
+        string dir = Path.Combine(Fixture.RepoRoot, "infra", "azure");
+        using var host = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "function", "host.json")));
+        System.Text.Json.JsonElement handler = host.RootElement.GetProperty("customHandler").GetProperty("description");
+        Assert.Equal("cloudmem", handler.GetProperty("defaultExecutablePath").GetString());
+        Assert.Equal(["serve-function"], handler.GetProperty("arguments").EnumerateArray().Select(a => a.GetString()));
+        using var grid = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "function", "respond", "function.json")));
+        Assert.Equal("eventGridTrigger", grid.RootElement.GetProperty("bindings")[0].GetProperty("type").GetString());
+        using var http = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "function", "respond-http", "function.json")));
+        // The handler answers Outputs.res: the HTTP output binding must be called res.
+        Assert.Contains(http.RootElement.GetProperty("bindings").EnumerateArray(), b => b.GetProperty("type").GetString() == "http" && b.GetProperty("name").GetString() == "res");
+
+        string bicep = File.ReadAllText(Path.Combine(dir, "cloudmem-responder.bicep"));
+        Assert.Contains("virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'", bicep);
+        Assert.Contains("storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'", bicep);
+        Assert.Contains("storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'", bicep);
+        Assert.Contains("scope: evidenceContainerResource", bicep);
+        Assert.DoesNotContain("targetScope = 'subscription'", bicep);
+        Assert.DoesNotContain("Owner", bicep);
+        string responder = File.ReadAllText(Path.Combine(Fixture.RepoRoot, "src", "Cli", "Commands", "RespondCommands.cs"));
+        foreach (Match match in Regex.Matches(bicep, "name: '(CLOUDMEM_[A-Z_]+)'"))
+        {
+            Assert.Contains($"\"{match.Groups[1].Value}\"", responder);
+        }
+    }
 }
