@@ -30,7 +30,9 @@ public sealed class FunctionHandlerServer : IAsyncDisposable
         Port = port;
         _respond = respond;
         _log = log;
+        // The host may name us either way in the Host header (HttpListener matches on it); both are loopback only.
         _listener.Prefixes.Add($"http://127.0.0.1:{port}/");
+        _listener.Prefixes.Add($"http://localhost:{port}/");
     }
 
     /// <summary>The port.</summary>

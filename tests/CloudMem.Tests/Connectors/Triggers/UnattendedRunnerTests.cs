@@ -140,9 +140,9 @@ public sealed class UnattendedRunnerTests
         }
     }
 
-    private static async Task<(int Status, JsonObject Answer)> InvokeFunctionAsync(HttpClient http, int port, string invocation)
+    private static async Task<(int Status, JsonObject Answer)> InvokeFunctionAsync(HttpClient http, int port, string invocation, string host = "127.0.0.1")
     {
-        using HttpResponseMessage response = await http.PostAsync($"http://127.0.0.1:{port}/respond", new StringContent(invocation, Encoding.UTF8, "application/json"));
+        using HttpResponseMessage response = await http.PostAsync($"http://{host}:{port}/respond", new StringContent(invocation, Encoding.UTF8, "application/json"));
         return ((int)response.StatusCode, (JsonObject)JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
     }
 
@@ -177,7 +177,7 @@ public sealed class UnattendedRunnerTests
         Assert.Equal(200, status);
         Assert.Equal(400, (int)answer["Outputs"]!["res"]!["statusCode"]!);
         Assert.Equal("event: $.data.properties.systemAlertId: missing (and no name)", (string)answer["Logs"]![0]!);
-        (status, answer) = await InvokeFunctionAsync(http, port, "{\"Metadata\":{}}");
+        (status, answer) = await InvokeFunctionAsync(http, port, "{\"Metadata\":{}}", "localhost");
         Assert.Equal(400, (int)answer["Outputs"]!["res"]!["statusCode"]!);
         Assert.Contains("$.Data", (string)answer["Logs"]![0]!);
 
