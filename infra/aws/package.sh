@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Lambda deployment zip: the self-contained cloudmem binary (linux-x64), a two-line bootstrap, and
+# Builds the Lambda deployment zip: the self-contained cloudmem build (linux-x64), a two-line bootstrap, and
 # optionally the AVML binary the guests will run (staged by the function in the evidence bucket, content-addressed).
 #   infra/aws/package.sh [--avml PATH] [--out DIR]     -> DIR/cloudmem-lambda.zip (default DIR: artifacts/lambda)
 # Then: aws s3 cp artifacts/lambda/cloudmem-lambda.zip s3://CODE_BUCKET/cloudmem/cloudmem-lambda.zip
@@ -17,19 +17,19 @@ done
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 dotnet publish "$root/src/Cli/Cli.csproj" -c Release -r linux-x64 --self-contained true \
-  -p:PublishSingleFile=true -p:InvariantGlobalization=true -p:DebugType=none -o "$stage/publish" >&2
-cp "$stage/publish/cloudmem" "$stage/cloudmem"
-chmod 755 "$stage/cloudmem"
-printf '#!/bin/sh\nexec "$LAMBDA_TASK_ROOT/cloudmem" lambda\n' > "$stage/bootstrap"
-chmod 755 "$stage/bootstrap"
-files=(bootstrap cloudmem)
+  -p:InvariantGlobalization=true -p:DebugType=none -o "$stage/publish" >&2
+# A self-contained folder (not single-file: some commands read assembly locations), the binary at the zip's root.
+mv "$stage/publish" "$stage/app"
+chmod 755 "$stage/app/cloudmem"
+printf '#!/bin/sh\nexec "$LAMBDA_TASK_ROOT/cloudmem" lambda "$@"\n' > "$stage/app/bootstrap"
+chmod 755 "$stage/app/bootstrap"
+files=(.)
 if [ -n "$avml" ]; then
-  mkdir -p "$stage/tools"
-  cp "$avml" "$stage/tools/avml"
-  chmod 755 "$stage/tools/avml"
-  files+=(tools/avml)
+  mkdir -p "$stage/app/tools"
+  cp "$avml" "$stage/app/tools/avml"
+  chmod 755 "$stage/app/tools/avml"
 fi
 mkdir -p "$out"
 rm -f "$out/cloudmem-lambda.zip"
-(cd "$stage" && zip -q -X "$out/cloudmem-lambda.zip" "${files[@]}")
+(cd "$stage/app" && zip -q -r -X "$out/cloudmem-lambda.zip" "${files[@]}")
 sha256sum "$out/cloudmem-lambda.zip"

@@ -17,9 +17,10 @@ done
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 dotnet publish "$root/src/Cli/Cli.csproj" -c Release -r linux-x64 --self-contained true \
-  -p:PublishSingleFile=true -p:InvariantGlobalization=true -p:DebugType=none -o "$stage/publish" >&2
-cp -r "$root/infra/azure/function/." "$stage/app/" 2>/dev/null || { mkdir -p "$stage/app"; cp -r "$root/infra/azure/function/." "$stage/app/"; }
-cp "$stage/publish/cloudmem" "$stage/app/cloudmem"
+  -p:InvariantGlobalization=true -p:DebugType=none -o "$stage/publish" >&2
+# A self-contained folder (not single-file), the handler binary beside host.json.
+mv "$stage/publish" "$stage/app"
+cp -r "$root/infra/azure/function/." "$stage/app/"
 chmod 755 "$stage/app/cloudmem"
 if [ -n "$avml" ]; then
   mkdir -p "$stage/app/tools"

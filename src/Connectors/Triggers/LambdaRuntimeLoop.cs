@@ -59,7 +59,7 @@ public sealed class LambdaRuntimeLoop
             {
                 // Keep a few seconds to post the outcome before Lambda stops the sandbox.
                 TimeSpan left = at - DateTimeOffset.UtcNow - TimeSpan.FromSeconds(5);
-                deadline.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.FromSeconds(1));
+                deadline.CancelAfter(left <= TimeSpan.Zero ? TimeSpan.FromSeconds(1) : left > TimeSpan.FromDays(1) ? TimeSpan.FromDays(1) : left);
             }
             HttpRequestMessage post;
             try

@@ -80,7 +80,7 @@ public sealed class UnattendedRunnerTests
     [Fact]
     public async Task Lambda_capture_failure_is_an_invocation_error()
     {
-        using var runtime = new FakeLambdaRuntime();
+        using var runtime = new FakeLambdaRuntime { Deadline = TimeSpan.FromDays(40000) };
         runtime.Enqueue(Event("guardduty-eventbridge-high.json"));
         (AlertResponder responder, _, _, _) = Stubbed(planOnly: false, failCapture: true);
         LambdaOutcome outcome = Assert.Single(await RunLambdaAsync(runtime, responder, 1));
