@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Azure.Core;
 using Azure.Storage;
+using Azure.Storage.Blobs;
 using CloudMem.Connectors.Aws;
 using CloudMem.Connectors.Azure;
 using CloudMem.Connectors.Core;
@@ -90,9 +91,11 @@ public sealed class AzureResponderTarget : IResponderTarget
     private readonly string? _toolVersion;
     private readonly EvidenceOpener _opener;
     private readonly AzureArmSettings _arm;
+    private readonly BlobClientOptions? _blobOptions;
 
-    internal AzureResponderTarget(Uri container, Func<TokenCredential> credential, StorageSharedKeyCredential? storageKey, AzureArmSettings arm, string? toolFile, string? toolVersion, EvidenceOpener opener)
+    internal AzureResponderTarget(Uri container, Func<TokenCredential> credential, StorageSharedKeyCredential? storageKey, AzureArmSettings arm, string? toolFile, string? toolVersion, EvidenceOpener opener, BlobClientOptions? blobOptions = null)
     {
+        _blobOptions = blobOptions;
         _container = container;
         _credential = credential;
         _storageKey = storageKey;
@@ -115,6 +118,7 @@ public sealed class AzureResponderTarget : IResponderTarget
             Credential = _credential(),
             StorageKey = _storageKey,
             Arm = _arm,
+            BlobOptions = _blobOptions,
             ToolFile = _toolFile,
             ToolVersion = _toolVersion,
         };

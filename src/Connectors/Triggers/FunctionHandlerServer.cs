@@ -89,9 +89,15 @@ public sealed class FunctionHandlerServer : IAsyncDisposable
             result = JsonNode.Parse(new ResponseOutcome { Status = ResponseStatus.Failed, Reason = e.Message }.ToJson());
             resStatus = 400;
         }
-        catch (Exception e) when (e is CaptureException or OperationCanceledException)
+        catch (Exception e)
         {
-            string message = e is OperationCanceledException ? "cancelled" : e.Message;
+            // Whatever failed, the host gets an answer (an unanswered invocation would hang it until its timeout).
+            string message = e switch
+            {
+                OperationCanceledException => "cancelled",
+                CaptureException => e.Message,
+                _ => $"{e.GetType().Name}: {e.Message}",
+            };
             logs.Add(message);
             _log.Warn($"invocation failed: {message}");
             result = JsonNode.Parse(new ResponseOutcome { Status = ResponseStatus.Failed, Reason = message }.ToJson());

@@ -272,4 +272,54 @@ public sealed class UnattendedRunnerTests
         Assert.Equal("init-error", outcome.Kind);
         Assert.Contains("no evidence store", outcome.Body);
     }
+
+    private sealed class ThrowingTarget : IResponderTarget
+    {
+        public AlertSource Source => AlertSource.Defender;
+
+        public ConnectorLease Create(AlertEvent alert, CaptureRequest request, CaptureLog log) => throw new IOException("disk full");
+    }
+
+    [Fact]
+    public async Task Function_handler_answers_even_when_something_unexpected_throws()
+    {
+        var log = new CaptureLog(new SecretScrubber(), TextWriter.Null);
+        var responder = new AlertResponder(new TriggerPolicy(), [new ThrowingTarget()], log) { OutputDirectory = Path.Combine(Path.GetTempPath(), "cloudmem-test-responder") };
+        int port = Emulators.FreePort();
+        await using var server = new FunctionHandlerServer(port, responder.RespondAsync, log);
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        Task serving = server.RunAsync(stop.Token);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var invocation = new JsonObject { ["Data"] = new JsonObject { ["alert"] = Event("defender-alert-high.json") } };
+        (int status, JsonObject answer) = await InvokeFunctionAsync(http, port, invocation.ToJsonString());
+        Assert.Equal(500, status);
+        Assert.Equal("IOException: disk full", (string)answer["Logs"]![0]!);
+        // And it keeps serving.
+        (status, _) = await InvokeFunctionAsync(http, port, invocation.ToJsonString());
+        Assert.Equal(500, status);
+        stop.Cancel();
+        await serving;
+    }
+
+    [Fact]
+    public void Manifest_names_stay_short_with_arm_ids_and_alert_case_ids()
+    {
+        var manifest = new CustodyManifest
+        {
+            Provider = "azure",
+            Trigger = new TriggerRecord("Defender", "x"),
+            Method = "runcommand-avml",
+            Host = new HostRecord("m", "v", "os"),
+            TargetId = "/subscriptions/5a7c9e11-2b4d-4f60-8a1c-3e5f7a9b0c2d/resourceGroups/a-rather-long-resource-group-name/providers/Microsoft.Compute/virtualMachines/a-long-virtual-machine-name-01",
+            CaseId = "defender-2517412345678901234_8c1f2e3d-4b5a-4697-8a7b-6c5d4e3f2a1b",
+            StartedUtc = new DateTimeOffset(2026, 11, 25, 22, 0, 0, TimeSpan.Zero),
+        };
+        string name = CustodyRecorder.DefaultFileName(manifest);
+        Assert.True(name.Length <= 200, name);
+        Assert.StartsWith("azure-", name);
+        Assert.Contains("a-long-virtual-machine-name-01", name);
+        Assert.EndsWith("-20261125T220000Z.custody.json", name);
+        // Short ones are unchanged.
+        Assert.Equal("aws-i-0abc-IR-42-20261125T220000Z.custody.json", CustodyRecorder.DefaultFileName(manifest with { Provider = "aws", TargetId = "i-0abc", CaseId = "IR-42" }));
+    }
 }
