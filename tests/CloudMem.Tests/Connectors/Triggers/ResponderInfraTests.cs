@@ -122,7 +122,11 @@ public sealed partial class ResponderInfraTests
         Assert.Equal(["aws.guardduty"], Scalars(pattern["source"]));
         Assert.Equal(["GuardDuty Finding"], Scalars(pattern["detail-type"]));
         Assert.Equal(["Instance"], Scalars(pattern["detail"]["resource"]["resourceType"]));
-        Assert.Equal([">=", "MinSeverity"], Scalars(pattern["detail"]["severity"]));
+        // A literal number chosen by conditions (a parameter reference would be a string in the pattern).
+        string[] severity = [.. Scalars(pattern["detail"]["severity"])];
+        Assert.Equal(">=", severity[0]);
+        Assert.Equal(["9", "8", "7", "4", "1"], severity.Where(v => int.TryParse(v, out _)));
+        Assert.DoesNotContain(pattern["detail"]["severity"].AllNodes, n => !n.Tag.IsEmpty && n.Tag.Value == "!Ref");
         var function = (YamlMappingNode)Template()["Resources"]["ResponderFunction"]["Properties"];
         Assert.Equal("provided.al2023", ((YamlScalarNode)function["Runtime"]).Value);
         Assert.Equal(["x86_64"], Scalars(function["Architectures"]));
