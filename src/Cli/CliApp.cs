@@ -74,6 +74,10 @@ internal static class CliApp
                     .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
             });
+            config.AddCommand<RespondCommand>("respond")
+                .WithExample("respond", "finding.json", "--bucket", "evidence", "--plan");
+            config.AddCommand<LambdaCommand>("lambda");
+            config.AddCommand<ServeFunctionCommand>("serve-function");
             config.AddBranch("isolate", isolate =>
             {
                 isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");

@@ -30,9 +30,12 @@ internal class AwsCommandSettings : CaptureCommandSettings
     /// Region and endpoints. Credentials always come from the SDK default chain; endpoints may be overridden with the
     /// SDK's own variables (AWS_ENDPOINT_URL_EC2, _SSM, _S3, _STS, _AUTO_SCALING), as for local test servers.
     /// </summary>
-    public AwsConnection Connection() => new()
+    public AwsConnection Connection() => ConnectionFor(Region);
+
+    /// <summary>The connection for a region (null: AWS_REGION / AWS_DEFAULT_REGION), endpoints from the environment.</summary>
+    public static AwsConnection ConnectionFor(string? region) => new()
     {
-        Region = Region ?? Environment.GetEnvironmentVariable("AWS_REGION") ?? Environment.GetEnvironmentVariable("AWS_DEFAULT_REGION"),
+        Region = region ?? Environment.GetEnvironmentVariable("AWS_REGION") ?? Environment.GetEnvironmentVariable("AWS_DEFAULT_REGION"),
         Endpoints = new AwsEndpoints
         {
             Ec2 = Endpoint("EC2"),

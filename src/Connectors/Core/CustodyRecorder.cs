@@ -271,10 +271,24 @@ public sealed class CustodyRecorder
     {
         string target = new([.. manifest.TargetId.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_')]);
         string start = manifest.StartedUtc.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
-        return manifest.CaseId is null
+        string? caseId = manifest.CaseId;
+        // File names are at most 255 bytes and the atomic write adds ".<32 hex>.tmp" around it: a full ARM id and a
+        // long alert-derived case id together exceed that, so long parts keep their tail and a hash of the whole.
+        if (manifest.Provider.Length + target.Length + (caseId?.Length ?? 0) + start.Length > MaxNameParts)
+        {
+            target = Shorten(target, 48);
+            caseId = caseId is null ? null : Shorten(caseId, 64);
+        }
+        return caseId is null
             ? $"{manifest.Provider}-{target}-{start}.custody.json"
-            : $"{manifest.Provider}-{target}-{manifest.CaseId}-{start}.custody.json";
+            : $"{manifest.Provider}-{target}-{caseId}-{start}.custody.json";
     }
+
+    private const int MaxNameParts = 160;
+
+    private static string Shorten(string part, int keep) => part.Length <= keep
+        ? part
+        : $"{Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(part)))[..8]}-{part[^(keep - 9)..]}";
 
     private static HostRecord ThisHost()
     {

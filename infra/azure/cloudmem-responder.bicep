@@ -1,0 +1,215 @@
+// CloudMem unattended responder for Azure: Defender for Cloud alerts on virtual machines -> an Azure Functions custom
+// handler (`cloudmem serve-function`) -> Run Command + AVML/WinPmem -> a one-blob SAS upload into the evidence
+// container, verified, with a custody manifest. Deploy into the resource group that holds the VMs to protect (the
+// function's identity gets its roles on that resource group only). See infra/README.md.
+targetScope = 'resourceGroup'
+
+@description('Name prefix of the resources')
+@maxLength(11)
+param name string = 'cloudmem'
+
+param location string = resourceGroup().location
+
+@description('Lowest severity that captures, GuardDuty scale: Defender High = 8, Medium = 5, Low = 2')
+param minSeverity string = '7'
+
+@description('Optional comma-separated alert types (trailing * = prefix), e.g. VM_*; empty = all')
+param allowedTypes string = ''
+
+@description('true = only plan (read-only calls, the plan goes to the function log); set false once the plans look right')
+@allowed([ 'true', 'false' ])
+param dryRun string = 'true'
+
+@description('Evidence container name')
+param evidenceContainer string = 'evidence'
+
+@description('Keep evidence immutable for this many days (container-level time-based retention, unlocked); 0 = none')
+param immutabilityDays int = 0
+
+@description('Also send the Security category of the activity log (Defender alerts) to the function through an action group')
+param wireActivityLogAlert bool = true
+
+var suffix = uniqueString(resourceGroup().id, name)
+var roles = {
+  virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
+}
+
+// Evidence: private, https only, versioned blobs, no shared key (the function uses its identity and user delegation SAS).
+resource evidence 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: toLower('${name}ev${suffix}')
+  location: location
+  sku: { name: 'Standard_ZRS' }
+  kind: 'StorageV2'
+  properties: {
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      services: { blob: { enabled: true } }
+    }
+  }
+}
+
+resource evidenceBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: evidence
+  name: 'default'
+  properties: {
+    isVersioningEnabled: true
+    deleteRetentionPolicy: { enabled: true, days: 30 }
+    containerDeleteRetentionPolicy: { enabled: true, days: 30 }
+  }
+}
+
+resource evidenceContainerResource 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: evidenceBlobs
+  name: evidenceContainer
+  properties: { publicAccess: 'None' }
+}
+
+resource evidenceImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (immutabilityDays > 0) {
+  parent: evidenceContainerResource
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: immutabilityDays
+    allowProtectedAppendWrites: false
+  }
+}
+
+// The Functions host's own storage (queues, leases, the deployment package).
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: toLower('${name}fn${suffix}')
+  location: location
+  sku: { name: 'Standard_LRS' }
+  kind: 'StorageV2'
+  properties: {
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+  }
+}
+
+// Elastic Premium: captures take longer than the Consumption plan's 10-minute limit.
+resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+  name: '${name}-plan-${suffix}'
+  location: location
+  sku: { name: 'EP1', tier: 'ElasticPremium' }
+  kind: 'elastic'
+  properties: { reserved: true, maximumElasticWorkerCount: 2 }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${name}-ai-${suffix}'
+  location: location
+  kind: 'web'
+  properties: { Application_Type: 'other' }
+}
+
+resource app 'Microsoft.Web/sites@2023-12-01' = {
+  name: '${name}-responder-${suffix}'
+  location: location
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      linuxFxVersion: ''
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      appSettings: [
+        { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
+        { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'custom' }
+        { name: 'AzureWebJobsStorage', value: 'DefaultEndpointsProtocol=https;AccountName=${hostStorage.name};AccountKey=${hostStorage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}' }
+        { name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING', value: 'DefaultEndpointsProtocol=https;AccountName=${hostStorage.name};AccountKey=${hostStorage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}' }
+        { name: 'WEBSITE_CONTENTSHARE', value: toLower('${name}-responder-${suffix}') }
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
+        { name: 'CLOUDMEM_CONTAINER_URL', value: '${evidence.properties.primaryEndpoints.blob}${evidenceContainer}' }
+        { name: 'CLOUDMEM_MIN_SEVERITY', value: minSeverity }
+        { name: 'CLOUDMEM_ALLOWED_TYPES', value: allowedTypes }
+        { name: 'CLOUDMEM_DRY_RUN', value: dryRun }
+        { name: 'CLOUDMEM_TOOL_FILE', value: '/home/site/wwwroot/tools/avml' }
+        { name: 'CLOUDMEM_TIMEOUT_MINUTES', value: '110' }
+        { name: 'DOTNET_SYSTEM_GLOBALIZATION_INVARIANT', value: '1' }
+      ]
+    }
+  }
+}
+
+// Roles of the function's identity, scoped to this resource group / the evidence account and container.
+resource vmContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(resourceGroup().id, app.id, roles.virtualMachineContributor)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.virtualMachineContributor)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+    description: 'cloudmem: read VMs and run Run Command for memory capture'
+  }
+}
+
+resource blobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(evidenceContainerResource.id, app.id, roles.storageBlobDataContributor)
+  scope: evidenceContainerResource
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+    description: 'cloudmem: stage the tool, read back and hash the evidence, write the manifest'
+  }
+}
+
+resource blobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(evidence.id, app.id, roles.storageBlobDelegator)
+  scope: evidence
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDelegator)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+    description: 'cloudmem: user delegation key for the one-blob SAS the guest uploads with'
+  }
+}
+
+// Defender for Cloud writes its alerts to the activity log (category Security); an activity log alert on this resource
+// group forwards them, in the common alert schema, to the function's HTTP trigger through an action group.
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (wireActivityLogAlert) {
+  name: '${name}-responder-ag'
+  location: 'Global'
+  properties: {
+    groupShortName: 'cloudmem'
+    enabled: true
+    azureFunctionReceivers: [
+      {
+        name: 'cloudmem-respond'
+        functionAppResourceId: app.id
+        functionName: 'respond-http'
+        httpTriggerUrl: 'https://${app.properties.defaultHostName}/api/respond-http?code=${listKeys('${app.id}/host/default', '2023-12-01').functionKeys.default}'
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+resource securityAlert 'Microsoft.Insights/activityLogAlerts@2020-10-01' = if (wireActivityLogAlert) {
+  name: '${name}-defender-alerts'
+  location: 'Global'
+  properties: {
+    enabled: true
+    scopes: [ resourceGroup().id ]
+    condition: {
+      allOf: [
+        { field: 'category', equals: 'Security' }
+        { field: 'resourceType', equals: 'Microsoft.Compute/virtualMachines' }
+      ]
+    }
+    actions: { actionGroups: [ { actionGroupId: actionGroup.id, webhookProperties: {} } ] }
+    description: 'Defender for Cloud alerts on VMs in this resource group -> cloudmem responder'
+  }
+}
+
+output functionApp string = app.name
+output evidenceContainerUrl string = '${evidence.properties.primaryEndpoints.blob}${evidenceContainer}'
+output principalId string = app.identity.principalId

@@ -1,0 +1,171 @@
+using System.Text.RegularExpressions;
+using CloudMem.Connectors.Aws;
+using CloudMem.Tests.Support;
+using YamlDotNet.RepresentationModel;
+
+namespace CloudMem.Tests.Connectors.Triggers;
+
+/// <summary>
+/// infra/ without a cloud: the CloudFormation role grants exactly the actions of the AWS capture path
+/// (<see cref="AwsCapturePermissions"/>, itself checked against the operations named in the connector's code), with
+/// no wildcard action and no "*" resource for anything that writes; the Azure files are consistent.
+/// </summary>
+public sealed partial class ResponderInfraTests
+{
+    private static readonly string[] s_connectorServices = ["ec2", "ssm", "s3", "sts", "autoscaling"];
+
+    private static YamlMappingNode Template()
+    {
+        var yaml = new YamlStream();
+        using (var reader = new StreamReader(Path.Combine(Fixture.RepoRoot, "infra", "aws", "cloudmem-responder.yaml")))
+        {
+            yaml.Load(reader);
+        }
+        return (YamlMappingNode)yaml.Documents[0].RootNode;
+    }
+
+    private static IEnumerable<string> Scalars(YamlNode node) => node switch
+    {
+        YamlScalarNode scalar => [scalar.Value ?? ""],
+        YamlSequenceNode sequence => sequence.Children.SelectMany(Scalars),
+        YamlMappingNode mapping => mapping.Children.Values.SelectMany(Scalars),
+        _ => [],
+    };
+
+    private static List<(string[] Actions, string[] Resources, YamlMappingNode Statement)> RoleStatements()
+    {
+        var role = (YamlMappingNode)Template()["Resources"]["ResponderRole"]["Properties"];
+        var statements = new List<(string[], string[], YamlMappingNode)>();
+        foreach (YamlNode policy in ((YamlSequenceNode)role["Policies"]).Children)
+        {
+            foreach (YamlMappingNode statement in ((YamlSequenceNode)policy["PolicyDocument"]["Statement"]).Children.Cast<YamlMappingNode>())
+            {
+                Assert.Equal("Allow", ((YamlScalarNode)statement["Effect"]).Value);
+                Assert.False(statement.Children.ContainsKey("NotAction") || statement.Children.ContainsKey("NotResource"));
+                statements.Add(([.. Scalars(statement["Action"])], [.. Scalars(statement["Resource"])], statement));
+            }
+        }
+        return statements;
+    }
+
+    [Fact]
+    public void Role_grants_exactly_the_capture_actions()
+    {
+        var statements = RoleStatements();
+        string[] granted = [.. statements.SelectMany(s => s.Actions).Where(a => s_connectorServices.Contains(a.Split(':')[0])).Distinct().Order(StringComparer.Ordinal)];
+        Assert.Equal(AwsCapturePermissions.Actions(), granted);
+        // Nothing else but the function's own log stream.
+        Assert.All(statements.SelectMany(s => s.Actions), a => Assert.True(s_connectorServices.Contains(a.Split(':')[0]) || a is "logs:CreateLogStream" or "logs:PutLogEvents", a));
+        Assert.All(statements.SelectMany(s => s.Actions), a => Assert.DoesNotContain('*', a));
+    }
+
+    [Fact]
+    public void Star_resources_only_for_actions_without_resource_level_permissions()
+    {
+        IReadOnlyList<string> anyScope = AwsCapturePermissions.Actions(AwsResourceScope.Any);
+        foreach ((string[] actions, string[] resources, _) in RoleStatements())
+        {
+            if (resources.Contains("*"))
+            {
+                Assert.All(actions, a => Assert.Contains(a, anyScope));
+            }
+        }
+        foreach (string s3Write in new[] { "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObject" })
+        {
+            (_, string[] resources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains(s3Write));
+            string resource = Assert.Single(resources);
+            Assert.Equal("${EvidenceBucket.Arn}/${EvidencePrefix}/*", resource);
+        }
+        (_, string[] send, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains("ssm:SendCommand"));
+        Assert.Equal(2, send.Count(r => r.Contains(":document/", StringComparison.Ordinal)));
+        Assert.Contains(send, r => r.EndsWith("::document/AWS-RunShellScript", StringComparison.Ordinal));
+        Assert.Contains(send, r => r.EndsWith("::document/AWS-RunPowerShellScript", StringComparison.Ordinal));
+        foreach (string parameterAction in new[] { "ssm:PutParameter", "ssm:GetParameters", "ssm:DeleteParameter" })
+        {
+            (_, string[] resources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains(parameterAction));
+            Assert.EndsWith(":parameter/cloudmem/ticket/*", Assert.Single(resources), StringComparison.Ordinal);
+        }
+    }
+
+    [GeneratedRegex(@"calls\.(?:Run|TryRun|Note)\(\s*""(?<service>[a-z0-9]+)"",\s*""(?<operation>[A-Za-z0-9]+)""")]
+    private static partial Regex CallPattern();
+
+    [Fact]
+    public void Every_operation_in_the_aws_connector_code_is_classified()
+    {
+        var found = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string file in Directory.GetFiles(Path.Combine(Fixture.RepoRoot, "src", "Connectors", "Aws"), "*.cs"))
+        {
+            foreach (Match match in CallPattern().Matches(File.ReadAllText(file)))
+            {
+                found.Add($"{match.Groups["service"].Value}:{match.Groups["operation"].Value}");
+            }
+        }
+        Assert.True(found.Count >= 25, $"only {found.Count} operations found: the pattern no longer matches the connector's code");
+        foreach (string operation in found)
+        {
+            Assert.True(AwsCapturePermissions.ForOperation(operation) is not null || AwsCapturePermissions.NotGranted.ContainsKey(operation),
+                $"{operation} is called by the AWS connector but is neither granted (AwsCapturePermissions.Capture) nor listed as not granted");
+        }
+        // And the table names no operation the code no longer calls (presigned and resolved ones are not SDK calls).
+        foreach (AwsPermission permission in AwsCapturePermissions.Capture.Where(p => !p.Operation.Contains(' ', StringComparison.Ordinal)))
+        {
+            Assert.Contains(permission.Operation, found);
+        }
+    }
+
+    [Fact]
+    public void Rule_matches_guardduty_instance_findings_and_targets_the_function()
+    {
+        var rule = (YamlMappingNode)Template()["Resources"]["FindingRule"]["Properties"];
+        var pattern = (YamlMappingNode)rule["EventPattern"];
+        Assert.Equal(["aws.guardduty"], Scalars(pattern["source"]));
+        Assert.Equal(["GuardDuty Finding"], Scalars(pattern["detail-type"]));
+        Assert.Equal(["Instance"], Scalars(pattern["detail"]["resource"]["resourceType"]));
+        // A literal number chosen by conditions (a parameter reference would be a string in the pattern).
+        string[] severity = [.. Scalars(pattern["detail"]["severity"])];
+        Assert.Equal(">=", severity[0]);
+        Assert.Equal(["9", "8", "7", "4", "1"], severity.Where(v => int.TryParse(v, out _)));
+        Assert.DoesNotContain(pattern["detail"]["severity"].AllNodes, n => !n.Tag.IsEmpty && n.Tag.Value == "!Ref");
+        var function = (YamlMappingNode)Template()["Resources"]["ResponderFunction"]["Properties"];
+        Assert.Equal("provided.al2023", ((YamlScalarNode)function["Runtime"]).Value);
+        Assert.Equal(["x86_64"], Scalars(function["Architectures"]));
+        var bucket = (YamlMappingNode)Template()["Resources"]["EvidenceBucket"]["Properties"];
+        Assert.Equal("Enabled", ((YamlScalarNode)bucket["VersioningConfiguration"]["Status"]).Value);
+        Assert.All(Scalars(bucket["PublicAccessBlockConfiguration"]), v => Assert.Equal("true", v));
+        // Every variable the function reads is one `cloudmem lambda` knows.
+        string responder = File.ReadAllText(Path.Combine(Fixture.RepoRoot, "src", "Cli", "Commands", "RespondCommands.cs"));
+        foreach (string name in ((YamlMappingNode)function["Environment"]["Variables"]).Children.Keys.Select(k => ((YamlScalarNode)k).Value!).Where(n => n.StartsWith("CLOUDMEM_", StringComparison.Ordinal)))
+        {
+            Assert.Contains($"\"{name}\"", responder);
+        }
+    }
+
+    [Fact]
+    public void Azure_function_package_runs_the_custom_handler_with_scoped_roles()
+    {
+        string dir = Path.Combine(Fixture.RepoRoot, "infra", "azure");
+        using var host = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "function", "host.json")));
+        System.Text.Json.JsonElement handler = host.RootElement.GetProperty("customHandler").GetProperty("description");
+        Assert.Equal("cloudmem", handler.GetProperty("defaultExecutablePath").GetString());
+        Assert.Equal(["serve-function"], handler.GetProperty("arguments").EnumerateArray().Select(a => a.GetString()));
+        using var grid = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "function", "respond", "function.json")));
+        Assert.Equal("eventGridTrigger", grid.RootElement.GetProperty("bindings")[0].GetProperty("type").GetString());
+        using var http = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "function", "respond-http", "function.json")));
+        // The handler answers Outputs.res: the HTTP output binding must be called res.
+        Assert.Contains(http.RootElement.GetProperty("bindings").EnumerateArray(), b => b.GetProperty("type").GetString() == "http" && b.GetProperty("name").GetString() == "res");
+
+        string bicep = File.ReadAllText(Path.Combine(dir, "cloudmem-responder.bicep"));
+        Assert.Contains("virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'", bicep);
+        Assert.Contains("storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'", bicep);
+        Assert.Contains("storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'", bicep);
+        Assert.Contains("scope: evidenceContainerResource", bicep);
+        Assert.DoesNotContain("targetScope = 'subscription'", bicep);
+        Assert.DoesNotContain("Owner", bicep);
+        string responder = File.ReadAllText(Path.Combine(Fixture.RepoRoot, "src", "Cli", "Commands", "RespondCommands.cs"));
+        foreach (Match match in Regex.Matches(bicep, "name: '(CLOUDMEM_[A-Z_]+)'"))
+        {
+            Assert.Contains($"\"{match.Groups[1].Value}\"", responder);
+        }
+    }
+}
