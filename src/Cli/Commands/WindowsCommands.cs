@@ -9,7 +9,7 @@ using Spectre.Console.Cli;
 namespace CloudMem.Cli.Commands;
 
 /// <summary>Settings of the Windows plugins.</summary>
-internal sealed class WindowsPluginSettings : CaptureSettings
+internal class WindowsPluginSettings : CaptureSettings
 {
     [CommandOption("--symbols <DIR>")]
     [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz or <pdb>/<GUID><age hex>/<pdb> (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
@@ -22,12 +22,23 @@ internal sealed class WindowsPluginSettings : CaptureSettings
     public override ValidationResult Validate() => SymbolServerOption.Validate(SymbolServer) ?? base.Validate();
 }
 
-/// <summary>Runs one Windows plugin: open, locate the kernel and its symbols, render the rows.</summary>
-internal abstract class WindowsPluginCommand : Command<WindowsPluginSettings>
+/// <summary>Settings of the per-process Windows plugins: the common ones plus a pid filter.</summary>
+internal class WindowsProcessPluginSettings : WindowsPluginSettings
 {
-    protected abstract IReport Run(WindowsKernel kernel, WindowsPluginSettings settings, CancellationToken cancellationToken);
+    [CommandOption("--pid <PID>")]
+    [Description("Only these processes (repeat the option for several)")]
+    public long[] Pid { get; init; } = [];
 
-    public override int Execute(CommandContext context, WindowsPluginSettings settings, CancellationToken cancellationToken)
+    /// <summary>The --pid filter, or null for every process.</summary>
+    public ISet<long>? Pids => Pid.Length == 0 ? null : Pid.ToHashSet();
+}
+
+/// <summary>Runs one Windows plugin: open, locate the kernel and its symbols, render the rows.</summary>
+internal abstract class WindowsPluginCommand<TSettings> : Command<TSettings> where TSettings : WindowsPluginSettings
+{
+    protected abstract IReport Run(WindowsKernel kernel, TSettings settings, CancellationToken cancellationToken);
+
+    public override int Execute(CommandContext context, TSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
         WindowsKernel kernel = WindowsKernel.Open(memory, SymbolStore.WithUserCache(settings.Symbols, SymbolServerOption.Parse(settings.SymbolServer)), cancellationToken);
@@ -35,6 +46,9 @@ internal abstract class WindowsPluginCommand : Command<WindowsPluginSettings>
         return (int)ExitCode.Ok;
     }
 }
+
+/// <summary>A Windows plugin with the common settings only.</summary>
+internal abstract class WindowsPluginCommand : WindowsPluginCommand<WindowsPluginSettings>;
 
 [Description("Windows processes on PsActiveProcessHead (offset, pid, ppid, image name, create time, DTB)")]
 internal sealed class WindowsPsListCommand : WindowsPluginCommand

@@ -9,21 +9,6 @@ using Spectre.Console.Cli;
 
 namespace CloudMem.Cli.Commands;
 
-/// <summary>Settings of the per-process Windows plugins (VADs and what is built on them).</summary>
-internal class WindowsProcessPluginSettings : CaptureSettings
-{
-    [CommandOption("--symbols <DIR>")]
-    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
-    public string[] Symbols { get; init; } = [];
-
-    [CommandOption("--pid <PID>")]
-    [Description("Only these processes (repeat the option for several)")]
-    public long[] Pid { get; init; } = [];
-
-    /// <summary>The --pid filter, or null for every process.</summary>
-    public ISet<long>? Pids => Pid.Length == 0 ? null : Pid.ToHashSet();
-}
-
 /// <summary>Settings of windows.procdump and windows.dlldump.</summary>
 internal sealed class WindowsDumpSettings : WindowsProcessPluginSettings
 {
@@ -61,52 +46,38 @@ internal sealed class WindowsDumpSettings : WindowsProcessPluginSettings
     }
 }
 
-/// <summary>Runs one per-process Windows plugin: open, locate the kernel and its symbols, render the rows.</summary>
-internal abstract class WindowsProcessPluginCommand<TSettings> : Command<TSettings> where TSettings : WindowsProcessPluginSettings
-{
-    protected abstract IReport Run(WindowsKernel kernel, TSettings settings, CancellationToken cancellationToken);
-
-    public override int Execute(CommandContext context, TSettings settings, CancellationToken cancellationToken)
-    {
-        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        WindowsKernel kernel = WindowsKernel.Open(memory, SymbolStore.WithUserCache(settings.Symbols), cancellationToken);
-        ReportWriter.Write(Run(kernel, settings, cancellationToken), settings.OutputFormat, Console.Out);
-        return (int)ExitCode.Ok;
-    }
-}
-
 [Description("Windows process memory ranges from the VAD tree (node, range, pool tag, protection, type, commit, mapped file)")]
-internal sealed class WindowsVadInfoCommand : WindowsProcessPluginCommand<WindowsProcessPluginSettings>
+internal sealed class WindowsVadInfoCommand : WindowsPluginCommand<WindowsProcessPluginSettings>
 {
     protected override IReport Run(WindowsKernel kernel, WindowsProcessPluginSettings settings, CancellationToken ct) => WindowsVadPlugins.VadInfo(kernel, settings.Pids, ct);
 }
 
 [Description("PE images in process memory (image VADs and MZ headers) against the three PEB loader lists: a mapped DLL on no list is hidden")]
-internal sealed class WindowsLdrModulesCommand : WindowsProcessPluginCommand<WindowsProcessPluginSettings>
+internal sealed class WindowsLdrModulesCommand : WindowsPluginCommand<WindowsProcessPluginSettings>
 {
     protected override IReport Run(WindowsKernel kernel, WindowsProcessPluginSettings settings, CancellationToken ct) => WindowsVadPlugins.LdrModules(kernel, settings.Pids, ct);
 }
 
 [Description("Executable process memory that is not a mapped image and holds code or a PE header (injection), with hexdump and disassembly")]
-internal sealed class WindowsMalfindCommand : WindowsProcessPluginCommand<WindowsProcessPluginSettings>
+internal sealed class WindowsMalfindCommand : WindowsPluginCommand<WindowsProcessPluginSettings>
 {
     protected override IReport Run(WindowsKernel kernel, WindowsProcessPluginSettings settings, CancellationToken ct) => new WindowsMalfindReport(WindowsVadPlugins.Malfind(kernel, settings.Pids, ct));
 }
 
 [Description("Hollowed processes: the PEB image base has no VAD, a VAD that is not an image, an image of another file, or differs from the section base")]
-internal sealed class WindowsHollowFindCommand : WindowsProcessPluginCommand<WindowsProcessPluginSettings>
+internal sealed class WindowsHollowFindCommand : WindowsPluginCommand<WindowsProcessPluginSettings>
 {
     protected override IReport Run(WindowsKernel kernel, WindowsProcessPluginSettings settings, CancellationToken ct) => WindowsVadPlugins.HollowFind(kernel, settings.Pids, ct);
 }
 
 [Description("Rebuilds process executables from memory as PE files (pid.PID.BASE.exe; sections at their raw offsets, missing pages as zeros; never overwrites)")]
-internal sealed class WindowsProcDumpCommand : WindowsProcessPluginCommand<WindowsDumpSettings>
+internal sealed class WindowsProcDumpCommand : WindowsPluginCommand<WindowsDumpSettings>
 {
     protected override IReport Run(WindowsKernel kernel, WindowsDumpSettings settings, CancellationToken ct) => WindowsPeDump.ProcDump(kernel, settings.Out!, settings.Pids, ct: ct);
 }
 
 [Description("Rebuilds a process's DLLs from memory as PE files (pid.PID.BASE.dll; --base for one; never overwrites)")]
-internal sealed class WindowsDllDumpCommand : WindowsProcessPluginCommand<WindowsDumpSettings>
+internal sealed class WindowsDllDumpCommand : WindowsPluginCommand<WindowsDumpSettings>
 {
     protected override IReport Run(WindowsKernel kernel, WindowsDumpSettings settings, CancellationToken ct) => WindowsPeDump.DllDump(kernel, settings.Out!, settings.Pids, settings.BaseAddress, ct: ct);
 }
