@@ -1,8 +1,6 @@
 using System.ComponentModel;
 using CloudMem.Engine.Output;
-using CloudMem.Engine.Symbols;
 using CloudMem.Engine.Windows;
-using CloudMem.VmStateParsers;
 using Spectre.Console.Cli;
 
 namespace CloudMem.Cli.Commands;

@@ -1,9 +1,7 @@
 using System.ComponentModel;
 using System.Globalization;
 using CloudMem.Engine.Output;
-using CloudMem.Engine.Symbols;
 using CloudMem.Engine.Windows;
-using CloudMem.VmStateParsers;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
