@@ -137,15 +137,7 @@ internal sealed class CaptureAzureCommand : AsyncCommand<CaptureAzureCommand.Set
                 Method = settings.Method == "hibernate" ? AzureCaptureMethod.Hibernate : AzureCaptureMethod.RunCommand,
             };
             var connector = new AzureCaptureConnector(options, settings.ToRequest(settings.Download), log, CaptureCli.ParserOpener);
-            if (settings.Plan)
-            {
-                CapturePlan plan = await connector.PlanAsync(cancellationToken);
-                Console.Out.Write(plan.ToText(scrubber));
-                return plan.Ready ? (int)ExitCode.Ok : (int)ExitCode.Error;
-            }
-            CaptureResult result = await connector.CaptureAsync(cancellationToken);
-            CaptureCli.PrintResult(result);
-            return (int)ExitCode.Ok;
+            return await CaptureCli.PlanOrCaptureAsync(connector, settings.Plan, scrubber, cancellationToken);
         }
     }
 }

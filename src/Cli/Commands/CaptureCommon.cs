@@ -93,7 +93,22 @@ internal static class CaptureCli
         return file is null ? new CaptureLog(scrubber, Console.Error) : new CaptureLog(scrubber, Console.Error, file);
     }
 
-    /// <summary>Prints the outcome of a capture.</summary>
+    /// <summary>
+    /// <c>--plan</c>: prints the plan (exit 0 when ready, else 2); otherwise runs the capture and prints its outcome.
+    /// </summary>
+    public static async Task<int> PlanOrCaptureAsync(ICaptureConnector connector, bool planOnly, SecretScrubber scrubber, CancellationToken cancellationToken)
+    {
+        if (planOnly)
+        {
+            CapturePlan plan = await connector.PlanAsync(cancellationToken).ConfigureAwait(false);
+            Console.Out.Write(plan.ToText(scrubber));
+            return plan.Ready ? (int)ExitCode.Ok : (int)ExitCode.Error;
+        }
+        PrintResult(await connector.CaptureAsync(cancellationToken).ConfigureAwait(false));
+        return (int)ExitCode.Ok;
+    }
+
+    /// <summary>Prints the outcome of a capture, and a warning for every clean-up step that failed.</summary>
     public static void PrintResult(CaptureResult result)
     {
         Console.Out.WriteLine($"status: {result.Manifest.Status}");
@@ -102,6 +117,10 @@ internal static class CaptureCli
         {
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"evidence: {evidence.Uri} {evidence.SizeBytes} bytes sha256 {evidence.Sha256} opens as {evidence.OpenedAs ?? "-"}{(evidence.LocalPath is null ? "" : " local " + evidence.LocalPath)}"));
+        }
+        foreach (StepRecord step in result.Manifest.Steps.Where(s => s.Action == "cleanup FAILED"))
+        {
+            Console.Error.WriteLine($"cloudmem: warning: {step.Detail}");
         }
     }
 }

@@ -68,19 +68,7 @@ internal sealed class CaptureHyperVCommand : AsyncCommand<CaptureHyperVCommand.S
                 Method = settings.Method == "save" ? HyperVMethod.Save : HyperVMethod.Checkpoint,
             };
             var capture = new HyperVCapture(options, shell, settings.ToRequest(download: true), log, CaptureCli.ParserOpener);
-            if (settings.Plan)
-            {
-                CapturePlan plan = await capture.PlanAsync(cancellationToken).ConfigureAwait(false);
-                Console.Out.Write(plan.ToText(scrubber));
-                return plan.Ready ? (int)ExitCode.Ok : (int)ExitCode.Error;
-            }
-            CaptureResult result = await capture.CaptureAsync(cancellationToken).ConfigureAwait(false);
-            CaptureCli.PrintResult(result);
-            foreach (StepRecord step in result.Manifest.Steps.Where(s => s.Action == "cleanup FAILED"))
-            {
-                Console.Error.WriteLine($"cloudmem: warning: {step.Detail}");
-            }
-            return (int)ExitCode.Ok;
+            return await CaptureCli.PlanOrCaptureAsync(capture, settings.Plan, scrubber, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

@@ -126,19 +126,7 @@ internal sealed class CaptureVSphereCommand : AsyncCommand<CaptureVSphereCommand
                 CleanupTimeout = TimeSpan.FromMinutes(settings.CleanupMinutes),
             };
             var capture = new VSphereCapture(options, credential, settings.ToRequest(download: true), log, CaptureCli.ParserOpener, progress: new StderrProgress(log));
-            if (settings.Plan)
-            {
-                CapturePlan plan = await capture.PlanAsync(cancellationToken).ConfigureAwait(false);
-                Console.Out.Write(plan.ToText(scrubber));
-                return plan.Ready ? (int)ExitCode.Ok : (int)ExitCode.Error;
-            }
-            CaptureResult result = await capture.CaptureAsync(cancellationToken).ConfigureAwait(false);
-            CaptureCli.PrintResult(result);
-            foreach (StepRecord step in result.Manifest.Steps.Where(s => s.Action == "cleanup FAILED"))
-            {
-                Console.Error.WriteLine($"cloudmem: warning: {step.Detail}");
-            }
-            return (int)ExitCode.Ok;
+            return await CaptureCli.PlanOrCaptureAsync(capture, settings.Plan, scrubber, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
