@@ -48,9 +48,9 @@ public static class WindowsHandles
     public static RowsReport<WindowsHandle> Handles(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        WindowsObjectManager objects = WindowsObjectManager.Open(kernel, ct);
-        var notes = new List<string>(objects.Notes);
         (List<WindowsProcess> processes, List<string> listNotes) = WindowsProcesses.List(kernel, ct);
+        WindowsObjectManager objects = WindowsObjectManager.Open(kernel, processes, ct);   // one walk serves both
+        var notes = new List<string>(objects.Notes);
         notes.AddRange(listNotes.Select(n => "pslist: " + n));
         var layout = new Layout(kernel.Types);
         var rows = new List<WindowsHandle>();

@@ -72,7 +72,7 @@ public static class WindowsInfo
                 if (kernel.Types.TryGetOffset("_KUSER_SHARED_DATA", "SystemTime", out int time) && reader.TryUInt64(KUserSharedData + (ulong)time, out ulong now)
                     && WindowsProcesses.FileTime(now) is DateTime systemTime)
                 {
-                    Add("SystemTime", systemTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture));
+                    Add("SystemTime", WindowsProcesses.Iso(systemTime)!);
                 }
                 if (kernel.Types.TryGetOffset("_KUSER_SHARED_DATA", "NtSystemRoot", out int root))
                 {

@@ -125,7 +125,10 @@ public sealed class WindowsObjectManager
 
     /// <summary>Reads ObTypeIndexTable and the cookie, and checks the cookie against the listed processes.</summary>
     /// <exception cref="KernelNotFoundException">The ISF lacks the object header layout or ObTypeIndexTable.</exception>
-    public static WindowsObjectManager Open(WindowsKernel kernel, CancellationToken ct = default)
+    public static WindowsObjectManager Open(WindowsKernel kernel, CancellationToken ct = default) => Open(kernel, null, ct);
+
+    /// <summary>As <see cref="Open(WindowsKernel, CancellationToken)"/>, checking the cookie against <paramref name="listed"/> (the caller's walk of the process list; null: walk it here).</summary>
+    public static WindowsObjectManager Open(WindowsKernel kernel, IReadOnlyList<WindowsProcess>? listed, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         TypeModel t = kernel.Types;
@@ -190,7 +193,7 @@ public sealed class WindowsObjectManager
                 notes.Add($"ObHeaderCookie at 0x{cookieVa:X} does not read ({fault})");
             }
         }
-        byte? cookie = CheckCookie(kernel, types, hasCookie, stored, notes, ct);
+        byte? cookie = CheckCookie(kernel, types, hasCookie, stored, listed, notes, ct);
         return new WindowsObjectManager(kernel, types, stored, cookie, notes);
     }
 
@@ -198,7 +201,7 @@ public sealed class WindowsObjectManager
     /// The listed processes' object headers must decode as "Process". Returns the cookie to use: the stored one when it
     /// does (or when nothing can be checked), else the one value that decodes every listed process's header.
     /// </summary>
-    private static byte? CheckCookie(WindowsKernel kernel, Dictionary<int, string> types, bool hasCookie, byte? stored, List<string> notes, CancellationToken ct)
+    private static byte? CheckCookie(WindowsKernel kernel, Dictionary<int, string> types, bool hasCookie, byte? stored, IReadOnlyList<WindowsProcess>? listed, List<string> notes, CancellationToken ct)
     {
         int processIndex = types.FirstOrDefault(kv => kv.Value == "Process").Key;
         if (processIndex == 0)
@@ -209,7 +212,7 @@ public sealed class WindowsObjectManager
         int typeIndex = Offset(kernel.Types, "_OBJECT_HEADER", "TypeIndex");
         var headers = new List<(ulong Header, byte Stored)>();
         Span<byte> b = stackalloc byte[1];
-        foreach (WindowsProcess p in WindowsProcesses.List(kernel, ct).Processes.Take(64))
+        foreach (WindowsProcess p in (listed ?? WindowsProcesses.List(kernel, ct).Processes).Take(64))
         {
             ulong header = p.Address - (ulong)body;
             if (kernel.Kernel.Read(header + (ulong)typeIndex, b) == 1)

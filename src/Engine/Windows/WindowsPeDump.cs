@@ -51,7 +51,7 @@ public static class WindowsPeDump
         }
         string title = exe ? "windows.procdump" : "windows.dlldump";
         WindowsVads walker = WindowsVads.For(kernel);
-        (List<WindowsProcess> processes, List<string> notes) = WindowsVadPlugins.Processes(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsPeDumpRow>();
         foreach (WindowsProcess p in processes)
         {

@@ -63,13 +63,6 @@ public static class WindowsPeb
     /// <summary>Cap on an environment block's size.</summary>
     public const int MaxEnvironmentBytes = 1 << 20;
 
-    /// <summary>The processes on the active list, restricted to <paramref name="pids"/> when given, and the walk's notes.</summary>
-    public static (List<WindowsProcess> Processes, List<string> Notes) Select(WindowsKernel kernel, ISet<long>? pids, CancellationToken ct)
-    {
-        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.List(kernel, ct);
-        return (pids is null ? processes : [.. processes.Where(p => pids.Contains(p.Pid))], notes);
-    }
-
     /// <summary>The _PEB address of a process, or null with the reason (kernel processes have none).</summary>
     public static ulong? TryGetPeb(WindowsKernel kernel, WindowsProcess process, out string? note)
     {
@@ -259,7 +252,7 @@ public static class WindowsPeb
     /// <summary>windows.cmdline.</summary>
     public static RowsReport<WindowsCmdLine> CmdLine(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
-        (List<WindowsProcess> processes, List<string> notes) = Select(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsCmdLine>();
         foreach (WindowsProcess p in processes)
         {
@@ -273,7 +266,7 @@ public static class WindowsPeb
     /// <summary>windows.envars.</summary>
     public static RowsReport<WindowsEnvar> Envars(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
-        (List<WindowsProcess> processes, List<string> notes) = Select(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsEnvar>();
         foreach (WindowsProcess p in processes)
         {
@@ -291,14 +284,14 @@ public static class WindowsPeb
     /// <summary>windows.dlllist: InLoadOrderModuleList of each process.</summary>
     public static RowsReport<WindowsDll> DllList(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
-        (List<WindowsProcess> processes, List<string> notes) = Select(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsDll>();
         foreach (WindowsProcess p in processes)
         {
             ct.ThrowIfCancellationRequested();
             (List<WindowsLoadedModule> modules, List<string> moduleNotes) = Modules(kernel, p);
             rows.AddRange(modules.Select((m, i) => new WindowsDll(p.Pid, p.ImageFileName, $"0x{m.Base:X}", $"0x{m.Size:X}", m.Name, m.Path, i,
-                WindowsProcesses.FileTime(m.LoadTime)?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture))
+                WindowsProcesses.Iso(WindowsProcesses.FileTime(m.LoadTime)))
             {
                 BaseAddress = m.Base,
                 SizeOfImage = m.Size,

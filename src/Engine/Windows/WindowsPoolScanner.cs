@@ -76,7 +76,7 @@ public static class WindowsPoolScanner
                 }
                 DateTime? created = WindowsProcesses.FileTime(decoded.Created);
                 rows.Add(new WindowsScannedProcess($"0x{candidate:X}", decoded.Pid, decoded.Ppid, decoded.Name,
-                    created?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
+                    WindowsProcesses.Iso(created),
                     onList.Contains(candidate))
                 { Physical = candidate });
                 break;
@@ -98,6 +98,7 @@ public static class WindowsPoolScanner
         ArgumentNullException.ThrowIfNull(types);
         ArgumentNullException.ThrowIfNull(tags);
         Layout layout = Layout.From(types);
+        uint[] wanted = [.. tags];                 // Array.IndexOf: no interface dispatch in the per-16-byte loop
         byte[] page = new byte[PageSize];
         foreach (PhysicalRun run in physical.Runs)
         {
@@ -119,7 +120,7 @@ public static class WindowsPoolScanner
                 }
                 for (int at = 0; at + layout.PoolHeaderSize <= PageSize; at += PoolAlignment)
                 {
-                    if (!tags.Contains(BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(at + layout.TagOffset))))
+                    if (Array.IndexOf(wanted, BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(at + layout.TagOffset))) < 0)
                     {
                         continue;
                     }

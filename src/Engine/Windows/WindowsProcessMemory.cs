@@ -35,7 +35,7 @@ public static class WindowsProcessMemory
         int nul = Array.IndexOf(name, (byte)0);
         DateTime? createTime = WindowsProcesses.FileTime(created);
         return new WindowsProcess($"0x{eprocess:X}", (long)pid, (long)ppid, Encoding.ASCII.GetString(name, 0, nul >= 0 ? nul : name.Length),
-            createTime?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture), $"0x{dtb:X}")
+            WindowsProcesses.Iso(createTime), $"0x{dtb:X}")
         {
             Address = eprocess,
             CreateTimeUtc = createTime,

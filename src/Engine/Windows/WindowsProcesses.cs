@@ -86,7 +86,7 @@ public static class WindowsProcesses
             string text = System.Text.Encoding.ASCII.GetString(name, 0, nul >= 0 ? nul : name.Length);
             DateTime? createTime = FileTime(created);
             processes.Add(new WindowsProcess($"0x{eprocess:X}", (long)pid, (long)ppid, text,
-                createTime?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture), $"0x{dtb:X}")
+                Iso(createTime), $"0x{dtb:X}")
             {
                 CreateTimeUtc = createTime,
                 Address = eprocess,
@@ -96,6 +96,16 @@ public static class WindowsProcesses
         }
         return (processes, notes);
     }
+
+    /// <summary>The processes on the active list, restricted to <paramref name="pids"/> when given, and the walk's notes.</summary>
+    public static (List<WindowsProcess> Processes, List<string> Notes) Select(WindowsKernel kernel, ISet<long>? pids, CancellationToken ct)
+    {
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.List(kernel, ct);
+        return (pids is null ? processes : [.. processes.Where(p => pids.Contains(p.Pid))], notes);
+    }
+
+    /// <summary>A UTC time as every Windows plugin prints it (ISO 8601 with 100 ns digits).</summary>
+    internal static string? Iso(DateTime? time) => time?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>windows.pslist.</summary>
     public static RowsReport<WindowsProcess> PsList(WindowsKernel kernel, CancellationToken ct = default)

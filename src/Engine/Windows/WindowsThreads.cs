@@ -99,7 +99,7 @@ public static class WindowsThreads
             }
             DateTime? createTime = WindowsProcesses.FileTime(created);
             threads.Add(new WindowsThread($"0x{ethread:X}", (long)pid, (long)tid, $"0x{start:X}", startModule, $"0x{win32Start:X}", win32Module,
-                Iso(createTime), Iso(WindowsProcesses.FileTime(exited)), suspicious)
+                WindowsProcesses.Iso(createTime), WindowsProcesses.Iso(WindowsProcesses.FileTime(exited)), suspicious)
             {
                 Address = ethread,
                 Start = start,
@@ -114,7 +114,7 @@ public static class WindowsThreads
     /// <summary>windows.threads: the threads of every process on the active list (or of <paramref name="pids"/>).</summary>
     public static RowsReport<WindowsThread> Threads(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
-        (List<WindowsProcess> processes, List<string> notes) = WindowsPeb.Select(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsThread>();
         foreach (WindowsProcess p in processes)
         {
@@ -139,5 +139,4 @@ public static class WindowsThreads
         return module is null ? null : module.Name ?? $"module at 0x{module.Base:X}";
     }
 
-    private static string? Iso(DateTime? time) => time?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
 }

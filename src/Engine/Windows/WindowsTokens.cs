@@ -170,7 +170,7 @@ public static class WindowsTokens
     /// <summary>windows.getsids.</summary>
     public static RowsReport<WindowsSid> GetSids(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
-        (List<WindowsProcess> processes, List<string> notes) = WindowsPeb.Select(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsSid>();
         foreach (WindowsProcess p in processes)
         {

@@ -105,18 +105,11 @@ public static class WindowsVadPlugins
     /// <summary>Pages of a VAD examined for non-zero content before it is called empty (bounds the cost on huge reservations).</summary>
     public const int MaxPagesExamined = 4096;
 
-    /// <summary>The processes on the list (filtered by <paramref name="pids"/>) with the list walk's notes.</summary>
-    internal static (List<WindowsProcess> Processes, List<string> Notes) Processes(WindowsKernel kernel, ISet<long>? pids, CancellationToken ct)
-    {
-        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.List(kernel, ct);
-        return (pids is null ? processes : processes.Where(p => pids.Contains(p.Pid)).ToList(), notes);
-    }
-
     /// <summary>windows.vadinfo: every VAD of every process, in address order.</summary>
     public static RowsReport<WindowsVadRow> VadInfo(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         WindowsVads walker = WindowsVads.For(kernel);
-        (List<WindowsProcess> processes, List<string> notes) = Processes(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsVadRow>();
         foreach (WindowsProcess p in processes)
         {
@@ -136,7 +129,7 @@ public static class WindowsVadPlugins
     public static RowsReport<WindowsLdrModuleRow> LdrModules(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         WindowsVads walker = WindowsVads.For(kernel);
-        (List<WindowsProcess> processes, List<string> notes) = Processes(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsLdrModuleRow>();
         Span<byte> mz = stackalloc byte[2];
         foreach (WindowsProcess p in processes)
@@ -222,7 +215,7 @@ public static class WindowsVadPlugins
     public static RowsReport<WindowsMalfindRow> Malfind(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         WindowsVads walker = WindowsVads.For(kernel);
-        (List<WindowsProcess> processes, List<string> notes) = Processes(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsMalfindRow>();
         foreach (WindowsProcess p in processes)
         {
@@ -232,6 +225,10 @@ public static class WindowsVadPlugins
             foreach (WindowsVad v in vads)
             {
                 ct.ThrowIfCancellationRequested();
+                if (v.Kind == VadKind.Image || !v.Executable)
+                {
+                    continue;   // Classify would drop it: no read for the images and data that are most VADs
+                }
                 byte[] head = new byte[(int)Math.Min((ulong)DumpBytes, v.Size)];
                 int got = space.Read(v.Start, head);
                 string? why = Classify(v, space, head.AsSpan(0, got));
@@ -255,7 +252,7 @@ public static class WindowsVadPlugins
     public static RowsReport<WindowsHollowRow> HollowFind(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
     {
         WindowsVads walker = WindowsVads.For(kernel);
-        (List<WindowsProcess> processes, List<string> notes) = Processes(kernel, pids, ct);
+        (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsHollowRow>();
         foreach (WindowsProcess p in processes)
         {
