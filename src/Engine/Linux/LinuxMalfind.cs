@@ -64,6 +64,7 @@ public static class LinuxMalfind
         (List<LinuxMapping> maps, List<string> notes) = LinuxMaps.List(context, pids, ct);
         var rows = new List<LinuxMalfindRow>();
         var spaces = new Dictionary<int, AddressSpace?>();
+        List<LinuxProcess>? processes = null;
         foreach (LinuxMapping map in maps)
         {
             ct.ThrowIfCancellationRequested();
@@ -74,7 +75,8 @@ public static class LinuxMalfind
             }
             if (!spaces.TryGetValue(map.Pid, out AddressSpace? space))
             {
-                space = UserSpace(context, map.Pid, ct);
+                processes ??= LinuxProcesses.List(context, ct).Processes;     // one task-list walk for every pid
+                space = UserSpace(context, processes, map.Pid);
                 spaces[map.Pid] = space;
             }
             byte[] head = new byte[(int)Math.Min((ulong)DumpBytes, map.EndAddress - map.StartAddress)];
@@ -91,8 +93,11 @@ public static class LinuxMalfind
 
     /// <summary>The user address space of a process, or null when its mm cannot be read.</summary>
     internal static AddressSpace? UserSpace(LinuxContext context, int pid, CancellationToken ct)
+        => UserSpace(context, LinuxProcesses.List(context, ct).Processes, pid);
+
+    /// <summary>The user address space of <paramref name="pid"/> among already listed <paramref name="processes"/>.</summary>
+    private static AddressSpace? UserSpace(LinuxContext context, IEnumerable<LinuxProcess> processes, int pid)
     {
-        (List<LinuxProcess> processes, _) = LinuxProcesses.List(context, ct);
         LinuxProcess? process = processes.FirstOrDefault(p => p.Pid == pid && p.Mm != 0);
         return process is not null && context.Profile.MmPgd >= 0
             && context.Kernel.Kernel.TryReadUInt64(process.Mm + (ulong)context.Profile.MmPgd, out ulong pgd) && pgd != 0

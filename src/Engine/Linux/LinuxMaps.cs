@@ -33,40 +33,41 @@ public static class LinuxMaps
 
     private sealed class Layout(TypeModel t)
     {
-        private int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int MmMt => O("mm_struct", "mm_mt");
-        public int MmMmap => O("mm_struct", "mmap");
-        public int MaRoot => O("maple_tree", "ma_root");
-        public int Range64Slot => O("maple_range_64", "slot");
-        public int Arange64Slot => O("maple_arange_64", "slot");
-        public int NodeSlot => O("maple_node", "slot");
-        public int VmStart => O("vm_area_struct", "vm_start");
-        public int VmEnd => O("vm_area_struct", "vm_end");
-        public int VmNext => O("vm_area_struct", "vm_next");
-        public int VmFlags => O("vm_area_struct", "vm_flags");
-        public int VmPgoff => O("vm_area_struct", "vm_pgoff");
-        public int VmFile => O("vm_area_struct", "vm_file");
-        public int VmMm => O("vm_area_struct", "vm_mm");
-        public int VmOps => O("vm_area_struct", "vm_ops");
-        public int VmPrivate => O("vm_area_struct", "vm_private_data");
-        public int SpecialName => O("vm_special_mapping", "name");
-        public int MmStartBrk => O("mm_struct", "start_brk");
-        public int MmBrk => O("mm_struct", "brk");
-        public int MmStartStack => O("mm_struct", "start_stack");
-        public int FilePath => O("file", "f_path");
-        public int FileInode => O("file", "f_inode");
-        public int InodeIno => O("inode", "i_ino");
-        public int PathMnt => O("path", "mnt");
-        public int PathDentry => O("path", "dentry");
-        public int DentryName => O("dentry", "d_name");
-        public int QstrName => O("qstr", "name");
-        public int DentryParent => O("dentry", "d_parent");
-        public int DentryHash => O("dentry", "d_hash");
-        public int HashPprev => O("hlist_bl_node", "pprev");
-        public int MountMnt => O("mount", "mnt");
-        public int MountParent => O("mount", "mnt_parent");
-        public int MountPoint => O("mount", "mnt_mountpoint");
-        public int VfsMountRoot => O("vfsmount", "mnt_root");
+        // Resolved once per walk (these are read for every VMA / socket / dentry level).
+        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        public int MmMt { get; } = O(t, "mm_struct", "mm_mt");
+        public int MmMmap { get; } = O(t, "mm_struct", "mmap");
+        public int MaRoot { get; } = O(t, "maple_tree", "ma_root");
+        public int Range64Slot { get; } = O(t, "maple_range_64", "slot");
+        public int Arange64Slot { get; } = O(t, "maple_arange_64", "slot");
+        public int NodeSlot { get; } = O(t, "maple_node", "slot");
+        public int VmStart { get; } = O(t, "vm_area_struct", "vm_start");
+        public int VmEnd { get; } = O(t, "vm_area_struct", "vm_end");
+        public int VmNext { get; } = O(t, "vm_area_struct", "vm_next");
+        public int VmFlags { get; } = O(t, "vm_area_struct", "vm_flags");
+        public int VmPgoff { get; } = O(t, "vm_area_struct", "vm_pgoff");
+        public int VmFile { get; } = O(t, "vm_area_struct", "vm_file");
+        public int VmMm { get; } = O(t, "vm_area_struct", "vm_mm");
+        public int VmOps { get; } = O(t, "vm_area_struct", "vm_ops");
+        public int VmPrivate { get; } = O(t, "vm_area_struct", "vm_private_data");
+        public int SpecialName { get; } = O(t, "vm_special_mapping", "name");
+        public int MmStartBrk { get; } = O(t, "mm_struct", "start_brk");
+        public int MmBrk { get; } = O(t, "mm_struct", "brk");
+        public int MmStartStack { get; } = O(t, "mm_struct", "start_stack");
+        public int FilePath { get; } = O(t, "file", "f_path");
+        public int FileInode { get; } = O(t, "file", "f_inode");
+        public int InodeIno { get; } = O(t, "inode", "i_ino");
+        public int PathMnt { get; } = O(t, "path", "mnt");
+        public int PathDentry { get; } = O(t, "path", "dentry");
+        public int DentryName { get; } = O(t, "dentry", "d_name");
+        public int QstrName { get; } = O(t, "qstr", "name");
+        public int DentryParent { get; } = O(t, "dentry", "d_parent");
+        public int DentryHash { get; } = O(t, "dentry", "d_hash");
+        public int HashPprev { get; } = O(t, "hlist_bl_node", "pprev");
+        public int MountMnt { get; } = O(t, "mount", "mnt");
+        public int MountParent { get; } = O(t, "mount", "mnt_parent");
+        public int MountPoint { get; } = O(t, "mount", "mnt_mountpoint");
+        public int VfsMountRoot { get; } = O(t, "vfsmount", "mnt_root");
     }
 
     /// <summary>Mappings of every user process (or of the given pids).</summary>

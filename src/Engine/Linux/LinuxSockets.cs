@@ -22,31 +22,32 @@ public static class LinuxSockets
 
     private sealed class Layout(TypeModel t)
     {
-        private int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        // Resolved once per walk (these are read for every VMA / socket / dentry level).
+        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
         public readonly int TaskFiles = t.TryGetOffset("task_struct", "files", out int a) ? a : -1;
-        public int FilesFdt => O("files_struct", "fdt");
-        public int FdtMax => O("fdtable", "max_fds");
-        public int FdtFd => O("fdtable", "fd");
-        public int FileOp => O("file", "f_op");
-        public int FilePrivate => O("file", "private_data");
-        public int FileInode => O("file", "f_inode");
-        public int InodeIno => O("inode", "i_ino");
-        public int SocketSk => O("socket", "sk");
-        public int SocketType => O("socket", "type");
-        public int Family => O("sock_common", "skc_family");
-        public int State => O("sock_common", "skc_state");
-        public int RcvSaddr => O("sock_common", "skc_rcv_saddr");
-        public int Daddr => O("sock_common", "skc_daddr");
-        public int Num => O("sock_common", "skc_num");
-        public int Dport => O("sock_common", "skc_dport");
-        public int V6Daddr => O("sock_common", "skc_v6_daddr");
-        public int V6Saddr => O("sock_common", "skc_v6_rcv_saddr");
-        public int SkCommon => O("sock", "__sk_common");
-        public int SkProtocol => O("sock", "sk_protocol");
-        public int SkType => O("sock", "sk_type");
-        public int UnixAddr => O("unix_sock", "addr");
-        public int UnixAddrLen => O("unix_address", "len");
-        public int UnixAddrName => O("unix_address", "name");
+        public int FilesFdt { get; } = O(t, "files_struct", "fdt");
+        public int FdtMax { get; } = O(t, "fdtable", "max_fds");
+        public int FdtFd { get; } = O(t, "fdtable", "fd");
+        public int FileOp { get; } = O(t, "file", "f_op");
+        public int FilePrivate { get; } = O(t, "file", "private_data");
+        public int FileInode { get; } = O(t, "file", "f_inode");
+        public int InodeIno { get; } = O(t, "inode", "i_ino");
+        public int SocketSk { get; } = O(t, "socket", "sk");
+        public int SocketType { get; } = O(t, "socket", "type");
+        public int Family { get; } = O(t, "sock_common", "skc_family");
+        public int State { get; } = O(t, "sock_common", "skc_state");
+        public int RcvSaddr { get; } = O(t, "sock_common", "skc_rcv_saddr");
+        public int Daddr { get; } = O(t, "sock_common", "skc_daddr");
+        public int Num { get; } = O(t, "sock_common", "skc_num");
+        public int Dport { get; } = O(t, "sock_common", "skc_dport");
+        public int V6Daddr { get; } = O(t, "sock_common", "skc_v6_daddr");
+        public int V6Saddr { get; } = O(t, "sock_common", "skc_v6_rcv_saddr");
+        public int SkCommon { get; } = O(t, "sock", "__sk_common");
+        public int SkProtocol { get; } = O(t, "sock", "sk_protocol");
+        public int SkType { get; } = O(t, "sock", "sk_type");
+        public int UnixAddr { get; } = O(t, "unix_sock", "addr");
+        public int UnixAddrLen { get; } = O(t, "unix_address", "len");
+        public int UnixAddrName { get; } = O(t, "unix_address", "name");
     }
 
     /// <summary>Sockets held open by every process.</summary>
