@@ -54,7 +54,6 @@ public static class SwsuspImage
     private const int Page = 4096;
     private const int MapEntries = 511;
     private const int ChunkPages = 32;
-    private static readonly uint[] s_crcTable = BuildCrcTable();
 
     /// <summary>Writes the image of <paramref name="memory"/> to <paramref name="sink"/>; <paramref name="scratchDirectory"/> holds a temporary file for compressed chunks.</summary>
     /// <returns>Saved pages and bytes of them that could not be read (written as zero).</returns>
@@ -160,7 +159,7 @@ public static class SwsuspImage
                 return;
             }
             ReadOnlySpan<byte> input = unc.AsSpan(0, filled * Page);
-            crc = Crc32Le(crc, input);
+            crc = Crc32.Append(crc, input);   // the kernel's crc32_le: the same reflected table, no inversion
             int length = options.Compression == SwsuspCompressionKind.Lz4
                 ? K4os.Compression.LZ4.LZ4Codec.Encode(input, cmp.AsSpan(8), K4os.Compression.LZ4.LZ4Level.L00_FAST)
                 : Lzo1xCompressor.Compress(input, cmp.AsSpan(8));
@@ -337,31 +336,6 @@ public static class SwsuspImage
             }
             return missing;
         }
-    }
-
-    /// <summary>The kernel's crc32_le(crc, data, len): reflected CRC-32, no pre- or post-inversion.</summary>
-    public static uint Crc32Le(uint crc, ReadOnlySpan<byte> data)
-    {
-        foreach (byte b in data)
-        {
-            crc = s_crcTable[(crc ^ b) & 0xFF] ^ (crc >> 8);
-        }
-        return crc;
-    }
-
-    private static uint[] BuildCrcTable()
-    {
-        uint[] table = new uint[256];
-        for (uint i = 0; i < 256; i++)
-        {
-            uint c = i;
-            for (int k = 0; k < 8; k++)
-            {
-                c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            }
-            table[i] = c;
-        }
-        return table;
     }
 }
 

@@ -51,6 +51,11 @@ internal sealed class SwsuspChunkDecoder : IPageDecoder
     [ThreadStatic]
     private static ChunkCache? t_cache;
 
+    // The per-thread cache names its owner by id, not by reference, so it never keeps a closed capture's decoder (and
+    // its mapped file) alive (as HibernationDecoder does).
+    private static long s_nextId;
+    private readonly long _id = Interlocked.Increment(ref s_nextId);
+
     private readonly MappedFile _file;
     private readonly SwsuspStreamMap _map;
     private readonly SwsuspChunkIndex _chunks;
@@ -80,14 +85,14 @@ internal sealed class SwsuspChunkDecoder : IPageDecoder
     {
         int chunk = _segmentChunk[unit.Key];
         ChunkCache cache = t_cache ??= new ChunkCache();
-        if (!ReferenceEquals(cache.Owner, this) || cache.Chunk != chunk)
+        if (cache.Owner != _id || cache.Chunk != chunk)
         {
-            cache.Owner = null;
+            cache.Owner = 0;
             if (!TryDecodeChunk(_file, _map, _chunks, chunk, _compression, cache.Buffer, out problem))
             {
                 return false;
             }
-            cache.Owner = this;
+            cache.Owner = _id;
             cache.Chunk = chunk;
         }
         int start = _segmentPage[unit.Key] * SwsuspLayout.PageSize;
@@ -172,7 +177,7 @@ internal sealed class SwsuspChunkDecoder : IPageDecoder
     private sealed class ChunkCache
     {
         public readonly byte[] Buffer = new byte[SwsuspLayout.ChunkBytes];
-        public object? Owner;
+        public long Owner;
         public int Chunk = -1;
     }
 }
