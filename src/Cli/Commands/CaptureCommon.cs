@@ -67,12 +67,7 @@ internal class CaptureCommandSettings : CommandSettings
         OutputDirectory = Out,
         PlanOnly = Plan,
         Download = download,
-        Timeouts = new CaptureTimeouts
-        {
-            Command = TimeSpan.FromMinutes(TimeoutMinutes),
-            Operation = TimeSpan.FromMinutes(TimeoutMinutes),
-            PollInterval = TimeSpan.FromSeconds(PollSeconds),
-        },
+        Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
     };
 }
 

@@ -89,12 +89,7 @@ internal sealed record ResponderConfig
             PlanOnly = PlanOnly,
             Download = Download,
             OutputDirectory = Out,
-            Timeouts = new CaptureTimeouts
-            {
-                Command = TimeSpan.FromMinutes(TimeoutMinutes),
-                Operation = TimeSpan.FromMinutes(TimeoutMinutes),
-                PollInterval = TimeSpan.FromSeconds(PollSeconds),
-            },
+            Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
         };
     }
 }

@@ -72,11 +72,7 @@ public sealed class AwsCaptureConnector : ICaptureConnector
             {
                 recorder.Operator(facts.CallerArn, "sts:GetCallerIdentity");
             }
-            foreach (PreflightCheck check in plan.Checks)
-            {
-                recorder.Step("preflight", $"{check.Name}: {(check.Passed ? "ok" : "FAILED")}: {check.Reason}");
-            }
-            plan.ThrowIfNotReady();
+            recorder.Preflight(plan);
             if (_options.Method == AwsCaptureMethod.Hibernate)
             {
                 await HibernateAsync(recorder, calls, facts, cancellationToken).ConfigureAwait(false);

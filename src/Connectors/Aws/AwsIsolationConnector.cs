@@ -59,11 +59,7 @@ public sealed class AwsIsolationConnector
             {
                 recorder.Operator(facts.CallerArn, "sts:GetCallerIdentity");
             }
-            foreach (PreflightCheck check in plan.Checks)
-            {
-                recorder.Step("preflight", $"{check.Name}: {(check.Passed ? "ok" : "FAILED")}: {check.Reason}");
-            }
-            plan.ThrowIfNotReady();
+            recorder.Preflight(plan);
             await RunAsync(recorder, calls, facts, cancellationToken).ConfigureAwait(false);
             recorder.Complete();
             string path = recorder.Write();

@@ -159,11 +159,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         {
             await RecordOperatorAsync(recorder, cancellationToken).ConfigureAwait(false);
             (CapturePlan plan, AzureVmFacts? facts, AzureGuestTool tool) = await PreflightAsync(cancellationToken).ConfigureAwait(false);
-            foreach (PreflightCheck check in plan.Checks)
-            {
-                recorder.Step("preflight", $"{check.Name}: {(check.Passed ? "ok" : "FAILED")}: {check.Reason}");
-            }
-            plan.ThrowIfNotReady();
+            recorder.Preflight(plan);
             if (_options.Method == AzureCaptureMethod.Hibernate)
             {
                 await HibernateAsync(recorder, facts!, cancellationToken).ConfigureAwait(false);

@@ -83,11 +83,7 @@ internal sealed class AzureIsolator
         try
         {
             (CapturePlan plan, IReadOnlyList<(string Nic, string? Nsg)> nics) = await PreflightAsync(cancellationToken).ConfigureAwait(false);
-            foreach (PreflightCheck check in plan.Checks)
-            {
-                recorder.Step("preflight", $"{check.Name}: {(check.Passed ? "ok" : "FAILED")}: {check.Reason}");
-            }
-            plan.ThrowIfNotReady();
+            recorder.Preflight(plan);
             foreach ((string nic, string? before) in nics)
             {
                 if (string.Equals(before, _nsgId.ToString(), StringComparison.OrdinalIgnoreCase))

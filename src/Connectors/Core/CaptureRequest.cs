@@ -48,6 +48,14 @@ public sealed record CaptureTrigger(TriggerKind Kind, string? Id)
 /// <summary>Limits on how long we wait.</summary>
 public sealed record CaptureTimeouts
 {
+    /// <summary>What the command line's --timeout (minutes, for the guest command and each provider operation) and --poll (seconds) ask for.</summary>
+    public static CaptureTimeouts From(double timeoutMinutes, double pollSeconds) => new()
+    {
+        Command = TimeSpan.FromMinutes(timeoutMinutes),
+        Operation = TimeSpan.FromMinutes(timeoutMinutes),
+        PollInterval = TimeSpan.FromSeconds(pollSeconds),
+    };
+
     /// <summary>The guest command (acquisition + upload) as a whole.</summary>
     public TimeSpan Command { get; init; } = TimeSpan.FromHours(2);
 

@@ -196,6 +196,16 @@ public sealed class CustodyRecorder
         Log.Warn($"{Provider} {Method} {TargetId}: failed: {message}");
     }
 
+    /// <summary>Records every preflight check as a step, then stops the run (CaptureException) if one failed.</summary>
+    public void Preflight(CapturePlan plan)
+    {
+        foreach (PreflightCheck check in plan.Checks)
+        {
+            Step("preflight", $"{check.Name}: {(check.Passed ? "ok" : "FAILED")}: {check.Reason}");
+        }
+        plan.ThrowIfNotReady();
+    }
+
     /// <summary>
     /// Ends a run: marks it Completed (when <paramref name="failure"/> is null and every evidence item is verified) or
     /// Failed, writes the manifest, and returns it; a failure is rethrown as one <see cref="CaptureException"/> (a
