@@ -1,3 +1,5 @@
+using CloudMem.Engine.Core;
+using System.Reflection;
 using CloudMem.Cli.Commands;
 using CloudMem.Engine.Convert;
 using CloudMem.VmStateParsers;
@@ -11,83 +13,57 @@ internal static class CliApp
     public static int Run(string[] args, TextWriter? error = null)
     {
         error ??= Console.Error;
+        var index = new CommandIndex();
+        index.AddPlugins();
         var app = new CommandApp();
         app.Configure(config =>
         {
             config.SetApplicationName("cloudmem");
-            config.AddCommand<InfoCommand>("info")
+            config.AddCommand<InfoCommand>("info").Also(() => index.Add<InfoCommand>("info", "Captures"))
                 .WithExample("info", "memory.lime")
                 .WithExample("info", "memory.kdump", "--output", "json");
-            config.AddCommand<ConvertCommand>("convert")
+            config.AddCommand<ConvertCommand>("convert").Also(() => index.Add<ConvertCommand>("convert", "Captures"))
                 .WithExample("convert", "memory.kdump", "--to", "raw", "--out", "memory.raw");
-            config.AddCommand<LinuxKernelCommand>("linux.kernel")
-                .WithExample("linux.kernel", "memory.lime");
-            config.AddCommand<LinuxPsListCommand>("linux.pslist").WithExample("linux.pslist", "memory.lime", "--output", "json");
-            config.AddCommand<LinuxPsAuxCommand>("linux.psaux");
-            config.AddCommand<LinuxPsTreeCommand>("linux.pstree");
-            config.AddCommand<LinuxSockStatCommand>("linux.sockstat");
-            config.AddCommand<LinuxLsModCommand>("linux.lsmod");
-            config.AddCommand<LinuxMapsCommand>("linux.maps").WithExample("linux.maps", "memory.lime", "--pid", "1");
-            config.AddCommand<LinuxMalfindCommand>("linux.malfind").WithExample("linux.malfind", "memory.lime");
-            config.AddCommand<LinuxProcDumpCommand>("linux.procdump").WithExample("linux.procdump", "memory.lime", "--pid", "1", "--out", "dump");
-            config.AddCommand<LinuxDmesgCommand>("linux.dmesg");
-            config.AddCommand<LinuxEnvarsCommand>("linux.envars").WithExample("linux.envars", "memory.lime", "--pid", "1");
-            config.AddCommand<LinuxBashHistoryCommand>("linux.bash");
-            config.AddCommand<LinuxPsScanCommand>("linux.psscan");
-            config.AddCommand<LinuxHiddenModulesCommand>("linux.hidden_modules");
-            config.AddCommand<WindowsPsListCommand>("windows.pslist").WithExample("windows.pslist", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsPsTreeCommand>("windows.pstree").WithExample("windows.pstree", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsPsScanCommand>("windows.psscan").WithExample("windows.psscan", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsVadInfoCommand>("windows.vadinfo").WithExample("windows.vadinfo", "memory.raw", "--symbols", "symbols", "--pid", "6044");
-            config.AddCommand<WindowsLdrModulesCommand>("windows.ldrmodules").WithExample("windows.ldrmodules", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsMalfindCommand>("windows.malfind").WithExample("windows.malfind", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsHollowFindCommand>("windows.hollowfind").WithExample("windows.hollowfind", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsProcDumpCommand>("windows.procdump").WithExample("windows.procdump", "memory.raw", "--symbols", "symbols", "--pid", "844", "--out", "dump");
-            config.AddCommand<WindowsDllDumpCommand>("windows.dlldump").WithExample("windows.dlldump", "memory.raw", "--symbols", "symbols", "--pid", "5120", "--out", "dump");
-            config.AddCommand<WindowsInfoCommand>("windows.info").WithExample("windows.info", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsCmdLineCommand>("windows.cmdline").WithExample("windows.cmdline", "memory.raw", "--symbols", "symbols", "--pid", "4");
-            config.AddCommand<WindowsEnvarsCommand>("windows.envars").WithExample("windows.envars", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsDllListCommand>("windows.dlllist").WithExample("windows.dlllist", "memory.raw", "--symbols", "symbols", "--pid", "4");
-            config.AddCommand<WindowsThreadsCommand>("windows.threads").WithExample("windows.threads", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsGetSidsCommand>("windows.getsids").WithExample("windows.getsids", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsHandlesCommand>("windows.handles").WithExample("windows.handles", "memory.raw", "--symbols", "symbols", "--pid", "4");
-            config.AddCommand<WindowsModulesCommand>("windows.modules").WithExample("windows.modules", "memory.raw", "--symbols", "symbols");
-            config.AddCommand<WindowsModScanCommand>("windows.modscan").WithExample("windows.modscan", "memory.raw", "--symbols", "symbols");
+            foreach (IPlugin plugin in PluginRegistry.All)
+            {
+                ICommandConfigurator command = plugin.Info.Os == TargetOs.Windows
+                    ? config.AddCommand<PluginCommand<WindowsPluginSettings>>(plugin.Info.Name)
+                    : config.AddCommand<PluginCommand<LinuxPluginSettings>>(plugin.Info.Name);
+                command.WithDescription(plugin.Info.Description);
+            }
             config.AddBranch("symbols", symbols =>
             {
                 symbols.SetDescription("Symbol tables: find what a capture needs and where it is");
-                symbols.AddCommand<SymbolsCheckCommand>("check")
+                symbols.AddCommand<SymbolsCheckCommand>("check").Also(() => index.Add<SymbolsCheckCommand>("symbols check", "Captures"))
                     .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
             });
             config.AddBranch("capture", capture =>
             {
                 capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
-                capture.AddCommand<AwsCaptureCommand>("aws")
+                capture.AddCommand<AwsCaptureCommand>("aws").Also(() => index.Add<AwsCaptureCommand>("capture aws", "Capture and response (cloud, hypervisor)"))
                     .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
-                capture.AddCommand<CaptureVSphereCommand>("vsphere")
-                    .WithDescription("Memory snapshot of a vSphere VM (vCenter/ESXi), downloaded, verified and removed, with a custody manifest")
+                capture.AddCommand<CaptureVSphereCommand>("vsphere").Also(() => index.Add<CaptureVSphereCommand>("capture vsphere", "Capture and response (cloud, hypervisor)"))
                     .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
-                capture.AddCommand<CaptureHyperVCommand>("hyperv")
-                    .WithDescription("Standard checkpoint or Save-VM of a Hyper-V VM over PowerShell remoting, copied and verified, with a custody manifest")
+                capture.AddCommand<CaptureHyperVCommand>("hyperv").Also(() => index.Add<CaptureHyperVCommand>("capture hyperv", "Capture and response (cloud, hypervisor)"))
                     .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
-                capture.AddCommand<CaptureAzureCommand>("azure")
+                capture.AddCommand<CaptureAzureCommand>("azure").Also(() => index.Add<CaptureAzureCommand>("capture azure", "Capture and response (cloud, hypervisor)"))
                     .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
             });
-            config.AddCommand<RespondCommand>("respond")
+            config.AddCommand<RespondCommand>("respond").Also(() => index.Add<RespondCommand>("respond", "Capture and response (cloud, hypervisor)"))
                 .WithExample("respond", "finding.json", "--bucket", "evidence", "--plan");
-            config.AddCommand<LambdaCommand>("lambda");
-            config.AddCommand<ServeFunctionCommand>("serve-function");
+            config.AddCommand<LambdaCommand>("lambda").Also(() => index.Add<LambdaCommand>("lambda", "Capture and response (cloud, hypervisor)"));
+            config.AddCommand<ServeFunctionCommand>("serve-function").Also(() => index.Add<ServeFunctionCommand>("serve-function", "Capture and response (cloud, hypervisor)"));
             config.AddBranch("isolate", isolate =>
             {
                 isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
-                isolate.AddCommand<AwsIsolateCommand>("aws")
+                isolate.AddCommand<AwsIsolateCommand>("aws").Also(() => index.Add<AwsIsolateCommand>("isolate aws", "Capture and response (cloud, hypervisor)"))
                     .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
-                isolate.AddCommand<IsolateAzureCommand>("azure")
+                isolate.AddCommand<IsolateAzureCommand>("azure").Also(() => index.Add<IsolateAzureCommand>("isolate azure", "Capture and response (cloud, hypervisor)"))
                     .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
             });
-            config.AddCommand<BenchCommand>("bench")
+            config.AddCommand<BenchCommand>("bench").Also(() => index.Add<BenchCommand>("bench", "Captures"))
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
             {
@@ -95,6 +71,22 @@ internal static class CliApp
                 return exception is OperationCanceledException ? (int)ExitCode.Cancelled : (int)ExitCode.Error;
             });
         });
+        if (args.Length == 0 || args is ["-h" or "--help"])
+        {
+            TextWriter help = args.Length == 0 ? error : Console.Out;
+            index.WriteHelp(help, Version);
+            return args.Length == 0 ? (int)ExitCode.Error : (int)ExitCode.Ok;
+        }
+        if (args is ["--version"])
+        {
+            Console.Out.WriteLine($"cloudmem {Version}");
+            return (int)ExitCode.Ok;
+        }
+        if (index.Check(args) is { } usage)
+        {
+            error.WriteLine($"cloudmem: usage: {usage} (see cloudmem {(usage.StartsWith("unknown command", StringComparison.Ordinal) ? "" : args[0] + " ")}--help)");
+            return (int)ExitCode.Error;
+        }
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler handler = (_, e) =>
         {
@@ -116,15 +108,20 @@ internal static class CliApp
     internal static string Describe(Exception exception) => exception switch
     {
         DumpFormatException e => $"error: {e.Message}",
-        CloudMem.Engine.Linux.KernelNotFoundException e => $"error: {e.Message}",
+        CloudMem.Engine.Core.KernelNotFoundException e => $"error: {e.Message}",
         CloudMem.Engine.Symbols.SymbolFormatException e => $"error: {e.Message}",
         ConvertException e => $"error: {e.Message}",
         CloudMem.Connectors.Core.CaptureException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
+        UsageException e => $"usage: {e.Message} (see cloudmem {e.Command} --help)",
+        ArgumentException e when e.TargetSite?.DeclaringType == typeof(PluginRegistry) => $"usage: {e.Message}",
         CommandParseException or CommandRuntimeException => $"usage: {Flatten(exception.Message)} (see cloudmem --help)",
         IOException or UnauthorizedAccessException => $"error: {Flatten(exception.Message)}",
         _ => $"error: {exception.GetType().Name}: {Flatten(exception.Message)}",
     };
+
+    /// <summary>The version printed by --version and the help (informational version of the build).</summary>
+    internal static string Version => typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion?.Split('+')[0] ?? "0.0.0";
 
     private static string Flatten(string text) => text.ReplaceLineEndings(" ").Trim();
 }

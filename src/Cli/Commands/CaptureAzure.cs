@@ -41,6 +41,7 @@ internal static class AzureCli
 }
 
 /// <summary>cloudmem capture azure VM_ID --container-url URL ...</summary>
+[Description("Capture the memory of an Azure VM into a Blob container (Run Command + AVML/WinPmem, or hibernation) with a custody manifest")]
 internal sealed class CaptureAzureCommand : AsyncCommand<CaptureAzureCommand.Settings>
 {
     internal sealed class Settings : CaptureCommandSettings
@@ -143,6 +144,7 @@ internal sealed class CaptureAzureCommand : AsyncCommand<CaptureAzureCommand.Set
 }
 
 /// <summary>cloudmem isolate azure VM_ID --nsg NSG_ID [--plan]</summary>
+[Description("Isolate an Azure VM: an isolation NSG on every network interface, the previous NSGs recorded")]
 internal sealed class IsolateAzureCommand : AsyncCommand<IsolateAzureCommand.Settings>
 {
     internal sealed class Settings : CaptureCommandSettings

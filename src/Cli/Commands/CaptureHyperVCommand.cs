@@ -8,6 +8,7 @@ using Spectre.Console.Cli;
 namespace CloudMem.Cli.Commands;
 
 /// <summary><c>cloudmem capture hyperv VMNAME --host HOST</c>: standard checkpoint or Save-VM over PowerShell remoting.</summary>
+[Description("Standard checkpoint or Save-VM of a Hyper-V VM over PowerShell remoting, copied and verified, with a custody manifest")]
 internal sealed class CaptureHyperVCommand : AsyncCommand<CaptureHyperVCommand.Settings>
 {
     internal sealed class Settings : CaptureCommandSettings

@@ -10,6 +10,7 @@ using Spectre.Console.Cli;
 namespace CloudMem.Cli.Commands;
 
 /// <summary><c>cloudmem capture vsphere VM --server https://vc</c>: memory snapshot, download, verify, remove.</summary>
+[Description("Memory snapshot of a vSphere VM (vCenter/ESXi), downloaded, verified and removed, with a custody manifest")]
 internal sealed class CaptureVSphereCommand : AsyncCommand<CaptureVSphereCommand.Settings>
 {
     internal sealed class Settings : CaptureCommandSettings

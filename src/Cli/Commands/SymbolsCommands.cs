@@ -9,17 +9,12 @@ using Spectre.Console.Cli;
 namespace CloudMem.Cli.Commands;
 
 /// <summary>Settings of <c>symbols check</c>.</summary>
-internal sealed class SymbolsCheckSettings : CaptureSettings
+internal sealed class SymbolsCheckSettings : WindowsPluginSettings
 {
-    [CommandOption("--symbols <DIR>")]
-    [Description("A symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz or <pdb>/<GUID><age hex>/<pdb> (repeatable; the per-user cache ${XDG_CACHE_HOME:-~/.cache}/cloudmem/symbols is searched after these)")]
-    public string[] Symbols { get; init; } = [];
-
-    [CommandOption(SymbolServerOption.Template)]
-    [Description(SymbolServerOption.Description)]
-    public string? SymbolServer { get; init; }
-
-    public override ValidationResult Validate() => SymbolServerOption.Validate(SymbolServer) ?? base.Validate();
+    public override ValidationResult Validate()
+        => Pid.Length > 0 || Out is not null || Base is not null
+            ? ValidationResult.Error("symbols check takes no --pid, --out or --base")
+            : base.Validate();
 }
 
 [Description("Find the Windows kernel image in a capture (PDB name, GUID, age) and check that a symbol table for it is available")]
@@ -28,7 +23,7 @@ internal sealed class SymbolsCheckCommand : Command<SymbolsCheckSettings>
     public override int Execute(CommandContext context, SymbolsCheckSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        SymbolStore store = SymbolStore.WithUserCache(settings.Symbols, SymbolServerOption.Parse(settings.SymbolServer));
+        SymbolStore store = SymbolStore.WithUserCache(settings.SymbolDirectories, SymbolServerOption.Parse(settings.SymbolServer));
         SymbolCheckReport report = SymbolCheck.Run(memory, settings.Image, store, cancellationToken);
         ReportWriter.Write(report, settings.OutputFormat, Console.Out);
         if (report.FailureSummary is { } failure)

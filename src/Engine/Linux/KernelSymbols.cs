@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using System.Globalization;
 
 namespace CloudMem.Engine.Linux;

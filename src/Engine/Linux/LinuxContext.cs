@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;

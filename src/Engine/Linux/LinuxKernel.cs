@@ -1,11 +1,9 @@
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Capture;
 using CloudMem.Engine.Paging;
 using CloudMem.VmStateParsers;
 
 namespace CloudMem.Engine.Linux;
-
-/// <summary>Raised when the kernel cannot be located; the message says what was tried and what would help.</summary>
-public sealed class KernelNotFoundException(string message) : Exception(message);
 
 /// <summary>
 /// A Linux x86-64 kernel located in a capture from the image alone: banner, kallsyms, KASLR slide, physical load

@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using System.Text;
 using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
@@ -17,7 +18,16 @@ namespace CloudMem.Engine.Linux;
 /// <param name="Hexdump">The first 64 bytes, 16 per line with offsets and ASCII (empty when not readable).</param>
 /// <param name="Disassembly">The first instructions (x86-64, Intel syntax), one per line.</param>
 public sealed record LinuxMalfindRow(int Pid, string Comm, string Start, string End, string Flags, string Path, string Reason,
-    IReadOnlyList<string> Hexdump, IReadOnlyList<string> Disassembly);
+    IReadOnlyList<string> Hexdump, IReadOnlyList<string> Disassembly) : IRowDetail
+{
+    /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string DetailTitle => $"pid {Pid} {Comm} {Start}-{End} {Flags} {Path}";
+
+    /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IEnumerable<string> DetailLines => Hexdump.Count == 0 ? [] : Hexdump.Concat([""]).Concat(Disassembly);
+}
 
 /// <summary>
 /// Finds executable memory a normal program does not have: anonymous executable mappings (injected or JIT code),
@@ -86,7 +96,7 @@ public static class LinuxMalfind
                 notes.Add($"pid {map.Pid} {map.Start}: the first page is not in the capture (not yet touched or swapped out)");
             }
             rows.Add(new LinuxMalfindRow(map.Pid, map.Comm, map.Start, map.End, map.Flags, map.Path, reason,
-                HexLines(head.AsSpan(0, got), map.StartAddress), Disassemble(head.AsSpan(0, got), map.StartAddress, Instructions)));
+                CodeView.HexLines(head.AsSpan(0, got), map.StartAddress), CodeView.Disassemble(head.AsSpan(0, got), map.StartAddress, Instructions)));
         }
         return new RowsReport<LinuxMalfindRow>("linux.malfind", rows, notes);
     }
@@ -103,86 +113,4 @@ public static class LinuxMalfind
             && context.Kernel.Kernel.TryReadUInt64(process.Mm + (ulong)context.Profile.MmPgd, out ulong pgd) && pgd != 0
             ? context.ProcessSpace(pgd) : null;
     }
-
-    /// <summary>Hexdump lines: address, 16 bytes in hex, then the printable ASCII.</summary>
-    public static IReadOnlyList<string> HexLines(ReadOnlySpan<byte> bytes, ulong address)
-    {
-        var lines = new List<string>();
-        for (int i = 0; i < bytes.Length; i += 16)
-        {
-            ReadOnlySpan<byte> line = bytes.Slice(i, Math.Min(16, bytes.Length - i));
-            var text = new StringBuilder();
-            text.Append($"0x{address + (ulong)i:x12}  ");
-            for (int j = 0; j < 16; j++)
-            {
-                text.Append(j < line.Length ? $"{line[j]:x2} " : "   ");
-            }
-            text.Append(' ');
-            foreach (byte b in line)
-            {
-                text.Append(b is >= 0x20 and < 0x7F ? (char)b : '.');
-            }
-            lines.Add(text.ToString());
-        }
-        return lines;
-    }
-
-    /// <summary>Up to <paramref name="count"/> x86-64 instructions (Intel syntax), stopping at the first undecodable one.</summary>
-    public static IReadOnlyList<string> Disassemble(ReadOnlySpan<byte> bytes, ulong address, int count)
-    {
-        var lines = new List<string>();
-        if (bytes.IsEmpty)
-        {
-            return lines;
-        }
-        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(bytes.ToArray()), address);
-        var formatter = new IntelFormatter();
-        formatter.Options.HexPrefix = "0x";
-        formatter.Options.HexSuffix = null;
-        formatter.Options.SpaceAfterOperandSeparator = true;
-        var output = new StringOutput();
-        ulong end = address + (ulong)bytes.Length;
-        while (lines.Count < count && decoder.IP < end)
-        {
-            decoder.Decode(out Instruction instruction);
-            if (instruction.IsInvalid)
-            {
-                lines.Add($"0x{instruction.IP:x12}  (not an instruction, or cut at the end of the bytes read)");
-                break;
-            }
-            formatter.Format(instruction, output);
-            lines.Add($"0x{instruction.IP:x12}  {output.ToStringAndReset()}");
-        }
-        return lines;
-    }
-}
-
-/// <summary>linux.malfind as tables: the summary, then each finding's hexdump and disassembly.</summary>
-public sealed class LinuxMalfindReport(RowsReport<LinuxMalfindRow> rows) : IReport
-{
-    /// <summary>The rows.</summary>
-    public RowsReport<LinuxMalfindRow> Rows { get; } = rows;
-
-    /// <inheritdoc />
-    public IEnumerable<TableSection> ToTables()
-    {
-        yield return new TableSection("linux.malfind", ["Pid", "Comm", "Start", "End", "Flags", "Path", "Reason"],
-            Rows.Rows.Select(r => (IReadOnlyList<string>)[r.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), r.Comm, r.Start, r.End, r.Flags, r.Path, r.Reason]).ToList());
-        foreach (LinuxMalfindRow r in Rows.Rows)
-        {
-            IEnumerable<string> lines = r.Hexdump.Count == 0 ? ["(not readable)"] : r.Hexdump.Concat([""]).Concat(r.Disassembly);
-            yield return new TableSection($"pid {r.Pid} {r.Comm} {r.Start}-{r.End} {r.Flags} {r.Path}", [""],
-                lines.Select(l => (IReadOnlyList<string>)[l]).ToList());
-        }
-        if (Rows.Notes.Count > 0)
-        {
-            yield return new TableSection("Notes", [""], Rows.Notes.Select(n => (IReadOnlyList<string>)[n]).ToList());
-        }
-    }
-
-    /// <inheritdoc />
-    public object ToJsonModel() => Rows.ToJsonModel();
-
-    /// <inheritdoc />
-    public IEnumerable<object>? ToJsonLines() => Rows.ToJsonLines();
 }

@@ -49,7 +49,10 @@ public static class LinuxPlugins
     }
 
     /// <summary>linux.pstree: processes under their parents, children in pid order.</summary>
-    public static RowsReport<LinuxTreeRow> PsTree(LinuxContext context, CancellationToken ct = default)
+    /// <param name="context">The kernel.</param>
+    /// <param name="pids">When given: only these processes, their ancestors and their descendants.</param>
+    /// <param name="ct">Cancels the walk.</param>
+    public static RowsReport<LinuxTreeRow> PsTree(LinuxContext context, ISet<int>? pids = null, CancellationToken ct = default)
     {
         (List<LinuxProcess> processes, List<string> notes) = LinuxProcesses.List(context, ct);
         var byPid = processes.GroupBy(p => p.Pid).ToDictionary(g => g.Key, g => g.First());
@@ -78,6 +81,30 @@ public static class LinuxPlugins
         {
             notes.Add($"pid {orphan.Pid} is in a parent cycle: listed at the root");
             Visit(orphan, 0);
+        }
+        if (pids is not null)
+        {
+            var keep = new HashSet<int>();
+            foreach (int selected in pids.Where(byPid.ContainsKey))
+            {
+                // The process and its ancestors (bounded: a parent cycle ends at a pid seen before)...
+                for (int at = selected; byPid.ContainsKey(at) && keep.Add(at); at = byPid[at].Ppid)
+                {
+                }
+                // ...and its descendants.
+                var pending = new Stack<int>(children.GetValueOrDefault(selected)?.Select(c => c.Pid) ?? []);
+                while (pending.TryPop(out int child))
+                {
+                    if (keep.Add(child))
+                    {
+                        foreach (LinuxProcess grandchild in children.GetValueOrDefault(child) ?? [])
+                        {
+                            pending.Push(grandchild.Pid);
+                        }
+                    }
+                }
+            }
+            rows = [.. rows.Where(r => keep.Contains(r.Pid))];
         }
         return new RowsReport<LinuxTreeRow>("linux.pstree", rows, notes);
     }

@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Symbols;
 
 namespace CloudMem.Engine.Linux;

@@ -7,9 +7,9 @@ public enum OutputFormat
     Table,
     /// <summary>One indented JSON document.</summary>
     Json,
-    /// <summary>JSON Lines: one compact object per row (or one per document when there are no rows).</summary>
+    /// <summary>JSON Lines: one compact object per row, then one <c>{"note": ...}</c> per note (one line per document when there are no rows).</summary>
     Jsonl,
-    /// <summary>Comma-separated values, one block per table, first column the table name.</summary>
+    /// <summary>Comma-separated values: one header and one line per row, first column the table name; notes go to the diagnostics stream.</summary>
     Csv,
 }
 
@@ -19,8 +19,14 @@ public sealed record TableSection(string Title, IReadOnlyList<string> Columns, I
 /// <summary>A result that can print itself as tables and serialise itself as JSON.</summary>
 public interface IReport
 {
-    /// <summary>The tables a person reads (also used for CSV).</summary>
+    /// <summary>The tables a person reads.</summary>
     IEnumerable<TableSection> ToTables();
+
+    /// <summary>The tables written as CSV (by default the same as <see cref="ToTables"/>).</summary>
+    IEnumerable<TableSection> ToCsvTables() => ToTables();
+
+    /// <summary>Remarks about the result (why a walk stopped, doubts); tables print them under the rows.</summary>
+    IReadOnlyList<string> Notes => [];
 
     /// <summary>The object serialised for JSON (lowerCamelCase properties).</summary>
     object ToJsonModel();

@@ -16,14 +16,20 @@ public static class ReportWriter
         WriteIndented = indented,
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         DictionaryKeyPolicy = null,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase), new UtcTimeConverter() },
     };
 
-    /// <summary>Writes <paramref name="report"/> to <paramref name="writer"/>.</summary>
-    public static void Write(IReport report, OutputFormat format, TextWriter writer)
+    /// <summary>
+    /// Writes <paramref name="report"/> to <paramref name="writer"/>. Absent values are null in JSON and "-" in text.
+    /// Notes go under the tables, into JSON's notes, as note lines in JSON Lines, and for CSV (one header, one table) to
+    /// <paramref name="diagnostics"/> as <c>note: ...</c> lines (dropped when it is null).
+    /// </summary>
+    public static void Write(IReport report, OutputFormat format, TextWriter writer, TextWriter? diagnostics = null)
     {
+        ArgumentNullException.ThrowIfNull(report);
+        ArgumentNullException.ThrowIfNull(writer);
         switch (format)
         {
             case OutputFormat.Json:
@@ -44,10 +50,15 @@ public static class ReportWriter
                 }
                 break;
             case OutputFormat.Csv:
-                WriteCsv(report.ToTables(), writer);
+                WriteCsv(report.ToCsvTables(), writer);
+                foreach (string note in report.Notes)
+                {
+                    diagnostics?.WriteLine($"note: {note}");
+                }
                 break;
             default:
-                WriteTables(report.ToTables(), writer);
+                WriteTables(report.Notes.Count == 0 ? report.ToTables()
+                    : report.ToTables().Append(new TableSection("Notes", [""], [.. report.Notes.Select(n => (IReadOnlyList<string>)[n])])), writer);
                 break;
         }
     }

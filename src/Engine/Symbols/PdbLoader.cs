@@ -1,11 +1,10 @@
 using System.Buffers.Binary;
-using CloudMem.Engine.Windows;
 using CloudMem.VmStateParsers;
 
 namespace CloudMem.Engine.Symbols;
 
 /// <summary>Who a PDB is: the values its PE image's CodeView RSDS record must carry.</summary>
-/// <param name="Guid">The GUID as 32 upper-case hex digits (the symbol-server spelling, as <see cref="KernelImageScanner.FormatGuid"/>).</param>
+/// <param name="Guid">The GUID as 32 upper-case hex digits (the symbol-server spelling, as <see cref="PdbGuid.Format"/>).</param>
 /// <param name="Age">The age from the PDB info stream.</param>
 /// <param name="DbiAge">The age from the DBI stream (what the linker writes into the image), or null without a DBI stream.</param>
 /// <param name="Signature">The PDB info stream's time stamp signature.</param>
@@ -110,7 +109,7 @@ public static class PdbLoader
         {
             throw info.Fail("PDB info stream.Version", 0, $"version {version} predates Visual C++ 7.0 (20000404) and has no GUID");
         }
-        string guid = KernelImageScanner.FormatGuid(info.Bytes(12, 16, "PDB info stream.Guid"));
+        string guid = PdbGuid.Format(info.Bytes(12, 16, "PDB info stream.Guid"));
         IReadOnlyDictionary<string, int> named = ReadNamedStreams(info, 28, msf.StreamCount, limits);
         uint? dbiAge = null;
         if (msf.HasStream(DbiStream))

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics.CodeAnalysis;
 using System.Text;
+using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
 
 namespace CloudMem.Engine.Windows;
@@ -281,29 +282,8 @@ public static class KernelImageScanner
         {
             return false;
         }
-        guid = FormatGuid(record.Slice(RsdsGuidOffset, 16));
+        guid = PdbGuid.Format(record.Slice(RsdsGuidOffset, 16));
         age = BinaryPrimitives.ReadUInt32LittleEndian(record[RsdsAgeOffset..]);
         return true;
-    }
-
-    /// <summary>
-    /// Formats the 16 bytes of a GUID as stored on disk the way symbol paths write it: Data1 (u32), Data2 and Data3
-    /// (u16) little-endian read and printed as numbers, then the 8 bytes of Data4 in order; 32 upper-case hex digits.
-    /// </summary>
-    public static string FormatGuid(ReadOnlySpan<byte> guid)
-    {
-        if (guid.Length != 16)
-        {
-            throw new ArgumentException("a GUID is 16 bytes", nameof(guid));
-        }
-        var text = new StringBuilder(32);
-        text.Append(BinaryPrimitives.ReadUInt32LittleEndian(guid).ToString("X8"));
-        text.Append(BinaryPrimitives.ReadUInt16LittleEndian(guid[4..]).ToString("X4"));
-        text.Append(BinaryPrimitives.ReadUInt16LittleEndian(guid[6..]).ToString("X4"));
-        foreach (byte b in guid[8..])
-        {
-            text.Append(b.ToString("X2"));
-        }
-        return text.ToString();
     }
 }

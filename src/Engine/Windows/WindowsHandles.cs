@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
@@ -296,12 +297,12 @@ public static class WindowsHandles
             ObjectTable = WindowsObjectManager.Offset(t, "_EPROCESS", "ObjectTable");
             TableCode = WindowsObjectManager.Offset(t, "_HANDLE_TABLE", "TableCode");
             NextHandleNeedingPool = t.TryGetOffset("_HANDLE_TABLE", "NextHandleNeedingPool", out int next) ? next : -1;
-            EntrySize = t.TryGetSize("_HANDLE_TABLE_ENTRY", out int size) && size > 0 ? size : throw new Linux.KernelNotFoundException($"{t.Source} has no _HANDLE_TABLE_ENTRY");
+            EntrySize = t.TryGetSize("_HANDLE_TABLE_ENTRY", out int size) && size > 0 ? size : throw new KernelNotFoundException($"{t.Source} has no _HANDLE_TABLE_ENTRY");
             EntriesPerPage = PageSize / EntrySize;
             PointerBits = t.FindField("_HANDLE_TABLE_ENTRY", "ObjectPointerBits");
             if (PointerBits is not null)
             {
-                AccessBits = t.FindField("_HANDLE_TABLE_ENTRY", "GrantedAccessBits") ?? throw new Linux.KernelNotFoundException($"{t.Source} has no _HANDLE_TABLE_ENTRY.GrantedAccessBits");
+                AccessBits = t.FindField("_HANDLE_TABLE_ENTRY", "GrantedAccessBits") ?? throw new KernelNotFoundException($"{t.Source} has no _HANDLE_TABLE_ENTRY.GrantedAccessBits");
             }
             else
             {
@@ -319,7 +320,7 @@ public static class WindowsHandles
             ParentKcb = WindowsObjectManager.Offset(t, "_CM_KEY_CONTROL_BLOCK", "ParentKcb");
             NameLength = WindowsObjectManager.Offset(t, "_CM_NAME_CONTROL_BLOCK", "NameLength");
             Name = WindowsObjectManager.Offset(t, "_CM_NAME_CONTROL_BLOCK", "Name");
-            Compressed = t.FindField("_CM_NAME_CONTROL_BLOCK", "Compressed") ?? throw new Linux.KernelNotFoundException($"{t.Source} has no _CM_NAME_CONTROL_BLOCK.Compressed");
+            Compressed = t.FindField("_CM_NAME_CONTROL_BLOCK", "Compressed") ?? throw new KernelNotFoundException($"{t.Source} has no _CM_NAME_CONTROL_BLOCK.Compressed");
         }
 
         public int ObjectTable { get; }

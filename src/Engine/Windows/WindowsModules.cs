@@ -1,5 +1,5 @@
+using CloudMem.Engine.Core;
 using System.Buffers.Binary;
-using CloudMem.Engine.Linux;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 using CloudMem.Engine.Symbols;

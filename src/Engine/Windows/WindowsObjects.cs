@@ -1,6 +1,6 @@
+using CloudMem.Engine.Core;
 using System.Buffers.Binary;
 using System.Text;
-using CloudMem.Engine.Linux;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
 

@@ -1,4 +1,3 @@
-using CloudMem.Engine.Linux;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
 

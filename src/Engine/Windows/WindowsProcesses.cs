@@ -1,4 +1,4 @@
-using CloudMem.Engine.Linux;
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 

@@ -1,5 +1,5 @@
+using CloudMem.Engine.Core;
 using System.Runtime.CompilerServices;
-using CloudMem.Engine.Linux;
 using CloudMem.Engine.Symbols;
 
 namespace CloudMem.Engine.Windows;

@@ -1,4 +1,4 @@
-using CloudMem.Engine.Linux;
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
@@ -56,8 +56,16 @@ public sealed record WindowsLdrModuleRow(long Pid, string Process, string Base, 
 /// <param name="Hexdump">The first 64 bytes, 16 per line.</param>
 /// <param name="Disassembly">The first instructions of those bytes (x86-64, Intel syntax).</param>
 public sealed record WindowsMalfindRow(long Pid, string Process, string Start, string End, string? Tag, string Protection, VadKind Type,
-    ulong CommitCharge, bool PrivateMemory, string Notes, IReadOnlyList<string> Hexdump, IReadOnlyList<string> Disassembly)
+    ulong CommitCharge, bool PrivateMemory, string Notes, IReadOnlyList<string> Hexdump, IReadOnlyList<string> Disassembly) : IRowDetail
 {
+    /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string DetailTitle => $"pid {Pid} {Process} {Start}-{End} {Protection}";
+
+    /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IEnumerable<string> DetailLines => Hexdump.Count == 0 ? [] : Hexdump.Concat([""]).Concat(Disassembly);
+
     /// <summary>The first address as a number.</summary>
     internal ulong StartAddress { get; init; }
 }
@@ -237,7 +245,7 @@ public static class WindowsVadPlugins
                     continue;
                 }
                 rows.Add(new WindowsMalfindRow(p.Pid, p.ImageFileName, Hex(v.Start), Hex(v.End), v.Tag, v.Protection, v.Kind, v.CommitCharge,
-                    v.PrivateMemory, why, LinuxMalfind.HexLines(head.AsSpan(0, got), v.Start), LinuxMalfind.Disassemble(head.AsSpan(0, got), v.Start, Instructions))
+                    v.PrivateMemory, why, CodeView.HexLines(head.AsSpan(0, got), v.Start), CodeView.Disassemble(head.AsSpan(0, got), v.Start, Instructions))
                 { StartAddress = v.Start });
             }
         }
@@ -330,35 +338,4 @@ public static class WindowsVadPlugins
     }
 
     internal static string Hex(ulong value) => $"0x{value:x}";
-}
-
-/// <summary>windows.malfind as tables: the summary, then each hit's hexdump and disassembly.</summary>
-public sealed class WindowsMalfindReport(RowsReport<WindowsMalfindRow> rows) : IReport
-{
-    /// <summary>The rows.</summary>
-    public RowsReport<WindowsMalfindRow> Rows { get; } = rows;
-
-    /// <inheritdoc />
-    public IEnumerable<TableSection> ToTables()
-    {
-        var inv = System.Globalization.CultureInfo.InvariantCulture;
-        yield return new TableSection("windows.malfind", ["Pid", "Process", "Start", "End", "Tag", "Protection", "Type", "CommitCharge", "Notes"],
-            Rows.Rows.Select(r => (IReadOnlyList<string>)[r.Pid.ToString(inv), r.Process, r.Start, r.End, r.Tag ?? "-", r.Protection, r.Type.ToString(),
-                r.CommitCharge.ToString(inv), r.Notes]).ToList());
-        foreach (WindowsMalfindRow r in Rows.Rows)
-        {
-            IEnumerable<string> lines = r.Hexdump.Count == 0 ? ["(not readable)"] : r.Hexdump.Concat([""]).Concat(r.Disassembly);
-            yield return new TableSection($"pid {r.Pid} {r.Process} {r.Start}-{r.End} {r.Protection}", [""], lines.Select(l => (IReadOnlyList<string>)[l]).ToList());
-        }
-        if (Rows.Notes.Count > 0)
-        {
-            yield return new TableSection("Notes", [""], Rows.Notes.Select(n => (IReadOnlyList<string>)[n]).ToList());
-        }
-    }
-
-    /// <inheritdoc />
-    public object ToJsonModel() => Rows.ToJsonModel();
-
-    /// <inheritdoc />
-    public IEnumerable<object>? ToJsonLines() => Rows.ToJsonLines();
 }

@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using System.Text.Json;
 using CloudMem.Engine.Linux;
 using CloudMem.Engine.Paging;
@@ -70,9 +71,9 @@ public sealed class LinuxMalfindTests
         AddressSpace user = LinuxMalfind.UserSpace(mutated, heap.Pid, default)!;
         byte[] expected = new byte[64];
         Assert.Equal(64, user.Read(heap.StartAddress, expected));
-        Assert.Equal(LinuxMalfind.HexLines(expected, heap.StartAddress), row.Hexdump);
+        Assert.Equal(CodeView.HexLines(expected, heap.StartAddress), row.Hexdump);
         Assert.StartsWith($"0x{heap.StartAddress:x12}  {expected[0]:x2} {expected[1]:x2} ", row.Hexdump[0], StringComparison.Ordinal);
-        Assert.Equal(LinuxMalfind.Disassemble(expected, heap.StartAddress, 8), row.Disassembly);
+        Assert.Equal(CodeView.Disassemble(expected, heap.StartAddress, 8), row.Disassembly);
         Assert.NotEmpty(row.Disassembly);
         Assert.StartsWith($"0x{heap.StartAddress:x12}  ", row.Disassembly[0], StringComparison.Ordinal);
     }
@@ -81,10 +82,10 @@ public sealed class LinuxMalfindTests
     public void Disassembly_and_hexdump_of_known_bytes()
     {
         byte[] code = [0x55, 0x48, 0x89, 0xE5, 0x31, 0xC0, 0xC3, 0x41];
-        IReadOnlyList<string> asm = LinuxMalfind.Disassemble(code, 0x7000, 8);
+        IReadOnlyList<string> asm = CodeView.Disassemble(code, 0x7000, 8);
         Assert.Equal(["0x000000007000  push rbp", "0x000000007001  mov rbp, rsp", "0x000000007004  xor eax, eax", "0x000000007006  ret"], asm.Take(4));
         Assert.Contains("not an instruction", asm[4], StringComparison.Ordinal);
-        Assert.Equal("0x000000007000  55 48 89 e5 31 c0 c3 41" + new string(' ', 8 * 3 + 2) + "UH..1..A", LinuxMalfind.HexLines(code, 0x7000)[0]);
+        Assert.Equal("0x000000007000  55 48 89 e5 31 c0 c3 41" + new string(' ', 8 * 3 + 2) + "UH..1..A", CodeView.HexLines(code, 0x7000)[0]);
     }
 
     [SkippableFact]

@@ -223,7 +223,7 @@ public sealed partial class PdbLoaderTests
         string readobj = File.ReadAllText(DataFile("debug-directory.txt"));
         byte[] guidBytes = Convert.FromHexString(Regex.Match(readobj, @"PDBGUID: \(([0-9A-F ]+)\)").Groups[1].Value.Replace(" ", "", StringComparison.Ordinal));
         uint age = uint.Parse(Regex.Match(readobj, @"PDBAge: (\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
-        Assert.Equal(KernelImageScanner.FormatGuid(guidBytes), identity.Guid);
+        Assert.Equal(PdbGuid.Format(guidBytes), identity.Guid);
         Assert.Equal(age, identity.DbiAge);
         Assert.Equal(age, identity.Age);
         string summary = File.ReadAllText(DataFile("summary.txt"));

@@ -1,3 +1,4 @@
+using CloudMem.Engine.Symbols;
 using System.Diagnostics;
 using CloudMem.Engine.Windows;
 using CloudMem.Tests.Support;
@@ -43,7 +44,7 @@ public sealed class KernelImageScannerTests(ITestOutputHelper output) : IDisposa
     {
         // Data1..Data3 are little-endian on disk: 69 F6 6F 60 | 9B 40 | F7 00 | FC 8C 61 A9 C1 67 01 29
         byte[] onDisk = [0x69, 0xF6, 0x6F, 0x60, 0x9B, 0x40, 0xF7, 0x00, 0xFC, 0x8C, 0x61, 0xA9, 0xC1, 0x67, 0x01, 0x29];
-        Assert.Equal("606FF669409B00F7FC8C61A9C1670129", KernelImageScanner.FormatGuid(onDisk));
+        Assert.Equal("606FF669409B00F7FC8C61A9C1670129", PdbGuid.Format(onDisk));
         Assert.Equal(onDisk, PeImageBuilder.GuidToBytes(PeImageBuilder.Win10Guid));
     }
 

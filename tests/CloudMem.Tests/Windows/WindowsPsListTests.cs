@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using System.Diagnostics;
 using System.Text.Json;
 using CloudMem.Engine.Linux;

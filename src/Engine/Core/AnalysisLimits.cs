@@ -1,0 +1,45 @@
+namespace CloudMem.Engine.Core;
+
+/// <summary>
+/// Caps on every count an analysis reads from guest memory (list lengths, tree sizes, string and buffer lengths),
+/// next to <see cref="VmStateParsers.ParserLimits"/> for the formats. A walk that reaches a cap stops with a note; it
+/// never throws. One object so that a caller (analyze, a library user) can tighten or widen them in one place.
+/// </summary>
+public sealed record AnalysisLimits
+{
+    /// <summary>The limits every command uses.</summary>
+    public static AnalysisLimits Default { get; } = new();
+
+    /// <summary>Entries followed on any kernel list before it is declared broken (a generic ceiling).</summary>
+    public int MaxListEntries { get; init; } = 1 << 20;
+
+    /// <summary>Linux tasks on the task list.</summary>
+    public int MaxTasks { get; init; } = 1 << 20;
+
+    /// <summary>Windows processes on PsActiveProcessHead.</summary>
+    public int MaxProcesses { get; init; } = 100_000;
+
+    /// <summary>Threads of one process.</summary>
+    public int MaxThreads { get; init; } = 65_536;
+
+    /// <summary>Kernel modules (PsLoadedModuleList, the Linux module list).</summary>
+    public int MaxKernelModules { get; init; } = 65_536;
+
+    /// <summary>User-mode modules on one process's loader lists.</summary>
+    public int MaxProcessModules { get; init; } = 4096;
+
+    /// <summary>VADs of one process; also memory mappings (VMAs) of a Linux process.</summary>
+    public int MaxVads { get; init; } = 100_000;
+
+    /// <summary>Depth of a VAD/rb tree walk.</summary>
+    public int MaxTreeDepth { get; init; } = 64;
+
+    /// <summary>SIDs of one token.</summary>
+    public int MaxSids { get; init; } = 1024;
+
+    /// <summary>Bytes of one process environment block.</summary>
+    public int MaxEnvironmentBytes { get; init; } = 1 << 20;
+
+    /// <summary>Results of one physical-memory scan (pool tags, task_structs).</summary>
+    public int MaxScanResults { get; init; } = 100_000;
+}

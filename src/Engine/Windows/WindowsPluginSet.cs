@@ -1,0 +1,61 @@
+using System.Runtime.CompilerServices;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Symbols;
+
+namespace CloudMem.Engine.Windows;
+
+/// <summary>The Windows plugins of the registry (names as Volatility spells them).</summary>
+internal static class WindowsPluginSet
+{
+    /// <summary>The Windows kernel of a capture and its symbols, located once per <see cref="PluginContext"/>.</summary>
+    internal static WindowsKernel Windows(this PluginContext context, CancellationToken ct)
+        => context.Get(c => WindowsKernel.Open(c.Memory, SymbolStore.WithUserCache(c.Symbols.SymbolDirectories, c.Symbols.SymbolServer), ct));
+
+#pragma warning disable CA2255 // a module initializer is how each plugin file registers itself (no reflection scan)
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void Register()
+    {
+        const PluginInputs pid = PluginInputs.ProcessFilter;
+        Add("windows.info", "Kernel facts: base, DTB, PDB GUID/age, symbol table, build, processors, system time", PluginInputs.None,
+            (c, a, ct) => WindowsInfo.Info(c.Windows(ct)));
+        Add("windows.pslist", "Processes on PsActiveProcessHead (offset, pid, ppid, image name, create time, DTB)", pid,
+            (c, a, ct) => a.OnlyPids(WindowsProcesses.PsList(c.Windows(ct), ct), p => p.Pid));
+        Add("windows.pstree", "Processes under their parents, with suspicious-parent rules (Office/browser starting a shell, lsass parents)", pid,
+            (c, a, ct) => a.OnlyPids(WindowsProcessTree.PsTree(c.Windows(ct), ct), p => p.Pid));
+        Add("windows.psscan", "Processes found by scanning physical memory for 'Proc' pool allocations, with OnList (unlinked processes)", pid,
+            (c, a, ct) => a.OnlyPids(WindowsPoolScanner.PsScan(c.Windows(ct), ct), p => p.Pid));
+        Add("windows.vadinfo", "Process memory ranges from the VAD tree (range, pool tag, protection, type, commit, mapped file)", pid,
+            (c, a, ct) => WindowsVadPlugins.VadInfo(c.Windows(ct), a.LongPids, ct));
+        Add("windows.ldrmodules", "PE images in process memory against the three PEB loader lists (a mapped DLL on no list is hidden)", pid,
+            (c, a, ct) => WindowsVadPlugins.LdrModules(c.Windows(ct), a.LongPids, ct));
+        Add("windows.malfind", "Executable process memory that is not a mapped image and holds code or a PE header; hexdump and disassembly", pid,
+            (c, a, ct) => WindowsVadPlugins.Malfind(c.Windows(ct), a.LongPids, ct));
+        Add("windows.hollowfind", "Hollowed processes: no VAD, a non-image VAD or another file's image at the PEB image base", pid,
+            (c, a, ct) => WindowsVadPlugins.HollowFind(c.Windows(ct), a.LongPids, ct));
+        Add("windows.procdump", "Process executables rebuilt from memory as PE files (pid.PID.BASE.exe; never overwrites)", pid | PluginInputs.OutputDirectory,
+            (c, a, ct) => WindowsPeDump.ProcDump(c.Windows(ct), a.OutputDirectory!, a.LongPids, ct: ct));
+        Add("windows.dlldump", "A process's DLLs rebuilt from memory as PE files (pid.PID.BASE.dll; --base for one; never overwrites)",
+            pid | PluginInputs.OutputDirectory | PluginInputs.BaseAddress,
+            (c, a, ct) => WindowsPeDump.DllDump(c.Windows(ct), a.OutputDirectory!, a.LongPids, a.BaseAddress, ct: ct));
+        Add("windows.cmdline", "Process command lines from the PEB's process parameters", pid,
+            (c, a, ct) => WindowsPeb.CmdLine(c.Windows(ct), a.LongPids, ct));
+        Add("windows.envars", "Process environment variables from the PEB's process parameters", pid,
+            (c, a, ct) => WindowsPeb.Envars(c.Windows(ct), a.LongPids, ct));
+        Add("windows.dlllist", "Loaded modules of each process (the PEB's InLoadOrderModuleList)", pid,
+            (c, a, ct) => WindowsPeb.DllList(c.Windows(ct), a.LongPids, ct));
+        Add("windows.threads", "Threads with start addresses resolved to modules; starts outside every module are flagged", pid,
+            (c, a, ct) => WindowsThreads.Threads(c.Windows(ct), a.LongPids, ct));
+        Add("windows.getsids", "Token SIDs of each process with well-known names", pid,
+            (c, a, ct) => WindowsTokens.GetSids(c.Windows(ct), a.LongPids, ct));
+        Add("windows.handles", "Open handles of each process (object, handle value, type, granted access, name)", pid,
+            (c, a, ct) => WindowsHandles.Handles(c.Windows(ct), a.LongPids, ct));
+        Add("windows.modules", "Kernel modules on PsLoadedModuleList (offset, base, size, name, path)", PluginInputs.None,
+            (c, a, ct) => WindowsModules.Modules(c.Windows(ct), ct));
+        Add("windows.modscan", "Kernel modules found by scanning for 'MmLd' pool allocations, with OnList (unlinked drivers)", PluginInputs.None,
+            (c, a, ct) => WindowsModules.ModScan(c.Windows(ct), ct));
+    }
+
+    private static void Add(string name, string description, PluginInputs inputs, Func<PluginContext, PluginArguments, CancellationToken, Output.IReport> run)
+        => PluginRegistry.Register(new PluginInfo(name, description, TargetOs.Windows, inputs), run);
+}
