@@ -29,7 +29,7 @@ internal static class CliApp
                 ICommandConfigurator command = plugin.Info.Os == TargetOs.Windows
                     ? config.AddCommand<PluginCommand<WindowsPluginSettings>>(plugin.Info.Name)
                     : config.AddCommand<PluginCommand<LinuxPluginSettings>>(plugin.Info.Name);
-                command.WithDescription(plugin.Info.Description);
+                command.WithDescription(Spectre.Console.Markup.Escape(plugin.Info.Description));
             }
             config.AddBranch("symbols", symbols =>
             {

@@ -7,13 +7,13 @@
 #
 # Usage: tests/peers/linux-hidden-modules-vol3-check.sh [VARIANT]    (default basic; uses .fixtures/VARIANT/memory.raw)
 # Env:   VOL3_DIR (default /work/vol3), PYTHON (default /usr/bin/python3),
-#        ISF (default /work/shared/peers/linux-6.1.0-56-amd64.json.xz: the fixture kernel's symbols)
+#        ISF (default: /work/shared/peers/linux-<the fixture's kernel release>.json.xz)
 # Needs 256 MiB of space in TMPDIR for the mutated copy. Prints PASS or FAIL (exit 1), or "skipped: ..." (exit 0).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 vol3="${VOL3_DIR:-/work/vol3}"
 python="${PYTHON:-/usr/bin/python3}"
-isf="${ISF:-/work/shared/peers/linux-6.1.0-56-amd64.json.xz}"
+isf="${ISF:-/work/shared/peers/linux-$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['kernel_release'])" "$root/.fixtures/basic/manifest.json").json.xz}"
 variant="${1:-basic}"
 raw="$root/.fixtures/$variant/memory.raw"
 truth="$root/.fixtures/$variant/truth.json"

@@ -7,12 +7,12 @@
 # environments; the bash rows (both empty on the busybox fixture). Prints PASS/FAIL per plugin and a summary.
 #
 # Usage: tests/peers/linux-logs-vol3-check.sh [capture]   (default .fixtures/basic/memory.lime)
-# Env: VOL3_DIR (default /work/vol3), VOL3_ISF (default /work/shared/peers/linux-6.1.0-56-amd64.json.xz), VOL3_CACHE
+# Env: VOL3_DIR (default /work/vol3), VOL3_ISF (default /work/shared/peers/linux-<the fixture kernel release>.json.xz), VOL3_CACHE
 # Exit: 0 all pass or skipped (no Volatility 3 / ISF / fixture), 1 a comparison failed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 vol3="${VOL3_DIR:-/work/vol3}"
-isf="${VOL3_ISF:-/work/shared/peers/linux-6.1.0-56-amd64.json.xz}"
+isf="${VOL3_ISF:-/work/shared/peers/linux-$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['kernel_release'])" "$root/.fixtures/basic/manifest.json").json.xz}"
 capture="${1:-$root/.fixtures/basic/memory.lime}"
 python=/usr/bin/python3
 name="linux-logs-vol3-check"

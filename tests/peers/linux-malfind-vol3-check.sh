@@ -8,15 +8,15 @@
 # Volatility 3 rebuilds (linux.elfs --dump) and ours (linux.procdump) agree on the first page (ELF and program
 # headers) and on the executable segment's bytes wherever both have them (Volatility 3 2.11's dump of it held only
 # zeros on the fixture when this was written: then that comparison is reported as not possible).
-# Needs the kernel's ISF (shared/peers/linux-6.1.0-56-amd64.json.xz, or ISF=FILE) for Volatility 3.
+# Needs the kernel's ISF (shared/peers/linux-$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['kernel_release'])" "$root/.fixtures/basic/manifest.json").json.xz, or ISF=FILE) for Volatility 3.
 # Usage: tests/peers/linux-malfind-vol3-check.sh [memory.lime]    Env: VOL3_DIR (default /work/vol3), ISF, KEEP=1
 # Exit: 0 pass or skipped, 1 a check failed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 vol3="${VOL3_DIR:-/work/vol3}"
 image="${1:-$root/.fixtures/basic/memory.lime}"
-isf="${ISF:-$root/../shared/peers/linux-6.1.0-56-amd64.json.xz}"
-[ -f "$isf" ] || isf="/work/shared/peers/linux-6.1.0-56-amd64.json.xz"
+isf="${ISF:-$root/../shared/peers/linux-$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['kernel_release'])" "$root/.fixtures/basic/manifest.json").json.xz}"
+[ -f "$isf" ] || isf="/work/shared/peers/linux-$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['kernel_release'])" "$root/.fixtures/basic/manifest.json").json.xz"
 python=/usr/bin/python3
 name="linux-malfind-vol3-check"
 for need in "$vol3/vol.py" "$image" "$isf"; do

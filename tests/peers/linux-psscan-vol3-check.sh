@@ -6,13 +6,13 @@
 #
 # Usage: tests/peers/linux-psscan-vol3-check.sh [CAPTURE]    (default .fixtures/basic/memory.lime)
 # Env:   VOL3_DIR (default /work/vol3), PYTHON (default /usr/bin/python3),
-#        ISF (default /work/shared/peers/linux-6.1.0-56-amd64.json.xz: the fixture kernel's symbols)
+#        ISF (default: /work/shared/peers/linux-<the fixture's kernel release>.json.xz)
 # Prints PASS or FAIL (exit 1); prints "skipped: ..." and exits 0 when Volatility 3, the ISF or the fixture is absent.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 vol3="${VOL3_DIR:-/work/vol3}"
 python="${PYTHON:-/usr/bin/python3}"
-isf="${ISF:-/work/shared/peers/linux-6.1.0-56-amd64.json.xz}"
+isf="${ISF:-/work/shared/peers/linux-$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['kernel_release'])" "$root/.fixtures/basic/manifest.json").json.xz}"
 capture="${1:-$root/.fixtures/basic/memory.lime}"
 [ -f "$capture" ] && capture="$(realpath "$capture")"
 

@@ -63,7 +63,7 @@ public static class PluginRegistry
         }
         if (arguments.OutputDirectory is null && (info.Inputs & PluginInputs.OutputDirectory) != 0)
         {
-            return $"{info.Name} needs --out DIR (an existing directory; files are never overwritten)";
+            return $"{info.Name}: --out DIR is required (an existing directory; files are never overwritten)";
         }
         if (arguments.BaseAddress is not null && (info.Inputs & PluginInputs.BaseAddress) == 0)
         {

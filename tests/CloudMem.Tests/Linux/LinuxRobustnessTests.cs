@@ -10,11 +10,7 @@ namespace CloudMem.Tests.Linux;
 /// <summary>Damaged and stripped captures: partial, marked results and clear explanations, never a hang.</summary>
 public sealed class LinuxRobustnessTests
 {
-    private static string? SharedIsf()
-    {
-        string path = Path.Combine(Fixture.RepoRoot, "..", "shared", "peers", "linux-6.1.0-56-amd64.json.xz");
-        return File.Exists(path) ? path : null;
-    }
+    private static string? SharedIsf() => Fixture.KernelIsf();
 
     [SkippableFact]
     public void Cyclic_task_list_and_garbage_pointers_give_partial_marked_rows()
@@ -93,7 +89,7 @@ public sealed class LinuxRobustnessTests
         var error = Assert.Throws<KernelNotFoundException>(() => LinuxContext.Open(overlay));
         Assert.Contains("--isf", error.Message, StringComparison.Ordinal);
         string? isf = SharedIsf();
-        Skip.If(isf is null, "the fixture kernel's ISF (../shared/peers/linux-6.1.0-56-amd64.json.xz) is not present");
+        Skip.If(isf is null, Fixture.NoKernelIsf());
         LinuxContext fromIsf = LinuxContext.Open(overlay, new LinuxOptions(IsfPath: isf));
         LinuxContext fromBtf = LinuxContext.Open(capture);
         Assert.Equal(LinuxProcesses.List(fromBtf).Processes.Select(p => (p.Pid, p.Ppid, p.Comm, p.Uid)),

@@ -33,6 +33,25 @@ public static class Fixture
         return path;
     }
 
+    /// <summary>The guest kernel's release (uname -r) as the fixture recorded it in manifest.json.</summary>
+    public static string KernelRelease(string variant = "basic")
+    {
+        using JsonDocument manifest = JsonDocument.Parse(File.ReadAllText(Require("manifest.json", variant)));
+        return manifest.RootElement.GetProperty("kernel_release").GetString()
+            ?? throw new InvalidOperationException("manifest.json has no kernel_release");
+    }
+
+    /// <summary>
+    /// The Volatility ISF of the fixture's own kernel (../shared/peers/linux-RELEASE.json.xz), or null: then the test
+    /// skips with <see cref="NoKernelIsf"/>.
+    /// </summary>
+    public static string? KernelIsf(string variant = "basic")
+        => SharedFiles.Find("peers", $"linux-{KernelRelease(variant)}.json.xz");
+
+    /// <summary>The skip reason when <see cref="KernelIsf"/> is null.</summary>
+    public static string NoKernelIsf(string variant = "basic")
+        => $"no ISF for the fixture's kernel {KernelRelease(variant)} in ../shared/peers (linux-{KernelRelease(variant)}.json.xz)";
+
     /// <summary>System RAM ranges (start, inclusive end) of the captured guest, from its /proc/iomem.</summary>
     public static IReadOnlyList<(ulong Start, ulong End)> SystemRam(string variant = "basic")
     {

@@ -9,7 +9,7 @@ namespace CloudMem.Tests.Symbols;
 
 /// <summary>
 /// BTF and ISF from real kernels: the shared BTF sample (a 7.x kernel, cilium/ebpf test data), the BTF found in
-/// the fixture's memory (Debian 12, 6.1.0-56-amd64) and the Volatility ISF of that same kernel (dwarf2json from
+/// the fixture's memory (Debian 12, whichever kernel the fixture booted) and the Volatility ISF of that same kernel (dwarf2json from
 /// its DWARF), whose offsets must agree with the BTF's. Shared files are development data kept outside the
 /// repository; the tests skip where they are absent.
 /// </summary>
@@ -131,7 +131,8 @@ public sealed class RealSymbolTests(ITestOutputHelper output)
     public void Btf_from_memory_and_isf_of_the_same_kernel_agree()
     {
         string raw = Fixture.Require("memory.raw");
-        string isfPath = Shared("peers", "linux-6.1.0-56-amd64.json.xz");
+        string? isfPath = Fixture.KernelIsf();
+        Skip.If(isfPath is null, Fixture.NoKernelIsf());
         using RunMappedMemory memory = CaptureOpener.OpenAs(raw, "raw");
         TypeModel btf = BtfLoader.LoadFromMemory(memory) ?? throw new Xunit.Sdk.XunitException("no BTF in the fixture");
         var watch = Stopwatch.StartNew();
