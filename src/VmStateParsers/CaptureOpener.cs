@@ -57,7 +57,7 @@ public static class CaptureOpener
     public static RunMappedMemory OpenAs(string path, string formatName, ParserLimits? limits = null)
     {
         CaptureFormat format = Array.Find(s_formats, f => f.Name == formatName)
-            ?? throw new ArgumentException($"unknown format '{formatName}' (known: {string.Join(", ", FormatNames)})", nameof(formatName));
+            ?? throw new DumpFormatException(path, new FormatError("--format", formatName, -1, $"unknown format (known: {string.Join(", ", FormatNames)})"));
         if (TryOpen(path, out RunMappedMemory? memory, out FormatError? error, limits, format))
         {
             return memory!;
@@ -132,7 +132,12 @@ public static class CaptureOpener
         }
         if (info.Length == 0)
         {
-            return new FormatError("file", "open", -1, "the file is empty (0 bytes)");
+            // Devices, pipes and sockets also report a length of 0: say which it is where the path shows it.
+            string real = (info.ResolveLinkTarget(returnFinalTarget: true) ?? info).FullName;
+            return new FormatError("file", "open", -1,
+                real.StartsWith("/dev/", StringComparison.Ordinal) || real.StartsWith("/proc/", StringComparison.Ordinal) || real.StartsWith("/sys/", StringComparison.Ordinal)
+                    ? $"{real} is a device or kernel file, not a capture file (capture memory with a tool such as AVML or LiME, then open the file it writes)"
+                    : "the file is empty (0 bytes), or is a pipe or socket rather than a regular file");
         }
         return null;
     }

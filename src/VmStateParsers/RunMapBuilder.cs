@@ -44,11 +44,13 @@ public sealed class RunMapBuilder
         }
         if (run.Storage == RunStorage.Direct)
         {
-            if (run.FileOffset < 0 || run.FileOffset > _fileLength)
+            if (run.FileOffset < 0)
             {
                 throw Fail(structure, describedAt, $"data offset 0x{run.FileOffset:X} is outside the file (length 0x{_fileLength:X})");
             }
-            ulong available = (ulong)(_fileLength - run.FileOffset);
+            // Data at or past the end of the file is what a truncated copy loses: the range reads as a hole and is
+            // counted, the same way for every format (partial results with a warning, never a refusal).
+            ulong available = run.FileOffset >= _fileLength ? 0 : (ulong)(_fileLength - run.FileOffset);
             if (run.Length > available)
             {
                 // A truncated capture: keep what is there, say what is missing.

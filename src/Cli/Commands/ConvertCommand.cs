@@ -13,7 +13,7 @@ internal sealed class ConvertCommand : Command<ConvertCommand.Settings>
     internal sealed class Settings : CaptureSettings
     {
         [CommandOption("--to <FORMAT>")]
-        [Description("Target format: raw (padded, sparse), lime, vmsn or vmss (VMware state + NAME.vmem; --variant inline), and the others listed by 'cloudmem formats'")]
+        [Description("Target format: raw (padded, sparse), lime, vmsn or vmss (VMware state + NAME.vmem; --variant inline), dmp (Windows crash dump; --variant full or bitmap), vmrs (Hyper-V), hiberfil (Windows hibernation), swsusp (Linux hibernation in a swap file; --variant lzo, none or lz4)")]
         public string To { get; init; } = "";
 
         [CommandOption("--variant <NAME>")]

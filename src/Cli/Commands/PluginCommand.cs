@@ -94,7 +94,7 @@ internal sealed class PluginCommand<TSettings> : Command<TSettings> where TSetti
         }
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
         using var progress = ProgressDisplay.ForTerminal();
-        var pluginContext = new PluginContext(memory, settings.Image, settings.Symbols, progress);
+        var pluginContext = new PluginContext(memory, settings.Image, settings.Symbols, progress, StderrLogger.FromEnvironment());
         IReport report = plugin.Run(pluginContext, arguments, cancellationToken);
         progress?.Dispose();
         ReportWriter.Write(report, settings.OutputFormat, Console.Out, Console.Error);

@@ -109,7 +109,8 @@ public static class CaptureConverter
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ConvertException($"{directory}: cannot write here ({e.Message.TrimEnd('.')})");
+            throw new ConvertException($"{directory}: cannot write here ("
+                + (e is UnauthorizedAccessException ? "permission denied" : "the directory does not accept new files: read-only or a kernel file system") + ")");
         }
         bool done = false;
         ulong total = memory.TotalBytes();

@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using CloudMem.VmStateParsers;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace CloudMem.Engine.Core;
 
@@ -32,14 +34,18 @@ public sealed class PluginContext
     private readonly ConcurrentDictionary<Type, Lazy<object>> _services = new();
 
     /// <summary>Creates a context over <paramref name="memory"/>.</summary>
-    public PluginContext(IPhysicalMemory memory, string source, SymbolOptions? symbols = null, IProgressSink? progress = null)
+    public PluginContext(IPhysicalMemory memory, string source, SymbolOptions? symbols = null, IProgressSink? progress = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(memory);
         Memory = memory;
         Source = source ?? "";
         Symbols = symbols ?? SymbolOptions.None;
         Progress = progress;
+        Logger = logger ?? NullLogger.Instance;
     }
+
+    /// <summary>Where the engine reports diagnostics (timings, decisions); the library never writes to the console.</summary>
+    public ILogger Logger { get; }
 
     /// <summary>The capture's physical memory.</summary>
     public IPhysicalMemory Memory { get; }

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
@@ -9,7 +11,7 @@ namespace CloudMem.Engine.Linux;
 /// <param name="IsfPath">A Volatility ISF (.json or .json.xz) for the kernel: its types replace BTF, its symbols are
 /// used when kallsyms cannot be found.</param>
 /// <param name="SystemMapPath">A System.map for the kernel, used when kallsyms cannot be found.</param>
-public sealed record LinuxOptions(string? IsfPath = null, string? SystemMapPath = null);
+public sealed record LinuxOptions(string? IsfPath = null, string? SystemMapPath = null, ILogger? Logger = null);
 
 /// <summary>
 /// Everything the Linux plugins share: the located kernel, the type model (BTF carved from the capture, or a given
@@ -42,18 +44,12 @@ public sealed class LinuxContext
     {
         options ??= new LinuxOptions();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        bool trace = Environment.GetEnvironmentVariable("CLOUDMEM_TIMING") == "1";
-        void Mark(string phase)
-        {
-            if (trace)
-            {
-                Console.Error.WriteLine($"cloudmem: timing: {phase} at {clock.Elapsed.TotalMilliseconds:0} ms");
-            }
-        }
+        ILogger logger = options.Logger ?? NullLogger.Instance;
+        void Mark(string phase) => logger.LogDebug("timing: {Phase} at {Milliseconds:0} ms", phase, clock.Elapsed.TotalMilliseconds);
         TypeModel? isf = options.IsfPath is null ? null : IsfLoader.Load(options.IsfPath);
         IReadOnlyDictionary<string, ulong>? linkTime = options.SystemMapPath is not null ? SlidSymbols.ParseSystemMap(options.SystemMapPath)
             : isf is { Symbols.Count: > 0 } ? isf.Symbols : null;
-        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cancellationToken);
+        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cancellationToken, logger);
         Mark("kernel located");
         TypeModel types;
         if (isf is not null)

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Capture;
 using CloudMem.Engine.Paging;
@@ -67,16 +68,13 @@ public sealed class LinuxKernel
     /// <param name="symbolSource">Name of those symbols' file.</param>
     /// <param name="cancellationToken">Cancellation.</param>
     public static LinuxKernel Locate(IPhysicalMemory physical, IReadOnlyDictionary<string, ulong>? linkTimeSymbols = null, string? symbolSource = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, ILogger? logger = null)
     {
         var steps = new List<string>();
         KernelBanner banner = BannerScanner.FindLinuxBanner(physical, cancellationToken)
             ?? throw new KernelNotFoundException("no Linux kernel banner (\"Linux version ...\") in physical memory: not a Linux capture, or the kernel image was not captured");
         steps.Add($"banner at physical 0x{banner.PhysicalAddress:X}");
-        if (Environment.GetEnvironmentVariable("CLOUDMEM_TIMING") == "1")
-        {
-            Console.Error.WriteLine("cloudmem: timing: banner found");
-        }
+        logger?.LogDebug("timing: banner found");
         Kallsyms? kallsyms = Kallsyms.Find(physical, out string why, KernelImageWindow(banner), cancellationToken);
         if (kallsyms is not null)
         {

@@ -33,7 +33,12 @@ internal sealed class AvmlFormat : CaptureFormat
             string structure = $"record[{records}]";
             if (file.Length - offset < AvmlLayout.HeaderSize)
             {
-                throw Fail.At(FormatName, structure, offset, $"only {file.Length - offset} bytes left, a header needs {AvmlLayout.HeaderSize}");
+                if (records == 0)
+                {
+                    throw Fail.At(FormatName, structure, offset, $"only {file.Length - offset} bytes left, a header needs {AvmlLayout.HeaderSize}");
+                }
+                metadata.Warnings.Add($"file is truncated: it ends inside the header of {structure}; any later records read as holes");
+                break;
             }
             var header = new FieldReader(file.Span(offset, AvmlLayout.HeaderSize), offset, FormatName, structure);
             uint magic = header.U32(AvmlLayout.MagicOffset, "magic");
@@ -67,7 +72,14 @@ internal sealed class AvmlFormat : CaptureFormat
             }
             long streamStart = offset + AvmlLayout.HeaderSize;
             int firstChunk = index.Count;
-            long streamEnd = WalkChunks(file, streamStart, start, length, index, limits, structure);
+            (long streamEnd, ulong decoded) = WalkChunks(file, streamStart, start, length, index, limits, structure);
+            if (decoded < length)
+            {
+                // A truncated copy: keep the chunks that are whole, say how much of the capture is missing, stop.
+                builder.Add(new PhysicalRun(start, decoded, firstChunk, RunStorage.Decoded), structure, offset);
+                metadata.Warnings.Add($"file is truncated: {structure} ends after 0x{decoded:X} of its 0x{length:X} bytes; the rest of it and any later records read as holes");
+                break;
+            }
             long framedLength = streamEnd - streamStart;
             if (file.Length - streamEnd < AvmlLayout.TrailerSize)
             {
@@ -95,8 +107,11 @@ internal sealed class AvmlFormat : CaptureFormat
         return new ParsedCapture(file, builder.ToArray(), new AvmlChunkDecoder(file, index.Freeze()), metadata);
     }
 
-    /// <summary>Walks the framed stream of one record, indexing data chunks; returns the stream's end offset.</summary>
-    private static long WalkChunks(MappedFile file, long position, ulong physical, ulong length, ChunkIndex index, ParserLimits limits, string structure)
+    /// <summary>
+    /// Walks the framed stream of one record, indexing data chunks; returns the stream's end offset and how many bytes
+    /// of the range its chunks hold (less than the range when the file ends inside the stream: a truncated copy).
+    /// </summary>
+    private static (long End, ulong Decoded) WalkChunks(MappedFile file, long position, ulong physical, ulong length, ChunkIndex index, ParserLimits limits, string structure)
     {
         ulong decoded = 0;
         bool sawIdentifier = false;
@@ -104,7 +119,7 @@ internal sealed class AvmlFormat : CaptureFormat
         {
             if (file.Length - position < AvmlLayout.ChunkHeader)
             {
-                throw Fail.At(FormatName, $"{structure} snappy chunk", position, $"stream ends after 0x{decoded:X} of 0x{length:X} bytes");
+                return (position, decoded);
             }
             ReadOnlySpan<byte> ch = file.Span(position, AvmlLayout.ChunkHeader);
             byte type = ch[0];
@@ -112,7 +127,7 @@ internal sealed class AvmlFormat : CaptureFormat
             long data = position + AvmlLayout.ChunkHeader;
             if (chunkLength > file.Length - data)
             {
-                throw Fail.At(FormatName, $"{structure} snappy chunk", position, $"chunk of 0x{chunkLength:X} bytes runs past the end of the file");
+                return (position, decoded); // the file ends inside this chunk
             }
             switch (type)
             {
@@ -165,6 +180,6 @@ internal sealed class AvmlFormat : CaptureFormat
             }
             position = data + chunkLength;
         }
-        return position;
+        return (position, decoded);
     }
 }

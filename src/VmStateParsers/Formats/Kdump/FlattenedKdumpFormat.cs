@@ -24,6 +24,10 @@ internal sealed class FlattenedKdumpFormat : CaptureFormat
             var metadata = new CaptureMetadata("kdump (makedumpfile flattened)");
             metadata.Add("flattenedRecords", source.RecordCount.ToString(System.Globalization.CultureInfo.InvariantCulture));
             metadata.Add("reassembledLength", $"0x{source.Length:X}");
+            if (source.MissingEndMarker)
+            {
+                metadata.Warnings.Add($"file is truncated: the stream ends without its end record after {source.RecordCount} records; pages stored after that read as holes");
+            }
             Span<byte> signature = stackalloc byte[8];
             if (source.Read(0, signature) != 8 || !(signature.SequenceEqual("KDUMP   "u8) || signature.SequenceEqual("DISKDUMP"u8)))
             {

@@ -57,6 +57,7 @@ internal sealed class FlattenedSource : IByteSource
         var records = new List<Record>();
         long position = HeaderBlock;
         bool ended = false;
+        bool truncated = false;
         bool sorted = true;
         long reassembled = 0;
         long lastEnd = 0;
@@ -64,7 +65,8 @@ internal sealed class FlattenedSource : IByteSource
         {
             if (file.Length - position < RecordHeader)
             {
-                throw Fail.At(FormatName, $"record[{records.Count}]", position, $"only {file.Length - position} bytes left, a record header needs {RecordHeader}");
+                // A truncated copy ends inside a record header: what came before is kept (MissingEndMarker says so).
+                break;
             }
             ReadOnlySpan<byte> rh = file.Span(position, RecordHeader);
             long offset = BinaryPrimitives.ReadInt64BigEndian(rh);
@@ -73,6 +75,12 @@ internal sealed class FlattenedSource : IByteSource
             {
                 ended = true;
                 break;
+            }
+            if (offset >= 0 && size > file.Length - position - RecordHeader && records.Count > 0)
+            {
+                // A truncated copy ends inside a record's data: keep the bytes that are there, then stop.
+                size = file.Length - position - RecordHeader;
+                truncated = true;
             }
             if (offset < 0 || size < 0 || size > file.Length - position - RecordHeader)
             {
@@ -98,6 +106,10 @@ internal sealed class FlattenedSource : IByteSource
                 reassembled = Math.Max(reassembled, offset + size);
             }
             position += RecordHeader + size;
+            if (truncated)
+            {
+                break;
+            }
         }
         if (records.Count == 0)
         {

@@ -84,7 +84,8 @@ internal static class KdumpParser
         metadata.Add("blockSize", blockSize.ToString(CultureInfo.InvariantCulture));
         metadata.Add("maxMapnr", maxMapnr.ToString(CultureInfo.InvariantCulture));
         metadata.Add("nrCpus", nrCpus.ToString(CultureInfo.InvariantCulture));
-        metadata.Add("physBase", physBase < 0 ? $"-0x{-physBase:X}" : $"0x{physBase:X}");
+        ulong magnitude = physBase < 0 ? (ulong)(-(physBase + 1)) + 1 : (ulong)physBase; // |long.MinValue| fits a ulong
+        metadata.Add("physBase", (physBase < 0 ? "-0x" : "0x") + magnitude.ToString("X", System.Globalization.CultureInfo.InvariantCulture));
         metadata.Add("dumpLevel", dumpLevel.ToString(CultureInfo.InvariantCulture));
         if (split != 0)
         {
