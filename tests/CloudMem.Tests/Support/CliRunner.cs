@@ -2,9 +2,24 @@ using System.Diagnostics;
 
 namespace CloudMem.Tests.Support;
 
-/// <summary>Runs the real cloudmem CLI (the test output's cloudmem.dll) as a child process.</summary>
+/// <summary>
+/// Runs the real cloudmem CLI as a child process: the CLI project's own build output (src/Cli/bin/CONFIG/TFM, with its
+/// deps.json and every package assembly), not the copy in the test output, whose folder lacks the packages that the
+/// test project's ASP.NET Core framework reference supplies instead (Microsoft.Extensions.Logging.Abstractions).
+/// </summary>
 public static class CliRunner
 {
+    /// <summary>The CLI build the tests run.</summary>
+    public static string CliDll { get; } = FindCli();
+
+    private static string FindCli()
+    {
+        // AppContext.BaseDirectory is tests/CloudMem.Tests/bin/CONFIG/TFM/.
+        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        string cli = Path.Combine(Fixture.RepoRoot, "src", "Cli", "bin", output.Parent!.Name, output.Name, "cloudmem.dll");
+        return File.Exists(cli) ? cli : Path.Combine(AppContext.BaseDirectory, "cloudmem.dll");
+    }
+
     /// <summary>Runs cloudmem with <paramref name="args"/>; optionally as another user (setpriv) and with extra environment.</summary>
     public static (int Exit, string Out, string Err) Run(IReadOnlyDictionary<string, string>? environment, string? user, params string[] args)
     {
@@ -27,7 +42,7 @@ public static class CliRunner
         {
             start.Environment[key] = value;
         }
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cloudmem.dll"));
+        start.ArgumentList.Add(CliDll);
         foreach (string arg in args)
         {
             start.ArgumentList.Add(arg);

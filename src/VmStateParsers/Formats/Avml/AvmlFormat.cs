@@ -73,6 +73,10 @@ internal sealed class AvmlFormat : CaptureFormat
             long streamStart = offset + AvmlLayout.HeaderSize;
             int firstChunk = index.Count;
             (long streamEnd, ulong decoded) = WalkChunks(file, streamStart, start, length, index, limits, structure);
+            if (decoded < length && index.Count == 0)
+            {
+                throw Fail.At(FormatName, $"{structure} snappy chunk", streamEnd, $"the file ends before the first data chunk: nothing of the capture is stored");
+            }
             if (decoded < length)
             {
                 // A truncated copy: keep the chunks that are whole, say how much of the capture is missing, stop.
