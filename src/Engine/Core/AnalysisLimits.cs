@@ -42,4 +42,31 @@ public sealed record AnalysisLimits
 
     /// <summary>Results of one physical-memory scan (pool tags, task_structs).</summary>
     public int MaxScanResults { get; init; } = 100_000;
+
+    /// <summary>Candidates a physical-memory task_struct scan keeps before it stops (linux.psscan; cheap checks only).</summary>
+    public int MaxTaskCandidates { get; init; } = 1 << 18;
+
+    /// <summary>Largest task_struct accepted from the type information (a hostile --isf cannot make a scan read past it).</summary>
+    public int MaxTaskStructBytes { get; init; } = 64 * 1024;
+
+    /// <summary>Open file descriptors read from one process's fd table.</summary>
+    public int MaxFileDescriptors { get; init; } = 1 << 20;
+
+    /// <summary>Bytes of one process's command line (mm->arg_start..arg_end).</summary>
+    public int MaxCommandLineBytes { get; init; } = 1 << 20;
+
+    /// <summary>Heap bytes scanned per process for bash history.</summary>
+    public long MaxHeapBytes { get; init; } = 256L << 20;
+
+    /// <summary>Longest bash history line read.</summary>
+    public int MaxHistoryLineBytes { get; init; } = 4096;
+
+    /// <summary>Largest printk descriptor ring accepted, as log2 of the descriptor count (count_bits).</summary>
+    public int MaxPrintkCountBits { get; init; } = 22;
+
+    /// <summary>Largest printk text data ring accepted, as log2 of its bytes (size_bits).</summary>
+    public int MaxPrintkSizeBits { get; init; } = 28;
+
+    /// <summary>Largest mapping or rebuilt executable one dump writes (larger ones are skipped with a note).</summary>
+    public ulong MaxDumpBytes { get; init; } = 1UL << 30;
 }

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 
@@ -7,11 +9,12 @@ namespace CloudMem.Engine.Linux;
 /// <summary>One command of a bash history found in memory (linux.bash).</summary>
 /// <param name="Pid">Process id of the shell.</param>
 /// <param name="Comm">Its task_struct.comm.</param>
-/// <param name="Time">When the command was entered (UTC, from its "#SECONDS" history timestamp).</param>
+/// <param name="Time">When the command was entered (from its "#SECONDS" history timestamp), or null when the seconds
+/// are past year 9999.</param>
 /// <param name="UnixTime">The same as seconds since 1970.</param>
 /// <param name="Command">The command line as bash stored it.</param>
 /// <param name="Entry">User-space address of the _hist_entry.</param>
-public sealed record LinuxBashCommand(int Pid, string Comm, string Time, long UnixTime, string Command, string Entry);
+public sealed record LinuxBashCommand(int Pid, string Comm, DateTimeOffset? Time, long UnixTime, string Command, [property: Hex] ulong Entry);
 
 /// <summary>
 /// Bash command history recovered from the heap of shell processes. Bash keeps its history as an array of
@@ -32,12 +35,6 @@ public static class LinuxBash
     /// <summary>Process names scanned when no pids are given (bash run as sh keeps the name sh).</summary>
     public static readonly IReadOnlySet<string> ShellNames = new HashSet<string>(StringComparer.Ordinal) { "bash", "sh" };
 
-    /// <summary>Most heap bytes scanned per process.</summary>
-    public const long MaxHeapBytes = 256L << 20;
-
-    /// <summary>Longest command line read.</summary>
-    public const int MaxCommandLength = 4096;
-
     private const int LineOffset = 0;
     private const int TimestampOffset = 8;
     private const int MinDigits = 9;
@@ -54,6 +51,9 @@ public static class LinuxBash
         var targets = processes.Where(x => x.Mm != 0 && !x.KernelThread && (pids is null ? ShellNames.Contains(x.Comm) : pids.Contains(x.Pid))).ToList();
         if (targets.Count == 0)
         {
+            notes.Add(pids is null
+                ? "no bash history: no user process named bash or sh on the task list"
+                : $"no bash history: none of the pids {string.Join(", ", pids.Order())} is a user process on the task list");
             return (rows, notes);
         }
         if (p.MmPgd < 0)
@@ -74,11 +74,26 @@ public static class LinuxBash
             }
             AddressSpace user = context.ProcessSpace(pgd);
             var found = new List<LinuxBashCommand>();
-            foreach (LinuxMapping heap in maps.Where(m => m.Pid == process.Pid && m.Path == "[heap]"))
+            List<LinuxMapping> heaps = [.. maps.Where(m => m.Pid == process.Pid && m.Path == "[heap]")];
+            if (heaps.Count == 0)
             {
-                ScanHeap(user, process, heap.StartAddress, heap.EndAddress, found, notes, ct);
+                notes.Add($"pid {process.Pid} ({process.Comm}): no [heap] mapping found: its history cannot be searched");
+                continue;
             }
-            rows.AddRange(found.OrderBy(r => r.UnixTime).ThenBy(r => r.Entry, StringComparer.Ordinal));
+            int readable = 0;
+            foreach (LinuxMapping heap in heaps)
+            {
+                readable += ScanHeap(user, process, heap.Start, heap.End, found, notes, ct);
+            }
+            if (readable == 0)
+            {
+                notes.Add($"pid {process.Pid} ({process.Comm}): no heap page is in the capture: its history cannot be read");
+            }
+            else if (found.Count == 0)
+            {
+                notes.Add($"pid {process.Pid} ({process.Comm}): no timestamped history entries on its heap (a shell without history, or history kept without timestamps)");
+            }
+            rows.AddRange(found.OrderBy(r => r.UnixTime).ThenBy(r => r.Entry));
         }
         return (rows, notes);
     }
@@ -90,16 +105,19 @@ public static class LinuxBash
         return new RowsReport<LinuxBashCommand>("linux.bash", rows, notes);
     }
 
-    private static void ScanHeap(AddressSpace user, LinuxProcess process, ulong start, ulong end, List<LinuxBashCommand> found, List<string> notes, CancellationToken ct)
+    /// <summary>Adds the history entries found in one heap mapping to <paramref name="found"/>; returns how many of its
+    /// pages were readable.</summary>
+    private static int ScanHeap(AddressSpace user, LinuxProcess process, ulong start, ulong end, List<LinuxBashCommand> found, List<string> notes, CancellationToken ct)
     {
         if (end <= start)
         {
-            return;
+            return 0;
         }
-        if (end - start > (ulong)MaxHeapBytes)
+        long maxHeapBytes = AnalysisLimits.Default.MaxHeapBytes;
+        if (end - start > (ulong)maxHeapBytes)
         {
-            notes.Add($"pid {process.Pid}: heap 0x{start:X}..0x{end:X} is larger than {MaxHeapBytes >> 20} MiB: only the first part is scanned");
-            end = start + (ulong)MaxHeapBytes;
+            notes.Add($"pid {process.Pid}: heap 0x{start:X}..0x{end:X} is larger than {maxHeapBytes >> 20} MiB: only the first part is scanned");
+            end = start + (ulong)maxHeapBytes;
         }
         byte[] heap = new byte[(int)(end - start)];
         var resident = new bool[heap.Length / PageSize + 1];
@@ -134,9 +152,10 @@ public static class LinuxBash
             int next = heap.AsSpan(i + 1).IndexOf((byte)'#');
             i = next < 0 ? -1 : i + 1 + next;
         }
+        int readable = resident.Length - 1 - missing;
         if (stamps.Count == 0)
         {
-            return;
+            return readable;
         }
 
         // 2. Aligned pointers to them: the timestamp field of a _hist_entry.
@@ -153,13 +172,14 @@ public static class LinuxBash
             {
                 continue;
             }
-            string? line = user.ReadCString(linePointer, MaxCommandLength);
+            string? line = user.ReadCString(linePointer, AnalysisLimits.Default.MaxHistoryLineBytes);
             if (string.IsNullOrEmpty(line) || line.Any(c => c < ' ' && c != '\t' && c != '\n'))
             {
                 continue;
             }
-            string time = seconds <= 253402300799 ? DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", System.Globalization.CultureInfo.InvariantCulture) : "?";
-            found.Add(new LinuxBashCommand(process.Pid, process.Comm, time, seconds, line, $"0x{entry:X}"));
+            DateTimeOffset? time = seconds <= 253402300799 ? DateTimeOffset.FromUnixTimeSeconds(seconds) : null;
+            found.Add(new LinuxBashCommand(process.Pid, process.Comm, time, seconds, line, entry));
         }
+        return readable;
     }
 }

@@ -51,6 +51,10 @@ public sealed class LinuxContext
             : isf is { Symbols.Count: > 0 } ? isf.Symbols : null;
         LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cancellationToken, logger);
         Mark("kernel located");
+        if (isf is not null)
+        {
+            RefuseOtherKernel(isf, kernel, options.IsfPath!);
+        }
         TypeModel types;
         if (isf is not null)
         {
@@ -70,6 +74,34 @@ public sealed class LinuxContext
         return new LinuxContext(physical, kernel, types, LinuxProfile.Create(types));
     }
 
+    /// <summary>
+    /// An ISF made for another kernel build would give wrong offsets everywhere: refuse it. Its linux_banner text
+    /// (dwarf2json's constant_data) must be the capture's banner; without that text, linux_banner's distance from
+    /// _text must be the one in the capture's kallsyms.
+    /// </summary>
+    private static void RefuseOtherKernel(TypeModel isf, LinuxKernel kernel, string isfPath)
+    {
+        string file = Path.GetFileName(isfPath);
+        string captured = kernel.Banner.Text.Trim();
+        if (isf.KernelBanner is { } text)
+        {
+            if (text.Trim() != captured)
+            {
+                throw new KernelNotFoundException($"--isf {file} is for another kernel: its banner is \"{OneLine(text)}\", the capture's is \"{OneLine(captured)}\"");
+            }
+            return;
+        }
+        if (isf.Symbols.TryGetValue("linux_banner", out ulong isfBanner) && isf.Symbols.TryGetValue("_text", out ulong isfText)
+            && kernel.Symbols.TryGetAddress("linux_banner", out ulong banner) && kernel.Symbols.TryGetAddress("_text", out ulong textStart)
+            && isfBanner - isfText != banner - textStart)
+        {
+            throw new KernelNotFoundException($"--isf {file} is for another kernel: its linux_banner is at _text+0x{isfBanner - isfText:X}, "
+                + $"{kernel.Symbols.Source} has it at _text+0x{banner - textStart:X} (the ISF carries no banner text; the capture's is \"{OneLine(captured)}\")");
+        }
+    }
+
+    private static string OneLine(string text) => text.Trim().ReplaceLineEndings(" ");
+
     // .BTF is part of the kernel image: look around the banner first, then everywhere.
     private static bool TryFindBtf(IPhysicalMemory physical, LinuxKernel kernel, out ulong at, out int length, CancellationToken ct)
     {
@@ -79,6 +111,21 @@ public sealed class LinuxContext
             return true;
         }
         return BtfLoader.TryFind(physical, out at, out length, ct);
+    }
+
+    /// <summary>
+    /// The entries (link addresses) of the kernel's circular list <paramref name="list"/> at <paramref name="head"/>,
+    /// walked by <see cref="KernelLists.Circular"/> in the kernel half; a loop, a bad pointer or <paramref name="limit"/>
+    /// ends the walk with a note naming the list (the entries before it are kept).
+    /// </summary>
+    internal IReadOnlyList<ulong> WalkList(ulong head, string list, string what, int limit, List<string> notes, CancellationToken ct, bool headIsEntry = false)
+    {
+        ListWalk walk = KernelLists.Circular(Kernel.Kernel, head, what, limit, KernelLists.IsKernelAddress, headIsEntry, cancellationToken: ct);
+        if (walk.Note is not null)
+        {
+            notes.Add($"{list}: {walk.Note} (smeared or damaged memory?)");
+        }
+        return walk.Entries;
     }
 
     /// <summary>The address space of a process whose mm->pgd (a direct-map address) is <paramref name="pgd"/>.</summary>

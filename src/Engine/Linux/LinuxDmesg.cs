@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 using CloudMem.Engine.Symbols;
@@ -25,12 +26,6 @@ public sealed record LinuxDmesgRecord(ulong Seq, double TimestampSeconds, int? L
 /// </summary>
 public static class LinuxDmesg
 {
-    /// <summary>Largest descriptor count accepted (2^count_bits).</summary>
-    public const int MaxCountBits = 22;
-
-    /// <summary>Largest text data ring accepted (2^size_bits bytes).</summary>
-    public const int MaxSizeBits = 28;
-
     private const int StateShift = 62;
     private const ulong IdMask = (1UL << StateShift) - 1;
 
@@ -91,7 +86,8 @@ public static class LinuxDmesg
             notes.Add($"the printk_ringbuffer at 0x{prb:X} is not readable");
             return (rows, notes);
         }
-        if (countBits > MaxCountBits || sizeBits > MaxSizeBits || sizeBits < 4)
+        AnalysisLimits limits = AnalysisLimits.Default;
+        if (countBits > limits.MaxPrintkCountBits || sizeBits > limits.MaxPrintkSizeBits || sizeBits < 4)
         {
             notes.Add($"the printk_ringbuffer at 0x{prb:X} has implausible sizes (count_bits {countBits}, size_bits {sizeBits}): not read");
             return (rows, notes);

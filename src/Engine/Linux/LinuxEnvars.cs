@@ -1,4 +1,5 @@
 using System.Text;
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 
@@ -17,9 +18,6 @@ public sealed record LinuxEnvVar(int Pid, string Comm, string Key, string Value)
 /// </summary>
 public static class LinuxEnvars
 {
-    /// <summary>Largest environment block read per process.</summary>
-    public const int MaxBytes = 1 << 20;
-
     /// <summary>Every variable of every user process (or of the given pids), in block order, and notes.</summary>
     public static (List<LinuxEnvVar> Variables, List<string> Notes) List(LinuxContext context, ISet<int>? pids = null, CancellationToken ct = default)
     {
@@ -44,11 +42,12 @@ public static class LinuxEnvars
             {
                 continue;
             }
-            if (end - start > MaxBytes)
+            int maxBytes = AnalysisLimits.Default.MaxEnvironmentBytes;
+            if (end - start > (ulong)maxBytes)
             {
-                notes.Add($"pid {process.Pid}: environment 0x{start:X}..0x{end:X} is larger than {MaxBytes} bytes: truncated");
+                notes.Add($"pid {process.Pid}: environment 0x{start:X}..0x{end:X} is larger than {maxBytes} bytes: truncated");
             }
-            byte[] block = new byte[(int)Math.Min((ulong)MaxBytes, end - start)];
+            byte[] block = new byte[(int)Math.Min((ulong)maxBytes, end - start)];
             int got = context.ProcessSpace(pgd).Read(start, block);
             if (got < block.Length)
             {

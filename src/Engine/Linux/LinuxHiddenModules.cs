@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 using CloudMem.Engine.Symbols;
@@ -14,7 +16,7 @@ namespace CloudMem.Engine.Linux;
 /// <param name="InMemoryScan">Found by scanning the module mapping area for struct module (module.mkobj.mod == itself).</param>
 /// <param name="Hidden">Seen by sysfs or the scan but not on the module list (unlinked to hide it from lsmod).</param>
 /// <param name="Finding">What disagrees, in words, or null when all sources agree.</param>
-public sealed record LinuxModuleView(string Name, string Offset, string State, bool InModuleList, bool InSysfs, bool InMemoryScan, bool Hidden, string? Finding);
+public sealed record LinuxModuleView(string Name, [property: Hex] ulong Offset, string State, bool InModuleList, bool InSysfs, bool InMemoryScan, bool Hidden, string? Finding);
 
 /// <summary>
 /// Cross-checks the module list against two other sources available from memory alone: the sysfs kobjects
@@ -29,7 +31,6 @@ public static class LinuxHiddenModules
     /// <summary>End of the x86-64 module mapping area (MODULES_END).</summary>
     public const ulong ModulesEnd = 0xFFFFFFFFFF000000;
 
-    private const int MaxModules = 65536;
     private const int NameLength = 56; // MODULE_NAME_LEN
 
     private sealed class Seen(ulong address)
@@ -69,7 +70,7 @@ public static class LinuxHiddenModules
         var order = new List<ulong>();
         if (context.Kernel.Symbols.TryGetAddress("modules", out ulong head))
         {
-            foreach (ulong entry in Walk(k, head, notes, "module list", ct))
+            foreach (ulong entry in context.WalkList(head, "module list", "modules", AnalysisLimits.Default.MaxKernelModules, notes, ct))
             {
                 ulong module = entry - (ulong)listOffset;
                 Get(module).List = true;
@@ -85,7 +86,7 @@ public static class LinuxHiddenModules
         if (context.Kernel.Symbols.TryGetAddress("module_kset", out ulong ksetPointer) && k.TryReadUInt64(ksetPointer, out ulong kset)
             && t.TryGetOffset("kset", "list", out int ksetList) && t.TryGetOffset("kobject", "entry", out int kobjectEntry))
         {
-            foreach (ulong entry in Walk(k, kset + (ulong)ksetList, notes, "module_kset list", ct))
+            foreach (ulong entry in context.WalkList(kset + (ulong)ksetList, "module_kset list", "kobjects", AnalysisLimits.Default.MaxKernelModules, notes, ct))
             {
                 ulong mkobj = entry - (ulong)kobjectEntry - (ulong)kobjOffset;
                 // Built-in modules with parameters have a module_kobject with mod == NULL.
@@ -119,9 +120,9 @@ public static class LinuxHiddenModules
                     && IsName(m.Slice(nameOffset, NameLength)))
                 {
                     Get(candidate).Scan = true;
-                    if (seen.Count > MaxModules)
+                    if (seen.Count > AnalysisLimits.Default.MaxKernelModules)
                     {
-                        notes.Add($"more than {MaxModules} modules: the scan stopped");
+                        notes.Add($"more than {AnalysisLimits.Default.MaxKernelModules} modules: the scan stopped");
                         va = ModulesEnd;
                         break;
                     }
@@ -147,7 +148,7 @@ public static class LinuxHiddenModules
             {
                 missing.Add("not found by the module-area scan");
             }
-            rows.Add(new LinuxModuleView(name, $"0x{s.Address:X}", state, s.List, s.Sysfs, s.Scan, hidden,
+            rows.Add(new LinuxModuleView(name, s.Address, state, s.List, s.Sysfs, s.Scan, hidden,
                 missing.Count == 0 ? null : string.Join("; ", missing)));
         }
         return (rows, notes);
@@ -177,33 +178,4 @@ public static class LinuxHiddenModules
         3 => "Unformed",
         _ => $"0x{state:X}",
     };
-
-    /// <summary>The entries of a circular list_head (not the head), stopping on loops and bad pointers with a note.</summary>
-    private static List<ulong> Walk(IVirtualMemory k, ulong head, List<string> notes, string what, CancellationToken ct)
-    {
-        var result = new List<ulong>();
-        var visited = new HashSet<ulong>();
-        if (!k.TryReadUInt64(head, out ulong entry))
-        {
-            notes.Add($"{what}: head 0x{head:X} unreadable");
-            return result;
-        }
-        while (entry != head)
-        {
-            ct.ThrowIfCancellationRequested();
-            if (!visited.Add(entry) || visited.Count > MaxModules)
-            {
-                notes.Add($"{what} loops at 0x{entry:X}: stopped");
-                break;
-            }
-            result.Add(entry);
-            if (!k.TryReadUInt64(entry, out ulong next))
-            {
-                notes.Add($"{what}: entry 0x{entry:X} has an unreadable next pointer: stopped");
-                break;
-            }
-            entry = next;
-        }
-        return result;
-    }
 }

@@ -17,12 +17,12 @@ namespace CloudMem.Engine.Linux;
 /// <param name="Reason">Why it is reported (several reasons joined by "; ").</param>
 /// <param name="Hexdump">The first 64 bytes, 16 per line with offsets and ASCII (empty when not readable).</param>
 /// <param name="Disassembly">The first instructions (x86-64, Intel syntax), one per line.</param>
-public sealed record LinuxMalfindRow(int Pid, string Comm, string Start, string End, string Flags, string Path, string Reason,
+public sealed record LinuxMalfindRow(int Pid, string Comm, [property: Hex] ulong Start, [property: Hex] ulong End, string Flags, string Path, string Reason,
     IReadOnlyList<string> Hexdump, IReadOnlyList<string> Disassembly) : IRowDetail
 {
     /// <inheritdoc />
     [System.Text.Json.Serialization.JsonIgnore]
-    public string DetailTitle => $"pid {Pid} {Comm} {Start}-{End} {Flags} {Path}";
+    public string DetailTitle => $"pid {Pid} {Comm} {Hex.Of(Start)}-{Hex.Of(End)} {Flags} {Path}";
 
     /// <inheritdoc />
     [System.Text.Json.Serialization.JsonIgnore]
@@ -89,14 +89,14 @@ public static class LinuxMalfind
                 space = UserSpace(context, processes, map.Pid);
                 spaces[map.Pid] = space;
             }
-            byte[] head = new byte[(int)Math.Min((ulong)DumpBytes, map.EndAddress - map.StartAddress)];
-            int got = space?.Read(map.StartAddress, head) ?? 0;
+            byte[] head = new byte[(int)Math.Min((ulong)DumpBytes, map.End - map.Start)];
+            int got = space?.Read(map.Start, head) ?? 0;
             if (got == 0)
             {
-                notes.Add($"pid {map.Pid} {map.Start}: the first page is not in the capture (not yet touched or swapped out)");
+                notes.Add($"pid {map.Pid} 0x{map.Start:X}: the first page is not in the capture (not yet touched or swapped out)");
             }
             rows.Add(new LinuxMalfindRow(map.Pid, map.Comm, map.Start, map.End, map.Flags, map.Path, reason,
-                CodeView.HexLines(head.AsSpan(0, got), map.StartAddress), CodeView.Disassemble(head.AsSpan(0, got), map.StartAddress, Instructions)));
+                CodeView.HexLines(head.AsSpan(0, got), map.Start), CodeView.Disassemble(head.AsSpan(0, got), map.Start, Instructions)));
         }
         return new RowsReport<LinuxMalfindRow>("linux.malfind", rows, notes);
     }

@@ -1,14 +1,23 @@
 using System.Buffers.Binary;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
 
 namespace CloudMem.Engine.Linux;
 
-/// <summary>One memory mapping of a process (linux.maps), formatted like /proc/PID/maps.</summary>
-public sealed record LinuxMapping(int Pid, string Comm, string Start, string End, string Flags, string PageOffset, ulong? Inode, string Path)
+/// <summary>One memory mapping of a process (linux.maps), the columns of /proc/PID/maps.</summary>
+/// <param name="Pid">Process id.</param>
+/// <param name="Comm">task_struct.comm.</param>
+/// <param name="Start">First address of the mapping (vm_start).</param>
+/// <param name="End">Address after the mapping (vm_end).</param>
+/// <param name="Flags">Permissions as /proc/PID/maps prints them ("r-xp").</param>
+/// <param name="PageOffset">File offset of the mapping's start in bytes (0 for anonymous memory).</param>
+/// <param name="Inode">Inode number of the mapped file, or null.</param>
+/// <param name="Path">Mapped file, [heap], [stack], a special mapping's name, or empty for anonymous memory.</param>
+public sealed record LinuxMapping(int Pid, string Comm, [property: Hex] ulong Start, [property: Hex] ulong End, string Flags,
+    [property: Hex] ulong PageOffset, ulong? Inode, string Path)
 {
-    internal ulong StartAddress { get; init; }
-    internal ulong EndAddress { get; init; }
     internal ulong VmFlags { get; init; }
     internal bool Anonymous { get; init; }
 
@@ -29,7 +38,6 @@ public sealed record LinuxMapping(int Pid, string Comm, string Start, string End
 public static class LinuxMaps
 {
     private const ulong VmRead = 1, VmWrite = 2, VmExec = 4, VmShared = 8;
-    private const int MaxVmas = 1 << 20;
 
     private sealed class Layout(TypeModel t)
     {
@@ -116,10 +124,8 @@ public static class LinuxMaps
                     path = namePtr != 0 ? k.ReadCString(namePtr, 64) ?? "" : "";
                 }
                 string perms = $"{((flags & VmRead) != 0 ? 'r' : '-')}{((flags & VmWrite) != 0 ? 'w' : '-')}{((flags & VmExec) != 0 ? 'x' : '-')}{((flags & VmShared) != 0 ? 's' : 'p')}";
-                rows.Add(new LinuxMapping(process.Pid, process.Comm, $"0x{start:x8}", $"0x{end:x8}", perms, $"0x{(file != 0 ? pgoff * 4096 : 0):x8}", inode, path)
+                rows.Add(new LinuxMapping(process.Pid, process.Comm, start, end, perms, file != 0 ? pgoff * 4096 : 0, inode, path)
                 {
-                    StartAddress = start,
-                    EndAddress = end,
                     VmFlags = flags,
                     Anonymous = file == 0,
                     Vma = vma,
@@ -155,7 +161,7 @@ public static class LinuxMaps
                 vmas.Add(entry);
                 continue;
             }
-            if (depth > 16 || ++nodes > MaxVmas)
+            if (depth > 16 || ++nodes > AnalysisLimits.Default.MaxVads)
             {
                 notes.Add($"maple tree of mm 0x{mm:X} is deeper or larger than possible: stopped");
                 break;
@@ -211,18 +217,13 @@ public static class LinuxMaps
     /// <summary>VMAs of an older mm from its mmap list.</summary>
     private static List<ulong> ListVmas(IVirtualMemory k, Layout l, ulong mm, List<string> notes)
     {
-        var result = new List<ulong>();
-        var seen = new HashSet<ulong>();
-        for (ulong vma = Read64(k, mm, l.MmMmap); vma != 0; vma = Read64(k, vma, l.VmNext))
+        ListWalk walk = KernelLists.Linear(k, Read64(k, mm, l.MmMmap), "VMAs", AnalysisLimits.Default.MaxVads,
+            KernelLists.IsKernelAddress, nextOffset: l.VmNext);
+        if (walk.Note is not null)
         {
-            if (!seen.Add(vma) || seen.Count > MaxVmas)
-            {
-                notes.Add($"VMA list of mm 0x{mm:X} loops: stopped");
-                break;
-            }
-            result.Add(vma);
+            notes.Add($"VMA list (mmap) of mm 0x{mm:X}: {walk.Note}");
         }
-        return result;
+        return [.. walk.Entries];
     }
 
     /// <summary>The path of a struct file, across mounts, with " (deleted)" when its dentry is unhashed.</summary>

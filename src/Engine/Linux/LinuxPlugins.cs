@@ -1,9 +1,10 @@
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Plugins;
 
 namespace CloudMem.Engine.Linux;
 
 /// <summary>A process with its command line (linux.psaux).</summary>
-public sealed record LinuxProcessArgs(string Offset, int Pid, int Ppid, string Comm, string? Args);
+public sealed record LinuxProcessArgs([property: Hex] ulong Offset, int Pid, int Ppid, string Comm, string? Args);
 
 /// <summary>A process placed in the parent tree (linux.pstree): Depth 0 are roots.</summary>
 public sealed record LinuxTreeRow(int Depth, string Tree, int Pid, int Ppid, uint? Uid, string? Args);

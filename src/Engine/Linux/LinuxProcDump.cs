@@ -1,4 +1,6 @@
 using System.Text;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 
@@ -12,7 +14,7 @@ namespace CloudMem.Engine.Linux;
 /// <param name="File">The name of the file written in the output directory.</param>
 /// <param name="Bytes">Its length.</param>
 /// <param name="UnreadablePages">Pages not in the capture (never touched, swapped out or missing), written as zeros.</param>
-public sealed record LinuxProcDumpRow(int Pid, string Start, string End, string Path, string File, ulong Bytes, long UnreadablePages);
+public sealed record LinuxProcDumpRow(int Pid, [property: Hex] ulong Start, [property: Hex] ulong End, string Path, string File, ulong Bytes, long UnreadablePages);
 
 /// <summary>
 /// Writes a process's memory to files: one per mapping, and its main executable reassembled from the file-backed
@@ -22,14 +24,13 @@ public static class LinuxProcDump
 {
     private const int PageSize = 4096;
 
-    /// <summary>Largest mapping or rebuilt executable written (larger ones, e.g. huge reservations, are skipped with a note).</summary>
-    public const ulong DefaultMaxBytes = 1UL << 30;
-
-    /// <summary>linux.procdump: dumps process <paramref name="pid"/> into the existing directory <paramref name="outputDirectory"/>.</summary>
+    /// <summary>linux.procdump: dumps process <paramref name="pid"/> into the existing directory <paramref name="outputDirectory"/>.
+    /// Mappings larger than <paramref name="maxBytes"/> (default <see cref="AnalysisLimits.MaxDumpBytes"/>) are skipped with a note.</summary>
     /// <exception cref="DirectoryNotFoundException">The directory does not exist.</exception>
     /// <exception cref="IOException">A file to write already exists (nothing is overwritten).</exception>
-    public static RowsReport<LinuxProcDumpRow> Run(LinuxContext context, int pid, string outputDirectory, ulong maxBytes = DefaultMaxBytes, CancellationToken ct = default)
+    public static RowsReport<LinuxProcDumpRow> Run(LinuxContext context, int pid, string outputDirectory, ulong? maxBytes = null, CancellationToken ct = default)
     {
+        ulong limit = maxBytes ?? AnalysisLimits.Default.MaxDumpBytes;
         if (!Directory.Exists(outputDirectory))
         {
             throw new DirectoryNotFoundException($"output directory '{outputDirectory}' does not exist (create it first)");
@@ -45,24 +46,28 @@ public static class LinuxProcDump
         foreach (LinuxMapping map in maps)
         {
             ct.ThrowIfCancellationRequested();
-            ulong size = map.EndAddress - map.StartAddress;
-            if (size > maxBytes || map.EndAddress < map.StartAddress)
+            ulong size = map.End - map.Start;
+            if (size > limit || map.End < map.Start)
             {
-                notes.Add($"pid {pid} {map.Start}-{map.End}: {size} bytes is more than the limit of {maxBytes}: not written");
+                notes.Add($"pid {pid} 0x{map.Start:X}-0x{map.End:X}: {size} bytes is more than the limit of {limit}: not written");
                 continue;
             }
-            string name = $"pid.{pid}.{map.Start}-{map.End}.{Sanitise(map.Path, "anon")}.dmp";
+            string name = FileName(pid, map);
             using FileStream output = new(Path.Combine(outputDirectory, name), FileMode.CreateNew, FileAccess.Write);
-            long unreadable = CopyPages(space, map.StartAddress, size, output, ct);
+            long unreadable = CopyPages(space, map.Start, size, output, ct);
             rows.Add(new LinuxProcDumpRow(pid, map.Start, map.End, map.Path, name, size, unreadable));
         }
-        LinuxProcDumpRow? elf = RebuildExecutable(context, space, pid, maps, outputDirectory, maxBytes, notes, ct);
+        LinuxProcDumpRow? elf = RebuildExecutable(context, space, pid, maps, outputDirectory, limit, notes, ct);
         if (elf is not null)
         {
             rows.Add(elf);
         }
         return new RowsReport<LinuxProcDumpRow>("linux.procdump", rows, notes);
     }
+
+    /// <summary>The file a mapping is written to: pid, range (as /proc/PID/maps pads it) and a safe form of its path.</summary>
+    internal static string FileName(int pid, LinuxMapping map)
+        => $"pid.{pid}.0x{map.Start:x8}-0x{map.End:x8}.{Sanitise(map.Path, "anon")}.dmp";
 
     /// <summary>
     /// The executable (mm->exe_file, or the first file mapping when that is unreadable) rebuilt from its mappings
@@ -79,15 +84,15 @@ public static class LinuxProcDump
             return null;
         }
         ulong? inode = parts[0].Inode;
-        parts = parts.Where(m => m.Inode == inode).OrderBy(m => m.PageIndex).ThenBy(m => m.StartAddress).ToList();
-        LinuxMapping first = parts.MinBy(m => m.StartAddress)!;
+        parts = parts.Where(m => m.Inode == inode).OrderBy(m => m.PageIndex).ThenBy(m => m.Start).ToList();
+        LinuxMapping first = parts.MinBy(m => m.Start)!;
         byte[] magic = new byte[4];
-        if (first.PageIndex != 0 || space.Read(first.StartAddress, magic) != 4 || !magic.AsSpan().SequenceEqual((ReadOnlySpan<byte>)[0x7F, (byte)'E', (byte)'L', (byte)'F']))
+        if (first.PageIndex != 0 || space.Read(first.Start, magic) != 4 || !magic.AsSpan().SequenceEqual((ReadOnlySpan<byte>)[0x7F, (byte)'E', (byte)'L', (byte)'F']))
         {
-            notes.Add($"pid {pid}: the first mapping of {exePath} at {first.Start} is not an ELF header (or not in the capture): no ELF rebuilt");
+            notes.Add($"pid {pid}: the first mapping of {exePath} at 0x{first.Start:X} is not an ELF header (or not in the capture): no ELF rebuilt");
             return null;
         }
-        ulong length = parts.Max(m => m.PageIndex * PageSize + (m.EndAddress - m.StartAddress));
+        ulong length = parts.Max(m => m.PageIndex * PageSize + (m.End - m.Start));
         if (length > maxBytes)
         {
             notes.Add($"pid {pid}: the executable would be {length} bytes, more than the limit of {maxBytes}: no ELF rebuilt");
@@ -99,10 +104,10 @@ public static class LinuxProcDump
         foreach (LinuxMapping part in parts)
         {
             output.Position = (long)(part.PageIndex * PageSize);
-            unreadable += CopyPages(space, part.StartAddress, part.EndAddress - part.StartAddress, output, ct);
+            unreadable += CopyPages(space, part.Start, part.End - part.Start, output, ct);
         }
         output.SetLength((long)length);
-        return new LinuxProcDumpRow(pid, first.Start, $"0x{parts.Max(m => m.EndAddress):x8}", exePath, name, length, unreadable);
+        return new LinuxProcDumpRow(pid, first.Start, parts.Max(m => m.End), exePath, name, length, unreadable);
     }
 
     /// <summary>The path of mm->exe_file.</summary>

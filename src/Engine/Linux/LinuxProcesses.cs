@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 
 namespace CloudMem.Engine.Linux;
@@ -18,23 +20,18 @@ namespace CloudMem.Engine.Linux;
 /// <param name="StartSeconds">Start time in seconds after boot.</param>
 /// <param name="Doubt">Why this row may be wrong (a smeared or damaged list), or null.</param>
 public sealed record LinuxProcess(
-    string Offset, int Pid, int Ppid, string Comm, uint? Uid, uint? Gid, uint? Euid, bool KernelThread, int? Threads,
+    [property: Hex] ulong Offset, int Pid, int Ppid, string Comm, uint? Uid, uint? Gid, uint? Euid, bool KernelThread, int? Threads,
     int? NamespacePid, double? StartSeconds, string? Doubt)
 {
-    /// <summary>The task_struct address as a number.</summary>
-    internal ulong Address { get; init; }
-
     /// <summary>task_struct.mm (0 for kernel threads).</summary>
     internal ulong Mm { get; init; }
 }
 
-/// <summary>Walks the kernel's process list (init_task.tasks) with cycle and bad-pointer detection (smear tolerance).</summary>
+/// <summary>Walks the kernel's process list (init_task.tasks) with <see cref="KernelLists"/> (cycles, bad pointers and the
+/// limit end the walk with a note: smear tolerance).</summary>
 public static class LinuxProcesses
 {
     private const uint PfKthread = 0x00200000;
-
-    /// <summary>Most tasks walked before the list is declared broken.</summary>
-    public const int MaxTasks = 1 << 20;
 
     /// <summary>The processes on the task list, in list order, and notes about anything doubtful.</summary>
     public static (List<LinuxProcess> Processes, List<string> Notes) List(LinuxContext context, CancellationToken cancellationToken = default)
@@ -48,26 +45,16 @@ public static class LinuxProcesses
             notes.Add("init_task is not in kallsyms: the task list cannot be walked");
             return (result, notes);
         }
-        var seen = new HashSet<ulong>();
-        ulong task = initTask;
+        // init_task.tasks is the head and init_task (the idle task) the first process.
         byte[] buffer = new byte[p.TaskSize];
-        while (true)
+        foreach (ulong link in context.WalkList(initTask + (ulong)p.TaskTasks, "task list (init_task.tasks)", "tasks",
+            AnalysisLimits.Default.MaxTasks, notes, cancellationToken, headIsEntry: true))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (!seen.Add(task))
-            {
-                notes.Add($"task list loops back to 0x{task:X} without returning to init_task: stopped (smeared capture?)");
-                break;
-            }
-            if (seen.Count > MaxTasks)
-            {
-                notes.Add($"more than {MaxTasks} tasks: stopped");
-                break;
-            }
+            ulong task = link - (ulong)p.TaskTasks;
             if (kernel.Read(task, buffer) != buffer.Length)
             {
-                notes.Add($"task_struct at 0x{task:X} is not readable: the list walk stopped there");
-                break;
+                notes.Add($"task_struct at 0x{task:X} is not readable: skipped");
+                continue;
             }
             LinuxProcess? process = Decode(context, task, buffer);
             if (process is not null)
@@ -78,18 +65,6 @@ public static class LinuxProcesses
             {
                 notes.Add($"task_struct at 0x{task:X} does not look like a task (bad pid or comm): skipped");
             }
-            ulong next = BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(p.TaskTasks));
-            ulong nextTask = next - (ulong)p.TaskTasks;
-            if (nextTask == initTask)
-            {
-                break;
-            }
-            if (next < 0xFFFF800000000000)
-            {
-                notes.Add($"task 0x{task:X} has a bad tasks.next pointer 0x{next:X}: the walk stopped");
-                break;
-            }
-            task = nextTask;
         }
         return (result, notes);
     }
@@ -152,16 +127,15 @@ public static class LinuxProcesses
             }
         }
         double? start = p.TaskStartTime >= 0 ? BinaryPrimitives.ReadUInt64LittleEndian(task[p.TaskStartTime..]) / 1e9 : null;
-        return new LinuxProcess($"0x{address:X}", tgid, ppid, comm, uid, gid, euid, (flags & PfKthread) != 0, threads, nsPid,
+        return new LinuxProcess(address, tgid, ppid, comm, uid, gid, euid, (flags & PfKthread) != 0, threads, nsPid,
             start is null ? null : Math.Round(start.Value, 3), doubt)
         {
-            Address = address,
             Mm = mm,
         };
     }
 
     /// <summary>The process's command line (argv joined by spaces) from mm->arg_start..arg_end in its own address space.</summary>
-    public static string? CommandLine(LinuxContext context, LinuxProcess process, int maxBytes = 1 << 20)
+    public static string? CommandLine(LinuxContext context, LinuxProcess process, int? maxBytes = null)
     {
         LinuxProfile p = context.Profile;
         if (process.Mm == 0 || p.MmArgStart < 0 || p.MmArgEnd < 0 || p.MmPgd < 0)
@@ -177,7 +151,7 @@ public static class LinuxProcesses
             return null;
         }
         AddressSpace user = context.ProcessSpace(pgd);
-        byte[] args = new byte[(int)Math.Min((ulong)maxBytes, end - start)];
+        byte[] args = new byte[(int)Math.Min((ulong)(maxBytes ?? AnalysisLimits.Default.MaxCommandLineBytes), end - start)];
         int got = user.Read(start, args);
         if (got == 0)
         {

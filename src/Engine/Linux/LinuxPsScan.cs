@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 using CloudMem.VmStateParsers;
@@ -21,12 +23,8 @@ namespace CloudMem.Engine.Linux;
 /// <param name="Linked">tasks.next->prev and tasks.prev->next both point back at this task (its list entry is live).</param>
 /// <param name="NamespacePid">The pid inside the task's own pid namespace, when it is not the initial one.</param>
 public sealed record LinuxScannedTask(
-    string Offset, string PhysicalOffset, int Pid, int Tgid, int Ppid, string Comm, uint? Uid, string State, string? ExitState,
-    bool OnTaskList, bool Linked, int? NamespacePid)
-{
-    /// <summary>Physical address as a number.</summary>
-    internal ulong Physical { get; init; }
-}
+    [property: Hex] ulong Offset, [property: Hex] ulong PhysicalOffset, int Pid, int Tgid, int Ppid, string Comm, uint? Uid, string State, string? ExitState,
+    bool OnTaskList, bool Linked, int? NamespacePid);
 
 /// <summary>
 /// Finds task_structs by scanning all of physical memory, independently of the task list, and compares with it.
@@ -42,12 +40,6 @@ public static class LinuxPsScan
     private const ulong Poison2 = 0xDEAD000000000122;
     private const uint ExitZombie = 0x20;
     private const uint ExitDead = 0x10;
-
-    /// <summary>Largest task_struct accepted from the type information.</summary>
-    public const int MaxTaskSize = 64 * 1024;
-
-    /// <summary>Most candidates reported before the scan stops (bounded memory on hostile input).</summary>
-    public const int MaxResults = 1 << 18;
 
     /// <summary>linux.psscan.</summary>
     public static RowsReport<LinuxScannedTask> PsScan(LinuxContext context, CancellationToken ct = default)
@@ -68,7 +60,7 @@ public static class LinuxPsScan
         var listedPhysical = new HashSet<ulong>();
         foreach (LinuxProcess process in listed)
         {
-            if (kernel.TryTranslate(process.Address, out Translation t, out _))
+            if (kernel.TryTranslate(process.Offset, out Translation t, out _))
             {
                 listedPhysical.Add(t.PhysicalAddress);
             }
@@ -82,6 +74,7 @@ public static class LinuxPsScan
         }
         var checker = new Checker(context);
         var found = new List<(ulong Pa, byte[] Bytes)>();
+        int maxResults = AnalysisLimits.Default.MaxTaskCandidates;
         int window = p.TaskSize;
         byte[] buffer = new byte[BlockSize + window];
         foreach ((ulong start, ulong end) in Coalesce(physical.Runs))
@@ -98,9 +91,9 @@ public static class LinuxPsScan
                     if (checker.Cheap(candidate))
                     {
                         found.Add((pa + (ulong)off, candidate.ToArray()));
-                        if (found.Count > MaxResults)
+                        if (found.Count > maxResults)
                         {
-                            notes.Add($"more than {MaxResults} candidates: the scan stopped at physical 0x{pa:X}");
+                            notes.Add($"more than {maxResults} candidates: the scan stopped at physical 0x{pa:X}");
                             goto Done;
                         }
                     }
@@ -130,17 +123,14 @@ public static class LinuxPsScan
             string state = onList ? "listed"
                 : pid != tgid && exit == 0 && listedTgids.Contains(tgid) ? "thread"
                 : "exited/unlinked";
-            rows.Add(new LinuxScannedTask($"0x{pa + pageOffset:X}", $"0x{pa:X}", pid, tgid, ppid, Comm(bytes.AsSpan(p.TaskComm, 16)),
+            rows.Add(new LinuxScannedTask(pa + pageOffset, pa, pid, tgid, ppid, Comm(bytes.AsSpan(p.TaskComm, 16)),
                 checker.Uid(bytes), state, exitState, onList, checker.Linked(pa, bytes),
-                LinuxProcesses.Decode(context, pa + pageOffset, bytes)?.NamespacePid)
-            {
-                Physical = pa,
-            });
+                LinuxProcesses.Decode(context, pa + pageOffset, bytes)?.NamespacePid));
         }
-        var scanned = rows.Where(r => r.OnTaskList).Select(r => r.Physical).ToHashSet();
-        foreach (LinuxProcess missing in listed.Where(x => kernel.TryTranslate(x.Address, out Translation t, out _) && !scanned.Contains(t.PhysicalAddress)))
+        var scanned = rows.Where(r => r.OnTaskList).Select(r => r.PhysicalOffset).ToHashSet();
+        foreach (LinuxProcess missing in listed.Where(x => kernel.TryTranslate(x.Offset, out Translation t, out _) && !scanned.Contains(t.PhysicalAddress)))
         {
-            notes.Add($"pid {missing.Pid} ({missing.Comm}) at 0x{missing.Address:X} is on the task list but the scan did not recognise it");
+            notes.Add($"pid {missing.Pid} ({missing.Comm}) at 0x{missing.Offset:X} is on the task list but the scan did not recognise it");
         }
         return (rows, notes);
     }
@@ -228,9 +218,10 @@ public static class LinuxPsScan
                 (p.TaskSignal, 8), (p.TaskThreadPid, 8), (p.TaskStartTime, 8),
             };
             int end = fields.Where(f => f.Offset >= 0).Max(f => f.Offset + f.Width);
-            if (p.TaskSize <= 0 || p.TaskSize > MaxTaskSize || end > p.TaskSize)
+            int maxTaskSize = AnalysisLimits.Default.MaxTaskStructBytes;
+            if (p.TaskSize <= 0 || p.TaskSize > maxTaskSize || end > p.TaskSize)
             {
-                why = $"task_struct size {p.TaskSize} does not hold its fields (last ends at {end}) or exceeds {MaxTaskSize}: the type information is unusable for a scan";
+                why = $"task_struct size {p.TaskSize} does not hold its fields (last ends at {end}) or exceeds {maxTaskSize}: the type information is unusable for a scan";
                 return false;
             }
             why = null;

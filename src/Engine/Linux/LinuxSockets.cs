@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Text;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
 
@@ -9,10 +11,14 @@ namespace CloudMem.Engine.Linux;
 /// <summary>One open socket of a process (linux.sockstat).</summary>
 public sealed record LinuxSocket(
     int Pid, string Comm, int Fd, string Family, string Type, string? Protocol,
-    string? LocalAddress, int? LocalPort, string? RemoteAddress, int? RemotePort, string? State, ulong? Inode, string? Path, string Sock);
+    string? LocalAddress, int? LocalPort, string? RemoteAddress, int? RemotePort, string? State, ulong? Inode, string? Path, [property: Hex] ulong Sock);
 
 /// <summary>A loaded kernel module (linux.lsmod).</summary>
-public sealed record LinuxModule(string Name, string Base, ulong Size, string Offset);
+/// <param name="Name">module.name.</param>
+/// <param name="Base">Start of its core text (core_layout.base, or mem[MOD_TEXT].base on 6.4+); null when unreadable.</param>
+/// <param name="Size">Size of that area; null when unreadable.</param>
+/// <param name="Offset">Virtual address of the struct module.</param>
+public sealed record LinuxModule(string Name, [property: Hex] ulong? Base, ulong? Size, [property: Hex] ulong Offset);
 
 /// <summary>Walks file descriptor tables for sockets, and the module list.</summary>
 public static class LinuxSockets
@@ -71,14 +77,14 @@ public static class LinuxSockets
         notes.AddRange(listNotes);
         foreach (LinuxProcess process in processes.Where(p => !p.KernelThread))
         {
-            if (!k.TryReadUInt64(process.Address + (ulong)layout.TaskFiles, out ulong files) || files == 0
+            if (!k.TryReadUInt64(process.Offset + (ulong)layout.TaskFiles, out ulong files) || files == 0
                 || !k.TryReadUInt64(files + (ulong)layout.FilesFdt, out ulong fdt)
                 || !k.TryReadUInt32(fdt + (ulong)layout.FdtMax, out uint maxFds)
                 || !k.TryReadUInt64(fdt + (ulong)layout.FdtFd, out ulong fdArray))
             {
                 continue;
             }
-            maxFds = Math.Min(maxFds, 1u << 20);
+            maxFds = Math.Min(maxFds, (uint)AnalysisLimits.Default.MaxFileDescriptors);
             byte[] pointers = new byte[maxFds * 8];
             int got = k.Read(fdArray, pointers);
             for (int fd = 0; fd < got / 8; fd++)
@@ -109,7 +115,7 @@ public static class LinuxSockets
         ushort sockType = l.SkType >= 0 ? ReadU16(k, sk + (ulong)l.SkType) ?? 0 : (ushort)(ReadU16(k, socket + (ulong)l.SocketType) ?? 0);
         ushort protocol = l.SkProtocol >= 0 ? ReadU16(k, sk + (ulong)l.SkProtocol) ?? 0 : (ushort)0;
         string type = sockType switch { 1 => "STREAM", 2 => "DGRAM", 3 => "RAW", 4 => "RDM", 5 => "SEQPACKET", 10 => "PACKET", _ => sockType.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        string sockAddress = $"0x{sk:X}";
+        ulong sockAddress = sk;
         switch (family)
         {
             case 2: // AF_INET
@@ -201,27 +207,13 @@ public static class LinuxSockets
             hasCore = t.TryGetOffset("module", "mem", out baseOffset) & t.TryGetOffset("module_memory", "size", out sizeOffset);
             sizeOffset += baseOffset;
         }
-        var seen = new HashSet<ulong>();
-        ulong entry = k.TryReadUInt64(head, out ulong first) ? first : head;
-        while (entry != head)
+        foreach (ulong entry in context.WalkList(head, "module list", "modules", AnalysisLimits.Default.MaxKernelModules, notes, ct))
         {
-            ct.ThrowIfCancellationRequested();
-            if (!seen.Add(entry) || seen.Count > 65536)
-            {
-                notes.Add($"module list loops at 0x{entry:X}: stopped");
-                break;
-            }
             ulong module = entry - (ulong)listOffset;
             string name = k.ReadCString(module + (ulong)nameOffset, 56) ?? "?";
-            ulong moduleBase = hasCore && k.TryReadUInt64(module + (ulong)baseOffset, out ulong b) ? b : 0;
-            ulong size = hasCore && k.TryReadUInt32(module + (ulong)sizeOffset, out uint s) ? s : 0;
-            rows.Add(new LinuxModule(name, $"0x{moduleBase:X}", size, $"0x{module:X}"));
-            if (!k.TryReadUInt64(entry, out ulong next))
-            {
-                notes.Add($"module at 0x{module:X} has an unreadable list.next: stopped");
-                break;
-            }
-            entry = next;
+            ulong? moduleBase = hasCore && k.TryReadUInt64(module + (ulong)baseOffset, out ulong b) ? b : null;
+            ulong? size = hasCore && k.TryReadUInt32(module + (ulong)sizeOffset, out uint s) ? s : null;
+            rows.Add(new LinuxModule(name, moduleBase, size, module));
         }
         return (rows, notes);
     }

@@ -216,6 +216,7 @@ internal sealed class IsfBuilder(string source, ParserLimits limits)
         }
 
         var addresses = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        string? banner = null;
         foreach (JsonProperty property in symbols.EnumerateObject())
         {
             if (addresses.Count >= limits.MaxSymbols)
@@ -229,9 +230,34 @@ internal sealed class IsfBuilder(string source, ParserLimits limits)
                 : address.TryGetInt64(out long signed) ? unchecked((ulong)signed)
                 : throw Fail(path + ".address", "not a 64-bit integer");
             addresses[Name(property.Name, path)] = pa;
+            if (property.Name == "linux_banner")
+            {
+                banner = ConstantText(value, path);
+            }
         }
         _types.AddRange(_forwards.Values);
-        return new TypeModel(source, _types, count, addresses);
+        return new TypeModel(source, _types, count, addresses) { KernelBanner = banner };
+    }
+
+    /// <summary>A symbol's constant_data (base64, dwarf2json writes it for linux_banner) as text up to its first NUL,
+    /// or null when absent.</summary>
+    private string? ConstantText(JsonElement symbol, string path)
+    {
+        if (!symbol.TryGetProperty("constant_data", out JsonElement data) || data.ValueKind != JsonValueKind.String)
+        {
+            return null;
+        }
+        byte[] bytes;
+        try
+        {
+            bytes = data.GetBytesFromBase64();
+        }
+        catch (FormatException)
+        {
+            throw Fail(path + ".constant_data", "not base64");
+        }
+        int nul = Array.IndexOf(bytes, (byte)0);
+        return System.Text.Encoding.UTF8.GetString(bytes, 0, nul >= 0 ? nul : bytes.Length);
     }
 
     private void CheckVersion(JsonElement root)

@@ -60,6 +60,10 @@ public sealed class TypeModel
     /// <summary>Symbol addresses as the source gives them (ISF: unrelocated kernel addresses); empty for BTF.</summary>
     public IReadOnlyDictionary<string, ulong> Symbols { get; }
 
+    /// <summary>The kernel banner the source was made for (an ISF's linux_banner constant_data, "Linux version ..."),
+    /// or null when the source does not carry it.</summary>
+    public string? KernelBanner { get; init; }
+
     /// <summary>The struct or union called <paramref name="name"/> (also reached through a typedef of that name);
     /// null when absent or only forward-declared.</summary>
     public TypeInfo? FindStruct(string name) => _aggregates.GetValueOrDefault(name);

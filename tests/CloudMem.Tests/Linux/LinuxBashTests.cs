@@ -27,10 +27,18 @@ public sealed class LinuxBashTests
         LinuxContext context = LinuxContext.Open(memory);
         (List<LinuxBashCommand> rows, List<string> notes) = LinuxBash.List(context);
         Assert.Empty(rows);
-        Assert.Empty(notes);
-        // Scanning every user process's heap whatever its name finds nothing either (no false positives).
+        // Why nothing was found is said, once.
+        Assert.Equal(["no bash history: no user process named bash or sh on the task list"], notes);
+        // Scanning every user process's heap whatever its name finds nothing either (no false positives), and each
+        // process with a readable heap is named with the reason.
         var all = LinuxProcesses.List(context).Processes.Where(p => !p.KernelThread).Select(p => p.Pid).ToHashSet();
-        Assert.Empty(LinuxBash.List(context, all).Commands);
+        (List<LinuxBashCommand> none, List<string> why) = LinuxBash.List(context, all);
+        Assert.Empty(none);
+        Assert.Contains(why, n => n.Contains("no timestamped history entries on its heap", StringComparison.Ordinal));
+        Assert.All(LinuxProcesses.List(context).Processes.Where(p => !p.KernelThread && p.Mm != 0),
+            p => Assert.Contains(why, n => n.StartsWith($"pid {p.Pid} ({p.Comm}): no ", StringComparison.Ordinal)));
+        Assert.Equal(["no bash history: none of the pids 999999 is a user process on the task list"],
+            LinuxBash.List(context, new HashSet<int> { 999_999 }).Notes);
     }
 
     [SkippableFact]
@@ -45,7 +53,7 @@ public sealed class LinuxBashTests
         AddressSpace user = context.ProcessSpace(pgd);
         // Two resident heap pages: the entry array in one, the strings in the other (as malloc would scatter them).
         var pages = new List<(ulong Va, ulong Pa)>();
-        for (ulong va = heap.StartAddress; va < heap.EndAddress && pages.Count < 2; va += 4096)
+        for (ulong va = heap.Start; va < heap.End && pages.Count < 2; va += 4096)
         {
             if (user.TryTranslate(va, out Translation t, out _))
             {
@@ -77,7 +85,7 @@ public sealed class LinuxBashTests
         overlay.Patch(pages[0].Pa + 0x100, entries);
         overlay.Patch(pages[1].Pa + 0x800, strings);
         // Rename the process: task_struct.comm = "bash".
-        Assert.True(context.Kernel.Kernel.TryTranslate(victim.Address + (ulong)context.Profile.TaskComm, out Translation comm, out _));
+        Assert.True(context.Kernel.Kernel.TryTranslate(victim.Offset + (ulong)context.Profile.TaskComm, out Translation comm, out _));
         overlay.Patch(comm.PhysicalAddress, Encoding.ASCII.GetBytes("bash\0\0\0\0\0\0\0\0\0\0\0\0"));
 
         LinuxContext patched = LinuxContext.Open(overlay);
@@ -87,8 +95,8 @@ public sealed class LinuxBashTests
         Assert.All(rows, r => Assert.Equal((victim.Pid, "bash"), (r.Pid, r.Comm)));
         Assert.Equal(s_history.Select(h => h.Line), rows.Select(r => r.Command));
         Assert.Equal(s_history.Select(h => h.Seconds), rows.Select(r => r.UnixTime));
-        Assert.Equal("2023-11-14 22:13:20 UTC", rows[0].Time);
-        Assert.Equal($"0x{pages[0].Va + 0x100 + 2 * 24:X}", rows[0].Entry);
+        Assert.Equal(new DateTimeOffset(2023, 11, 14, 22, 13, 20, TimeSpan.Zero), rows[0].Time);
+        Assert.Equal(pages[0].Va + 0x100 + 2 * 24, rows[0].Entry);
 
         // Without the rename, the same history is found when the pid is asked for.
         var unrenamed = new OverlayMemory(memory);
@@ -108,7 +116,7 @@ public sealed class LinuxBashTests
         }
         AddressSpace user = context.ProcessSpace(pgd);
         int resident = 0;
-        for (ulong va = heap.StartAddress; va < heap.EndAddress && resident < 2; va += 4096)
+        for (ulong va = heap.Start; va < heap.End && resident < 2; va += 4096)
         {
             resident += user.TryTranslate(va, out _, out _) ? 1 : 0;
         }

@@ -38,7 +38,7 @@ public sealed class LinuxHiddenModulesTests
         LinuxModule victim = LinuxSockets.Modules(clean).Modules.Single(m => m.Name == "dummy");
         AddressSpace kernel = clean.Kernel.Kernel;
         Assert.True(clean.Types.TryGetOffset("module", "list", out int listOffset));
-        ulong entry = Convert.ToUInt64(victim.Offset, 16) + (ulong)listOffset;
+        ulong entry = victim.Offset + (ulong)listOffset;
         Assert.True(kernel.TryReadUInt64(entry, out ulong next));
         Assert.True(kernel.TryReadUInt64(entry + 8, out ulong prev));
         var overlay = new OverlayMemory(memory);
@@ -64,7 +64,7 @@ public sealed class LinuxHiddenModulesTests
     {
         using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
         LinuxContext clean = LinuxContext.Open(memory);
-        ulong module = Convert.ToUInt64(LinuxSockets.Modules(clean).Modules.Single(m => m.Name == "loop").Offset, 16);
+        ulong module = LinuxSockets.Modules(clean).Modules.Single(m => m.Name == "loop").Offset;
         AddressSpace kernel = clean.Kernel.Kernel;
         Assert.True(clean.Types.TryGetOffset("module", "list", out int listOffset));
         Assert.True(clean.Types.TryGetOffset("module", "mkobj", out int mkobj));

@@ -70,12 +70,12 @@ public sealed class LinuxMalfindTests
         // The hexdump and disassembly are of the bytes actually there.
         AddressSpace user = LinuxMalfind.UserSpace(mutated, heap.Pid, default)!;
         byte[] expected = new byte[64];
-        Assert.Equal(64, user.Read(heap.StartAddress, expected));
-        Assert.Equal(CodeView.HexLines(expected, heap.StartAddress), row.Hexdump);
-        Assert.StartsWith($"0x{heap.StartAddress:x12}  {expected[0]:x2} {expected[1]:x2} ", row.Hexdump[0], StringComparison.Ordinal);
-        Assert.Equal(CodeView.Disassemble(expected, heap.StartAddress, 8), row.Disassembly);
+        Assert.Equal(64, user.Read(heap.Start, expected));
+        Assert.Equal(CodeView.HexLines(expected, heap.Start), row.Hexdump);
+        Assert.StartsWith($"0x{heap.Start:x12}  {expected[0]:x2} {expected[1]:x2} ", row.Hexdump[0], StringComparison.Ordinal);
+        Assert.Equal(CodeView.Disassemble(expected, heap.Start, 8), row.Disassembly);
         Assert.NotEmpty(row.Disassembly);
-        Assert.StartsWith($"0x{heap.StartAddress:x12}  ", row.Disassembly[0], StringComparison.Ordinal);
+        Assert.StartsWith($"0x{heap.Start:x12}  ", row.Disassembly[0], StringComparison.Ordinal);
     }
 
     [SkippableFact]

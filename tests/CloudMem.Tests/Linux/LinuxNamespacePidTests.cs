@@ -28,7 +28,7 @@ public sealed class LinuxNamespacePidTests
         LinuxProfile p = clean.Profile;
         AddressSpace kernel = clean.Kernel.Kernel;
         LinuxProcess victim = LinuxProcesses.List(clean).Processes.Single(x => x.Uid == 1000);   // the scenario's alice process
-        Assert.True(kernel.TryReadUInt64(victim.Address + (ulong)p.TaskThreadPid, out ulong pid));
+        Assert.True(kernel.TryReadUInt64(victim.Offset + (ulong)p.TaskThreadPid, out ulong pid));
         Assert.True(kernel.TryReadUInt32(pid + (ulong)p.PidLevel, out uint level));
         Assert.Equal(0u, level);
         Assert.True(kernel.TryReadUInt32(pid + (ulong)p.PidNumbers + (ulong)p.UpidNr, out uint global));

@@ -81,7 +81,7 @@ public sealed class LinuxNetworkTests
         {
             LinuxModule? found = modules.FirstOrDefault(x => x.Name == m.GetProperty("name").GetString());
             Assert.NotNull(found);
-            Assert.Equal(Convert.ToUInt64(m.GetProperty("base").GetString(), 16), Convert.ToUInt64(found!.Base, 16));
+            Assert.Equal(Convert.ToUInt64(m.GetProperty("base").GetString(), 16), found!.Base);
             Assert.Equal(m.GetProperty("size").GetUInt64(), found.Size);
         }
     }

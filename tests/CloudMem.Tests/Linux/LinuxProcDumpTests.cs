@@ -32,8 +32,8 @@ public sealed class LinuxProcDumpTests
                 foreach (LinuxMapping map in maps)
                 {
                     LinuxProcDumpRow row = Assert.Single(report.Rows, r => r.Start == map.Start && r.File.EndsWith(".dmp", StringComparison.Ordinal));
-                    Assert.Equal($"pid.{pid}.{map.Start}-{map.End}.", row.File[..$"pid.{pid}.{map.Start}-{map.End}.".Length]);
-                    Assert.Equal(map.EndAddress - map.StartAddress, row.Bytes);
+                    Assert.Equal($"pid.{pid}.0x{map.Start:x8}-0x{map.End:x8}.", row.File[..$"pid.{pid}.0x{map.Start:x8}-0x{map.End:x8}.".Length]);
+                    Assert.Equal(map.End - map.Start, row.Bytes);
                     Assert.Equal((long)row.Bytes, new FileInfo(Path.Combine(dir, row.File)).Length);
                     Assert.InRange(row.UnreadablePages, 0, (long)(row.Bytes / 4096));
                 }

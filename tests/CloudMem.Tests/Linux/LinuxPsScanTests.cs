@@ -30,7 +30,7 @@ public sealed class LinuxPsScanTests
 
         // Every task_struct is found once, at its direct-map address.
         Assert.Equal(scanned.Count, scanned.Select(t => t.PhysicalOffset).Distinct().Count());
-        Assert.All(scanned, t => Assert.Equal(Convert.ToUInt64(t.PhysicalOffset, 16) + context.Kernel.PageOffsetBase, Convert.ToUInt64(t.Offset, 16)));
+        Assert.All(scanned, t => Assert.Equal(t.PhysicalOffset + context.Kernel.PageOffsetBase, t.Offset));
 
         using JsonDocument truth = Fixture.Truth(variant);
         foreach (JsonElement expected in truth.RootElement.GetProperty("processes").EnumerateArray())
@@ -72,7 +72,7 @@ public sealed class LinuxPsScanTests
         LinuxProcess victim = LinuxProcesses.List(clean).Processes.Single(p => p.Uid == 1000);   // the scenario's alice process
         LinuxProfile p = clean.Profile;
         AddressSpace kernel = clean.Kernel.Kernel;
-        ulong entry = victim.Address + (ulong)p.TaskTasks;
+        ulong entry = victim.Offset + (ulong)p.TaskTasks;
         Assert.True(kernel.TryReadUInt64(entry, out ulong next));
         Assert.True(kernel.TryReadUInt64(entry + 8, out ulong prev));
 
@@ -80,7 +80,7 @@ public sealed class LinuxPsScanTests
         overlay.PatchUInt64(Physical(kernel, prev), next);        // prev->next = next
         overlay.PatchUInt64(Physical(kernel, next + 8), prev);    // next->prev = prev
         // Make it a zombie as well, to see exit_state decoded.
-        overlay.Patch(Physical(kernel, victim.Address + (ulong)p.TaskExitState), [0x20, 0, 0, 0]);
+        overlay.Patch(Physical(kernel, victim.Offset + (ulong)p.TaskExitState), [0x20, 0, 0, 0]);
 
         LinuxContext hidden = LinuxContext.Open(overlay);
         (List<LinuxProcess> listed, List<string> listNotes) = LinuxProcesses.List(hidden);
@@ -106,7 +106,7 @@ public sealed class LinuxPsScanTests
         int leader = LinuxProcesses.List(clean).Processes.Single(p => p.Uid == 1000).Pid;
         LinuxScannedTask exited = LinuxPsScan.Scan(clean).Tasks.First(t => t.State == "exited/unlinked" && t.Pid != leader);
         Assert.Equal("exited/unlinked", exited.State);
-        ulong pa = Convert.ToUInt64(exited.PhysicalOffset, 16);
+        ulong pa = exited.PhysicalOffset;
         var overlay = new OverlayMemory(memory);
         overlay.Patch(pa + (ulong)clean.Profile.TaskTgid, BitConverter.GetBytes(leader));
         overlay.Patch(pa + (ulong)clean.Profile.TaskExitState, BitConverter.GetBytes(0));

@@ -24,12 +24,12 @@ public sealed class LinuxRobustnessTests
         AddressSpace k = clean.Kernel.Kernel;
         // Task #20's tasks.next points back at task #10 (a cycle); task #5's real_parent is garbage.
         ulong Pa(ulong va) => k.TryTranslate(va, out Translation t, out _) ? t.PhysicalAddress : throw new InvalidOperationException();
-        overlay.PatchUInt64(Pa(all[20].Address + (ulong)p.TaskTasks), all[10].Address + (ulong)p.TaskTasks);
-        overlay.PatchUInt64(Pa(all[5].Address + (ulong)p.TaskRealParent), 0xDEAD_BEEF_0000_0000);
+        overlay.PatchUInt64(Pa(all[20].Offset + (ulong)p.TaskTasks), all[10].Offset + (ulong)p.TaskTasks);
+        overlay.PatchUInt64(Pa(all[5].Offset + (ulong)p.TaskRealParent), 0xDEAD_BEEF_0000_0000);
         LinuxContext damaged = LinuxContext.Open(overlay);
         (List<LinuxProcess> rows, List<string> notes) = LinuxProcesses.List(damaged);
         Assert.Equal(21, rows.Count);
-        Assert.Contains(notes, n => n.Contains("loops back", StringComparison.Ordinal));
+        Assert.Contains(notes, n => n.Contains("list cycle", StringComparison.Ordinal));
         Assert.NotNull(rows[5].Doubt);
         Assert.Equal(all.Take(21).Select(r => r.Pid), rows.Select(r => r.Pid));
     }
@@ -41,11 +41,11 @@ public sealed class LinuxRobustnessTests
         LinuxContext clean = LinuxContext.Open(capture);
         (List<LinuxProcess> all, _) = LinuxProcesses.List(clean);
         var overlay = new OverlayMemory(capture);
-        clean.Kernel.Kernel.TryTranslate(all[30].Address + (ulong)clean.Profile.TaskTasks, out Translation t, out _);
+        clean.Kernel.Kernel.TryTranslate(all[30].Offset + (ulong)clean.Profile.TaskTasks, out Translation t, out _);
         overlay.PatchUInt64(t.PhysicalAddress, 0x4141_4141_4141_4141);
         (List<LinuxProcess> rows, List<string> notes) = LinuxProcesses.List(LinuxContext.Open(overlay));
         Assert.Equal(31, rows.Count);
-        Assert.Contains(notes, n => n.Contains("bad tasks.next", StringComparison.Ordinal));
+        Assert.Contains(notes, n => n.Contains("bad list pointer", StringComparison.Ordinal));
     }
 
     [SkippableFact]
@@ -94,5 +94,40 @@ public sealed class LinuxRobustnessTests
         LinuxContext fromBtf = LinuxContext.Open(capture);
         Assert.Equal(LinuxProcesses.List(fromBtf).Processes.Select(p => (p.Pid, p.Ppid, p.Comm, p.Uid)),
             LinuxProcesses.List(fromIsf).Processes.Select(p => (p.Pid, p.Ppid, p.Comm, p.Uid)));
+    }
+
+    /// <summary>A minimal ISF with the given linux_banner/_text symbols (and banner text when given).</summary>
+    private static string OtherKernelIsf(TempDir dir, string? banner, ulong bannerAddress, ulong textAddress)
+    {
+        string constant = banner is null ? "" : $", \"constant_data\": \"{Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(banner + "\n\0"))}\"";
+        string json = $$"""
+            { "metadata": { "format": "6.2.0" }, "base_types": {}, "user_types": {}, "enums": {},
+              "symbols": { "linux_banner": { "address": {{bannerAddress}}{{constant}} }, "_text": { "address": {{textAddress}} } } }
+            """;
+        return dir.Write("other.json", System.Text.Encoding.UTF8.GetBytes(json));
+    }
+
+    [SkippableFact]
+    public void An_isf_of_another_kernel_is_refused_naming_both_banners()
+    {
+        using RunMappedMemory capture = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        LinuxKernel real = LinuxKernel.Locate(capture);
+        using var dir = new TempDir();
+        const string Other = "Linux version 9.9.9-other (nobody@example) #1 SMP";
+        var error = Assert.Throws<KernelNotFoundException>(() => LinuxContext.Open(capture,
+            new LinuxOptions(IsfPath: OtherKernelIsf(dir, Other, 0xFFFFFFFF82000000, 0xFFFFFFFF81000000))));
+        Assert.Contains(Other, error.Message, StringComparison.Ordinal);
+        Assert.Contains(real.Banner.Text.Trim(), error.Message, StringComparison.Ordinal);
+        Assert.Contains("--isf other.json", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', error.Message);
+
+        // Without banner text, linux_banner's place against _text must agree with kallsyms.
+        Assert.True(real.Symbols.TryGetAddress("linux_banner", out ulong banner));
+        Assert.True(real.Symbols.TryGetAddress("_text", out ulong text));
+        var moved = Assert.Throws<KernelNotFoundException>(() => LinuxContext.Open(capture,
+            new LinuxOptions(IsfPath: OtherKernelIsf(dir, null, 0xFFFFFFFF81000000 + (banner - text) + 0x1000, 0xFFFFFFFF81000000))));
+        Assert.Contains($"_text+0x{banner - text + 0x1000:X}", moved.Message, StringComparison.Ordinal);
+        Assert.Contains($"_text+0x{banner - text:X}", moved.Message, StringComparison.Ordinal);
+        Assert.Contains(real.Banner.Text.Trim(), moved.Message, StringComparison.Ordinal);
     }
 }

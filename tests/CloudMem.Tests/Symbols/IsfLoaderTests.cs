@@ -72,6 +72,22 @@ public sealed class IsfLoaderTests : IDisposable
     }
 
     [Fact]
+    public void The_kernel_banner_comes_from_linux_banner_constant_data()
+    {
+        Assert.Null(IsfLoader.Load(Write("linux.json", Sample)).KernelBanner);
+        const string Banner = "Linux version 6.1.0-1-amd64 (x@y) #1 SMP";
+        string withBanner = Mutated(root => root["symbols"]!["linux_banner"] = new JsonObject
+        {
+            ["address"] = 18446744071597070592UL,
+            ["constant_data"] = Convert.ToBase64String(Encoding.UTF8.GetBytes(Banner + "\n\0junk")),
+        });
+        Assert.Equal(Banner + "\n", IsfLoader.Load(withBanner).KernelBanner);
+        string broken = Mutated(root => root["symbols"]!["linux_banner"] = new JsonObject { ["address"] = 1, ["constant_data"] = "not base64!" });
+        var e = Assert.Throws<IsfFormatException>(() => IsfLoader.Load(broken));
+        Assert.Contains("symbols.linux_banner.constant_data", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Sample_loads_into_the_model()
     {
         TypeModel model = IsfLoader.Load(Write("linux.json", Sample));
