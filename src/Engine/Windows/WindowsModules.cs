@@ -50,7 +50,6 @@ public static class WindowsModules
     {
         ArgumentNullException.ThrowIfNull(kernel);
         var layout = Layout.From(kernel.Types);
-        var unicode = UnicodeStringLayout.Of(kernel.Types);
         var modules = new List<WindowsModule>();
         var notes = new List<string>();
         if (!kernel.TryGetSymbol("PsLoadedModuleList", out ulong head))
@@ -71,8 +70,8 @@ public static class WindowsModules
                 return (modules, notes);
             }
             modules.Add(new WindowsModule(address, U64(entry, layout.DllBase), BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(layout.SizeOfImage)),
-                WindowsMemoryReader.UnicodeString(space, address + (ulong)layout.BaseDllName, unicode),
-                WindowsMemoryReader.UnicodeString(space, address + (ulong)layout.FullDllName, unicode)));
+                WindowsMemoryReader.UnicodeString(space, address + (ulong)layout.BaseDllName, layout.Unicode),
+                WindowsMemoryReader.UnicodeString(space, address + (ulong)layout.FullDllName, layout.Unicode)));
         }
         if (walk.Note is not null)
         {
@@ -150,20 +149,23 @@ public static class WindowsModules
         {
             return false;
         }
-        name = Text(space, entry, l.BaseDllName);
+        name = Text(space, entry, l.BaseDllName, l.Unicode);
         if (string.IsNullOrEmpty(name))
         {
             return false;
         }
-        path = Text(space, entry, l.FullDllName);
-        return path is not null || BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(l.FullDllName)) == 0;
+        path = Text(space, entry, l.FullDllName, l.Unicode);
+        return path is not null || BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(l.FullDllName + l.Unicode.Length)) == 0;
     }
 
-    /// <summary>A _UNICODE_STRING of the entry with a bounded, printable text (null otherwise).</summary>
-    private static string? Text(AddressSpace space, byte[] entry, int offset)
+    /// <summary>
+    /// A _UNICODE_STRING inside the scanned entry's bytes (read from physical memory, so not through
+    /// <see cref="WindowsMemoryReader"/>) with a bounded, printable text in a kernel buffer (null otherwise).
+    /// </summary>
+    private static string? Text(AddressSpace space, byte[] entry, int offset, UnicodeStringLayout unicode)
     {
-        int length = BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(offset));
-        ulong buffer = U64(entry, offset + 8);
+        int length = BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(offset + unicode.Length));
+        ulong buffer = U64(entry, offset + unicode.Buffer);
         if (length > MaxNameBytes || (length > 0 && !WindowsObjectManager.IsKernelPointer(buffer)))
         {
             return null;
@@ -180,16 +182,17 @@ public static class WindowsModules
     private static ulong U64(byte[] b, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(offset));
 
     /// <summary>ISF offsets of the module entry.</summary>
-    private sealed record Layout(int Links, int DllBase, int SizeOfImage, int FullDllName, int BaseDllName)
+    private sealed record Layout(int Links, int DllBase, int SizeOfImage, int FullDllName, int BaseDllName, UnicodeStringLayout Unicode)
     {
-        /// <summary>Bytes of the entry read (through BaseDllName).</summary>
-        public int Extent => Math.Max(Math.Max(FullDllName, BaseDllName) + 16, Math.Max(DllBase + 8, SizeOfImage + 4));
+        /// <summary>Bytes of the entry read (through both names' Length and Buffer).</summary>
+        public int Extent => Math.Max(Math.Max(FullDllName, BaseDllName) + Math.Max(Unicode.Length + 2, Unicode.Buffer + 8),
+            Math.Max(DllBase + 8, SizeOfImage + 4));
 
         public static Layout From(TypeModel t)
         {
             string s = t.FindStruct("_KLDR_DATA_TABLE_ENTRY") is not null ? "_KLDR_DATA_TABLE_ENTRY" : "_LDR_DATA_TABLE_ENTRY";
             return new Layout(t.RequiredOffset(s, "InLoadOrderLinks"), t.RequiredOffset(s, "DllBase"), t.RequiredOffset(s, "SizeOfImage"),
-                t.RequiredOffset(s, "FullDllName"), t.RequiredOffset(s, "BaseDllName"));
+                t.RequiredOffset(s, "FullDllName"), t.RequiredOffset(s, "BaseDllName"), UnicodeStringLayout.Of(t));
         }
     }
 }
