@@ -2,6 +2,7 @@ using CloudMem.Engine.Core;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 using CloudMem.Engine.Symbols;
@@ -11,22 +12,13 @@ namespace CloudMem.Engine.Windows;
 /// <summary>One open handle (windows.handles).</summary>
 /// <param name="Pid">The owning process.</param>
 /// <param name="Process">Its ImageFileName.</param>
-/// <param name="Offset">Virtual address of the object body, hex.</param>
-/// <param name="HandleValue">The handle value, hex.</param>
+/// <param name="Offset">Virtual address of the object body.</param>
+/// <param name="HandleValue">The handle value.</param>
 /// <param name="Type">Object type name (null: the decoded type index is not in ObTypeIndexTable).</param>
-/// <param name="GrantedAccess">Access mask, hex.</param>
+/// <param name="GrantedAccess">Access mask.</param>
 /// <param name="Name">File: \Device\dev\path; Process: "name Pid n"; Thread: "Tid n Pid n"; Key: the key path from the control blocks; others: _OBJECT_HEADER_NAME_INFO (null: none).</param>
-public sealed record WindowsHandle(long Pid, string Process, string Offset, string HandleValue, string? Type, string GrantedAccess, string? Name)
-{
-    /// <summary>The object body address.</summary>
-    internal ulong Object { get; init; }
-
-    /// <summary>The handle value.</summary>
-    internal ulong Value { get; init; }
-
-    /// <summary>The access mask.</summary>
-    internal uint Access { get; init; }
-}
+public sealed record WindowsHandle(long Pid, string Process, [property: Hex] ulong Offset, [property: Hex] ulong HandleValue, string? Type,
+    [property: Hex] uint GrantedAccess, string? Name);
 
 /// <summary>
 /// windows.handles: each process's _HANDLE_TABLE (EPROCESS.ObjectTable) walked through TableCode (level 0: a page of
@@ -64,13 +56,8 @@ public static class WindowsHandles
             }
             foreach ((ulong value, ObjectHeader header, uint access) in Entries(objects, layout, p, notes, ct))
             {
-                rows.Add(new WindowsHandle(p.Pid, p.ImageFileName, $"0x{header.Body:X}", $"0x{value:X}", header.TypeName,
-                    $"0x{access:X}", header.TypeName is null ? null : ObjectName(objects, layout, header))
-                {
-                    Object = header.Body,
-                    Value = value,
-                    Access = access,
-                });
+                rows.Add(new WindowsHandle(p.Pid, p.ImageFileName, header.Body, value, header.TypeName, access,
+                    header.TypeName is null ? null : ObjectName(objects, layout, header)));
             }
         }
         return new RowsReport<WindowsHandle>("windows.handles", rows, notes);
@@ -82,7 +69,7 @@ public static class WindowsHandles
         var entries = new List<(ulong, ObjectHeader, uint)>();
         AddressSpace space = objects.Kernel.Kernel;
         string who = $"pid {p.Pid} ({p.ImageFileName})";
-        if (!space.TryReadUInt64(p.Address + (ulong)l.ObjectTable, out ulong table))
+        if (!space.TryReadUInt64(p.Offset + (ulong)l.ObjectTable, out ulong table))
         {
             notes.Add($"{who}: _EPROCESS.ObjectTable does not read");
             return entries;
@@ -214,7 +201,7 @@ public static class WindowsHandles
         {
             case "File":
             {
-                string? file = WindowsObjectManager.ReadUnicodeString(space, body + (ulong)l.FileName);
+                string? file = WindowsMemoryReader.UnicodeString(space, body + (ulong)l.FileName, l.UnicodeString);
                 if (space.TryReadUInt64(body + (ulong)l.DeviceObject, out ulong device) && device != 0
                     && objects.TryReadHeaderOfBody(device, out ObjectHeader deviceHeader) && objects.NameInfoName(deviceHeader) is string deviceName)
                 {
@@ -294,33 +281,34 @@ public static class WindowsHandles
     {
         public Layout(TypeModel t)
         {
-            ObjectTable = WindowsObjectManager.Offset(t, "_EPROCESS", "ObjectTable");
-            TableCode = WindowsObjectManager.Offset(t, "_HANDLE_TABLE", "TableCode");
+            ObjectTable = t.RequiredOffset("_EPROCESS", "ObjectTable");
+            TableCode = t.RequiredOffset("_HANDLE_TABLE", "TableCode");
             NextHandleNeedingPool = t.TryGetOffset("_HANDLE_TABLE", "NextHandleNeedingPool", out int next) ? next : -1;
-            EntrySize = t.TryGetSize("_HANDLE_TABLE_ENTRY", out int size) && size > 0 ? size : throw new KernelNotFoundException($"{t.Source} has no _HANDLE_TABLE_ENTRY");
+            EntrySize = t.RequiredSize("_HANDLE_TABLE_ENTRY") is int size and > 0 ? size : throw new KernelNotFoundException($"{t.Source}: _HANDLE_TABLE_ENTRY has size 0");
             EntriesPerPage = PageSize / EntrySize;
             PointerBits = t.FindField("_HANDLE_TABLE_ENTRY", "ObjectPointerBits");
             if (PointerBits is not null)
             {
-                AccessBits = t.FindField("_HANDLE_TABLE_ENTRY", "GrantedAccessBits") ?? throw new KernelNotFoundException($"{t.Source} has no _HANDLE_TABLE_ENTRY.GrantedAccessBits");
+                AccessBits = t.RequiredField("_HANDLE_TABLE_ENTRY", "GrantedAccessBits");
             }
             else
             {
-                Object = WindowsObjectManager.Offset(t, "_HANDLE_TABLE_ENTRY", "Object");
-                GrantedAccess = WindowsObjectManager.Offset(t, "_HANDLE_TABLE_ENTRY", "GrantedAccess");
+                Object = t.RequiredOffset("_HANDLE_TABLE_ENTRY", "Object");
+                GrantedAccess = t.RequiredOffset("_HANDLE_TABLE_ENTRY", "GrantedAccess");
             }
-            FileName = WindowsObjectManager.Offset(t, "_FILE_OBJECT", "FileName");
-            DeviceObject = WindowsObjectManager.Offset(t, "_FILE_OBJECT", "DeviceObject");
-            ImageFileName = WindowsObjectManager.Offset(t, "_EPROCESS", "ImageFileName");
-            Pid = WindowsObjectManager.Offset(t, "_EPROCESS", "UniqueProcessId");
-            CidProcess = WindowsObjectManager.Offset(t, "_ETHREAD", "Cid.UniqueProcess");
-            CidThread = WindowsObjectManager.Offset(t, "_ETHREAD", "Cid.UniqueThread");
-            KeyControlBlock = WindowsObjectManager.Offset(t, "_CM_KEY_BODY", "KeyControlBlock");
-            NameBlock = WindowsObjectManager.Offset(t, "_CM_KEY_CONTROL_BLOCK", "NameBlock");
-            ParentKcb = WindowsObjectManager.Offset(t, "_CM_KEY_CONTROL_BLOCK", "ParentKcb");
-            NameLength = WindowsObjectManager.Offset(t, "_CM_NAME_CONTROL_BLOCK", "NameLength");
-            Name = WindowsObjectManager.Offset(t, "_CM_NAME_CONTROL_BLOCK", "Name");
-            Compressed = t.FindField("_CM_NAME_CONTROL_BLOCK", "Compressed") ?? throw new KernelNotFoundException($"{t.Source} has no _CM_NAME_CONTROL_BLOCK.Compressed");
+            UnicodeString = UnicodeStringLayout.Of(t);
+            FileName = t.RequiredOffset("_FILE_OBJECT", "FileName");
+            DeviceObject = t.RequiredOffset("_FILE_OBJECT", "DeviceObject");
+            ImageFileName = t.RequiredOffset("_EPROCESS", "ImageFileName");
+            Pid = t.RequiredOffset("_EPROCESS", "UniqueProcessId");
+            CidProcess = t.RequiredOffset("_ETHREAD", "Cid.UniqueProcess");
+            CidThread = t.RequiredOffset("_ETHREAD", "Cid.UniqueThread");
+            KeyControlBlock = t.RequiredOffset("_CM_KEY_BODY", "KeyControlBlock");
+            NameBlock = t.RequiredOffset("_CM_KEY_CONTROL_BLOCK", "NameBlock");
+            ParentKcb = t.RequiredOffset("_CM_KEY_CONTROL_BLOCK", "ParentKcb");
+            NameLength = t.RequiredOffset("_CM_NAME_CONTROL_BLOCK", "NameLength");
+            Name = t.RequiredOffset("_CM_NAME_CONTROL_BLOCK", "Name");
+            Compressed = t.RequiredField("_CM_NAME_CONTROL_BLOCK", "Compressed");
         }
 
         public int ObjectTable { get; }
@@ -332,6 +320,7 @@ public static class WindowsHandles
         public FieldInfo? AccessBits { get; }
         public int Object { get; }
         public int GrantedAccess { get; }
+        public UnicodeStringLayout UnicodeString { get; }
         public int FileName { get; }
         public int DeviceObject { get; }
         public int ImageFileName { get; }

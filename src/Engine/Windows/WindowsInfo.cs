@@ -70,9 +70,9 @@ public static class WindowsInfo
                 Add("NtMajorVersion", majorValue.ToString(CultureInfo.InvariantCulture));
                 Add("NtMinorVersion", minorValue.ToString(CultureInfo.InvariantCulture));
                 if (kernel.Types.TryGetOffset("_KUSER_SHARED_DATA", "SystemTime", out int time) && reader.TryUInt64(KUserSharedData + (ulong)time, out ulong now)
-                    && WindowsProcesses.FileTime(now) is DateTime systemTime)
+                    && WindowsProcesses.FileTime(now) is DateTimeOffset systemTime)
                 {
-                    Add("SystemTime", WindowsProcesses.Iso(systemTime)!);
+                    Add("SystemTime", Output.UtcTimeConverter.Format(systemTime));
                 }
                 if (kernel.Types.TryGetOffset("_KUSER_SHARED_DATA", "NtSystemRoot", out int root))
                 {

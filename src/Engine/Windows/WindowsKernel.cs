@@ -139,7 +139,7 @@ public sealed class WindowsKernel
         {
             return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, "self-referencing PML4 scan; not confirmed: no System process (pid 4) on PsActiveProcessHead");
         }
-        ulong systemDtb = system.DirectoryTableBase & AddressMask;
+        ulong systemDtb = system.Dtb & AddressMask;
         if (systemDtb == kernel.Dtb)
         {
             return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, "self-referencing PML4 scan, confirmed: System's DirectoryTableBase");

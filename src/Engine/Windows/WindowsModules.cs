@@ -1,5 +1,6 @@
 using CloudMem.Engine.Core;
 using System.Buffers.Binary;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 using CloudMem.Engine.Symbols;
@@ -8,38 +9,22 @@ using CloudMem.VmStateParsers;
 namespace CloudMem.Engine.Windows;
 
 /// <summary>A kernel module on PsLoadedModuleList (windows.modules).</summary>
-/// <param name="Offset">Virtual address of its _KLDR_DATA_TABLE_ENTRY, hex.</param>
-/// <param name="Base">DllBase, hex.</param>
-/// <param name="Size">SizeOfImage, hex.</param>
+/// <param name="Offset">Virtual address of its _KLDR_DATA_TABLE_ENTRY.</param>
+/// <param name="Base">DllBase.</param>
+/// <param name="Size">SizeOfImage.</param>
 /// <param name="Name">BaseDllName (null: does not read).</param>
 /// <param name="Path">FullDllName (null: does not read).</param>
-public sealed record WindowsModule(string Offset, string Base, string Size, string? Name, string? Path)
-{
-    /// <summary>The entry's address.</summary>
-    internal ulong Address { get; init; }
-
-    /// <summary>DllBase.</summary>
-    internal ulong DllBase { get; init; }
-
-    /// <summary>SizeOfImage.</summary>
-    internal uint SizeOfImage { get; init; }
-}
+public sealed record WindowsModule([property: Hex] ulong Offset, [property: Hex] ulong Base, [property: Hex] uint Size, string? Name, string? Path);
 
 /// <summary>A kernel module entry found by scanning for its pool allocation (windows.modscan).</summary>
-/// <param name="Offset">Physical address of the entry, hex.</param>
-/// <param name="Base">DllBase, hex.</param>
-/// <param name="Size">SizeOfImage, hex.</param>
+/// <param name="Offset">Physical address of the entry.</param>
+/// <param name="Base">DllBase.</param>
+/// <param name="Size">SizeOfImage.</param>
 /// <param name="Name">BaseDllName.</param>
 /// <param name="Path">FullDllName (null: does not read).</param>
 /// <param name="OnList">True when the same entry is on PsLoadedModuleList; false for an unlinked (hidden or unloaded) module.</param>
-public sealed record WindowsScannedModule(string Offset, string Base, string Size, string Name, string? Path, bool OnList)
-{
-    /// <summary>The physical address as a number.</summary>
-    internal ulong Physical { get; init; }
-
-    /// <summary>DllBase.</summary>
-    internal ulong DllBase { get; init; }
-}
+public sealed record WindowsScannedModule([property: Hex] ulong Offset, [property: Hex] ulong Base, [property: Hex] uint Size, string Name, string? Path,
+    bool OnList);
 
 /// <summary>
 /// Kernel modules: windows.modules walks PsLoadedModuleList (InLoadOrderLinks of _KLDR_DATA_TABLE_ENTRY, or
@@ -50,9 +35,6 @@ public static class WindowsModules
 {
     private static readonly uint[] s_tags = [0x644C6D4D];     // "MmLd"
 
-    /// <summary>Cap on list entries followed and on scan results.</summary>
-    public const int MaxModules = 65_536;
-
     /// <summary>Largest SizeOfImage a scanned entry may claim (1 GiB).</summary>
     public const uint MaxImageSize = 1 << 30;
 
@@ -60,8 +42,9 @@ public static class WindowsModules
     public const int MaxNameBytes = 1024;
 
     /// <summary>
-    /// The modules on PsLoadedModuleList in load order. Stops, with a note, at a pointer that does not read, an entry
-    /// seen before (a cycle not through the head) or <see cref="MaxModules"/>.
+    /// The modules on PsLoadedModuleList in load order. Stops, with a note, at a pointer that does not read or is not a
+    /// kernel address, an entry seen before (a cycle not through the head), an entry that does not read or
+    /// <see cref="AnalysisLimits.MaxKernelModules"/>.
     /// </summary>
     public static (List<WindowsModule> Modules, List<string> Notes) List(WindowsKernel kernel, CancellationToken ct = default)
     {
@@ -74,45 +57,25 @@ public static class WindowsModules
             throw new KernelNotFoundException($"{kernel.Types.Source} has no PsLoadedModuleList symbol");
         }
         AddressSpace space = kernel.Kernel;
-        if (!space.TryReadUInt64(head, out ulong next))
-        {
-            space.TryTranslate(head, out _, out TranslationFault fault);
-            notes.Add($"PsLoadedModuleList at 0x{head:X} does not read ({fault})");
-            return (modules, notes);
-        }
-        var seen = new HashSet<ulong> { head };
+        ListWalk walk = KernelLists.Circular(space, head, "modules", AnalysisLimits.Default.MaxKernelModules, KernelLists.IsKernelAddress,
+            cancellationToken: ct);
         byte[] entry = new byte[layout.Extent];
-        while (next != head)
+        foreach (ulong link in walk.ReadableEntries())
         {
-            ct.ThrowIfCancellationRequested();
-            if (!seen.Add(next))
+            ulong address = link - (ulong)layout.Links;
+            if (space.Read(address, entry) != entry.Length)
             {
-                notes.Add($"list cycle: entry 0x{next:X} seen before, after {modules.Count} modules; walk stopped");
-                break;
+                space.TryTranslate(address, out _, out TranslationFault fault);
+                notes.Add($"module entry 0x{address:X} does not read ({fault}) after {modules.Count} modules; walk stopped");
+                return (modules, notes);
             }
-            if (modules.Count >= MaxModules)
-            {
-                notes.Add($"more than {MaxModules} modules; walk stopped");
-                break;
-            }
-            ulong address = next - (ulong)layout.Links;
-            if (!WindowsObjectManager.IsKernelPointer(next) || space.Read(address, entry) != entry.Length)
-            {
-                space.TryTranslate(next, out _, out TranslationFault fault);
-                notes.Add($"bad list pointer 0x{next:X} after {modules.Count} modules ({(WindowsObjectManager.IsKernelPointer(next) ? fault : "not a kernel address")}); walk stopped");
-                break;
-            }
-            ulong dllBase = U64(entry, layout.DllBase);
-            uint size = BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(layout.SizeOfImage));
-            modules.Add(new WindowsModule($"0x{address:X}", $"0x{dllBase:X}", $"0x{size:X}",
-                WindowsObjectManager.ReadUnicodeString(space, address + (ulong)layout.BaseDllName),
-                WindowsObjectManager.ReadUnicodeString(space, address + (ulong)layout.FullDllName))
-            {
-                Address = address,
-                DllBase = dllBase,
-                SizeOfImage = size,
-            });
-            next = U64(entry, layout.Links);
+            modules.Add(new WindowsModule(address, U64(entry, layout.DllBase), BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(layout.SizeOfImage)),
+                WindowsMemoryReader.UnicodeString(space, address + (ulong)layout.BaseDllName, layout.Unicode),
+                WindowsMemoryReader.UnicodeString(space, address + (ulong)layout.FullDllName, layout.Unicode)));
+        }
+        if (walk.Note is not null)
+        {
+            notes.Add(walk.Note);
         }
         return (modules, notes);
     }
@@ -125,7 +88,10 @@ public static class WindowsModules
     }
 
     /// <summary>windows.modscan: 'MmLd' allocations holding a plausible entry, with OnList against PsLoadedModuleList.</summary>
-    public static RowsReport<WindowsScannedModule> ModScan(WindowsKernel kernel, CancellationToken ct = default)
+    /// <param name="kernel">The located kernel.</param>
+    /// <param name="ct">Cancels the scan.</param>
+    /// <param name="progress">Receives the pool scan's progress, or null.</param>
+    public static RowsReport<WindowsScannedModule> ModScan(WindowsKernel kernel, CancellationToken ct = default, IProgressSink? progress = null)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         var layout = Layout.From(kernel.Types);
@@ -135,17 +101,17 @@ public static class WindowsModules
         var onList = new HashSet<ulong>();
         foreach (WindowsModule m in listed)
         {
-            if (kernel.Kernel.TryTranslate(m.Address, out Translation translation, out _))
+            if (kernel.Kernel.TryTranslate(m.Offset, out Translation translation, out _))
             {
                 onList.Add(translation.PhysicalAddress);
             }
         }
-        int poolHeader = kernel.Types.TryGetSize("_POOL_HEADER", out int ph) ? ph : throw new KernelNotFoundException($"{kernel.Types.Source} has no _POOL_HEADER");
+        int poolHeader = kernel.Types.RequiredSize("_POOL_HEADER");
         IPhysicalMemory physical = kernel.Physical;
         byte[] entry = new byte[layout.Extent];
         var rows = new List<WindowsScannedModule>();
         int rejected = 0;
-        foreach ((ulong pool, _) in WindowsPoolScanner.ScanPool(physical, kernel.Types, s_tags, poolHeader + layout.Extent, ct))
+        foreach ((ulong pool, _) in WindowsPoolScanner.ScanPool(physical, kernel.Types, s_tags, poolHeader + layout.Extent, ct, progress))
         {
             ulong candidate = pool + (ulong)poolHeader;
             if (physical.Read(candidate, entry) != entry.Length || !TryValidate(kernel.Kernel, layout, entry, out string? name, out string? path))
@@ -153,18 +119,13 @@ public static class WindowsModules
                 rejected++;
                 continue;
             }
-            if (rows.Count >= MaxModules)
+            if (rows.Count >= AnalysisLimits.Default.MaxKernelModules)
             {
-                notes.Add($"more than {MaxModules} modules; scan stopped");
+                notes.Add($"more than {AnalysisLimits.Default.MaxKernelModules} modules; scan stopped");
                 break;
             }
-            ulong dllBase = U64(entry, layout.DllBase);
-            uint size = BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(layout.SizeOfImage));
-            rows.Add(new WindowsScannedModule($"0x{candidate:X}", $"0x{dllBase:X}", $"0x{size:X}", name!, path, onList.Contains(candidate))
-            {
-                Physical = candidate,
-                DllBase = dllBase,
-            });
+            rows.Add(new WindowsScannedModule(candidate, U64(entry, layout.DllBase), BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(layout.SizeOfImage)),
+                name!, path, onList.Contains(candidate)));
         }
         if (rejected > 0)
         {
@@ -188,20 +149,23 @@ public static class WindowsModules
         {
             return false;
         }
-        name = Text(space, entry, l.BaseDllName);
+        name = Text(space, entry, l.BaseDllName, l.Unicode);
         if (string.IsNullOrEmpty(name))
         {
             return false;
         }
-        path = Text(space, entry, l.FullDllName);
-        return path is not null || BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(l.FullDllName)) == 0;
+        path = Text(space, entry, l.FullDllName, l.Unicode);
+        return path is not null || BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(l.FullDllName + l.Unicode.Length)) == 0;
     }
 
-    /// <summary>A _UNICODE_STRING of the entry with a bounded, printable text (null otherwise).</summary>
-    private static string? Text(AddressSpace space, byte[] entry, int offset)
+    /// <summary>
+    /// A _UNICODE_STRING inside the scanned entry's bytes (read from physical memory, so not through
+    /// <see cref="WindowsMemoryReader"/>) with a bounded, printable text in a kernel buffer (null otherwise).
+    /// </summary>
+    private static string? Text(AddressSpace space, byte[] entry, int offset, UnicodeStringLayout unicode)
     {
-        int length = BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(offset));
-        ulong buffer = U64(entry, offset + 8);
+        int length = BinaryPrimitives.ReadUInt16LittleEndian(entry.AsSpan(offset + unicode.Length));
+        ulong buffer = U64(entry, offset + unicode.Buffer);
         if (length > MaxNameBytes || (length > 0 && !WindowsObjectManager.IsKernelPointer(buffer)))
         {
             return null;
@@ -218,17 +182,17 @@ public static class WindowsModules
     private static ulong U64(byte[] b, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(offset));
 
     /// <summary>ISF offsets of the module entry.</summary>
-    private sealed record Layout(int Links, int DllBase, int SizeOfImage, int FullDllName, int BaseDllName)
+    private sealed record Layout(int Links, int DllBase, int SizeOfImage, int FullDllName, int BaseDllName, UnicodeStringLayout Unicode)
     {
-        /// <summary>Bytes of the entry read (through BaseDllName).</summary>
-        public int Extent => Math.Max(Math.Max(FullDllName, BaseDllName) + 16, Math.Max(DllBase + 8, SizeOfImage + 4));
+        /// <summary>Bytes of the entry read (through both names' Length and Buffer).</summary>
+        public int Extent => Math.Max(Math.Max(FullDllName, BaseDllName) + Math.Max(Unicode.Length + 2, Unicode.Buffer + 8),
+            Math.Max(DllBase + 8, SizeOfImage + 4));
 
         public static Layout From(TypeModel t)
         {
             string s = t.FindStruct("_KLDR_DATA_TABLE_ENTRY") is not null ? "_KLDR_DATA_TABLE_ENTRY" : "_LDR_DATA_TABLE_ENTRY";
-            return new Layout(WindowsObjectManager.Offset(t, s, "InLoadOrderLinks"), WindowsObjectManager.Offset(t, s, "DllBase"),
-                WindowsObjectManager.Offset(t, s, "SizeOfImage"), WindowsObjectManager.Offset(t, s, "FullDllName"),
-                WindowsObjectManager.Offset(t, s, "BaseDllName"));
+            return new Layout(t.RequiredOffset(s, "InLoadOrderLinks"), t.RequiredOffset(s, "DllBase"), t.RequiredOffset(s, "SizeOfImage"),
+                t.RequiredOffset(s, "FullDllName"), t.RequiredOffset(s, "BaseDllName"), UnicodeStringLayout.Of(t));
         }
     }
 }

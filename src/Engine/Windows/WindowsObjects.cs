@@ -34,15 +34,13 @@ public sealed class WindowsObjectManager
     /// <summary>Most entries read from ObTypeIndexTable (TypeIndex is one byte).</summary>
     public const int MaxObjectTypes = 256;
 
-    /// <summary>Longest _UNICODE_STRING read, in bytes (Length is 16 bits).</summary>
-    public const int MaxUnicodeBytes = 0xFFFE;
-
     /// <summary>The optional headers in InfoMask bit order (bit 0 first); those missing from a build's ISF are left out, later ones move down.</summary>
     private static readonly string[] s_optionalHeaders =
         ["CREATOR_INFO", "NAME_INFO", "HANDLE_INFO", "QUOTA_INFO", "PROCESS_INFO", "AUDIT_INFO", "EXTENDED_INFO", "HANDLE_REVOCATION_INFO", "PADDING_INFO"];
 
     private readonly Dictionary<int, string> _types;
     private readonly int _typeIndex, _infoMask, _pointerCount, _body, _nameInfoName, _nameBit;
+    private readonly UnicodeStringLayout _unicode;
     private readonly int[] _optionalSizes;
 
     private WindowsObjectManager(WindowsKernel kernel, Dictionary<int, string> types, byte? storedCookie, byte? cookie, List<string> notes)
@@ -53,11 +51,12 @@ public sealed class WindowsObjectManager
         Cookie = cookie;
         Notes = notes;
         TypeModel t = kernel.Types;
-        _typeIndex = Offset(t, "_OBJECT_HEADER", "TypeIndex");
-        _infoMask = Offset(t, "_OBJECT_HEADER", "InfoMask");
-        _pointerCount = Offset(t, "_OBJECT_HEADER", "PointerCount");
-        _body = Offset(t, "_OBJECT_HEADER", "Body");
-        _nameInfoName = Offset(t, "_OBJECT_HEADER_NAME_INFO", "Name");
+        _typeIndex = t.RequiredOffset("_OBJECT_HEADER", "TypeIndex");
+        _infoMask = t.RequiredOffset("_OBJECT_HEADER", "InfoMask");
+        _pointerCount = t.RequiredOffset("_OBJECT_HEADER", "PointerCount");
+        _body = t.RequiredOffset("_OBJECT_HEADER", "Body");
+        _nameInfoName = t.RequiredOffset("_OBJECT_HEADER_NAME_INFO", "Name");
+        _unicode = UnicodeStringLayout.Of(t);
         var sizes = new List<int>();
         _nameBit = -1;
         foreach (string name in s_optionalHeaders)
@@ -139,8 +138,8 @@ public sealed class WindowsObjectManager
         {
             throw new KernelNotFoundException($"{t.Source} has no ObTypeIndexTable symbol");
         }
-        int nameOffset = Offset(t, "_OBJECT_TYPE", "Name");
-        int indexOffset = Offset(t, "_OBJECT_TYPE", "Index");
+        int nameOffset = t.RequiredOffset("_OBJECT_TYPE", "Name");
+        int indexOffset = t.RequiredOffset("_OBJECT_TYPE", "Index");
         Span<byte> index = stackalloc byte[1];
         for (int i = 0; i < MaxObjectTypes; i++)
         {
@@ -161,7 +160,7 @@ public sealed class WindowsObjectManager
             {
                 continue;       // entry 1 holds 0xBAD0B0B0
             }
-            string? name = ReadUnicodeString(space, type + (ulong)nameOffset);
+            string? name = WindowsMemoryReader.UnicodeString(space, type + (ulong)nameOffset, UnicodeStringLayout.Of(t));
             if (name is null || name.Length == 0)
             {
                 notes.Add($"object type {i} at 0x{type:X}: name does not read");
@@ -208,13 +207,13 @@ public sealed class WindowsObjectManager
         {
             return stored;
         }
-        int body = Offset(kernel.Types, "_OBJECT_HEADER", "Body");
-        int typeIndex = Offset(kernel.Types, "_OBJECT_HEADER", "TypeIndex");
+        int body = kernel.Types.RequiredOffset("_OBJECT_HEADER", "Body");
+        int typeIndex = kernel.Types.RequiredOffset("_OBJECT_HEADER", "TypeIndex");
         var headers = new List<(ulong Header, byte Stored)>();
         Span<byte> b = stackalloc byte[1];
         foreach (WindowsProcess p in (listed ?? WindowsProcesses.List(kernel, ct).Processes).Take(64))
         {
-            ulong header = p.Address - (ulong)body;
+            ulong header = p.Offset - (ulong)body;
             if (kernel.Kernel.Read(header + (ulong)typeIndex, b) == 1)
             {
                 headers.Add((header, b[0]));
@@ -281,36 +280,9 @@ public sealed class WindowsObjectManager
     public string? NameInfoName(in ObjectHeader header)
     {
         ulong nameInfo = OptionalHeader(header, _nameBit);
-        return nameInfo == 0 ? null : ReadUnicodeString(Kernel.Kernel, nameInfo + (ulong)_nameInfoName);
-    }
-
-    /// <summary>A _UNICODE_STRING at <paramref name="va"/> (null when it or its buffer does not read, or it is malformed).</summary>
-    public static string? ReadUnicodeString(IVirtualMemory memory, ulong va)
-    {
-        ArgumentNullException.ThrowIfNull(memory);
-        Span<byte> header = stackalloc byte[16];
-        if (memory.Read(va, header) != header.Length)
-        {
-            return null;
-        }
-        int length = BinaryPrimitives.ReadUInt16LittleEndian(header);
-        int maximum = BinaryPrimitives.ReadUInt16LittleEndian(header[2..]);
-        ulong buffer = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
-        if (length == 0)
-        {
-            return "";
-        }
-        if (length % 2 != 0 || length > maximum || length > MaxUnicodeBytes || buffer == 0)
-        {
-            return null;
-        }
-        byte[] text = new byte[length];
-        return memory.Read(buffer, text) == length ? Encoding.Unicode.GetString(text) : null;
+        return nameInfo == 0 ? null : WindowsMemoryReader.UnicodeString(Kernel.Kernel, nameInfo + (ulong)_nameInfoName, _unicode);
     }
 
     /// <summary>A canonical kernel-half address.</summary>
     public static bool IsKernelPointer(ulong va) => va >= 0xFFFF800000000000UL;
-
-    internal static int Offset(TypeModel t, string structName, string field)
-        => t.TryGetOffset(structName, field, out int offset) ? offset : throw new KernelNotFoundException($"{t.Source} has no {structName}.{field}");
 }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 
@@ -7,7 +8,7 @@ namespace CloudMem.Engine.Windows;
 /// <summary>A PE file rebuilt from process memory (windows.procdump, windows.dlldump).</summary>
 /// <param name="Pid">Process id.</param>
 /// <param name="Process">ImageFileName.</param>
-/// <param name="Base">Image base in the process, hex.</param>
+/// <param name="Base">Image base in the process.</param>
 /// <param name="Name">Module name (loader list BaseDllName, else the VAD's file name), or null.</param>
 /// <param name="File">File written in the output directory, or null when nothing was written.</param>
 /// <param name="Bytes">Length of the file.</param>
@@ -15,7 +16,7 @@ namespace CloudMem.Engine.Windows;
 /// <param name="ZeroFilledPages">Pages not in the capture (not present, paged out), written as zeros.</param>
 /// <param name="Result">"written", or why not (not a PE, file exists, too large).</param>
 /// <param name="Fixes">What was changed in the headers to make the file consistent (raw layout re-laid, FileAlignment), or null.</param>
-public sealed record WindowsPeDumpRow(long Pid, string Process, string Base, string? Name, string? File, long Bytes, int Sections,
+public sealed record WindowsPeDumpRow(long Pid, string Process, [property: Hex] ulong Base, string? Name, string? File, long Bytes, int Sections,
     long ZeroFilledPages, string Result, string? Fixes);
 
 /// <summary>
@@ -56,7 +57,7 @@ public static class WindowsPeDump
         foreach (WindowsProcess p in processes)
         {
             ct.ThrowIfCancellationRequested();
-            WindowsProcessImage image = WindowsProcessImage.Read(kernel, walker, p, notes, lists: !exe);
+            WindowsProcessImage image = WindowsProcessImage.Read(kernel, p, notes, lists: !exe, ct: ct);
             if (image.Peb == 0 || image.ImageBase is not ulong imageBase)
             {
                 if (pids is not null)
@@ -72,7 +73,7 @@ public static class WindowsPeDump
             }
             else
             {
-                (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Address, p.Pid, ct);
+                (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Offset, p.Pid, ct);
                 notes.AddRange(walkNotes);
                 var names = new Dictionary<ulong, string?>();
                 foreach (WindowsLoadedModule e in image.LoadOrder.Concat(image.MemoryOrder).Concat(image.InitOrder))
@@ -106,7 +107,7 @@ public static class WindowsPeDump
         ArgumentNullException.ThrowIfNull(space);
         ArgumentNullException.ThrowIfNull(process);
         string file = Path.GetFileName(path);
-        WindowsPeDumpRow Failed(string why) => new(process.Pid, process.ImageFileName, $"0x{imageBase:x}", name, null, 0, 0, 0, why, null);
+        WindowsPeDumpRow Failed(string why) => new(process.Pid, process.ImageFileName, imageBase, name, null, 0, 0, 0, why, null);
         byte[] first = new byte[PageSize];
         if (space.Read(imageBase, first) != PageSize)
         {
@@ -202,7 +203,7 @@ public static class WindowsPeDump
         {
             return Failed($"{file} exists: not overwritten");
         }
-        return new WindowsPeDumpRow(process.Pid, process.ImageFileName, $"0x{imageBase:x}", name, file, length, sections.Count, zeroPages, "written",
+        return new WindowsPeDumpRow(process.Pid, process.ImageFileName, imageBase, name, file, length, sections.Count, zeroPages, "written",
             fixes.Count == 0 ? null : string.Join("; ", fixes));
     }
 

@@ -1,4 +1,6 @@
 using System.Text;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
 
@@ -10,24 +12,18 @@ namespace CloudMem.Engine.Windows;
 public sealed record WindowsCmdLine(long Pid, string Process, string? Args, string? Note);
 
 /// <summary>windows.envars: one row per variable of a process's environment block.</summary>
-/// <param name="Block">Address of the environment block (user space), hex.</param>
-public sealed record WindowsEnvar(long Pid, string Process, string Block, string Variable, string Value);
+/// <param name="Block">Address of the environment block (user space).</param>
+public sealed record WindowsEnvar(long Pid, string Process, [property: Hex] ulong Block, string Variable, string Value);
 
 /// <summary>windows.dlllist: one row per module on the PEB's InLoadOrderModuleList.</summary>
-/// <param name="Base">DllBase, hex.</param>
-/// <param name="Size">SizeOfImage, hex.</param>
+/// <param name="Base">DllBase.</param>
+/// <param name="Size">SizeOfImage.</param>
 /// <param name="Name">BaseDllName (null when unreadable).</param>
 /// <param name="Path">FullDllName (null when unreadable).</param>
 /// <param name="LoadOrder">Position on the list, from 0 (the executable).</param>
-/// <param name="LoadTime">_LDR_DATA_TABLE_ENTRY.LoadTime (Windows 8+) as ISO 8601 UTC, or null.</param>
-public sealed record WindowsDll(long Pid, string Process, string Base, string Size, string? Name, string? Path, int LoadOrder, string? LoadTime)
-{
-    /// <summary>DllBase as a number.</summary>
-    internal ulong BaseAddress { get; init; }
-
-    /// <summary>SizeOfImage as a number.</summary>
-    internal ulong SizeOfImage { get; init; }
-}
+/// <param name="LoadTime">_LDR_DATA_TABLE_ENTRY.LoadTime (Windows 8+), or null.</param>
+public sealed record WindowsDll(long Pid, string Process, [property: Hex] ulong Base, [property: Hex] ulong Size, string? Name, string? Path,
+    int LoadOrder, DateTimeOffset? LoadTime);
 
 /// <summary>Which PEB loader list to walk.</summary>
 public enum LoaderList
@@ -57,12 +53,6 @@ public sealed record WindowsLoadedModule(ulong Entry, ulong Base, ulong Size, st
 /// </summary>
 public static class WindowsPeb
 {
-    /// <summary>Cap on entries followed on one loader list.</summary>
-    public const int MaxModules = 4096;
-
-    /// <summary>Cap on an environment block's size.</summary>
-    public const int MaxEnvironmentBytes = 1 << 20;
-
     /// <summary>The _PEB address of a process, or null with the reason (kernel processes have none).</summary>
     public static ulong? TryGetPeb(WindowsKernel kernel, WindowsProcess process, out string? note)
     {
@@ -70,7 +60,7 @@ public static class WindowsPeb
         ArgumentNullException.ThrowIfNull(process);
         var reader = new WindowsMemoryReader(kernel.Kernel);
         WindowsUserLayout layout = WindowsUserLayout.For(kernel);
-        if (!reader.TryUInt64(process.Address + (ulong)layout.ProcessPeb, out ulong peb))
+        if (!reader.TryUInt64(process.Offset + (ulong)layout.ProcessPeb, out ulong peb))
         {
             note = reader.Describe("_EPROCESS.Peb");
             return null;
@@ -117,9 +107,9 @@ public static class WindowsPeb
         {
             return (variables, 0, "no environment block");
         }
-        ulong size = MaxEnvironmentBytes;
+        ulong size = (ulong)AnalysisLimits.Default.MaxEnvironmentBytes;
         if (layout.ParamsEnvironmentSize is int sizeOffset && reader.TryUInt64(parameters + (ulong)sizeOffset, out ulong recorded)
-            && recorded > 0 && recorded <= MaxEnvironmentBytes)
+            && recorded > 0 && recorded <= size)
         {
             size = recorded;
         }
@@ -165,57 +155,66 @@ public static class WindowsPeb
         return (variables, block, note);
     }
 
-    /// <summary>The entries of one loader list in list order; the walk stops with a note at a cycle, a bad pointer or <see cref="MaxModules"/>.</summary>
-    public static (List<WindowsLoadedModule> Modules, List<string> Notes) Modules(WindowsKernel kernel, WindowsProcess process, LoaderList list = LoaderList.LoadOrder)
+    /// <summary>The entries of one loader list in list order (see <see cref="LoaderLists"/>).</summary>
+    public static (List<WindowsLoadedModule> Modules, List<string> Notes) Modules(WindowsKernel kernel, WindowsProcess process,
+        LoaderList list = LoaderList.LoadOrder, CancellationToken ct = default)
     {
-        var modules = new List<WindowsLoadedModule>();
+        (List<WindowsLoadedModule>[] lists, List<string> notes) = LoaderLists(kernel, process, [list], ct);
+        return (lists[(int)list], notes);
+    }
+
+    /// <summary>
+    /// The entries of the loader lists <paramref name="which"/> in list order, indexed by <see cref="LoaderList"/> (lists
+    /// not asked for are empty). _EPROCESS.Peb and _PEB.Ldr are read once for all of them. Each walk stops with a note
+    /// (prefixed with the list's name) at a cycle, a bad pointer, an entry that does not read or
+    /// <see cref="AnalysisLimits.MaxProcessModules"/>.
+    /// </summary>
+    public static (List<WindowsLoadedModule>[] Lists, List<string> Notes) LoaderLists(WindowsKernel kernel, WindowsProcess process,
+        IReadOnlyCollection<LoaderList> which, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(which);
+        List<WindowsLoadedModule>[] lists = [[], [], []];
         var notes = new List<string>();
         ulong? peb = TryGetPeb(kernel, process, out string? note);
         if (peb is null)
         {
             notes.Add(note!);
-            return (modules, notes);
+            return (lists, notes);
         }
         WindowsUserLayout layout = WindowsUserLayout.For(kernel);
-        var reader = new WindowsMemoryReader(kernel.ProcessSpace(process.DirectoryTableBase));
+        var reader = new WindowsMemoryReader(kernel.ProcessSpace(process.Dtb));
         if (!reader.TryUInt64(peb.Value + (ulong)layout.PebLdr, out ulong ldr))
         {
             notes.Add(reader.Describe("_PEB.Ldr"));
-            return (modules, notes);
+            return (lists, notes);
         }
         if (ldr == 0)
         {
             notes.Add("_PEB.Ldr is null (loader not initialised)");
-            return (modules, notes);
+            return (lists, notes);
         }
-        ulong head = ldr + (ulong)layout.LdrLists[(int)list];
+        foreach (LoaderList list in which.Distinct())
+        {
+            lists[(int)list] = Walk(reader, layout, ldr, list, notes, ct);
+        }
+        return (lists, notes);
+    }
+
+    private static List<WindowsLoadedModule> Walk(WindowsMemoryReader reader, WindowsUserLayout layout, ulong ldr, LoaderList list, List<string> notes, CancellationToken ct)
+    {
+        var modules = new List<WindowsLoadedModule>();
         int linkOffset = layout.EntryLinks[(int)list];
         string name = list switch { LoaderList.LoadOrder => "InLoadOrderModuleList", LoaderList.MemoryOrder => "InMemoryOrderModuleList", _ => "InInitializationOrderModuleList" };
-        if (!reader.TryUInt64(head, out ulong next))
+        ListWalk walk = KernelLists.Circular(reader.Memory, ldr + (ulong)layout.LdrLists[(int)list], "modules",
+            AnalysisLimits.Default.MaxProcessModules, a => !KernelLists.IsKernelAddress(a), cancellationToken: ct);
+        foreach (ulong link in walk.ReadableEntries())
         {
-            notes.Add(reader.Describe(name));
-            return (modules, notes);
-        }
-        var seen = new HashSet<ulong> { head };
-        while (next != head)
-        {
-            if (!seen.Add(next))
-            {
-                notes.Add($"{name}: cycle at entry 0x{next:X} after {modules.Count} modules; walk stopped");
-                break;
-            }
-            if (modules.Count >= MaxModules)
-            {
-                notes.Add($"{name}: more than {MaxModules} modules; walk stopped");
-                break;
-            }
-            ulong entry = next - (ulong)linkOffset;
+            ulong entry = link - (ulong)linkOffset;
             if (!reader.TryUInt64(entry + (ulong)layout.EntryDllBase, out ulong dllBase)
-                || !reader.TryUInt32(entry + (ulong)layout.EntrySize, out uint size)
-                || !reader.TryUInt64(next, out ulong following))
+                || !reader.TryUInt32(entry + (ulong)layout.EntrySize, out uint size))
             {
-                notes.Add($"{name}: bad entry pointer 0x{next:X} after {modules.Count} modules ({reader.Failure}); walk stopped");
-                break;
+                notes.Add($"{name}: entry 0x{entry:X} does not read after {modules.Count} modules ({reader.Failure}); walk stopped");
+                return modules;
             }
             string? baseName = reader.TryUnicodeString(entry + (ulong)layout.EntryBaseName, layout.UnicodeString, out string b) ? b : null;
             if (baseName is null)
@@ -229,24 +228,20 @@ public static class WindowsPeb
             }
             ulong loadTime = layout.EntryLoadTime is int lt && reader.TryUInt64(entry + (ulong)lt, out ulong t) ? t : 0;
             modules.Add(new WindowsLoadedModule(entry, dllBase, size, baseName, fullName, loadTime));
-            next = following;
         }
-        return (modules, notes);
+        if (walk.Note is not null)
+        {
+            notes.Add($"{name}: {walk.Note}");
+        }
+        return modules;
     }
 
     /// <summary>The modules on any of the three loader lists (by base, first seen wins), for resolving addresses to modules.</summary>
-    public static (List<WindowsLoadedModule> Modules, List<string> Notes) AllModules(WindowsKernel kernel, WindowsProcess process)
+    public static (List<WindowsLoadedModule> Modules, List<string> Notes) AllModules(WindowsKernel kernel, WindowsProcess process, CancellationToken ct = default)
     {
-        var all = new List<WindowsLoadedModule>();
-        var notes = new List<string>();
+        (List<WindowsLoadedModule>[] lists, List<string> notes) = LoaderLists(kernel, process, Enum.GetValues<LoaderList>(), ct);
         var bases = new HashSet<ulong>();
-        foreach (LoaderList list in Enum.GetValues<LoaderList>())
-        {
-            (List<WindowsLoadedModule> modules, List<string> listNotes) = Modules(kernel, process, list);
-            all.AddRange(modules.Where(m => bases.Add(m.Base)));
-            notes.AddRange(listNotes.Where(n => !notes.Contains(n)));
-        }
-        return (all, notes);
+        return ([.. lists.SelectMany(l => l).Where(m => bases.Add(m.Base))], notes);
     }
 
     /// <summary>windows.cmdline.</summary>
@@ -272,7 +267,7 @@ public static class WindowsPeb
         {
             ct.ThrowIfCancellationRequested();
             (List<KeyValuePair<string, string>> variables, ulong block, string? note) = Environment(kernel, p);
-            rows.AddRange(variables.Select(v => new WindowsEnvar(p.Pid, p.ImageFileName, $"0x{block:X}", v.Key, v.Value)));
+            rows.AddRange(variables.Select(v => new WindowsEnvar(p.Pid, p.ImageFileName, block, v.Key, v.Value)));
             if (note is not null)
             {
                 notes.Add($"{p.Pid} {p.ImageFileName}: {note}");
@@ -289,13 +284,9 @@ public static class WindowsPeb
         foreach (WindowsProcess p in processes)
         {
             ct.ThrowIfCancellationRequested();
-            (List<WindowsLoadedModule> modules, List<string> moduleNotes) = Modules(kernel, p);
-            rows.AddRange(modules.Select((m, i) => new WindowsDll(p.Pid, p.ImageFileName, $"0x{m.Base:X}", $"0x{m.Size:X}", m.Name, m.Path, i,
-                WindowsProcesses.Iso(WindowsProcesses.FileTime(m.LoadTime)))
-            {
-                BaseAddress = m.Base,
-                SizeOfImage = m.Size,
-            }));
+            (List<WindowsLoadedModule> modules, List<string> moduleNotes) = Modules(kernel, p, ct: ct);
+            rows.AddRange(modules.Select((m, i) => new WindowsDll(p.Pid, p.ImageFileName, m.Base, m.Size, m.Name, m.Path, i,
+                WindowsProcesses.FileTime(m.LoadTime))));
             notes.AddRange(moduleNotes.Where(n => !n.StartsWith("no PEB", StringComparison.Ordinal)).Select(n => $"{p.Pid} {p.ImageFileName}: {n}"));
         }
         return new RowsReport<WindowsDll>("windows.dlllist", rows, notes);
@@ -317,7 +308,7 @@ public static class WindowsPeb
     private static bool TryParameters(WindowsKernel kernel, WindowsProcess process, out WindowsMemoryReader reader, out ulong parameters, out string? note)
     {
         parameters = 0;
-        reader = new WindowsMemoryReader(kernel.ProcessSpace(process.DirectoryTableBase));
+        reader = new WindowsMemoryReader(kernel.ProcessSpace(process.Dtb));
         ulong? peb = TryGetPeb(kernel, process, out note);
         if (peb is null)
         {

@@ -24,7 +24,7 @@ internal static class WindowsPluginSet
         Add("windows.pstree", "Processes under their parents, with suspicious-parent rules (Office/browser starting a shell, lsass parents)", pid,
             (c, a, ct) => a.OnlyPids(WindowsProcessTree.PsTree(c.Windows(ct), ct), p => p.Pid));
         Add("windows.psscan", "Processes found by scanning physical memory for 'Proc' pool allocations, with OnList (unlinked processes)", pid,
-            (c, a, ct) => a.OnlyPids(WindowsPoolScanner.PsScan(c.Windows(ct), ct), p => p.Pid));
+            (c, a, ct) => a.OnlyPids(WindowsPoolScanner.PsScan(c.Windows(ct), ct, c.Progress), p => p.Pid));
         Add("windows.vadinfo", "Process memory ranges from the VAD tree (range, pool tag, protection, type, commit, mapped file)", pid,
             (c, a, ct) => WindowsVadPlugins.VadInfo(c.Windows(ct), a.LongPids, ct));
         Add("windows.ldrmodules", "PE images in process memory against the three PEB loader lists (a mapped DLL on no list is hidden)", pid,
@@ -53,7 +53,7 @@ internal static class WindowsPluginSet
         Add("windows.modules", "Kernel modules on PsLoadedModuleList (offset, base, size, name, path)", PluginInputs.None,
             (c, a, ct) => WindowsModules.Modules(c.Windows(ct), ct));
         Add("windows.modscan", "Kernel modules found by scanning for 'MmLd' pool allocations, with OnList (unlinked drivers)", PluginInputs.None,
-            (c, a, ct) => WindowsModules.ModScan(c.Windows(ct), ct));
+            (c, a, ct) => WindowsModules.ModScan(c.Windows(ct), ct, c.Progress));
     }
 
     private static void Add(string name, string description, PluginInputs inputs, Func<PluginContext, PluginArguments, CancellationToken, Output.IReport> run)

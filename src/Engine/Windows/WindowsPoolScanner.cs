@@ -1,5 +1,6 @@
 using CloudMem.Engine.Core;
 using System.Buffers.Binary;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Plugins;
 using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
@@ -7,17 +8,13 @@ using CloudMem.VmStateParsers;
 namespace CloudMem.Engine.Windows;
 
 /// <summary>One _EPROCESS found by windows.psscan.</summary>
-/// <param name="Offset">Physical address of the _EPROCESS body, hex.</param>
+/// <param name="Offset">Physical address of the _EPROCESS body.</param>
 /// <param name="Pid">UniqueProcessId.</param>
 /// <param name="Ppid">InheritedFromUniqueProcessId.</param>
 /// <param name="ImageFileName">The 15-byte ImageFileName.</param>
 /// <param name="CreateTime">As in windows.pslist.</param>
 /// <param name="OnList">True when the same _EPROCESS is on PsActiveProcessHead.</param>
-public sealed record WindowsScannedProcess(string Offset, long Pid, long Ppid, string ImageFileName, string? CreateTime, bool OnList)
-{
-    /// <summary>The physical address as a number.</summary>
-    internal ulong Physical { get; init; }
-}
+public sealed record WindowsScannedProcess([property: Hex] ulong Offset, long Pid, long Ppid, string ImageFileName, DateTimeOffset? CreateTime, bool OnList);
 
 /// <summary>
 /// windows.psscan: physical memory scanned for process pool allocations (_POOL_HEADER tag 'Proc', or 'Pro\xE3' with the
@@ -31,13 +28,16 @@ public static class WindowsPoolScanner
     /// <summary>Most optional object header bytes tried between the pool header and the _OBJECT_HEADER.</summary>
     public const int MaxOptionalHeaderBytes = 0x100;
 
-    /// <summary>Cap on processes reported.</summary>
-    public const int MaxResults = 100_000;
+    /// <summary>The stage name <see cref="ScanPool"/> reports progress under.</summary>
+    public const string ProgressStage = "pool scan";
 
     private static readonly uint[] s_tags = [0x636F7250, 0xE36F7250];   // "Proc", "Pro\xE3"
 
     /// <summary>Scans every non-zero run; validated candidates are compared with the active process list.</summary>
-    public static RowsReport<WindowsScannedProcess> PsScan(WindowsKernel kernel, CancellationToken ct = default)
+    /// <param name="kernel">The located kernel.</param>
+    /// <param name="ct">Cancels the scan.</param>
+    /// <param name="progress">Receives the scan's progress (bytes of non-zero runs), or null.</param>
+    public static RowsReport<WindowsScannedProcess> PsScan(WindowsKernel kernel, CancellationToken ct = default, IProgressSink? progress = null)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         var notes = new List<string>();
@@ -46,7 +46,7 @@ public static class WindowsPoolScanner
         notes.AddRange(listNotes.Select(n => "pslist: " + n));
         foreach (WindowsProcess p in listed)
         {
-            if (kernel.Kernel.TryTranslate(p.Address, out var translation, out _))
+            if (kernel.Kernel.TryTranslate(p.Offset, out var translation, out _))
             {
                 onList.Add(translation.PhysicalAddress);
             }
@@ -56,7 +56,7 @@ public static class WindowsPoolScanner
         IPhysicalMemory physical = kernel.Physical;
         byte[] body = new byte[layout.Extent];
         int minimum = layout.PoolHeaderSize + layout.BodyOffset + layout.MinimumBody;
-        foreach ((ulong pool, ulong blockBytes) in ScanPool(physical, kernel.Types, s_tags, minimum, ct))
+        foreach ((ulong pool, ulong blockBytes) in ScanPool(physical, kernel.Types, s_tags, minimum, ct, progress))
         {
             for (int optional = 0; optional <= MaxOptionalHeaderBytes; optional += PoolAlignment)
             {
@@ -69,16 +69,13 @@ public static class WindowsPoolScanner
                 {
                     continue;
                 }
-                if (rows.Count >= MaxResults)
+                if (rows.Count >= AnalysisLimits.Default.MaxScanResults)
                 {
-                    notes.Add($"more than {MaxResults} processes; scan stopped");
+                    notes.Add($"more than {AnalysisLimits.Default.MaxScanResults} processes; scan stopped");
                     return new RowsReport<WindowsScannedProcess>("windows.psscan", rows, notes);
                 }
-                DateTime? created = WindowsProcesses.FileTime(decoded.Created);
-                rows.Add(new WindowsScannedProcess($"0x{candidate:X}", decoded.Pid, decoded.Ppid, decoded.Name,
-                    WindowsProcesses.Iso(created),
-                    onList.Contains(candidate))
-                { Physical = candidate });
+                rows.Add(new WindowsScannedProcess(candidate, decoded.Pid, decoded.Ppid, decoded.Name,
+                    WindowsProcesses.FileTime(decoded.Created), onList.Contains(candidate)));
                 break;
             }
         }
@@ -90,9 +87,10 @@ public static class WindowsPoolScanner
     /// <paramref name="tags"/>, that is allocated (PoolType non-zero) and whose BlockSize covers at least
     /// <paramref name="minimumBytes"/>. Yields the physical address of the header and the allocation's size in bytes.
     /// Field positions come from the ISF's _POOL_HEADER; reads never throw (unreadable pages are skipped).
+    /// <paramref name="progress"/>, when given, hears of the bytes of non-zero runs scanned (stage "pool scan").
     /// </summary>
     public static IEnumerable<(ulong PoolHeader, ulong BlockBytes)> ScanPool(IPhysicalMemory physical, TypeModel types,
-        IReadOnlyCollection<uint> tags, int minimumBytes, CancellationToken ct = default)
+        IReadOnlyCollection<uint> tags, int minimumBytes, CancellationToken ct = default, IProgressSink? progress = null)
     {
         ArgumentNullException.ThrowIfNull(physical);
         ArgumentNullException.ThrowIfNull(types);
@@ -100,6 +98,9 @@ public static class WindowsPoolScanner
         Layout layout = Layout.From(types);
         uint[] wanted = [.. tags];                 // Array.IndexOf: no interface dispatch in the per-16-byte loop
         byte[] page = new byte[PageSize];
+        long total = physical.Runs.Where(r => r.Storage != RunStorage.Zero).Sum(r => (long)(r.End - r.PhysicalAddress));
+        long done = 0;
+        progress?.Report(ProgressStage, 0, total);
         foreach (PhysicalRun run in physical.Runs)
         {
             ct.ThrowIfCancellationRequested();
@@ -113,6 +114,7 @@ public static class WindowsPoolScanner
                 if (((pa >> 12) & 0x3FFF) == 0)
                 {
                     ct.ThrowIfCancellationRequested();
+                    progress?.Report(ProgressStage, done + (long)(pa - run.PhysicalAddress), total);
                 }
                 if (physical.Read(pa, page) != PageSize)
                 {
@@ -132,7 +134,9 @@ public static class WindowsPoolScanner
                     }
                 }
             }
+            done += (long)(run.End - run.PhysicalAddress);
         }
+        progress?.Report(ProgressStage, total, total);
     }
 
     /// <summary>Checks an _EPROCESS candidate: pid/ppid range, printable name, page-aligned DTB, canonical kernel list pointers.</summary>
@@ -189,10 +193,10 @@ public static class WindowsPoolScanner
 
         public static Layout From(TypeModel t)
         {
-            int Off(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : throw new KernelNotFoundException($"{t.Source} has no {s}.{f}");
+            int Off(string s, string f) => t.RequiredOffset(s, f);
             (int, int) Field(string s, string f)
             {
-                FieldInfo field = t.FindField(s, f) ?? throw new KernelNotFoundException($"{t.Source} has no {s}.{f}");
+                FieldInfo field = t.RequiredField(s, f);
                 int width = field.IsBitfield ? field.BitSize : field.Type.Resolve().Size * 8;
                 if (field.BitOffset + width > 64)
                 {
@@ -200,7 +204,7 @@ public static class WindowsPoolScanner
                 }
                 return ((int)field.BitOffset, width);
             }
-            int size = t.TryGetSize("_POOL_HEADER", out int ph) ? ph : throw new KernelNotFoundException($"{t.Source} has no _POOL_HEADER");
+            int size = t.RequiredSize("_POOL_HEADER");
             return new Layout(size, Off("_POOL_HEADER", "PoolTag"), Field("_POOL_HEADER", "BlockSize"), Field("_POOL_HEADER", "PoolType"),
                 Off("_OBJECT_HEADER", "Body"), Off("_EPROCESS", "UniqueProcessId"), Off("_EPROCESS", "InheritedFromUniqueProcessId"),
                 Off("_EPROCESS", "ImageFileName"), Off("_EPROCESS", "CreateTime"),

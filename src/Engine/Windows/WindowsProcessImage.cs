@@ -3,10 +3,6 @@ using CloudMem.Engine.Symbols;
 
 namespace CloudMem.Engine.Windows;
 
-/// <summary>A module on a PEB loader list.</summary>
-/// <param name="Base">_LDR_DATA_TABLE_ENTRY.DllBase.</param>
-/// <param name="FullName">FullDllName, or null when unreadable.</param>
-/// <param name="BaseName">BaseDllName, or null when unreadable.</param>
 /// <summary>
 /// What the VAD plugins need of a process's user half: its address space, PEB.ImageBaseAddress, the image path from
 /// the process parameters, _EPROCESS.SectionBaseAddress and the three PEB loader lists (load, memory and
@@ -14,8 +10,6 @@ namespace CloudMem.Engine.Windows;
 /// </summary>
 public sealed class WindowsProcessImage
 {
-    /// <summary>Cap on entries followed on one loader list.</summary>
-
     private WindowsProcessImage(WindowsProcess process, AddressSpace space)
     {
         Process = process;
@@ -50,16 +44,19 @@ public sealed class WindowsProcessImage
     public List<WindowsLoadedModule> InitOrder { get; } = [];
 
     /// <summary>Reads the process's PEB and loader lists; notes go to <paramref name="notes"/>.</summary>
-    public static WindowsProcessImage Read(WindowsKernel kernel, WindowsVads vads, WindowsProcess process, List<string> notes, bool lists = true)
+    public static WindowsProcessImage Read(WindowsKernel kernel, WindowsProcess process, List<string> notes, bool lists = true, CancellationToken ct = default)
     {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(process);
+        ArgumentNullException.ThrowIfNull(notes);
         TypeModel t = kernel.Types;
-        var image = new WindowsProcessImage(process, kernel.ProcessSpace(process.DirectoryTableBase));
+        var image = new WindowsProcessImage(process, kernel.ProcessSpace(process.Dtb));
         AddressSpace k = kernel.Kernel;
-        if (t.TryGetOffset("_EPROCESS", "SectionBaseAddress", out int sectionOff) && k.TryReadUInt64(process.Address + (ulong)sectionOff, out ulong section))
+        if (t.TryGetOffset("_EPROCESS", "SectionBaseAddress", out int sectionOff) && k.TryReadUInt64(process.Offset + (ulong)sectionOff, out ulong section))
         {
             image.SectionBase = section;
         }
-        if (!t.TryGetOffset("_EPROCESS", "Peb", out int pebOff) || !k.TryReadUInt64(process.Address + (ulong)pebOff, out ulong peb) || peb == 0)
+        if (!t.TryGetOffset("_EPROCESS", "Peb", out int pebOff) || !k.TryReadUInt64(process.Offset + (ulong)pebOff, out ulong peb) || peb == 0)
         {
             return image;
         }
@@ -74,17 +71,16 @@ public sealed class WindowsProcessImage
         if (t.TryGetOffset("_PEB", "ProcessParameters", out int paramsOff) && user.TryReadUInt64(peb + (ulong)paramsOff, out ulong parameters) && parameters != 0
             && t.TryGetOffset("_RTL_USER_PROCESS_PARAMETERS", "ImagePathName", out int pathOff))
         {
-            image.ImagePath = vads.ReadUnicodeString(user, parameters + (ulong)pathOff);
+            image.ImagePath = WindowsMemoryReader.UnicodeString(user, parameters + (ulong)pathOff, UnicodeStringLayout.Of(t));
         }
         if (lists)
         {
-            // The one loader-list walker (WindowsPeb) serves dlllist, ldrmodules and the dumps alike.
-            foreach ((LoaderList list, List<WindowsLoadedModule> into) in new[] { (LoaderList.LoadOrder, image.LoadOrder), (LoaderList.MemoryOrder, image.MemoryOrder), (LoaderList.InitializationOrder, image.InitOrder) })
-            {
-                (List<WindowsLoadedModule> modules, List<string> listNotes) = WindowsPeb.Modules(kernel, process, list);
-                into.AddRange(modules);
-                notes.AddRange(listNotes.Select(n => $"pid {process.Pid}: {n}"));
-            }
+            // The one loader-list walker (WindowsPeb) serves dlllist, ldrmodules and the dumps alike; it reads the PEB and Ldr once.
+            (List<WindowsLoadedModule>[] modules, List<string> listNotes) = WindowsPeb.LoaderLists(kernel, process, Enum.GetValues<LoaderList>(), ct);
+            image.LoadOrder.AddRange(modules[(int)LoaderList.LoadOrder]);
+            image.MemoryOrder.AddRange(modules[(int)LoaderList.MemoryOrder]);
+            image.InitOrder.AddRange(modules[(int)LoaderList.InitializationOrder]);
+            notes.AddRange(listNotes.Select(n => $"pid {process.Pid}: {n}"));
         }
         return image;
     }

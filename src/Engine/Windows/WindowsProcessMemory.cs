@@ -33,14 +33,8 @@ public static class WindowsProcessMemory
             return null;
         }
         int nul = Array.IndexOf(name, (byte)0);
-        DateTime? createTime = WindowsProcesses.FileTime(created);
-        return new WindowsProcess($"0x{eprocess:X}", (long)pid, (long)ppid, Encoding.ASCII.GetString(name, 0, nul >= 0 ? nul : name.Length),
-            WindowsProcesses.Iso(createTime), $"0x{dtb:X}")
-        {
-            Address = eprocess,
-            CreateTimeUtc = createTime,
-            DirectoryTableBase = dtb,
-        };
+        return new WindowsProcess(eprocess, (long)pid, (long)ppid, Encoding.ASCII.GetString(name, 0, nul >= 0 ? nul : name.Length),
+            WindowsProcesses.FileTime(created), dtb);
     }
 }
 
@@ -115,8 +109,9 @@ public sealed class WindowsMemoryReader(IVirtualMemory memory)
     }
 
     /// <summary>
-    /// Reads the _UNICODE_STRING at <paramref name="va"/> (Length, MaximumLength, Buffer at the given offsets). An empty
-    /// string (Length 0) reads as "". Odd lengths are rounded down.
+    /// Reads the _UNICODE_STRING at <paramref name="va"/> (Length and Buffer at the given offsets): the one reader of
+    /// _UNICODE_STRING in the Windows code. An empty string (Length 0) reads as "". Odd lengths are rounded down; a
+    /// non-empty string with a null Buffer fails.
     /// </summary>
     public bool TryUnicodeString(ulong va, UnicodeStringLayout layout, out string text)
     {
@@ -130,6 +125,11 @@ public sealed class WindowsMemoryReader(IVirtualMemory memory)
         {
             return true;
         }
+        if (buffer == 0)
+        {
+            Failure = $"_UNICODE_STRING at 0x{va:X} has Length 0x{length:X} and a null Buffer";
+            return false;
+        }
         byte[] bytes = new byte[length];
         if (!TryRead(buffer, bytes))
         {
@@ -139,9 +139,22 @@ public sealed class WindowsMemoryReader(IVirtualMemory memory)
         return true;
     }
 
+    /// <summary>The _UNICODE_STRING at <paramref name="va"/> of <paramref name="memory"/>, or null when it does not read (see <see cref="TryUnicodeString"/>).</summary>
+    public static string? UnicodeString(IVirtualMemory memory, ulong va, UnicodeStringLayout layout)
+        => new WindowsMemoryReader(memory).TryUnicodeString(va, layout, out string text) ? text : null;
+
     /// <summary>The short description of a read of <paramref name="what"/> that failed.</summary>
     public string Describe(string what) => $"{what}: {Failure ?? "unreadable"}";
 }
 
 /// <summary>Offsets of _UNICODE_STRING's Length and Buffer.</summary>
-public readonly record struct UnicodeStringLayout(int Length, int Buffer);
+public readonly record struct UnicodeStringLayout(int Length, int Buffer)
+{
+    /// <summary>The offsets in <paramref name="types"/>; the x64 ABI's (0 and 8) when the ISF does not describe _UNICODE_STRING.</summary>
+    public static UnicodeStringLayout Of(Symbols.TypeModel types)
+    {
+        ArgumentNullException.ThrowIfNull(types);
+        return new(types.TryGetOffset("_UNICODE_STRING", "Length", out int length) ? length : 0,
+            types.TryGetOffset("_UNICODE_STRING", "Buffer", out int buffer) ? buffer : 8);
+    }
+}

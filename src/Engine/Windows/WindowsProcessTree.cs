@@ -9,7 +9,7 @@ namespace CloudMem.Engine.Windows;
 /// <param name="Ppid">InheritedFromUniqueProcessId.</param>
 /// <param name="CreateTime">As in windows.pslist.</param>
 /// <param name="Suspicious">The reasons of the parent rules this process breaks (joined with "; "), or null.</param>
-public sealed record WindowsProcessTreeRow(int Depth, string Tree, long Pid, long Ppid, string? CreateTime, string? Suspicious);
+public sealed record WindowsProcessTreeRow(int Depth, string Tree, long Pid, long Ppid, DateTimeOffset? CreateTime, string? Suspicious);
 
 /// <summary>What a <see cref="SuspiciousParentRule"/> checks.</summary>
 public enum ParentRuleKind
@@ -123,7 +123,7 @@ public static class WindowsProcessTree
         }
         Comparison<int> order = (a, b) =>
         {
-            int c = Nullable.Compare(processes[a].CreateTimeUtc, processes[b].CreateTimeUtc);
+            int c = Nullable.Compare(processes[a].CreateTime, processes[b].CreateTime);
             return c != 0 ? c : processes[a].Pid.CompareTo(processes[b].Pid);
         };
         roots.Sort(order);
@@ -174,11 +174,11 @@ public static class WindowsProcessTree
     /// <summary>The process with pid Ppid, not created after the child (pid reuse), or null.</summary>
     private static WindowsProcess? ParentOf(IReadOnlyList<WindowsProcess> processes, WindowsProcess child)
         => processes.FirstOrDefault(p => p.Pid == child.Ppid && !ReferenceEquals(p, child)
-            && !(p.CreateTimeUtc is { } pt && child.CreateTimeUtc is { } ct && pt > ct));
+            && !(p.CreateTime is { } pt && child.CreateTime is { } ct && pt > ct));
 
     private static bool Earlier(WindowsProcess a, WindowsProcess b, IReadOnlyList<WindowsProcess> processes)
     {
-        int c = Nullable.Compare(a.CreateTimeUtc, b.CreateTimeUtc);
+        int c = Nullable.Compare(a.CreateTime, b.CreateTime);
         if (c != 0)
         {
             return c < 0;

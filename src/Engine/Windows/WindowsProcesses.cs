@@ -1,98 +1,68 @@
 using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Plugins;
+using CloudMem.Engine.Symbols;
 
 namespace CloudMem.Engine.Windows;
 
 /// <summary>One process on the kernel's active process list.</summary>
-/// <param name="Offset">Virtual address of the _EPROCESS, hex.</param>
+/// <param name="Offset">Virtual address of the _EPROCESS.</param>
 /// <param name="Pid">UniqueProcessId.</param>
 /// <param name="Ppid">InheritedFromUniqueProcessId.</param>
 /// <param name="ImageFileName">The 15-byte ImageFileName.</param>
-/// <param name="CreateTime">CreateTime in UTC as ISO 8601 (<c>2024-07-07T09:30:02.0000000Z</c>, 100 ns precision), or null when zero or out of range.</param>
-/// <param name="Dtb">Pcb.DirectoryTableBase, hex.</param>
-public sealed record WindowsProcess(string Offset, long Pid, long Ppid, string ImageFileName, string? CreateTime, string Dtb)
-{
-    /// <summary>The _EPROCESS address as a number.</summary>
-    internal ulong Address { get; init; }
-
-    /// <summary>CreateTime as a UTC DateTime.</summary>
-    internal DateTime? CreateTimeUtc { get; init; }
-
-    /// <summary>The DTB as a number.</summary>
-    internal ulong DirectoryTableBase { get; init; }
-}
+/// <param name="CreateTime">CreateTime (UTC), or null when zero or out of range.</param>
+/// <param name="Dtb">Pcb.DirectoryTableBase.</param>
+public sealed record WindowsProcess([property: Hex] ulong Offset, long Pid, long Ppid, string ImageFileName, DateTimeOffset? CreateTime,
+    [property: Hex] ulong Dtb);
 
 /// <summary>Walks PsActiveProcessHead: the _EPROCESS structures linked through ActiveProcessLinks.</summary>
 public static class WindowsProcesses
 {
-    /// <summary>Cap on list entries followed.</summary>
-    public const int MaxProcesses = 100_000;
-
     /// <summary>
     /// The processes on the active process list in list order. Stops, with a note, at a pointer that does not read, a
-    /// non-canonical pointer, an entry seen before (a cycle not through the head) or <see cref="MaxProcesses"/>.
+    /// pointer that is not a kernel address, an entry seen before (a cycle not through the head), an _EPROCESS whose
+    /// fields do not read or <see cref="AnalysisLimits.MaxProcesses"/>.
     /// </summary>
     public static (List<WindowsProcess> Processes, List<string> Notes) List(WindowsKernel kernel, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         var processes = new List<WindowsProcess>();
         var notes = new List<string>();
-        int links = Offset(kernel, "_EPROCESS", "ActiveProcessLinks");
-        int pidOff = Offset(kernel, "_EPROCESS", "UniqueProcessId");
-        int ppidOff = Offset(kernel, "_EPROCESS", "InheritedFromUniqueProcessId");
-        int nameOff = Offset(kernel, "_EPROCESS", "ImageFileName");
-        int timeOff = Offset(kernel, "_EPROCESS", "CreateTime");
-        int dtbOff = Offset(kernel, "_EPROCESS", "Pcb") + Offset(kernel, "_KPROCESS", "DirectoryTableBase");
+        TypeModel t = kernel.Types;
+        int links = t.RequiredOffset("_EPROCESS", "ActiveProcessLinks");
+        int pidOff = t.RequiredOffset("_EPROCESS", "UniqueProcessId");
+        int ppidOff = t.RequiredOffset("_EPROCESS", "InheritedFromUniqueProcessId");
+        int nameOff = t.RequiredOffset("_EPROCESS", "ImageFileName");
+        int timeOff = t.RequiredOffset("_EPROCESS", "CreateTime");
+        int dtbOff = t.RequiredOffset("_EPROCESS", "Pcb") + t.RequiredOffset("_KPROCESS", "DirectoryTableBase");
         if (!kernel.TryGetSymbol("PsActiveProcessHead", out ulong head))
         {
-            throw new KernelNotFoundException($"{kernel.Types.Source} has no PsActiveProcessHead symbol");
+            throw new KernelNotFoundException($"{t.Source} has no PsActiveProcessHead symbol");
         }
         AddressSpace space = kernel.Kernel;
-        if (!space.TryReadUInt64(head, out ulong next))
-        {
-            space.TryTranslate(head, out _, out TranslationFault fault);
-            notes.Add($"PsActiveProcessHead at 0x{head:X} does not read ({fault})");
-            return (processes, notes);
-        }
-        var seen = new HashSet<ulong> { head };
+        ListWalk walk = KernelLists.Circular(space, head, "processes", AnalysisLimits.Default.MaxProcesses, KernelLists.IsKernelAddress,
+            cancellationToken: ct);
         byte[] name = new byte[15];
-        while (next != head)
+        foreach (ulong link in walk.ReadableEntries())
         {
-            ct.ThrowIfCancellationRequested();
-            if (!seen.Add(next))
-            {
-                notes.Add($"list cycle: entry 0x{next:X} seen before, after {processes.Count} processes; walk stopped");
-                break;
-            }
-            if (processes.Count >= MaxProcesses)
-            {
-                notes.Add($"more than {MaxProcesses} processes; walk stopped");
-                break;
-            }
-            ulong eprocess = next - (ulong)links;
+            ulong eprocess = link - (ulong)links;
             if (!space.TryReadUInt64(eprocess + (ulong)pidOff, out ulong pid)
                 || !space.TryReadUInt64(eprocess + (ulong)ppidOff, out ulong ppid)
                 || space.Read(eprocess + (ulong)nameOff, name) != name.Length
                 || !space.TryReadUInt64(eprocess + (ulong)timeOff, out ulong created)
-                || !space.TryReadUInt64(eprocess + (ulong)dtbOff, out ulong dtb)
-                || !space.TryReadUInt64(next, out ulong following))
+                || !space.TryReadUInt64(eprocess + (ulong)dtbOff, out ulong dtb))
             {
-                space.TryTranslate(next, out _, out TranslationFault fault);
-                notes.Add($"bad list pointer 0x{next:X} after {processes.Count} processes ({(fault == TranslationFault.None ? "_EPROCESS fields do not read" : fault.ToString())}); walk stopped");
-                break;
+                notes.Add($"_EPROCESS at 0x{eprocess:X} does not read after {processes.Count} processes; walk stopped");
+                return (processes, notes);
             }
             int nul = Array.IndexOf(name, (byte)0);
             string text = System.Text.Encoding.ASCII.GetString(name, 0, nul >= 0 ? nul : name.Length);
-            DateTime? createTime = FileTime(created);
-            processes.Add(new WindowsProcess($"0x{eprocess:X}", (long)pid, (long)ppid, text,
-                Iso(createTime), $"0x{dtb:X}")
-            {
-                CreateTimeUtc = createTime,
-                Address = eprocess,
-                DirectoryTableBase = dtb,
-            });
-            next = following;
+            processes.Add(new WindowsProcess(eprocess, (long)pid, (long)ppid, text, FileTime(created), dtb));
+        }
+        if (walk.Note is not null)
+        {
+            notes.Add(walk.Note);
         }
         return (processes, notes);
     }
@@ -104,9 +74,6 @@ public static class WindowsProcesses
         return (pids is null ? processes : [.. processes.Where(p => pids.Contains(p.Pid))], notes);
     }
 
-    /// <summary>A UTC time as every Windows plugin prints it (ISO 8601 with 100 ns digits).</summary>
-    internal static string? Iso(DateTime? time) => time?.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture);
-
     /// <summary>windows.pslist.</summary>
     public static RowsReport<WindowsProcess> PsList(WindowsKernel kernel, CancellationToken ct = default)
     {
@@ -114,11 +81,7 @@ public static class WindowsProcesses
         return new RowsReport<WindowsProcess>("windows.pslist", processes, notes);
     }
 
-    internal static DateTime? FileTime(ulong value)
-        => value == 0 || value > (ulong)DateTime.MaxValue.ToFileTimeUtc() ? null : DateTime.FromFileTimeUtc((long)value);
-
-    private static int Offset(WindowsKernel kernel, string structName, string field)
-        => kernel.Types.TryGetOffset(structName, field, out int offset)
-            ? offset
-            : throw new KernelNotFoundException($"{kernel.Types.Source} has no {structName}.{field}");
+    /// <summary>A Windows FILETIME (100 ns since 1601, UTC), or null when zero or out of range.</summary>
+    internal static DateTimeOffset? FileTime(ulong value)
+        => value == 0 || value > (ulong)DateTime.MaxValue.ToFileTimeUtc() ? null : new DateTimeOffset(DateTime.FromFileTimeUtc((long)value));
 }

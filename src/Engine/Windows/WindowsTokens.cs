@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Plugins;
 
 namespace CloudMem.Engine.Windows;
@@ -8,16 +10,13 @@ namespace CloudMem.Engine.Windows;
 /// <summary>windows.getsids: one SID of a process's primary token.</summary>
 /// <param name="Sid">S-R-A-S1-S2-... as Windows writes it.</param>
 /// <param name="Name">The well-known name ("Local System", "Everyone", "High Mandatory Level", ...), or null.</param>
-/// <param name="Attributes">_SID_AND_ATTRIBUTES.Attributes, hex.</param>
+/// <param name="Attributes">_SID_AND_ATTRIBUTES.Attributes.</param>
 /// <param name="Integrity">True for the SID at _TOKEN.IntegrityLevelIndex.</param>
-public sealed record WindowsSid(long Pid, string Process, string Sid, string? Name, string Attributes, bool Integrity);
+public sealed record WindowsSid(long Pid, string Process, string Sid, string? Name, [property: Hex] uint Attributes, bool Integrity);
 
 /// <summary>The primary token of a process: _EPROCESS.Token (an _EX_FAST_REF) -> _TOKEN.UserAndGroups.</summary>
 public static class WindowsTokens
 {
-    /// <summary>Cap on UserAndGroupCount.</summary>
-    public const int MaxSids = 1024;
-
     /// <summary>A SID has at most 15 sub-authorities (SID_MAX_SUB_AUTHORITIES).</summary>
     public const int MaxSubAuthorities = 15;
 
@@ -120,7 +119,7 @@ public static class WindowsTokens
         var reader = new WindowsMemoryReader(kernel.Kernel);
         var sids = new List<(string, uint, bool)>();
         var notes = new List<string>();
-        if (!reader.TryUInt64(process.Address + (ulong)layout.ProcessToken, out ulong fastRef))
+        if (!reader.TryUInt64(process.Offset + (ulong)layout.ProcessToken, out ulong fastRef))
         {
             notes.Add(reader.Describe("_EPROCESS.Token"));
             return (sids, notes);
@@ -137,9 +136,10 @@ public static class WindowsTokens
             notes.Add(reader.Describe($"_TOKEN at 0x{token:X}"));
             return (sids, notes);
         }
-        if (count > MaxSids)
+        int maxSids = AnalysisLimits.Default.MaxSids;
+        if (count > maxSids)
         {
-            notes.Add($"_TOKEN at 0x{token:X}: UserAndGroupCount {count} is more than {MaxSids}; token not read");
+            notes.Add($"_TOKEN at 0x{token:X}: UserAndGroupCount {count} is more than {maxSids}; token not read");
             return (sids, notes);
         }
         uint integrityIndex = uint.MaxValue;
@@ -176,7 +176,7 @@ public static class WindowsTokens
         {
             ct.ThrowIfCancellationRequested();
             (List<(string Sid, uint Attributes, bool Integrity)> sids, List<string> sidNotes) = Sids(kernel, p);
-            rows.AddRange(sids.Select(s => new WindowsSid(p.Pid, p.ImageFileName, s.Sid, WellKnownName(s.Sid), $"0x{s.Attributes:X}", s.Integrity)));
+            rows.AddRange(sids.Select(s => new WindowsSid(p.Pid, p.ImageFileName, s.Sid, WellKnownName(s.Sid), s.Attributes, s.Integrity)));
             notes.AddRange(sidNotes.Select(n => $"{p.Pid} {p.ImageFileName}: {n}"));
         }
         return new RowsReport<WindowsSid>("windows.getsids", rows, notes);

@@ -14,10 +14,8 @@ internal sealed class WindowsUserLayout
 
     private WindowsUserLayout(TypeModel t)
     {
-        string source = t.Source;
-        int Off(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : throw new KernelNotFoundException($"{source} has no {s}.{f}");
+        int Off(string s, string f) => t.RequiredOffset(s, f);
         int? Opt(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : null;
-        int Size(string s) => t.TryGetSize(s, out int n) ? n : throw new KernelNotFoundException($"{source} has no {s}");
 
         ProcessPid = Off("_EPROCESS", "UniqueProcessId");
         ProcessName = Off("_EPROCESS", "ImageFileName");
@@ -58,7 +56,7 @@ internal sealed class WindowsUserLayout
         TokenUserAndGroups = Off("_TOKEN", "UserAndGroups");
         TokenUserAndGroupCount = Off("_TOKEN", "UserAndGroupCount");
         TokenIntegrityLevelIndex = Opt("_TOKEN", "IntegrityLevelIndex");
-        SidAndAttributesSize = Size("_SID_AND_ATTRIBUTES");
+        SidAndAttributesSize = t.RequiredSize("_SID_AND_ATTRIBUTES");
         SidAndAttributesSid = Off("_SID_AND_ATTRIBUTES", "Sid");
         SidAndAttributesAttributes = Off("_SID_AND_ATTRIBUTES", "Attributes");
         SidRevision = Off("_SID", "Revision");

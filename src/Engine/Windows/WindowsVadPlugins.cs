@@ -8,45 +8,37 @@ namespace CloudMem.Engine.Windows;
 /// <summary>One VAD (windows.vadinfo).</summary>
 /// <param name="Pid">Process id.</param>
 /// <param name="Process">ImageFileName.</param>
-/// <param name="Offset">Kernel address of the VAD node, hex.</param>
-/// <param name="Start">First address, hex.</param>
-/// <param name="End">Last address (inclusive), hex.</param>
+/// <param name="Offset">Kernel address of the VAD node.</param>
+/// <param name="Start">First address.</param>
+/// <param name="End">Last address (inclusive).</param>
 /// <param name="Tag">Pool tag ('VadS' short private VAD, 'Vad ' long VAD with a file, ...), or null.</param>
 /// <param name="Protection">PAGE_* protection the range was created with.</param>
 /// <param name="Type">Image, Private or Mapped.</param>
 /// <param name="CommitCharge">Committed pages charged to the VAD.</param>
 /// <param name="PrivateMemory">The PrivateMemory flag.</param>
-/// <param name="Parent">Parent node, hex.</param>
+/// <param name="Parent">Parent node.</param>
 /// <param name="File">Mapped file name (image and mapped VADs), or null.</param>
-public sealed record WindowsVadRow(long Pid, string Process, string Offset, string Start, string End, string? Tag, string Protection,
-    VadKind Type, ulong CommitCharge, bool PrivateMemory, string Parent, string? File)
-{
-    /// <summary>The first address as a number.</summary>
-    internal ulong StartAddress { get; init; }
-}
+public sealed record WindowsVadRow(long Pid, string Process, [property: Hex] ulong Offset, [property: Hex] ulong Start, [property: Hex] ulong End,
+    string? Tag, string Protection, VadKind Type, ulong CommitCharge, bool PrivateMemory, [property: Hex] ulong Parent, string? File);
 
 /// <summary>A PE image in a process: an image VAD, or any VAD starting with an MZ header (windows.ldrmodules).</summary>
 /// <param name="Pid">Process id.</param>
 /// <param name="Process">ImageFileName.</param>
-/// <param name="Base">Start of the VAD, hex.</param>
+/// <param name="Base">Start of the VAD.</param>
 /// <param name="InLoad">On InLoadOrderModuleList.</param>
 /// <param name="InInit">On InInitializationOrderModuleList.</param>
 /// <param name="InMem">On InMemoryOrderModuleList.</param>
 /// <param name="MappedPath">The VAD's file name (null for private memory).</param>
 /// <param name="Type">The VAD's type: Image, Private or Mapped.</param>
 /// <param name="Suspicious">Why the module stands out (off a list it should be on, PE in memory that is not an image), or null.</param>
-public sealed record WindowsLdrModuleRow(long Pid, string Process, string Base, bool InLoad, bool InInit, bool InMem, string? MappedPath,
-    VadKind Type, string? Suspicious)
-{
-    /// <summary>The base as a number.</summary>
-    internal ulong BaseAddress { get; init; }
-}
+public sealed record WindowsLdrModuleRow(long Pid, string Process, [property: Hex] ulong Base, bool InLoad, bool InInit, bool InMem, string? MappedPath,
+    VadKind Type, string? Suspicious);
 
 /// <summary>Executable memory that is not a mapped image and holds something (windows.malfind).</summary>
 /// <param name="Pid">Process id.</param>
 /// <param name="Process">ImageFileName.</param>
-/// <param name="Start">First address, hex.</param>
-/// <param name="End">Last address (inclusive), hex.</param>
+/// <param name="Start">First address.</param>
+/// <param name="End">Last address (inclusive).</param>
 /// <param name="Tag">VAD pool tag.</param>
 /// <param name="Protection">PAGE_* protection.</param>
 /// <param name="Type">Private or Mapped.</param>
@@ -55,19 +47,16 @@ public sealed record WindowsLdrModuleRow(long Pid, string Process, string Base, 
 /// <param name="Notes">What the first bytes are ("MZ header", "code") and whether the range is also writable.</param>
 /// <param name="Hexdump">The first 64 bytes, 16 per line.</param>
 /// <param name="Disassembly">The first instructions of those bytes (x86-64, Intel syntax).</param>
-public sealed record WindowsMalfindRow(long Pid, string Process, string Start, string End, string? Tag, string Protection, VadKind Type,
+public sealed record WindowsMalfindRow(long Pid, string Process, [property: Hex] ulong Start, [property: Hex] ulong End, string? Tag, string Protection, VadKind Type,
     ulong CommitCharge, bool PrivateMemory, string Notes, IReadOnlyList<string> Hexdump, IReadOnlyList<string> Disassembly) : IRowDetail
 {
     /// <inheritdoc />
     [System.Text.Json.Serialization.JsonIgnore]
-    public string DetailTitle => $"pid {Pid} {Process} {Start}-{End} {Protection}";
+    public string DetailTitle => $"pid {Pid} {Process} {Output.Hex.Of(Start)}-{Output.Hex.Of(End)} {Protection}";
 
     /// <inheritdoc />
     [System.Text.Json.Serialization.JsonIgnore]
     public IEnumerable<string> DetailLines => Hexdump.Count == 0 ? [] : Hexdump.Concat([""]).Concat(Disassembly);
-
-    /// <summary>The first address as a number.</summary>
-    internal ulong StartAddress { get; init; }
 }
 
 /// <summary>What is wrong with a process's executable mapping (windows.hollowfind).</summary>
@@ -90,15 +79,16 @@ public enum HollowSign
 /// <param name="Pid">Process id.</param>
 /// <param name="Process">ImageFileName.</param>
 /// <param name="Sign">Which sign.</param>
-/// <param name="ImageBase">PEB.ImageBaseAddress, hex.</param>
-/// <param name="SectionBase">_EPROCESS.SectionBaseAddress, hex, or null.</param>
+/// <param name="ImageBase">PEB.ImageBaseAddress.</param>
+/// <param name="SectionBase">_EPROCESS.SectionBaseAddress, or null.</param>
 /// <param name="VadStart">Start of the VAD at the image base, or null.</param>
 /// <param name="VadType">Its type, or null.</param>
 /// <param name="VadProtection">Its protection, or null.</param>
 /// <param name="MappedPath">Its file name, or null.</param>
 /// <param name="ImagePath">ProcessParameters.ImagePathName, or null.</param>
 /// <param name="Details">One sentence.</param>
-public sealed record WindowsHollowRow(long Pid, string Process, HollowSign Sign, string ImageBase, string? SectionBase, string? VadStart,
+public sealed record WindowsHollowRow(long Pid, string Process, HollowSign Sign, [property: Hex] ulong ImageBase, [property: Hex] ulong? SectionBase,
+    [property: Hex] ulong? VadStart,
     VadKind? VadType, string? VadProtection, string? MappedPath, string? ImagePath, string Details);
 
 /// <summary>
@@ -121,10 +111,10 @@ public static class WindowsVadPlugins
         var rows = new List<WindowsVadRow>();
         foreach (WindowsProcess p in processes)
         {
-            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Address, p.Pid, ct);
+            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Offset, p.Pid, ct);
             notes.AddRange(walkNotes);
-            rows.AddRange(vads.Select(v => new WindowsVadRow(p.Pid, p.ImageFileName, Hex(v.Node), Hex(v.Start), Hex(v.End), v.Tag, v.Protection,
-                v.Kind, v.CommitCharge, v.PrivateMemory, Hex(v.Parent), v.FileName) { StartAddress = v.Start }));
+            rows.AddRange(vads.Select(v => new WindowsVadRow(p.Pid, p.ImageFileName, v.Node, v.Start, v.End, v.Tag, v.Protection,
+                v.Kind, v.CommitCharge, v.PrivateMemory, v.Parent, v.FileName)));
         }
         return new RowsReport<WindowsVadRow>("windows.vadinfo", rows, notes);
     }
@@ -143,12 +133,12 @@ public static class WindowsVadPlugins
         foreach (WindowsProcess p in processes)
         {
             ct.ThrowIfCancellationRequested();
-            WindowsProcessImage image = WindowsProcessImage.Read(kernel, walker, p, notes);
+            WindowsProcessImage image = WindowsProcessImage.Read(kernel, p, notes, ct: ct);
             if (image.Peb == 0)
             {
                 continue;
             }
-            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Address, p.Pid, ct);
+            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Offset, p.Pid, ct);
             notes.AddRange(walkNotes);
             var load = image.LoadOrder.Select(e => e.Base).ToHashSet();
             var init = image.InitOrder.Select(e => e.Base).ToHashSet();
@@ -166,7 +156,7 @@ public static class WindowsVadPlugins
                     : !inLoad && !inMem && !inInit ? "image mapped but on no loader list"
                     : !inLoad || !inMem || (!inInit && !exe) ? $"missing from the {string.Join(", ", new[] { inLoad ? null : "load", inInit || exe ? null : "init", inMem ? null : "memory" }.Where(x => x is not null))} order list"
                     : null;
-                rows.Add(new WindowsLdrModuleRow(p.Pid, p.ImageFileName, Hex(v.Start), inLoad, inInit, inMem, v.FileName, v.Kind, why) { BaseAddress = v.Start });
+                rows.Add(new WindowsLdrModuleRow(p.Pid, p.ImageFileName, v.Start, inLoad, inInit, inMem, v.FileName, v.Kind, why));
             }
             foreach (ulong orphan in load.Concat(init).Concat(mem).Distinct().Where(b => !vads.Any(v => v.Start == b)))
             {
@@ -227,9 +217,9 @@ public static class WindowsVadPlugins
         var rows = new List<WindowsMalfindRow>();
         foreach (WindowsProcess p in processes)
         {
-            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Address, p.Pid, ct);
+            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Offset, p.Pid, ct);
             notes.AddRange(walkNotes);
-            AddressSpace space = kernel.ProcessSpace(p.DirectoryTableBase);
+            AddressSpace space = kernel.ProcessSpace(p.Dtb);
             foreach (WindowsVad v in vads)
             {
                 ct.ThrowIfCancellationRequested();
@@ -244,9 +234,8 @@ public static class WindowsVadPlugins
                 {
                     continue;
                 }
-                rows.Add(new WindowsMalfindRow(p.Pid, p.ImageFileName, Hex(v.Start), Hex(v.End), v.Tag, v.Protection, v.Kind, v.CommitCharge,
-                    v.PrivateMemory, why, CodeView.HexLines(head.AsSpan(0, got), v.Start), CodeView.Disassemble(head.AsSpan(0, got), v.Start, Instructions))
-                { StartAddress = v.Start });
+                rows.Add(new WindowsMalfindRow(p.Pid, p.ImageFileName, v.Start, v.End, v.Tag, v.Protection, v.Kind, v.CommitCharge,
+                    v.PrivateMemory, why, CodeView.HexLines(head.AsSpan(0, got), v.Start), CodeView.Disassemble(head.AsSpan(0, got), v.Start, Instructions)));
             }
         }
         return new RowsReport<WindowsMalfindRow>("windows.malfind", rows, notes);
@@ -265,17 +254,16 @@ public static class WindowsVadPlugins
         foreach (WindowsProcess p in processes)
         {
             ct.ThrowIfCancellationRequested();
-            WindowsProcessImage image = WindowsProcessImage.Read(kernel, walker, p, notes, lists: false);
+            WindowsProcessImage image = WindowsProcessImage.Read(kernel, p, notes, lists: false, ct: ct);
             if (image.Peb == 0 || image.ImageBase is not ulong imageBase)
             {
                 continue;
             }
-            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Address, p.Pid, ct);
+            (List<WindowsVad> vads, List<string> walkNotes) = walker.List(p.Offset, p.Pid, ct);
             notes.AddRange(walkNotes);
             WindowsVad? vad = vads.FirstOrDefault(v => v.Start == imageBase);
-            string? section = image.SectionBase is ulong s ? Hex(s) : null;
-            WindowsHollowRow Row(HollowSign sign, string details) => new(p.Pid, p.ImageFileName, sign, Hex(imageBase), section,
-                vad is null ? null : Hex(vad.Start), vad?.Kind, vad?.Protection, vad?.FileName, image.ImagePath, details);
+            WindowsHollowRow Row(HollowSign sign, string details) => new(p.Pid, p.ImageFileName, sign, imageBase, image.SectionBase,
+                vad?.Start, vad?.Kind, vad?.Protection, vad?.FileName, image.ImagePath, details);
             if (vad is null)
             {
                 WindowsVad? inside = vads.FirstOrDefault(v => v.Contains(imageBase));
@@ -336,6 +324,4 @@ public static class WindowsVadPlugins
         }
         return p.Length >= 2 && p[1] == ':' ? p[2..] : p;
     }
-
-    internal static string Hex(ulong value) => $"0x{value:x}";
 }

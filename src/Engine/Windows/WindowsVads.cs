@@ -97,15 +97,6 @@ public static class WindowsProtection
 /// </summary>
 public sealed class WindowsVads
 {
-    /// <summary>Cap on VADs walked per process.</summary>
-    public const int MaxVads = 100_000;
-
-    /// <summary>Cap on tree depth (a balanced tree of <see cref="MaxVads"/> nodes is about 25 deep).</summary>
-    public const int MaxDepth = 64;
-
-    /// <summary>Longest file name read (UNICODE_STRING lengths are 16-bit).</summary>
-    private const int MaxNameBytes = 0xFFFE;
-
     private const ulong UserEnd = 0x0000_8000_0000_0000;
 
     private readonly WindowsKernel _kernel;
@@ -114,7 +105,8 @@ public sealed class WindowsVads
     private readonly FieldInfo _startVpn, _endVpn;
     private readonly FieldInfo? _startHigh, _endHigh, _commitHigh;
     private readonly FieldInfo _protection, _private, _vadType, _commit;
-    private readonly int _subsection, _controlArea, _filePointer, _fileName, _usLength, _usBuffer;
+    private readonly int _subsection, _controlArea, _filePointer, _fileName;
+    private readonly UnicodeStringLayout _unicode;
     private readonly int _poolHeaderSize, _poolTag;
 
     private WindowsVads(WindowsKernel kernel)
@@ -124,36 +116,35 @@ public sealed class WindowsVads
         _win7 = !t.TryGetOffset("_MMVAD_SHORT", "VadNode", out _);
         if (_win7)
         {
-            _vadRoot = Off(t, "_EPROCESS", "VadRoot") + Off(t, "_MM_AVL_TABLE", "BalancedRoot") + Off(t, "_MMADDRESS_NODE", "RightChild");
-            _left = Off(t, "_MMVAD_SHORT", "LeftChild");
-            _right = Off(t, "_MMVAD_SHORT", "RightChild");
-            _parent = Off(t, "_MMVAD_SHORT", "u1.Parent");
+            _vadRoot = t.RequiredOffset("_EPROCESS", "VadRoot") + t.RequiredOffset("_MM_AVL_TABLE", "BalancedRoot") + t.RequiredOffset("_MMADDRESS_NODE", "RightChild");
+            _left = t.RequiredOffset("_MMVAD_SHORT", "LeftChild");
+            _right = t.RequiredOffset("_MMVAD_SHORT", "RightChild");
+            _parent = t.RequiredOffset("_MMVAD_SHORT", "u1.Parent");
         }
         else
         {
-            _vadRoot = Off(t, "_EPROCESS", "VadRoot") + Off(t, "_RTL_AVL_TREE", "Root");
-            _left = Off(t, "_MMVAD_SHORT", "VadNode.Left");
-            _right = Off(t, "_MMVAD_SHORT", "VadNode.Right");
-            _parent = Off(t, "_MMVAD_SHORT", "VadNode.ParentValue");
+            _vadRoot = t.RequiredOffset("_EPROCESS", "VadRoot") + t.RequiredOffset("_RTL_AVL_TREE", "Root");
+            _left = t.RequiredOffset("_MMVAD_SHORT", "VadNode.Left");
+            _right = t.RequiredOffset("_MMVAD_SHORT", "VadNode.Right");
+            _parent = t.RequiredOffset("_MMVAD_SHORT", "VadNode.ParentValue");
         }
-        _startVpn = Field(t, "_MMVAD_SHORT", "StartingVpn");
-        _endVpn = Field(t, "_MMVAD_SHORT", "EndingVpn");
+        _startVpn = t.RequiredField("_MMVAD_SHORT", "StartingVpn");
+        _endVpn = t.RequiredField("_MMVAD_SHORT", "EndingVpn");
         _startHigh = t.FindField("_MMVAD_SHORT", "StartingVpnHigh");
         _endHigh = t.FindField("_MMVAD_SHORT", "EndingVpnHigh");
         _commitHigh = t.FindField("_MMVAD_SHORT", "CommitChargeHigh");
-        _protection = Field(t, "_MMVAD_SHORT", "u.VadFlags.Protection");
-        _private = Field(t, "_MMVAD_SHORT", "u.VadFlags.PrivateMemory");
-        _vadType = Field(t, "_MMVAD_SHORT", "u.VadFlags.VadType");
-        _commit = t.FindField("_MMVAD_SHORT", "u1.VadFlags1.CommitCharge") ?? Field(t, "_MMVAD_SHORT", "u.VadFlags.CommitCharge");
-        _subsection = Off(t, "_MMVAD", "Subsection");
-        _controlArea = Off(t, "_SUBSECTION", "ControlArea");
-        _filePointer = Off(t, "_CONTROL_AREA", "FilePointer");
-        _fileName = Off(t, "_FILE_OBJECT", "FileName");
-        _usLength = Off(t, "_UNICODE_STRING", "Length");
-        _usBuffer = Off(t, "_UNICODE_STRING", "Buffer");
+        _protection = t.RequiredField("_MMVAD_SHORT", "u.VadFlags.Protection");
+        _private = t.RequiredField("_MMVAD_SHORT", "u.VadFlags.PrivateMemory");
+        _vadType = t.RequiredField("_MMVAD_SHORT", "u.VadFlags.VadType");
+        _commit = t.FindField("_MMVAD_SHORT", "u1.VadFlags1.CommitCharge") ?? t.RequiredField("_MMVAD_SHORT", "u.VadFlags.CommitCharge");
+        _subsection = t.RequiredOffset("_MMVAD", "Subsection");
+        _controlArea = t.RequiredOffset("_SUBSECTION", "ControlArea");
+        _filePointer = t.RequiredOffset("_CONTROL_AREA", "FilePointer");
+        _fileName = t.RequiredOffset("_FILE_OBJECT", "FileName");
+        _unicode = UnicodeStringLayout.Of(t);
         _poolHeaderSize = t.TryGetSize("_POOL_HEADER", out int ph) ? ph : 16;
         _poolTag = t.TryGetOffset("_POOL_HEADER", "PoolTag", out int tag) ? tag : 4;
-        NodeSize = t.TryGetSize("_MMVAD_SHORT", out int size) ? size : throw Missing(t, "_MMVAD_SHORT");
+        NodeSize = t.RequiredSize("_MMVAD_SHORT");
     }
 
     /// <summary>Bytes of an _MMVAD_SHORT (what is read of every node).</summary>
@@ -181,6 +172,7 @@ public sealed class WindowsVads
             notes.Add($"pid {pid}: VadRoot at 0x{eprocess + (ulong)_vadRoot:X} does not read");
             return (vads, notes);
         }
+        int maxDepth = AnalysisLimits.Default.MaxTreeDepth, maxVads = AnalysisLimits.Default.MaxVads;
         var seen = new HashSet<ulong>();
         // In-order walk with an explicit stack: (node, depth, expanded).
         var stack = new Stack<(ulong Node, int Depth, WindowsVad? Vad)>();
@@ -208,14 +200,14 @@ public sealed class WindowsVads
                 notes.Add($"pid {pid}: VAD 0x{node:X} seen before (cycle); subtree skipped");
                 continue;
             }
-            if (depth > MaxDepth)
+            if (depth > maxDepth)
             {
-                notes.Add($"pid {pid}: VAD tree deeper than {MaxDepth} at 0x{node:X}; subtree skipped");
+                notes.Add($"pid {pid}: VAD tree deeper than {maxDepth} at 0x{node:X}; subtree skipped");
                 continue;
             }
-            if (seen.Count > MaxVads)
+            if (seen.Count > maxVads)
             {
-                notes.Add($"pid {pid}: more than {MaxVads} VADs; walk stopped");
+                notes.Add($"pid {pid}: more than {maxVads} VADs; walk stopped");
                 break;
             }
             if (k.Read(node, raw) != raw.Length)
@@ -310,28 +302,7 @@ public sealed class WindowsVads
             return null;
         }
         ulong file = fastRef & ~0xFUL;
-        return Plausible(file) ? ReadUnicodeString(k, file + (ulong)_fileName) : null;
-    }
-
-    /// <summary>A _UNICODE_STRING at <paramref name="at"/> in <paramref name="memory"/>, or null when it does not read or is implausible.</summary>
-    public string? ReadUnicodeString(IVirtualMemory memory, ulong at)
-    {
-        Span<byte> header = stackalloc byte[2];
-        if (memory.Read(at + (ulong)_usLength, header) != 2 || !memory.TryReadUInt64(at + (ulong)_usBuffer, out ulong buffer))
-        {
-            return null;
-        }
-        int length = BinaryPrimitives.ReadUInt16LittleEndian(header);
-        if (length == 0)
-        {
-            return "";
-        }
-        if (length % 2 != 0 || length > MaxNameBytes || buffer == 0)
-        {
-            return null;
-        }
-        byte[] text = new byte[length];
-        return memory.Read(buffer, text) == length ? Encoding.Unicode.GetString(text) : null;
+        return Plausible(file) ? WindowsMemoryReader.UnicodeString(k, file + (ulong)_fileName, _unicode) : null;
     }
 
     private static ulong Read64(byte[] raw, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(offset));
@@ -351,12 +322,4 @@ public sealed class WindowsVads
         value >>= shift;
         return bits >= 64 ? value : value & ((1UL << bits) - 1);
     }
-
-    private static int Off(TypeModel t, string structName, string field)
-        => t.TryGetOffset(structName, field, out int offset) ? offset : throw Missing(t, $"{structName}.{field}");
-
-    private static FieldInfo Field(TypeModel t, string structName, string field)
-        => t.FindField(structName, field) ?? throw Missing(t, $"{structName}.{field}");
-
-    private static KernelNotFoundException Missing(TypeModel t, string what) => new($"{t.Source} has no {what}");
 }

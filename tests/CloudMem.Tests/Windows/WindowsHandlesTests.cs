@@ -27,18 +27,18 @@ public sealed class WindowsHandlesTests(ITestOutputHelper output) : IDisposable
         return (dir.Write($"attack-{guid}-{Guid.NewGuid():N}.raw", image), root, manifest, types);
     }
 
-    private static IEnumerable<(long, string, string, string?, string, string?)> Expected(WindowsImageManifest manifest)
+    private static IEnumerable<(long, ulong, ulong, string?, uint, string?)> Expected(WindowsImageManifest manifest)
         => manifest.Processes.SelectMany(p => p.Handles.Select(h =>
-            ((long)p.Pid, $"0x{h.Object:X}", $"0x{h.HandleValue:X}", (string?)h.Type, $"0x{h.GrantedAccess:X}", h.Name)));
+            ((long)p.Pid, h.Object, (ulong)h.HandleValue, (string?)h.Type, (uint)h.GrantedAccess, h.Name)));
 
-    private static IEnumerable<(long, string, string, string?, string, string?)> Actual(IEnumerable<WindowsHandle> rows)
+    private static IEnumerable<(long, ulong, ulong, string?, uint, string?)> Actual(IEnumerable<WindowsHandle> rows)
         => rows.Select(r => (r.Pid, r.Offset, r.HandleValue, r.Type, r.GrantedAccess, r.Name));
 
     private void Print(IEnumerable<WindowsHandle> rows, IEnumerable<string> notes)
     {
         foreach (WindowsHandle r in rows)
         {
-            output.WriteLine($"{r.Pid,5} {r.Process,-15} {r.Offset} {r.HandleValue,5} {r.Type,-8} {r.GrantedAccess,-9} {r.Name}");
+            output.WriteLine($"{r.Pid,5} {r.Process,-15} 0x{r.Offset:X} 0x{r.HandleValue,-5:X} {r.Type,-8} 0x{r.GrantedAccess,-9:X} {r.Name}");
         }
         foreach (string note in notes)
         {
@@ -81,7 +81,7 @@ public sealed class WindowsHandlesTests(ITestOutputHelper output) : IDisposable
         Print(report.Rows, report.Notes);
         Assert.Empty(report.Notes);
         Assert.Equal(Expected(manifest).Where(e => e.Item1 == 5120), Actual(report.Rows));
-        Assert.Equal(["0x404", "0x408", "0x40C"], report.Rows.Select(r => r.HandleValue));
+        Assert.Equal([0x404UL, 0x408UL, 0x40CUL], report.Rows.Select(r => r.HandleValue));
     }
 
     [SkippableTheory]
@@ -211,7 +211,7 @@ public sealed class WindowsHandlesTests(ITestOutputHelper output) : IDisposable
         Assert.True(clean.Kernel.TryReadUInt64(shellTable + (ulong)tableCode, out ulong code));
         entry.PatchUInt64(Physical((code & ~7UL) + 16), guid == WindowsPsListTests.Win7 ? 0xFFFFB00000000011 : 0xB000000000100001);   // header 0xFFFFB00000000010
         report = WindowsHandles.Handles(WindowsKernel.Open(entry, new SymbolStore([root])));
-        Assert.Equal(Expected(manifest).Where(e => e.Item1 == 5120 || e.Item3 == "0x8"), Actual(report.Rows));   // powershell's 0x4 is gone
+        Assert.Equal(Expected(manifest).Where(e => e.Item1 == 5120 || e.Item3 == 0x8), Actual(report.Rows));   // powershell's 0x4 is gone
         Assert.Equal("pid 6044 (powershell.exe): 1 handle entries point at object headers that do not read", Assert.Single(report.Notes));
     }
 

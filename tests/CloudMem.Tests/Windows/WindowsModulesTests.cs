@@ -30,22 +30,22 @@ public sealed class WindowsModulesTests(ITestOutputHelper output) : IDisposable
 
         foreach (WindowsScannedModule m in scanned.Rows)
         {
-            output.WriteLine($"{m.Offset} {m.Base} {m.Size,9} {m.Name,-13} {m.Path} {m.OnList}");
+            output.WriteLine($"0x{m.Offset:X} 0x{m.Base:X} 0x{m.Size,-8:X} {m.Name,-13} {m.Path} {m.OnList}");
         }
         Assert.Empty(modules.Notes);
         Assert.Empty(scanned.Notes);
         Assert.Equal(
-            manifest.Drivers.Where(d => d.OnList).Select(d => ($"0x{d.Entry:X}", $"0x{d.Base:X}", $"0x{d.Size:X}", (string?)d.Name, (string?)d.Path)),
+            manifest.Drivers.Where(d => d.OnList).Select(d => (d.Entry, d.Base, (uint)d.Size, (string?)d.Name, (string?)d.Path)),
             modules.Rows.Select(m => (m.Offset, m.Base, m.Size, m.Name, m.Path)));
         Assert.Equal(["ntoskrnl.exe", "hal.dll", "tcpip.sys"], modules.Rows.Select(m => m.Name));
-        Assert.Equal($"0x{manifest.KernelBase:X}", modules.Rows[0].Base);
+        Assert.Equal(manifest.KernelBase, modules.Rows[0].Base);
         Assert.Equal(
-            manifest.Drivers.Select(d => ($"0x{d.Base:X}", $"0x{d.Size:X}", d.Name, (string?)d.Path, d.OnList)).OrderBy(d => d.Item1, StringComparer.Ordinal),
-            scanned.Rows.Select(m => (m.Base, m.Size, m.Name, m.Path, m.OnList)).OrderBy(d => d.Base, StringComparer.Ordinal));
+            manifest.Drivers.Select(d => (d.Base, (uint)d.Size, d.Name, (string?)d.Path, d.OnList)).OrderBy(d => d.Item1),
+            scanned.Rows.Select(m => (m.Base, m.Size, m.Name, m.Path, m.OnList)).OrderBy(d => d.Base));
         WindowsScannedModule rootkit = Assert.Single(scanned.Rows, m => !m.OnList);
         Assert.Equal(("rootkit.sys", @"\??\C:\Windows\Temp\rootkit.sys"), (rootkit.Name, rootkit.Path));
         Assert.True(kernel.Kernel.TryTranslate(manifest.Drivers.Single(d => d.Name == "rootkit.sys").Entry, out Translation t, out _));
-        Assert.Equal($"0x{t.PhysicalAddress:X}", rootkit.Offset);
+        Assert.Equal(t.PhysicalAddress, rootkit.Offset);
         Assert.DoesNotContain(modules.Rows, m => m.Name == "rootkit.sys");
 
         // Each driver's PE header is mapped at its base.
@@ -80,7 +80,7 @@ public sealed class WindowsModulesTests(ITestOutputHelper output) : IDisposable
         broken.PatchUInt64(Physical(hal.Entry + (ulong)links), 0xFFFFB00000000010);
         modules = WindowsModules.Modules(WindowsKernel.Open(broken, new SymbolStore([root])));
         Assert.Equal(["ntoskrnl.exe", "hal.dll"], modules.Rows.Select(m => m.Name));
-        Assert.Equal("bad list pointer 0xFFFFB00000000010 after 2 modules (NotPresent); walk stopped", Assert.Single(modules.Notes));
+        Assert.Equal("list pointer at 0xFFFFB00000000010 does not read (NotPresent), after 3 modules; walk stopped", Assert.Single(modules.Notes));
 
         // A scanned entry whose name buffer is garbage is not a module.
         Assert.True(types.TryGetOffset("_KLDR_DATA_TABLE_ENTRY", "BaseDllName", out int baseName));

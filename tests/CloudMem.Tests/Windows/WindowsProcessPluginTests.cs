@@ -95,7 +95,7 @@ public sealed class WindowsProcessPluginTests(WindowsAttackImages images, ITestO
 
             var expected = manifest.Processes.SelectMany(p => p.Modules.Where(m => m.InLoad)
                 .Select((m, i) => ((long)p.Pid, p.ImageFileName, m.Base, (ulong)m.Size, m.Name, m.Path, i)));
-            Assert.Equal(expected, report.Rows.Select(r => (r.Pid, r.Process, r.BaseAddress, r.SizeOfImage, r.Name!, r.Path!, r.LoadOrder)));
+            Assert.Equal(expected, report.Rows.Select(r => (r.Pid, r.Process, r.Base, r.Size, r.Name!, r.Path!, r.LoadOrder)));
             Assert.Empty(report.Notes);
             // evil.dll is on no list, amsi.dll only off the load-order list: neither is in dlllist; amsi.dll is on the memory-order list.
             Assert.DoesNotContain(report.Rows, r => r.Name is "evil.dll" or "amsi.dll");
@@ -118,11 +118,11 @@ public sealed class WindowsProcessPluginTests(WindowsAttackImages images, ITestO
             RowsReport<WindowsThread> report = WindowsThreads.Threads(kernel);
 
             Assert.Equal(
-                manifest.Processes.SelectMany(p => p.Threads).Select(t => (t.Address, (long)t.Pid, (long)t.Tid, t.StartAddress, t.Win32StartAddress, t.StartModule, (DateTime?)t.CreateTime)),
-                report.Rows.Select(r => (r.Address, r.Pid, r.Tid, r.Start, r.Win32Start, r.Win32StartModule, r.CreateTimeUtc)));
+                manifest.Processes.SelectMany(p => p.Threads).Select(t => (t.Address, (long)t.Pid, (long)t.Tid, t.StartAddress, t.Win32StartAddress, t.StartModule, (DateTimeOffset?)t.CreateTime)),
+                report.Rows.Select(r => (r.Offset, r.Pid, r.Tid, r.StartAddress, r.Win32StartAddress, r.Win32StartModule, r.CreateTime)));
             Assert.Empty(report.Notes);
             WindowsThread injected = Assert.Single(report.Rows, r => r.Suspicious is not null);
-            Assert.Equal((6044L, 6052L, "0x20000100000"), (injected.Pid, injected.Tid, injected.Win32StartAddress));
+            Assert.Equal((6044L, 6052L, 0x20000100000UL), (injected.Pid, injected.Tid, injected.Win32StartAddress));
             Assert.Null(injected.Win32StartModule);
             Assert.All(report.Rows.Where(r => r.Pid != 4), r => Assert.Equal("ntdll.dll", r.StartModule));
             Assert.All(report.Rows.Where(r => r.Pid == 4), r => Assert.Equal(("ntoskrnl.exe", "ntoskrnl.exe"), (r.StartModule, r.Win32StartModule)));
@@ -164,7 +164,7 @@ public sealed class WindowsProcessPluginTests(WindowsAttackImages images, ITestO
             WindowsLaidOutProcess hollowed = Process(manifest, 844);
             Assert.Equal(HollowKind.Unmapped, hollowed.Hollow);
             WindowsDll exe = WindowsPeb.DllList(kernel, new HashSet<long> { 844 }).Rows[0];
-            Assert.Equal((hollowed.ImageBase, "svchost.exe"), (exe.BaseAddress, exe.Name));
+            Assert.Equal((hollowed.ImageBase, "svchost.exe"), (exe.Base, exe.Name));
             Assert.Null(Assert.Single(WindowsThreads.Threads(kernel, new HashSet<long> { 844 }).Rows).Suspicious);
 
             // The unlinked process is on no list: no rows from the list-based plugins, but its own structures read by address.
@@ -230,7 +230,7 @@ public sealed class WindowsProcessPluginTests(WindowsAttackImages images, ITestO
 
             Assert.Equal(["WINWORD.EXE", "ntdll.dll", "kernel32.dll"], report.Rows.Select(r => r.Name!));
             string note = Assert.Single(report.Notes);
-            Assert.Equal($"5120 WINWORD.EXE: InLoadOrderModuleList: cycle at entry 0x{ntdll.LdrEntry + (ulong)links:X} after 3 modules; walk stopped", note);
+            Assert.Equal($"5120 WINWORD.EXE: InLoadOrderModuleList: list cycle: entry 0x{ntdll.LdrEntry + (ulong)links:X} seen before, after 3 modules; walk stopped", note);
             // Threads resolve against the union of the three lists, so the VBE7 thread still finds its module (memory-order list).
             Assert.Equal(["WINWORD.EXE", "VBE7.DLL"], WindowsThreads.Threads(kernel, new HashSet<long> { 5120 }).Rows.Select(r => r.Win32StartModule!));
         }
@@ -262,7 +262,7 @@ public sealed class WindowsProcessPluginTests(WindowsAttackImages images, ITestO
             Assert.Contains(sids.Notes, n => n.StartsWith("452 csrss.exe: _TOKEN at 0x", StringComparison.Ordinal) && n.EndsWith("UserAndGroupCount 2147483647 is more than 1024; token not read", StringComparison.Ordinal));
             Assert.Equal(manifest.Processes.Where(p => p.Pid is not (348 or 452)).Sum(p => p.Sids.Count), sids.Rows.Count);
             Assert.Equal([6048L, 6052L], threads.Rows.Select(r => r.Tid));
-            Assert.Equal($"6044 powershell.exe: thread list cycle at 0x{second.Address + (ulong)threadLinks:X} after 2 threads; walk stopped", Assert.Single(threads.Notes));
+            Assert.Equal($"6044 powershell.exe: thread list: list cycle: entry 0x{second.Address + (ulong)threadLinks:X} seen before, after 2 threads; walk stopped", Assert.Single(threads.Notes));
         }
     }
 

@@ -29,20 +29,28 @@ public sealed class WindowsPsScanTests(ITestOutputHelper output) : IDisposable
         using RunMappedMemory memory = CaptureOpener.Open(_dir.Write($"scan-{guid}.raw", image));
         WindowsKernel kernel = WindowsKernel.Open(memory, new SymbolStore([root]));
 
-        var report = WindowsPoolScanner.PsScan(kernel);
+        var progress = new RecordingProgress();
+        var report = WindowsPoolScanner.PsScan(kernel, default, progress);
         var rows = report.Rows;
+        // The scan reports its progress over the bytes of the non-zero runs, from 0 to all of them, never going back.
+        long scanned = memory.Runs.Where(r => r.Storage != RunStorage.Zero).Sum(r => (long)(r.End - r.PhysicalAddress));
+        Assert.True(scanned > 0);
+        Assert.All(progress.Reports, r => Assert.Equal((WindowsPoolScanner.ProgressStage, scanned), (r.Stage, r.Total)));
+        Assert.Equal(0, progress.Reports[0].Done);
+        Assert.Equal(scanned, progress.Reports[^1].Done);
+        Assert.True(progress.Reports.Zip(progress.Reports.Skip(1)).All(p => p.First.Done <= p.Second.Done));
         foreach (WindowsScannedProcess r in rows)
         {
-            output.WriteLine($"{r.Offset} {r.Pid,5} {r.Ppid,5} {r.ImageFileName,-16} {r.CreateTime} {r.OnList}");
+            output.WriteLine($"0x{r.Offset:X} {r.Pid,5} {r.Ppid,5} {r.ImageFileName,-16} {r.CreateTime} {r.OnList}");
         }
 
         Assert.Empty(report.Notes);
-        var expected = manifest.Processes.Select(p => ($"0x{p.Physical:X}", (long)p.Pid, (long)p.Ppid, p.ImageFileName, true))
-            .Concat(manifest.Unlinked.Select(p => ($"0x{p.Physical:X}", (long)p.Pid, (long)p.Ppid, p.ImageFileName, false)))
-            .OrderBy(x => x.Item1, StringComparer.Ordinal);
-        Assert.Equal(expected, rows.Select(r => (r.Offset, r.Pid, r.Ppid, r.ImageFileName, r.OnList)).OrderBy(x => x.Offset, StringComparer.Ordinal));
+        var expected = manifest.Processes.Select(p => (p.Physical, (long)p.Pid, (long)p.Ppid, p.ImageFileName, true))
+            .Concat(manifest.Unlinked.Select(p => (p.Physical, (long)p.Pid, (long)p.Ppid, p.ImageFileName, false)))
+            .OrderBy(x => x.Item1);
+        Assert.Equal(expected, rows.Select(r => (r.Offset, r.Pid, r.Ppid, r.ImageFileName, r.OnList)).OrderBy(x => x.Offset));
         WindowsScannedProcess evil = Assert.Single(rows, r => !r.OnList);
-        Assert.Equal((6664L, "evil.exe", "2024-07-07T10:15:00.0000000Z"), (evil.Pid, evil.ImageFileName, evil.CreateTime));
+        Assert.Equal((6664L, "evil.exe", (DateTimeOffset?)new DateTimeOffset(2024, 7, 7, 10, 15, 0, TimeSpan.Zero)), (evil.Pid, evil.ImageFileName, evil.CreateTime));
         Assert.DoesNotContain(WindowsProcesses.List(kernel).Processes, p => p.Pid == 6664);
         Assert.Equal(manifest.Processes.Count + 1, rows.Count);
     }
@@ -65,5 +73,18 @@ public sealed class WindowsPsScanTests(ITestOutputHelper output) : IDisposable
         var rows = WindowsPoolScanner.PsScan(WindowsKernel.Open(overlay, new SymbolStore([root]))).Rows;
 
         Assert.Equal(["System", "services.exe", "svchost.exe", "WINWORD.EXE", "powershell.exe"], rows.OrderBy(r => r.Pid).Select(r => r.ImageFileName));
+    }
+
+    private sealed class RecordingProgress : CloudMem.Engine.Core.IProgressSink
+    {
+        public List<(string Stage, long Done, long Total)> Reports { get; } = [];
+
+        public void Report(string stage, long done, long total)
+        {
+            lock (Reports)
+            {
+                Reports.Add((stage, done, total));
+            }
+        }
     }
 }

@@ -66,7 +66,7 @@ public sealed class WindowsPsTreeTests(ITestOutputHelper output) : IDisposable
     private static WindowsProcess P(long pid, long ppid, string name, int minute)
     {
         var t = new DateTime(2024, 7, 7, 9, 30, 0, DateTimeKind.Utc).AddMinutes(minute);
-        return new WindowsProcess("0x0", pid, ppid, name, null, "0x0") { CreateTimeUtc = t };
+        return new WindowsProcess(0, pid, ppid, name, t, 0);
     }
 
     [Fact]

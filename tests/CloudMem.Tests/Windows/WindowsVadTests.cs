@@ -40,10 +40,10 @@ public sealed class WindowsVadTests(WindowsAttackImages images, ITestOutputHelpe
 
         Assert.Empty(report.Notes);
         var expected = built.Manifest.Processes.SelectMany(p => p.Regions.OrderBy(r => r.Start).Select(r => (
-            (long)p.Pid, $"0x{r.Vad:x}", $"0x{r.Start:x}", $"0x{r.End:x}", r.Kind.ToString(), r.Protection, r.FileName,
+            (long)p.Pid, r.Vad, r.Start, r.End, r.Kind.ToString(), r.Protection, r.FileName,
             (string?)(r.Kind == RegionKind.Private ? "VadS" : "Vad "), r.Kind == RegionKind.Private)));
         Assert.Equal(expected, report.Rows.Select(r => (r.Pid, r.Offset, r.Start, r.End, r.Type.ToString(), r.Protection, r.File, r.Tag, r.PrivateMemory)));
-        Assert.All(report.Rows.Where(r => r.PrivateMemory), r => Assert.Equal((ulong)(Convert.ToUInt64(r.End, 16) - Convert.ToUInt64(r.Start, 16) + 1) / 0x1000, r.CommitCharge));
+        Assert.All(report.Rows.Where(r => r.PrivateMemory), r => Assert.Equal((r.End - r.Start + 1) / 0x1000, r.CommitCharge));
         Assert.DoesNotContain(report.Rows, r => r.Pid == 4);
         output.WriteLine($"{guid}: {report.Rows.Count} VADs in {built.Manifest.Processes.Count} processes");
     }
@@ -61,14 +61,14 @@ public sealed class WindowsVadTests(WindowsAttackImages images, ITestOutputHelpe
 
         Assert.Empty(report.Notes);
         var expected = built.Manifest.Processes.SelectMany(p => p.InjectedRegions.Select(a => ((long)p.Pid, a))).OrderBy(x => x.Item1).ThenBy(x => x.a);
-        Assert.Equal(expected, report.Rows.Select(r => (r.Pid, r.StartAddress)).OrderBy(x => x.Pid).ThenBy(x => x.StartAddress));
+        Assert.Equal(expected, report.Rows.Select(r => (r.Pid, r.Start)).OrderBy(x => x.Pid).ThenBy(x => x.Start));
         Assert.All(report.Rows, r => Assert.NotEqual(VadKind.Image, r.Type));
         Assert.All(report.Rows, r => Assert.Equal("PAGE_EXECUTE_READWRITE", r.Protection));
-        WindowsMalfindRow shellcode = report.Rows.Single(r => r.StartAddress == 0x0000020000100000);
+        WindowsMalfindRow shellcode = report.Rows.Single(r => r.Start == 0x0000020000100000);
         Assert.Equal(["cld", "and rsp, 0xFFFFFFFFFFFFFFF0"], shellcode.Disassembly.Take(2).Select(l => l[(l.IndexOf("  ", StringComparison.Ordinal) + 2)..]));
         Assert.StartsWith("0x020000100000  fc 48 83 e4 f0", shellcode.Hexdump[0]);
         Assert.StartsWith("MZ header", report.Rows.Single(r => r.Pid == 844).Notes);
-        Assert.StartsWith("MZ header", report.Rows.Single(r => r.StartAddress == 0x0000020000000000).Notes);
+        Assert.StartsWith("MZ header", report.Rows.Single(r => r.Start == 0x0000020000000000).Notes);
     }
 
     [SkippableTheory]
@@ -88,11 +88,11 @@ public sealed class WindowsVadTests(WindowsAttackImages images, ITestOutputHelpe
         var expected = built.Manifest.Processes.SelectMany(p => p.Modules.Select(m => ((long)p.Pid, m.Base, m.InLoad, m.InInit, m.InMemory))
                 .Concat(scenario.Processes.Single(s => s.Pid == p.Pid).Injected?.Where(i => i.Content == "pe").Select(i => ((long)p.Pid, i.Address, false, false, false)) ?? []))
             .OrderBy(x => x.Item1).ThenBy(x => x.Item2);
-        Assert.Equal(expected, report.Rows.Select(r => (r.Pid, r.BaseAddress, r.InLoad, r.InInit, r.InMem)).OrderBy(x => x.Pid).ThenBy(x => x.BaseAddress));
+        Assert.Equal(expected, report.Rows.Select(r => (r.Pid, r.Base, r.InLoad, r.InInit, r.InMem)).OrderBy(x => x.Pid).ThenBy(x => x.Base));
         Assert.Equal("image mapped but on no loader list", report.Rows.Single(r => r.MappedPath?.EndsWith(@"\evil.dll", StringComparison.Ordinal) == true).Suspicious);
         Assert.Equal("missing from the load order list", report.Rows.Single(r => r.MappedPath?.EndsWith(@"\amsi.dll", StringComparison.Ordinal) == true).Suspicious);
         Assert.Equal(["0x7ff71e400000 844 Private", "0x7ffba0800000 5120 Image", "0x20000000000 6044 Private", "0x7ffba0600000 6044 Image"],
-            report.Rows.Where(r => r.Suspicious is not null).Select(r => $"{r.Base} {r.Pid} {r.Type}"));
+            report.Rows.Where(r => r.Suspicious is not null).Select(r => $"0x{r.Base:x} {r.Pid} {r.Type}"));
     }
 
     [SkippableTheory]
@@ -213,7 +213,7 @@ public sealed class WindowsVadTests(WindowsAttackImages images, ITestOutputHelpe
         string allDir = _dir.File("all");
         Directory.CreateDirectory(allDir);
         var all = WindowsPeDump.DllDump(kernel, allDir, new HashSet<long> { 5120 });
-        Assert.Equal(word.Modules.Skip(1).Select(m => m.Base), all.Rows.Select(r => Convert.ToUInt64(r.Base, 16)));
+        Assert.Equal(word.Modules.Skip(1).Select(m => m.Base), all.Rows.Select(r => r.Base));
     }
 
     /// <summary>The output parses as a PE whose headers and section contents are the image's in memory.</summary>
@@ -293,7 +293,7 @@ public sealed class WindowsVadTests(WindowsAttackImages images, ITestOutputHelpe
         var ldr = WindowsVadPlugins.LdrModules(kernel, new HashSet<long> { 6044 });
 
         output.WriteLine(string.Join("\n", vadinfo.Notes.Concat(ldr.Notes)));
-        Assert.Equal([$"0x{rootRegion.Start:x}"], vadinfo.Rows.Select(r => r.Start));
+        Assert.Equal([rootRegion.Start], vadinfo.Rows.Select(r => r.Start));
         Assert.Contains(vadinfo.Notes, n => n.Contains("bad VAD pointer 0x123456789AB0", StringComparison.Ordinal));
         Assert.Contains(vadinfo.Notes, n => n.Contains("VAD 0xFFFFC00000001000 does not read", StringComparison.Ordinal));
         Assert.Equal(2, malfind.Notes.Count);
