@@ -1,6 +1,6 @@
 using CloudMem.Cli.Commands;
-using CloudMem.Engine.Convert;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 using Spectre.Console.Cli;
 
 namespace CloudMem.Cli;

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
-using CloudMem.Engine.Capture;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
 

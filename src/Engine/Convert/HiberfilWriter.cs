@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using CloudMem.VmStateParsers;
 using CloudMem.VmStateParsers.Codecs;
 using CloudMem.VmStateParsers.Formats.Hibernation;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using CloudMem.VmStateParsers.Codecs;
 using CloudMem.VmStateParsers.Formats.HyperV;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
 

@@ -3,6 +3,7 @@ using System.Collections;
 using System.Text;
 using CloudMem.VmStateParsers;
 using CloudMem.VmStateParsers.Codecs;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
 

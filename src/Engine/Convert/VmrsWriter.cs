@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using CloudMem.VmStateParsers;
 using CloudMem.VmStateParsers.Formats.HyperV;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
 

@@ -1,7 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
-using CloudMem.Engine.Capture;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Formats.Lime;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
 

@@ -1,7 +1,6 @@
-using CloudMem.Engine.Capture;
-using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.Raw;
 
 /// <summary>Padded raw: file offset = physical address; holes are zero and left sparse on disk.</summary>
 public sealed class RawWriter : ICaptureWriter
