@@ -341,15 +341,15 @@ internal sealed class HyperVStorage
             {
                 throw header.Fail("Signature", 0, $"0x{signature:X8} is not the object table signature 0x{HyperVLayout.ObjectTableSignature:X8}");
             }
-            uint count = header.U32(4, "EntriesCount");
+            uint count = header.U32(HyperVLayout.ObjectTableCountOffset, "EntriesCount");
             if (count > (ulong)(_limits.MaxHyperVObjects - ObjectEntries))
             {
-                throw header.Fail("EntriesCount", 4, $"{count} entries bring the total past {_limits.MaxHyperVObjects} (ParserLimits.MaxHyperVObjects)");
+                throw header.Fail("EntriesCount", HyperVLayout.ObjectTableCountOffset, $"{count} entries bring the total past {_limits.MaxHyperVObjects} (ParserLimits.MaxHyperVObjects)");
             }
             long entriesStart = offset + HyperVLayout.ObjectTableHeaderSize;
             if ((long)count * HyperVLayout.ObjectEntrySize > _file.Length - entriesStart)
             {
-                throw header.Fail("EntriesCount", 4, $"{count} entries of {HyperVLayout.ObjectEntrySize} bytes run past the end of the file");
+                throw header.Fail("EntriesCount", HyperVLayout.ObjectTableCountOffset, $"{count} entries of {HyperVLayout.ObjectEntrySize} bytes run past the end of the file");
             }
             ObjectEntries += (int)count;
             int badChecksums = 0;
@@ -485,8 +485,8 @@ internal sealed class HyperVStorage
             bool inFileObject = (flags & HyperVLayout.KeyFlagFileObject) != 0;
             if (inFileObject)
             {
-                valueLength = body.U32(valueStart, "FileObject.SizeInBytes");
-                valueOffset = body.I64(valueStart + 4, "FileObject.OffsetInBytes");
+                valueLength = body.U32(valueStart + HyperVLayout.FileObjectSizeOffset, "FileObject.SizeInBytes");
+                valueOffset = body.I64(valueStart + HyperVLayout.FileObjectOffsetOffset, "FileObject.OffsetInBytes");
                 meaningful = HyperVLayout.FileObjectPointerSize;
             }
             else
@@ -502,10 +502,10 @@ internal sealed class HyperVStorage
                 if (fixedSize < 0)
                 {
                     uint length = body.U32(valueStart, "Value.SizeInBytes");
-                    body.Bytes(valueStart + 4, (int)Math.Min(length, int.MaxValue), "Value");
-                    valueOffset = at + valueStart + 4;
+                    body.Bytes(valueStart + HyperVLayout.ValueSizePrefix, (int)Math.Min(length, int.MaxValue), "Value");
+                    valueOffset = at + valueStart + HyperVLayout.ValueSizePrefix;
                     valueLength = length;
-                    meaningful = 4 + (int)length;
+                    meaningful = HyperVLayout.ValueSizePrefix + (int)length;
                 }
                 else
                 {

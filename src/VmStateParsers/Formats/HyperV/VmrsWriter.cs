@@ -1,10 +1,8 @@
 using System.Buffers.Binary;
 using System.Globalization;
-using CloudMem.VmStateParsers;
-using CloudMem.VmStateParsers.Formats.HyperV;
 using CloudMem.VmStateParsers.Writing;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.HyperV;
 
 /// <summary>
 /// Hyper-V saved state (.vmrs) holding a capture's RAM the way Hyper-V stores it: one <c>/savedstate/RamMemoryBlock%d</c>
@@ -33,44 +31,44 @@ public sealed class VmrsWriter : ICaptureWriter
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)
     {
         var container = new HyperVContainerWriter();
-        container.AddInt("/savedstate/VmVersion", VmVersion);
-        container.AddArray("/savedstate/savedVM/partition_state",
+        container.AddInt(HyperVLayout.VmVersionKey, VmVersion);
+        container.AddArray(HyperVLayout.PartitionStateKey,
             PartitionState(memory is ICaptureMetadata m ? m.Metadata.Cpus : []));
-        List<(ulong Start, ulong End)> ranges = PageRanges(memory.Runs);
+        List<PageRange> ranges = PageRanges.Widen(memory.Runs, HyperVLayout.PageSize);
         var blocks = new List<(ulong Start, ulong End)>();
         for (int i = 0; i < ranges.Count; i++)
         {
-            (ulong start, ulong end) = ranges[i];
+            (ulong start, ulong end) = (ranges[i].Start, ranges[i].End);
             byte[] descriptor = new byte[HyperVLayout.RamMemoryBlockSize];
-            BinaryPrimitives.WriteUInt32LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockVersionOffset), 3);
+            BinaryPrimitives.WriteUInt32LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockVersionOffset), HyperVLayout.MemoryBlockVersion);
             BinaryPrimitives.WriteUInt64LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockPageCountOffset), (end - start) / HyperVLayout.PageSize);
             BinaryPrimitives.WriteUInt64LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockMbpStartOffset), (ulong)blocks.Count * HyperVLayout.PagesPerRamBlock);
             BinaryPrimitives.WriteUInt64LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockGpaStartOffset), start / HyperVLayout.PageSize);
-            container.AddArray("/savedstate/" + HyperVLayout.RamMemoryBlockPrefix + i.ToString(CultureInfo.InvariantCulture), descriptor);
+            container.AddArray(HyperVLayout.SavedStatePath + HyperVLayout.RamMemoryBlockPrefix + i.ToString(CultureInfo.InvariantCulture), descriptor);
             for (ulong pa = start; pa < end; pa += HyperVLayout.RamBlockSize)
             {
                 blocks.Add((pa, Math.Min(end, pa + HyperVLayout.RamBlockSize)));
             }
         }
-        ulong unreadable = 0;
+        var reader = new PageReader(memory, HyperVLayout.PageSize);
         ulong written = 0;
         for (int n = 0; n < blocks.Count; n++)
         {
             (ulong start, ulong end) = blocks[n];
-            container.AddFileObject("/savedstate/" + HyperVLayout.RamBlockPrefix + n.ToString(CultureInfo.InvariantCulture), HyperVLayout.RamBlockSize, buffer =>
+            container.AddFileObject(HyperVLayout.SavedStatePath + HyperVLayout.RamBlockPrefix + n.ToString(CultureInfo.InvariantCulture), HyperVLayout.RamBlockSize, buffer =>
             {
                 context.CancellationToken.ThrowIfCancellationRequested();
-                unreadable += Fill(memory, start, end, buffer);
+                reader.Read(start, buffer[..(int)(end - start)]);
                 written += end - start;
                 context.ReportWritten(written);
             });
         }
-        container.AddInt("/configuration/properties/version", VmVersion);
+        container.AddInt(HyperVLayout.ConfigurationVersionKey, VmVersion);
         OutputFile file = context.CreateMain();
         long length = container.Write(file.WriteAt);
         file.Reserve(length);
         file.WriteAt(length, ReadOnlySpan<byte>.Empty);
-        return new WriterStatistics(blocks.Count, unreadable);
+        return new WriterStatistics(blocks.Count, reader.UnreadableBytes);
     }
 
     /// <summary>
@@ -89,7 +87,7 @@ public sealed class VmrsWriter : ICaptureWriter
         blob.Write(new byte[HyperVPartitionState.DescriptorSize + HyperVPartitionState.ChunkHeaderSize]);
         byte[] prolog = new byte[HyperVPartitionState.PrologSize - HyperVPartitionState.ChunkHeaderSize];
         BinaryPrimitives.WriteUInt32LittleEndian(prolog, HyperVPartitionState.PrologTag);
-        BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologVendorOffset - HyperVPartitionState.ChunkHeaderSize), 1); // Intel
+        BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologVendorOffset - HyperVPartitionState.ChunkHeaderSize), HyperVPartitionState.VendorIntel);
         Chunk(blob, HyperVPartitionState.ChunkProlog, prolog);
         Chunk(blob, HyperVPartitionState.ChunkOsId, new byte[16]);
         byte[] indices = new byte[48];
@@ -109,8 +107,8 @@ public sealed class VmrsWriter : ICaptureWriter
         Chunk(blob, HyperVPartitionState.ChunkEpilog, []);
         byte[] result = blob.ToArray();
         BinaryPrimitives.WriteUInt64LittleEndian(result, HyperVPartitionState.DescriptorSize);
-        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(8), HyperVPartitionState.DescriptorSize);
-        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(16), (ulong)result.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(HyperVPartitionState.DescriptorHeaderSizeOffset), HyperVPartitionState.DescriptorSize);
+        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(HyperVPartitionState.DescriptorTotalSizeOffset), (ulong)result.Length);
         return result;
     }
 
@@ -130,60 +128,9 @@ public sealed class VmrsWriter : ICaptureWriter
     private static void Chunk(MemoryStream blob, uint id, byte[] data)
     {
         byte[] header = new byte[HyperVPartitionState.ChunkHeaderSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(header, id);
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), (uint)data.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(HyperVPartitionState.ChunkIdOffset), id);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(HyperVPartitionState.ChunkLengthOffset), (uint)data.Length);
         blob.Write(header);
         blob.Write(data);
-    }
-
-    /// <summary>Copies the captured bytes of [start, end) into <paramref name="buffer"/> (cleared); returns bytes that could not be read.</summary>
-    private static ulong Fill(IPhysicalMemory memory, ulong start, ulong end, Span<byte> buffer)
-    {
-        ulong unreadable = 0;
-        foreach (PhysicalRun run in memory.Runs)
-        {
-            if (run.End <= start || run.PhysicalAddress >= end)
-            {
-                continue;
-            }
-            ulong from = Math.Max(start, run.PhysicalAddress);
-            ulong to = Math.Min(end, run.End);
-            Span<byte> target = buffer.Slice((int)(from - start), (int)(to - from));
-            while (!target.IsEmpty)
-            {
-                int read = memory.Read(from, target);
-                if (read == target.Length)
-                {
-                    break;
-                }
-                // A hole inside a run (undecodable page): skip one page of it, leaving zeros.
-                int skip = Math.Min(target.Length, read + HyperVLayout.PageSize - (int)((from + (ulong)read) % HyperVLayout.PageSize));
-                unreadable += (ulong)(skip - read);
-                from += (ulong)skip;
-                target = target[skip..];
-            }
-        }
-        return unreadable;
-    }
-
-    /// <summary>The runs widened to whole pages, merged where they touch or overlap.</summary>
-    public static List<(ulong Start, ulong End)> PageRanges(IReadOnlyList<PhysicalRun> runs)
-    {
-        const ulong Mask = HyperVLayout.PageSize - 1;
-        var ranges = new List<(ulong Start, ulong End)>();
-        foreach (PhysicalRun run in runs)
-        {
-            ulong start = run.PhysicalAddress & ~Mask;
-            ulong end = (run.End + Mask) & ~Mask;
-            if (ranges.Count > 0 && start <= ranges[^1].End)
-            {
-                ranges[^1] = (ranges[^1].Start, Math.Max(ranges[^1].End, end));
-            }
-            else
-            {
-                ranges.Add((start, end));
-            }
-        }
-        return ranges;
     }
 }
