@@ -3,6 +3,7 @@ using System.Globalization;
 using CloudMem.Engine.Output;
 using CloudMem.VmStateParsers;
 using CloudMem.VmStateParsers.Formats.CrashDump;
+using CloudMem.VmStateParsers.Formats.Hibernation;
 using CloudMem.VmStateParsers.Formats.HyperV;
 using CloudMem.VmStateParsers.Formats.Lime;
 using CloudMem.VmStateParsers.Formats.Raw;
