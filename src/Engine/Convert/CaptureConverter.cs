@@ -7,6 +7,7 @@ using CloudMem.VmStateParsers.Formats.Hibernation;
 using CloudMem.VmStateParsers.Formats.HyperV;
 using CloudMem.VmStateParsers.Formats.Lime;
 using CloudMem.VmStateParsers.Formats.Raw;
+using CloudMem.VmStateParsers.Formats.Swsusp;
 using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
