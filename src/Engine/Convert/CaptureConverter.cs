@@ -8,6 +8,7 @@ using CloudMem.VmStateParsers.Formats.HyperV;
 using CloudMem.VmStateParsers.Formats.Lime;
 using CloudMem.VmStateParsers.Formats.Raw;
 using CloudMem.VmStateParsers.Formats.Swsusp;
+using CloudMem.VmStateParsers.Formats.Vmware;
 using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;

@@ -48,7 +48,7 @@ internal sealed class VmemFormat : CaptureFormat
         foreach (string extension in s_stateExtensions)
         {
             string candidate = Companions.Sibling(path, extension);
-            if (string.Equals(Companions.Sibling(candidate, ".vmem"), path, StringComparison.OrdinalIgnoreCase)
+            if (string.Equals(Companions.Sibling(candidate, VmwareLayout.CompanionExtension), path, StringComparison.OrdinalIgnoreCase)
                 && !string.Equals(candidate, path, StringComparison.OrdinalIgnoreCase)
                 && Companions.ReadHead(candidate, head) == head.Length && Checkpoint.HasMagic(head))
             {
