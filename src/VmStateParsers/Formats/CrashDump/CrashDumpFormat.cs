@@ -103,7 +103,7 @@ internal sealed class CrashDumpFormat : CaptureFormat
         m.Add("PsActiveProcessHead", HexPointer(l, Pointer(h, l, l.PsActiveProcessHead, "PsActiveProcessHead")));
         AddMachine(h, m, l.MachineImageType, l.NumberProcessors);
         m.Add("BugCheckCode", Hex32(h.U32(l.BugCheckCode, "BugCheckCode")));
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < CrashDumpLayout.BugCheckParameterCount; i++)
         {
             string name = $"BugCheckParameter{i + 1}";
             m.Add(name, HexPointer(l, Pointer(h, l, l.BugCheckParameters + l.PointerSize * i, name)));

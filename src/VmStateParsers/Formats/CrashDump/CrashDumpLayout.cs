@@ -20,6 +20,7 @@ internal static class CrashDumpLayout
     public const uint MajorVersionFree = 0xF;         // free (retail) build
     public const uint MajorVersionChecked = 0xC;      // checked (debug) build
     public const int CommentSize = 128;               // ASCII, NUL-terminated
+    public const int BugCheckParameterCount = 4;
 
     // IMAGE_FILE_MACHINE values of MachineImageType.
     public const uint MachineX86 = 0x014C;
@@ -42,7 +43,7 @@ internal static class CrashDumpLayout
         public const int MachineImageType = 0x030;     // u32
         public const int NumberProcessors = 0x034;     // u32
         public const int BugCheckCode = 0x038;         // u32, then 4 bytes of padding
-        public const int BugCheckParameters = 0x040;   // u64[4]
+        public const int BugCheckParameters = 0x040;   // u64[BugCheckParameterCount]
         public const int VersionUser = 0x060;          // 32 bytes
         public const int KdDebuggerDataBlock = 0x080;  // u64
         public const int PhysicalMemoryBlock = 0x088;  // PHYSICAL_MEMORY_DESCRIPTOR64, 700-byte buffer
@@ -76,7 +77,7 @@ internal static class CrashDumpLayout
         public const int MachineImageType = 0x020;     // u32
         public const int NumberProcessors = 0x024;     // u32
         public const int BugCheckCode = 0x028;         // u32
-        public const int BugCheckParameters = 0x02C;   // u32[4]
+        public const int BugCheckParameters = 0x02C;   // u32[BugCheckParameterCount]
         public const int VersionUser = 0x03C;          // 32 bytes
         public const int PaeEnabled = 0x05C;           // u8
         public const int KdSecondaryVersion = 0x05D;   // u8

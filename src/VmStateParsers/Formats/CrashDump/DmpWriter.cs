@@ -146,7 +146,7 @@ public sealed class DmpWriter : ICaptureWriter
         BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.H64.MachineImageType..], CrashDumpLayout.MachineAmd64);
         BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.H64.NumberProcessors..], 1);
         BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.BugCheckCode..], 0);     // u32 code and its padding
-        s.Slice(CrashDumpLayout.H64.BugCheckParameters, 4 * 8).Clear();
+        s.Slice(CrashDumpLayout.H64.BugCheckParameters, CrashDumpLayout.BugCheckParameterCount * sizeof(ulong)).Clear();
         BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.KdDebuggerDataBlock..], 0);
         if (!bitmap)
         {

@@ -29,8 +29,17 @@ public static class HyperVPartitionState
     public const int PrologSize = 4080;
     public const uint PrologTag = 0x5054_6475; // "udTP"
     public const int PrologVendorOffset = 24;  // in the chunk, after header, tag, summary flag and padding
+    public const int PrologTagOffset = 0;       // in the chunk data
     public const uint VendorIntel = 1;
     public const uint VendorArm = 0x10;
+
+    public const int OsIdSize = 16;             // OS id chunk data
+    public const int VpIndicesSize = 48;        // VP indices chunk data: 4 bytes, then a bitmap of VP indices
+    public const int VpIndicesBitmapOffset = 4;
+    public const int MaxVirtualProcessors = 240;
+    public const int VpSize = 16;               // VP marker chunk data
+    public const int VpIndexOffset = 0;         // u32
+    public const int RegisterSize = 8;          // each register of the register chunks is a u64
 
     /// <summary>General-purpose register chunk: these u64 registers in order after the chunk header.</summary>
     public static readonly string[] GpRegisters =
@@ -87,9 +96,9 @@ public static class HyperVPartitionState
                 case ChunkProlog when data.Length >= PrologVendorOffset - ChunkHeaderSize + 4:
                     arm = BinaryPrimitives.ReadUInt32LittleEndian(data[(PrologVendorOffset - ChunkHeaderSize)..]) == VendorArm;
                     break;
-                case ChunkVp when data.Length >= 4:
+                case ChunkVp when data.Length >= VpIndexOffset + 4:
                     Flush();
-                    vpIndex = BinaryPrimitives.ReadUInt32LittleEndian(data);
+                    vpIndex = BinaryPrimitives.ReadUInt32LittleEndian(data[VpIndexOffset..]);
                     vtl = -1;
                     break;
                 case ChunkVpVtl when data.Length >= 1:
@@ -120,9 +129,9 @@ public static class HyperVPartitionState
     private static void Add(ref List<KeyValuePair<string, ulong>>? registers, string[] names, ReadOnlySpan<byte> data)
     {
         registers ??= [];
-        for (int i = 0; i < names.Length && (i + 1) * 8 <= data.Length; i++)
+        for (int i = 0; i < names.Length && (i + 1) * RegisterSize <= data.Length; i++)
         {
-            registers.Add(new(names[i], BinaryPrimitives.ReadUInt64LittleEndian(data[(i * 8)..])));
+            registers.Add(new(names[i], BinaryPrimitives.ReadUInt64LittleEndian(data[(i * RegisterSize)..])));
         }
     }
 }

@@ -86,20 +86,20 @@ public sealed class VmrsWriter : ICaptureWriter
         var blob = new MemoryStream();
         blob.Write(new byte[HyperVPartitionState.DescriptorSize + HyperVPartitionState.ChunkHeaderSize]);
         byte[] prolog = new byte[HyperVPartitionState.PrologSize - HyperVPartitionState.ChunkHeaderSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(prolog, HyperVPartitionState.PrologTag);
+        BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologTagOffset), HyperVPartitionState.PrologTag);
         BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologVendorOffset - HyperVPartitionState.ChunkHeaderSize), HyperVPartitionState.VendorIntel);
         Chunk(blob, HyperVPartitionState.ChunkProlog, prolog);
-        Chunk(blob, HyperVPartitionState.ChunkOsId, new byte[16]);
-        byte[] indices = new byte[48];
-        for (int i = 0; i < Math.Min(x64.Count, 240); i++)
+        Chunk(blob, HyperVPartitionState.ChunkOsId, new byte[HyperVPartitionState.OsIdSize]);
+        byte[] indices = new byte[HyperVPartitionState.VpIndicesSize];
+        for (int i = 0; i < Math.Min(x64.Count, HyperVPartitionState.MaxVirtualProcessors); i++)
         {
-            indices[4 + (i / 8)] |= (byte)(1 << (i % 8));
+            indices[HyperVPartitionState.VpIndicesBitmapOffset + (i / 8)] |= (byte)(1 << (i % 8));
         }
         Chunk(blob, HyperVPartitionState.ChunkVpIndices, indices);
         for (int i = 0; i < x64.Count; i++)
         {
-            byte[] vp = new byte[16];
-            BinaryPrimitives.WriteUInt32LittleEndian(vp, (uint)i);
+            byte[] vp = new byte[HyperVPartitionState.VpSize];
+            BinaryPrimitives.WriteUInt32LittleEndian(vp.AsSpan(HyperVPartitionState.VpIndexOffset), (uint)i);
             Chunk(blob, HyperVPartitionState.ChunkVp, vp);
             Chunk(blob, HyperVPartitionState.ChunkGpRegisters, Registers(x64[i], HyperVPartitionState.GpRegisters));
             Chunk(blob, HyperVPartitionState.ChunkControlRegisters, Registers(x64[i], HyperVPartitionState.ControlRegisters));
@@ -114,12 +114,12 @@ public sealed class VmrsWriter : ICaptureWriter
 
     private static byte[] Registers(CpuState cpu, string[] names)
     {
-        byte[] data = new byte[names.Length * 8];
+        byte[] data = new byte[names.Length * HyperVPartitionState.RegisterSize];
         for (int i = 0; i < names.Length; i++)
         {
             if (cpu.TryGet(names[i], out ulong value) || (names[i] == "rflags" && cpu.TryGet("eflags", out value)))
             {
-                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(i * 8), value);
+                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(i * HyperVPartitionState.RegisterSize), value);
             }
         }
         return data;
