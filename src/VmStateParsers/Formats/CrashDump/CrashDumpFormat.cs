@@ -15,7 +15,10 @@ internal sealed class CrashDumpFormat : CaptureFormat
     private const string FormatName = "crash dump";
     private const int Page = CrashDumpLayout.PageSize;
 
-    public override string Name => "crashdump";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "crashdump";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
     {

@@ -31,7 +31,7 @@ public sealed class DmpWriter : ICaptureWriter
     public IReadOnlyList<string> Variants => ["full", "bitmap"];
 
     /// <inheritdoc />
-    public string? VerifyAs => "crashdump";
+    public string? VerifyAs => CrashDumpFormat.Id;
 
     /// <summary>One run of whole pages in the output and where its first page goes in the file.</summary>
     private readonly record struct PageRun(ulong FirstPfn, ulong Pages, long FileOffset)

@@ -33,7 +33,7 @@ public sealed class HiberfilWriter : ICaptureWriter
         [DefaultLayout, .. HibernationLayout.Profiles.Select(p => p.Name).Where(n => n != DefaultLayout)];
 
     /// <inheritdoc />
-    public string? VerifyAs => "hiberfil";
+    public string? VerifyAs => HibernationFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)

@@ -15,7 +15,10 @@ internal sealed class HibernationFormat : CaptureFormat
     private const string FormatName = "hiberfil";
     private const string Header = "PO_MEMORY_IMAGE";
 
-    public override string Name => "hiberfil";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "hiberfil";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
     {

@@ -11,7 +11,10 @@ namespace CloudMem.VmStateParsers.Formats.HyperV;
 /// </summary>
 internal sealed class HyperVFormat : CaptureFormat
 {
-    public override string Name => "hyperv";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "hyperv";
+
+    public override string Name => Id;
 
     /// <summary>
     /// A header copy at 0 or at 0x1000 (copy 0 may be the damaged one) with the signature; copy 1 alone must also have a

@@ -25,7 +25,7 @@ public sealed class VmrsWriter : ICaptureWriter
     public string Description => "Hyper-V saved state (.vmrs, HyperVStorage 4.0; uncompressed 1 MiB RAM blocks; x86-64 registers when known)";
 
     /// <inheritdoc />
-    public string? VerifyAs => "hyperv";
+    public string? VerifyAs => HyperVFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)

@@ -13,7 +13,7 @@ public sealed class LimeWriter : ICaptureWriter
     public string Description => "LiME (one record per contiguous stretch)";
 
     /// <inheritdoc />
-    public string? VerifyAs => "lime";
+    public string? VerifyAs => LimeFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)

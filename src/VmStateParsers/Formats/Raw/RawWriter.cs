@@ -12,7 +12,7 @@ public sealed class RawWriter : ICaptureWriter
     public string Description => "padded raw (file offset = physical address, holes sparse)";
 
     /// <inheritdoc />
-    public string? VerifyAs => "raw";
+    public string? VerifyAs => RawFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)

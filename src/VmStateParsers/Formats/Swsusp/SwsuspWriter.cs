@@ -297,7 +297,7 @@ public sealed class SwsuspWriter : ICaptureWriter
     public IReadOnlyList<string> Variants => ["lzo", "none", "lz4"];
 
     /// <inheritdoc />
-    public string? VerifyAs => "swsusp";
+    public string? VerifyAs => SwsuspFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)

@@ -5,7 +5,10 @@ namespace CloudMem.VmStateParsers.Formats.Vmware;
 /// <summary>A VMware checkpoint state file (.vmss suspend, .vmsn snapshot), recognised by its magic.</summary>
 internal sealed class VmwareFormat : CaptureFormat
 {
-    public override string Name => "vmware";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "vmware";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
         => Checkpoint.HasMagic(head) ? FormatProbeResult.Match : FormatProbeResult.NoMatch;

@@ -33,7 +33,7 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
     public IReadOnlyList<string> Variants => ["vmem", "inline"];
 
     /// <inheritdoc />
-    public string? VerifyAs => "vmware";
+    public string? VerifyAs => VmwareFormat.Id;
 
     /// <summary>One region: guest pages [Ppn, Ppn+Pages) stored from store page PageNum.</summary>
     public readonly record struct Region(ulong Ppn, ulong PageNum, ulong Pages)
