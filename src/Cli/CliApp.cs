@@ -1,8 +1,8 @@
 using CloudMem.Engine.Core;
 using System.Reflection;
 using CloudMem.Cli.Commands;
-using CloudMem.Engine.Convert;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 using Spectre.Console.Cli;
 
 namespace CloudMem.Cli;

@@ -91,16 +91,8 @@ public static class CaptureOpener
         CaptureFormat? format = forced;
         try
         {
-            ReadOnlySpan<byte> head = file.Span(0, (int)Math.Min(file.Length, CaptureFormat.ProbeBytes));
-            foreach (CaptureFormat candidate in forced is null ? s_formats : [])
-            {
-                if (candidate.Probe(head, file.Length, path) != FormatProbeResult.NoMatch)
-                {
-                    format = candidate;
-                    break;
-                }
-            }
-            ParsedCapture parsed = format!.Parse(file, limits);
+            format ??= Detect(file, path);
+            ParsedCapture parsed = format.Parse(file, limits);
             string description = $"{parsed.Metadata.Format}: {Path.GetFileName(path)}";
             memory = new RunMappedMemory(description, parsed.Source, parsed.Runs, parsed.Decoder, parsed.Metadata, limits);
             return true;
@@ -117,6 +109,27 @@ public static class CaptureOpener
             error = new FormatError(format?.Name ?? "file", "read", -1, e.Message);
             return false;
         }
+    }
+
+    /// <summary>The short name of the format the content probes pick for <paramref name="path"/> (what <see cref="Open"/> would parse it as).</summary>
+    internal static string Detect(string path)
+    {
+        using MappedFile file = MappedFile.Open(path);
+        return Detect(file, path).Name;
+    }
+
+    /// <summary>The first format, in the declared order, whose probe does not say NoMatch (raw matches anything).</summary>
+    private static CaptureFormat Detect(MappedFile file, string path)
+    {
+        ReadOnlySpan<byte> head = file.Span(0, (int)Math.Min(file.Length, CaptureFormat.ProbeBytes));
+        foreach (CaptureFormat candidate in s_formats)
+        {
+            if (candidate.Probe(head, file.Length, path) != FormatProbeResult.NoMatch)
+            {
+                return candidate;
+            }
+        }
+        return s_formats[^1];
     }
 
     private static FormatError? CheckFile(string path)

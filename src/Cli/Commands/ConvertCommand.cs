@@ -2,6 +2,7 @@ using System.ComponentModel;
 using CloudMem.Engine.Convert;
 using CloudMem.Engine.Output;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 using Spectre.Console;
 using Spectre.Console.Cli;
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using CloudMem.Engine.Capture;
 using CloudMem.Engine.Output;
 using CloudMem.VmStateParsers;
 

@@ -1,13 +1,17 @@
 using System.Diagnostics;
 using System.Globalization;
-using CloudMem.Engine.Capture;
 using CloudMem.Engine.Output;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Formats.CrashDump;
+using CloudMem.VmStateParsers.Formats.Hibernation;
+using CloudMem.VmStateParsers.Formats.HyperV;
+using CloudMem.VmStateParsers.Formats.Lime;
+using CloudMem.VmStateParsers.Formats.Raw;
+using CloudMem.VmStateParsers.Formats.Swsusp;
+using CloudMem.VmStateParsers.Formats.Vmware;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Engine.Convert;
-
-/// <summary>Progress of a conversion: phase ("write" or "verify"), bytes done, bytes in the phase.</summary>
-public readonly record struct ConvertProgress(string Phase, ulong Done, ulong Total);
 
 /// <summary>One file a conversion produced.</summary>
 public sealed record ConvertedFile(string Path, long Bytes, string Sha256);
@@ -51,9 +55,6 @@ public sealed record ConvertResult(
     /// <inheritdoc />
     public object ToJsonModel() => this;
 }
-
-/// <summary>Raised when a conversion cannot be done; the message is one line.</summary>
-public sealed class ConvertException(string message) : Exception(message);
 
 /// <summary>
 /// Writes a capture's physical memory in another format through an <see cref="ICaptureWriter"/>. Never overwrites:

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using CloudMem.Engine.Capture;
 using CloudMem.VmStateParsers;
 
 namespace CloudMem.Engine.Linux;
@@ -63,7 +62,7 @@ public sealed class Kallsyms : IKernelSymbols
     {
         if (near is { } window)
         {
-            Kallsyms? close = FindIn(memory, new CloudMem.Engine.Convert.PhysicalWindow(memory, window.Start, window.End), out _, cancellationToken);
+            Kallsyms? close = FindIn(memory, new PhysicalWindow(memory, window.Start, window.End), out _, cancellationToken);
             if (close is not null)
             {
                 why = "";

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using CloudMem.Engine.Capture;
 using CloudMem.VmStateParsers;
 using static CloudMem.Engine.Symbols.BtfLayout;
 
@@ -31,7 +30,7 @@ public static partial class BtfLoader
     {
         ulong bestAddress = 0;
         int bestLength = 0;
-        IPhysicalMemory scanned = scanStart == 0 && scanEnd == ulong.MaxValue ? memory : new CloudMem.Engine.Convert.PhysicalWindow(memory, scanStart, scanEnd);
+        IPhysicalMemory scanned = scanStart == 0 && scanEnd == ulong.MaxValue ? memory : new PhysicalWindow(memory, scanStart, scanEnd);
         Span<byte> seam = stackalloc byte[6];
         SequentialReader.ForEachBlock(scanned, (pa, data) =>
         {

@@ -3,6 +3,7 @@ using CloudMem.Engine.Capture;
 using CloudMem.Engine.Convert;
 using CloudMem.Tests.Support;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Tests.Parsers;
 

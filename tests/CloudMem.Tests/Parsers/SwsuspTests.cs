@@ -4,6 +4,7 @@ using CloudMem.Engine.Convert;
 using CloudMem.Tests.Cli;
 using CloudMem.Tests.Support;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Formats.Swsusp;
 
 namespace CloudMem.Tests.Parsers;
 

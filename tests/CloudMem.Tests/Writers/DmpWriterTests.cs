@@ -4,6 +4,8 @@ using CloudMem.Engine.Convert;
 using CloudMem.Tests.Cli;
 using CloudMem.Tests.Support;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Formats.CrashDump;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Tests.Writers;
 

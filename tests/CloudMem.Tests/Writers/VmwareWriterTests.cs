@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
-using CloudMem.Engine.Capture;
 using CloudMem.Engine.Convert;
 using CloudMem.Tests.Support;
 using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 
 namespace CloudMem.Tests.Writers;
 

@@ -15,7 +15,10 @@ internal sealed class CrashDumpFormat : CaptureFormat
     private const string FormatName = "crash dump";
     private const int Page = CrashDumpLayout.PageSize;
 
-    public override string Name => "crashdump";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "crashdump";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
     {
@@ -37,27 +40,27 @@ internal sealed class CrashDumpFormat : CaptureFormat
         {
             throw probe.Fail("Signature", 0, $"0x{signature:X8} 0x{validDump:X8} is not \"PAGEDU64\" or \"PAGEDUMP\"");
         }
-        bool is64 = validDump == CrashDumpLayout.ValidDump64;
-        int headerSize = is64 ? CrashDumpLayout.H64.Size : CrashDumpLayout.H32.Size;
-        string structure = is64 ? "DUMP_HEADER64" : "DUMP_HEADER";
+        CrashDumpLayout.HeaderShape shape = validDump == CrashDumpLayout.ValidDump64 ? CrashDumpLayout.HeaderShape.Dump64 : CrashDumpLayout.HeaderShape.Dump32;
+        int headerSize = shape.Size;
+        string structure = shape.Structure;
         if (file.Length < headerSize)
         {
             throw Fail.At(FormatName, structure, 0, $"the header needs 0x{headerSize:X} bytes but the file has only 0x{file.Length:X} (truncated)");
         }
         var header = new FieldReader(file.Span(0, headerSize), 0, FormatName, structure);
-        uint dumpTypeValue = header.U32(is64 ? CrashDumpLayout.H64.DumpType : CrashDumpLayout.H32.DumpType, "DumpType");
-        bool pae = !is64 && header.U8(CrashDumpLayout.H32.PaeEnabled, "PaeEnabled") == 1;
-        string bits = is64 ? "64-bit" : pae ? "32-bit PAE" : "32-bit";
+        uint dumpTypeValue = header.U32(shape.DumpType, "DumpType");
+        bool pae = !shape.Is64 && header.U8(CrashDumpLayout.H32.PaeEnabled, "PaeEnabled") == 1;
+        string bits = shape.Is64 ? "64-bit" : pae ? "32-bit PAE" : "32-bit";
         string kind = dumpTypeValue switch { 1 => "full", 2 or 5 or 6 or 7 => "bitmap", _ => CrashDumpLayout.DumpTypeName(dumpTypeValue) };
         var metadata = new CaptureMetadata($"Windows crash dump ({bits}, {kind})");
-        HeaderFields fields = is64 ? ReadHeader64(header, metadata) : ReadHeader32(header, metadata);
+        HeaderFields fields = ReadHeader(header, shape, metadata);
 
         var builder = new RunMapBuilder(FormatName, file.Length, limits);
         ulong missingPages;
         switch (fields.DumpType)
         {
             case 1:
-                missingPages = FullRuns(header, is64, file.Length, limits, builder, metadata);
+                missingPages = FullRuns(header, shape, file.Length, limits, builder, metadata);
                 break;
             case 2 or 5 or 6 or 7:
                 missingPages = BitmapRuns(file, headerSize, limits, builder, metadata);
@@ -92,70 +95,55 @@ internal sealed class CrashDumpFormat : CaptureFormat
 
     private readonly record struct HeaderFields(uint DumpType, int DumpTypeOffset, ulong DirectoryTableBase, ulong RequiredDumpSpace);
 
-    private static HeaderFields ReadHeader64(FieldReader h, CaptureMetadata m)
+    private static HeaderFields ReadHeader(FieldReader h, CrashDumpLayout.HeaderShape l, CaptureMetadata m)
     {
-        m.Add("Signature", "PAGEDU64");
+        m.Add("Signature", l.SignatureText);
         AddVersion(h, m);
-        ulong dtb = h.U64(CrashDumpLayout.H64.DirectoryTableBase, "DirectoryTableBase");
-        m.Add("DirectoryTableBase", Hex64(dtb));
-        m.Add("PfnDataBase", Hex64(h.U64(CrashDumpLayout.H64.PfnDataBase, "PfnDataBase")));
-        m.Add("PsLoadedModuleList", Hex64(h.U64(CrashDumpLayout.H64.PsLoadedModuleList, "PsLoadedModuleList")));
-        m.Add("PsActiveProcessHead", Hex64(h.U64(CrashDumpLayout.H64.PsActiveProcessHead, "PsActiveProcessHead")));
-        AddMachine(h, m, CrashDumpLayout.H64.MachineImageType, CrashDumpLayout.H64.NumberProcessors);
-        m.Add("BugCheckCode", Hex32(h.U32(CrashDumpLayout.H64.BugCheckCode, "BugCheckCode")));
-        for (int i = 0; i < 4; i++)
+        ulong dtb = Pointer(h, l, l.DirectoryTableBase, "DirectoryTableBase");
+        m.Add("DirectoryTableBase", HexPointer(l, dtb));
+        m.Add("PfnDataBase", HexPointer(l, Pointer(h, l, l.PfnDataBase, "PfnDataBase")));
+        m.Add("PsLoadedModuleList", HexPointer(l, Pointer(h, l, l.PsLoadedModuleList, "PsLoadedModuleList")));
+        m.Add("PsActiveProcessHead", HexPointer(l, Pointer(h, l, l.PsActiveProcessHead, "PsActiveProcessHead")));
+        AddMachine(h, m, l.MachineImageType, l.NumberProcessors);
+        m.Add("BugCheckCode", Hex32(h.U32(l.BugCheckCode, "BugCheckCode")));
+        for (int i = 0; i < CrashDumpLayout.BugCheckParameterCount; i++)
         {
-            m.Add($"BugCheckParameter{i + 1}", Hex64(h.U64(CrashDumpLayout.H64.BugCheckParameters + 8 * i, $"BugCheckParameter{i + 1}")));
+            string name = $"BugCheckParameter{i + 1}";
+            m.Add(name, HexPointer(l, Pointer(h, l, l.BugCheckParameters + l.PointerSize * i, name)));
         }
-        m.Add("KdDebuggerDataBlock", Hex64(h.U64(CrashDumpLayout.H64.KdDebuggerDataBlock, "KdDebuggerDataBlock")));
-        uint dumpType = h.U32(CrashDumpLayout.H64.DumpType, "DumpType");
+        if (!l.Is64)
+        {
+            byte pae = h.U8(CrashDumpLayout.H32.PaeEnabled, "PaeEnabled");
+            m.Add("PaeEnabled", pae switch { 0 => "no", 1 => "yes", _ => $"0x{pae:X2}" });
+        }
+        m.Add("KdDebuggerDataBlock", HexPointer(l, Pointer(h, l, l.KdDebuggerDataBlock, "KdDebuggerDataBlock")));
+        uint dumpType = h.U32(l.DumpType, "DumpType");
         m.Add("DumpType", $"{dumpType} ({CrashDumpLayout.DumpTypeName(dumpType)})");
-        ulong required = h.U64(CrashDumpLayout.H64.RequiredDumpSpace, "RequiredDumpSpace");
+        ulong required = h.U64(l.RequiredDumpSpace, "RequiredDumpSpace");
         m.Add("RequiredDumpSpace", required == CrashDumpLayout.FillPattern64 ? Unset : required.ToString(CultureInfo.InvariantCulture));
-        m.Add("SystemTime", FileTime(h.U64(CrashDumpLayout.H64.SystemTime, "SystemTime")));
-        AddComment(h, m, CrashDumpLayout.H64.Comment);
-        return new HeaderFields(dumpType, CrashDumpLayout.H64.DumpType, dtb, required);
+        m.Add("SystemTime", FileTime(h.U64(l.SystemTime, "SystemTime")));
+        AddComment(h, m, l.Comment);
+        // A 32-bit DirectoryTableBase of "PAGE" fill is no table; the 64-bit fill is tested where CR3 is recorded.
+        ulong root = !l.Is64 && dtb == CrashDumpLayout.FillPattern32 ? 0 : dtb;
+        return new HeaderFields(dumpType, l.DumpType, root, required);
     }
 
-    private static HeaderFields ReadHeader32(FieldReader h, CaptureMetadata m)
-    {
-        m.Add("Signature", "PAGEDUMP");
-        AddVersion(h, m);
-        uint dtb = h.U32(CrashDumpLayout.H32.DirectoryTableBase, "DirectoryTableBase");
-        m.Add("DirectoryTableBase", Hex32(dtb));
-        m.Add("PfnDataBase", Hex32(h.U32(CrashDumpLayout.H32.PfnDataBase, "PfnDataBase")));
-        m.Add("PsLoadedModuleList", Hex32(h.U32(CrashDumpLayout.H32.PsLoadedModuleList, "PsLoadedModuleList")));
-        m.Add("PsActiveProcessHead", Hex32(h.U32(CrashDumpLayout.H32.PsActiveProcessHead, "PsActiveProcessHead")));
-        AddMachine(h, m, CrashDumpLayout.H32.MachineImageType, CrashDumpLayout.H32.NumberProcessors);
-        m.Add("BugCheckCode", Hex32(h.U32(CrashDumpLayout.H32.BugCheckCode, "BugCheckCode")));
-        for (int i = 0; i < 4; i++)
-        {
-            m.Add($"BugCheckParameter{i + 1}", Hex32(h.U32(CrashDumpLayout.H32.BugCheckParameters + 4 * i, $"BugCheckParameter{i + 1}")));
-        }
-        byte pae = h.U8(CrashDumpLayout.H32.PaeEnabled, "PaeEnabled");
-        m.Add("PaeEnabled", pae switch { 0 => "no", 1 => "yes", _ => $"0x{pae:X2}" });
-        m.Add("KdDebuggerDataBlock", Hex32(h.U32(CrashDumpLayout.H32.KdDebuggerDataBlock, "KdDebuggerDataBlock")));
-        uint dumpType = h.U32(CrashDumpLayout.H32.DumpType, "DumpType");
-        m.Add("DumpType", $"{dumpType} ({CrashDumpLayout.DumpTypeName(dumpType)})");
-        ulong required = h.U64(CrashDumpLayout.H32.RequiredDumpSpace, "RequiredDumpSpace");
-        m.Add("RequiredDumpSpace", required == CrashDumpLayout.FillPattern64 ? Unset : required.ToString(CultureInfo.InvariantCulture));
-        m.Add("SystemTime", FileTime(h.U64(CrashDumpLayout.H32.SystemTime, "SystemTime")));
-        AddComment(h, m, CrashDumpLayout.H32.Comment);
-        return new HeaderFields(dumpType, CrashDumpLayout.H32.DumpType, dtb == CrashDumpLayout.FillPattern32 ? 0 : dtb, required);
-    }
+    /// <summary>A pointer-sized field: u64 in the 64-bit header, u32 in the 32-bit one.</summary>
+    private static ulong Pointer(FieldReader h, CrashDumpLayout.HeaderShape l, int at, string name)
+        => l.Is64 ? h.U64(at, name) : h.U32(at, name);
+
+    private static string HexPointer(CrashDumpLayout.HeaderShape l, ulong value) => l.Is64 ? Hex64(value) : Hex32((uint)value);
 
     /// <summary>Type 1: runs from the PHYSICAL_MEMORY_DESCRIPTOR; pages back to back from the end of the header.</summary>
     /// <returns>Pages of runs that start past the end of the file.</returns>
-    private static ulong FullRuns(FieldReader h, bool is64, long fileLength, ParserLimits limits, RunMapBuilder builder, CaptureMetadata m)
+    private static ulong FullRuns(FieldReader h, CrashDumpLayout.HeaderShape l, long fileLength, ParserLimits limits, RunMapBuilder builder, CaptureMetadata m)
     {
-        int block = is64 ? CrashDumpLayout.H64.PhysicalMemoryBlock : CrashDumpLayout.H32.PhysicalMemoryBlock;
-        int runsAt = block + (is64 ? CrashDumpLayout.H64.Runs : CrashDumpLayout.H32.Runs);
-        int runSize = is64 ? CrashDumpLayout.H64.RunSize : CrashDumpLayout.H32.RunSize;
-        int inBuffer = is64 ? CrashDumpLayout.H64.RunsInBuffer : CrashDumpLayout.H32.RunsInBuffer;
-        uint runCount = h.U32(block + CrashDumpLayout.H64.NumberOfRuns, "PhysicalMemoryBlock.NumberOfRuns");
-        ulong pageCount = is64
-            ? h.U64(block + CrashDumpLayout.H64.NumberOfPages, "PhysicalMemoryBlock.NumberOfPages")
-            : h.U32(block + CrashDumpLayout.H32.NumberOfPages, "PhysicalMemoryBlock.NumberOfPages");
+        int block = l.PhysicalMemoryBlock;
+        int runsAt = block + l.Runs;
+        int runSize = l.RunSize;
+        int inBuffer = l.RunsInBuffer;
+        uint runCount = h.U32(block + CrashDumpLayout.H64.NumberOfRuns, "PhysicalMemoryBlock.NumberOfRuns");   // offset 0 in both widths
+        ulong pageCount = Pointer(h, l, block + l.NumberOfPages, "PhysicalMemoryBlock.NumberOfPages");
         if (runCount == CrashDumpLayout.FillPattern32)
         {
             throw h.Fail("PhysicalMemoryBlock.NumberOfRuns", block, "is the \"PAGE\" fill pattern: the header of this full dump has no run list");
@@ -186,8 +174,8 @@ internal sealed class CrashDumpFormat : CaptureFormat
         {
             int at = runsAt + i * runSize;
             string name = $"PhysicalMemoryBlock.Run[{i}]";
-            ulong basePage = is64 ? h.U64(at, name + ".BasePage") : h.U32(at, name + ".BasePage");
-            ulong pages = is64 ? h.U64(at + 8, name + ".PageCount") : h.U32(at + 4, name + ".PageCount");
+            ulong basePage = Pointer(h, l, at, name + ".BasePage");
+            ulong pages = Pointer(h, l, at + l.RunPageCount, name + ".PageCount");
             if (basePage > maxPfn || pages > maxPfn - basePage)
             {
                 throw h.Fail(name, at, $"pages 0x{basePage:X}+0x{pages:X} go past the physical-address limit 0x{limits.MaxPhysicalAddress:X}");
@@ -376,7 +364,12 @@ internal sealed class CrashDumpFormat : CaptureFormat
     {
         uint major = h.U32(CrashDumpLayout.MajorVersionOffset, "MajorVersion");
         uint minor = h.U32(CrashDumpLayout.MinorVersionOffset, "MinorVersion");
-        m.Add("MajorVersion", major switch { 0xF => "0xF (free build)", 0xC => "0xC (checked build)", _ => Hex32(major) });
+        m.Add("MajorVersion", major switch
+        {
+            CrashDumpLayout.MajorVersionFree => "0xF (free build)",
+            CrashDumpLayout.MajorVersionChecked => "0xC (checked build)",
+            _ => Hex32(major),
+        });
         m.Add("MinorVersion", minor == CrashDumpLayout.FillPattern32 ? Unset : $"{minor} (NT build number)");
     }
 
@@ -390,12 +383,12 @@ internal sealed class CrashDumpFormat : CaptureFormat
 
     private static void AddComment(FieldReader h, CaptureMetadata m, int at)
     {
-        ReadOnlySpan<byte> raw = h.Bytes(at, 128, "Comment");
+        ReadOnlySpan<byte> raw = h.Bytes(at, CrashDumpLayout.CommentSize, "Comment");
         if (raw.StartsWith("PAGE"u8) || raw[0] == 0)
         {
             return;
         }
-        string text = h.FixedString(at, 128, "Comment");
+        string text = h.FixedString(at, CrashDumpLayout.CommentSize, "Comment");
         if (text.All(c => c >= ' ' && c < 0x7F))
         {
             m.Add("Comment", text);

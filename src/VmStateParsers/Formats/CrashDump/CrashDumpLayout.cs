@@ -17,6 +17,20 @@ internal static class CrashDumpLayout
     public const int ValidDumpOffset = 0x04;          // u32 "DU64" or "DUMP"
     public const int MajorVersionOffset = 0x08;       // u32 0xF free build, 0xC checked
     public const int MinorVersionOffset = 0x0C;       // u32 NT build number
+    public const uint MajorVersionFree = 0xF;         // free (retail) build
+    public const uint MajorVersionChecked = 0xC;      // checked (debug) build
+    public const int CommentSize = 128;               // ASCII, NUL-terminated
+    public const int BugCheckParameterCount = 4;
+
+    // IMAGE_FILE_MACHINE values of MachineImageType.
+    public const uint MachineX86 = 0x014C;
+    public const uint MachineAmd64 = 0x8664;
+    public const uint MachineArm64 = 0xAA64;
+    public const uint MachineArm = 0x01C4;
+
+    // DUMP_TYPE values (see DumpTypeName).
+    public const uint DumpTypeFull = 1;
+    public const uint DumpTypeBitmapFull = 5;
 
     /// <summary>DUMP_HEADER64 (0x2000 bytes).</summary>
     internal static class H64
@@ -29,7 +43,7 @@ internal static class CrashDumpLayout
         public const int MachineImageType = 0x030;     // u32
         public const int NumberProcessors = 0x034;     // u32
         public const int BugCheckCode = 0x038;         // u32, then 4 bytes of padding
-        public const int BugCheckParameters = 0x040;   // u64[4]
+        public const int BugCheckParameters = 0x040;   // u64[BugCheckParameterCount]
         public const int VersionUser = 0x060;          // 32 bytes
         public const int KdDebuggerDataBlock = 0x080;  // u64
         public const int PhysicalMemoryBlock = 0x088;  // PHYSICAL_MEMORY_DESCRIPTOR64, 700-byte buffer
@@ -47,6 +61,8 @@ internal static class CrashDumpLayout
         public const int NumberOfPages = 0x08;         // u64
         public const int Runs = 0x10;                  // { u64 BasePage; u64 PageCount }[NumberOfRuns]
         public const int RunSize = 16;
+        public const int RunBasePage = 0x0;            // u64, relative to a run
+        public const int RunPageCount = 0x8;           // u64
         public const int RunsInBuffer = (PhysicalMemoryBlockSize - Runs) / RunSize;   // 43
     }
 
@@ -61,7 +77,7 @@ internal static class CrashDumpLayout
         public const int MachineImageType = 0x020;     // u32
         public const int NumberProcessors = 0x024;     // u32
         public const int BugCheckCode = 0x028;         // u32
-        public const int BugCheckParameters = 0x02C;   // u32[4]
+        public const int BugCheckParameters = 0x02C;   // u32[BugCheckParameterCount]
         public const int VersionUser = 0x03C;          // 32 bytes
         public const int PaeEnabled = 0x05C;           // u8
         public const int KdSecondaryVersion = 0x05D;   // u8
@@ -81,7 +97,36 @@ internal static class CrashDumpLayout
         public const int NumberOfPages = 0x04;         // u32
         public const int Runs = 0x08;                  // { u32 BasePage; u32 PageCount }[NumberOfRuns]
         public const int RunSize = 8;
+        public const int RunBasePage = 0x0;            // u32, relative to a run
+        public const int RunPageCount = 0x4;           // u32
         public const int RunsInBuffer = (PhysicalMemoryBlockSize - Runs) / RunSize;   // 86
+    }
+
+    /// <summary>
+    /// The fields both header widths carry, and where: one reader reads both through this. Pointer-sized fields
+    /// (DirectoryTableBase, module and process lists, bug-check parameters, KdDebuggerDataBlock, run BasePage and
+    /// PageCount, NumberOfPages) are u64 in DUMP_HEADER64 and u32 in DUMP_HEADER.
+    /// </summary>
+    internal sealed record HeaderShape(
+        string Structure, string SignatureText, int Size, int PointerSize,
+        int DirectoryTableBase, int PfnDataBase, int PsLoadedModuleList, int PsActiveProcessHead,
+        int MachineImageType, int NumberProcessors, int BugCheckCode, int BugCheckParameters, int KdDebuggerDataBlock,
+        int PhysicalMemoryBlock, int NumberOfPages, int Runs, int RunSize, int RunPageCount, int RunsInBuffer,
+        int DumpType, int RequiredDumpSpace, int SystemTime, int Comment)
+    {
+        public bool Is64 => PointerSize == 8;
+
+        public static readonly HeaderShape Dump64 = new("DUMP_HEADER64", "PAGEDU64", H64.Size, 8,
+            H64.DirectoryTableBase, H64.PfnDataBase, H64.PsLoadedModuleList, H64.PsActiveProcessHead,
+            H64.MachineImageType, H64.NumberProcessors, H64.BugCheckCode, H64.BugCheckParameters, H64.KdDebuggerDataBlock,
+            H64.PhysicalMemoryBlock, H64.NumberOfPages, H64.Runs, H64.RunSize, H64.RunPageCount, H64.RunsInBuffer,
+            H64.DumpType, H64.RequiredDumpSpace, H64.SystemTime, H64.Comment);
+
+        public static readonly HeaderShape Dump32 = new("DUMP_HEADER", "PAGEDUMP", H32.Size, 4,
+            H32.DirectoryTableBase, H32.PfnDataBase, H32.PsLoadedModuleList, H32.PsActiveProcessHead,
+            H32.MachineImageType, H32.NumberProcessors, H32.BugCheckCode, H32.BugCheckParameters, H32.KdDebuggerDataBlock,
+            H32.PhysicalMemoryBlock, H32.NumberOfPages, H32.Runs, H32.RunSize, H32.RunPageCount, H32.RunsInBuffer,
+            H32.DumpType, H32.RequiredDumpSpace, H32.SystemTime, H32.Comment);
     }
 
     /// <summary>The bitmap header of dump types 2, 5, 6 and 7, right after the main header.</summary>
@@ -121,10 +166,10 @@ internal static class CrashDumpLayout
     /// <summary>IMAGE_FILE_MACHINE values a crash dump header may carry.</summary>
     public static string MachineName(uint machine) => machine switch
     {
-        0x014C => "x86",
-        0x8664 => "x64",
-        0xAA64 => "ARM64",
-        0x01C4 => "ARM",
+        MachineX86 => "x86",
+        MachineAmd64 => "x64",
+        MachineArm64 => "ARM64",
+        MachineArm => "ARM",
         _ => "unknown",
     };
 }

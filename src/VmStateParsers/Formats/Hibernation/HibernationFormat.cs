@@ -15,7 +15,10 @@ internal sealed class HibernationFormat : CaptureFormat
     private const string FormatName = "hiberfil";
     private const string Header = "PO_MEMORY_IMAGE";
 
-    public override string Name => "hiberfil";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "hiberfil";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
     {
@@ -48,7 +51,7 @@ internal sealed class HibernationFormat : CaptureFormat
             throw Fail.At(FormatName, $"{Header}.Signature", 0, WipedHeaderMessage);
         }
         var h = new FieldReader(page0, 0, FormatName, Header);
-        uint signature = h.U32(0, "Signature");
+        uint signature = h.U32(HibernationLayout.SignatureOffset, "Signature");
         string signatureText = SignatureText(signature);
         switch (signature)
         {
@@ -241,12 +244,12 @@ internal sealed class HibernationFormat : CaptureFormat
             for (int index = 0; done < pageTotal; index++)
             {
                 string structure = $"{name} compression set[{index}]";
-                if (file.Length - offset < 4)
+                if (file.Length - offset < HibernationLayout.SetHeaderSize)
                 {
                     Truncated(name, done, pageTotal, offset);
                     return;
                 }
-                uint header = BinaryPrimitives.ReadUInt32LittleEndian(file.Span(offset, 4));
+                uint header = BinaryPrimitives.ReadUInt32LittleEndian(file.Span(offset, HibernationLayout.SetHeaderSize));
                 int descriptors = (int)(header & HibernationLayout.SetDescriptorCountMask);
                 int stored = (int)((header >> HibernationLayout.SetSizeShift) & HibernationLayout.SetSizeMask);
                 int type = (int)(header >> HibernationLayout.SetTypeShift);
@@ -262,7 +265,7 @@ internal sealed class HibernationFormat : CaptureFormat
                 {
                     throw Fail.At(FormatName, structure, offset, $"more than {limits.MaxHibernationSets} compression sets (ParserLimits.MaxHibernationSets)");
                 }
-                long descriptorStart = offset + 4;
+                long descriptorStart = offset + HibernationLayout.SetHeaderSize;
                 int descriptorBytes = descriptors * descriptorSize;
                 if (file.Length - descriptorStart < descriptorBytes)
                 {

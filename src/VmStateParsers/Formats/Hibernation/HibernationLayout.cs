@@ -53,11 +53,15 @@ public static class HibernationLayout
     /// <summary>"wake" (lower case): Windows XP/Vista/7 format, not supported.</summary>
     public const uint SignatureLegacyWake = 0x656B6177;
 
+    /// <summary>u32 signature (HIBR, WAKE...), the same place in every layout.</summary>
+    public const int SignatureOffset = 0x00;
     /// <summary>u32 LengthSelf, the same place in every layout.</summary>
     public const int LengthSelfOffset = 0x0C;
     /// <summary>Page size of every supported layout.</summary>
     public const int PageSize = 4096;
 
+    /// <summary>Compression set: a u32 header, then the page descriptors (<see cref="HibernationProfile.DescriptorSize"/> each), then the data.</summary>
+    public const int SetHeaderSize = 4;
     /// <summary>Compression set header: bits 0-7 descriptor count.</summary>
     public const uint SetDescriptorCountMask = 0xFF;
     /// <summary>Compression set header: bits 8-29 stored data size.</summary>

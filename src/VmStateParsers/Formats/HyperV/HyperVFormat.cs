@@ -11,7 +11,10 @@ namespace CloudMem.VmStateParsers.Formats.HyperV;
 /// </summary>
 internal sealed class HyperVFormat : CaptureFormat
 {
-    public override string Name => "hyperv";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "hyperv";
+
+    public override string Name => Id;
 
     /// <summary>
     /// A header copy at 0 or at 0x1000 (copy 0 may be the damaged one) with the signature; copy 1 alone must also have a
@@ -56,7 +59,7 @@ internal sealed class HyperVFormat : CaptureFormat
         }
         metadata.Add("file objects", C(storage.FileObjects));
         metadata.Add("keys", C(storage.Keys.Count));
-        long? vmVersion = storage.Integer(storage.Find("/savedstate/VmVersion")) ?? storage.Integer(storage.Find("/configuration/properties/version"));
+        long? vmVersion = storage.Integer(storage.Find(HyperVLayout.VmVersionKey)) ?? storage.Integer(storage.Find(HyperVLayout.ConfigurationVersionKey));
         if (vmVersion is { } v)
         {
             metadata.Add("vm version", $"0x{v:X} ({v >> 8}.{v & 0xFF})");
@@ -66,7 +69,7 @@ internal sealed class HyperVFormat : CaptureFormat
             metadata.KeyTree.Add(new MetadataKey(key.Path, HyperVStorage.TypeName(key), storage.Describe(key)));
         }
         metadata.Warnings.AddRange(storage.Warnings);
-        HyperVKey? partitionState = storage.Find("/savedstate/savedVM/partition_state") ?? storage.Find("/savedVM/partition_state");
+        HyperVKey? partitionState = storage.Find(HyperVLayout.PartitionStateKey) ?? storage.Find(HyperVLayout.LegacyPartitionStateKey);
         if (partitionState is { Type: HyperVKeyType.Array })
         {
             HyperVPartitionState.Read(storage.Value(partitionState), metadata, limits);

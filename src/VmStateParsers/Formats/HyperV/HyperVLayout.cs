@@ -40,6 +40,8 @@ public static class HyperVLayout
     public const uint ObjectTableSignature = 0x01110001;
     public const long RootObjectTable = 0x2000;
     public const int ObjectTableHeaderSize = 8;
+    public const int ObjectTableSignatureOffset = 0x00; // u32
+    public const int ObjectTableCountOffset = 0x04;     // u32 entries
     public const int ObjectEntrySize = 18;
     public const int ObjectTypeOffset = 0x00;         // u8
     public const int ObjectChecksumOffset = 0x01;     // u32 CRC-32 of the entry, field zeroed
@@ -79,15 +81,28 @@ public static class HyperVLayout
     public const byte KeyFlagSubcomponent = 0x02;
     public const byte KeyFlagSequenceTracking = 0x04;
     public const int FileObjectPointerSize = 12;
+    public const int FileObjectSizeOffset = 0x0;      // u32, in the value
+    public const int FileObjectOffsetOffset = 0x4;    // u64 file offset, in the value
     public const int NodeDataSize = 12;               // {u64 change tracking sequence, u32 next insertion sequence}
+    public const int NodeNextInsertionOffset = 0x8;   // u32, in the value
+    public const int ValueSizePrefix = 4;             // String and Array values: u32 byte size, then the bytes
     /// <summary>Values of this many bytes or more go to a file object.</summary>
     public const int FileObjectThreshold = 2048;
 
-    // Saved-state keys for guest memory (version > 5.0 layout).
+    // Saved-state keys.
+    public const string SavedStateNode = "savedstate";
+    public const string SavedStatePath = "/" + SavedStateNode + "/";
+    public const string VmVersionKey = SavedStatePath + "VmVersion";                  // Int, (major << 8) | minor
+    public const string ConfigurationVersionKey = "/configuration/properties/version"; // Int, the same
+    public const string PartitionStateKey = SavedStatePath + "savedVM/partition_state"; // Array (HyperVPartitionState)
+    public const string LegacyPartitionStateKey = "/savedVM/partition_state";
+
+    // Guest memory (version > 5.0 layout): SavedStatePath + prefix + decimal index.
     public const string RamMemoryBlockPrefix = "RamMemoryBlock";
     public const string RamBlockPrefix = "RamBlock";
     public const int RamMemoryBlockSize = 48;         // MemoryBlockSaveStruct, 40 bytes of fields + 4 padding + 8
-    public const int MemoryBlockVersionOffset = 0x00; // u32 SavedStateVersion (3)
+    public const int MemoryBlockVersionOffset = 0x00; // u32 SavedStateVersion
+    public const uint MemoryBlockVersion = 3;
     public const int MemoryBlockFlagsOffset = 0x04;   // u32
     public const int MemoryBlockPageCountOffset = 0x08; // u64
     public const int MemoryBlockMbpStartOffset = 0x10;  // u64 first page in the RamBlock sequence

@@ -13,7 +13,11 @@ namespace CloudMem.VmStateParsers.Formats.HyperV;
 public static class HyperVPartitionState
 {
     public const int DescriptorSize = 24;
+    public const int DescriptorHeaderSizeOffset = 8;   // u64 (at 0: u64 descriptor size)
+    public const int DescriptorTotalSizeOffset = 16;   // u64
     public const int ChunkHeaderSize = 16;
+    public const int ChunkIdOffset = 0;                // u32
+    public const int ChunkLengthOffset = 4;            // u32 data bytes after the header
     public const uint ChunkProlog = 0x0000_0000;
     public const uint ChunkEpilog = 0xF000_0000;
     public const uint ChunkOsId = 0x2000_1000;
@@ -25,7 +29,17 @@ public static class HyperVPartitionState
     public const int PrologSize = 4080;
     public const uint PrologTag = 0x5054_6475; // "udTP"
     public const int PrologVendorOffset = 24;  // in the chunk, after header, tag, summary flag and padding
+    public const int PrologTagOffset = 0;       // in the chunk data
+    public const uint VendorIntel = 1;
     public const uint VendorArm = 0x10;
+
+    public const int OsIdSize = 16;             // OS id chunk data
+    public const int VpIndicesSize = 48;        // VP indices chunk data: 4 bytes, then a bitmap of VP indices
+    public const int VpIndicesBitmapOffset = 4;
+    public const int MaxVirtualProcessors = 240;
+    public const int VpSize = 16;               // VP marker chunk data
+    public const int VpIndexOffset = 0;         // u32
+    public const int RegisterSize = 8;          // each register of the register chunks is a u64
 
     /// <summary>General-purpose register chunk: these u64 registers in order after the chunk header.</summary>
     public static readonly string[] GpRegisters =
@@ -46,7 +60,7 @@ public static class HyperVPartitionState
             metadata.Warnings.Add($"partition_state: {blob.Length} bytes cannot hold its descriptor; no CPU state read");
             return;
         }
-        ulong headerSize = BinaryPrimitives.ReadUInt64LittleEndian(blob[8..]);
+        ulong headerSize = BinaryPrimitives.ReadUInt64LittleEndian(blob[DescriptorHeaderSizeOffset..]);
         if (headerSize > (ulong)blob.Length - ChunkHeaderSize)
         {
             metadata.Warnings.Add($"partition_state: chunk start 0x{headerSize:X}+0x10 is past the end of the {blob.Length}-byte blob; no CPU state read");
@@ -69,8 +83,8 @@ public static class HyperVPartitionState
         }
         while (blob.Length - pos >= ChunkHeaderSize)
         {
-            uint id = BinaryPrimitives.ReadUInt32LittleEndian(blob[pos..]);
-            uint length = BinaryPrimitives.ReadUInt32LittleEndian(blob[(pos + 4)..]);
+            uint id = BinaryPrimitives.ReadUInt32LittleEndian(blob[(pos + ChunkIdOffset)..]);
+            uint length = BinaryPrimitives.ReadUInt32LittleEndian(blob[(pos + ChunkLengthOffset)..]);
             if (length > (uint)(blob.Length - pos - ChunkHeaderSize))
             {
                 metadata.Warnings.Add($"partition_state: chunk 0x{id:X8} at blob offset 0x{pos:X} says {length} bytes but the blob ends first");
@@ -82,9 +96,9 @@ public static class HyperVPartitionState
                 case ChunkProlog when data.Length >= PrologVendorOffset - ChunkHeaderSize + 4:
                     arm = BinaryPrimitives.ReadUInt32LittleEndian(data[(PrologVendorOffset - ChunkHeaderSize)..]) == VendorArm;
                     break;
-                case ChunkVp when data.Length >= 4:
+                case ChunkVp when data.Length >= VpIndexOffset + 4:
                     Flush();
-                    vpIndex = BinaryPrimitives.ReadUInt32LittleEndian(data);
+                    vpIndex = BinaryPrimitives.ReadUInt32LittleEndian(data[VpIndexOffset..]);
                     vtl = -1;
                     break;
                 case ChunkVpVtl when data.Length >= 1:
@@ -115,9 +129,9 @@ public static class HyperVPartitionState
     private static void Add(ref List<KeyValuePair<string, ulong>>? registers, string[] names, ReadOnlySpan<byte> data)
     {
         registers ??= [];
-        for (int i = 0; i < names.Length && (i + 1) * 8 <= data.Length; i++)
+        for (int i = 0; i < names.Length && (i + 1) * RegisterSize <= data.Length; i++)
         {
-            registers.Add(new(names[i], BinaryPrimitives.ReadUInt64LittleEndian(data[(i * 8)..])));
+            registers.Add(new(names[i], BinaryPrimitives.ReadUInt64LittleEndian(data[(i * RegisterSize)..])));
         }
     }
 }

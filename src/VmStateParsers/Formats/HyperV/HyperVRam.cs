@@ -37,7 +37,7 @@ internal sealed class HyperVRam : IPageDecoder
     /// <summary>Maps the RAM keys of <paramref name="storage"/> into <paramref name="builder"/>; null when the file holds no guest RAM.</summary>
     public static HyperVRam? Map(HyperVStorage storage, MappedFile file, RunMapBuilder builder, CaptureMetadata metadata)
     {
-        HyperVKey? savedState = HyperVStorage.Child(storage.Roots, "savedstate");
+        HyperVKey? savedState = HyperVStorage.Child(storage.Roots, HyperVLayout.SavedStateNode);
         if (savedState?.Children is null)
         {
             return null;

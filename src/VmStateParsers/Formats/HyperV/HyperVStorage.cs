@@ -6,38 +6,6 @@ using CloudMem.VmStateParsers.IO;
 
 namespace CloudMem.VmStateParsers.Formats.HyperV;
 
-/// <summary>One key of the container's tree.</summary>
-internal sealed class HyperVKey
-{
-    public required string Name { get; init; }
-    public required byte RawType { get; init; }
-    public required byte Flags { get; init; }
-    public required ushort Table { get; init; }
-    public required uint OffsetInTable { get; init; }
-    public required long EntryFileOffset { get; init; }
-    public required uint InsertionSequence { get; init; }
-    public required ushort ParentTable { get; init; }
-    public required uint ParentOffset { get; init; }
-
-    /// <summary>File offset of the value bytes (after the u32 size prefix of strings and arrays).</summary>
-    public required long ValueOffset { get; init; }
-
-    /// <summary>Length of the value bytes.</summary>
-    public required long ValueLength { get; init; }
-
-    /// <summary>The value lives in a file object (<see cref="ValueOffset"/> is then that object's offset).</summary>
-    public bool InFileObject => (Flags & HyperVLayout.KeyFlagFileObject) != 0;
-
-    /// <summary>False when a file-object value reaches past the end of the file.</summary>
-    public bool ValueInFile { get; set; } = true;
-
-    public HyperVKeyType Type => (HyperVKeyType)RawType;
-    public HyperVKey? Parent { get; set; }
-    public List<HyperVKey>? Children { get; set; }
-    public string Path { get; set; } = "";
-    public int Depth { get; set; }
-}
-
 /// <summary>
 /// The Hyper-V storage container ("HyperVStorage", shared by .vmrs, .vmcx and .vsv): both file headers (the valid copy
 /// with the higher sequence wins), the replay log(s), the chain of object tables, the key tables (the highest sequence
@@ -45,7 +13,7 @@ internal sealed class HyperVKey
 /// inside the file; cycles and over-deep nesting in the tree are errors. Checksum mismatches in tables and keys are
 /// kept as warnings (the data is still shown), except for the file header, where no valid copy is an error.
 /// </summary>
-internal sealed class HyperVStorage
+internal sealed partial class HyperVStorage
 {
     public const string FormatName = "Hyper-V storage";
 
@@ -341,15 +309,15 @@ internal sealed class HyperVStorage
             {
                 throw header.Fail("Signature", 0, $"0x{signature:X8} is not the object table signature 0x{HyperVLayout.ObjectTableSignature:X8}");
             }
-            uint count = header.U32(4, "EntriesCount");
+            uint count = header.U32(HyperVLayout.ObjectTableCountOffset, "EntriesCount");
             if (count > (ulong)(_limits.MaxHyperVObjects - ObjectEntries))
             {
-                throw header.Fail("EntriesCount", 4, $"{count} entries bring the total past {_limits.MaxHyperVObjects} (ParserLimits.MaxHyperVObjects)");
+                throw header.Fail("EntriesCount", HyperVLayout.ObjectTableCountOffset, $"{count} entries bring the total past {_limits.MaxHyperVObjects} (ParserLimits.MaxHyperVObjects)");
             }
             long entriesStart = offset + HyperVLayout.ObjectTableHeaderSize;
             if ((long)count * HyperVLayout.ObjectEntrySize > _file.Length - entriesStart)
             {
-                throw header.Fail("EntriesCount", 4, $"{count} entries of {HyperVLayout.ObjectEntrySize} bytes run past the end of the file");
+                throw header.Fail("EntriesCount", HyperVLayout.ObjectTableCountOffset, $"{count} entries of {HyperVLayout.ObjectEntrySize} bytes run past the end of the file");
             }
             ObjectEntries += (int)count;
             int badChecksums = 0;
@@ -485,8 +453,8 @@ internal sealed class HyperVStorage
             bool inFileObject = (flags & HyperVLayout.KeyFlagFileObject) != 0;
             if (inFileObject)
             {
-                valueLength = body.U32(valueStart, "FileObject.SizeInBytes");
-                valueOffset = body.I64(valueStart + 4, "FileObject.OffsetInBytes");
+                valueLength = body.U32(valueStart + HyperVLayout.FileObjectSizeOffset, "FileObject.SizeInBytes");
+                valueOffset = body.I64(valueStart + HyperVLayout.FileObjectOffsetOffset, "FileObject.OffsetInBytes");
                 meaningful = HyperVLayout.FileObjectPointerSize;
             }
             else
@@ -502,10 +470,10 @@ internal sealed class HyperVStorage
                 if (fixedSize < 0)
                 {
                     uint length = body.U32(valueStart, "Value.SizeInBytes");
-                    body.Bytes(valueStart + 4, (int)Math.Min(length, int.MaxValue), "Value");
-                    valueOffset = at + valueStart + 4;
+                    body.Bytes(valueStart + HyperVLayout.ValueSizePrefix, (int)Math.Min(length, int.MaxValue), "Value");
+                    valueOffset = at + valueStart + HyperVLayout.ValueSizePrefix;
                     valueLength = length;
-                    meaningful = 4 + (int)length;
+                    meaningful = HyperVLayout.ValueSizePrefix + (int)length;
                 }
                 else
                 {
@@ -545,108 +513,5 @@ internal sealed class HyperVStorage
             _keys.Add(key);
         }
         return badChecksums;
-    }
-
-    private void BuildTree()
-    {
-        var byLocation = new Dictionary<(ushort, uint), HyperVKey>(_keys.Count);
-        foreach (HyperVKey key in _keys)
-        {
-            byLocation[(key.Table, key.OffsetInTable)] = key;
-        }
-        int orphans = 0;
-        foreach (HyperVKey key in _keys)
-        {
-            if (key.ParentTable == 0)
-            {
-                Roots.Add(key);
-                continue;
-            }
-            if (!byLocation.TryGetValue((key.ParentTable, key.ParentOffset), out HyperVKey? parent) || parent.Type != HyperVKeyType.Node)
-            {
-                orphans++;
-                continue;
-            }
-            key.Parent = parent;
-            (parent.Children ??= []).Add(key);
-        }
-        if (orphans > 0)
-        {
-            Warnings.Add($"{orphans} keys name a parent that is missing or not a node; they (and their children) are not shown");
-        }
-        CheckCycles();
-        // Depth-first listing in insertion order; same-named siblings (arrays) get an [i] suffix.
-        var stack = new Stack<(HyperVKey Key, string Path, int Depth)>();
-        PushChildren(stack, Roots, "", 1);
-        while (stack.Count > 0)
-        {
-            (HyperVKey key, string path, int depth) = stack.Pop();
-            if (depth > _limits.MaxHyperVKeyDepth)
-            {
-                throw Fail.At(FormatName, $"key '{key.Name}'", key.EntryFileOffset, $"keys nest deeper than {_limits.MaxHyperVKeyDepth} levels (ParserLimits.MaxHyperVKeyDepth)");
-            }
-            key.Path = path;
-            key.Depth = depth;
-            Keys.Add(key);
-            if (key.Children is not null)
-            {
-                PushChildren(stack, key.Children, path, depth + 1);
-            }
-        }
-    }
-
-    private static void PushChildren(Stack<(HyperVKey, string, int)> stack, List<HyperVKey> children, string parentPath, int depth)
-    {
-        children.Sort(static (a, b) => a.InsertionSequence != b.InsertionSequence
-            ? a.InsertionSequence.CompareTo(b.InsertionSequence)
-            : a.EntryFileOffset.CompareTo(b.EntryFileOffset));
-        var counts = new Dictionary<string, int>();
-        foreach (HyperVKey child in children)
-        {
-            counts[child.Name] = counts.GetValueOrDefault(child.Name) + 1;
-        }
-        var seen = new Dictionary<string, int>();
-        var paths = new string[children.Count];
-        for (int i = 0; i < children.Count; i++)
-        {
-            string name = children[i].Name;
-            if (counts[name] > 1)
-            {
-                int n = seen.GetValueOrDefault(name);
-                seen[name] = n + 1;
-                name = $"{name}[{n}]";
-            }
-            paths[i] = parentPath + "/" + name;
-        }
-        for (int i = children.Count - 1; i >= 0; i--)
-        {
-            stack.Push((children[i], paths[i], depth));
-        }
-    }
-
-    /// <summary>A parent chain that loops never reaches the root: find it before walking the tree.</summary>
-    private void CheckCycles()
-    {
-        var state = new Dictionary<HyperVKey, bool>(ReferenceEqualityComparer.Instance); // false: on the current walk, true: done
-        var walk = new List<HyperVKey>();
-        foreach (HyperVKey start in _keys)
-        {
-            walk.Clear();
-            HyperVKey? key = start;
-            while (key is not null && !state.ContainsKey(key))
-            {
-                state[key] = false;
-                walk.Add(key);
-                key = key.Parent;
-            }
-            if (key is not null && !state[key])
-            {
-                throw Fail.At(FormatName, $"key '{key.Name}'", key.EntryFileOffset, "the key's parent chain loops back to itself (a cycle in the key tree)");
-            }
-            foreach (HyperVKey done in walk)
-            {
-                state[done] = true;
-            }
-        }
     }
 }

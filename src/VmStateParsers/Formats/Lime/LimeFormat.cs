@@ -9,7 +9,10 @@ internal sealed class LimeFormat : CaptureFormat
 {
     private const string FormatName = "LiME";
 
-    public override string Name => "lime";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "lime";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
         => head.Length >= LimeLayout.HeaderSize

@@ -11,7 +11,10 @@ internal sealed class RawFormat : CaptureFormat
     /// <summary>A capture holds at least one page.</summary>
     public const int MinimumSize = 4096;
 
-    public override string Name => "raw";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "raw";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength) => FormatProbeResult.Match;
 

@@ -25,7 +25,10 @@ internal sealed class SwsuspFormat : CaptureFormat
     /// <summary>Swap-area pages tried as the first map page when the map's page numbers are not relative to the area (a swap file).</summary>
     private const int MaxBaseScanPages = 65536;
 
-    public override string Name => "swsusp";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "swsusp";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
     {

@@ -29,7 +29,7 @@ internal sealed record CheckpointTag(
 internal sealed class Checkpoint
 {
     public const string FormatName = "VMware";
-    private static readonly string[] s_keptGroups = ["memory", "cpu"];
+    private static readonly string[] s_keptGroups = [VmwareLayout.MemoryGroup, VmwareLayout.CpuGroup];
 
     private Checkpoint(uint magic, uint version, List<CheckpointGroup> groups, List<CheckpointTag> tags)
     {
@@ -119,9 +119,9 @@ internal sealed class Checkpoint
             {
                 throw tag.Fail("word", 0, $"more than {limits.MaxCheckpointTags} tags (ParserLimits.MaxCheckpointTags)");
             }
-            int valueSize = word & 0x3F;
-            int indexCount = (word >> 6) & 0x3;
-            int nameLength = word >> 8;
+            int valueSize = word & VmwareLayout.TagValueSizeMask;
+            int indexCount = (word >> VmwareLayout.TagIndexCountShift) & VmwareLayout.TagIndexCountMask;
+            int nameLength = word >> VmwareLayout.TagNameLengthShift;
             string name = Encoding.ASCII.GetString(tag.Bytes(VmwareLayout.TagWordSize, nameLength, "name"));
             int cursor = VmwareLayout.TagWordSize + nameLength;
             uint[] indices = new uint[indexCount];
@@ -136,7 +136,7 @@ internal sealed class Checkpoint
                 ulong diskSize = width == 8 ? tag.U64(cursor, "diskSize") : tag.U32(cursor, "diskSize");
                 ulong memSize = width == 8 ? tag.U64(cursor + width, "memSize") : tag.U32(cursor + width, "memSize");
                 int padding = tag.U16(cursor + 2 * width, "padLen");
-                long data = offset + cursor + 2 * width + 2 + padding;
+                long data = offset + cursor + 2 * width + VmwareLayout.BlockPadLengthSize + padding;
                 if (data > end || diskSize > (ulong)(end - data))
                 {
                     throw tag.Fail("diskSize", cursor, $"block {name} of 0x{diskSize:X} bytes (after {padding} bytes of padding) ends past its group, which ends at 0x{end:X}");

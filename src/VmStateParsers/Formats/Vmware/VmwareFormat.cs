@@ -5,7 +5,10 @@ namespace CloudMem.VmStateParsers.Formats.Vmware;
 /// <summary>A VMware checkpoint state file (.vmss suspend, .vmsn snapshot), recognised by its magic.</summary>
 internal sealed class VmwareFormat : CaptureFormat
 {
-    public override string Name => "vmware";
+    /// <summary>The format's short name (also what its writer is verified as).</summary>
+    public const string Id = "vmware";
+
+    public override string Name => Id;
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
         => Checkpoint.HasMagic(head) ? FormatProbeResult.Match : FormatProbeResult.NoMatch;
@@ -48,7 +51,7 @@ internal sealed class VmemFormat : CaptureFormat
         foreach (string extension in s_stateExtensions)
         {
             string candidate = Companions.Sibling(path, extension);
-            if (string.Equals(Companions.Sibling(candidate, ".vmem"), path, StringComparison.OrdinalIgnoreCase)
+            if (string.Equals(Companions.Sibling(candidate, VmwareLayout.CompanionExtension), path, StringComparison.OrdinalIgnoreCase)
                 && !string.Equals(candidate, path, StringComparison.OrdinalIgnoreCase)
                 && Companions.ReadHead(candidate, head) == head.Length && Checkpoint.HasMagic(head))
             {

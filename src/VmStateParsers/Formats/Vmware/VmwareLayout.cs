@@ -20,12 +20,17 @@ internal static class VmwareLayout
     public const int GroupSizeOffset = 0x48;      // u64, bytes of the group's tag area
     public const int GroupSize = 0x50;
 
-    // Tag word (u16): bits 15..8 name length, 7..6 index count, 5..0 value size (62/63: block).
+    // Tag word (u16): bits 15..8 name length, 7..6 index count, 5..0 value size (62/63: block). A zero word ends a group.
     public const int TagWordSize = 2;
+    public const int TagValueSizeMask = 0x3F;
+    public const int TagIndexCountShift = 6;
+    public const int TagIndexCountMask = 0x3;
+    public const int TagNameLengthShift = 8;
     public const int IndexSize = 4;               // each index is a u32
     public const int MaxIndices = 3;
     public const int BlockCompressed = 62;        // block whose data is compressed (undocumented codec)
     public const int Block = 63;                  // block: diskSize, memSize, padLen (u16), padding, data
+    public const int BlockPadLengthSize = 2;      // u16 padLen
     public const int MaxInlineValue = 61;
 
     /// <summary>Longest tag before its value or block data: word, name, indices, two 8-byte sizes, padLen.</summary>
@@ -40,6 +45,26 @@ internal static class VmwareLayout
 
     public const int PageSize = 4096;
     public const int PageShift = 12;
+
+    // Groups and tags that hold guest memory and processor state.
+    public const string CheckpointGroup = "Checkpoint";
+    public const string MemSizeTag = "memSize";             // u32 MiB of guest memory
+    public const string MemoryGroup = "memory";
+    public const string RegionsCountTag = "regionsCount";   // u32; none: one linear region from 0
+    public const string RegionPpnTag = "regionPPN";         // [i] u32 first guest page
+    public const string RegionPageNumTag = "regionPageNum"; // [i] u32 first page in the memory store
+    public const string RegionSizeTag = "regionSize";       // [i] u32 pages
+    public const string MemoryBlockTag = "Memory";          // [0][0] block: the inline memory store
+    public const string CpuGroup = "cpu";
+    public const string NumVcpusTag = "cpu:numVCPUs";       // u32
+    public const string Cr64Tag = "CR64";                   // [cpu][n] u64 CRn (older files: "CR")
+    public const string CompanionExtension = ".vmem";       // the memory store beside the state file
+
+    /// <summary>64-bit general-purpose registers, as tags [cpu] named like this (rip included).</summary>
+    public static readonly string[] Gprs64 = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"];
+
+    /// <summary>Further register tags [cpu] the reader takes (32-bit guests and flags).</summary>
+    public static readonly string[] OtherRegisters = ["eflags", "eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip"];
 
     /// <summary>The name of a magic value, or null when it is not a VMware checkpoint.</summary>
     public static string? MagicName(uint magic) => magic switch

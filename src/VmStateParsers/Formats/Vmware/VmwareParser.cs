@@ -12,11 +12,7 @@ internal static class VmwareParser
     private const string F = Checkpoint.FormatName;
     private const int ListedRegions = 16;
     private const int ListedGroups = 48;
-    private static readonly string[] s_registers =
-    [
-        "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip",
-        "eflags", "eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
-    ];
+    private static readonly string[] s_registers = [.. VmwareLayout.Gprs64, .. VmwareLayout.OtherRegisters];
 
     /// <summary>Opened from the state file (.vmss/.vmsn): memory inline, or in the companion .vmem.</summary>
     public static ParsedCapture ParseState(MappedFile state, ParserLimits limits)
@@ -31,8 +27,8 @@ internal static class VmwareParser
             ReadCpus(checkpoint, state, limits, metadata);
             return new ParsedCapture(state, runs, null, metadata);
         }
-        string vmemPath = Companions.Sibling(state.Path, ".vmem");
-        CheckpointGroup? memoryGroup = checkpoint.Groups.FirstOrDefault(g => g.Name == "memory");
+        string vmemPath = Companions.Sibling(state.Path, VmwareLayout.CompanionExtension);
+        CheckpointGroup? memoryGroup = checkpoint.Groups.FirstOrDefault(g => g.Name == VmwareLayout.MemoryGroup);
         if (!File.Exists(vmemPath))
         {
             throw Fail.At(F, "memory", memoryGroup?.Position ?? -1,
@@ -83,13 +79,13 @@ internal static class VmwareParser
         CheckpointTag? first = null;
         foreach (CheckpointTag tag in checkpoint.Tags)
         {
-            if (tag.Group == "memory" && tag.Name == "Memory" && tag.IsBlock)
+            if (tag.Group == VmwareLayout.MemoryGroup && tag.Name == VmwareLayout.MemoryBlockTag && tag.IsBlock)
             {
                 if (tag.Compressed)
                 {
                     throw Fail.At(F, $"group 'memory' {tag.Label}", tag.Offset, "memory is stored compressed (value size 62), whose codec is not documented; cannot read it");
                 }
-                if (tag.Is("Memory", 0, 0))
+                if (tag.Is(VmwareLayout.MemoryBlockTag, 0, 0))
                 {
                     return tag;
                 }
@@ -104,7 +100,7 @@ internal static class VmwareParser
     private static PhysicalRun[] BuildRuns(Checkpoint checkpoint, MappedFile state, long storeBase, long storeLength, long fileLength, ParserLimits limits, CaptureMetadata metadata)
     {
         var builder = new RunMapBuilder(F, fileLength, limits);
-        CheckpointTag? countTag = checkpoint.Find("memory", "regionsCount");
+        CheckpointTag? countTag = checkpoint.Find(VmwareLayout.MemoryGroup, VmwareLayout.RegionsCountTag);
         ulong count = countTag is null ? 0 : Checkpoint.Integer(state, countTag);
         ulong missing = 0;
         if (count > (ulong)limits.MaxMemoryRegions)
@@ -121,7 +117,8 @@ internal static class VmwareParser
             var regions = new Region[count];
             for (uint i = 0; i < count; i++)
             {
-                regions[i] = new Region(Value("regionPPN", i), Value("regionPageNum", i), Value("regionSize", i), (int)i, checkpoint.Find("memory", "regionPPN", i)!.Offset);
+                regions[i] = new Region(Value(VmwareLayout.RegionPpnTag, i), Value(VmwareLayout.RegionPageNumTag, i), Value(VmwareLayout.RegionSizeTag, i), (int)i,
+                    checkpoint.Find(VmwareLayout.MemoryGroup, VmwareLayout.RegionPpnTag, i)!.Offset);
             }
             Array.Sort(regions, (a, b) => a.Ppn.CompareTo(b.Ppn));
             metadata.Add("regions", count.ToString(CultureInfo.InvariantCulture));
@@ -165,7 +162,7 @@ internal static class VmwareParser
 
         ulong Value(string name, uint index)
         {
-            CheckpointTag tag = checkpoint.Find("memory", name, index)
+            CheckpointTag tag = checkpoint.Find(VmwareLayout.MemoryGroup, name, index)
                 ?? throw Fail.At(F, $"group 'memory' {name}[{index}]", countTag!.Offset, $"missing (regionsCount is {count})");
             return Checkpoint.Integer(state, tag);
         }
@@ -181,7 +178,7 @@ internal static class VmwareParser
         metadata.Add("groups", checkpoint.Groups.Count.ToString(CultureInfo.InvariantCulture));
         string list = string.Join(", ", checkpoint.Groups.Take(ListedGroups).Select(g => $"{g.Name} ({g.TagCount})"));
         metadata.Add("group tags", checkpoint.Groups.Count > ListedGroups ? $"{list}, ... {checkpoint.Groups.Count - ListedGroups} more" : list);
-        if (checkpoint.Find("memory", "align_mask") is { IsBlock: false } align)
+        if (checkpoint.Find(VmwareLayout.MemoryGroup, "align_mask") is { IsBlock: false } align)
         {
             metadata.Add("align_mask", $"0x{Checkpoint.Integer(state, align):X}");
         }
@@ -189,7 +186,7 @@ internal static class VmwareParser
 
     private static void ReadCpus(Checkpoint checkpoint, MappedFile state, ParserLimits limits, CaptureMetadata metadata)
     {
-        CheckpointTag? countTag = checkpoint.Find("cpu", "cpu:numVCPUs");
+        CheckpointTag? countTag = checkpoint.Find(VmwareLayout.CpuGroup, VmwareLayout.NumVcpusTag);
         ulong declared = countTag is null || countTag.IsBlock ? 0 : Checkpoint.Integer(state, countTag);
         if (declared > (ulong)limits.MaxCpus)
         {
@@ -202,7 +199,7 @@ internal static class VmwareParser
         var cpus = new SortedDictionary<uint, List<KeyValuePair<string, ulong>>>();
         foreach (CheckpointTag tag in checkpoint.Tags)
         {
-            if (tag.Group != "cpu" || tag.Indices.Length == 0)
+            if (tag.Group != VmwareLayout.CpuGroup || tag.Indices.Length == 0)
             {
                 continue;
             }
@@ -211,11 +208,11 @@ internal static class VmwareParser
             {
                 continue;
             }
-            if (tag.Name is "CR64" or "CR" && !tag.IsBlock && tag.Indices.Length == 2 && tag.Indices[1] <= 8)
+            if (tag.Name is VmwareLayout.Cr64Tag or "CR" && !tag.IsBlock && tag.Indices.Length == 2 && tag.Indices[1] <= 8)
             {
                 Set(cpu, $"cr{tag.Indices[1]}", Checkpoint.Integer(state, tag));
             }
-            else if (tag.Name == "CR64" && tag.IsBlock && !tag.Compressed && tag.Indices.Length == 1)
+            else if (tag.Name == VmwareLayout.Cr64Tag && tag.IsBlock && !tag.Compressed && tag.Indices.Length == 1)
             {
                 // CR0..CR4 as consecutive u64 values.
                 ReadOnlySpan<byte> data = state.Span(tag.ValueOffset, (int)Math.Min(tag.ValueSize, 5 * 8));

@@ -1,9 +1,8 @@
 using System.Buffers.Binary;
-using CloudMem.VmStateParsers;
 using CloudMem.VmStateParsers.Codecs;
-using CloudMem.VmStateParsers.Formats.Hibernation;
+using CloudMem.VmStateParsers.Writing;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.Hibernation;
 
 /// <summary>
 /// A Windows 8+ hibernation file (hiberfil.sys) in one PO_MEMORY_IMAGE layout (default: x64 Windows 10 1809-22H2,
@@ -18,7 +17,8 @@ namespace CloudMem.Engine.Convert;
 public sealed class HiberfilWriter : ICaptureWriter
 {
     private const int PageSize = HibernationLayout.PageSize;
-    private const int PagesPerSet = 16;
+    private const int PagesPerSet = 16;                   // Windows' sets hold 16 pages; one descriptor may cover them all
+    private const int MaxSetHeader = HibernationLayout.SetHeaderSize + PagesPerSet * 8;
     private const ulong BootLimitPfn = 0x100;
     private const string DefaultLayout = "win10-1809";
 
@@ -33,7 +33,7 @@ public sealed class HiberfilWriter : ICaptureWriter
         [DefaultLayout, .. HibernationLayout.Profiles.Select(p => p.Name).Where(n => n != DefaultLayout)];
 
     /// <inheritdoc />
-    public string? VerifyAs => "hiberfil";
+    public string? VerifyAs => HibernationFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)
@@ -45,10 +45,10 @@ public sealed class HiberfilWriter : ICaptureWriter
         {
             throw new ConvertException($"the {profile.Name} layout holds page numbers below 2^28 (1 TiB); this capture reaches 0x{memory.MaxAddress:X}");
         }
-        var pages = new PageSource(memory);
+        var pages = new PageReader(memory, PageSize);
         ulong bootPages = 0;
         ulong totalPages = 0;
-        foreach (ulong pfn in PageSource.Pfns(memory.Runs))
+        foreach (ulong pfn in PageRanges.PageNumbers(memory.Runs, PageSize))
         {
             totalPages++;
             if (pfn < BootLimitPfn)
@@ -59,7 +59,7 @@ public sealed class HiberfilWriter : ICaptureWriter
 
         // The boot set is small (at most 256 pages): build it in memory to learn where the kernel set starts.
         var boot = new MemoryStream();
-        using IEnumerator<ulong> pfns = PageSource.Pfns(memory.Runs).GetEnumerator();
+        using IEnumerator<ulong> pfns = PageRanges.PageNumbers(memory.Runs, PageSize).GetEnumerator();
         bool more = pfns.MoveNext();
         var stats = new Counters();
         var group = new List<ulong>(PagesPerSet);
@@ -73,7 +73,7 @@ public sealed class HiberfilWriter : ICaptureWriter
 
         OutputFile file = context.CreateMain();
         byte[] header = new byte[PageSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(header, HibernationLayout.SignatureHibr);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(HibernationLayout.SignatureOffset), HibernationLayout.SignatureHibr);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(HibernationLayout.LengthSelfOffset), (uint)profile.LengthSelf);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(profile.PageSize), PageSize);
         BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(profile.SystemTime), DateTime.UtcNow.ToFileTimeUtc());
@@ -126,20 +126,20 @@ public sealed class HiberfilWriter : ICaptureWriter
     }
 
     /// <summary>Writes one compression set: header, one descriptor per contiguous stretch, then the data.</summary>
-    private static void WriteSet(Stream output, List<ulong> group, PageSource pages, HibernationProfile profile, Counters stats)
+    private static void WriteSet(Stream output, List<ulong> group, PageReader pages, HibernationProfile profile, Counters stats)
     {
         int raw = group.Count * PageSize;
         byte[] data = stats.Data;
         for (int i = 0; i < group.Count; i++)
         {
-            pages.ReadPage(group[i], data.AsSpan(i * PageSize, PageSize));
+            pages.Read(group[i] * PageSize, data.AsSpan(i * PageSize, PageSize));
         }
         int compressed = XpressLz77Compressor.Compress(data.AsSpan(0, raw), stats.Compressed);
         ReadOnlySpan<byte> stored = compressed > 0 && compressed < raw ? stats.Compressed.AsSpan(0, compressed) : data.AsSpan(0, raw);
 
-        Span<byte> head = stackalloc byte[4 + PagesPerSet * 8];
+        Span<byte> head = stackalloc byte[MaxSetHeader];
         int descriptors = 0;
-        int at = 4;
+        int at = HibernationLayout.SetHeaderSize;
         for (int i = 0; i < group.Count;)
         {
             int j = i + 1;
@@ -171,54 +171,6 @@ public sealed class HiberfilWriter : ICaptureWriter
         public int Sets;
         public readonly byte[] Data = new byte[PagesPerSet * PageSize];
         public readonly byte[] Compressed = new byte[XpressLz77Compressor.MaxCompressedLength(PagesPerSet * PageSize)];
-    }
-
-    /// <summary>Reads whole pages from a capture whose runs need not be page-aligned; uncovered bytes read as zero.</summary>
-    private sealed class PageSource(IPhysicalMemory memory)
-    {
-        private int _run;
-
-        public ulong UnreadableBytes { get; private set; }
-
-        /// <summary>Every page number touched by a run, ascending, once.</summary>
-        public static IEnumerable<ulong> Pfns(IReadOnlyList<PhysicalRun> runs)
-        {
-            ulong next = 0;
-            foreach (PhysicalRun run in runs)
-            {
-                ulong first = Math.Max(run.PhysicalAddress / PageSize, next);
-                ulong last = (run.End - 1) / PageSize;
-                for (ulong pfn = first; pfn <= last; pfn++)
-                {
-                    yield return pfn;
-                }
-                next = Math.Max(next, last + 1);
-            }
-        }
-
-        public void ReadPage(ulong pfn, Span<byte> page)
-        {
-            page.Clear();
-            ulong start = pfn * PageSize;
-            ulong end = start + PageSize;
-            IReadOnlyList<PhysicalRun> runs = memory.Runs;
-            while (_run < runs.Count && runs[_run].End <= start)
-            {
-                _run++;
-            }
-            for (int r = _run; r < runs.Count && runs[r].PhysicalAddress < end; r++)
-            {
-                ulong from = Math.Max(start, runs[r].PhysicalAddress);
-                ulong to = Math.Min(end, runs[r].End);
-                Span<byte> part = page.Slice((int)(from - start), (int)(to - from));
-                int got = memory.Read(from, part);
-                if (got < part.Length)
-                {
-                    part[got..].Clear();
-                    UnreadableBytes += (ulong)(part.Length - got);
-                }
-            }
-        }
     }
 
     /// <summary>Adapts an <see cref="OutputFile"/> to the <see cref="Stream"/> the set writer appends to.</summary>

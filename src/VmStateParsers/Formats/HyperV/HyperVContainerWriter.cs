@@ -1,9 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
 using CloudMem.VmStateParsers.Codecs;
-using CloudMem.VmStateParsers.Formats.HyperV;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.HyperV;
 
 /// <summary>
 /// Builds a Hyper-V storage container (HyperVStorage 4.0) the way Hyper-V lays one out: two header copies, the root
@@ -73,9 +72,9 @@ public sealed class HyperVContainerWriter
             _fileObjects.Add(entry);
             return;
         }
-        byte[] value = new byte[4 + data.Length];
+        byte[] value = new byte[HyperVLayout.ValueSizePrefix + data.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(value, (uint)data.Length);
-        data.CopyTo(value, 4);
+        data.CopyTo(value, HyperVLayout.ValueSizePrefix);
         AddFixed(path, type, value);
     }
 
@@ -187,8 +186,8 @@ public sealed class HyperVContainerWriter
         {
             Array.Clear(page);
             long at = HyperVLayout.RootObjectTable + ((long)t * Page);
-            BinaryPrimitives.WriteUInt32LittleEndian(page, HyperVLayout.ObjectTableSignature);
-            BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(4), HyperVLayout.ObjectEntriesPerTable);
+            BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(HyperVLayout.ObjectTableSignatureOffset), HyperVLayout.ObjectTableSignature);
+            BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(HyperVLayout.ObjectTableCountOffset), HyperVLayout.ObjectEntriesPerTable);
             for (int i = 0; i < HyperVLayout.ObjectEntriesPerTable; i++)
             {
                 int index = (t * usablePerTable) + i;
@@ -212,7 +211,7 @@ public sealed class HyperVContainerWriter
         for (int t = 0; t < tableStarts.Count; t++)
         {
             Array.Clear(page);
-            BinaryPrimitives.WriteUInt16LittleEndian(page, HyperVLayout.KeyTableSignature);
+            BinaryPrimitives.WriteUInt16LittleEndian(page.AsSpan(HyperVLayout.KeyTableSignatureOffset), HyperVLayout.KeyTableSignature);
             BinaryPrimitives.WriteUInt16LittleEndian(page.AsSpan(HyperVLayout.KeyTableIndexOffset), (ushort)(t + 1));
             BinaryPrimitives.WriteUInt16LittleEndian(page.AsSpan(HyperVLayout.KeyTableSequenceOffset), 1);
             Seal(page.AsSpan(0, HyperVLayout.KeyTableHeaderSize), HyperVLayout.KeyTableChecksumOffset);
@@ -266,13 +265,13 @@ public sealed class HyperVContainerWriter
         Span<byte> value = s[(HyperVLayout.KeyHeaderSize + nameLength + 1)..];
         if ((e.Flags & HyperVLayout.KeyFlagFileObject) != 0)
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(value, (uint)e.FileObjectLength);
-            BinaryPrimitives.WriteInt64LittleEndian(value[4..], e.FileObjectOffset);
+            BinaryPrimitives.WriteUInt32LittleEndian(value[HyperVLayout.FileObjectSizeOffset..], (uint)e.FileObjectLength);
+            BinaryPrimitives.WriteInt64LittleEndian(value[HyperVLayout.FileObjectOffsetOffset..], e.FileObjectOffset);
         }
         else if (e.Type == (byte)HyperVKeyType.Node)
         {
-            value[..8].Clear();
-            BinaryPrimitives.WriteUInt32LittleEndian(value[8..], (uint)e.Children.Count + 1);
+            value[..HyperVLayout.NodeNextInsertionOffset].Clear();
+            BinaryPrimitives.WriteUInt32LittleEndian(value[HyperVLayout.NodeNextInsertionOffset..], (uint)e.Children.Count + 1);
         }
         else
         {

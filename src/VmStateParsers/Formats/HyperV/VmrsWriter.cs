@@ -1,9 +1,8 @@
 using System.Buffers.Binary;
 using System.Globalization;
-using CloudMem.VmStateParsers;
-using CloudMem.VmStateParsers.Formats.HyperV;
+using CloudMem.VmStateParsers.Writing;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.HyperV;
 
 /// <summary>
 /// Hyper-V saved state (.vmrs) holding a capture's RAM the way Hyper-V stores it: one <c>/savedstate/RamMemoryBlock%d</c>
@@ -26,50 +25,50 @@ public sealed class VmrsWriter : ICaptureWriter
     public string Description => "Hyper-V saved state (.vmrs, HyperVStorage 4.0; uncompressed 1 MiB RAM blocks; x86-64 registers when known)";
 
     /// <inheritdoc />
-    public string? VerifyAs => "hyperv";
+    public string? VerifyAs => HyperVFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)
     {
         var container = new HyperVContainerWriter();
-        container.AddInt("/savedstate/VmVersion", VmVersion);
-        container.AddArray("/savedstate/savedVM/partition_state",
+        container.AddInt(HyperVLayout.VmVersionKey, VmVersion);
+        container.AddArray(HyperVLayout.PartitionStateKey,
             PartitionState(memory is ICaptureMetadata m ? m.Metadata.Cpus : []));
-        List<(ulong Start, ulong End)> ranges = PageRanges(memory.Runs);
+        List<PageRange> ranges = PageRanges.Widen(memory.Runs, HyperVLayout.PageSize);
         var blocks = new List<(ulong Start, ulong End)>();
         for (int i = 0; i < ranges.Count; i++)
         {
-            (ulong start, ulong end) = ranges[i];
+            (ulong start, ulong end) = (ranges[i].Start, ranges[i].End);
             byte[] descriptor = new byte[HyperVLayout.RamMemoryBlockSize];
-            BinaryPrimitives.WriteUInt32LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockVersionOffset), 3);
+            BinaryPrimitives.WriteUInt32LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockVersionOffset), HyperVLayout.MemoryBlockVersion);
             BinaryPrimitives.WriteUInt64LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockPageCountOffset), (end - start) / HyperVLayout.PageSize);
             BinaryPrimitives.WriteUInt64LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockMbpStartOffset), (ulong)blocks.Count * HyperVLayout.PagesPerRamBlock);
             BinaryPrimitives.WriteUInt64LittleEndian(descriptor.AsSpan(HyperVLayout.MemoryBlockGpaStartOffset), start / HyperVLayout.PageSize);
-            container.AddArray("/savedstate/" + HyperVLayout.RamMemoryBlockPrefix + i.ToString(CultureInfo.InvariantCulture), descriptor);
+            container.AddArray(HyperVLayout.SavedStatePath + HyperVLayout.RamMemoryBlockPrefix + i.ToString(CultureInfo.InvariantCulture), descriptor);
             for (ulong pa = start; pa < end; pa += HyperVLayout.RamBlockSize)
             {
                 blocks.Add((pa, Math.Min(end, pa + HyperVLayout.RamBlockSize)));
             }
         }
-        ulong unreadable = 0;
+        var reader = new PageReader(memory, HyperVLayout.PageSize);
         ulong written = 0;
         for (int n = 0; n < blocks.Count; n++)
         {
             (ulong start, ulong end) = blocks[n];
-            container.AddFileObject("/savedstate/" + HyperVLayout.RamBlockPrefix + n.ToString(CultureInfo.InvariantCulture), HyperVLayout.RamBlockSize, buffer =>
+            container.AddFileObject(HyperVLayout.SavedStatePath + HyperVLayout.RamBlockPrefix + n.ToString(CultureInfo.InvariantCulture), HyperVLayout.RamBlockSize, buffer =>
             {
                 context.CancellationToken.ThrowIfCancellationRequested();
-                unreadable += Fill(memory, start, end, buffer);
+                reader.Read(start, buffer[..(int)(end - start)]);
                 written += end - start;
                 context.ReportWritten(written);
             });
         }
-        container.AddInt("/configuration/properties/version", VmVersion);
+        container.AddInt(HyperVLayout.ConfigurationVersionKey, VmVersion);
         OutputFile file = context.CreateMain();
         long length = container.Write(file.WriteAt);
         file.Reserve(length);
         file.WriteAt(length, ReadOnlySpan<byte>.Empty);
-        return new WriterStatistics(blocks.Count, unreadable);
+        return new WriterStatistics(blocks.Count, reader.UnreadableBytes);
     }
 
     /// <summary>
@@ -87,20 +86,20 @@ public sealed class VmrsWriter : ICaptureWriter
         var blob = new MemoryStream();
         blob.Write(new byte[HyperVPartitionState.DescriptorSize + HyperVPartitionState.ChunkHeaderSize]);
         byte[] prolog = new byte[HyperVPartitionState.PrologSize - HyperVPartitionState.ChunkHeaderSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(prolog, HyperVPartitionState.PrologTag);
-        BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologVendorOffset - HyperVPartitionState.ChunkHeaderSize), 1); // Intel
+        BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologTagOffset), HyperVPartitionState.PrologTag);
+        BinaryPrimitives.WriteUInt32LittleEndian(prolog.AsSpan(HyperVPartitionState.PrologVendorOffset - HyperVPartitionState.ChunkHeaderSize), HyperVPartitionState.VendorIntel);
         Chunk(blob, HyperVPartitionState.ChunkProlog, prolog);
-        Chunk(blob, HyperVPartitionState.ChunkOsId, new byte[16]);
-        byte[] indices = new byte[48];
-        for (int i = 0; i < Math.Min(x64.Count, 240); i++)
+        Chunk(blob, HyperVPartitionState.ChunkOsId, new byte[HyperVPartitionState.OsIdSize]);
+        byte[] indices = new byte[HyperVPartitionState.VpIndicesSize];
+        for (int i = 0; i < Math.Min(x64.Count, HyperVPartitionState.MaxVirtualProcessors); i++)
         {
-            indices[4 + (i / 8)] |= (byte)(1 << (i % 8));
+            indices[HyperVPartitionState.VpIndicesBitmapOffset + (i / 8)] |= (byte)(1 << (i % 8));
         }
         Chunk(blob, HyperVPartitionState.ChunkVpIndices, indices);
         for (int i = 0; i < x64.Count; i++)
         {
-            byte[] vp = new byte[16];
-            BinaryPrimitives.WriteUInt32LittleEndian(vp, (uint)i);
+            byte[] vp = new byte[HyperVPartitionState.VpSize];
+            BinaryPrimitives.WriteUInt32LittleEndian(vp.AsSpan(HyperVPartitionState.VpIndexOffset), (uint)i);
             Chunk(blob, HyperVPartitionState.ChunkVp, vp);
             Chunk(blob, HyperVPartitionState.ChunkGpRegisters, Registers(x64[i], HyperVPartitionState.GpRegisters));
             Chunk(blob, HyperVPartitionState.ChunkControlRegisters, Registers(x64[i], HyperVPartitionState.ControlRegisters));
@@ -108,19 +107,19 @@ public sealed class VmrsWriter : ICaptureWriter
         Chunk(blob, HyperVPartitionState.ChunkEpilog, []);
         byte[] result = blob.ToArray();
         BinaryPrimitives.WriteUInt64LittleEndian(result, HyperVPartitionState.DescriptorSize);
-        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(8), HyperVPartitionState.DescriptorSize);
-        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(16), (ulong)result.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(HyperVPartitionState.DescriptorHeaderSizeOffset), HyperVPartitionState.DescriptorSize);
+        BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(HyperVPartitionState.DescriptorTotalSizeOffset), (ulong)result.Length);
         return result;
     }
 
     private static byte[] Registers(CpuState cpu, string[] names)
     {
-        byte[] data = new byte[names.Length * 8];
+        byte[] data = new byte[names.Length * HyperVPartitionState.RegisterSize];
         for (int i = 0; i < names.Length; i++)
         {
             if (cpu.TryGet(names[i], out ulong value) || (names[i] == "rflags" && cpu.TryGet("eflags", out value)))
             {
-                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(i * 8), value);
+                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(i * HyperVPartitionState.RegisterSize), value);
             }
         }
         return data;
@@ -129,60 +128,9 @@ public sealed class VmrsWriter : ICaptureWriter
     private static void Chunk(MemoryStream blob, uint id, byte[] data)
     {
         byte[] header = new byte[HyperVPartitionState.ChunkHeaderSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(header, id);
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), (uint)data.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(HyperVPartitionState.ChunkIdOffset), id);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(HyperVPartitionState.ChunkLengthOffset), (uint)data.Length);
         blob.Write(header);
         blob.Write(data);
-    }
-
-    /// <summary>Copies the captured bytes of [start, end) into <paramref name="buffer"/> (cleared); returns bytes that could not be read.</summary>
-    private static ulong Fill(IPhysicalMemory memory, ulong start, ulong end, Span<byte> buffer)
-    {
-        ulong unreadable = 0;
-        foreach (PhysicalRun run in memory.Runs)
-        {
-            if (run.End <= start || run.PhysicalAddress >= end)
-            {
-                continue;
-            }
-            ulong from = Math.Max(start, run.PhysicalAddress);
-            ulong to = Math.Min(end, run.End);
-            Span<byte> target = buffer.Slice((int)(from - start), (int)(to - from));
-            while (!target.IsEmpty)
-            {
-                int read = memory.Read(from, target);
-                if (read == target.Length)
-                {
-                    break;
-                }
-                // A hole inside a run (undecodable page): skip one page of it, leaving zeros.
-                int skip = Math.Min(target.Length, read + HyperVLayout.PageSize - (int)((from + (ulong)read) % HyperVLayout.PageSize));
-                unreadable += (ulong)(skip - read);
-                from += (ulong)skip;
-                target = target[skip..];
-            }
-        }
-        return unreadable;
-    }
-
-    /// <summary>The runs widened to whole pages, merged where they touch or overlap.</summary>
-    public static List<(ulong Start, ulong End)> PageRanges(IReadOnlyList<PhysicalRun> runs)
-    {
-        const ulong Mask = HyperVLayout.PageSize - 1;
-        var ranges = new List<(ulong Start, ulong End)>();
-        foreach (PhysicalRun run in runs)
-        {
-            ulong start = run.PhysicalAddress & ~Mask;
-            ulong end = (run.End + Mask) & ~Mask;
-            if (ranges.Count > 0 && start <= ranges[^1].End)
-            {
-                ranges[^1] = (ranges[^1].Start, Math.Max(ranges[^1].End, end));
-            }
-            else
-            {
-                ranges.Add((start, end));
-            }
-        }
-        return ranges;
     }
 }

@@ -1,7 +1,6 @@
 using System.Buffers;
-using CloudMem.VmStateParsers;
 
-namespace CloudMem.Engine.Capture;
+namespace CloudMem.VmStateParsers;
 
 /// <summary>
 /// Walks every byte a capture holds, run by run, in fixed-size blocks: zero-copy where the capture allows it,

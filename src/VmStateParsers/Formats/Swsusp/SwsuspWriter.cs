@@ -1,10 +1,11 @@
 using System.Buffers.Binary;
 using System.Collections;
 using System.Text;
-using CloudMem.VmStateParsers;
 using CloudMem.VmStateParsers.Codecs;
+using CloudMem.VmStateParsers.Writing;
+using L = CloudMem.VmStateParsers.Formats.Swsusp.SwsuspLayout;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.Swsusp;
 
 /// <summary>Compression of a written hibernation image.</summary>
 public enum SwsuspCompressionKind
@@ -51,20 +52,19 @@ public delegate void SwsuspSink(ReadOnlySpan<byte> data);
 /// </summary>
 public static class SwsuspImage
 {
-    private const int Page = 4096;
-    private const int MapEntries = 511;
-    private const int ChunkPages = 32;
+    private const int Page = L.PageSize;
 
     /// <summary>Writes the image of <paramref name="memory"/> to <paramref name="sink"/>; <paramref name="scratchDirectory"/> holds a temporary file for compressed chunks.</summary>
     /// <returns>Saved pages and bytes of them that could not be read (written as zero).</returns>
     public static (long Pages, ulong Unreadable) Write(IPhysicalMemory memory, SwsuspSink sink, SwsuspImageOptions options, string scratchDirectory,
         Action<ulong>? progress = null, CancellationToken cancellationToken = default)
     {
-        List<(ulong Pfn, long Count)> ranges = SavedRanges(memory.Runs);
+        List<(ulong Pfn, long Count)> ranges = PageRanges.Widen(memory.Runs, Page)
+            .Select(r => (r.FirstPage(Page), (long)r.Pages(Page))).ToList();
         long total = ranges.Sum(r => r.Count);
         byte[] page = new byte[Page];
         ulong unreadable = 0;
-        var reader = new PageReader(memory);
+        var reader = new PageReader(memory, Page);
 
         // Pass 1: which pages are all zero.
         var zero = new BitArray((int)Math.Min(total, int.MaxValue));
@@ -77,7 +77,7 @@ public static class SwsuspImage
                 for (long k = 0; k < count; k++, i++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    reader.Read(pfn + (ulong)k, page);
+                    reader.Read((pfn + (ulong)k) * Page, page);
                     if (!page.AsSpan().ContainsAnyExcept((byte)0))
                     {
                         zero[(int)i] = true;
@@ -86,7 +86,7 @@ public static class SwsuspImage
                 }
             }
         }
-        long metaPages = (total + 511) / 512;
+        long metaPages = (total + L.PfnsPerPage - 1) / L.PfnsPerPage;
         long streamAfterInfo = metaPages + dataPages;
         byte[] info = InfoPage(options, memory, dataPages, metaPages);
 
@@ -103,10 +103,10 @@ public static class SwsuspImage
                     ulong value = pfn + (ulong)k;
                     if (options.FlagZeroPages && zero[(int)i])
                     {
-                        value |= 1UL << 63;
+                        value |= L.ZeroPageFlag;
                     }
                     BinaryPrimitives.WriteUInt64LittleEndian(meta.AsSpan(j * 8), value);
-                    if (++j == 512)
+                    if (++j == L.PfnsPerPage)
                     {
                         yield return meta;
                         Array.Clear(meta);
@@ -116,7 +116,7 @@ public static class SwsuspImage
             }
             if (j > 0)
             {
-                BinaryPrimitives.WriteUInt64LittleEndian(meta.AsSpan(j * 8), ulong.MaxValue);
+                BinaryPrimitives.WriteUInt64LittleEndian(meta.AsSpan(j * 8), L.EndOfMap);
                 yield return meta;
             }
             i = 0;
@@ -130,7 +130,7 @@ public static class SwsuspImage
                     {
                         continue;
                     }
-                    unreadable += reader.Read(pfn + (ulong)k, page);
+                    unreadable += reader.Read((pfn + (ulong)k) * Page, page);
                     written += Page;
                     progress?.Invoke(written);
                     yield return page;
@@ -140,15 +140,15 @@ public static class SwsuspImage
 
         if (options.Compression == SwsuspCompressionKind.None)
         {
-            WriteArea(sink, options, 2, crc32: 0, info, streamAfterInfo, UncompressedStream());
+            WriteArea(sink, options, L.FlagNoCompress, crc32: 0, info, streamAfterInfo, UncompressedStream());
             return (total, unreadable);
         }
 
         // Pass 2: compress 32-page chunks into a scratch file, then copy them behind the header and map pages.
         string scratch = Path.Combine(scratchDirectory, $".swsusp-chunks-{Guid.NewGuid():N}");
         using var chunks = new FileStream(scratch, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20, FileOptions.DeleteOnClose);
-        byte[] unc = new byte[ChunkPages * Page];
-        byte[] cmp = new byte[8 + Lzo1xCompressor.MaxOutputLength(unc.Length) + Page];
+        byte[] unc = new byte[L.ChunkBytes];
+        byte[] cmp = new byte[L.ChunkHeader + Lzo1xCompressor.MaxOutputLength(unc.Length) + Page];
         uint crc = 0;
         long chunkPages = 0;
         int filled = 0;
@@ -161,15 +161,15 @@ public static class SwsuspImage
             ReadOnlySpan<byte> input = unc.AsSpan(0, filled * Page);
             crc = Crc32.Append(crc, input);   // the kernel's crc32_le: the same reflected table, no inversion
             int length = options.Compression == SwsuspCompressionKind.Lz4
-                ? K4os.Compression.LZ4.LZ4Codec.Encode(input, cmp.AsSpan(8), K4os.Compression.LZ4.LZ4Level.L00_FAST)
-                : Lzo1xCompressor.Compress(input, cmp.AsSpan(8));
+                ? K4os.Compression.LZ4.LZ4Codec.Encode(input, cmp.AsSpan(L.ChunkHeader), K4os.Compression.LZ4.LZ4Level.L00_FAST)
+                : Lzo1xCompressor.Compress(input, cmp.AsSpan(L.ChunkHeader));
             if (length <= 0)
             {
                 throw new InvalidOperationException("LZ4 compression failed");
             }
             BinaryPrimitives.WriteUInt64LittleEndian(cmp, (ulong)length);
-            int pages = (8 + length + Page - 1) / Page;
-            cmp.AsSpan(8 + length, (pages * Page) - 8 - length).Clear();
+            int pages = (L.ChunkHeader + length + Page - 1) / Page;
+            cmp.AsSpan(L.ChunkHeader + length, (pages * Page) - L.ChunkHeader - length).Clear();
             chunks.Write(cmp, 0, pages * Page);
             chunkPages += pages;
             filled = 0;
@@ -177,7 +177,7 @@ public static class SwsuspImage
         foreach (byte[] p in UncompressedStream())
         {
             p.CopyTo(unc, filled * Page);
-            if (++filled == ChunkPages)
+            if (++filled == L.ChunkPages)
             {
                 FlushChunk();
             }
@@ -194,7 +194,7 @@ public static class SwsuspImage
                 yield return buffer;
             }
         }
-        uint flags = 4 | (options.Compression == SwsuspCompressionKind.Lz4 ? 16u : 0u);
+        uint flags = L.FlagCrc32 | (options.Compression == SwsuspCompressionKind.Lz4 ? L.FlagLz4 : 0u);
         WriteArea(sink, options, flags, crc, info, chunkPages, Stored());
         return (total, unreadable);
     }
@@ -205,21 +205,21 @@ public static class SwsuspImage
         long streamPages = 1 + streamAfterInfo;
         // A map page gets its successor allocated as soon as it fills, so a stream that fills its last map page
         // exactly ends with an empty map page, as the kernel's does.
-        long maps = (streamPages / MapEntries) + 1;
+        long maps = (streamPages / L.MapEntries) + 1;
         long slots = 1 + maps + streamPages;
         ulong Slot(long s) => options.ResumeOffset + (ulong)s;
-        long StreamSlot(long j) => 2 + j + (j / MapEntries);
+        long StreamSlot(long j) => 2 + j + (j / L.MapEntries);
 
         byte[] header = new byte[Page];
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(0x400), 1);
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(0x404), (uint)(slots - 1));
-        "cloudmem-swsusp\0"u8.CopyTo(header.AsSpan(0x40C));   // uuid (16 bytes, fixed)
-        "hibernate"u8.CopyTo(header.AsSpan(0x41C));           // volume label
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(0xFDC), crc32);
-        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(0xFE0), Slot(1));
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(0xFE8), 1 | flags); // SF_PLATFORM_MODE as on ACPI machines
-        "SWAPSPACE2"u8.CopyTo(header.AsSpan(0xFEC));
-        "S1SUSPEND\0"u8.CopyTo(header.AsSpan(0xFF6));
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(L.SwapVersionOffset), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(L.SwapLastPageOffset), (uint)(slots - 1));
+        "cloudmem-swsusp\0"u8.CopyTo(header.AsSpan(L.SwapUuidOffset));   // uuid (16 bytes, fixed)
+        "hibernate"u8.CopyTo(header.AsSpan(L.SwapLabelOffset));           // volume label
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(L.Crc32Offset), crc32);
+        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(L.ImageOffset), Slot(1));
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(L.FlagsOffset), L.FlagPlatformMode | flags); // as on ACPI machines
+        L.SwapSpace2.CopyTo(header.AsSpan(L.OrigSigOffset));
+        L.KernelSignature.CopyTo(header.AsSpan(L.SigOffset));
         sink(header);
 
         byte[] map = new byte[Page];
@@ -227,15 +227,15 @@ public static class SwsuspImage
         for (long m = 0; m < maps; m++)
         {
             Array.Clear(map);
-            long first = m * MapEntries;
-            int entries = (int)Math.Clamp(streamPages - first, 0, MapEntries);
+            long first = m * L.MapEntries;
+            int entries = (int)Math.Clamp(streamPages - first, 0, L.MapEntries);
             for (int k = 0; k < entries; k++)
             {
                 BinaryPrimitives.WriteUInt64LittleEndian(map.AsSpan(k * 8), Slot(StreamSlot(first + k)));
             }
-            if (entries == MapEntries)
+            if (entries == L.MapEntries)
             {
-                BinaryPrimitives.WriteUInt64LittleEndian(map.AsSpan(MapEntries * 8), Slot(1 + ((m + 1) * (MapEntries + 1))));
+                BinaryPrimitives.WriteUInt64LittleEndian(map.AsSpan(L.MapNextOffset), Slot(1 + ((m + 1) * (L.MapEntries + 1))));
             }
             sink(map);
             for (int k = 0; k < entries; k++)
@@ -260,82 +260,27 @@ public static class SwsuspImage
         byte[] info = new byte[Page];
         if (options.Uts is { } uts)
         {
-            void Put(int offset, string value) => Encoding.ASCII.GetBytes(value.Length > 64 ? value[..64] : value).CopyTo(info, offset);
-            Put(0, "Linux");
-            Put(65, uts.Nodename);
-            Put(130, uts.Release);
-            Put(195, uts.Version);
-            Put(260, uts.Machine);
-            BinaryPrimitives.WriteUInt32LittleEndian(info.AsSpan(0x188), uts.VersionCode);
+            const int MaxText = L.UtsFieldLength - 1;   // each field ends with a NUL
+            void Put(int offset, string value) => Encoding.ASCII.GetBytes(value.Length > MaxText ? value[..MaxText] : value).CopyTo(info, offset);
+            Put(L.UtsSysname, "Linux");
+            Put(L.UtsNodename, uts.Nodename);
+            Put(L.UtsRelease, uts.Release);
+            Put(L.UtsVersion, uts.Version);
+            Put(L.UtsMachine, uts.Machine);
+            BinaryPrimitives.WriteUInt32LittleEndian(info.AsSpan(L.VersionCodeOffset), uts.VersionCode);
         }
         else
         {
             // struct restore_data_record (arch/x86/power/hibernate.c) written over the utsname.
-            BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(0x10), options.Cr3);
-            BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(0x18), 0x23456789ABCDEF02UL);
+            BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(L.X86Cr3Offset), options.Cr3);
+            BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(L.X86MagicOffset), L.X86RestoreMagic);
         }
-        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(0x190), (memory.MaxAddress + Page - 1) / Page);
-        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(0x1A0), (ulong)dataPages);
+        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(L.NumPhysPagesOffset), (memory.MaxAddress + Page - 1) / Page);
+        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(L.ImagePagesOffset), (ulong)dataPages);
         ulong pages = (ulong)(dataPages + metaPages + 1);
-        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(0x1A8), pages);
-        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(0x1B0), pages * Page);
+        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(L.PagesOffset), pages);
+        BinaryPrimitives.WriteUInt64LittleEndian(info.AsSpan(L.SizeOffset), pages * Page);
         return info;
-    }
-
-    /// <summary>Every page a run touches, as ascending (first PFN, count) ranges.</summary>
-    private static List<(ulong Pfn, long Count)> SavedRanges(IReadOnlyList<PhysicalRun> runs)
-    {
-        var ranges = new List<(ulong Pfn, long Count)>();
-        foreach (PhysicalRun run in runs)
-        {
-            ulong first = run.PhysicalAddress / Page;
-            ulong end = (run.End + Page - 1) / Page;
-            if (ranges.Count > 0 && ranges[^1].Pfn + (ulong)ranges[^1].Count >= first)
-            {
-                (ulong pfn, long count) = ranges[^1];
-                ulong last = Math.Max(pfn + (ulong)count, end);
-                ranges[^1] = (pfn, (long)(last - pfn));
-            }
-            else
-            {
-                ranges.Add((first, (long)(end - first)));
-            }
-        }
-        return ranges;
-    }
-
-    /// <summary>Reads pages in ascending order; bytes outside every run, or unreadable, are zero.</summary>
-    private sealed class PageReader(IPhysicalMemory memory)
-    {
-        private readonly IReadOnlyList<PhysicalRun> _runs = memory.Runs;
-        private int _run;
-
-        /// <summary>Reads page <paramref name="pfn"/>; returns the bytes inside runs that could not be read.</summary>
-        public ulong Read(ulong pfn, byte[] page)
-        {
-            ulong pa = pfn * Page;
-            ulong end = pa + Page;
-            Array.Clear(page);
-            if (_run > 0 && _runs[_run - 1].End > pa)
-            {
-                _run = 0; // pages go back (a second pass): restart
-            }
-            while (_run < _runs.Count && _runs[_run].End <= pa)
-            {
-                _run++;
-            }
-            ulong missing = 0;
-            for (int r = _run; r < _runs.Count && _runs[r].PhysicalAddress < end; r++)
-            {
-                ulong from = Math.Max(pa, _runs[r].PhysicalAddress);
-                ulong to = Math.Min(end, _runs[r].End);
-                Span<byte> target = page.AsSpan((int)(from - pa), (int)(to - from));
-                int read = memory.Read(from, target);
-                missing += (ulong)(target.Length - read);
-                target[read..].Clear();
-            }
-            return missing;
-        }
     }
 }
 
@@ -352,7 +297,7 @@ public sealed class SwsuspWriter : ICaptureWriter
     public IReadOnlyList<string> Variants => ["lzo", "none", "lz4"];
 
     /// <inheritdoc />
-    public string? VerifyAs => "swsusp";
+    public string? VerifyAs => SwsuspFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)

@@ -1,7 +1,6 @@
-using CloudMem.Engine.Capture;
-using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.Raw;
 
 /// <summary>Padded raw: file offset = physical address; holes are zero and left sparse on disk.</summary>
 public sealed class RawWriter : ICaptureWriter
@@ -13,7 +12,7 @@ public sealed class RawWriter : ICaptureWriter
     public string Description => "padded raw (file offset = physical address, holes sparse)";
 
     /// <inheritdoc />
-    public string? VerifyAs => "raw";
+    public string? VerifyAs => RawFormat.Id;
 
     /// <inheritdoc />
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)

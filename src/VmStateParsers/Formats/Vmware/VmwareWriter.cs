@@ -1,9 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
-using CloudMem.Engine.Capture;
-using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.Vmware;
 
 /// <summary>
 /// VMware checkpoint state (.vmsn snapshot or .vmss suspend): the group/tag container with a <c>memory</c> group whose
@@ -21,10 +20,8 @@ namespace CloudMem.Engine.Convert;
 /// </remarks>
 public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
 {
-    private const uint Magic = 0xBED2BED2;
-    private const int PageSize = 4096;
-    private const int GroupDescriptorSize = 80;
-    private static readonly string[] s_gprs = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"];
+    private const int PageSize = VmwareLayout.PageSize;
+    private static readonly byte[] s_endOfGroup = new byte[VmwareLayout.TagWordSize];
 
     /// <inheritdoc />
     public string Name => name;
@@ -36,7 +33,7 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
     public IReadOnlyList<string> Variants => ["vmem", "inline"];
 
     /// <inheritdoc />
-    public string? VerifyAs => "vmware";
+    public string? VerifyAs => VmwareFormat.Id;
 
     /// <summary>One region: guest pages [Ppn, Ppn+Pages) stored from store page PageNum.</summary>
     public readonly record struct Region(ulong Ppn, ulong PageNum, ulong Pages)
@@ -48,24 +45,13 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
     /// <summary>The regions for a run table: stretches of adjacent runs, widened to whole pages and merged.</summary>
     public static List<Region> Regions(IReadOnlyList<PhysicalRun> runs)
     {
-        var pages = new List<(ulong First, ulong End)>();
-        foreach ((ulong start, ulong end) in LimeWriter.Stretches(runs))
-        {
-            ulong first = start / PageSize;
-            ulong last = (end + PageSize - 1) / PageSize;
-            if (pages.Count > 0 && first <= pages[^1].End)
-            {
-                pages[^1] = (pages[^1].First, Math.Max(pages[^1].End, last));
-            }
-            else
-            {
-                pages.Add((first, last));
-            }
-        }
-        var regions = new List<Region>(pages.Count);
+        List<PageRange> ranges = PageRanges.Widen(runs, PageSize);
+        var regions = new List<Region>(ranges.Count);
         ulong stored = 0;
-        foreach ((ulong first, ulong end) in pages)
+        foreach (PageRange range in ranges)
         {
+            ulong first = range.FirstPage(PageSize);
+            ulong end = range.End / PageSize;
             if (end > uint.MaxValue || stored + (end - first) > uint.MaxValue)
             {
                 throw new ConvertException($"physical memory up to 0x{end * PageSize:X} does not fit VMware's 32-bit page numbers (16 TiB)");
@@ -89,7 +75,7 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
         string? vmemName = null;
         if (!inline)
         {
-            vmemName = Path.ChangeExtension(context.MainName, ".vmem");
+            vmemName = Path.ChangeExtension(context.MainName, VmwareLayout.CompanionExtension);
             if (string.Equals(vmemName, context.MainName, StringComparison.Ordinal))
             {
                 throw new ConvertException($"{context.MainName}: the state file cannot end in .vmem, which is its memory file's name (use .{name})");
@@ -98,19 +84,21 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
 
         var groups = new List<(string Name, byte[] Tags)>
         {
-            ("Checkpoint", CheckpointGroup(storeBytes)),
+            (VmwareLayout.CheckpointGroup, CheckpointGroup(storeBytes)),
         };
         if (memory is ICaptureMetadata { Metadata.Cpus.Count: > 0 } withCpus)
         {
-            groups.Add(("cpu", CpuGroup(withCpus.Metadata.Cpus)));
+            groups.Add((VmwareLayout.CpuGroup, CpuGroup(withCpus.Metadata.Cpus)));
         }
         byte[] memoryTags = MemoryTags(regions);
-        long tagsStart = 12 + (long)(groups.Count + 1) * GroupDescriptorSize;
+        long tagsStart = VmwareLayout.HeaderSize + (long)(groups.Count + 1) * VmwareLayout.GroupSize;
         long position = tagsStart;
         using var header = new MemoryStream();
-        WriteU32(header, Magic);
-        WriteU32(header, 0);                                     // version: not interpreted by readers
-        WriteU32(header, (uint)(groups.Count + 1));
+        byte[] fixedHeader = new byte[VmwareLayout.HeaderSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(fixedHeader.AsSpan(VmwareLayout.MagicOffset), VmwareLayout.MagicNormal);
+        BinaryPrimitives.WriteUInt32LittleEndian(fixedHeader.AsSpan(VmwareLayout.VersionOffset), 0);   // not interpreted by readers
+        BinaryPrimitives.WriteUInt32LittleEndian(fixedHeader.AsSpan(VmwareLayout.NumGroupsOffset), (uint)(groups.Count + 1));
+        header.Write(fixedHeader);
         foreach ((string groupName, byte[] tags) in groups)
         {
             WriteDescriptor(header, groupName, position, tags.Length);
@@ -124,17 +112,17 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
         {
             // Memory[0][0] block after the region tags, padded so its data starts on a page boundary.
             long headAt = memoryGroup + memoryTags.Length;
-            int headLength = 2 + "Memory".Length + 8 + 8 + 8 + 2;
+            int headLength = BlockHead(VmwareLayout.MemoryBlockTag, [0, 0], storeBytes, 0).Length;
             int padding = (int)((PageSize - (headAt + headLength) % PageSize) % PageSize);
-            blockHead = BlockHead("Memory", [0, 0], storeBytes, padding);
+            blockHead = BlockHead(VmwareLayout.MemoryBlockTag, [0, 0], storeBytes, padding);
             dataOffset = headAt + blockHead.Length;
-            memoryGroupSize = memoryTags.Length + blockHead.Length + (long)storeBytes + 2;
+            memoryGroupSize = memoryTags.Length + blockHead.Length + (long)storeBytes + s_endOfGroup.Length;
         }
         else
         {
-            memoryGroupSize = memoryTags.Length + 2;
+            memoryGroupSize = memoryTags.Length + s_endOfGroup.Length;
         }
-        WriteDescriptor(header, "memory", memoryGroup, memoryGroupSize);
+        WriteDescriptor(header, VmwareLayout.MemoryGroup, memoryGroup, memoryGroupSize);
 
         OutputFile state = context.CreateMain();
         state.Write(header.ToArray());
@@ -150,7 +138,7 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
         }
         else
         {
-            state.Write([0, 0]);                                 // end of the memory group
+            state.Write(s_endOfGroup);
             store = context.Create(vmemName!);
         }
 
@@ -172,7 +160,7 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
         store.Reserve(dataOffset + (long)storeBytes);
         if (inline)
         {
-            state.WriteAt(dataOffset + (long)storeBytes, [0, 0]);
+            state.WriteAt(dataOffset + (long)storeBytes, s_endOfGroup);
         }
         return new WriterStatistics(regions.Count, unreadable);
     }
@@ -180,20 +168,20 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
     private static byte[] CheckpointGroup(ulong storeBytes)
     {
         using var tags = new MemoryStream();
-        Tag(tags, "memSize", [], U32((uint)Math.Min(uint.MaxValue, (storeBytes + (1 << 20) - 1) >> 20)));   // MiB
-        tags.Write([0, 0]);
+        Tag(tags, VmwareLayout.MemSizeTag, [], U32((uint)Math.Min(uint.MaxValue, (storeBytes + (1 << 20) - 1) >> 20)));   // MiB
+        tags.Write(s_endOfGroup);
         return tags.ToArray();
     }
 
     private static byte[] MemoryTags(List<Region> regions)
     {
         using var tags = new MemoryStream();
-        Tag(tags, "regionsCount", [], U32((uint)regions.Count));
+        Tag(tags, VmwareLayout.RegionsCountTag, [], U32((uint)regions.Count));
         for (int i = 0; i < regions.Count; i++)
         {
-            Tag(tags, "regionPageNum", [(uint)i], U32((uint)regions[i].PageNum));
-            Tag(tags, "regionPPN", [(uint)i], U32((uint)regions[i].Ppn));
-            Tag(tags, "regionSize", [(uint)i], U32((uint)regions[i].Pages));
+            Tag(tags, VmwareLayout.RegionPageNumTag, [(uint)i], U32((uint)regions[i].PageNum));
+            Tag(tags, VmwareLayout.RegionPpnTag, [(uint)i], U32((uint)regions[i].Ppn));
+            Tag(tags, VmwareLayout.RegionSizeTag, [(uint)i], U32((uint)regions[i].Pages));
         }
         return tags.ToArray();
     }
@@ -214,10 +202,10 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
             }
         }
         using var tags = new MemoryStream();
-        Tag(tags, "cpu:numVCPUs", [], U32((uint)(merged.Keys.Max() + 1)));
+        Tag(tags, VmwareLayout.NumVcpusTag, [], U32((uint)(merged.Keys.Max() + 1)));
         foreach ((int index, Dictionary<string, ulong> registers) in merged)
         {
-            foreach (string gpr in s_gprs)
+            foreach (string gpr in VmwareLayout.Gprs64)
             {
                 if (registers.TryGetValue(gpr, out ulong value))
                 {
@@ -228,25 +216,18 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
             {
                 if (registers.TryGetValue($"cr{n}", out ulong value))
                 {
-                    Tag(tags, "CR64", [(uint)index, n], U64(value));
+                    Tag(tags, VmwareLayout.Cr64Tag, [(uint)index, n], U64(value));
                 }
             }
         }
-        tags.Write([0, 0]);
+        tags.Write(s_endOfGroup);
         return tags.ToArray();
     }
 
-    /// <summary>A tag with an inline value: word ((indices &lt;&lt; 6) | size, name length), name, indices, value.</summary>
+    /// <summary>A tag with an inline value: word, name, indices, value.</summary>
     private static void Tag(Stream output, string tagName, uint[] indices, byte[] value)
     {
-        byte[] nameBytes = Encoding.ASCII.GetBytes(tagName);
-        output.WriteByte((byte)((indices.Length << 6) | value.Length));
-        output.WriteByte((byte)nameBytes.Length);
-        output.Write(nameBytes);
-        foreach (uint index in indices)
-        {
-            output.Write(U32(index));
-        }
+        TagHead(output, tagName, indices, value.Length);
         output.Write(value);
     }
 
@@ -254,31 +235,39 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
     private static byte[] BlockHead(string tagName, uint[] indices, ulong size, int padding)
     {
         using var output = new MemoryStream();
+        TagHead(output, tagName, indices, VmwareLayout.Block);
+        output.Write(U64(size));
+        output.Write(U64(size));
+        byte[] padLength = new byte[VmwareLayout.BlockPadLengthSize];
+        BinaryPrimitives.WriteUInt16LittleEndian(padLength, (ushort)padding);
+        output.Write(padLength);
+        output.Write(new byte[padding]);
+        return output.ToArray();
+    }
+
+    /// <summary>The tag word ((name length &lt;&lt; 8) | (index count &lt;&lt; 6) | value size), the name and the indices.</summary>
+    private static void TagHead(Stream output, string tagName, uint[] indices, int valueSize)
+    {
         byte[] nameBytes = Encoding.ASCII.GetBytes(tagName);
-        output.WriteByte((byte)((indices.Length << 6) | 63));
-        output.WriteByte((byte)nameBytes.Length);
+        int word = (nameBytes.Length << VmwareLayout.TagNameLengthShift) | (indices.Length << VmwareLayout.TagIndexCountShift) | valueSize;
+        byte[] wordBytes = new byte[VmwareLayout.TagWordSize];
+        BinaryPrimitives.WriteUInt16LittleEndian(wordBytes, (ushort)word);
+        output.Write(wordBytes);
         output.Write(nameBytes);
         foreach (uint index in indices)
         {
             output.Write(U32(index));
         }
-        output.Write(U64(size));
-        output.Write(U64(size));
-        output.Write([(byte)padding, (byte)(padding >> 8)]);
-        output.Write(new byte[padding]);
-        return output.ToArray();
     }
 
     private static void WriteDescriptor(Stream output, string groupName, long position, long size)
     {
-        byte[] descriptor = new byte[GroupDescriptorSize];
-        Encoding.ASCII.GetBytes(groupName).CopyTo(descriptor, 0);
-        BinaryPrimitives.WriteInt64LittleEndian(descriptor.AsSpan(64), position);
-        BinaryPrimitives.WriteInt64LittleEndian(descriptor.AsSpan(72), size);
+        byte[] descriptor = new byte[VmwareLayout.GroupSize];
+        Encoding.ASCII.GetBytes(groupName).CopyTo(descriptor, VmwareLayout.GroupNameOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(descriptor.AsSpan(VmwareLayout.GroupPositionOffset), position);
+        BinaryPrimitives.WriteInt64LittleEndian(descriptor.AsSpan(VmwareLayout.GroupSizeOffset), size);
         output.Write(descriptor);
     }
-
-    private static void WriteU32(Stream output, uint value) => output.Write(U32(value));
 
     private static byte[] U32(uint value)
     {

@@ -1,9 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
-using CloudMem.Engine.Capture;
-using CloudMem.VmStateParsers;
+using CloudMem.VmStateParsers.Writing;
 
-namespace CloudMem.Engine.Convert;
+namespace CloudMem.VmStateParsers.Formats.CrashDump;
 
 /// <summary>
 /// Windows 64-bit crash dump ("PAGEDU64", formats.md section 3). Variant <c>full</c> (DumpType 1): the runs go in the
@@ -16,45 +15,11 @@ namespace CloudMem.Engine.Convert;
 /// <remarks>Runs are widened to whole 4 KiB pages (a crash dump stores pages); the widening reads as zero.</remarks>
 public sealed class DmpWriter : ICaptureWriter
 {
-    private const int PageSize = 4096;
-    private const int HeaderSize = 0x2000;
-    private const uint Signature = 0x45474150;          // "PAGE", also the fill pattern
-    private const uint ValidDump64 = 0x34365544;        // "DU64"
-    private const uint FreeBuild = 0xF;
-    private const uint MachineAmd64 = 0x8664;
-    private const uint DumpTypeFull = 1;
-    private const uint DumpTypeBitmapFull = 5;
-
-    // DUMP_HEADER64 offsets.
-    private const int OffMajorVersion = 0x008;
-    private const int OffMinorVersion = 0x00C;
-    private const int OffDirectoryTableBase = 0x010;
-    private const int OffPfnDataBase = 0x018;
-    private const int OffPsLoadedModuleList = 0x020;
-    private const int OffPsActiveProcessHead = 0x028;
-    private const int OffMachineImageType = 0x030;
-    private const int OffNumberProcessors = 0x034;
-    private const int OffBugCheckCode = 0x038;
-    private const int OffBugCheckParameters = 0x040;
-    private const int OffKdDebuggerDataBlock = 0x080;
-    private const int OffPhysicalMemoryBlock = 0x088;    // { u32 NumberOfRuns; u32 pad; u64 NumberOfPages; {u64 BasePage; u64 PageCount}[] }
-    private const int OffContextRecord = 0x348;
-    private const int OffDumpType = 0xF98;
-    private const int OffRequiredDumpSpace = 0xFA0;
-    private const int OffSystemTime = 0xFA8;
-    private const int OffComment = 0xFB0;
-    private const int CommentSize = 128;
+    private const int PageSize = CrashDumpLayout.PageSize;
+    private const int HeaderSize = CrashDumpLayout.H64.Size;
 
     /// <summary>Runs that fit the 700-byte PhysicalMemoryBlockBuffer (what Windows and its readers expect).</summary>
-    public const int MaxFullRuns = (OffContextRecord - OffPhysicalMemoryBlock - 0x10) / 16;
-
-    // Bitmap ("FDMP") header at 0x2000.
-    private const uint FullBitmapSignature = 0x504D4446;   // "FDMP"
-    private const uint BitmapValidDump = 0x504D5544;       // "DUMP"
-    private const int BitmapOffFirstPage = 0x20;
-    private const int BitmapOffPresentPages = 0x28;
-    private const int BitmapOffPages = 0x30;
-    private const int BitmapOffBits = 0x38;
+    public const int MaxFullRuns = CrashDumpLayout.H64.RunsInBuffer;
 
     /// <inheritdoc />
     public string Name => "dmp";
@@ -66,7 +31,7 @@ public sealed class DmpWriter : ICaptureWriter
     public IReadOnlyList<string> Variants => ["full", "bitmap"];
 
     /// <inheritdoc />
-    public string? VerifyAs => "crashdump";
+    public string? VerifyAs => CrashDumpFormat.Id;
 
     /// <summary>One run of whole pages in the output and where its first page goes in the file.</summary>
     private readonly record struct PageRun(ulong FirstPfn, ulong Pages, long FileOffset)
@@ -79,7 +44,7 @@ public sealed class DmpWriter : ICaptureWriter
     public WriterStatistics Write(IPhysicalMemory memory, WriterContext context)
     {
         bool bitmap = string.Equals(context.Variant, "bitmap", StringComparison.OrdinalIgnoreCase);
-        List<(ulong FirstPfn, ulong Pages)> spans = PageSpans(memory.Runs, out ulong paddingBytes);
+        List<PageRange> spans = PageRanges.Widen(memory.Runs, PageSize, out ulong paddingBytes);
         if (spans.Count == 0)
         {
             throw new ConvertException("dmp: the capture holds no memory to write");
@@ -89,22 +54,22 @@ public sealed class DmpWriter : ICaptureWriter
             throw new ConvertException($"dmp full: {spans.Count} runs do not fit the header's run list ({MaxFullRuns} at most); use --variant bitmap");
         }
         ulong totalPages = 0;
-        foreach ((_, ulong pages) in spans)
+        foreach (PageRange span in spans)
         {
-            totalPages += pages;
+            totalPages += span.Pages(PageSize);
         }
-        ulong bitmapPages = spans[^1].FirstPfn + spans[^1].Pages;
+        ulong bitmapPages = spans[^1].End / PageSize;
         // The bitmap is padded to whole 32-bit words (Volatility reads it as u32s) and the pages start on a page boundary.
         long bitmapBytes = bitmap ? (long)((bitmapPages + 31) / 32 * 4) : 0;
-        long dataStart = bitmap ? AlignUp(HeaderSize + BitmapOffBits + bitmapBytes) : HeaderSize;
+        long dataStart = bitmap ? AlignUp(HeaderSize + CrashDumpLayout.Bitmap.Bits + bitmapBytes) : HeaderSize;
         long fileLength = dataStart + (long)(totalPages * PageSize);
 
         var runs = new List<PageRun>(spans.Count);
         long next = dataStart;
-        foreach ((ulong firstPfn, ulong pages) in spans)
+        foreach (PageRange span in spans)
         {
-            runs.Add(new PageRun(firstPfn, pages, next));
-            next += (long)(pages * PageSize);
+            runs.Add(new PageRun(span.FirstPage(PageSize), span.Pages(PageSize), next));
+            next += (long)span.Length;
         }
 
         ulong dtb = FindDirectoryTableBase(memory, context, out string dtbSource);
@@ -140,32 +105,6 @@ public sealed class DmpWriter : ICaptureWriter
         return new WriterStatistics(runs.Count, unreadable);
     }
 
-    /// <summary>The source's runs widened to whole pages; runs that then touch or share a page are merged.</summary>
-    private static List<(ulong FirstPfn, ulong Pages)> PageSpans(IReadOnlyList<PhysicalRun> runs, out ulong paddingBytes)
-    {
-        var spans = new List<(ulong FirstPfn, ulong Pages)>();
-        ulong pageBytes = 0;
-        ulong sourceBytes = 0;
-        foreach (PhysicalRun run in runs)
-        {
-            sourceBytes += run.Length;
-            ulong first = run.PhysicalAddress / PageSize;
-            ulong end = (run.End + PageSize - 1) / PageSize;
-            if (spans.Count > 0 && first <= spans[^1].FirstPfn + spans[^1].Pages)
-            {
-                (ulong lastFirst, ulong lastPages) = spans[^1];
-                ulong newEnd = Math.Max(end, lastFirst + lastPages);
-                pageBytes += (newEnd - (lastFirst + lastPages)) * PageSize;
-                spans[^1] = (lastFirst, newEnd - lastFirst);
-                continue;
-            }
-            spans.Add((first, end - first));
-            pageBytes += (end - first) * PageSize;
-        }
-        paddingBytes = pageBytes - sourceBytes;
-        return spans;
-    }
-
     /// <summary>The kernel page-table root for the header: the first non-zero CR3 the source recorded.</summary>
     private static ulong FindDirectoryTableBase(IPhysicalMemory memory, WriterContext context, out string source)
     {
@@ -194,40 +133,40 @@ public sealed class DmpWriter : ICaptureWriter
         Span<byte> s = h;
         for (int i = 0; i < HeaderSize; i += 4)
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(s[i..], Signature);
+            BinaryPrimitives.WriteUInt32LittleEndian(s[i..], CrashDumpLayout.FillPattern32);
         }
-        BinaryPrimitives.WriteUInt32LittleEndian(s[4..], ValidDump64);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[OffMajorVersion..], FreeBuild);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[OffMinorVersion..], 0);              // no NT build: not a Windows capture
-        BinaryPrimitives.WriteUInt64LittleEndian(s[OffDirectoryTableBase..], dtb);
-        BinaryPrimitives.WriteUInt64LittleEndian(s[OffPfnDataBase..], 0);
-        BinaryPrimitives.WriteUInt64LittleEndian(s[OffPsLoadedModuleList..], 0);
-        BinaryPrimitives.WriteUInt64LittleEndian(s[OffPsActiveProcessHead..], 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[OffMachineImageType..], MachineAmd64);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[OffNumberProcessors..], 1);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[OffBugCheckCode..], 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[(OffBugCheckCode + 4)..], 0);
-        s.Slice(OffBugCheckParameters, 4 * 8).Clear();
-        BinaryPrimitives.WriteUInt64LittleEndian(s[OffKdDebuggerDataBlock..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.SignatureOffset..], CrashDumpLayout.Signature);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.ValidDumpOffset..], CrashDumpLayout.ValidDump64);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.MajorVersionOffset..], CrashDumpLayout.MajorVersionFree);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.MinorVersionOffset..], 0);   // no NT build: not a Windows capture
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.DirectoryTableBase..], dtb);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.PfnDataBase..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.PsLoadedModuleList..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.PsActiveProcessHead..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.H64.MachineImageType..], CrashDumpLayout.MachineAmd64);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.H64.NumberProcessors..], 1);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.BugCheckCode..], 0);     // u32 code and its padding
+        s.Slice(CrashDumpLayout.H64.BugCheckParameters, CrashDumpLayout.BugCheckParameterCount * sizeof(ulong)).Clear();
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.KdDebuggerDataBlock..], 0);
         if (!bitmap)
         {
             // Bitmap dumps leave the descriptor as "PAGE" fill (readers test NumberOfRuns == "PAGE").
-            Span<byte> block = s[OffPhysicalMemoryBlock..];
-            BinaryPrimitives.WriteUInt32LittleEndian(block, (uint)runs.Count);
-            BinaryPrimitives.WriteUInt32LittleEndian(block[4..], 0);
-            BinaryPrimitives.WriteUInt64LittleEndian(block[8..], totalPages);
+            Span<byte> block = s[CrashDumpLayout.H64.PhysicalMemoryBlock..];
+            BinaryPrimitives.WriteUInt64LittleEndian(block[CrashDumpLayout.H64.NumberOfRuns..], (uint)runs.Count);   // u32 and its padding
+            BinaryPrimitives.WriteUInt64LittleEndian(block[CrashDumpLayout.H64.NumberOfPages..], totalPages);
             for (int i = 0; i < runs.Count; i++)
             {
-                BinaryPrimitives.WriteUInt64LittleEndian(block[(0x10 + 16 * i)..], runs[i].FirstPfn);
-                BinaryPrimitives.WriteUInt64LittleEndian(block[(0x18 + 16 * i)..], runs[i].Pages);
+                Span<byte> run = block[(CrashDumpLayout.H64.Runs + CrashDumpLayout.H64.RunSize * i)..];
+                BinaryPrimitives.WriteUInt64LittleEndian(run[CrashDumpLayout.H64.RunBasePage..], runs[i].FirstPfn);
+                BinaryPrimitives.WriteUInt64LittleEndian(run[CrashDumpLayout.H64.RunPageCount..], runs[i].Pages);
             }
         }
-        BinaryPrimitives.WriteUInt32LittleEndian(s[OffDumpType..], bitmap ? DumpTypeBitmapFull : DumpTypeFull);
-        BinaryPrimitives.WriteUInt64LittleEndian(s[OffRequiredDumpSpace..], fileLength);
-        BinaryPrimitives.WriteUInt64LittleEndian(s[OffSystemTime..], 0);                 // capture time unknown
-        Span<byte> text = s.Slice(OffComment, CommentSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[CrashDumpLayout.H64.DumpType..], bitmap ? CrashDumpLayout.DumpTypeBitmapFull : CrashDumpLayout.DumpTypeFull);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.RequiredDumpSpace..], fileLength);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[CrashDumpLayout.H64.SystemTime..], 0);      // capture time unknown
+        Span<byte> text = s.Slice(CrashDumpLayout.H64.Comment, CrashDumpLayout.CommentSize);
         text.Clear();
-        byte[] ascii = Encoding.ASCII.GetBytes(comment.Length >= CommentSize ? comment[..(CommentSize - 1)] : comment);
+        byte[] ascii = Encoding.ASCII.GetBytes(comment.Length >= CrashDumpLayout.CommentSize ? comment[..(CrashDumpLayout.CommentSize - 1)] : comment);
         ascii.CopyTo(text);
         return h;
     }
@@ -235,12 +174,12 @@ public sealed class DmpWriter : ICaptureWriter
     /// <summary>The FDMP header and the bitmap (in 1 MiB pieces), zero-padded to the first page.</summary>
     private static void WriteBitmap(OutputFile file, List<PageRun> runs, ulong bitmapPages, ulong totalPages, long dataStart)
     {
-        byte[] head = new byte[BitmapOffBits];
-        BinaryPrimitives.WriteUInt32LittleEndian(head, FullBitmapSignature);
-        BinaryPrimitives.WriteUInt32LittleEndian(head.AsSpan(4), BitmapValidDump);
-        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(BitmapOffFirstPage), (ulong)dataStart);
-        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(BitmapOffPresentPages), totalPages);
-        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(BitmapOffPages), bitmapPages);
+        byte[] head = new byte[CrashDumpLayout.Bitmap.HeaderSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(head.AsSpan(CrashDumpLayout.Bitmap.SignatureOffset), CrashDumpLayout.Bitmap.FullSignature);
+        BinaryPrimitives.WriteUInt32LittleEndian(head.AsSpan(CrashDumpLayout.Bitmap.ValidDumpOffset), CrashDumpLayout.Bitmap.ValidDump);
+        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(CrashDumpLayout.Bitmap.FirstPage), (ulong)dataStart);
+        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(CrashDumpLayout.Bitmap.TotalPresentPages), totalPages);
+        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(CrashDumpLayout.Bitmap.Pages), bitmapPages);
         file.WriteAt(HeaderSize, head);
 
         const int chunkBytes = 1 << 20;
@@ -264,7 +203,7 @@ public sealed class DmpWriter : ICaptureWriter
                 }
                 index++;
             }
-            file.WriteAt(HeaderSize + BitmapOffBits + at, chunk.AsSpan(0, count));
+            file.WriteAt(HeaderSize + CrashDumpLayout.Bitmap.Bits + at, chunk.AsSpan(0, count));
         }
         file.Reserve(dataStart);
     }
