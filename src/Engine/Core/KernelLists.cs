@@ -18,7 +18,8 @@ public enum WalkEnd
 }
 
 /// <summary>The entries of a list walk (link addresses, in list order) and how the walk ended.</summary>
-/// <param name="Entries">The address of each entry's link field (not the head's), in list order.</param>
+/// <param name="Entries">The address of each entry's link field (not the head's, unless it is an entry), in list order;
+/// an entry whose own link does not read is not included.</param>
 /// <param name="End">Why the walk ended.</param>
 /// <param name="StopAddress">The pointer at which it stopped (for anything but <see cref="WalkEnd.Complete"/>).</param>
 /// <param name="Note">A sentence for the report when the walk did not complete, else null.</param>
@@ -65,6 +66,11 @@ public static class KernelLists
             cancellationToken.ThrowIfCancellationRequested();
             if (!TryNext(memory, current, nextOffset, out ulong next))
             {
+                // The entry whose own link does not read is not listed: nothing of it can be trusted.
+                if (entries.Count > 0 && entries[^1] == current)
+                {
+                    entries.RemoveAt(entries.Count - 1);
+                }
                 return Stopped(entries, WalkEnd.Unreadable, current, what, memory);
             }
             if (next == head)

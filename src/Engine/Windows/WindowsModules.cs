@@ -60,7 +60,7 @@ public static class WindowsModules
         ListWalk walk = KernelLists.Circular(space, head, "modules", AnalysisLimits.Default.MaxKernelModules, KernelLists.IsKernelAddress,
             cancellationToken: ct);
         byte[] entry = new byte[layout.Extent];
-        foreach (ulong link in walk.ReadableEntries())
+        foreach (ulong link in walk.Entries)
         {
             ulong address = link - (ulong)layout.Links;
             if (space.Read(address, entry) != entry.Length)

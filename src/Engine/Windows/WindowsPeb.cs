@@ -207,7 +207,7 @@ public static class WindowsPeb
         string name = list switch { LoaderList.LoadOrder => "InLoadOrderModuleList", LoaderList.MemoryOrder => "InMemoryOrderModuleList", _ => "InInitializationOrderModuleList" };
         ListWalk walk = KernelLists.Circular(reader.Memory, ldr + (ulong)layout.LdrLists[(int)list], "modules",
             AnalysisLimits.Default.MaxProcessModules, a => !KernelLists.IsKernelAddress(a), cancellationToken: ct);
-        foreach (ulong link in walk.ReadableEntries())
+        foreach (ulong link in walk.Entries)
         {
             ulong entry = link - (ulong)linkOffset;
             if (!reader.TryUInt64(entry + (ulong)layout.EntryDllBase, out ulong dllBase)

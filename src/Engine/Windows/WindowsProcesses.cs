@@ -44,7 +44,7 @@ public static class WindowsProcesses
         ListWalk walk = KernelLists.Circular(space, head, "processes", AnalysisLimits.Default.MaxProcesses, KernelLists.IsKernelAddress,
             cancellationToken: ct);
         byte[] name = new byte[15];
-        foreach (ulong link in walk.ReadableEntries())
+        foreach (ulong link in walk.Entries)
         {
             ulong eprocess = link - (ulong)links;
             if (!space.TryReadUInt64(eprocess + (ulong)pidOff, out ulong pid)

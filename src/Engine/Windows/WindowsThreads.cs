@@ -48,7 +48,7 @@ public static class WindowsThreads
         var reader = new WindowsMemoryReader(kernel.Kernel);
         ListWalk walk = KernelLists.Circular(kernel.Kernel, process.Offset + (ulong)layout.ProcessThreads, "threads",
             AnalysisLimits.Default.MaxThreads, KernelLists.IsKernelAddress, cancellationToken: ct);
-        foreach (ulong link in walk.ReadableEntries())
+        foreach (ulong link in walk.Entries)
         {
             ulong ethread = link - (ulong)layout.ThreadListEntry;
             if (!reader.TryUInt64(ethread + (ulong)layout.ThreadPid, out ulong pid)

@@ -23,14 +23,3 @@ internal static class WindowsTypes
 
     private static KernelNotFoundException Missing(TypeModel t, string what) => new($"{t.Source} has no {what}");
 }
-
-/// <summary>How the Windows walks read a <see cref="ListWalk"/>.</summary>
-internal static class WindowsListWalks
-{
-    /// <summary>
-    /// The entries whose own link read: when the walk stopped because an entry's link did not read, that entry (the
-    /// pointer the note names) is left out, since nothing of it is known to be there.
-    /// </summary>
-    internal static IEnumerable<ulong> ReadableEntries(this ListWalk walk)
-        => walk.End == WalkEnd.Unreadable && walk.Entries.Count > 0 && walk.Entries[^1] == walk.StopAddress ? walk.Entries.SkipLast(1) : walk.Entries;
-}
