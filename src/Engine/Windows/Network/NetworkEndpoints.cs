@@ -76,14 +76,6 @@ internal sealed class NetworkDecoder(WindowsKernel kernel, TcpipLayout layout)
 
     public TcpipLayout Layout => layout;
 
-    /// <summary>Bytes of an object read before decoding it (through its last field).</summary>
-    public static int Extent(TcpipLayout l, NetObjectKind kind) => kind switch
-    {
-        NetObjectKind.TcpListener => new[] { l.Listener.Size, l.Listener.InetAf + 8, l.Listener.Owner + 8, l.Listener.CreateTime + 8, l.Listener.LocalAddr + 8, l.Listener.Next + 8 }.Max(),
-        NetObjectKind.TcpEndpoint => new[] { l.Endpoint.Size, l.Endpoint.InetAf + 8, l.Endpoint.AddrInfo + 8, l.Endpoint.ListEntry + 16, l.Endpoint.Owner + 8, l.Endpoint.CreateTime + 8 }.Max(),
-        _ => new[] { l.Udp.Size, l.Udp.InetAf + 8, l.Udp.Owner + 8, l.Udp.CreateTime + 8, l.Udp.LocalAddr + 8, l.Udp.Next + 8 }.Max(),
-    };
-
     /// <summary>The rows of one object, or none when it is not a valid object of that kind.</summary>
     public IReadOnlyList<NetEndpoint> Decode(NetObjectKind kind, ReadOnlySpan<byte> body) => kind switch
     {

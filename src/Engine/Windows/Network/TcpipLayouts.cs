@@ -55,6 +55,14 @@ public sealed record TcpipLayout(
     /// InetCompartment pointer, the compartment's ProtocolCompartment pointer, whose first field is the PortPool pointer.</summary>
     public const int CompartmentSetInet = 0x148, InetCompartmentProtocol = 0x20, ProtocolCompartmentPortPool = 0;
 
+    /// <summary>Bytes of an object of <paramref name="kind"/> read before decoding it: its size, and through its last field.</summary>
+    public int Extent(NetObjectKind kind) => kind switch
+    {
+        NetObjectKind.TcpListener => new[] { Listener.Size, Listener.InetAf, Listener.Owner, Listener.CreateTime, Listener.LocalAddr, Listener.Next }.Max() + 8,
+        NetObjectKind.TcpEndpoint => new[] { Endpoint.Size, Endpoint.InetAf, Endpoint.AddrInfo, Endpoint.ListEntry + 8, Endpoint.Owner, Endpoint.CreateTime }.Max() + 8,
+        _ => new[] { Udp.Size, Udp.InetAf, Udp.Owner, Udp.CreateTime, Udp.LocalAddr, Udp.Next }.Max() + 8,
+    };
+
     /// <summary>The builds covered, as text ("10.0.19041-19045").</summary>
     public string Builds => FirstBuild == LastBuild ? $"{Major}.{Minor}.{FirstBuild}" : $"{Major}.{Minor}.{FirstBuild}-{LastBuild}";
 }

@@ -75,7 +75,7 @@ public static class WindowsNetwork
         var tags = layout.Major == 10 && layout.FirstBuild >= 20348 ? [.. s_tags, s_ttcb] : s_tags;
         int header = kernel.Types.TryGetSize("_POOL_HEADER", out int h) ? h : throw new KernelNotFoundException($"{kernel.Types.Source} has no _POOL_HEADER");
         int tagOffset = WindowsObjectManager.Offset(kernel.Types, "_POOL_HEADER", "PoolTag");
-        int extent = new[] { NetObjectKind.TcpListener, NetObjectKind.TcpEndpoint, NetObjectKind.UdpEndpoint }.Max(k => NetworkDecoder.Extent(layout, k));
+        int extent = new[] { NetObjectKind.TcpListener, NetObjectKind.TcpEndpoint, NetObjectKind.UdpEndpoint }.Max(k => layout.Extent(k));
         int smallest = Math.Min(layout.Listener.Size, Math.Min(layout.Endpoint.Size, layout.Udp.Size));
         byte[] block = new byte[header + extent];
         var rows = new List<WindowsNetScanRow>();
@@ -91,7 +91,7 @@ public static class WindowsNetwork
             uint tag = BinaryPrimitives.ReadUInt32LittleEndian(block.AsSpan(tagOffset));
             NetObjectKind kind = tags.First(t => t.Tag == tag).Kind;
             int size = kind switch { NetObjectKind.TcpListener => layout.Listener.Size, NetObjectKind.TcpEndpoint => layout.Endpoint.Size, _ => layout.Udp.Size };
-            if (blockBytes < (ulong)size || got < header + NetworkDecoder.Extent(layout, kind))
+            if (blockBytes < (ulong)size || got < header + layout.Extent(kind))
             {
                 continue;
             }
@@ -130,7 +130,7 @@ public static class WindowsNetwork
         var rows = new List<WindowsNetStatRow>();
         foreach (LinkedObject o in objects)
         {
-            byte[] body = new byte[NetworkDecoder.Extent(layout, o.Kind)];
+            byte[] body = new byte[layout.Extent(o.Kind)];
             if (kernel.Kernel.Read(o.Address, body) != body.Length)
             {
                 kernel.Kernel.TryTranslate(o.Address, out _, out TranslationFault fault);
