@@ -139,6 +139,38 @@ public sealed class WindowsNetworkTests(ITestOutputHelper output) : IDisposable
     }
 
     [SkippableFact]
+    public void Broken_tcpip_tables_end_their_walk_with_a_note_and_keep_the_rest()
+    {
+        (string raw, string root, WindowsImageManifest manifest, _) = BuildNetwork(_dir, WindowsSymbols.Win10);
+        using RunMappedMemory file = CaptureOpener.Open(raw);
+        var store = new SymbolStore([root]);
+        WindowsKernel clean = WindowsKernel.Open(file, store);
+        TcpipLayout layout = TcpipLayouts.Find(10, 0, 19041)!;
+        ulong Physical(ulong va) => clean.Kernel.TryTranslate(va, out Translation t, out _) ? t.PhysicalAddress : throw new InvalidOperationException();
+        LaidOutEndpoint listener = manifest.Network!.Single(e => e.LocalPort == 51337);
+        LaidOutEndpoint shell = manifest.Network!.Single(e => e.ForeignPort == 4444);
+
+        // The high-port listener's Next points back at itself (a loop), and the reverse shell's bucket link is garbage.
+        using var broken = new OverlayMemory(file);
+        ulong next = listener.Address + (ulong)layout.Listener.Next;
+        broken.PatchUInt64(Physical(next), next | 1);
+        broken.PatchUInt64(Physical(shell.Address + (ulong)layout.Endpoint.ListEntry), 0xFFFFB00000000010);
+        WindowsKernel kernel = WindowsKernel.Open(broken, store);
+        var stat = WindowsNetwork.NetStat(kernel, TcpipModule.Open(kernel, store));
+        foreach (string note in stat.Notes)
+        {
+            output.WriteLine(note);
+        }
+        Assert.Contains(stat.Notes, n => n.StartsWith("TcpPortPool port 51337: chain stopped at 0x", StringComparison.Ordinal));
+        Assert.Contains(stat.Notes, n => n.Contains("0xFFFFB00000000010", StringComparison.Ordinal));
+        Assert.Single(stat.Rows, r => r.LocalPort == 51337);
+        Assert.Contains(stat.Rows, r => r.ForeignPort == 4444);                 // the bucket's first entry is still read
+        Assert.Equal(6, stat.Rows.Count);
+        var scan = WindowsNetwork.NetScan(kernel, () => TcpipModule.Open(kernel, store));
+        Assert.Equal(7, scan.Rows.Count);
+    }
+
+    [SkippableFact]
     public void Netscan_command_prints_typed_json_rows()
     {
         (string raw, string root, WindowsImageManifest manifest, _) = BuildNetwork(_dir, WindowsSymbols.Win10);
