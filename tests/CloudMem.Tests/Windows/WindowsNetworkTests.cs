@@ -83,6 +83,51 @@ public sealed class WindowsNetworkTests(ITestOutputHelper output) : IDisposable
     }
 
     [SkippableFact]
+    public void Windows_7_style_port_pool_symbols_are_walked_directly()
+    {
+        // No shared tcpip table has Windows 7's TcpPortPool/UdpPortPool globals (all reach the pools through the
+        // compartment sets): derive one from a real table with those two symbols renamed, under a GUID of its own.
+        const string guid = "7C0DE7A11E0A4B5C9D8E7F6A5B4C3D2E";
+        string symbols = _dir.File("win7-style");
+        string tcpipDir = Path.Combine(symbols, "windows", "tcpip.pdb");
+        Directory.CreateDirectory(tcpipDir);
+        Directory.CreateDirectory(Path.Combine(symbols, "windows", "ntkrnlmp.pdb"));
+        File.Copy(WindowsSymbols.Isf(WindowsSymbols.Win7), Path.Combine(symbols, "windows", "ntkrnlmp.pdb", WindowsSymbols.Win7 + "-1.json.xz"));
+        string real = SharedFiles.Require("symbols", "windows", "tcpip.pdb", WindowsImageBuilder.NetworkTcpipTables[WindowsSymbols.Win7] + ".json.xz");
+        string table = Path.Combine(tcpipDir, guid + "-1.json");
+        using (var input = new SharpCompress.Compressors.Xz.XZStream(File.OpenRead(real)))
+        {
+            var json = System.Text.Json.Nodes.JsonNode.Parse(input)!;
+            var names = json["symbols"]!.AsObject();
+            foreach ((string from, string to) in new[] { ("TcpCompartmentSet", "TcpPortPool"), ("UdpCompartmentSet", "UdpPortPool") })
+            {
+                var value = names[from]!.DeepClone();
+                names.Remove(from);
+                names[to] = value;
+            }
+            json["metadata"]!["windows"]!["pdb"]!["GUID"] = guid;
+            File.WriteAllText(table, json.ToJsonString());
+        }
+        (_, TypeModel types) = WindowsSymbols.Load(WindowsSymbols.Win7);
+        WindowsScenario scenario = WindowsImageBuilder.NetworkScenario();
+        scenario = scenario with { Network = scenario.Network! with { TcpipPdb = new Dictionary<string, string> { ["*"] = guid + "-1" } } };
+        (byte[] image, WindowsImageManifest manifest) = new WindowsImageBuilder(types, WindowsSymbols.Win7, 1) { TcpipSymbols = IsfLoader.Load(table) }.Build(scenario);
+        using RunMappedMemory memory = CaptureOpener.Open(_dir.Write("win7-style.raw", image));
+        var store = new SymbolStore([symbols]);
+        WindowsKernel kernel = WindowsKernel.Open(memory, store);
+        TcpipModule tcpip = TcpipModule.Open(kernel, store);
+        Assert.True(tcpip.TryGetSymbol("TcpPortPool", out _));
+        Assert.False(tcpip.TryGetSymbol("TcpCompartmentSet", out _));
+
+        var stat = WindowsNetwork.NetStat(kernel, tcpip);
+        Assert.Single(stat.Notes);
+        Assert.Equal(
+            manifest.Network!.Where(e => e.InNetstat).Select(e => (e.Address, Key(e))).OrderBy(e => e.Address),
+            stat.Rows.Select(r => (r.Offset, (r.Proto, r.LocalAddr, r.LocalPort, r.ForeignAddr, r.ForeignPort, r.State, r.Pid, r.Owner, r.Created))).OrderBy(e => e.Offset));
+        Assert.Equal(3, stat.Rows.Count(r => r.Source != "PartitionTable"));
+    }
+
+    [SkippableFact]
     public void Missing_tcpip_symbols_name_the_pdb_guid_age_and_every_path_tried()
     {
         (string raw, string root, WindowsImageManifest manifest, _) = BuildNetwork(_dir, WindowsSymbols.Win10);
