@@ -11,8 +11,8 @@ internal static partial class ImageBuilderCli
 {
     private const string Usage =
         "usage: cloudmem-imagebuilder --isf ISF(GUID-AGE.json[.xz]) --out IMAGE.raw [--manifest M.json] " +
-        "[--scenario FILE.json|typical|attack] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX]; " +
-        "or --write-scenario FILE.json [--scenario typical|attack]";
+        "[--scenario FILE.json|typical|attack|network] [--tcpip-isf GUID-AGE.json.xz] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX]; " +
+        "or --write-scenario FILE.json [--scenario typical|attack|network]";
 
     public static int Run(string[] args)
     {
@@ -22,9 +22,12 @@ internal static partial class ImageBuilderCli
             if (options.TryGetValue("write-scenario", out string? scenarioOut))
             {
                 // Writes a built-in scenario as JSON (the starting point for a scenario file of one's own).
-                WindowsScenario builtIn = options.GetValueOrDefault("scenario", "attack") == "typical"
-                    ? new WindowsScenario { Name = "typical", Processes = WindowsImageBuilder.TypicalScenario() }
-                    : WindowsImageBuilder.AttackScenario();
+                WindowsScenario builtIn = options.GetValueOrDefault("scenario", "attack") switch
+                {
+                    "typical" => new WindowsScenario { Name = "typical", Processes = WindowsImageBuilder.TypicalScenario() },
+                    "network" => WindowsImageBuilder.NetworkScenario(),
+                    _ => WindowsImageBuilder.AttackScenario(),
+                };
                 File.WriteAllText(scenarioOut, JsonSerializer.Serialize(builtIn, WindowsScenario.Json));
                 return 0;
             }
@@ -40,14 +43,25 @@ internal static partial class ImageBuilderCli
             {
                 "typical" => new WindowsScenario { Name = "typical", Processes = WindowsImageBuilder.TypicalScenario() },
                 "attack" => WindowsImageBuilder.AttackScenario(),
+                "network" => WindowsImageBuilder.NetworkScenario(),
                 string file => WindowsScenario.Load(file),
             };
             if (options.TryGetValue("extra-processes", out string? extra))
             {
                 scenario = scenario with { Processes = [.. scenario.Processes, .. WindowsImageBuilder.ExtraProcesses(int.Parse(extra))] };
             }
-            var builder = new WindowsImageBuilder(types, name.Groups[1].Value.ToUpperInvariant(), uint.Parse(name.Groups[2].Value))
+            string kernelGuid = name.Groups[1].Value.ToUpperInvariant();
+            TypeModel? tcpip = null;
+            if (scenario.Network is not null)
             {
+                // tcpip.pdb's table: --tcpip-isf, else the one the scenario names, beside the kernel's (windows/tcpip.pdb/).
+                string table = options.GetValueOrDefault("tcpip-isf") ?? Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(isf)))!,
+                    "tcpip.pdb", WindowsImageBuilder.TcpipTable(scenario.Network, kernelGuid) + ".json.xz");
+                tcpip = IsfLoader.Load(table);
+            }
+            var builder = new WindowsImageBuilder(types, kernelGuid, uint.Parse(name.Groups[2].Value))
+            {
+                TcpipSymbols = tcpip,
                 ImageSize = options.TryGetValue("size", out string? size) ? ParseSize(size) : 64 << 20,
                 SelfRefIndex = options.TryGetValue("self-ref", out string? selfRef) ? Convert.ToInt32(selfRef, 16) : 0x1ED,
             };
@@ -56,7 +70,7 @@ internal static partial class ImageBuilderCli
             string manifestPath = options.GetValueOrDefault("manifest") ?? Path.ChangeExtension(output, ".manifest.json");
             File.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest, WindowsScenario.Json));
             Console.WriteLine($"{output}: {image.Length} bytes, {manifest.Processes.Count} listed + {manifest.Unlinked.Count} unlinked processes, " +
-                              $"{manifest.Drivers.Count} drivers, DTB 0x{manifest.Dtb:X}, kernel 0x{manifest.KernelBase:X}; manifest {manifestPath}");
+                              $"{manifest.Drivers.Count} drivers, {(manifest.Network is null ? "" : $"{manifest.Network.Count} network objects, ")}DTB 0x{manifest.Dtb:X}, kernel 0x{manifest.KernelBase:X}; manifest {manifestPath}");
             return 0;
         }
         catch (Exception e) when (e is ArgumentException or FormatException or IOException or InvalidOperationException or InvalidDataException or JsonException or SymbolFormatException)

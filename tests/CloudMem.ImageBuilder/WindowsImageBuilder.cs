@@ -420,6 +420,10 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         };
         _manifest = manifest;
         LayOutDrivers(scenario.Drivers, manifest);
+        if (scenario.Network is not null)
+        {
+            LayOutNetwork(scenario.Network, manifest);
+        }
 
         // Kernel half last, so that every kernel mapping made above is shared.
         foreach (WindowsLaidOutProcess p in all.Where(p => p.Dtb != Dtb))

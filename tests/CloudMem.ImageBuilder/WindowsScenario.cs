@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CloudMem.Engine.Windows.Network;
 
 namespace CloudMem.ImageBuilder;
 
@@ -17,6 +18,9 @@ public sealed record WindowsScenario
 
     /// <summary>Kernel modules on PsLoadedModuleList (null: a default set of drivers).</summary>
     public IReadOnlyList<ScenarioDriver>? Drivers { get; init; }
+
+    /// <summary>tcpip.sys's network objects and tables (null: none laid out, and tcpip.sys keeps a made-up PDB GUID).</summary>
+    public ScenarioNetwork? Network { get; init; }
 
     /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
@@ -139,6 +143,14 @@ public sealed record WindowsImageManifest(
     /// <summary>Kernel modules laid out (linked and unlinked).</summary>
     public List<LaidOutDriver> Drivers { get; init; } = [];
 
+    /// <summary>Network objects laid out (null when the scenario has no network section).</summary>
+    public List<LaidOutEndpoint>? Network { get; set; }
+
+    /// <summary>tcpip.pdb GUID and age written in tcpip.sys's CodeView record, and the layout range used (network scenarios).</summary>
+    public string? TcpipGuid { get; set; }
+    public uint? TcpipAge { get; set; }
+    public string? TcpipLayout { get; set; }
+
     /// <summary>PDB GUID and age of the kernel image.</summary>
     public string? PdbGuid { get; init; }
     public uint PdbAge { get; init; }
@@ -227,3 +239,32 @@ public sealed record LaidOutHandle(ulong HandleValue, string Type, string? Name,
 
 /// <summary>A kernel module laid out.</summary>
 public sealed record LaidOutDriver(string Name, string Path, ulong Base, uint Size, bool OnList, ulong Entry);
+
+/// <summary>The network part of a scenario: tcpip.sys's identity and the endpoints.</summary>
+public sealed record ScenarioNetwork
+{
+    /// <summary>The tcpip.pdb table (GUID-age, as named in shared/symbols/windows/tcpip.pdb) given to tcpip.sys, per kernel
+    /// GUID; "*" for any other kernel.</summary>
+    public IReadOnlyDictionary<string, string> TcpipPdb { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Partitions of the TCP partition table (PartitionCount).</summary>
+    public int PartitionCount { get; init; } = 2;
+
+    /// <summary>The endpoints, in the order they are allocated.</summary>
+    public IReadOnlyList<ScenarioEndpoint> Endpoints { get; init; } = [];
+}
+
+/// <summary>One network object. An unbound listener or UDP endpoint has LocalAddr 0.0.0.0 (or ::).</summary>
+/// <param name="Unlinked">A TCP connection in its pool allocation but on no partition hash bucket (hidden or closed).</param>
+public sealed record ScenarioEndpoint(NetObjectKind Kind, int Pid, string LocalAddr, int LocalPort, DateTime CreateTime)
+{
+    public string? RemoteAddr { get; init; }
+    public int RemotePort { get; init; }
+    public TcpState State { get; init; } = TcpState.Established;
+    public bool Unlinked { get; init; }
+}
+
+/// <summary>A network object laid out: where it is, and the netscan row(s) it must give.</summary>
+public sealed record LaidOutEndpoint(
+    NetObjectKind Kind, ulong Address, ulong Physical, string Proto, string LocalAddr, int LocalPort, string ForeignAddr, int ForeignPort,
+    TcpState? State, int Pid, string Owner, DateTime CreateTime, bool InNetstat);

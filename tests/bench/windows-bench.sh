@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Windows plugin benchmark: builds a 1 GiB synthetic Windows 10 19041 image with the image builder's command line (the
-# attack scenario plus N extra svchost processes) and times `cloudmem windows.pslist` and `windows.psscan` next to
-# Volatility 3's windows.pslist and windows.psscan (offline, -s SYMBOLS) on the same image. Uses hyperfine when
+# attack scenario, or --scenario network, plus N extra svchost processes) and times cloudmem's plugins (default
+# windows.pslist and windows.psscan; --plugins "windows.netscan windows.netstat" with the network scenario) next to
+# Volatility 3's same plugins (offline, -s SYMBOLS) on the same image, after checking both give the same row counts. Uses hyperfine when
 # installed (Debian package `hyperfine`), else repeated runs with the median. Prints a Markdown table with medians and
 # the Volatility/cloudmem ratio (paste it into docs/BENCHMARKS.md).
 #
 # Usage: tests/bench/windows-bench.sh [--size 1g] [--extra-processes 300] [--runs 10] [--vol-runs 3] [--keep DIR]
+#        [--scenario attack|network] [--plugins "windows.pslist windows.psscan"]
 # Env:   VOL3_DIR (default /work/vol3), PYTHON (default /usr/bin/python3), SYMBOLS (default ../shared/symbols beside
 #        the repository), GUID (default the Windows 10 19041 kernel)
 set -euo pipefail
@@ -13,7 +15,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 vol3="${VOL3_DIR:-/work/vol3}"
 python="${PYTHON:-/usr/bin/python3}"
 guid="${GUID:-606FF669409B00F7FC8C61A9C1670129}"
-size=1g; extra=300; runs=10; volruns=3; keep=""
+size=1g; extra=300; runs=10; volruns=3; keep=""; scenario=attack; plugins="windows.pslist windows.psscan"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) size="$2"; shift 2;;
@@ -21,7 +23,9 @@ while [ $# -gt 0 ]; do
         --runs) runs="$2"; shift 2;;
         --vol-runs) volruns="$2"; shift 2;;
         --keep) keep="$2"; shift 2;;
-        *) echo "usage: $0 [--size 1g] [--extra-processes 300] [--runs 10] [--vol-runs 3] [--keep DIR]" >&2; exit 2;;
+        --scenario) scenario="$2"; shift 2;;
+        --plugins) plugins="$2"; shift 2;;
+        *) echo "usage: $0 [--size 1g] [--extra-processes 300] [--runs 10] [--vol-runs 3] [--keep DIR] [--scenario attack|network] [--plugins \"P ...\"]" >&2; exit 2;;
     esac
 done
 symbols="${SYMBOLS:-}"
@@ -38,28 +42,29 @@ if [ ! -f "$vol3/vol.py" ]; then echo "note: Volatility 3 not found at $vol3 (se
 work="${keep:-$(mktemp -d "${TMPDIR:-/tmp}/windows-bench.XXXXXX")}"
 mkdir -p "$work/cache"
 [ -n "$keep" ] || trap 'rm -rf "$work"' EXIT
-image="$work/win10-$size.raw"
+image="$work/win10-$scenario-$size.raw"
 
 dotnet build "$root/tests/CloudMem.ImageBuilder" -nologo -v q >/dev/null
 if [ ! -f "$image" ]; then
     dotnet "$root/tests/CloudMem.ImageBuilder/bin/Debug/net10.0/cloudmem-imagebuilder.dll" --isf "$isf" --out "$image" \
-        --scenario attack --size "$size" --extra-processes "$extra"
+        --scenario "$scenario" --size "$size" --extra-processes "$extra"
 fi
 "$root/cloudmem" windows.pslist "$image" --symbols "$symbols" >/dev/null      # builds the CLI if needed
 
-ours_pslist="$root/cloudmem windows.pslist $image --symbols $symbols --output json"
-ours_psscan="$root/cloudmem windows.psscan $image --symbols $symbols --output json"
 vol="$python $vol3/vol.py -q --offline --cache-path $work/cache -s $symbols -r json -f $image"
+ours() { echo "$root/cloudmem $1 $image --symbols $symbols --output json"; }
 
-# Same rows first: the benchmark compares tools that found the same processes.
-listed=$($ours_pslist | "$python" -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
-scanned=$($ours_psscan | "$python" -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
-echo "image: $image ($(stat -c %s "$image") bytes), cloudmem: $listed listed, $scanned scanned processes"
-if [ $havevol -eq 1 ]; then
-    vlisted=$($vol windows.pslist 2>/dev/null | "$python" -c 'import json,sys; print(len(json.load(sys.stdin)))')
-    vscanned=$($vol windows.psscan 2>/dev/null | "$python" -c 'import json,sys; print(len(json.load(sys.stdin)))')
-    echo "Volatility 3: $vlisted listed, $vscanned scanned processes"
-fi
+# Same rows first: the benchmark compares tools that found the same objects.
+echo "image: $image ($(stat -c %s "$image") bytes)"
+for plugin in $plugins; do
+    count=$($(ours "$plugin") | "$python" -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
+    if [ $havevol -eq 1 ]; then
+        vcount=$($vol "$plugin" 2>/dev/null | "$python" -c 'import json,sys; print(len(json.load(sys.stdin)))')
+        echo "$plugin: cloudmem $count rows, Volatility 3 $vcount rows"
+    else
+        echo "$plugin: cloudmem $count rows"
+    fi
+done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 time_it() {   # name runs command...
@@ -75,17 +80,15 @@ time_it() {   # name runs command...
         done | median | awk '{print $1, "-", "-"}'
     fi
 }
-read -r op omin omax <<<"$(time_it ours-pslist "$runs" $ours_pslist)"
-read -r os osmin osmax <<<"$(time_it ours-psscan "$runs" $ours_psscan)"
 echo
 echo "| plugin | cloudmem median s (min-max, $runs runs) | Volatility 3 median s (min-max, $volruns runs) | ratio |"
 echo "|---|---|---|---|"
-if [ $havevol -eq 1 ]; then
-    read -r vp vmin vmax <<<"$(time_it vol-pslist "$volruns" $vol windows.pslist)"
-    read -r vs vsmin vsmax <<<"$(time_it vol-psscan "$volruns" $vol windows.psscan)"
-    echo "| windows.pslist | $op ($omin-$omax) | $vp ($vmin-$vmax) | $(echo "scale=1; $vp / $op" | bc)x |"
-    echo "| windows.psscan | $os ($osmin-$osmax) | $vs ($vsmin-$vsmax) | $(echo "scale=1; $vs / $os" | bc)x |"
-else
-    echo "| windows.pslist | $op ($omin-$omax) | - | - |"
-    echo "| windows.psscan | $os ($osmin-$osmax) | - | - |"
-fi
+for plugin in $plugins; do
+    read -r op omin omax <<<"$(time_it "ours-$plugin" "$runs" $(ours "$plugin"))"
+    if [ $havevol -eq 1 ]; then
+        read -r vp vmin vmax <<<"$(time_it "vol-$plugin" "$volruns" $vol "$plugin")"
+        echo "| $plugin | $op ($omin-$omax) | $vp ($vmin-$vmax) | $(echo "scale=1; $vp / $op" | bc)x |"
+    else
+        echo "| $plugin | $op ($omin-$omax) | - | - |"
+    fi
+done

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics.CodeAnalysis;
 using System.Text;
+using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
 
@@ -177,10 +178,27 @@ public static class KernelImageScanner
     public static bool TryReadImage(IPhysicalMemory memory, ulong physicalAddress, [NotNullWhen(true)] out PeImageCandidate? image)
         => TryReadImage(memory, physicalAddress, new byte[PageSize], out image);
 
+    /// <summary>
+    /// Reads the CodeView record of a PE image mapped at <paramref name="imageBase"/> in a virtual address space (a
+    /// loaded driver: its pages need not be physically contiguous). The result's <see cref="PeImageCandidate.PhysicalAddress"/>
+    /// holds the virtual base. False (never an exception) when the header or the record does not read.
+    /// </summary>
+    public static bool TryReadMappedImage(IVirtualMemory memory, ulong imageBase, [NotNullWhen(true)] out PeImageCandidate? image)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        return TryReadImage(memory.Read, imageBase, new byte[PageSize], out image);
+    }
+
     private static bool TryReadImage(IPhysicalMemory memory, ulong pa, byte[] buffer, [NotNullWhen(true)] out PeImageCandidate? image)
+        => TryReadImage(memory.Read, pa, buffer, out image);
+
+    /// <summary>Reads bytes at an address (physical or virtual); returns how many were copied.</summary>
+    private delegate int ReadAt(ulong address, Span<byte> destination);
+
+    private static bool TryReadImage(ReadAt read, ulong pa, byte[] buffer, [NotNullWhen(true)] out PeImageCandidate? image)
     {
         image = null;
-        int got = memory.Read(pa, buffer);
+        int got = read(pa, buffer);
         ReadOnlySpan<byte> page = buffer.AsSpan(0, got);
         if (page.Length < DosHeaderSize || BinaryPrimitives.ReadUInt16LittleEndian(page) != DosMagic)
         {
@@ -224,7 +242,7 @@ public static class KernelImageScanner
         Span<byte> entry = stackalloc byte[DebugEntrySize];
         for (int i = 0; i < entries; i++)
         {
-            if (!memory.TryReadExact(pa + debugRva + (ulong)(i * DebugEntrySize), entry)
+            if (read(pa + debugRva + (ulong)(i * DebugEntrySize), entry) != DebugEntrySize
                 || BinaryPrimitives.ReadUInt32LittleEndian(entry[DebugTypeOffset..]) != DebugTypeCodeView)
             {
                 continue;
@@ -235,7 +253,7 @@ public static class KernelImageScanner
             {
                 continue;
             }
-            if (TryReadRsds(memory, pa + dataRva, (int)Math.Min(dataSize, MaxRsdsBytes), out string? name, out string? guid, out uint age))
+            if (TryReadRsds(read, pa + dataRva, (int)Math.Min(dataSize, MaxRsdsBytes), out string? name, out string? guid, out uint age))
             {
                 image = new PeImageCandidate(pa, name!, guid!, age, sizeOfImage);
                 return true;
@@ -244,12 +262,12 @@ public static class KernelImageScanner
         return false;
     }
 
-    private static bool TryReadRsds(IPhysicalMemory memory, ulong pa, int length, out string? name, out string? guid, out uint age)
+    private static bool TryReadRsds(ReadAt read, ulong pa, int length, out string? name, out string? guid, out uint age)
     {
         name = guid = null;
         age = 0;
         Span<byte> record = stackalloc byte[MaxRsdsBytes];
-        record = record[..memory.Read(pa, record[..length])];
+        record = record[..read(pa, record[..length])];
         if (record.Length <= RsdsNameOffset || BinaryPrimitives.ReadUInt32LittleEndian(record) != RsdsSignature)
         {
             return false;

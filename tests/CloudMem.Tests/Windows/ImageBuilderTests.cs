@@ -17,12 +17,20 @@ public sealed class ImageBuilderTests : IDisposable
     [SkippableTheory]
     [InlineData("attack.json")]
     [InlineData("typical.json")]
+    [InlineData("network.json")]
     public void Scenario_files_are_the_built_in_scenarios(string file)
     {
         TypeModel types = IsfLoader.Load(WindowsSymbols.Isf(WindowsPsListTests.Win10));
-        WindowsScenario builtIn = file == "attack.json" ? WindowsImageBuilder.AttackScenario() : new WindowsScenario { Processes = WindowsImageBuilder.TypicalScenario() };
-        byte[] fromFile = new WindowsImageBuilder(types, WindowsPsListTests.Win10, 1).Build(WindowsScenario.Load(ScenarioFile(file))).Image;
-        byte[] fromCode = new WindowsImageBuilder(types, WindowsPsListTests.Win10, 1).Build(builtIn).Image;
+        WindowsScenario builtIn = file switch
+        {
+            "attack.json" => WindowsImageBuilder.AttackScenario(),
+            "network.json" => WindowsImageBuilder.NetworkScenario(),
+            _ => new WindowsScenario { Processes = WindowsImageBuilder.TypicalScenario() },
+        };
+        TypeModel? tcpip = builtIn.Network is null ? null : IsfLoader.Load(SharedFiles.Require("symbols", "windows", "tcpip.pdb",
+            WindowsImageBuilder.TcpipTable(builtIn.Network, WindowsPsListTests.Win10) + ".json.xz"));
+        byte[] fromFile = new WindowsImageBuilder(types, WindowsPsListTests.Win10, 1) { TcpipSymbols = tcpip }.Build(WindowsScenario.Load(ScenarioFile(file))).Image;
+        byte[] fromCode = new WindowsImageBuilder(types, WindowsPsListTests.Win10, 1) { TcpipSymbols = tcpip }.Build(builtIn).Image;
         Assert.Equal(SHA256.HashData(fromCode), SHA256.HashData(fromFile));
     }
 
