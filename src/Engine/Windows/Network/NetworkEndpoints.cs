@@ -203,7 +203,7 @@ internal sealed class NetworkDecoder(WindowsKernel kernel, TcpipLayout layout)
     }
 
     private static DateTimeOffset? Time(ulong fileTime)
-        => WindowsProcesses.FileTime(fileTime) is DateTime t && t > s_earliest && t < s_latest ? new DateTimeOffset(t, TimeSpan.Zero) : null;
+        => WindowsProcesses.FileTime(fileTime) is DateTimeOffset t && t.UtcDateTime > s_earliest && t.UtcDateTime < s_latest ? t : null;
 
     private static string Text(byte[] address, bool v6) => new IPAddress(v6 ? address : address[..4]).ToString();
 

@@ -17,8 +17,8 @@ public sealed record WindowsVersion(uint Major, uint Minor, uint Build, string S
         ArgumentNullException.ThrowIfNull(kernel);
         var reader = new WindowsMemoryReader(kernel.Kernel);
         ulong shared = WindowsInfo.KUserSharedData;
-        int major = WindowsObjectManager.Offset(kernel.Types, "_KUSER_SHARED_DATA", "NtMajorVersion");
-        int minor = WindowsObjectManager.Offset(kernel.Types, "_KUSER_SHARED_DATA", "NtMinorVersion");
+        int major = kernel.Types.RequiredOffset("_KUSER_SHARED_DATA", "NtMajorVersion");
+        int minor = kernel.Types.RequiredOffset("_KUSER_SHARED_DATA", "NtMinorVersion");
         if (!reader.TryUInt32(shared + (ulong)major, out uint majorValue) || !reader.TryUInt32(shared + (ulong)minor, out uint minorValue))
         {
             throw new KernelNotFoundException($"the Windows version does not read: {reader.Describe("KUSER_SHARED_DATA")}");
@@ -71,7 +71,7 @@ public sealed class TcpipModule
     public bool TryGetSymbol(string name, out ulong address)
     {
         bool found = Symbols.Symbols.TryGetValue(name, out ulong rva);
-        address = found ? Module.DllBase + rva : 0;
+        address = found ? Module.Base + rva : 0;
         return found;
     }
 
@@ -85,17 +85,17 @@ public sealed class TcpipModule
         (List<WindowsModule> modules, List<string> notes) = WindowsModules.List(kernel, ct);
         WindowsModule module = modules.FirstOrDefault(m => string.Equals(m.Name, "tcpip.sys", StringComparison.OrdinalIgnoreCase))
             ?? throw new KernelNotFoundException($"tcpip.sys is not on PsLoadedModuleList ({modules.Count} modules listed{(notes.Count > 0 ? "; " + string.Join("; ", notes) : "")})");
-        if (!KernelImageScanner.TryReadMappedImage(kernel.Kernel, module.DllBase, out PeImageCandidate? image))
+        if (!KernelImageScanner.TryReadMappedImage(kernel.Kernel, module.Base, out PeImageCandidate? image))
         {
-            kernel.Kernel.TryTranslate(module.DllBase, out _, out var fault);
-            throw new KernelNotFoundException($"tcpip.sys at 0x{module.DllBase:X}: no readable PE header with a CodeView RSDS record ({fault})");
+            kernel.Kernel.TryTranslate(module.Base, out _, out var fault);
+            throw new KernelNotFoundException($"tcpip.sys at 0x{module.Base:X}: no readable PE header with a CodeView RSDS record ({fault})");
         }
         SymbolLookup lookup = store.FindWindows(image.PdbName, image.Guid, image.Age, ct);
-        var check = new SymbolCheckRow(module.DllBase, image.PdbName, image.Guid, image.Age, image.SizeOfImage,
+        var check = new SymbolCheckRow(module.Base, image.PdbName, image.Guid, image.Age, image.SizeOfImage,
             lookup.Found ? SymbolCheckStatus.Matched : SymbolCheckStatus.Missing, lookup.Path, null, null, null, lookup.Tried);
         if (!lookup.Found)
         {
-            throw new KernelNotFoundException($"tcpip.sys at 0x{module.DllBase:X}: {check.Result}");
+            throw new KernelNotFoundException($"tcpip.sys at 0x{module.Base:X}: {check.Result}");
         }
         try
         {
@@ -103,7 +103,7 @@ public sealed class TcpipModule
         }
         catch (Exception e) when (e is SymbolFormatException or IOException or UnauthorizedAccessException)
         {
-            throw new KernelNotFoundException($"tcpip.sys at 0x{module.DllBase:X}: {(check with { Status = SymbolCheckStatus.Unreadable, Problem = e.Message.ReplaceLineEndings(" ") }).Result}");
+            throw new KernelNotFoundException($"tcpip.sys at 0x{module.Base:X}: {(check with { Status = SymbolCheckStatus.Unreadable, Problem = e.Message.ReplaceLineEndings(" ") }).Result}");
         }
     }
 }

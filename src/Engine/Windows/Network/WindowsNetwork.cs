@@ -74,7 +74,7 @@ public static class WindowsNetwork
         var decoder = new NetworkDecoder(kernel, layout);
         var tags = layout.Major == 10 && layout.FirstBuild >= 20348 ? [.. s_tags, s_ttcb] : s_tags;
         int header = kernel.Types.TryGetSize("_POOL_HEADER", out int h) ? h : throw new KernelNotFoundException($"{kernel.Types.Source} has no _POOL_HEADER");
-        int tagOffset = WindowsObjectManager.Offset(kernel.Types, "_POOL_HEADER", "PoolTag");
+        int tagOffset = kernel.Types.RequiredOffset("_POOL_HEADER", "PoolTag");
         int extent = new[] { NetObjectKind.TcpListener, NetObjectKind.TcpEndpoint, NetObjectKind.UdpEndpoint }.Max(k => layout.Extent(k));
         int smallest = Math.Min(layout.Listener.Size, Math.Min(layout.Endpoint.Size, layout.Udp.Size));
         byte[] block = new byte[header + extent];
@@ -192,8 +192,8 @@ public static class WindowsNetwork
             notes.Add(reader.Describe($"PartitionTable at 0x{tableSymbol:X} / PartitionCount at 0x{countSymbol:X}"));
             return;
         }
-        int tableSize = WindowsObjectManager.Offset(kernel.Types, "_RTL_DYNAMIC_HASH_TABLE", "TableSize");
-        int directory = WindowsObjectManager.Offset(kernel.Types, "_RTL_DYNAMIC_HASH_TABLE", "Directory");
+        int tableSize = kernel.Types.RequiredOffset("_RTL_DYNAMIC_HASH_TABLE", "TableSize");
+        int directory = kernel.Types.RequiredOffset("_RTL_DYNAMIC_HASH_TABLE", "Directory");
         int entryOffset = layout.Endpoint.ListEntry;
         for (int i = 0; i < Math.Min((int)count[0], MaxPartitions); i++)
         {
@@ -268,8 +268,8 @@ public static class WindowsNetwork
         var reader = new WindowsMemoryReader(kernel.Kernel);
         PortPoolLayout p = layout.PortPool;
         int bitmap = p.BitMap;
-        int sizeField = WindowsObjectManager.Offset(kernel.Types, "_RTL_BITMAP", "SizeOfBitMap");
-        int bufferField = WindowsObjectManager.Offset(kernel.Types, "_RTL_BITMAP", "Buffer");
+        int sizeField = kernel.Types.RequiredOffset("_RTL_BITMAP", "SizeOfBitMap");
+        int bufferField = kernel.Types.RequiredOffset("_RTL_BITMAP", "Buffer");
         if (!reader.TryUInt32(pool + (ulong)(bitmap + sizeField), out uint bits) || !reader.TryUInt64(pool + (ulong)(bitmap + bufferField), out ulong buffer))
         {
             notes.Add(reader.Describe($"{name} at 0x{pool:X}"));
