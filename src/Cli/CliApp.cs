@@ -15,6 +15,7 @@ internal static class CliApp
         app.Configure(config =>
         {
             config.SetApplicationName("cloudmem");
+            config.SetInterceptor(new CaptureStatsInterceptor());
             config.AddCommand<InfoCommand>("info")
                 .WithExample("info", "memory.lime")
                 .WithExample("info", "memory.kdump", "--output", "json");

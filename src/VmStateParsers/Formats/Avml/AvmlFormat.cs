@@ -19,7 +19,7 @@ internal sealed class AvmlFormat : CaptureFormat
            ? FormatProbeResult.Match
            : FormatProbeResult.NoMatch;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         var builder = new RunMapBuilder(FormatName, file.Length, limits);
         var index = new ChunkIndex();
@@ -96,7 +96,7 @@ internal sealed class AvmlFormat : CaptureFormat
     }
 
     /// <summary>Walks the framed stream of one record, indexing data chunks; returns the stream's end offset.</summary>
-    private static long WalkChunks(MappedFile file, long position, ulong physical, ulong length, ChunkIndex index, ParserLimits limits, string structure)
+    private static long WalkChunks(IByteSource file, long position, ulong physical, ulong length, ChunkIndex index, ParserLimits limits, string structure)
     {
         ulong decoded = 0;
         bool sawIdentifier = false;
