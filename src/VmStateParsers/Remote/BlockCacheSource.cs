@@ -29,8 +29,10 @@ internal sealed class BlockCacheSource : IByteSource
     private readonly Dictionary<long, LinkedListNode<Block>> _cached = [];
     private readonly LinkedList<Block> _lru = new();
     private readonly Dictionary<long, Task<Fetched?>> _inFlight = [];
-    private long _nextSequential = -1;
-    private int _readahead;
+    // Read-ahead streams: a capture is often read forward at two places at once (a compressed format's descriptor
+    // table and its data), so a few cursors are tracked, each with its own window (least recently used replaced).
+    private readonly Cursor[] _cursors = [new(), new(), new(), new()];
+    private long _clock;
 
     public BlockCacheSource(IRangeReader reader, RemoteReadOptions options)
     {
@@ -150,17 +152,16 @@ internal sealed class BlockCacheSource : IByteSource
                 }
             }
             Stats.Hit(hits);
-            bool sequential = first == _nextSequential || (first < _nextSequential && last >= _nextSequential);
-            _nextSequential = last + 1;
+            Cursor cursor = CursorFor(first, last);
             if (runs.Count > 0)
             {
                 // Read ahead only for a reader that is moving forward and missed: the window doubles per sequential miss.
-                _readahead = sequential ? Math.Min(_maxReadaheadBlocks, Math.Max(1, _readahead * 2)) : 0;
+                cursor.Window = cursor.Sequential ? Math.Min(_maxReadaheadBlocks, Math.Max(1, cursor.Window * 2)) : 0;
                 (long start, int n) = runs[^1];
-                if (_readahead > 0 && start + n == last + 1)
+                if (cursor.Window > 0 && start + n == last + 1)
                 {
                     int extra = 0;
-                    while (extra < _readahead && n + extra < _maxRequestBlocks && last + 1 + extra < _blockCount
+                    while (extra < cursor.Window && n + extra < _maxRequestBlocks && last + 1 + extra < _blockCount
                            && !_cached.ContainsKey(last + 1 + extra) && !_inFlight.ContainsKey(last + 1 + extra))
                     {
                         extra++;
@@ -180,6 +181,34 @@ internal sealed class BlockCacheSource : IByteSource
             }
         }
         return waits;
+    }
+
+    /// <summary>The stream this read continues (its next block is inside [first, last + 1]), or the least recently used one, restarted.</summary>
+    private Cursor CursorFor(long first, long last)
+    {
+        Cursor? match = null;
+        Cursor oldest = _cursors[0];
+        foreach (Cursor s in _cursors)
+        {
+            if (s.Next >= first && s.Next <= last + 1 && s.Next >= 0)
+            {
+                match = s;
+                break;
+            }
+            if (s.Used < oldest.Used)
+            {
+                oldest = s;
+            }
+        }
+        Cursor cursor = match ?? oldest;
+        cursor.Sequential = match is not null;
+        if (match is null)
+        {
+            cursor.Window = 0;
+        }
+        cursor.Next = last + 1;
+        cursor.Used = ++_clock;
+        return cursor;
     }
 
     private async Task<Fetched?> FetchAsync(long start, int count)
@@ -264,6 +293,14 @@ internal sealed class BlockCacheSource : IByteSource
     }
 
     private sealed record Block(long Index, byte[] Data);
+
+    private sealed class Cursor
+    {
+        public long Next = -1;
+        public long Used;
+        public int Window;
+        public bool Sequential;
+    }
 
     private sealed record Fetched(long Start, byte[][] Blocks);
 }
