@@ -23,7 +23,16 @@ public static class RemoteCaptureOpener
         switch (location.Kind)
         {
             case RemoteKind.S3:
-                return await S3RangeReader.OpenAsync(S3RangeReader.CreateClient(environment), ownsClient: true, location.Container!, location.Key!, cancellationToken).ConfigureAwait(false);
+                Amazon.S3.IAmazonS3 s3;
+                try
+                {
+                    s3 = S3RangeReader.CreateClient(environment);
+                }
+                catch (Amazon.Runtime.AmazonClientException)
+                {
+                    throw new RemoteReadException(location.DisplayName, "credentials", "no AWS credentials found (environment, profile, SSO, container or instance role)");
+                }
+                return await S3RangeReader.OpenAsync(s3, ownsClient: true, location.Container!, location.Key!, cancellationToken).ConfigureAwait(false);
             case RemoteKind.Blob:
                 return await BlobRangeReader.OpenAsync(BlobRangeReader.CreateClient(location, environment), location.DisplayName, cancellationToken).ConfigureAwait(false);
             default:

@@ -123,7 +123,7 @@ public static class CaptureOpener
     }
 
     /// <summary>Bytes of a remote object's head the first probe round sees.</summary>
-    private const int RemoteProbeBytes = 64 * 1024;
+    private const int RemoteProbeBytes = 16 * 1024;
 
     /// <summary>Probes (unless <paramref name="forced"/>) and parses <paramref name="file"/>; disposes it on failure.</summary>
     private static bool TryParse(IByteSource file, string path, ParserLimits limits, CaptureFormat? forced, int probeBytes, out RunMappedMemory? memory, out FormatError? error)
