@@ -104,8 +104,12 @@ public static class CaptureOpener
     /// <exception cref="ArgumentException">the format name is unknown.</exception>
     public static RunMappedMemory Open(IRangeReader reader, RemoteReadOptions? options = null, ParserLimits? limits = null, string? formatName = null)
     {
-        CaptureFormat? forced = formatName is null ? null
-            : Array.Find(s_formats, f => f.Name == formatName) ?? throw new ArgumentException($"unknown format '{formatName}' (known: {string.Join(", ", FormatNames)})", nameof(formatName));
+        CaptureFormat? forced = formatName is null ? null : Array.Find(s_formats, f => f.Name == formatName);
+        if (formatName is not null && forced is null)
+        {
+            reader.Dispose();
+            throw new ArgumentException($"unknown format '{formatName}' (known: {string.Join(", ", FormatNames)})", nameof(formatName));
+        }
         if (reader.Length <= 0)
         {
             reader.Dispose();

@@ -75,8 +75,16 @@ public sealed class LinuxKernel
         if (linkTimeSymbols is not null && BannerAtLoadAddress(physical, linkTimeSymbols, steps, cancellationToken) is { } placed)
         {
             // Symbols from a file tell where the banner must be: no scan of physical memory, no kallsyms search (what
-            // keeps a remote capture's fetches to the page tables and the structures a plugin walks).
-            return FromLinkTimeSymbols(physical, placed, linkTimeSymbols, symbolSource ?? "symbol file", steps);
+            // keeps a remote capture's fetches to the page tables and the structures a plugin walks). Symbols of another
+            // build can still land on a banner by chance: then the page tables disagree and the search below runs.
+            try
+            {
+                return FromLinkTimeSymbols(physical, placed, linkTimeSymbols, symbolSource ?? "symbol file", steps);
+            }
+            catch (KernelNotFoundException e)
+            {
+                steps.Add($"symbol-file placement rejected: {e.Message}");
+            }
         }
         KernelBanner banner = BannerScanner.FindLinuxBanner(physical, cancellationToken)
             ?? throw new KernelNotFoundException("no Linux kernel banner (\"Linux version ...\") in physical memory: not a Linux capture, or the kernel image was not captured");
