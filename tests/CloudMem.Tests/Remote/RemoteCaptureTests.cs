@@ -55,6 +55,29 @@ public sealed class RemoteCaptureTests(RemoteStores stores, ITestOutputHelper ou
     }
 
     [SkippableTheory]
+    [InlineData("memory.avml", 100.0)]             // no chunk index in the format: opening walks every chunk header
+    [InlineData("memory.kdump-zlib", 5.0)]
+    [InlineData("memory.kdump-lzo.flat", 30.0)]    // a stream format: opening walks every record header to build the index (26%)
+    public void Other_compressed_formats_in_place_return_the_local_rows(string file, double mostPercent)
+    {
+        string path = Fixture.Require(file);
+        var options = new LinuxOptions(IsfPath: FixtureIsf());
+        string expected;
+        using (RunMappedMemory local = CaptureOpener.Open(path))
+        {
+            expected = Rows(LinuxContext.Open(local, options));
+        }
+
+        using RunMappedMemory remote = RemoteCaptureOpener.Open(stores.Url("s3", path, file), environment: stores.Environment("s3"));
+        string rows = Rows(LinuxContext.Open(remote, options));
+
+        output.WriteLine(remote.RemoteStats!.ToString());
+        Assert.Equal(expected, rows);
+        Assert.Equal((0, 0L), (remote.RemoteStats!.Failures, remote.DecodeFailures));
+        Assert.True(remote.RemoteStats.PercentFetched <= mostPercent, remote.RemoteStats.ToString());
+    }
+
+    [SkippableTheory]
     [InlineData("memory.lime", 48 * 1024)]        // the head (one 16 KiB block) and the second range header's block
     [InlineData("memory.kdump-snappy", 256 * 1024)] // the head, the sub-header with VMCOREINFO, two bitmaps for 4 GiB of PFNs
     public void Opening_fetches_only_the_head_and_the_format_structures(string file, int most)
