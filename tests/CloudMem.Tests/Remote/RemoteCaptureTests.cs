@@ -28,6 +28,21 @@ public sealed class RemoteCaptureTests(RemoteStores stores, ITestOutputHelper ou
 
     private static string Rows(LinuxContext context) => JsonSerializer.Serialize(LinuxProcesses.List(context).Processes);
 
+    /// <summary>linux.pslist rows of the local fixture file and of the same file read in place from <paramref name="store"/>.</summary>
+    private (string Expected, string Rows, RunMappedMemory Remote) LocalAndRemote(string store, string file, LinuxOptions options)
+    {
+        string path = Fixture.Require(file);
+        string expected;
+        using (RunMappedMemory local = CaptureOpener.Open(path))
+        {
+            expected = Rows(LinuxContext.Open(local, options));
+        }
+        RunMappedMemory remote = RemoteCaptureOpener.Open(stores.Url(store, path, file), environment: stores.Environment(store));
+        string rows = Rows(LinuxContext.Open(remote, options));
+        output.WriteLine(remote.RemoteStats!.ToString());
+        return (expected, rows, remote);
+    }
+
     [SkippableTheory]
     [InlineData("s3", "memory.lime")]
     [InlineData("s3", "memory.kdump-snappy")]
@@ -35,20 +50,10 @@ public sealed class RemoteCaptureTests(RemoteStores stores, ITestOutputHelper ou
     [InlineData("blob", "memory.kdump-snappy")]
     public void Linux_pslist_in_place_returns_the_local_rows_fetching_at_most_5_percent(string store, string file)
     {
-        string path = Fixture.Require(file);
-        var options = new LinuxOptions(IsfPath: FixtureIsf());
-        string expected;
-        using (RunMappedMemory local = CaptureOpener.Open(path))
-        {
-            expected = Rows(LinuxContext.Open(local, options));
-        }
-        string url = stores.Url(store, path, file);
-
-        using RunMappedMemory remote = RemoteCaptureOpener.Open(url, environment: stores.Environment(store));
-        string rows = Rows(LinuxContext.Open(remote, options));
+        (string expected, string rows, RunMappedMemory remote) = LocalAndRemote(store, file, new LinuxOptions(IsfPath: FixtureIsf()));
+        using RunMappedMemory _ = remote;
 
         RemoteReadStats stats = remote.RemoteStats!;
-        output.WriteLine(stats.ToString());
         Assert.Equal(expected, rows);
         Assert.Equal(0, stats.Failures);
         Assert.True(stats.PercentFetched <= 5.0, $"fetched {stats.PercentFetched:0.00}% of the object: {stats}");
@@ -60,18 +65,9 @@ public sealed class RemoteCaptureTests(RemoteStores stores, ITestOutputHelper ou
     [InlineData("memory.kdump-lzo.flat", 30.0)]    // a stream format: opening walks every record header to build the index (26%)
     public void Other_compressed_formats_in_place_return_the_local_rows(string file, double mostPercent)
     {
-        string path = Fixture.Require(file);
-        var options = new LinuxOptions(IsfPath: FixtureIsf());
-        string expected;
-        using (RunMappedMemory local = CaptureOpener.Open(path))
-        {
-            expected = Rows(LinuxContext.Open(local, options));
-        }
+        (string expected, string rows, RunMappedMemory remote) = LocalAndRemote("s3", file, new LinuxOptions(IsfPath: FixtureIsf()));
+        using RunMappedMemory _ = remote;
 
-        using RunMappedMemory remote = RemoteCaptureOpener.Open(stores.Url("s3", path, file), environment: stores.Environment("s3"));
-        string rows = Rows(LinuxContext.Open(remote, options));
-
-        output.WriteLine(remote.RemoteStats!.ToString());
         Assert.Equal(expected, rows);
         Assert.Equal((0, 0L), (remote.RemoteStats!.Failures, remote.DecodeFailures));
         Assert.True(remote.RemoteStats.PercentFetched <= mostPercent, remote.RemoteStats.ToString());
@@ -95,16 +91,11 @@ public sealed class RemoteCaptureTests(RemoteStores stores, ITestOutputHelper ou
     [SkippableFact]
     public void Without_symbol_files_the_kernel_is_found_by_scanning_and_the_rows_still_match()
     {
-        string path = Fixture.Require("memory.kdump-snappy");
-        string expected;
-        using (RunMappedMemory local = CaptureOpener.Open(path))
-        {
-            expected = Rows(LinuxContext.Open(local));
-        }
-        using RunMappedMemory remote = RemoteCaptureOpener.Open(stores.Url("blob", path, "memory.kdump-snappy"), environment: stores.Environment("blob"));
+        (string expected, string rows, RunMappedMemory remote) = LocalAndRemote("blob", "memory.kdump-snappy", new LinuxOptions());
+        using RunMappedMemory _ = remote;
 
-        Assert.Equal(expected, Rows(LinuxContext.Open(remote)));
-        output.WriteLine($"no symbol file: {remote.RemoteStats}");
+        Assert.Equal(expected, rows);
+        Assert.Equal(0, remote.RemoteStats!.Failures);
     }
 
     [SkippableFact]
