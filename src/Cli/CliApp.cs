@@ -19,6 +19,7 @@ internal static class CliApp
         app.Configure(config =>
         {
             config.SetApplicationName("cloudmem");
+            config.SetInterceptor(new CaptureStatsInterceptor());
             config.AddCommand<InfoCommand>("info").Also(() => index.Add<InfoCommand>("info", "Captures"))
                 .WithExample("info", "memory.lime")
                 .WithExample("info", "memory.kdump", "--output", "json");

@@ -40,5 +40,5 @@ internal abstract class CaptureFormat
 
     /// <summary>Parses the file. Throws <see cref="FormatErrorException"/> on structural problems.</summary>
     /// <remarks>On success the returned source owns <paramref name="file"/>; on failure the caller disposes it.</remarks>
-    public abstract ParsedCapture Parse(MappedFile file, ParserLimits limits);
+    public abstract ParsedCapture Parse(IByteSource file, ParserLimits limits);
 }

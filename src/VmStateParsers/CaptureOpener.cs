@@ -9,6 +9,7 @@ using CloudMem.VmStateParsers.Formats.Raw;
 using CloudMem.VmStateParsers.Formats.Vmware;
 using CloudMem.VmStateParsers.Formats.Swsusp;
 using CloudMem.VmStateParsers.IO;
+using CloudMem.VmStateParsers.Remote;
 
 namespace CloudMem.VmStateParsers;
 
@@ -71,7 +72,6 @@ public static class CaptureOpener
 
     private static bool TryOpen(string path, out RunMappedMemory? memory, out FormatError? error, ParserLimits? limits, CaptureFormat? forced)
     {
-        limits ??= ParserLimits.Default;
         memory = null;
         error = CheckFile(path);
         if (error is not null)
@@ -88,10 +88,60 @@ public static class CaptureOpener
             error = new FormatError("file", "open", -1, e is UnauthorizedAccessException ? "permission denied" : e.Message);
             return false;
         }
+        return TryParse(file, path, limits ?? ParserLimits.Default, forced, CaptureFormat.ProbeBytes, out memory, out error);
+    }
+
+    /// <summary>
+    /// Opens a remote capture in place: the object is read through a bounded block cache (<paramref name="options"/>)
+    /// in ranged requests; only what the probe, the parser and later the analysis touch is fetched.
+    /// </summary>
+    /// <param name="reader">The object; owned by the returned memory (and disposed on failure).</param>
+    /// <param name="options">Cache and fetch settings; <see cref="RemoteReadOptions.Default"/> when null.</param>
+    /// <param name="limits">Parser limits.</param>
+    /// <param name="formatName">A format to read it as (see <see cref="FormatNames"/>), skipping detection; null to detect.</param>
+    /// <exception cref="DumpFormatException">not a valid capture, or its structures could not be fetched; the message is one
+    /// line naming the object's <see cref="IRangeReader.DisplayName"/>, the format, structure and offset.</exception>
+    /// <exception cref="ArgumentException">the format name is unknown.</exception>
+    public static RunMappedMemory Open(IRangeReader reader, RemoteReadOptions? options = null, ParserLimits? limits = null, string? formatName = null)
+    {
+        CaptureFormat? forced = formatName is null ? null : Array.Find(s_formats, f => f.Name == formatName);
+        if (formatName is not null && forced is null)
+        {
+            reader.Dispose();
+            throw new ArgumentException($"unknown format '{formatName}' (known: {string.Join(", ", FormatNames)})", nameof(formatName));
+        }
+        if (reader.Length <= 0)
+        {
+            reader.Dispose();
+            throw new DumpFormatException(reader.DisplayName, new FormatError("object", "length", -1, "the object is empty (0 bytes)"));
+        }
+        var source = new Remote.BlockCacheSource(reader, options ?? RemoteReadOptions.Default);
+        // A remote probe first looks at a small head (most formats have their magic in the first bytes); only a capture
+        // that nothing but the headerless raw format claims is probed again over the whole probe window.
+        if (TryParse(source, reader.DisplayName, limits ?? ParserLimits.Default, forced, RemoteProbeBytes, out RunMappedMemory? memory, out FormatError? error))
+        {
+            memory!.RemoteStats = source.Stats;
+            return memory;
+        }
+        throw new DumpFormatException(reader.DisplayName, error!);
+    }
+
+    /// <summary>Bytes of a remote object's head the first probe round sees.</summary>
+    private const int RemoteProbeBytes = 16 * 1024;
+
+    /// <summary>Probes (unless <paramref name="forced"/>) and parses <paramref name="file"/>; disposes it on failure.</summary>
+    private static bool TryParse(IByteSource file, string path, ParserLimits limits, CaptureFormat? forced, int probeBytes, out RunMappedMemory? memory, out FormatError? error)
+    {
+        memory = null;
+        error = null;
         CaptureFormat? format = forced;
         try
         {
-            format ??= Detect(file, path);
+            format ??= Detect(file, path, probeBytes);
+            if (format is RawFormat && probeBytes < CaptureFormat.ProbeBytes && file.Length > probeBytes)
+            {
+                format = Detect(file, path, CaptureFormat.ProbeBytes);
+            }
             ParsedCapture parsed = format.Parse(file, limits);
             string description = $"{parsed.Metadata.Format}: {Path.GetFileName(path)}";
             memory = new RunMappedMemory(description, parsed.Source, parsed.Runs, parsed.Decoder, parsed.Metadata, limits);
@@ -99,29 +149,32 @@ public static class CaptureOpener
         }
         catch (FormatErrorException e)
         {
-            file.Dispose();
-            error = e.Error;
-            return false;
+            error = FetchFailure(file, format) ?? e.Error;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or OutOfMemoryException)
         {
-            file.Dispose();
             error = new FormatError(format?.Name ?? "file", "read", -1, e.Message);
-            return false;
         }
+        file.Dispose();
+        return false;
     }
 
     /// <summary>The short name of the format the content probes pick for <paramref name="path"/> (what <see cref="Open"/> would parse it as).</summary>
     internal static string Detect(string path)
     {
         using MappedFile file = MappedFile.Open(path);
-        return Detect(file, path).Name;
+        return Detect(file, path, CaptureFormat.ProbeBytes).Name;
     }
 
     /// <summary>The first format, in the declared order, whose probe does not say NoMatch (raw matches anything).</summary>
-    private static CaptureFormat Detect(MappedFile file, string path)
+    private static CaptureFormat Detect(IByteSource file, string path, int probeBytes)
     {
-        ReadOnlySpan<byte> head = file.Span(0, (int)Math.Min(file.Length, CaptureFormat.ProbeBytes));
+        int length = (int)Math.Min(file.Length, probeBytes);
+        ReadOnlySpan<byte> head = file.Span(0, length);
+        if (head.Length != length)
+        {
+            throw Fail.At("file", "head", 0, $"the first {length} bytes could not be read");
+        }
         foreach (CaptureFormat candidate in s_formats)
         {
             if (candidate.Probe(head, file.Length, path) != FormatProbeResult.NoMatch)
@@ -131,6 +184,12 @@ public static class CaptureOpener
         }
         return s_formats[^1];
     }
+
+    /// <summary>A remote fetch that failed while parsing explains a "truncated" structure better than the structure does.</summary>
+    private static FormatError? FetchFailure(IByteSource file, CaptureFormat? format)
+        => file is Remote.BlockCacheSource { Stats: { Failures: > 0, LastFailure: { } problem } }
+            ? new FormatError(format?.Name ?? "object", "fetch", -1, problem)
+            : null;
 
     private static FormatError? CheckFile(string path)
     {

@@ -44,6 +44,9 @@ public sealed class RunMappedMemory : IPhysicalMemory, IDirectSpanAccess, ICaptu
     /// <inheritdoc />
     public CaptureMetadata Metadata { get; }
 
+    /// <summary>For a capture read in place from object storage: what reading it cost so far; null for a local file.</summary>
+    public Remote.RemoteReadStats? RemoteStats { get; internal set; }
+
     /// <summary>How many decode units failed to decode so far (each failure is also a short read).</summary>
     public long DecodeFailures => Interlocked.Read(ref _decodeFailures);
 

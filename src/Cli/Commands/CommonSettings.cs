@@ -31,10 +31,28 @@ internal class CommonSettings : CommandSettings
 internal class CaptureSettings : CommonSettings
 {
     [CommandArgument(0, "<IMAGE>")]
-    [Description("The capture file (format detected from its content)")]
+    [Description("The capture file (format detected from its content), or a capture in object storage read in place: s3://BUCKET/KEY, https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB, or an http(s) URL that serves byte ranges")]
     public string Image { get; init; } = "";
 
     [CommandOption("--format <NAME>")]
     [Description("Skip detection and read the file as this format (raw, lime, avml, elf, kdump, kdump-flattened, crashdump, hiberfil, hyperv, vmware for .vmss/.vmsn, vmem)")]
     public string? Format { get; init; }
+
+    [CommandOption("--stats")]
+    [Description("When done, print to stderr what reading the capture cost: bytes fetched, requests, cache hits and misses (remote captures)")]
+    public bool Stats { get; init; }
+
+    [CommandOption("--remote-cache <MiB>")]
+    [Description("Block cache size for a remote capture, in MiB (default 256)")]
+    public int? RemoteCacheMiB { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        ValidationResult common = base.Validate();
+        if (!common.Successful)
+        {
+            return common;
+        }
+        return RemoteCacheMiB is null or (>= 1 and <= 1 << 20) ? ValidationResult.Success() : ValidationResult.Error("--remote-cache must be 1 to 1048576 MiB");
+    }
 }

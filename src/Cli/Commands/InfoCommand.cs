@@ -29,5 +29,5 @@ internal sealed class InfoCommand : Command<InfoCommand.Settings>
 internal static class CaptureFiles
 {
     public static RunMappedMemory Open(string path, string? format)
-        => format is null ? CaptureOpener.Open(path) : CaptureOpener.OpenAs(path, format);
+        => CaptureOpening.Open(path, format);
 }

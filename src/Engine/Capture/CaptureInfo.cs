@@ -70,9 +70,11 @@ public sealed record CaptureInfo(
         {
             warnings.Add($"{mapped.DecodeFailures} pages could not be decoded; last: {mapped.LastDecodeProblem}");
         }
+        // A capture read in place from object storage: its address without credentials, and the object's length.
+        bool remote = memory is RunMappedMemory { RemoteStats: not null };
         return new CaptureInfo(
-            Path.GetFullPath(path),
-            new FileInfo(path).Length,
+            remote ? ((RunMappedMemory)memory).RemoteStats!.DisplayName : Path.GetFullPath(path),
+            remote ? ((RunMappedMemory)memory).RemoteStats!.ObjectLength : new FileInfo(path).Length,
             metadata.Format,
             memory.TotalBytes(),
             Hex.Of(memory.MaxAddress),

@@ -71,6 +71,20 @@ public sealed class LinuxKernel
         CancellationToken cancellationToken = default, ILogger? logger = null)
     {
         var steps = new List<string>();
+        if (linkTimeSymbols is not null && BannerAtLoadAddress(physical, linkTimeSymbols, steps, cancellationToken) is { } placed)
+        {
+            // Symbols from a file tell where the banner must be: no scan of physical memory, no kallsyms search (what
+            // keeps a remote capture's fetches to the page tables and the structures a plugin walks). Symbols of another
+            // build can still land on a banner by chance: then the page tables disagree and the search below runs.
+            try
+            {
+                return FromLinkTimeSymbols(physical, placed, linkTimeSymbols, symbolSource ?? "symbol file", steps);
+            }
+            catch (KernelNotFoundException e)
+            {
+                steps.Add($"symbol-file placement rejected: {e.Message}");
+            }
+        }
         KernelBanner banner = BannerScanner.FindLinuxBanner(physical, cancellationToken)
             ?? throw new KernelNotFoundException("no Linux kernel banner (\"Linux version ...\") in physical memory: not a Linux capture, or the kernel image was not captured");
         steps.Add($"banner at physical 0x{banner.PhysicalAddress:X}");
@@ -119,6 +133,51 @@ public sealed class LinuxKernel
             }
         }
         throw new KernelNotFoundException($"init_top_pgt at physical 0x{dtb:X} does not map linux_banner to 0x{banner.PhysicalAddress:X}: the symbols do not fit this capture");
+    }
+
+    /// <summary>
+    /// The banner found from link-time symbols without a scan: at the place VMCOREINFO's phys_base and KERNELOFFSET give
+    /// (kdump), else at linux_banner's offset from _text past each 2 MiB boundary (the kernel is loaded at a
+    /// CONFIG_PHYSICAL_ALIGN boundary), one small read per candidate. Null when the symbols lack those two or no
+    /// candidate holds a well-formed banner.
+    /// </summary>
+    private static KernelBanner? BannerAtLoadAddress(IPhysicalMemory physical, IReadOnlyDictionary<string, ulong> symbols, List<string> steps, CancellationToken cancellationToken)
+    {
+        const ulong PhysicalAlign = 0x200000;
+        if (!symbols.TryGetValue("linux_banner", out ulong bannerLink) || !symbols.TryGetValue("_text", out ulong textLink)
+            || bannerLink < textLink || bannerLink - textLink > 0x10000000)
+        {
+            return null;
+        }
+        if (physical is ICaptureMetadata { Metadata.VmcoreInfo: { } info } && info.TryGetNumber("phys_base", out long physBase))
+        {
+            ulong offset = info.TryGetKernelOffset(out ulong kernelOffset) ? kernelOffset : 0;
+            ulong at = unchecked(bannerLink + offset - StartKernelMap + (ulong)physBase);
+            if (BannerAt(physical, at) is { } fromVmcoreinfo)
+            {
+                steps.Add($"banner at physical 0x{at:X} from VMCOREINFO phys_base and KERNELOFFSET");
+                return fromVmcoreinfo;
+            }
+        }
+        ulong inImage = bannerLink - textLink;
+        for (ulong load = 0; load + inImage < physical.MaxAddress; load += PhysicalAlign)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (BannerAt(physical, load + inImage) is { } found)
+            {
+                steps.Add($"banner at physical 0x{found.PhysicalAddress:X}: linux_banner's offset 0x{inImage:X} from _text past the 2 MiB load boundary 0x{load:X}");
+                return found;
+            }
+        }
+        return null;
+    }
+
+    private static KernelBanner? BannerAt(IPhysicalMemory physical, ulong at)
+    {
+        Span<byte> text = stackalloc byte[512];
+        int read = physical.Read(at, text);
+        string? line = read >= 64 && text.StartsWith("Linux version "u8) ? BannerScanner.Validate(text[..read]) : null;
+        return line is null ? null : new KernelBanner(line, at);
     }
 
     // With link-time symbols: the kernel page table's physical address does not depend on the virtual slide

@@ -8,6 +8,9 @@ namespace CloudMem.VmStateParsers.IO;
 internal sealed class OwningSource(IByteSource data, params IDisposable[] alsoOwned) : IByteSource
 {
     /// <inheritdoc />
+    public string Path => data.Path;
+
+    /// <inheritdoc />
     public long Length => data.Length;
 
     /// <inheritdoc />

@@ -72,7 +72,7 @@ internal sealed class ChunkIndex
 }
 
 /// <summary>Decodes one Snappy chunk of an AVML file (the run's key is the index of its first chunk).</summary>
-internal sealed class AvmlChunkDecoder(MappedFile file, ChunkIndex index) : IPageDecoder
+internal sealed class AvmlChunkDecoder(IByteSource file, ChunkIndex index) : IPageDecoder
 {
     public int MaxUnitSize => AvmlLayout.MaxChunkData;
 

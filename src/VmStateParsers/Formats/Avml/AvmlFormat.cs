@@ -19,7 +19,7 @@ internal sealed class AvmlFormat : CaptureFormat
            ? FormatProbeResult.Match
            : FormatProbeResult.NoMatch;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         var builder = new RunMapBuilder(FormatName, file.Length, limits);
         var index = new ChunkIndex();
@@ -115,7 +115,7 @@ internal sealed class AvmlFormat : CaptureFormat
     /// Walks the framed stream of one record, indexing data chunks; returns the stream's end offset and how many bytes
     /// of the range its chunks hold (less than the range when the file ends inside the stream: a truncated copy).
     /// </summary>
-    private static (long End, ulong Decoded) WalkChunks(MappedFile file, long position, ulong physical, ulong length, ChunkIndex index, ParserLimits limits, string structure)
+    private static (long End, ulong Decoded) WalkChunks(IByteSource file, long position, ulong physical, ulong length, ChunkIndex index, ParserLimits limits, string structure)
     {
         ulong decoded = 0;
         bool sawIdentifier = false;

@@ -30,7 +30,7 @@ internal sealed class CrashDumpFormat : CaptureFormat
         return valid is CrashDumpLayout.ValidDump64 or CrashDumpLayout.ValidDump32 ? FormatProbeResult.Match : FormatProbeResult.NoMatch;
     }
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         ReadOnlySpan<byte> magic = file.Span(0, (int)Math.Min(file.Length, 8));
         var probe = new FieldReader(magic, 0, FormatName, "DUMP_HEADER");
@@ -200,7 +200,7 @@ internal sealed class CrashDumpFormat : CaptureFormat
 
     /// <summary>Types 2/5/6/7: the bitmap header after the main header; stored pages packed in PFN order from FirstPage.</summary>
     /// <returns>Pages whose data would start past the end of the file.</returns>
-    private static ulong BitmapRuns(MappedFile file, int at, ParserLimits limits, RunMapBuilder builder, CaptureMetadata m)
+    private static ulong BitmapRuns(IByteSource file, int at, ParserLimits limits, RunMapBuilder builder, CaptureMetadata m)
     {
         const string Structure = "bitmap header";
         if (file.Length - at < CrashDumpLayout.Bitmap.HeaderSize)

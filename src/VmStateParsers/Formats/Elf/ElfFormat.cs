@@ -21,7 +21,7 @@ internal sealed class ElfFormat : CaptureFormat
 
     private readonly record struct Segment(int Index, ulong PAddr, ulong VAddr, ulong FileSize, ulong MemSize, long Offset);
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         ReadOnlySpan<byte> ident = file.Span(0, 16);
         byte elfClass = ident[ElfLayout.IdentClass];
@@ -196,7 +196,7 @@ internal sealed class ElfFormat : CaptureFormat
         return new ParsedCapture(file, builder.ToArray(), null, metadata);
     }
 
-    private static long ReadExtendedPhNum(MappedFile file, FieldReader header, bool is64, bool bigEndian, ulong shOff)
+    private static long ReadExtendedPhNum(IByteSource file, FieldReader header, bool is64, bool bigEndian, ulong shOff)
     {
         int shEntSize = header.U16(is64 ? ElfLayout.H64.ShEntSize : ElfLayout.H32.ShEntSize, "e_shentsize");
         int needed = (is64 ? ElfLayout.H64.ShInfo : ElfLayout.H32.ShInfo) + 4;

@@ -73,7 +73,7 @@ internal readonly record struct HiberExtent(ulong Pfn, int Set, ushort PageInSet
 /// decoded is remembered per thread, so reading the extents of one set in turn decompresses it once; the bounded
 /// cache of decoded extents is <see cref="RunMappedMemory"/>'s. A decoded run's key is the index of its first extent.
 /// </summary>
-internal sealed class HibernationDecoder(MappedFile file, HiberSetTable sets, HiberExtent[] extents) : IPageDecoder
+internal sealed class HibernationDecoder(IByteSource file, HiberSetTable sets, HiberExtent[] extents) : IPageDecoder
 {
     [ThreadStatic]
     private static SetMemo? t_memo;

@@ -43,7 +43,7 @@ internal sealed class HibernationFormat : CaptureFormat
     internal const string WipedHeaderMessage =
         "the header page is all zero: Windows wipes hiberfil.sys's header once it has resumed from it, so the compressed memory left in the file can no longer be located";
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         ReadOnlySpan<byte> page0 = file.Span(0, (int)Math.Min(file.Length, HibernationLayout.PageSize));
         if (page0.Length > 0 && !page0.ContainsAnyExcept((byte)0))
@@ -213,7 +213,7 @@ internal sealed class HibernationFormat : CaptureFormat
     private static string Hex(ulong value) => $"0x{value:X}";
 
     /// <summary>The walk over restoration sets: builds the set table and the (unsorted) extents.</summary>
-    private sealed class Walk(MappedFile file, ParserLimits limits, HibernationProfile profile, ulong maxPfn, CaptureMetadata metadata)
+    private sealed class Walk(IByteSource file, ParserLimits limits, HibernationProfile profile, ulong maxPfn, CaptureMetadata metadata)
     {
         private readonly int[] _kinds = new int[4];
 

@@ -40,7 +40,7 @@ internal sealed class HyperVFormat : CaptureFormat
             && alignment is >= HyperVLayout.MinAlignment and <= HyperVLayout.MaxAlignment && (alignment & (alignment - 1)) == 0;
     }
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         HyperVStorage storage = HyperVStorage.Parse(file, limits);
         var builder = new RunMapBuilder(HyperVStorage.FormatName, file.Length, limits);

@@ -16,10 +16,10 @@ namespace CloudMem.VmStateParsers.Formats.HyperV;
 /// <remarks>The decoder is safe for concurrent callers (it keeps no mutable state).</remarks>
 internal sealed class HyperVRam : IPageDecoder
 {
-    private readonly MappedFile _file;
+    private readonly IByteSource _file;
     private readonly List<Segment> _segments = [];
 
-    private HyperVRam(MappedFile file) => _file = file;
+    private HyperVRam(IByteSource file) => _file = file;
 
     private readonly record struct Segment(ulong PhysicalAddress, int FirstPage, int Pages, long ValueOffset, int ValueLength);
 
@@ -35,7 +35,7 @@ internal sealed class HyperVRam : IPageDecoder
     public ulong MissingPages { get; private set; }
 
     /// <summary>Maps the RAM keys of <paramref name="storage"/> into <paramref name="builder"/>; null when the file holds no guest RAM.</summary>
-    public static HyperVRam? Map(HyperVStorage storage, MappedFile file, RunMapBuilder builder, CaptureMetadata metadata)
+    public static HyperVRam? Map(HyperVStorage storage, IByteSource file, RunMapBuilder builder, CaptureMetadata metadata)
     {
         HyperVKey? savedState = HyperVStorage.Child(storage.Roots, HyperVLayout.SavedStateNode);
         if (savedState?.Children is null)

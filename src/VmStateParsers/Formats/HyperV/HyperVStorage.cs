@@ -17,11 +17,11 @@ internal sealed partial class HyperVStorage
 {
     public const string FormatName = "Hyper-V storage";
 
-    private readonly MappedFile _file;
+    private readonly IByteSource _file;
     private readonly ParserLimits _limits;
     private readonly List<HyperVKey> _keys = [];
 
-    private HyperVStorage(MappedFile file, ParserLimits limits)
+    private HyperVStorage(IByteSource file, ParserLimits limits)
     {
         _file = file;
         _limits = limits;
@@ -48,7 +48,7 @@ internal sealed partial class HyperVStorage
     public List<HyperVKey> Keys { get; } = [];
 
     /// <summary>Parses the container; throws <see cref="FormatErrorException"/> on structural problems.</summary>
-    public static HyperVStorage Parse(MappedFile file, ParserLimits limits)
+    public static HyperVStorage Parse(IByteSource file, ParserLimits limits)
     {
         var storage = new HyperVStorage(file, limits);
         long replayLogOffset = storage.ReadHeaders(out ulong replayLogSize);

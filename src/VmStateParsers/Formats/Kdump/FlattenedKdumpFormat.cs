@@ -16,7 +16,7 @@ internal sealed class FlattenedKdumpFormat : CaptureFormat
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
         => head.StartsWith(Signature) ? FormatProbeResult.Match : FormatProbeResult.NoMatch;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         FlattenedSource source = FlattenedSource.Build(file, limits);
         try

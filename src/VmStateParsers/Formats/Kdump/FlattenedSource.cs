@@ -16,12 +16,12 @@ internal sealed class FlattenedSource : IByteSource
     private const int VersionOffset = 0x18;      // i64 big-endian, 1
     private const int RecordHeader = 16;         // i64 BE offset, i64 BE size
 
-    private readonly MappedFile _file;
+    private readonly IByteSource _file;
     private readonly long[] _target;
     private readonly long[] _stream;
     private readonly long[] _length;
 
-    private FlattenedSource(MappedFile file, long[] target, long[] stream, long[] length, long reassembledLength, int records)
+    private FlattenedSource(IByteSource file, long[] target, long[] stream, long[] length, long reassembledLength, int records)
     {
         _file = file;
         _target = target;
@@ -33,11 +33,13 @@ internal sealed class FlattenedSource : IByteSource
 
     public long Length { get; }
 
+    public string Path => _file.Path;
+
     public int RecordCount { get; }
 
     private readonly record struct Record(long Target, long Stream, long Length, int Sequence);
 
-    public static FlattenedSource Build(MappedFile file, ParserLimits limits)
+    public static FlattenedSource Build(IByteSource file, ParserLimits limits)
     {
         if (file.Length < HeaderBlock)
         {
@@ -226,7 +228,11 @@ internal sealed class FlattenedSource : IByteSource
             {
                 long inPiece = offset - _target[index];
                 count = (int)Math.Min(wanted - total, _length[index] - inPiece);
-                _file.Read(_stream[index] + inPiece, destination.Slice(total, count));
+                int got = _file.Read(_stream[index] + inPiece, destination.Slice(total, count));
+                if (got < count)
+                {
+                    return total + got; // the stream could not be read here (a remote failure): a short read, never stale bytes
+                }
             }
             else
             {

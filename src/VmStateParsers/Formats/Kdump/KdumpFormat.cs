@@ -13,6 +13,6 @@ internal sealed class KdumpFormat : CaptureFormat
            ? FormatProbeResult.Match
            : FormatProbeResult.NoMatch;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
         => KdumpParser.Parse(file, limits, "kdump", new CaptureMetadata("kdump (makedumpfile compressed)"));
 }

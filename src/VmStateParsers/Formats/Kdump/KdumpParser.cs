@@ -112,7 +112,10 @@ internal static class KdumpParser
                     throw sub.Fail("offset_note", layout.OffsetNote, $"notes at 0x{noteOffset:X}+0x{noteSize:X} lie outside the file (0x{fileLength:X} bytes)");
                 }
                 byte[] notes = new byte[noteSize];
-                source.Read((long)noteOffset, notes);
+                if (source.Read((long)noteOffset, notes) != notes.Length)
+                {
+                    throw sub.Fail("offset_note", layout.OffsetNote, $"notes at 0x{noteOffset:X}+0x{noteSize:X} could not be read");
+                }
                 ElfNotes.Parse(notes, (long)noteOffset, machine, bigEndian, metadata, limits, formatName);
             }
         }
@@ -123,8 +126,10 @@ internal static class KdumpParser
             if (infoSize > 0 && infoSize <= (ulong)limits.MaxVmcoreInfoBytes && infoOffset <= (ulong)fileLength && infoSize <= (ulong)fileLength - infoOffset)
             {
                 byte[] text = new byte[infoSize];
-                source.Read((long)infoOffset, text);
-                metadata.VmcoreInfo = VmcoreInfo.Parse(text);
+                if (source.Read((long)infoOffset, text) == text.Length)
+                {
+                    metadata.VmcoreInfo = VmcoreInfo.Parse(text);
+                }
             }
         }
 

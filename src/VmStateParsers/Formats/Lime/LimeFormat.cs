@@ -20,7 +20,7 @@ internal sealed class LimeFormat : CaptureFormat
            ? FormatProbeResult.Match
            : FormatProbeResult.NoMatch;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         var builder = new RunMapBuilder(FormatName, file.Length, limits);
         var metadata = new CaptureMetadata(FormatName);

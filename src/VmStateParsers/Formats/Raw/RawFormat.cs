@@ -18,7 +18,7 @@ internal sealed class RawFormat : CaptureFormat
 
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength) => FormatProbeResult.Match;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         if (file.Length < MinimumSize)
         {

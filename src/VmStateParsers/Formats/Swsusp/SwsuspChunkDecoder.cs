@@ -56,14 +56,14 @@ internal sealed class SwsuspChunkDecoder : IPageDecoder
     private static long s_nextId;
     private readonly long _id = Interlocked.Increment(ref s_nextId);
 
-    private readonly MappedFile _file;
+    private readonly IByteSource _file;
     private readonly SwsuspStreamMap _map;
     private readonly SwsuspChunkIndex _chunks;
     private readonly SwsuspCompression _compression;
     private readonly int[] _segmentChunk;
     private readonly byte[] _segmentPage;
 
-    public SwsuspChunkDecoder(MappedFile file, SwsuspStreamMap map, SwsuspChunkIndex chunks, SwsuspCompression compression, int[] segmentChunk, byte[] segmentPage)
+    public SwsuspChunkDecoder(IByteSource file, SwsuspStreamMap map, SwsuspChunkIndex chunks, SwsuspCompression compression, int[] segmentChunk, byte[] segmentPage)
     {
         _file = file;
         _map = map;
@@ -106,7 +106,7 @@ internal sealed class SwsuspChunkDecoder : IPageDecoder
     /// <see cref="SwsuspLayout.ChunkBytes"/> bytes); false with a reason when the stored data does not decode to
     /// exactly the chunk's pages.
     /// </summary>
-    public static bool TryDecodeChunk(MappedFile file, SwsuspStreamMap map, SwsuspChunkIndex chunks, int chunk, SwsuspCompression compression,
+    public static bool TryDecodeChunk(IByteSource file, SwsuspStreamMap map, SwsuspChunkIndex chunks, int chunk, SwsuspCompression compression,
         Span<byte> destination, out string? problem)
     {
         long first = chunks.StreamPage(chunk);

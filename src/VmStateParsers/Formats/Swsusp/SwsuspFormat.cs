@@ -48,7 +48,7 @@ internal sealed class SwsuspFormat : CaptureFormat
         return FormatProbeResult.NoMatch;
     }
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         long area = FindHeader(file);
         var header = new FieldReader(file.Span(area, L.PageSize), area, FormatName, "swsusp_header");
@@ -164,7 +164,7 @@ internal sealed class SwsuspFormat : CaptureFormat
         public long FileOffset(long page) => Stream.FileOffset(page);
     }
 
-    private static long FindHeader(MappedFile file)
+    private static long FindHeader(IByteSource file)
     {
         long firstSwap = -1;
         for (long offset = 0; offset <= SearchLimit && offset <= file.Length - L.PageSize; offset += SearchStep)
@@ -199,7 +199,7 @@ internal sealed class SwsuspFormat : CaptureFormat
     /// device page numbers and the base is the file's resume_offset: then the first map page is searched for (the page
     /// whose first entry leads to a valid swsusp_info).
     /// </summary>
-    private static ulong FindBase(MappedFile file, long area, long areaPages, ulong image, out bool inferred)
+    private static ulong FindBase(IByteSource file, long area, long areaPages, ulong image, out bool inferred)
     {
         inferred = false;
         if (image < (ulong)areaPages && LooksLikeFirstMapPage(file, area, areaPages, 0, (long)image))
@@ -219,7 +219,7 @@ internal sealed class SwsuspFormat : CaptureFormat
         return 0; // let the strict walk report what is wrong
     }
 
-    private static bool LooksLikeFirstMapPage(MappedFile file, long area, long areaPages, ulong baseSector, long mapPage)
+    private static bool LooksLikeFirstMapPage(IByteSource file, long area, long areaPages, ulong baseSector, long mapPage)
     {
         ReadOnlySpan<byte> map = file.Span(area + (mapPage * L.PageSize), L.PageSize);
         if (map.IsEmpty)
@@ -242,7 +242,7 @@ internal sealed class SwsuspFormat : CaptureFormat
         return pages >= 2 && imagePages <= pages - 2 && pages < (1UL << 40) && size == pages * L.PageSize;
     }
 
-    private static ImageMap WalkMap(MappedFile file, long area, long areaPages, long declaredPages, ulong baseSector, ulong image, ParserLimits limits)
+    private static ImageMap WalkMap(IByteSource file, long area, long areaPages, long declaredPages, ulong baseSector, ulong image, ParserLimits limits)
     {
         var stream = new SwsuspStreamMap();
         var seen = new HashSet<ulong>();
@@ -306,7 +306,7 @@ internal sealed class SwsuspFormat : CaptureFormat
             ? $"lies past the end of the file (the swap area declares {declaredPages} pages, the file holds {areaPages}: truncated copy?)"
             : $"is outside the swap area (device pages 0x{baseSector:X}..0x{baseSector + (ulong)areaPages - 1:X})";
 
-    private static PfnWalk MapUncompressed(MappedFile file, ImageMap map, long metaPages, RunMapBuilder builder, ParserLimits limits)
+    private static PfnWalk MapUncompressed(IByteSource file, ImageMap map, long metaPages, RunMapBuilder builder, ParserLimits limits)
     {
         if (map.Pages < 1 + metaPages)
         {
@@ -337,7 +337,7 @@ internal sealed class SwsuspFormat : CaptureFormat
         return new PfnWalk(data, zeros, unmapped);
     }
 
-    private static PfnWalk MapCompressed(MappedFile file, ImageMap map, long metaPages, long pages, SwsuspCompression compression,
+    private static PfnWalk MapCompressed(IByteSource file, ImageMap map, long metaPages, long pages, SwsuspCompression compression,
         RunMapBuilder builder, ParserLimits limits, out IPageDecoder decoder, out int chunkCount)
     {
         // Index the chunks: each starts on a fresh stream page with its compressed length.

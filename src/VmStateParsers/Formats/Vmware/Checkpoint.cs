@@ -53,7 +53,7 @@ internal sealed class Checkpoint
 
     /// <summary>Parses the header, group table and tags.</summary>
     /// <exception cref="FormatErrorException">on any structural problem, with its file offset.</exception>
-    public static Checkpoint Read(MappedFile file, ParserLimits limits)
+    public static Checkpoint Read(IByteSource file, ParserLimits limits)
     {
         var header = new FieldReader(file.Span(0, (int)Math.Min(file.Length, VmwareLayout.HeaderSize)), 0, FormatName, "header");
         uint magic = header.U32(VmwareLayout.MagicOffset, "magic");
@@ -102,7 +102,7 @@ internal sealed class Checkpoint
         return new Checkpoint(magic, version, groups, tags);
     }
 
-    private static int WalkTags(MappedFile file, string group, long start, long end, int width, List<CheckpointTag>? keep, ParserLimits limits, ref long walked)
+    private static int WalkTags(IByteSource file, string group, long start, long end, int width, List<CheckpointTag>? keep, ParserLimits limits, ref long walked)
     {
         long offset = start;
         int index = 0;
@@ -158,7 +158,7 @@ internal sealed class Checkpoint
     }
 
     /// <summary>Reads an inline tag's value as a little-endian unsigned integer (1 to 8 bytes).</summary>
-    public static ulong Integer(MappedFile file, CheckpointTag tag)
+    public static ulong Integer(IByteSource file, CheckpointTag tag)
     {
         if (tag.IsBlock || tag.ValueSize is 0 or > 8)
         {

@@ -13,7 +13,7 @@ internal sealed class VmwareFormat : CaptureFormat
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength)
         => Checkpoint.HasMagic(head) ? FormatProbeResult.Match : FormatProbeResult.NoMatch;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits) => VmwareParser.ParseState(file, limits);
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits) => VmwareParser.ParseState(file, limits);
 }
 
 /// <summary>
@@ -32,7 +32,7 @@ internal sealed class VmemFormat : CaptureFormat
     public override FormatProbeResult Probe(ReadOnlySpan<byte> head, long fileLength, string path)
         => FindState(path) is null ? FormatProbeResult.NoMatch : FormatProbeResult.NeedsCompanion;
 
-    public override ParsedCapture Parse(MappedFile file, ParserLimits limits)
+    public override ParsedCapture Parse(IByteSource file, ParserLimits limits)
     {
         string statePath = FindState(file.Path)
             ?? throw Fail.At(Checkpoint.FormatName, "state file", -1,

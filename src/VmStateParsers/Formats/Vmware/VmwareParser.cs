@@ -15,7 +15,7 @@ internal static class VmwareParser
     private static readonly string[] s_registers = [.. VmwareLayout.Gprs64, .. VmwareLayout.OtherRegisters];
 
     /// <summary>Opened from the state file (.vmss/.vmsn): memory inline, or in the companion .vmem.</summary>
-    public static ParsedCapture ParseState(MappedFile state, ParserLimits limits)
+    public static ParsedCapture ParseState(IByteSource state, ParserLimits limits)
     {
         Checkpoint checkpoint = Checkpoint.Read(state, limits);
         CheckpointTag? block = MemoryBlock(checkpoint);
@@ -34,7 +34,7 @@ internal static class VmwareParser
             throw Fail.At(F, "memory", memoryGroup?.Position ?? -1,
                 $"this state file holds no memory (no Memory block) and its companion {vmemPath} does not exist");
         }
-        MappedFile vmem = Companions.Open(vmemPath, F, "memory");
+        IByteSource vmem = Companions.Open(vmemPath, F, "memory");
         try
         {
             Describe(checkpoint, state, Path.GetFileName(state.Path), $"{Path.GetFileName(vmemPath)} (companion, 0x{vmem.Length:X} bytes)", metadata);
@@ -50,10 +50,10 @@ internal static class VmwareParser
     }
 
     /// <summary>Opened from the .vmem: the run table comes from the sibling state file, which is closed afterwards.</summary>
-    public static ParsedCapture ParseVmem(MappedFile vmem, string statePath, ParserLimits limits)
+    public static ParsedCapture ParseVmem(IByteSource vmem, string statePath, ParserLimits limits)
     {
         string stateName = Path.GetFileName(statePath);
-        using MappedFile state = Companions.Open(statePath, F, "state file");
+        using IByteSource state = Companions.Open(statePath, F, "state file");
         try
         {
             Checkpoint checkpoint = Checkpoint.Read(state, limits);
@@ -97,7 +97,7 @@ internal static class VmwareParser
 
     private readonly record struct Region(ulong Ppn, ulong PageNum, ulong Pages, int Index, long DescribedAt);
 
-    private static PhysicalRun[] BuildRuns(Checkpoint checkpoint, MappedFile state, long storeBase, long storeLength, long fileLength, ParserLimits limits, CaptureMetadata metadata)
+    private static PhysicalRun[] BuildRuns(Checkpoint checkpoint, IByteSource state, long storeBase, long storeLength, long fileLength, ParserLimits limits, CaptureMetadata metadata)
     {
         var builder = new RunMapBuilder(F, fileLength, limits);
         CheckpointTag? countTag = checkpoint.Find(VmwareLayout.MemoryGroup, VmwareLayout.RegionsCountTag);
@@ -168,7 +168,7 @@ internal static class VmwareParser
         }
     }
 
-    private static void Describe(Checkpoint checkpoint, MappedFile state, string stateName, string store, CaptureMetadata metadata)
+    private static void Describe(Checkpoint checkpoint, IByteSource state, string stateName, string store, CaptureMetadata metadata)
     {
         metadata.Add("state file", stateName);
         metadata.Add("memory", store);
@@ -184,7 +184,7 @@ internal static class VmwareParser
         }
     }
 
-    private static void ReadCpus(Checkpoint checkpoint, MappedFile state, ParserLimits limits, CaptureMetadata metadata)
+    private static void ReadCpus(Checkpoint checkpoint, IByteSource state, ParserLimits limits, CaptureMetadata metadata)
     {
         CheckpointTag? countTag = checkpoint.Find(VmwareLayout.CpuGroup, VmwareLayout.NumVcpusTag);
         ulong declared = countTag is null || countTag.IsBlock ? 0 : Checkpoint.Integer(state, countTag);
