@@ -27,10 +27,15 @@ fi
 npm_dir="$tools/npm"
 npm_marker="$npm_dir/.installed-asl-$asl_version-cfnspec-$cfnspec_version-yaml-$yaml_version"
 if [ ! -f "$npm_marker" ]; then
-    rm -rf "$npm_dir" && mkdir -p "$npm_dir"
-    (cd "$npm_dir" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error \
+    # Installed beside the target and moved into place whole (several worktrees may share this cache).
+    stage="$(mktemp -d "$tools/.npm.XXXXXX")"
+    printf '{ "name": "cloudmem-infra-tools", "private": true }\n' > "$stage/package.json"
+    (cd "$stage" && npm install --no-audit --no-fund --loglevel=error \
         "asl-validator@$asl_version" "@aws-cdk/cfnspec@$cfnspec_version" "yaml@$yaml_version" >&2)
-    touch "$npm_marker"
+    touch "$stage/$(basename "$npm_marker")"
+    rm -rf "$npm_dir.old.$$"
+    if [ -e "$npm_dir" ]; then mv "$npm_dir" "$npm_dir.old.$$"; fi
+    mv "$stage" "$npm_dir" && rm -rf "$npm_dir.old.$$"
 fi
 bicep="$tools/nuget/azure.bicep.commandline.linux-x64/$bicep_version/tools/bicep"
 if [ ! -x "$bicep" ]; then

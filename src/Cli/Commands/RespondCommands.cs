@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Globalization;
+using CloudMem.Connectors.Aws;
 using CloudMem.Connectors.Azure;
 using CloudMem.Connectors.Core;
 using CloudMem.Connectors.Triggers;
@@ -28,6 +29,7 @@ internal sealed record ResponderConfig
     public double TimeoutMinutes { get; init; } = 120;
     public double PollSeconds { get; init; } = 5;
     public int? MinPartMiB { get; init; }
+    public string? DedupeTable { get; init; }
 
     /// <summary>Environment variables of the Lambda and the Function App (names in infra/README.md).</summary>
     public static ResponderConfig FromEnvironment(string defaultOut)
@@ -59,6 +61,7 @@ internal sealed record ResponderConfig
             TimeoutMinutes = Number("CLOUDMEM_TIMEOUT_MINUTES", 120),
             PollSeconds = Number("CLOUDMEM_POLL_SECONDS", 5),
             MinPartMiB = Get("CLOUDMEM_MIN_PART_MIB") is null ? null : (int)Number("CLOUDMEM_MIN_PART_MIB", 64),
+            DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
         };
     }
 
@@ -90,6 +93,8 @@ internal sealed record ResponderConfig
             Download = Download,
             OutputDirectory = Out,
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+            // The table is in the responder's own region (AWS_REGION), whatever the finding's.
+            Ledger = DedupeTable is null ? null : DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log),
         };
     }
 }
@@ -155,6 +160,10 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
         [Description("ARM endpoint (sovereign clouds or a test server)")]
         public string? ArmEndpoint { get; init; }
 
+        [CommandOption("--dedupe-table <TABLE>")]
+        [Description("DynamoDB table (key 'key', TTL 'expiresAt'): one capture per finding and instance, one capture per instance at a time")]
+        public string? DedupeTable { get; init; }
+
         public override ValidationResult Validate()
         {
             if (Bucket is null && ContainerUrl is null)
@@ -189,6 +198,7 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
             Out = settings.Out,
             TimeoutMinutes = settings.TimeoutMinutes,
             PollSeconds = settings.PollSeconds,
+            DedupeTable = settings.DedupeTable,
         }.Build(log);
         ResponseOutcome outcome = await responder.RespondAsync(alert, cancellationToken);
         Console.Out.WriteLine(outcome.Reason);
