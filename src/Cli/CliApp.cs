@@ -74,6 +74,13 @@ internal static class CliApp
                     .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
             });
+            config.AddBranch("custody", custody =>
+            {
+                custody.SetDescription("Custody manifests: sign and verify");
+                custody.AddCommand<CustodyVerifyCommand>("verify").WithExample("custody", "verify", "aws-i-0abc-IR-42.custody.json", "--key", "cloudmem.pub");
+                custody.AddCommand<CustodySignCommand>("sign");
+                custody.AddCommand<CustodyKeygenCommand>("keygen");
+            });
             config.AddCommand<RespondCommand>("respond")
                 .WithExample("respond", "finding.json", "--bucket", "evidence", "--plan");
             config.AddCommand<LambdaCommand>("lambda");

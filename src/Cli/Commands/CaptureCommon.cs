@@ -41,6 +41,10 @@ internal class CaptureCommandSettings : CommandSettings
     [Description("Also append the (secret-scrubbed) connector log to this file")]
     public string? LogFile { get; init; }
 
+    [CommandOption("--sign-key <PRIVATE_KEY>")]
+    [Description("Sign every manifest written with this PEM ECDSA P-256 key (MANIFEST.sig; cloudmem custody keygen/verify)")]
+    public string? SignKey { get; init; }
+
     public override ValidationResult Validate()
     {
         if (TimeoutMinutes <= 0 || PollSeconds <= 0)
@@ -68,6 +72,7 @@ internal class CaptureCommandSettings : CommandSettings
         PlanOnly = Plan,
         Download = download,
         Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+        Signer = SignKey is null ? null : LocalKeySigner.Load(SignKey),
     };
 }
 

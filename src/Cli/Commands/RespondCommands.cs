@@ -30,6 +30,7 @@ internal sealed record ResponderConfig
     public double PollSeconds { get; init; } = 5;
     public int? MinPartMiB { get; init; }
     public string? DedupeTable { get; init; }
+    public string? SignKey { get; init; }
 
     /// <summary>Environment variables of the Lambda and the Function App (names in infra/README.md).</summary>
     public static ResponderConfig FromEnvironment(string defaultOut)
@@ -62,6 +63,7 @@ internal sealed record ResponderConfig
             PollSeconds = Number("CLOUDMEM_POLL_SECONDS", 5),
             MinPartMiB = Get("CLOUDMEM_MIN_PART_MIB") is null ? null : (int)Number("CLOUDMEM_MIN_PART_MIB", 64),
             DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
+            SignKey = Get("CLOUDMEM_SIGN_KEY"),
         };
     }
 
@@ -95,6 +97,7 @@ internal sealed record ResponderConfig
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             // The table is in the responder's own region (AWS_REGION), whatever the finding's.
             Ledger = DedupeTable is null ? null : DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log),
+            Signer = SignKey is null ? null : LocalKeySigner.Load(SignKey),
         };
     }
 }
@@ -160,6 +163,10 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
         [Description("ARM endpoint (sovereign clouds or a test server)")]
         public string? ArmEndpoint { get; init; }
 
+        [CommandOption("--sign-key <PRIVATE_KEY>")]
+        [Description("Sign every manifest with this PEM ECDSA P-256 key (MANIFEST.sig)")]
+        public string? SignKey { get; init; }
+
         [CommandOption("--dedupe-table <TABLE>")]
         [Description("DynamoDB table (key 'key', TTL 'expiresAt'): one capture per finding and instance, one capture per instance at a time")]
         public string? DedupeTable { get; init; }
@@ -199,6 +206,7 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
             TimeoutMinutes = settings.TimeoutMinutes,
             PollSeconds = settings.PollSeconds,
             DedupeTable = settings.DedupeTable,
+            SignKey = settings.SignKey,
         }.Build(log);
         ResponseOutcome outcome = await responder.RespondAsync(alert, cancellationToken);
         Console.Out.WriteLine(outcome.Reason);

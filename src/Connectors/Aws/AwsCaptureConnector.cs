@@ -307,7 +307,12 @@ public sealed class AwsCaptureConnector : ICaptureConnector
             recorder.Step("complete upload", $"s3://{bucket}/{layout.EvidenceKey} ETag {complete.ETag}");
 
             // 6. Verify: size, then the bytes, hashed on our side while they stream back, then our parsers.
-            GetObjectMetadataResponse head = await calls.Run("s3", "HeadObject", t => _clients.S3.GetObjectMetadataAsync(bucket, layout.EvidenceKey, t), cancellationToken).ConfigureAwait(false);
+            GetObjectMetadataResponse head = await calls.Run("s3", "HeadObject", t => _clients.S3.GetObjectMetadataAsync(new GetObjectMetadataRequest
+            {
+                BucketName = bucket,
+                Key = layout.EvidenceKey,
+                ChecksumMode = ChecksumMode.ENABLED,
+            }, t), cancellationToken).ConfigureAwait(false);
             if (head.ContentLength != report.TotalBytes)
             {
                 throw new CaptureException($"s3://{bucket}/{layout.EvidenceKey} holds {head.ContentLength} bytes, the guest sent {report.TotalBytes}");
@@ -320,7 +325,7 @@ public sealed class AwsCaptureConnector : ICaptureConnector
             {
                 recorder.Step("size check", $"{report.TotalBytes} bytes: at least MemTotal ({report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}), within the bound {layout.BoundBytes}");
             }
-            await VerifyAsync(recorder, calls, layout, report, cancellationToken).ConfigureAwait(false);
+            await VerifyAsync(recorder, calls, layout, report, StoredObject(head, complete), cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -332,10 +337,38 @@ public sealed class AwsCaptureConnector : ICaptureConnector
         recorder.Step("manifest", $"written locally and as s3://{bucket}/{manifestKey}");
         string path = recorder.Write();
         await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey, FilePath = path, ContentType = "application/json", UseChunkEncoding = false }, t), cancellationToken).ConfigureAwait(false);
+        string signature = ManifestSigning.SignaturePath(path);
+        if (_request.Signer is not null && File.Exists(signature))
+        {
+            await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey + ".sig", FilePath = signature, ContentType = "application/json", UseChunkEncoding = false }, t), cancellationToken).ConfigureAwait(false);
+        }
         return path;
     }
 
-    private async Task VerifyAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, GuestReport report, CancellationToken cancellationToken)
+    /// <summary>Version id, ETag and the server-side checksums S3 returned for the evidence object.</summary>
+    internal static StoredObjectRecord StoredObject(GetObjectMetadataResponse head, CompleteMultipartUploadResponse? complete)
+    {
+        var checksums = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        void Add(string name, string? value)
+        {
+            if (!string.IsNullOrEmpty(value))
+            {
+                checksums[name] = value;
+            }
+        }
+        Add("x-amz-checksum-sha256", head.ChecksumSHA256 ?? complete?.ChecksumSHA256);
+        Add("x-amz-checksum-crc32", head.ChecksumCRC32 ?? complete?.ChecksumCRC32);
+        Add("x-amz-checksum-crc32c", head.ChecksumCRC32C ?? complete?.ChecksumCRC32C);
+        Add("x-amz-checksum-crc64nvme", head.ChecksumCRC64NVME ?? complete?.ChecksumCRC64NVME);
+        Add("x-amz-checksum-type", head.ChecksumType?.Value ?? complete?.ChecksumType?.Value);
+        string? versionId = head.VersionId ?? complete?.VersionId;
+        return new StoredObjectRecord(
+            string.IsNullOrEmpty(versionId) || versionId == "null" ? null : versionId,
+            head.ETag ?? complete?.ETag,
+            checksums.Count == 0 ? null : checksums);
+    }
+
+    private async Task VerifyAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, GuestReport report, StoredObjectRecord stored, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(_request.OutputDirectory);
         string finalPath = Path.Combine(_request.OutputDirectory, $"{_options.InstanceId}-{Path.GetFileName(layout.EvidenceKey)}");
@@ -374,7 +407,7 @@ public sealed class AwsCaptureConnector : ICaptureConnector
                 File.Move(temp, finalPath);
                 localPath = Path.GetFullPath(finalPath);
             }
-            recorder.Evidence(Path.GetFileName(layout.EvidenceKey), $"s3://{_options.Bucket}/{layout.EvidenceKey}", localPath, length, report.TotalBytes!.Value, ourSha, report.Sha256, openedAs, problem);
+            recorder.Evidence(Path.GetFileName(layout.EvidenceKey), $"s3://{_options.Bucket}/{layout.EvidenceKey}", localPath, length, report.TotalBytes!.Value, ourSha, report.Sha256, openedAs, problem, stored);
         }
         finally
         {

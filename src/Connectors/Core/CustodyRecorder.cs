@@ -127,7 +127,7 @@ public sealed class CustodyRecorder
     /// </summary>
     public EvidenceRecord Evidence(
         string name, string uri, string? localPath, long sizeBytes, long expectedSize,
-        string ourSha256, string? sourceSha256, string? openedAs, string? openProblem)
+        string ourSha256, string? sourceSha256, string? openedAs, string? openProblem, StoredObjectRecord? stored = null)
     {
         string? problem = null;
         if (sizeBytes != expectedSize)
@@ -147,7 +147,7 @@ public sealed class CustodyRecorder
             problem = $"does not open with our parsers: {openProblem ?? "not tried"}";
         }
         var record = new EvidenceRecord(name, Scrubber.Scrub(SecretScrubber.WithoutQuery(uri)), localPath, sizeBytes,
-            ourSha256.ToLowerInvariant(), sourceSha256?.ToLowerInvariant(), problem is null, openedAs, problem is null ? null : Scrubber.Scrub(problem));
+            ourSha256.ToLowerInvariant(), sourceSha256?.ToLowerInvariant(), problem is null, openedAs, problem is null ? null : Scrubber.Scrub(problem), stored);
         lock (_lock)
         {
             _evidence.Add(record);
@@ -265,7 +265,8 @@ public sealed class CustodyRecorder
 
     /// <summary>
     /// Writes the manifest atomically as <c>{provider}-{target}[-{case}]-{start}.custody.json</c> in the output
-    /// directory (or <paramref name="fileName"/>) and returns its path.
+    /// directory (or <paramref name="fileName"/>) and returns its path. With <see cref="CaptureRequest.Signer"/>, the
+    /// written bytes are signed into <c>MANIFEST.sig</c> (every write: a failed run's manifest is signed too).
     /// </summary>
     public string Write(string? fileName = null)
     {
@@ -273,6 +274,11 @@ public sealed class CustodyRecorder
         string name = fileName ?? DefaultFileName(manifest);
         string path = Path.Combine(Request.OutputDirectory, name);
         manifest.WriteAtomic(path);
+        if (Request.Signer is { } signer)
+        {
+            string signature = ManifestSigning.SignFile(path, signer);
+            Log.Info($"manifest signed ({signer.Signer}, key {ManifestKeys.KeyId(signer.PublicKey)}): {signature}");
+        }
         return path;
     }
 

@@ -220,6 +220,9 @@ public sealed class AlertResponder
     /// </summary>
     public ICaptureLedger? Ledger { get; init; }
 
+    /// <summary>Signs every manifest the captures write (null: unsigned).</summary>
+    public IManifestSigner? Signer { get; init; }
+
     /// <summary>Added to <see cref="CaptureTimeouts.Command"/> for the lock's lifetime (staging, read-back, verification).</summary>
     public TimeSpan LockMargin { get; init; } = TimeSpan.FromMinutes(30);
 
@@ -258,6 +261,7 @@ public sealed class AlertResponder
             PlanOnly = PlanOnly,
             Download = Download,
             Timeouts = Timeouts,
+            Signer = Signer,
         };
         LedgerClaim? claim = null;
         if (Ledger is not null && !PlanOnly)
