@@ -77,7 +77,8 @@ EOF
 "$asl" --silent --json-path "$scratch/broken.asl.json" >/dev/null 2>&1 && fail "asl-validator accepted a state machine whose StartAt names no state"
 for broken in "Type: AWS::S3::NoSuchThing" $'Type: AWS::S3::Bucket\n    Properties:\n      BucketNam: x' \
     $'Type: AWS::DynamoDB::Table\n    Properties:\n      BillingMode: PAY_PER_REQUEST' \
-    $'Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !GetAtt Nowhere.Arn'; do
+    $'Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !GetAtt Nowhere.Arn' \
+    $'Type: AWS::StepFunctions::StateMachine\n    Properties:\n      RoleArn: x\n      DefinitionS3Location: missing.asl.json'; do
     printf 'AWSTemplateFormatVersion: "2010-09-09"\nResources:\n  Thing:\n    %s\n' "$broken" > "$scratch/broken.yaml"
     cfncheck "$scratch/broken.yaml" >/dev/null 2>&1 && fail "cfn-spec-check accepted a broken template: $(tr '\n' ' ' <<<"$broken")"
 done

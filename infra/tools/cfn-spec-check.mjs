@@ -1,6 +1,8 @@
 // Checks CloudFormation templates (YAML with the short intrinsic tags, or JSON) against the CloudFormation resource
 // specification (npm @aws-cdk/cfnspec: spec/specification.json): every resource type exists, every property name
 // exists (nested property types too), required properties are present, Ref / GetAtt / Sub / If name a parameter,
+// resource, attribute or condition that exists; a local artifact path (`aws cloudformation package`) must exist
+// and a state machine definition's ${Name} placeholders must match its DefinitionSubstitutions.
 // resource, attribute or condition that exists. A property newer than the specification is accepted only when it is
 // listed as a named exception (and an exception that no template uses is an error, so the list stays honest).
 //
@@ -8,7 +10,7 @@
 //
 // Exit 0 when every template passes, 1 with one line per problem ("file: Resources.X.Properties.Y: problem").
 // Needs the npm package `yaml` (resolved from NODE_PATH or the working directory's node_modules).
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
@@ -64,6 +66,15 @@ const customTags = [
 const problems = [];
 const primitive = new Set(["String", "Long", "Integer", "Double", "Boolean", "Timestamp", "Json"]);
 const resourceKeys = new Set(["Type", "Properties", "DependsOn", "DeletionPolicy", "UpdateReplacePolicy", "Condition", "Metadata", "CreationPolicy", "UpdatePolicy"]);
+
+// Properties `aws cloudformation package` accepts as a local file path (relative to the template) and replaces with
+// the uploaded object: a string there must name an existing file.
+const packageable = {
+  "AWS::StepFunctions::StateMachine": ["DefinitionS3Location"],
+  "AWS::Lambda::Function": ["Code"],
+  "AWS::Serverless::Function": ["CodeUri"],
+  "AWS::CloudFormation::Stack": ["TemplateURL"],
+};
 
 const isIntrinsic = (v) => v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length === 1
   && (Object.keys(v)[0] === "Ref" || Object.keys(v)[0].startsWith("Fn::"));
@@ -216,7 +227,24 @@ for (const file of templates) {
       report(where, `resource type ${type} is not in the CloudFormation resource specification ${spec.ResourceSpecificationVersion}`);
       continue;
     }
-    checkProperties(`${where}.Properties`, type, type, typeSpec.Properties ?? {}, resource.Properties ?? {});
+    const properties = { ...(resource.Properties ?? {}) };
+    for (const name of packageable[type] ?? []) {
+      if (typeof properties[name] === "string") {
+        const local = path.resolve(path.dirname(file), properties[name]);
+        if (!existsSync(local)) {
+          report(`${where}.Properties.${name}`, `local artifact ${properties[name]} (for aws cloudformation package) does not exist`);
+        } else if (type === "AWS::StepFunctions::StateMachine") {
+          // Every ${Name} in the definition must be substituted, and every substitution used.
+          const used = new Set([...readFileSync(local, "utf8").matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]));
+          const given = new Set(Object.keys(properties.DefinitionSubstitutions ?? {}));
+          for (const u of used) if (!given.has(u)) report(`${where}.Properties.DefinitionSubstitutions`, `${properties[name]} uses \${${u}}, which is not substituted`);
+          for (const g of given) if (!used.has(g)) report(`${where}.Properties.DefinitionSubstitutions.${g}`, `not used by ${properties[name]}`);
+        }
+        delete properties[name];
+        if (typeSpec.Properties?.[name]?.Required) properties[name] = {};
+      }
+    }
+    checkProperties(`${where}.Properties`, type, type, typeSpec.Properties ?? {}, properties);
   }
   checkIntrinsics("Conditions", conditions);
   checkIntrinsics("Outputs", template.Outputs ?? {});

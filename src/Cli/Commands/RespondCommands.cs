@@ -67,6 +67,26 @@ internal sealed record ResponderConfig
         };
     }
 
+    /// <summary>
+    /// The Step Functions workflow's steps (infra/aws/cloudmem-workflow.asl.json), when an S3 bucket and the
+    /// DynamoDB table (its state) are configured; null otherwise.
+    /// </summary>
+    public AwsWorkflowSteps? BuildWorkflow(CaptureLog log)
+    {
+        if (Bucket is null || DedupeTable is null)
+        {
+            return null;
+        }
+        return new AwsWorkflowSteps(new TriggerPolicy { MinSeverity = MinSeverity, AllowedTypes = AllowedTypes }, AwsCommandSettings.ConnectionFor,
+            DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log), Bucket, Prefix, ToolFile, CaptureCli.ParserOpener, log)
+        {
+            Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+            OutputDirectory = Out,
+            MinPartBytes = MinPartMiB is { } mib ? (long)mib << 20 : null,
+            Signer = SignKey is null ? null : LocalKeySigner.Load(SignKey),
+        };
+    }
+
     /// <summary>Builds the responder; at least one target (bucket or container) must be configured.</summary>
     public AlertResponder Build(CaptureLog log)
     {
@@ -228,7 +248,7 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
 }
 
 /// <summary>cloudmem lambda: the Lambda custom runtime loop (provided.al2023; bootstrap runs this).</summary>
-[Description("Run as an AWS Lambda custom runtime (AWS_LAMBDA_RUNTIME_API): each GuardDuty event -> policy -> capture; configuration from CLOUDMEM_* variables")]
+[Description("Run as an AWS Lambda custom runtime (AWS_LAMBDA_RUNTIME_API): each GuardDuty event -> policy -> capture, or one step of the Step Functions workflow; configuration from CLOUDMEM_* variables")]
 internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
 {
     internal sealed class Settings : CommandSettings
@@ -244,9 +264,12 @@ internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
         using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
         var loop = new LambdaRuntimeLoop(http, Environment.GetEnvironmentVariable("AWS_LAMBDA_RUNTIME_API") ?? "", log);
         AlertResponder responder;
+        AwsWorkflowSteps? workflow;
         try
         {
-            responder = ResponderConfig.FromEnvironment("/tmp/cloudmem").Build(log);
+            ResponderConfig config = ResponderConfig.FromEnvironment("/tmp/cloudmem");
+            responder = config.Build(log);
+            workflow = config.BuildWorkflow(log);
         }
         catch (Exception e) when (e is CaptureException or UriFormatException or ArgumentException)
         {
@@ -255,6 +278,12 @@ internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
         }
         int handled = await loop.RunAsync(async (invocation, token) =>
         {
+            // A Step Functions task ({"step", "event", "execution"}) runs one workflow step; anything else is an event.
+            if (WorkflowInput.TryParse(invocation.Payload) is { } step)
+            {
+                AwsWorkflowSteps steps = workflow ?? throw new CaptureException("a workflow step needs CLOUDMEM_BUCKET and CLOUDMEM_DEDUPE_TABLE (the workflow's state)");
+                return (await steps.RunAsync(step, token)).ToJson();
+            }
             ResponseOutcome outcome = await responder.RespondAsync(invocation.Payload, token);
             return outcome.ToJson();
         }, settings.MaxInvocations, cancellationToken);

@@ -72,7 +72,15 @@ public sealed class DynamoCaptureLedger : ICaptureLedger, IDisposable
     public static string LockKey(string target) => $"lock#{target}";
 
     /// <inheritdoc />
-    public async Task<LedgerClaim> ClaimAsync(AlertEvent alert, TimeSpan lockFor, CancellationToken cancellationToken)
+    public Task<LedgerClaim> ClaimAsync(AlertEvent alert, TimeSpan lockFor, CancellationToken cancellationToken)
+        => ClaimAsync(alert, lockFor, null, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="ClaimAsync(AlertEvent, TimeSpan, CancellationToken)"/> with a stable owner (a workflow's execution
+    /// id): a claim this owner already holds is won again (<see cref="LedgerClaim.Resumed"/>), so a restarted step goes on
+    /// where its execution was, while any other owner still loses.
+    /// </summary>
+    public async Task<LedgerClaim> ClaimAsync(AlertEvent alert, TimeSpan lockFor, string? owner, CancellationToken cancellationToken)
     {
         if (alert.Target is null)
         {
@@ -80,7 +88,8 @@ public sealed class DynamoCaptureLedger : ICaptureLedger, IDisposable
         }
         string alertKey = AlertKey(alert);
         string lockKey = LockKey(alert.Target);
-        string owner = Guid.NewGuid().ToString("N");
+        bool stable = owner is not null;
+        owner ??= Guid.NewGuid().ToString("N");
         DateTimeOffset now = _time.GetUtcNow();
         var item = new Dictionary<string, AttributeValue>
         {
@@ -92,12 +101,17 @@ public sealed class DynamoCaptureLedger : ICaptureLedger, IDisposable
             ["claimedAt"] = S(Iso(now)),
             [ExpiresAttribute] = N(now + AlertRetention),
         };
-        if (!await PutIfClaimableAsync(item, now, cancellationToken).ConfigureAwait(false))
+        bool resumed = false;
+        if (!await PutIfClaimableAsync(item, now, null, cancellationToken).ConfigureAwait(false))
         {
             Dictionary<string, AttributeValue> held = await GetAsync(alertKey, cancellationToken).ConfigureAwait(false);
-            string reason = $"duplicate delivery: {alert.Trigger} on {alert.Target} was claimed at {Text(held, "claimedAt")} (state {Text(held, "state")}); the tool is not run again";
-            _log.Info(reason);
-            return new LedgerClaim(LedgerRefusal.Duplicate, reason, alertKey, lockKey, owner);
+            resumed = stable && Text(held, "owner") == owner && Text(held, "state") == "Claimed";
+            if (!resumed)
+            {
+                string reason = $"duplicate delivery: {alert.Trigger} on {alert.Target} was claimed at {Text(held, "claimedAt")} (state {Text(held, "state")}); the tool is not run again";
+                _log.Info(reason);
+                return new LedgerClaim(LedgerRefusal.Duplicate, reason, alertKey, lockKey, owner);
+            }
         }
         var lockItem = new Dictionary<string, AttributeValue>
         {
@@ -107,7 +121,7 @@ public sealed class DynamoCaptureLedger : ICaptureLedger, IDisposable
             ["claimedAt"] = S(Iso(now)),
             [ExpiresAttribute] = N(now + lockFor),
         };
-        if (!await PutIfClaimableAsync(lockItem, now, cancellationToken).ConfigureAwait(false))
+        if (!await PutIfClaimableAsync(lockItem, now, owner, cancellationToken).ConfigureAwait(false))
         {
             Dictionary<string, AttributeValue> held = await GetAsync(lockKey, cancellationToken).ConfigureAwait(false);
             string reason = $"{alert.Target} is being captured for {Text(held, "trigger")} (locked since {Text(held, "claimedAt")}); {alert.Trigger} is not captured again";
@@ -115,8 +129,8 @@ public sealed class DynamoCaptureLedger : ICaptureLedger, IDisposable
             _log.Info(reason);
             return new LedgerClaim(LedgerRefusal.MachineLocked, reason, alertKey, lockKey, owner);
         }
-        _log.Info($"claimed {alert.Trigger} on {alert.Target} in {Table} (lock until {Iso(now + lockFor)})");
-        return new LedgerClaim(LedgerRefusal.None, "claimed", alertKey, lockKey, owner);
+        _log.Info($"{(resumed ? "resumed" : "claimed")} {alert.Trigger} on {alert.Target} in {Table} (lock until {Iso(now + lockFor)})");
+        return new LedgerClaim(LedgerRefusal.None, resumed ? "resumed" : "claimed", alertKey, lockKey, owner) { Resumed = resumed };
     }
 
     /// <inheritdoc />
@@ -152,17 +166,52 @@ public sealed class DynamoCaptureLedger : ICaptureLedger, IDisposable
         return response.Item ?? [];
     }
 
-    private async Task<bool> PutIfClaimableAsync(Dictionary<string, AttributeValue> item, DateTimeOffset now, CancellationToken cancellationToken)
+    // Taken when absent or expired; with an owner, also when that owner holds it (the lock of a resumed claim).
+    private async Task<bool> PutIfClaimableAsync(Dictionary<string, AttributeValue> item, DateTimeOffset now, string? owner, CancellationToken cancellationToken)
     {
+        var names = new Dictionary<string, string> { ["#key"] = KeyAttribute, ["#expires"] = ExpiresAttribute };
+        var values = new Dictionary<string, AttributeValue> { [":now"] = N(now) };
+        string condition = Claimable;
+        if (owner is not null)
+        {
+            names["#owner"] = "owner";
+            values[":owner"] = S(owner);
+            condition += " OR #owner = :owner";
+        }
         PutItemResponse? put = await _calls.TryRun("dynamodb", "PutItem", ct => _client.PutItemAsync(new PutItemRequest
         {
             TableName = Table,
             Item = item,
-            ConditionExpression = Claimable,
-            ExpressionAttributeNames = new() { ["#key"] = KeyAttribute, ["#expires"] = ExpiresAttribute },
-            ExpressionAttributeValues = new() { [":now"] = N(now) },
+            ConditionExpression = condition,
+            ExpressionAttributeNames = names,
+            ExpressionAttributeValues = values,
         }, ct), cancellationToken, ConditionFailed).ConfigureAwait(false);
         return put is not null;
+    }
+
+    /// <summary>Stores string attributes (a workflow's state) in the claimed alert's item, only while the claim is ours.</summary>
+    public async Task SaveAsync(LedgerClaim claim, IReadOnlyDictionary<string, string> attributes, CancellationToken cancellationToken)
+    {
+        var names = new Dictionary<string, string> { ["#owner"] = "owner" };
+        var values = new Dictionary<string, AttributeValue> { [":owner"] = S(claim.Owner) };
+        var sets = new List<string>();
+        int i = 0;
+        foreach ((string name, string value) in attributes)
+        {
+            names[$"#a{i}"] = name;
+            values[$":v{i}"] = S(value);
+            sets.Add($"#a{i} = :v{i}");
+            i++;
+        }
+        await _calls.Run("dynamodb", "UpdateItem", ct => _client.UpdateItemAsync(new UpdateItemRequest
+        {
+            TableName = Table,
+            Key = new() { [KeyAttribute] = S(claim.AlertKey) },
+            UpdateExpression = "SET " + string.Join(", ", sets),
+            ConditionExpression = "#owner = :owner",
+            ExpressionAttributeNames = names,
+            ExpressionAttributeValues = values,
+        }, ct), cancellationToken).ConfigureAwait(false);
     }
 
     private async Task UpdateAlertAsync(string alertKey, string owner, LedgerOutcome outcome, CancellationToken cancellationToken)

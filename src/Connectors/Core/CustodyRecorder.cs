@@ -24,7 +24,7 @@ public sealed class CustodyRecorder
     private readonly List<ToolRecord> _tools = [];
     private readonly List<ResourceRecord> _resources = [];
     private readonly List<EvidenceRecord> _evidence = [];
-    private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
+    private DateTimeOffset _started = DateTimeOffset.UtcNow;
     private OperatorRecord? _operator;
     private DateTimeOffset? _completed;
     private CustodyStatus _status = CustodyStatus.InProgress;
@@ -38,6 +38,25 @@ public sealed class CustodyRecorder
         Method = method;
         Request = request;
         Log = log;
+    }
+
+    /// <summary>
+    /// Continues a run from the manifest an earlier attempt left (a workflow step that was restarted): same start time
+    /// (so the same manifest name), steps, request ids, tools, resources, evidence and operator; status InProgress.
+    /// </summary>
+    public static CustodyRecorder Resume(CustodyManifest manifest, CaptureRequest request, CaptureLog log)
+    {
+        var recorder = new CustodyRecorder(manifest.Provider, manifest.TargetId, manifest.Method, request, log)
+        {
+            _started = manifest.StartedUtc,
+            _operator = manifest.Operator,
+        };
+        recorder._steps.AddRange(manifest.Steps);
+        recorder._requestIds.AddRange(manifest.RequestIds);
+        recorder._tools.AddRange(manifest.Tools);
+        recorder._resources.AddRange(manifest.Resources);
+        recorder._evidence.AddRange(manifest.Evidence);
+        return recorder;
     }
 
     /// <summary>aws, azure, vsphere.</summary>

@@ -34,6 +34,9 @@ public sealed record LedgerClaim(LedgerRefusal Refusal, string Reason, string Al
 {
     /// <summary>Whether this delivery runs the capture.</summary>
     public bool Won => Refusal == LedgerRefusal.None;
+
+    /// <summary>Won again by the owner that already held it (a restarted workflow step).</summary>
+    public bool Resumed { get; init; }
 }
 
 /// <summary>How a claimed capture ended.</summary>
