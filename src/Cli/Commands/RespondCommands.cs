@@ -31,6 +31,7 @@ internal sealed record ResponderConfig
     public int? MinPartMiB { get; init; }
     public string? DedupeTable { get; init; }
     public string? SignKey { get; init; }
+    public string? SignKmsKey { get; init; }
 
     /// <summary>Environment variables of the Lambda and the Function App (names in infra/README.md).</summary>
     public static ResponderConfig FromEnvironment(string defaultOut)
@@ -64,6 +65,7 @@ internal sealed record ResponderConfig
             MinPartMiB = Get("CLOUDMEM_MIN_PART_MIB") is null ? null : (int)Number("CLOUDMEM_MIN_PART_MIB", 64),
             DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
             SignKey = Get("CLOUDMEM_SIGN_KEY"),
+            SignKmsKey = Get("CLOUDMEM_SIGN_KMS_KEY"),
         };
     }
 
@@ -83,7 +85,7 @@ internal sealed record ResponderConfig
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             OutputDirectory = Out,
             MinPartBytes = MinPartMiB is { } mib ? (long)mib << 20 : null,
-            Signer = SignKey is null ? null : LocalKeySigner.Load(SignKey),
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
         };
     }
 
@@ -117,7 +119,7 @@ internal sealed record ResponderConfig
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             // The table is in the responder's own region (AWS_REGION), whatever the finding's.
             Ledger = DedupeTable is null ? null : DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log),
-            Signer = SignKey is null ? null : LocalKeySigner.Load(SignKey),
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
         };
     }
 }

@@ -76,6 +76,8 @@ public static class AwsCapturePermissions
         ["ec2:ReplaceIamInstanceProfileAssociation"] = "isolation (manual)",
         ["autoscaling:DescribeAutoScalingInstances"] = "isolation (manual)",
         ["autoscaling:EnterStandby"] = "isolation (manual)",
+        ["kms:GetPublicKey"] = "manifest signing with a KMS key (opt-in: add it for the key, with kms:Sign)",
+        ["kms:Sign"] = "manifest signing with a KMS key (opt-in: add it for the key, with kms:GetPublicKey)",
     };
 
     /// <summary>The permission for an operation as AwsCalls records it ("ssm:SendCommand"), or null.</summary>

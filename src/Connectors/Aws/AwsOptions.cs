@@ -43,6 +43,9 @@ public sealed record AwsEndpoints
 
     /// <summary>DynamoDB (the responder's de-duplication and lock table).</summary>
     public string? DynamoDb { get; init; }
+
+    /// <summary>KMS (manifest signing with an asymmetric key).</summary>
+    public string? Kms { get; init; }
 }
 
 /// <summary>Where and how to reach AWS: region, endpoints, credentials (null = the SDK default chain).</summary>
