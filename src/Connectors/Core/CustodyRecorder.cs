@@ -295,8 +295,17 @@ public sealed class CustodyRecorder
         manifest.WriteAtomic(path);
         if (Request.Signer is { } signer)
         {
-            string signature = ManifestSigning.SignFile(path, signer);
-            Log.Info($"manifest signed ({signer.Signer}, key {ManifestKeys.KeyId(signer.PublicKey)}): {signature}");
+            try
+            {
+                string signature = ManifestSigning.SignFile(path, signer);
+                Log.Info($"manifest signed ({signer.Signer}, key {ManifestKeys.KeyId(signer.PublicKey)}): {signature}");
+            }
+            catch (CaptureException e)
+            {
+                // A remote signer (KMS) that fails must not hide the run's own outcome (Write also runs on failure
+                // paths); the manifest stays unsigned, or its older signature no longer matches: verify says so.
+                Log.Warn($"manifest NOT signed ({signer.Signer}): {e.Message}");
+            }
         }
         return path;
     }

@@ -35,6 +35,9 @@ public sealed class KmsSignerTests
 
         public string KeySpec { get; }
 
+        /// <summary>Answer Sign with DisabledException (the key was disabled after the signer was made).</summary>
+        public bool DisableSign { get; set; }
+
         public int Port { get; }
 
         public List<(string Target, JsonObject Body)> Requests { get; } = [];
@@ -68,6 +71,7 @@ public sealed class KmsSignerTests
                         ["KeyUsage"] = "SIGN_VERIFY",
                         ["SigningAlgorithms"] = new JsonArray("ECDSA_SHA_256"),
                     },
+                    "TrentService.Sign" when DisableSign => new JsonObject { ["__type"] = "DisabledException", ["message"] = "key is disabled" },
                     "TrentService.Sign" => new JsonObject
                     {
                         ["KeyId"] = KeyArn,
@@ -136,5 +140,24 @@ public sealed class KmsSignerTests
         using var kms = new FakeKms("RSA_2048");
         var e = Assert.Throws<CaptureException>(() => KmsManifestSigner.Create(kms.Connection, "alias/wrong"));
         Assert.Contains("is RSA_2048 for SIGN_VERIFY: manifests need an ECC_NIST_P256 SIGN_VERIFY key", e.Message);
+    }
+
+    [Fact]
+    public void A_signer_that_fails_leaves_the_manifest_written_and_unverifiable()
+    {
+        using var kms = new FakeKms();
+        using var dir = new TempDir();
+        using KmsManifestSigner signer = KmsManifestSigner.Create(kms.Connection, "alias/cloudmem-custody");
+        kms.DisableSign = true;
+        var log = new StringWriter();
+        var recorder = new CustodyRecorder("aws", "i-0123456789abcdef0", "ssm", new CaptureRequest { OutputDirectory = dir.Path, Signer = signer }, new CaptureLog(new SecretScrubber(), log));
+        recorder.Fail(new CaptureException("the guest command failed"));
+
+        string manifest = recorder.Write();
+
+        Assert.Equal(CustodyStatus.Failed, CustodyManifest.Read(manifest).Status);
+        Assert.Contains("manifest NOT signed (aws-kms:", log.ToString());
+        Assert.Contains("DisabledException", log.ToString());
+        Assert.Throws<CaptureException>(() => ManifestSigning.Verify(manifest));
     }
 }
