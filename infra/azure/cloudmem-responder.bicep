@@ -38,7 +38,7 @@ var roles = {
 
 // Evidence: private, https only, versioned blobs, no shared key (the function uses its identity and user delegation SAS).
 resource evidence 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  name: toLower('${name}ev${suffix}')
+  name: toLower(take('${name}ev${suffix}', 24))
   location: location
   sku: { name: 'Standard_ZRS' }
   kind: 'StorageV2'
@@ -82,7 +82,7 @@ resource evidenceImmutability 'Microsoft.Storage/storageAccounts/blobServices/co
 
 // The Functions host's own storage (queues, leases, the deployment package).
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  name: toLower('${name}fn${suffix}')
+  name: toLower(take('${name}fn${suffix}', 24))
   location: location
   sku: { name: 'Standard_LRS' }
   kind: 'StorageV2'

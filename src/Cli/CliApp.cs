@@ -51,6 +51,14 @@ internal static class CliApp
                     .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
             });
+            config.AddBranch("custody", custody =>
+            {
+                custody.SetDescription("Custody manifests: sign and verify");
+                custody.AddCommand<CustodyVerifyCommand>("verify").Also(() => index.Add<CustodyVerifyCommand>("custody verify", "Capture and response (cloud, hypervisor)"))
+                    .WithExample("custody", "verify", "aws-i-0abc-IR-42.custody.json", "--key", "cloudmem.pub");
+                custody.AddCommand<CustodySignCommand>("sign").Also(() => index.Add<CustodySignCommand>("custody sign", "Capture and response (cloud, hypervisor)"));
+                custody.AddCommand<CustodyKeygenCommand>("keygen").Also(() => index.Add<CustodyKeygenCommand>("custody keygen", "Capture and response (cloud, hypervisor)"));
+            });
             config.AddCommand<RespondCommand>("respond").Also(() => index.Add<RespondCommand>("respond", "Capture and response (cloud, hypervisor)"))
                 .WithExample("respond", "finding.json", "--bucket", "evidence", "--plan");
             config.AddCommand<LambdaCommand>("lambda").Also(() => index.Add<LambdaCommand>("lambda", "Capture and response (cloud, hypervisor)"));

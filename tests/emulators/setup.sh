@@ -18,11 +18,19 @@ npm_part() {
         echo "emulators: npm not found; $name not installed (its tests will skip)" >&2
         return 0
     fi
-    rm -rf "$dir" && mkdir -p "$dir"
-    if (cd "$dir" && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --loglevel=error "$name@$version" >&2); then
-        touch "$dir/.installed-$version"
+    # Installed beside the target and moved into place whole: several worktrees share this cache, and a run that
+    # installs into the live directory while another removes it leaves a half-installed package behind a marker.
+    local stage
+    stage="$(mktemp -d "$root/.$name.XXXXXX")"
+    printf '{ "name": "cloudmem-emulator-%s", "private": true }\n' "$name" > "$stage/package.json"
+    if (cd "$stage" && npm install --no-audit --no-fund --loglevel=error "$name@$version" >&2); then
+        touch "$stage/.installed-$version"
+        rm -rf "$dir.old.$$"
+        [ -e "$dir" ] && mv "$dir" "$dir.old.$$"
+        mv "$stage" "$dir" && rm -rf "$dir.old.$$"
         echo "emulators: $name $version installed in $dir" >&2
     else
+        rm -rf "$stage"
         echo "emulators: npm install $name@$version failed (its tests will skip)" >&2
     fi
 }
@@ -35,5 +43,7 @@ npm_part s3rver 3.7.1
 # --- Azure: azurite (Blob service over its real wire protocol; ARM is a local HTTPS fake inside the tests) ---
 # azurite 3.37 declares node >= 22 but its Blob service runs on the node 20 Debian ships (npm only warns).
 npm_part azurite 3.37.0
+# --- AWS: dynalite (DynamoDB over its real wire protocol, LevelDB in memory; the dedupe/lock table and step state) ---
+npm_part dynalite 4.0.0
 
 exit 0

@@ -28,7 +28,7 @@ internal class AwsCommandSettings : CaptureCommandSettings
 
     /// <summary>
     /// Region and endpoints. Credentials always come from the SDK default chain; endpoints may be overridden with the
-    /// SDK's own variables (AWS_ENDPOINT_URL_EC2, _SSM, _S3, _STS, _AUTO_SCALING), as for local test servers.
+    /// SDK's own variables (AWS_ENDPOINT_URL_EC2, _SSM, _S3, _STS, _AUTO_SCALING, _DYNAMODB, _KMS), as for local test servers.
     /// </summary>
     public AwsConnection Connection() => ConnectionFor(Region);
 
@@ -43,6 +43,8 @@ internal class AwsCommandSettings : CaptureCommandSettings
             S3 = Endpoint("S3"),
             Sts = Endpoint("STS"),
             AutoScaling = Endpoint("AUTO_SCALING"),
+            DynamoDb = Endpoint("DYNAMODB"),
+            Kms = Endpoint("KMS"),
         },
     };
 

@@ -41,11 +41,23 @@ internal class CaptureCommandSettings : CommandSettings
     [Description("Also append the (secret-scrubbed) connector log to this file")]
     public string? LogFile { get; init; }
 
+    [CommandOption("--sign-key <PRIVATE_KEY>")]
+    [Description("Sign every manifest written with this PEM ECDSA P-256 key (MANIFEST.sig; cloudmem custody keygen/verify)")]
+    public string? SignKey { get; init; }
+
+    [CommandOption("--sign-kms-key <KEY>")]
+    [Description("Sign every manifest with this AWS KMS key (ECC_NIST_P256, SIGN_VERIFY; id, ARN or alias; AWS default credentials)")]
+    public string? SignKmsKey { get; init; }
+
     public override ValidationResult Validate()
     {
         if (TimeoutMinutes <= 0 || PollSeconds <= 0)
         {
             return ValidationResult.Error("--timeout and --poll must be positive");
+        }
+        if (SignKey is not null && SignKmsKey is not null)
+        {
+            return ValidationResult.Error("give --sign-key or --sign-kms-key, not both");
         }
         try
         {
@@ -68,12 +80,19 @@ internal class CaptureCommandSettings : CommandSettings
         PlanOnly = Plan,
         Download = download,
         Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+        Signer = CaptureCli.Signer(SignKey, SignKmsKey),
     };
 }
 
 /// <summary>What capture commands share: the log, the evidence opener, printing plans and results.</summary>
 internal static class CaptureCli
 {
+    /// <summary>The manifest signer: a local key file, an AWS KMS key (region and endpoint as for capture aws), or none.</summary>
+    public static IManifestSigner? Signer(string? keyFile, string? kmsKey)
+        => keyFile is not null ? LocalKeySigner.Load(keyFile)
+            : kmsKey is not null ? CloudMem.Connectors.Aws.KmsManifestSigner.Create(AwsCommandSettings.ConnectionFor(null), kmsKey)
+            : null;
+
     /// <summary>Opens evidence with our parsers (content detection) and returns the format name.</summary>
     public static readonly EvidenceOpener ParserOpener = path =>
     {

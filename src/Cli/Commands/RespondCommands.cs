@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Globalization;
+using CloudMem.Connectors.Aws;
 using CloudMem.Connectors.Azure;
 using CloudMem.Connectors.Core;
 using CloudMem.Connectors.Triggers;
@@ -28,6 +29,9 @@ internal sealed record ResponderConfig
     public double TimeoutMinutes { get; init; } = 120;
     public double PollSeconds { get; init; } = 5;
     public int? MinPartMiB { get; init; }
+    public string? DedupeTable { get; init; }
+    public string? SignKey { get; init; }
+    public string? SignKmsKey { get; init; }
 
     /// <summary>Environment variables of the Lambda and the Function App (names in infra/README.md).</summary>
     public static ResponderConfig FromEnvironment(string defaultOut)
@@ -59,6 +63,29 @@ internal sealed record ResponderConfig
             TimeoutMinutes = Number("CLOUDMEM_TIMEOUT_MINUTES", 120),
             PollSeconds = Number("CLOUDMEM_POLL_SECONDS", 5),
             MinPartMiB = Get("CLOUDMEM_MIN_PART_MIB") is null ? null : (int)Number("CLOUDMEM_MIN_PART_MIB", 64),
+            DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
+            SignKey = Get("CLOUDMEM_SIGN_KEY"),
+            SignKmsKey = Get("CLOUDMEM_SIGN_KMS_KEY"),
+        };
+    }
+
+    /// <summary>
+    /// The Step Functions workflow's steps (infra/aws/cloudmem-workflow.asl.json), when an S3 bucket and the
+    /// DynamoDB table (its state) are configured; null otherwise.
+    /// </summary>
+    public AwsWorkflowSteps? BuildWorkflow(CaptureLog log)
+    {
+        if (Bucket is null || DedupeTable is null)
+        {
+            return null;
+        }
+        return new AwsWorkflowSteps(new TriggerPolicy { MinSeverity = MinSeverity, AllowedTypes = AllowedTypes }, AwsCommandSettings.ConnectionFor,
+            DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log), Bucket, Prefix, ToolFile, CaptureCli.ParserOpener, log)
+        {
+            Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+            OutputDirectory = Out,
+            MinPartBytes = MinPartMiB is { } mib ? (long)mib << 20 : null,
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
         };
     }
 
@@ -90,6 +117,9 @@ internal sealed record ResponderConfig
             Download = Download,
             OutputDirectory = Out,
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+            // The table is in the responder's own region (AWS_REGION), whatever the finding's.
+            Ledger = DedupeTable is null ? null : DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log),
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
         };
     }
 }
@@ -155,6 +185,14 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
         [Description("ARM endpoint (sovereign clouds or a test server)")]
         public string? ArmEndpoint { get; init; }
 
+        [CommandOption("--sign-key <PRIVATE_KEY>")]
+        [Description("Sign every manifest with this PEM ECDSA P-256 key (MANIFEST.sig)")]
+        public string? SignKey { get; init; }
+
+        [CommandOption("--dedupe-table <TABLE>")]
+        [Description("DynamoDB table (key 'key', TTL 'expiresAt'): one capture per finding and instance, one capture per instance at a time")]
+        public string? DedupeTable { get; init; }
+
         public override ValidationResult Validate()
         {
             if (Bucket is null && ContainerUrl is null)
@@ -189,6 +227,8 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
             Out = settings.Out,
             TimeoutMinutes = settings.TimeoutMinutes,
             PollSeconds = settings.PollSeconds,
+            DedupeTable = settings.DedupeTable,
+            SignKey = settings.SignKey,
         }.Build(log);
         ResponseOutcome outcome = await responder.RespondAsync(alert, cancellationToken);
         Console.Out.WriteLine(outcome.Reason);
@@ -210,7 +250,7 @@ internal sealed class RespondCommand : AsyncCommand<RespondCommand.Settings>
 }
 
 /// <summary>cloudmem lambda: the Lambda custom runtime loop (provided.al2023; bootstrap runs this).</summary>
-[Description("Run as an AWS Lambda custom runtime (AWS_LAMBDA_RUNTIME_API): each GuardDuty event -> policy -> capture; configuration from CLOUDMEM_* variables")]
+[Description("Run as an AWS Lambda custom runtime (AWS_LAMBDA_RUNTIME_API): each GuardDuty event -> policy -> capture, or one step of the Step Functions workflow; configuration from CLOUDMEM_* variables")]
 internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
 {
     internal sealed class Settings : CommandSettings
@@ -226,9 +266,12 @@ internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
         using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
         var loop = new LambdaRuntimeLoop(http, Environment.GetEnvironmentVariable("AWS_LAMBDA_RUNTIME_API") ?? "", log);
         AlertResponder responder;
+        AwsWorkflowSteps? workflow;
         try
         {
-            responder = ResponderConfig.FromEnvironment("/tmp/cloudmem").Build(log);
+            ResponderConfig config = ResponderConfig.FromEnvironment("/tmp/cloudmem");
+            responder = config.Build(log);
+            workflow = config.BuildWorkflow(log);
         }
         catch (Exception e) when (e is CaptureException or UriFormatException or ArgumentException)
         {
@@ -237,6 +280,12 @@ internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
         }
         int handled = await loop.RunAsync(async (invocation, token) =>
         {
+            // A Step Functions task ({"step", "event", "execution"}) runs one workflow step; anything else is an event.
+            if (WorkflowInput.TryParse(invocation.Payload) is { } step)
+            {
+                AwsWorkflowSteps steps = workflow ?? throw new CaptureException("a workflow step needs CLOUDMEM_BUCKET and CLOUDMEM_DEDUPE_TABLE (the workflow's state)");
+                return (await steps.RunAsync(step, token)).ToJson();
+            }
             ResponseOutcome outcome = await responder.RespondAsync(invocation.Payload, token);
             return outcome.ToJson();
         }, settings.MaxInvocations, cancellationToken);

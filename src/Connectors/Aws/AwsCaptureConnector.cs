@@ -96,9 +96,9 @@ public sealed class AwsCaptureConnector : ICaptureConnector
     }
 
     // The layout of one capture: parts, bound, keys.
-    private sealed record Layout(string EvidenceKey, string TicketKey, string ParameterName, long PartBytes, int Parts, long BoundBytes, string DocumentName, string EvidenceName);
+    internal sealed record Layout(string EvidenceKey, string TicketKey, string ParameterName, long PartBytes, int Parts, long BoundBytes, string DocumentName, string EvidenceName);
 
-    private Layout PlanLayout(AwsFacts facts, DateTimeOffset start)
+    internal Layout PlanLayout(AwsFacts facts, DateTimeOffset start)
     {
         long memory = (facts.MemoryMiB ?? 0) * MiB;
         long bound = memory + memory / 20 + 64 * MiB;
@@ -171,36 +171,68 @@ public sealed class AwsCaptureConnector : ICaptureConnector
 
     private async Task<string> CaptureWithSsmAsync(CustodyRecorder recorder, AwsCalls calls, AwsFacts facts, CancellationToken cancellationToken)
     {
-        Layout layout = PlanLayout(facts, recorder.Build().StartedUtc);
+        var state = new SsmCaptureState { Layout = PlanLayout(facts, recorder.Build().StartedUtc) };
+        try
+        {
+            await StartSsmAsync(recorder, calls, facts, state, NoSave, cancellationToken).ConfigureAwait(false);
+            GetCommandInvocationResponse invocation = await WaitAsync(calls, recorder, state.CommandId!, cancellationToken).ConfigureAwait(false);
+            await FinishSsmAsync(recorder, calls, state, invocation, NoSave, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await CleanUpAsync(recorder, calls, state).ConfigureAwait(false);
+        }
+        recorder.Complete();
+        return await WriteManifestAsync(recorder, calls, state.Layout, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static readonly Func<SsmCaptureState, CancellationToken, Task> NoSave = (_, _) => Task.CompletedTask;
+
+    /// <summary>
+    /// Everything up to the guest command, each part done once: a state that already has the tool's hash, the tag, the
+    /// upload id or the command id (a restarted step) skips that part. <paramref name="save"/> persists the state after
+    /// each part that made something (upload, ticket, command), before anything else happens.
+    /// </summary>
+    internal async Task StartSsmAsync(CustodyRecorder recorder, AwsCalls calls, AwsFacts facts, SsmCaptureState state, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
+    {
+        Layout layout = state.Layout;
         string bucket = _options.Bucket;
         SecretScrubber scrubber = _log.Scrubber;
+        if (state.CommandId is not null)
+        {
+            recorder.Step("resume", $"command {state.CommandId} was already sent (upload {state.UploadId}): not sent again");
+            return;
+        }
 
         // 1. The tool: staged (content-addressed key) or already there; its SHA-256 always from the stored bytes.
-        if (!facts.ToolInBucket)
+        if (state.ToolSha256 is null)
         {
-            await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest
+            if (!facts.ToolInBucket)
             {
-                BucketName = bucket,
-                Key = facts.ToolKey,
-                FilePath = _options.ToolFile,
-                UseChunkEncoding = false,
-            }, t), cancellationToken).ConfigureAwait(false);
-            recorder.Step("stage tool", $"{_options.ToolFile} -> s3://{bucket}/{facts.ToolKey}");
-        }
-        string toolSha256;
-        using (GetObjectResponse tool = await calls.Run("s3", "GetObject", t => _clients.S3.GetObjectAsync(bucket, facts.ToolKey, t), cancellationToken).ConfigureAwait(false))
-        {
-            (toolSha256, long toolLength) = await Sha256Sink.HashAsync(tool.ResponseStream, cancellationToken).ConfigureAwait(false);
-            if (facts.LocalToolSha256 is not null && facts.LocalToolSha256 != toolSha256)
-            {
-                throw new CaptureException($"the staged tool s3://{bucket}/{facts.ToolKey} has SHA-256 {toolSha256}, the local file {facts.LocalToolSha256}");
+                await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest
+                {
+                    BucketName = bucket,
+                    Key = facts.ToolKey,
+                    FilePath = _options.ToolFile,
+                    UseChunkEncoding = false,
+                }, t), cancellationToken).ConfigureAwait(false);
+                recorder.Step("stage tool", $"{_options.ToolFile} -> s3://{bucket}/{facts.ToolKey}");
             }
-            recorder.Tool(AwsPreflight.ToolName(facts.Tool), tool.Metadata["x-amz-meta-version"], toolSha256, $"s3://{bucket}/{facts.ToolKey}");
-            recorder.Step("verify tool", $"s3://{bucket}/{facts.ToolKey}: {toolLength} bytes, sha256 {toolSha256}");
+            using (GetObjectResponse tool = await calls.Run("s3", "GetObject", t => _clients.S3.GetObjectAsync(bucket, facts.ToolKey, t), cancellationToken).ConfigureAwait(false))
+            {
+                (string toolSha256, long toolLength) = await Sha256Sink.HashAsync(tool.ResponseStream, cancellationToken).ConfigureAwait(false);
+                if (facts.LocalToolSha256 is not null && facts.LocalToolSha256 != toolSha256)
+                {
+                    throw new CaptureException($"the staged tool s3://{bucket}/{facts.ToolKey} has SHA-256 {toolSha256}, the local file {facts.LocalToolSha256}");
+                }
+                recorder.Tool(AwsPreflight.ToolName(facts.Tool), tool.Metadata["x-amz-meta-version"], toolSha256, $"s3://{bucket}/{facts.ToolKey}");
+                recorder.Step("verify tool", $"s3://{bucket}/{facts.ToolKey}: {toolLength} bytes, sha256 {toolSha256}");
+                state.ToolSha256 = toolSha256;
+            }
         }
 
         // 2. Mark the instance.
-        if (_options.TagInstance)
+        if (_options.TagInstance && !state.Tagged)
         {
             var tags = new List<Ec2Tag> { new("cloudmem:evidence", $"s3://{bucket}/{layout.EvidenceKey}") };
             if (_request.CaseId is not null)
@@ -209,133 +241,201 @@ public sealed class AwsCaptureConnector : ICaptureConnector
             }
             await calls.Run("ec2", "CreateTags", t => _clients.Ec2.CreateTagsAsync(new CreateTagsRequest { Resources = [_options.InstanceId], Tags = tags }, t), cancellationToken).ConfigureAwait(false);
             recorder.Step("tag instance", string.Join(", ", tags.Select(t => $"{t.Key}={t.Value}")));
+            state.Tagged = true;
         }
 
         // 3. Multipart upload on our side, one presigned URL per part.
-        InitiateMultipartUploadResponse initiated = await calls.Run("s3", "CreateMultipartUpload", t => _clients.S3.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest
+        if (state.UploadId is null)
         {
-            BucketName = bucket,
-            Key = layout.EvidenceKey,
-            ContentType = "application/octet-stream",
-        }, t), cancellationToken).ConfigureAwait(false);
-        string uploadId = initiated.UploadId;
-        recorder.Step("start upload", $"s3://{bucket}/{layout.EvidenceKey} upload {uploadId}");
-        bool completed = false;
-        bool parameterPut = false;
-        bool ticketPut = false;
-        try
-        {
-            DateTime expires = DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin;
-            var urls = new List<string>(layout.Parts + 1) { await PresignAsync(facts.ToolKey, HttpVerb.GET, null, 0, expires).ConfigureAwait(false) };
-            for (int part = 1; part <= layout.Parts; part++)
-            {
-                urls.Add(await PresignAsync(layout.EvidenceKey, HttpVerb.PUT, uploadId, part, expires).ConfigureAwait(false));
-            }
-            foreach (string url in urls)
-            {
-                scrubber.RegisterUrl(url);
-            }
-            recorder.Step("presign", $"{layout.Parts} UploadPart URLs of {layout.PartBytes / MiB} MiB (bound {layout.BoundBytes} bytes) and a GET for the tool, valid until {expires:O}");
-
-            await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest
-            {
-                BucketName = bucket,
-                Key = layout.TicketKey,
-                ContentBody = string.Join("\n", urls) + "\n",
-                ContentType = "text/plain",
-                UseChunkEncoding = false,
-            }, t), cancellationToken).ConfigureAwait(false);
-            ticketPut = true;
-            string ticketUrl = await PresignAsync(layout.TicketKey, HttpVerb.GET, null, 0, DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin).ConfigureAwait(false);
-            scrubber.RegisterUrl(ticketUrl);
-            await calls.Run("ssm", "PutParameter", t => _clients.Ssm.PutParameterAsync(new PutParameterRequest
-            {
-                Name = layout.ParameterName,
-                Type = ParameterType.String,
-                Tier = ParameterTier.Standard,
-                Value = ticketUrl,
-                Description = "cloudmem: one-time ticket for a memory capture (deleted when it ends)",
-                Overwrite = false,
-            }, t), cancellationToken).ConfigureAwait(false);
-            parameterPut = true;
-            recorder.Step("ticket", $"s3://{bucket}/{layout.TicketKey}, parameter {layout.ParameterName}");
-
-            // 4. The guest command.
-            string script = Script(facts, layout, toolSha256);
-            var commands = AwsGuestScript.ToCommands(script);
-            if (scrubber.ContainsSecret(string.Join("\n", commands)))
-            {
-                throw new CaptureException("refusing to send the guest script: it contains a secret");
-            }
-            SendCommandResponse sent = await calls.Run("ssm", "SendCommand", t => _clients.Ssm.SendCommandAsync(new SendCommandRequest
-            {
-                DocumentName = layout.DocumentName,
-                InstanceIds = [_options.InstanceId],
-                Comment = Truncate($"cloudmem capture {_request.CaseId ?? ""}".Trim(), 100),
-                TimeoutSeconds = 600,
-                Parameters = new Dictionary<string, List<string>>
-                {
-                    ["commands"] = commands,
-                    ["executionTimeout"] = [((int)Math.Ceiling(_request.Timeouts.Command.TotalSeconds)).ToString(CultureInfo.InvariantCulture)],
-                },
-            }, t), cancellationToken).ConfigureAwait(false);
-            string commandId = sent.Command.CommandId;
-            recorder.Step("send command", $"{layout.DocumentName} command {commandId} to {_options.InstanceId} ({commands.Count} lines)");
-
-            GetCommandInvocationResponse invocation = await WaitAsync(calls, recorder, commandId, cancellationToken).ConfigureAwait(false);
-            GuestReport report = GuestReport.Parse(invocation.StandardOutputContent ?? "");
-            foreach (string retry in report.Retries)
-            {
-                recorder.Step("guest retry", retry);
-            }
-            report.Validate(layout.PartBytes, layout.BoundBytes);
-            if (report.ToolSha256 is not null && report.ToolSha256 != toolSha256)
-            {
-                throw new CaptureException($"the guest ran a tool with SHA-256 {report.ToolSha256}, expected {toolSha256}");
-            }
-            recorder.Step("guest report", $"{report.TotalBytes} bytes in {report.Parts.Count} parts, sha256 {report.Sha256}, MemTotal {report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}");
-
-            // 5. Complete on our side with the reported ETags.
-            CompleteMultipartUploadResponse complete = await calls.Run("s3", "CompleteMultipartUpload", t => _clients.S3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
+            InitiateMultipartUploadResponse initiated = await calls.Run("s3", "CreateMultipartUpload", t => _clients.S3.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest
             {
                 BucketName = bucket,
                 Key = layout.EvidenceKey,
-                UploadId = uploadId,
+                ContentType = "application/octet-stream",
+            }, t), cancellationToken).ConfigureAwait(false);
+            state.UploadId = initiated.UploadId;
+            recorder.Step("start upload", $"s3://{bucket}/{layout.EvidenceKey} upload {state.UploadId}");
+            await save(state, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            recorder.Step("resume", $"upload {state.UploadId} of s3://{bucket}/{layout.EvidenceKey} was already started: reused");
+        }
+        string uploadId = state.UploadId;
+        DateTime expires = DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin;
+        var urls = new List<string>(layout.Parts + 1) { await PresignAsync(facts.ToolKey, HttpVerb.GET, null, 0, expires).ConfigureAwait(false) };
+        for (int part = 1; part <= layout.Parts; part++)
+        {
+            urls.Add(await PresignAsync(layout.EvidenceKey, HttpVerb.PUT, uploadId, part, expires).ConfigureAwait(false));
+        }
+        foreach (string url in urls)
+        {
+            scrubber.RegisterUrl(url);
+        }
+        recorder.Step("presign", $"{layout.Parts} UploadPart URLs of {layout.PartBytes / MiB} MiB (bound {layout.BoundBytes} bytes) and a GET for the tool, valid until {expires:O}");
+
+        state.TicketPut = true; // set first: a step killed during the PutObject still cleans up the key
+        await save(state, cancellationToken).ConfigureAwait(false);
+        await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest
+        {
+            BucketName = bucket,
+            Key = layout.TicketKey,
+            ContentBody = string.Join("\n", urls) + "\n",
+            ContentType = "text/plain",
+            UseChunkEncoding = false,
+        }, t), cancellationToken).ConfigureAwait(false);
+        string ticketUrl = await PresignAsync(layout.TicketKey, HttpVerb.GET, null, 0, DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin).ConfigureAwait(false);
+        scrubber.RegisterUrl(ticketUrl);
+        bool again = state.ParameterPut;
+        state.ParameterPut = true;
+        await save(state, cancellationToken).ConfigureAwait(false);
+        await calls.Run("ssm", "PutParameter", t => _clients.Ssm.PutParameterAsync(new PutParameterRequest
+        {
+            Name = layout.ParameterName,
+            Type = ParameterType.String,
+            Tier = ParameterTier.Standard,
+            Value = ticketUrl,
+            Description = "cloudmem: one-time ticket for a memory capture (deleted when it ends)",
+            // A restarted step replaces the ticket an earlier attempt put before it stopped (no command used it).
+            Overwrite = again,
+        }, t), cancellationToken).ConfigureAwait(false);
+        recorder.Step("ticket", $"s3://{bucket}/{layout.TicketKey}, parameter {layout.ParameterName}");
+
+        // 4. The guest command.
+        string script = Script(facts, layout, state.ToolSha256!);
+        var commands = AwsGuestScript.ToCommands(script);
+        if (scrubber.ContainsSecret(string.Join("\n", commands)))
+        {
+            throw new CaptureException("refusing to send the guest script: it contains a secret");
+        }
+        SendCommandResponse sent = await calls.Run("ssm", "SendCommand", t => _clients.Ssm.SendCommandAsync(new SendCommandRequest
+        {
+            DocumentName = layout.DocumentName,
+            InstanceIds = [_options.InstanceId],
+            Comment = Truncate($"cloudmem capture {_request.CaseId ?? ""}".Trim(), 100),
+            TimeoutSeconds = 600,
+            Parameters = new Dictionary<string, List<string>>
+            {
+                ["commands"] = commands,
+                ["executionTimeout"] = [((int)Math.Ceiling(_request.Timeouts.Command.TotalSeconds)).ToString(CultureInfo.InvariantCulture)],
+            },
+        }, t), cancellationToken).ConfigureAwait(false);
+        state.CommandId = sent.Command.CommandId;
+        state.CommandSentUtc = DateTimeOffset.UtcNow;
+        // Saved at once, before anything else can fail: a restarted step never sends the command again.
+        await save(state, CancellationToken.None).ConfigureAwait(false);
+        recorder.Step("send command", $"{layout.DocumentName} command {state.CommandId} to {_options.InstanceId} ({commands.Count} lines)");
+    }
+
+    /// <summary>
+    /// After the command ended: the guest's report, CompleteMultipartUpload with its ETags (once: a state whose upload
+    /// is already completed goes straight on), then size check and the read-back verification.
+    /// </summary>
+    internal async Task FinishSsmAsync(CustodyRecorder recorder, AwsCalls calls, SsmCaptureState state, GetCommandInvocationResponse invocation, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
+    {
+        Layout layout = state.Layout;
+        string bucket = _options.Bucket;
+        GuestReport report = GuestReport.Parse(invocation.StandardOutputContent ?? "");
+        foreach (string retry in report.Retries)
+        {
+            recorder.Step("guest retry", retry);
+        }
+        report.Validate(layout.PartBytes, layout.BoundBytes);
+        if (report.ToolSha256 is not null && report.ToolSha256 != state.ToolSha256)
+        {
+            throw new CaptureException($"the guest ran a tool with SHA-256 {report.ToolSha256}, expected {state.ToolSha256}");
+        }
+        recorder.Step("guest report", $"{report.TotalBytes} bytes in {report.Parts.Count} parts, sha256 {report.Sha256}, MemTotal {report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}");
+
+        // 5. Complete on our side with the reported ETags.
+        CompleteMultipartUploadResponse? complete = null;
+        if (!state.Completed)
+        {
+            if (BeforeComplete is not null)
+            {
+                await BeforeComplete(cancellationToken).ConfigureAwait(false);
+            }
+            complete = await calls.Run("s3", "CompleteMultipartUpload", t => _clients.S3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
+            {
+                BucketName = bucket,
+                Key = layout.EvidenceKey,
+                UploadId = state.UploadId,
                 PartETags = [.. report.Parts.Select(p => new PartETag(p.Number, p.ETag))],
             }, t), cancellationToken).ConfigureAwait(false);
-            completed = true;
-            recorder.Step("complete upload", $"s3://{bucket}/{layout.EvidenceKey} ETag {complete.ETag}");
-
-            // 6. Verify: size, then the bytes, hashed on our side while they stream back, then our parsers.
-            GetObjectMetadataResponse head = await calls.Run("s3", "HeadObject", t => _clients.S3.GetObjectMetadataAsync(bucket, layout.EvidenceKey, t), cancellationToken).ConfigureAwait(false);
-            if (head.ContentLength != report.TotalBytes)
-            {
-                throw new CaptureException($"s3://{bucket}/{layout.EvidenceKey} holds {head.ContentLength} bytes, the guest sent {report.TotalBytes}");
-            }
-            if (report.MemTotal is long memTotal && report.TotalBytes < memTotal)
-            {
-                recorder.Step("size check", $"the image ({report.TotalBytes} bytes) is smaller than the guest's MemTotal ({memTotal} bytes): compressed output, or incomplete");
-            }
-            else
-            {
-                recorder.Step("size check", $"{report.TotalBytes} bytes: at least MemTotal ({report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}), within the bound {layout.BoundBytes}");
-            }
-            await VerifyAsync(recorder, calls, layout, report, cancellationToken).ConfigureAwait(false);
+            state.Completed = true;
+            await save(state, CancellationToken.None).ConfigureAwait(false);
+            recorder.Step("complete upload", $"s3://{bucket}/{layout.EvidenceKey} upload {state.UploadId} ETag {complete.ETag}");
         }
-        finally
+        else
         {
-            await CleanUpAsync(recorder, calls, layout, uploadId, completed, parameterPut, ticketPut).ConfigureAwait(false);
+            recorder.Step("resume", $"upload {state.UploadId} of s3://{bucket}/{layout.EvidenceKey} was already completed: verified again");
         }
 
-        recorder.Complete();
+        // 6. Verify: size, then the bytes, hashed on our side while they stream back, then our parsers.
+        GetObjectMetadataResponse head = await calls.Run("s3", "HeadObject", t => _clients.S3.GetObjectMetadataAsync(new GetObjectMetadataRequest
+        {
+            BucketName = bucket,
+            Key = layout.EvidenceKey,
+            ChecksumMode = ChecksumMode.ENABLED,
+        }, t), cancellationToken).ConfigureAwait(false);
+        if (head.ContentLength != report.TotalBytes)
+        {
+            throw new CaptureException($"s3://{bucket}/{layout.EvidenceKey} holds {head.ContentLength} bytes, the guest sent {report.TotalBytes}");
+        }
+        if (report.MemTotal is long memTotal && report.TotalBytes < memTotal)
+        {
+            recorder.Step("size check", $"the image ({report.TotalBytes} bytes) is smaller than the guest's MemTotal ({memTotal} bytes): compressed output, or incomplete");
+        }
+        else
+        {
+            recorder.Step("size check", $"{report.TotalBytes} bytes: at least MemTotal ({report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}), within the bound {layout.BoundBytes}");
+        }
+        await VerifyAsync(recorder, calls, layout, report, StoredObject(head, complete), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Test seam: runs just before CompleteMultipartUpload (a test stops a step there, as a timeout would).</summary>
+    internal Func<CancellationToken, Task>? BeforeComplete { get; set; }
+
+    /// <summary>Writes the manifest locally and beside the evidence (with its signature); returns the local path.</summary>
+    internal async Task<string> WriteManifestAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, CancellationToken cancellationToken)
+    {
+        string bucket = _options.Bucket;
         string manifestKey = AwsKeys.Join(Path.GetDirectoryName(layout.EvidenceKey)!.Replace('\\', '/'), "custody.json");
         recorder.Step("manifest", $"written locally and as s3://{bucket}/{manifestKey}");
         string path = recorder.Write();
         await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey, FilePath = path, ContentType = "application/json", UseChunkEncoding = false }, t), cancellationToken).ConfigureAwait(false);
+        string signature = ManifestSigning.SignaturePath(path);
+        if (_request.Signer is not null && File.Exists(signature))
+        {
+            await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey + ".sig", FilePath = signature, ContentType = "application/json", UseChunkEncoding = false }, t), cancellationToken).ConfigureAwait(false);
+        }
         return path;
     }
 
-    private async Task VerifyAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, GuestReport report, CancellationToken cancellationToken)
+    /// <summary>Version id, ETag and the server-side checksums S3 returned for the evidence object.</summary>
+    internal static StoredObjectRecord StoredObject(GetObjectMetadataResponse head, CompleteMultipartUploadResponse? complete)
+    {
+        var checksums = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        void Add(string name, string? value)
+        {
+            if (!string.IsNullOrEmpty(value))
+            {
+                checksums[name] = value;
+            }
+        }
+        Add("x-amz-checksum-sha256", head.ChecksumSHA256 ?? complete?.ChecksumSHA256);
+        Add("x-amz-checksum-crc32", head.ChecksumCRC32 ?? complete?.ChecksumCRC32);
+        Add("x-amz-checksum-crc32c", head.ChecksumCRC32C ?? complete?.ChecksumCRC32C);
+        Add("x-amz-checksum-crc64nvme", head.ChecksumCRC64NVME ?? complete?.ChecksumCRC64NVME);
+        Add("x-amz-checksum-type", head.ChecksumType?.Value ?? complete?.ChecksumType?.Value);
+        string? versionId = head.VersionId ?? complete?.VersionId;
+        return new StoredObjectRecord(
+            string.IsNullOrEmpty(versionId) || versionId == "null" ? null : versionId,
+            head.ETag ?? complete?.ETag,
+            checksums.Count == 0 ? null : checksums);
+    }
+
+    private async Task VerifyAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, GuestReport report, StoredObjectRecord stored, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(_request.OutputDirectory);
         string finalPath = Path.Combine(_request.OutputDirectory, $"{_options.InstanceId}-{Path.GetFileName(layout.EvidenceKey)}");
@@ -374,7 +474,7 @@ public sealed class AwsCaptureConnector : ICaptureConnector
                 File.Move(temp, finalPath);
                 localPath = Path.GetFullPath(finalPath);
             }
-            recorder.Evidence(Path.GetFileName(layout.EvidenceKey), $"s3://{_options.Bucket}/{layout.EvidenceKey}", localPath, length, report.TotalBytes!.Value, ourSha, report.Sha256, openedAs, problem);
+            recorder.Evidence(Path.GetFileName(layout.EvidenceKey), $"s3://{_options.Bucket}/{layout.EvidenceKey}", localPath, length, report.TotalBytes!.Value, ourSha, report.Sha256, openedAs, problem, stored);
         }
         finally
         {
@@ -385,21 +485,25 @@ public sealed class AwsCaptureConnector : ICaptureConnector
         }
     }
 
-    private async Task CleanUpAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, string uploadId, bool completed, bool parameterPut, bool ticketPut)
+    /// <summary>Deletes the ticket and its parameter and aborts an upload that was not completed (best effort, recorded).</summary>
+    internal async Task CleanUpAsync(CustodyRecorder recorder, AwsCalls calls, SsmCaptureState state)
     {
         // Best effort, never cancelled: secrets must not outlive the capture.
+        Layout layout = state.Layout;
         using var cleanup = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        if (parameterPut)
+        if (state.ParameterPut)
         {
             await BestEffort(recorder, "delete ticket parameter", layout.ParameterName,
                 () => calls.Run("ssm", "DeleteParameter", t => _clients.Ssm.DeleteParameterAsync(new DeleteParameterRequest { Name = layout.ParameterName }, t), cleanup.Token)).ConfigureAwait(false);
+            state.ParameterPut = false;
         }
-        if (ticketPut)
+        if (state.TicketPut)
         {
             await BestEffort(recorder, "delete ticket", $"s3://{_options.Bucket}/{layout.TicketKey}",
                 () => calls.Run("s3", "DeleteObject", t => _clients.S3.DeleteObjectAsync(_options.Bucket, layout.TicketKey, t), cleanup.Token)).ConfigureAwait(false);
+            state.TicketPut = false;
         }
-        if (!completed)
+        if (!state.Completed && state.UploadId is { } uploadId)
         {
             await BestEffort(recorder, "abort upload", $"s3://{_options.Bucket}/{layout.EvidenceKey} upload {uploadId}",
                 () => calls.Run("s3", "AbortMultipartUpload", t => _clients.S3.AbortMultipartUploadAsync(_options.Bucket, layout.EvidenceKey, uploadId, t), cleanup.Token)).ConfigureAwait(false);
@@ -426,28 +530,45 @@ public sealed class AwsCaptureConnector : ICaptureConnector
         {
             last = await Resilience.PollUntilAsync($"SSM command {commandId} on {_options.InstanceId}", async token =>
             {
-                GetCommandInvocationResponse? invocation = await calls.TryRun("ssm", "GetCommandInvocation", t => _clients.Ssm.GetCommandInvocationAsync(new GetCommandInvocationRequest
-                {
-                    CommandId = commandId,
-                    InstanceId = _options.InstanceId,
-                }, t), token, "InvocationDoesNotExist").ConfigureAwait(false);
-                if (invocation is null)
-                {
-                    return PollState<GetCommandInvocationResponse>.Pending("not yet delivered");
-                }
-                string status = invocation.Status?.Value ?? "unknown";
-                return status is "Pending" or "InProgress" or "Delayed"
+                (string status, GetCommandInvocationResponse? invocation) = await CommandStatusAsync(calls, commandId, token).ConfigureAwait(false);
+                return IsRunning(status)
                     ? PollState<GetCommandInvocationResponse>.Pending(status)
-                    : PollState<GetCommandInvocationResponse>.Finished(status, invocation);
+                    : PollState<GetCommandInvocationResponse>.Finished(status, invocation!);
             }, _request.Timeouts.PollInterval, _request.Timeouts.Command, cancellationToken).ConfigureAwait(false);
         }
         catch (CaptureTimeoutException)
         {
-            using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await BestEffort(recorder, "cancel command", commandId,
-                () => calls.Run("ssm", "CancelCommand", t => _clients.Ssm.CancelCommandAsync(new CancelCommandRequest { CommandId = commandId, InstanceIds = [_options.InstanceId] }, t), cancel.Token)).ConfigureAwait(false);
+            await CancelCommandAsync(calls, recorder, commandId).ConfigureAwait(false);
             throw;
         }
+        return Succeeded(recorder, commandId, last);
+    }
+
+    /// <summary>One GetCommandInvocation: the status ("not yet delivered" before the agent has it) and the invocation.</summary>
+    internal async Task<(string Status, GetCommandInvocationResponse? Invocation)> CommandStatusAsync(AwsCalls calls, string commandId, CancellationToken cancellationToken)
+    {
+        GetCommandInvocationResponse? invocation = await calls.TryRun("ssm", "GetCommandInvocation", t => _clients.Ssm.GetCommandInvocationAsync(new GetCommandInvocationRequest
+        {
+            CommandId = commandId,
+            InstanceId = _options.InstanceId,
+        }, t), cancellationToken, "InvocationDoesNotExist").ConfigureAwait(false);
+        return (invocation is null ? "not yet delivered" : invocation.Status?.Value ?? "unknown", invocation);
+    }
+
+    /// <summary>Whether a command status means it is still running.</summary>
+    internal static bool IsRunning(string status) => status is "Pending" or "InProgress" or "Delayed" or "not yet delivered";
+
+    /// <summary>CancelCommand, best effort and recorded.</summary>
+    internal async Task CancelCommandAsync(AwsCalls calls, CustodyRecorder recorder, string commandId)
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await BestEffort(recorder, "cancel command", commandId,
+            () => calls.Run("ssm", "CancelCommand", t => _clients.Ssm.CancelCommandAsync(new CancelCommandRequest { CommandId = commandId, InstanceIds = [_options.InstanceId] }, t), cancel.Token)).ConfigureAwait(false);
+    }
+
+    /// <summary>Records how the command ended; anything but Success is an error with the guest's reason.</summary>
+    internal GetCommandInvocationResponse Succeeded(CustodyRecorder recorder, string commandId, GetCommandInvocationResponse last)
+    {
         string final = last.Status?.Value ?? "unknown";
         recorder.Step("command finished", $"{commandId}: {final} (exit {last.ResponseCode})");
         if (final != "Success")
@@ -516,4 +637,21 @@ public sealed class AwsCaptureConnector : ICaptureConnector
     }
 
     private static string Truncate(string text, int max) => text.Length <= max ? text : text[..max];
+}
+
+/// <summary>
+/// Where an SSM capture stands, saved between workflow steps (JSON): the layout, the tool's hash, the upload id, the
+/// ticket and parameter (to clean up), the command id and when it was sent, and whether the upload was completed.
+/// </summary>
+internal sealed class SsmCaptureState
+{
+    public required AwsCaptureConnector.Layout Layout { get; init; }
+    public string? ToolSha256 { get; set; }
+    public bool Tagged { get; set; }
+    public string? UploadId { get; set; }
+    public bool TicketPut { get; set; }
+    public bool ParameterPut { get; set; }
+    public string? CommandId { get; set; }
+    public DateTimeOffset? CommandSentUtc { get; set; }
+    public bool Completed { get; set; }
 }

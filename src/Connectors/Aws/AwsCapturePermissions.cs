@@ -17,13 +17,16 @@ public enum AwsResourceScope
     TicketParameter,
     /// <summary>The two AWS-owned documents (AWS-RunShellScript, AWS-RunPowerShellScript) and the instances.</summary>
     RunCommandDocument,
+    /// <summary>The responder's DynamoDB table (de-duplication and per-instance lock).</summary>
+    LedgerTable,
 }
 
 /// <summary>One operation the connector calls and the IAM action that allows it.</summary>
 public sealed record AwsPermission(string Operation, string Action, AwsResourceScope Scope, string Why);
 
 /// <summary>
-/// The table behind infra/aws/cloudmem-responder.yaml's role: every AWS operation the SSM capture path calls (as
+/// The table behind infra/aws/cloudmem-responder.yaml's role: every AWS operation the SSM capture path and the
+/// responder's ledger (<see cref="DynamoCaptureLedger"/>) call (as
 /// <c>AwsCalls</c> records them, "service:Operation"), with the IAM action and the narrowest resource it can be scoped
 /// to. A test checks that every operation named in the AWS connector's code is either here or in
 /// <see cref="NotGranted"/>, and that the template grants exactly these actions.
@@ -54,6 +57,10 @@ public static class AwsCapturePermissions
         new("ssm:DeleteParameter", "ssm:DeleteParameter", AwsResourceScope.TicketParameter, "cleanup: the ticket parameter"),
         new("s3:DeleteObject", "s3:DeleteObject", AwsResourceScope.EvidenceObjects, "cleanup: the ticket object (never evidence)"),
         new("s3:AbortMultipartUpload", "s3:AbortMultipartUpload", AwsResourceScope.EvidenceObjects, "cleanup on failure"),
+        new("dynamodb:PutItem", "dynamodb:PutItem", AwsResourceScope.LedgerTable, "claim the finding on the instance and the instance's lock (conditional writes)"),
+        new("dynamodb:GetItem", "dynamodb:GetItem", AwsResourceScope.LedgerTable, "who holds a duplicate's claim or the lock (for the outcome's reason)"),
+        new("dynamodb:UpdateItem", "dynamodb:UpdateItem", AwsResourceScope.LedgerTable, "record the outcome on the finding's item"),
+        new("dynamodb:DeleteItem", "dynamodb:DeleteItem", AwsResourceScope.LedgerTable, "release the instance's lock (only our own)"),
     ];
 
     /// <summary>Operations of the AWS connectors the unattended responder does not get, and why.</summary>
@@ -69,6 +76,8 @@ public static class AwsCapturePermissions
         ["ec2:ReplaceIamInstanceProfileAssociation"] = "isolation (manual)",
         ["autoscaling:DescribeAutoScalingInstances"] = "isolation (manual)",
         ["autoscaling:EnterStandby"] = "isolation (manual)",
+        ["kms:GetPublicKey"] = "manifest signing with a KMS key (opt-in: add it for the key, with kms:Sign)",
+        ["kms:Sign"] = "manifest signing with a KMS key (opt-in: add it for the key, with kms:GetPublicKey)",
     };
 
     /// <summary>The permission for an operation as AwsCalls records it ("ssm:SendCommand"), or null.</summary>

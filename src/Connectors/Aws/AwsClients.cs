@@ -51,23 +51,10 @@ public sealed class AwsClients : IDisposable
     public static AwsClients Create(AwsConnection connection)
     {
         RegionEndpoint? region = connection.Region is null ? null : RegionEndpoint.GetBySystemName(connection.Region);
-        T Configure<T>(T config, string? serviceUrl) where T : ClientConfig
-        {
-            config.RetryMode = RequestRetryMode.Standard;
-            if (serviceUrl is not null)
-            {
-                config.ServiceURL = serviceUrl;
-                config.AuthenticationRegion = connection.Region ?? "us-east-1";
-            }
-            else if (region is not null)
-            {
-                config.RegionEndpoint = region;
-            }
-            return config;
-        }
+        T Configure<T>(T config, string? serviceUrl) where T : ClientConfig => ConfigureClient(config, connection, serviceUrl);
 
         var ec2Config = Configure(new AmazonEC2Config(), connection.Endpoints.Ec2);
-        AWSCredentials credentials = connection.Credentials ?? DefaultAWSCredentialsIdentityResolver.GetCredentials(ec2Config);
+        AWSCredentials credentials = CredentialsFor(connection, ec2Config);
         var s3Config = Configure(new AmazonS3Config
         {
             // Checksums only where S3 requires them: the guest's presigned part uploads carry none either.
@@ -88,6 +75,29 @@ public sealed class AwsClients : IDisposable
             new AmazonSecurityTokenServiceClient(credentials, Configure(new AmazonSecurityTokenServiceConfig(), connection.Endpoints.Sts)),
             new AutoScalingClient(credentials, regionName, connection.Endpoints.AutoScaling));
     }
+
+    /// <summary>
+    /// Standard retry mode (the SDK's retries, none of ours on top); the endpoint override when given (signed for the
+    /// connection's region), else the region's endpoint.
+    /// </summary>
+    internal static T ConfigureClient<T>(T config, AwsConnection connection, string? serviceUrl) where T : ClientConfig
+    {
+        config.RetryMode = RequestRetryMode.Standard;
+        if (serviceUrl is not null)
+        {
+            config.ServiceURL = serviceUrl;
+            config.AuthenticationRegion = connection.Region ?? "us-east-1";
+        }
+        else if (connection.Region is not null)
+        {
+            config.RegionEndpoint = RegionEndpoint.GetBySystemName(connection.Region);
+        }
+        return config;
+    }
+
+    /// <summary>The connection's credentials, or the SDK default chain's for <paramref name="config"/>.</summary>
+    internal static AWSCredentials CredentialsFor(AwsConnection connection, ClientConfig config)
+        => connection.Credentials ?? DefaultAWSCredentialsIdentityResolver.GetCredentials(config);
 
     /// <inheritdoc />
     public void Dispose()

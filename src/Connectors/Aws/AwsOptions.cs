@@ -40,6 +40,12 @@ public sealed record AwsEndpoints
 
     /// <summary>Auto Scaling (Query protocol, our own signed client).</summary>
     public string? AutoScaling { get; init; }
+
+    /// <summary>DynamoDB (the responder's de-duplication and lock table).</summary>
+    public string? DynamoDb { get; init; }
+
+    /// <summary>KMS (manifest signing with an asymmetric key).</summary>
+    public string? Kms { get; init; }
 }
 
 /// <summary>Where and how to reach AWS: region, endpoints, credentials (null = the SDK default chain).</summary>

@@ -294,7 +294,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
                 localPath = finalPath;
             }
             recorder.Evidence(evidenceName, evidence.Uri.AbsoluteUri, localPath, ourSize, report.SizeBytes.Value,
-                ourSha, report.Sha256, openedAs, problem);
+                ourSha, report.Sha256, openedAs, problem, StoredObject(properties));
             if (properties.ContentLength != ourSize)
             {
                 throw new CaptureException($"blob {evidenceName} reports {properties.ContentLength} bytes but {ourSize} were read");
@@ -354,6 +354,18 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
 
     /// <summary>Streams a blob through a SHA-256 (and into <paramref name="copyPath"/> when given). The SDK's retriable
     /// download stream resumes a dropped connection with a ranged request from the last byte received.</summary>
+    /// <summary>
+    /// Version id, ETag and the content MD5 the Blob service returned for the evidence blob (the service keeps no
+    /// whole-blob CRC64 in its properties: x-ms-content-crc64 comes only with individual writes and ranged reads).
+    /// </summary>
+    internal static StoredObjectRecord StoredObject(BlobProperties properties)
+    {
+        Dictionary<string, string>? checksums = properties.ContentHash is { Length: > 0 } md5
+            ? new() { ["content-md5"] = Convert.ToBase64String(md5) }
+            : null;
+        return new StoredObjectRecord(string.IsNullOrEmpty(properties.VersionId) ? null : properties.VersionId, properties.ETag.ToString(), checksums);
+    }
+
     private static async Task<(string Sha256, long Size)> HashBlobAsync(BlobClient blob, string? copyPath, CancellationToken cancellationToken)
     {
         BlobDownloadStreamingResult download = (await blob.DownloadStreamingAsync(cancellationToken: cancellationToken).ConfigureAwait(false)).Value;

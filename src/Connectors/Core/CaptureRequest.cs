@@ -87,6 +87,9 @@ public sealed record CaptureRequest
     /// <summary>Keep a local copy of the evidence in <see cref="OutputDirectory"/> (it is always read back and hashed).</summary>
     public bool Download { get; init; }
 
+    /// <summary>Signs every manifest written (<c>MANIFEST.sig</c> beside it); null: unsigned.</summary>
+    public IManifestSigner? Signer { get; init; }
+
     /// <summary>A case id safe for object names and tags: letters, digits, '-', '_', '.'.</summary>
     /// <exception cref="CaptureException">the case id has other characters or is too long.</exception>
     public static string? ValidateCaseId(string? caseId)

@@ -36,6 +36,13 @@ public sealed record RequestIdRecord(string Service, string Operation, string Re
 public sealed record ResourceRecord(string Kind, string Id, string Detail);
 
 /// <summary>
+/// What the storage service said about the stored evidence object when it was read back: its version id (S3 with
+/// versioning, Blob versioning), ETag, and the server-side checksums it returned, by name ("x-amz-checksum-sha256",
+/// "content-md5", "x-ms-content-crc64"), as the service encodes them (base64). Absent values are omitted.
+/// </summary>
+public sealed record StoredObjectRecord(string? VersionId, string? ETag, IReadOnlyDictionary<string, string>? Checksums);
+
+/// <summary>
 /// An evidence item. <see cref="Sha256"/> is computed on OUR side while the bytes streamed back from where they are
 /// stored; <see cref="SourceSha256"/> is what the producer (guest, upload) reported; <see cref="Verified"/> is true only
 /// when both agree, the sizes agree, and <see cref="OpenedAs"/> names the format our parsers opened it as.
@@ -49,7 +56,8 @@ public sealed record EvidenceRecord(
     string? SourceSha256,
     bool Verified,
     string? OpenedAs,
-    string? Problem);
+    string? Problem,
+    StoredObjectRecord? Stored = null);
 
 /// <summary>
 /// The chain-of-custody manifest written next to the evidence (JSON, camelCase, <see cref="CurrentSchemaVersion"/>).

@@ -24,7 +24,7 @@ public sealed class CustodyRecorder
     private readonly List<ToolRecord> _tools = [];
     private readonly List<ResourceRecord> _resources = [];
     private readonly List<EvidenceRecord> _evidence = [];
-    private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
+    private DateTimeOffset _started = DateTimeOffset.UtcNow;
     private OperatorRecord? _operator;
     private DateTimeOffset? _completed;
     private CustodyStatus _status = CustodyStatus.InProgress;
@@ -38,6 +38,25 @@ public sealed class CustodyRecorder
         Method = method;
         Request = request;
         Log = log;
+    }
+
+    /// <summary>
+    /// Continues a run from the manifest an earlier attempt left (a workflow step that was restarted): same start time
+    /// (so the same manifest name), steps, request ids, tools, resources, evidence and operator; status InProgress.
+    /// </summary>
+    public static CustodyRecorder Resume(CustodyManifest manifest, CaptureRequest request, CaptureLog log)
+    {
+        var recorder = new CustodyRecorder(manifest.Provider, manifest.TargetId, manifest.Method, request, log)
+        {
+            _started = manifest.StartedUtc,
+            _operator = manifest.Operator,
+        };
+        recorder._steps.AddRange(manifest.Steps);
+        recorder._requestIds.AddRange(manifest.RequestIds);
+        recorder._tools.AddRange(manifest.Tools);
+        recorder._resources.AddRange(manifest.Resources);
+        recorder._evidence.AddRange(manifest.Evidence);
+        return recorder;
     }
 
     /// <summary>aws, azure, vsphere.</summary>
@@ -127,7 +146,7 @@ public sealed class CustodyRecorder
     /// </summary>
     public EvidenceRecord Evidence(
         string name, string uri, string? localPath, long sizeBytes, long expectedSize,
-        string ourSha256, string? sourceSha256, string? openedAs, string? openProblem)
+        string ourSha256, string? sourceSha256, string? openedAs, string? openProblem, StoredObjectRecord? stored = null)
     {
         string? problem = null;
         if (sizeBytes != expectedSize)
@@ -147,7 +166,7 @@ public sealed class CustodyRecorder
             problem = $"does not open with our parsers: {openProblem ?? "not tried"}";
         }
         var record = new EvidenceRecord(name, Scrubber.Scrub(SecretScrubber.WithoutQuery(uri)), localPath, sizeBytes,
-            ourSha256.ToLowerInvariant(), sourceSha256?.ToLowerInvariant(), problem is null, openedAs, problem is null ? null : Scrubber.Scrub(problem));
+            ourSha256.ToLowerInvariant(), sourceSha256?.ToLowerInvariant(), problem is null, openedAs, problem is null ? null : Scrubber.Scrub(problem), stored);
         lock (_lock)
         {
             _evidence.Add(record);
@@ -265,7 +284,8 @@ public sealed class CustodyRecorder
 
     /// <summary>
     /// Writes the manifest atomically as <c>{provider}-{target}[-{case}]-{start}.custody.json</c> in the output
-    /// directory (or <paramref name="fileName"/>) and returns its path.
+    /// directory (or <paramref name="fileName"/>) and returns its path. With <see cref="CaptureRequest.Signer"/>, the
+    /// written bytes are signed into <c>MANIFEST.sig</c> (every write: a failed run's manifest is signed too).
     /// </summary>
     public string Write(string? fileName = null)
     {
@@ -273,6 +293,20 @@ public sealed class CustodyRecorder
         string name = fileName ?? DefaultFileName(manifest);
         string path = Path.Combine(Request.OutputDirectory, name);
         manifest.WriteAtomic(path);
+        if (Request.Signer is { } signer)
+        {
+            try
+            {
+                string signature = ManifestSigning.SignFile(path, signer);
+                Log.Info($"manifest signed ({signer.Signer}, key {ManifestKeys.KeyId(signer.PublicKey)}): {signature}");
+            }
+            catch (CaptureException e)
+            {
+                // A remote signer (KMS) that fails must not hide the run's own outcome (Write also runs on failure
+                // paths); the manifest stays unsigned, or its older signature no longer matches: verify says so.
+                Log.Warn($"manifest NOT signed ({signer.Signer}): {e.Message}");
+            }
+        }
         return path;
     }
 

@@ -188,7 +188,7 @@ public static class AlertEventParser
         {
             throw new TriggerEventException($"{properties.Path}.resourceIdentifiers", "no AzureResource identifier (and compromisedEntity is not a resource id)");
         }
-        return FromAzure(id, type, label, target, "defender");
+        return FromAzure(id, type, label, target, "defender", $"{properties.Path}.severity");
     }
 
     private static AlertEvent CommonAlertSchema(JsonAt root)
@@ -214,22 +214,47 @@ public static class AlertEventParser
         {
             throw new TriggerEventException(targets.Path, "empty");
         }
-        // A Defender alert forwarded in the common schema (an activity log alert on the Security category) keeps its
-        // own fields in alertContext.properties: its severity, type and id are preferred to the alert rule's.
-        if (root.Required("data").Optional("alertContext") is { } context && context.Optional("properties") is { } inner && inner.Optional("severity") is not null
-            && (inner.Optional("systemAlertId") is not null || inner.Optional("alertType") is not null || inner.Optional("alertDisplayName") is not null))
+        JsonAt? context = root.Required("data").Optional("alertContext");
+        // A Defender alert forwarded by an activity log alert on the Security category ("Activity Log - Security"):
+        // the rule's own severity in essentials is always Sev4 for activity log alerts, so the alert's severity is
+        // read from alertContext.properties, which Microsoft documents with only a few fields (severity,
+        // compromisedEntity, resourceType, category, threatStatus, ...; no alertType or systemAlertId).
+        if (IsSecurityActivityLog(essentials, context))
+        {
+            JsonAt inner = context!.Value.Required("properties");
+            JsonAt severity = inner.Required("severity");
+            string securityType = inner.OptionalString("alertType") ?? inner.OptionalString("alertDisplayName") ?? inner.OptionalString("category") ?? type;
+            return FromAzure(inner.OptionalString("systemAlertId") ?? id, securityType, severity.String(), target, "common-alert-schema", severity.Path);
+        }
+        // Another alert that carries Defender's own fields in alertContext.properties (a log search alert forwarding
+        // the SecurityAlert table, a Logic App): its severity, type and id are preferred to the alert rule's.
+        if (context?.Optional("properties") is { } props && props.Optional("severity") is { } innerSeverity
+            && (props.Optional("systemAlertId") is not null || props.Optional("alertType") is not null || props.Optional("alertDisplayName") is not null))
         {
             return FromAzure(
-                inner.OptionalString("systemAlertId") ?? id,
-                inner.OptionalString("alertType") ?? inner.OptionalString("alertDisplayName") ?? type,
-                inner.RequiredString("severity"),
+                props.OptionalString("systemAlertId") ?? id,
+                props.OptionalString("alertType") ?? props.OptionalString("alertDisplayName") ?? type,
+                innerSeverity.String(),
                 target,
-                "common-alert-schema");
+                "common-alert-schema",
+                innerSeverity.Path);
         }
-        return FromAzure(id, type, label, target, "common-alert-schema");
+        return FromAzure(id, type, label, target, "common-alert-schema", $"{essentials.Path}.severity");
     }
 
-    private static AlertEvent FromAzure(string id, string type, string label, string target, string envelope)
+    /// <summary>monitoringService "Activity Log - Security", or an activity-log context whose eventSource is Security.</summary>
+    private static bool IsSecurityActivityLog(JsonAt essentials, JsonAt? context)
+    {
+        if (essentials.Optional("monitoringService") is { Element.ValueKind: JsonValueKind.String } service
+            && string.Equals(service.Element.GetString(), "Activity Log - Security", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+        return context?.Optional("eventSource") is { Element.ValueKind: JsonValueKind.String } source
+            && string.Equals(source.Element.GetString(), "Security", StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static AlertEvent FromAzure(string id, string type, string label, string target, string envelope, string severityPath)
     {
         // Defender: Informational/Low/Medium/High; common schema: Sev0 (critical) .. Sev4 (verbose).
         (double severity, string name) = label.ToLowerInvariant() switch
@@ -243,7 +268,7 @@ public static class AlertEventParser
             "sev2" => (5.0, "Medium"),
             "sev3" => (2.0, "Low"),
             "sev4" => (0.0, "Informational"),
-            _ => throw new TriggerEventException("severity", $"'{label}' is not Informational/Low/Medium/High or Sev0-Sev4"),
+            _ => throw new TriggerEventException(severityPath, $"'{label}' is not Informational/Low/Medium/High or Sev0-Sev4"),
         };
         string[] segments = target.Split('/', StringSplitOptions.RemoveEmptyEntries);
         string resourceType = segments.Length >= 2 ? segments[^2] : "unknown";

@@ -138,6 +138,8 @@ public enum ResponseStatus
     Captured,
     /// <summary>The event could not be read, or the capture failed.</summary>
     Failed,
+    /// <summary>Another delivery of the same alert, or another alert's capture of the same machine, holds the claim (<see cref="ICaptureLedger"/>): the tool is not run.</summary>
+    Duplicate,
 }
 
 /// <summary>The outcome of one alert, as the runners return it (JSON, camelCase).</summary>
@@ -211,6 +213,19 @@ public sealed class AlertResponder
     /// <summary>Waiting limits.</summary>
     public CaptureTimeouts Timeouts { get; init; } = new();
 
+    /// <summary>
+    /// De-duplication and per-machine lock (null: none, every delivery captures). Consulted only for captures (a dry
+    /// run changes nothing and claims nothing). The lock is held for the guest command's timeout plus
+    /// <see cref="LockMargin"/>.
+    /// </summary>
+    public ICaptureLedger? Ledger { get; init; }
+
+    /// <summary>Signs every manifest the captures write (null: unsigned).</summary>
+    public IManifestSigner? Signer { get; init; }
+
+    /// <summary>Added to <see cref="CaptureTimeouts.Command"/> for the lock's lifetime (staging, read-back, verification).</summary>
+    public TimeSpan LockMargin { get; init; } = TimeSpan.FromMinutes(30);
+
     /// <summary>Parses the event and responds. A malformed event throws <see cref="TriggerEventException"/>.</summary>
     public Task<ResponseOutcome> RespondAsync(ReadOnlyMemory<byte> eventJson, CancellationToken cancellationToken)
         => RespondAsync(AlertEventParser.Parse(eventJson.Span), cancellationToken);
@@ -246,21 +261,46 @@ public sealed class AlertResponder
             PlanOnly = PlanOnly,
             Download = Download,
             Timeouts = Timeouts,
+            Signer = Signer,
         };
-        Directory.CreateDirectory(request.OutputDirectory);
-        using ConnectorLease lease = target.Create(alert, request, _log);
-        if (PlanOnly)
+        LedgerClaim? claim = null;
+        if (Ledger is not null && !PlanOnly)
         {
-            CapturePlan plan = await lease.Connector.PlanAsync(cancellationToken).ConfigureAwait(false);
-            return outcome with
+            claim = await Ledger.ClaimAsync(alert, Timeouts.Command + LockMargin, cancellationToken).ConfigureAwait(false);
+            if (!claim.Won)
             {
-                Status = ResponseStatus.Planned,
-                Reason = plan.Ready ? $"{decision.Reason}; plan ready (dry run: nothing changed)" : $"{decision.Reason}; plan NOT ready: {plan.Checks.First(c => !c.Passed).Name}: {plan.Checks.First(c => !c.Passed).Reason}",
-                Plan = plan.ToText(_log.Scrubber),
-                Ready = plan.Ready,
-            };
+                return outcome with { Status = ResponseStatus.Duplicate, Reason = $"{decision.Reason}; {claim.Reason}" };
+            }
         }
-        CaptureResult result = await lease.Connector.CaptureAsync(cancellationToken).ConfigureAwait(false);
+        CaptureResult result;
+        try
+        {
+            Directory.CreateDirectory(request.OutputDirectory);
+            using ConnectorLease lease = target.Create(alert, request, _log);
+            if (PlanOnly)
+            {
+                CapturePlan plan = await lease.Connector.PlanAsync(cancellationToken).ConfigureAwait(false);
+                return outcome with
+                {
+                    Status = ResponseStatus.Planned,
+                    Reason = plan.Ready ? $"{decision.Reason}; plan ready (dry run: nothing changed)" : $"{decision.Reason}; plan NOT ready: {plan.Checks.First(c => !c.Passed).Name}: {plan.Checks.First(c => !c.Passed).Reason}",
+                    Plan = plan.ToText(_log.Scrubber),
+                    Ready = plan.Ready,
+                };
+            }
+            result = await lease.Connector.CaptureAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (claim is not null)
+        {
+            // The failure is recorded (a re-delivery does not run the tool on the guest again) and the lock released;
+            // the capture's own error is what the caller sees.
+            await ReleaseQuietlyAsync(claim, new LedgerOutcome("Failed", e.Message, null)).ConfigureAwait(false);
+            throw;
+        }
+        if (claim is not null)
+        {
+            await Ledger!.ReleaseAsync(claim, new LedgerOutcome("Captured", result.Manifest.Status.ToString(), result.ManifestPath), cancellationToken).ConfigureAwait(false);
+        }
         return outcome with
         {
             Status = ResponseStatus.Captured,
@@ -268,6 +308,19 @@ public sealed class AlertResponder
             Manifest = result.ManifestPath,
             Evidence = [.. result.Manifest.Evidence.Select(e => $"{e.Uri} sha256:{e.Sha256}")],
         };
+    }
+
+    private async Task ReleaseQuietlyAsync(LedgerClaim claim, LedgerOutcome outcome)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await Ledger!.ReleaseAsync(claim, outcome, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is CaptureException or OperationCanceledException)
+        {
+            _log.Warn($"could not record the failure in the ledger (the lock expires by itself): {e.Message}");
+        }
     }
 
 }

@@ -80,7 +80,7 @@ public sealed class FunctionHandlerServer : IAsyncDisposable
             ResponseOutcome outcome = await _respond(eventJson, cancellationToken).ConfigureAwait(false);
             logs.Add(outcome.Reason);
             result = JsonNode.Parse(outcome.ToJson());
-            resStatus = outcome.Status == ResponseStatus.Refused ? 200 : outcome.Status == ResponseStatus.Planned ? 200 : 201;
+            resStatus = outcome.Status is ResponseStatus.Refused or ResponseStatus.Planned or ResponseStatus.Duplicate ? 200 : 201;
         }
         catch (TriggerEventException e)
         {

@@ -31,8 +31,11 @@ public sealed class AwsCaptureTests
     {
         string fixture = Fixture.Require("memory.lime");
         using var world = new AwsHarness(fixture);
+        using var keys = new TempDir();
+        LocalKeySigner.Generate(keys.File("custody.key"), keys.File("custody.pub"));
+        using LocalKeySigner signer = LocalKeySigner.Load(keys.File("custody.key"));
         var clock = Stopwatch.StartNew();
-        CaptureResult result = await world.Connector().CaptureAsync(CancellationToken.None);
+        CaptureResult result = await world.Connector(request: world.Request() with { Signer = signer }).CaptureAsync(CancellationToken.None);
         clock.Stop();
 
         CustodyManifest manifest = CustodyManifest.Read(result.ManifestPath);
@@ -49,6 +52,18 @@ public sealed class AwsCaptureTests
         Assert.True(evidence.Verified);
         Assert.NotNull(evidence.LocalPath);
         Assert.Equal(fixtureSha, Sha256(evidence.LocalPath!));
+        // What S3 said about the stored object (s3rver keeps no versions and returns no checksums).
+        var head = await world.Clients.S3.GetObjectMetadataAsync(AwsHarness.Bucket, evidence.Uri["s3://evidence/".Length..]);
+        Assert.Equal(head.ETag, evidence.Stored?.ETag);
+        Assert.Matches("^\"[0-9a-f]{32}(-[0-9]+)?\"$", evidence.Stored?.ETag);
+        // The manifest is signed, and the signature is stored beside it in the bucket too.
+        Assert.True(ManifestSigning.Verify(result.ManifestPath, trustedPublicKeyPath: keys.File("custody.pub")).Valid);
+        string manifestKey = evidence.Uri["s3://evidence/".Length..][..evidence.Uri["s3://evidence/".Length..].LastIndexOf('/')] + "/custody.json";
+        using (var sig = await world.Clients.S3.GetObjectAsync(AwsHarness.Bucket, manifestKey + ".sig"))
+        using (var reader = new StreamReader(sig.ResponseStream))
+        {
+            Assert.Equal(await File.ReadAllTextAsync(result.ManifestPath + ".sig"), await reader.ReadToEndAsync());
+        }
 
         // Custody details.
         Assert.Equal("IR-42", manifest.CaseId);
@@ -75,6 +90,21 @@ public sealed class AwsCaptureTests
 
         AssertNoSecrets(world, result.ManifestPath);
         Console.WriteLine($"aws e2e: {storedLength} bytes in {clock.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    [Fact]
+    public void Stored_object_records_version_etag_and_server_checksums()
+    {
+        var head = new Amazon.S3.Model.GetObjectMetadataResponse { VersionId = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", ETag = "\"abc-3\"", ChecksumSHA256 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=-3", ChecksumType = "COMPOSITE" };
+        StoredObjectRecord stored = AwsCaptureConnector.StoredObject(head, null);
+        Assert.Equal("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", stored.VersionId);
+        Assert.Equal("\"abc-3\"", stored.ETag);
+        Assert.Equal("n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=-3", stored.Checksums!["x-amz-checksum-sha256"]);
+        Assert.Equal("COMPOSITE", stored.Checksums["x-amz-checksum-type"]);
+        // An unversioned bucket answers version "null": not a version id.
+        StoredObjectRecord plain = AwsCaptureConnector.StoredObject(new Amazon.S3.Model.GetObjectMetadataResponse { VersionId = "null", ETag = "\"e\"" }, null);
+        Assert.Null(plain.VersionId);
+        Assert.Null(plain.Checksums);
     }
 
     [SkippableFact]

@@ -6,7 +6,7 @@ namespace CloudMem.Tests.Connectors.Aws;
 /// <summary>The CLI as a child process: credentials from the SDK default chain (environment), endpoints from AWS_ENDPOINT_URL_*.</summary>
 public sealed class AwsCliTests
 {
-    private static Dictionary<string, string> Environment(AwsHarness world) => new()
+    internal static Dictionary<string, string> Environment(AwsHarness world) => new()
     {
         ["AWS_ACCESS_KEY_ID"] = AwsHarness.AccessKey,
         ["AWS_SECRET_ACCESS_KEY"] = AwsHarness.SecretKey,

@@ -45,6 +45,7 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         Assert.Equal(fixtureSha, await Sha256Blob(bed, evidence.Name));
         Assert.Equal(new FileInfo(fixture).Length, evidence.SizeBytes);
         Assert.True(evidence.Verified);
+        Assert.False(string.IsNullOrEmpty(evidence.Stored?.ETag));
         Assert.StartsWith("AVML", evidence.OpenedAs);
         Assert.StartsWith("IR-42/vm1-", evidence.Name);
         Assert.Equal(fixtureSha, Sha256File(evidence.LocalPath!));

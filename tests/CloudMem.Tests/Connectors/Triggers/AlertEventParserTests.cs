@@ -160,15 +160,59 @@ public sealed class AlertEventParserTests
         Assert.Equal("virtualMachines", alert.ResourceType);
     }
 
+    // The fixture has the shape Microsoft documents for a common-alert-schema payload with monitoringService
+    // "Activity Log - Security" (learn.microsoft.com, azure-monitor/alerts/alerts-payload-samples): essentials with
+    // the rule's severity Sev4, and alertContext.properties with only threatStatus, category, threatID, filePath,
+    // protectionType, actionTaken, resourceType, severity, compromisedEntity, remediationSteps, attackedResourceType
+    // (no alertType, alertDisplayName or systemAlertId). Our own example values, the documented field names.
     [Fact]
-    public void ActivityLogSecurityAlertUsesTheDefenderFieldsInAlertContext()
+    public void ActivityLogSecurityAlertTakesItsSeverityFromAlertContext()
     {
         AlertEvent alert = AlertEventParser.ParseFile(Event("defender-activitylog-security.json"));
         Assert.Equal("common-alert-schema", alert.Envelope);
-        Assert.Equal("2517390000000000000_4f3e2d1c-0b9a-4877-a665-544332211009", alert.Id);
-        Assert.Equal("VM_CryptoMinerExecution", alert.Type);
+        Assert.Equal(AlertSource.Defender, alert.Source);
+        Assert.Equal("9e8d7c6b-5a4f-4e3d-a2c1-b0a9f8e7d6c5", alert.Id);
+        Assert.Equal("Trojan", alert.Type);
         Assert.Equal("High", alert.SeverityLabel);
+        Assert.Equal(8.0, alert.Severity);
+        Assert.Equal("virtualMachines", alert.ResourceType);
         Assert.EndsWith("/virtualmachines/worker-11", alert.Target);
         Assert.True(new TriggerPolicy().Evaluate(alert).Accepted);
     }
+
+    [Theory]
+    [InlineData("Medium", 5.0, false)]
+    [InlineData("Low", 2.0, false)]
+    [InlineData("High", 8.0, true)]
+    public void ActivityLogSecuritySeverityDecidesNotTheRulesSev4(string label, double severity, bool accepted)
+    {
+        AlertEvent alert = AlertEventParser.Parse(SecurityPayload(label, monitoringService: true));
+        Assert.Equal(severity, alert.Severity);
+        Assert.Equal(accepted, new TriggerPolicy().Evaluate(alert).Accepted);
+    }
+
+    [Fact]
+    public void ActivityLogSecurityIsRecognisedByEventSourceAlone()
+    {
+        AlertEvent alert = AlertEventParser.Parse(SecurityPayload("High", monitoringService: false));
+        Assert.Equal("High", alert.SeverityLabel);
+    }
+
+    [Fact]
+    public void ActivityLogSecurityWithoutSeverityNamesTheField()
+    {
+        string json = SecurityPayload("High", monitoringService: true).Replace("\"severity\":\"High\",", "", StringComparison.Ordinal);
+        var e = Assert.Throws<TriggerEventException>(() => AlertEventParser.Parse(json));
+        Assert.Equal("$.data.alertContext.properties.severity", e.Path);
+        string bad = SecurityPayload("Severe", monitoringService: true);
+        Assert.Equal("$.data.alertContext.properties.severity", Assert.Throws<TriggerEventException>(() => AlertEventParser.Parse(bad)).Path);
+    }
+
+    private static string SecurityPayload(string severity, bool monitoringService) =>
+        "{\"schemaId\":\"azureMonitorCommonAlertSchema\",\"data\":{\"essentials\":{\"alertId\":\"/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/a1\","
+        + "\"alertRule\":\"r\",\"severity\":\"Sev4\",\"signalType\":\"Activity Log\","
+        + (monitoringService ? "\"monitoringService\":\"Activity Log - Security\"," : "")
+        + "\"alertTargetIDs\":[\"/subscriptions/s/resourcegroups/g/providers/microsoft.compute/virtualmachines/v\"]},"
+        + "\"alertContext\":{\"eventSource\":\"Security\",\"operationName\":\"Microsoft.Security/locations/alerts/activate/action\","
+        + "\"properties\":{\"severity\":\"" + severity + "\",\"compromisedEntity\":\"v\",\"category\":\"Virus\"}}}}";
 }

@@ -12,7 +12,7 @@ namespace CloudMem.Tests.Connectors.Triggers;
 /// </summary>
 public sealed partial class ResponderInfraTests
 {
-    private static readonly string[] s_connectorServices = ["ec2", "ssm", "s3", "sts", "autoscaling"];
+    private static readonly string[] s_connectorServices = ["ec2", "ssm", "s3", "sts", "autoscaling", "dynamodb"];
 
     private static YamlMappingNode Template()
     {
@@ -80,6 +80,11 @@ public sealed partial class ResponderInfraTests
         Assert.Equal(2, send.Count(r => r.Contains(":document/", StringComparison.Ordinal)));
         Assert.Contains(send, r => r.EndsWith("::document/AWS-RunShellScript", StringComparison.Ordinal));
         Assert.Contains(send, r => r.EndsWith("::document/AWS-RunPowerShellScript", StringComparison.Ordinal));
+        foreach (string tableAction in AwsCapturePermissions.Actions(AwsResourceScope.LedgerTable))
+        {
+            (_, string[] resources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains(tableAction));
+            Assert.Equal("DedupeTable.Arn", Assert.Single(resources));
+        }
         foreach (string parameterAction in new[] { "ssm:PutParameter", "ssm:GetParameters", "ssm:DeleteParameter" })
         {
             (_, string[] resources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains(parameterAction));

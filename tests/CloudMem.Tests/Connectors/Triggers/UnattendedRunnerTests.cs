@@ -32,7 +32,8 @@ public sealed class UnattendedRunnerTests
     {
         using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
         var loop = new LambdaRuntimeLoop(http, runtime.Api, new CaptureLog(new SecretScrubber(), TextWriter.Null));
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        // Generous: a real capture runs inside, and test machines are shared.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         int handled = await loop.RunAsync(async (invocation, token) => (await responder.RespondAsync(invocation.Payload, token)).ToJson(), invocations, timeout.Token);
         Assert.Equal(invocations, handled);
         return [.. runtime.Outcomes];

@@ -1,0 +1,196 @@
+using System.Text.Json;
+using Amazon.DynamoDBv2.Model;
+using CloudMem.Connectors.Aws;
+using CloudMem.Connectors.Core;
+using CloudMem.Connectors.Triggers;
+using CloudMem.Tests.Connectors.Triggers;
+using CloudMem.Tests.Support;
+
+namespace CloudMem.Tests.Connectors.Aws;
+
+/// <summary>
+/// The Step Functions workflow's Lambda steps (start, poll, finalize, fail) against s3rver, the EC2/SSM fake and
+/// dynalite; each step runs in a fresh "sandbox" (new steps object, new clients), only the DynamoDB item carries over.
+/// </summary>
+public sealed class AwsWorkflowTests
+{
+    private const string Execution = "arn:aws:states:eu-west-1:123456789012:execution:cloudmem-capture:7f0e";
+
+    private static WorkflowInput Input(string step, string execution = Execution, string? error = null) => new()
+    {
+        Step = step,
+        Event = JsonDocument.Parse(File.ReadAllText(AlertEventParserTests.Event("guardduty-eventbridge-high.json"))).RootElement.Clone(),
+        Execution = execution,
+        Error = error is null ? null : JsonDocument.Parse(error).RootElement.Clone(),
+    };
+
+    private sealed class World : IDisposable
+    {
+        public World()
+        {
+            Harness = new AwsHarness(Fixture.Require("memory.lime"));
+            Dynalite = new DynaliteEmulator();
+            Runs = Path.Combine(Harness.OutputDirectory, "..", "tool-runs");
+            File.WriteAllText(Harness.ToolFile, $"#!/bin/bash\necho run >> '{Runs}'\nexec cat '{Harness.Fixture}' > \"$1\"\n");
+        }
+
+        public AwsHarness Harness { get; }
+
+        public DynaliteEmulator Dynalite { get; }
+
+        public string Runs { get; }
+
+        /// <summary>One step in a fresh sandbox.</summary>
+        public async Task<WorkflowResult> StepAsync(WorkflowInput input, EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null)
+        {
+            using DynamoCaptureLedger ledger = Dynalite.Ledger(Harness.Log);
+            var steps = new AwsWorkflowSteps(new TriggerPolicy(), _ => Harness.Connection, ledger, AwsHarness.Bucket, "cases", Harness.ToolFile, opener ?? CloudMem.Cli.Commands.CaptureCli.ParserOpener, Harness.Log)
+            {
+                Timeouts = new CaptureTimeouts { Command = TimeSpan.FromMinutes(3), PollInterval = TimeSpan.FromMilliseconds(200), Operation = TimeSpan.FromMinutes(1) },
+                OutputDirectory = Harness.OutputDirectory,
+                MinPartBytes = 8L << 20,
+                BeforeComplete = beforeComplete,
+            };
+            return await steps.RunAsync(input, CancellationToken.None);
+        }
+
+        public async Task PollUntilDoneAsync()
+        {
+            for (int i = 0; i < 900; i++)
+            {
+                WorkflowResult poll = await StepAsync(Input("poll"));
+                if (poll.Done)
+                {
+                    Assert.Equal("Ready", poll.Status);
+                    return;
+                }
+                await Task.Delay(200);
+            }
+            Assert.Fail("the command did not finish");
+        }
+
+        public async Task<Dictionary<string, AttributeValue>> ItemAsync()
+        {
+            using DynamoCaptureLedger reader = Dynalite.Ledger(new CaptureLog(new SecretScrubber(), TextWriter.Null));
+            return await reader.GetAsync("alert#guardduty:c4ab91f07e2d3b5a8c6d1e0f2a3b4c5d#i-0123456789abcdef0", CancellationToken.None);
+        }
+
+        public void Dispose()
+        {
+            Dynalite.Dispose();
+            Harness.Dispose();
+        }
+    }
+
+    [SkippableFact]
+    public async Task A_finalize_step_stopped_mid_upload_resumes_the_same_upload_without_running_the_tool_again()
+    {
+        using var world = new World();
+
+        WorkflowResult started = await world.StepAsync(Input("start"));
+        Assert.Equal("Started", started.Status);
+        Assert.NotNull(started.CommandId);
+        Assert.NotNull(started.UploadId);
+        // The state machine retries a start step that timed out after sending: nothing is sent or started again.
+        WorkflowResult again = await world.StepAsync(Input("start"));
+        Assert.Equal(started.CommandId, again.CommandId);
+        Assert.Equal(started.UploadId, again.UploadId);
+        await world.PollUntilDoneAsync();
+
+        // Attempt 1 stops before CompleteMultipartUpload (the Lambda's deadline), attempt 2 after it, while verifying.
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), beforeComplete: _ => throw new OperationCanceledException("step deadline")));
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: _ => throw new OperationCanceledException("step deadline")));
+        WorkflowResult captured = await world.StepAsync(Input("finalize"));
+
+        Assert.Equal("Captured", captured.Status);
+        Assert.Equal(started.UploadId, captured.UploadId);
+        CustodyManifest manifest = CustodyManifest.Read(captured.Manifest!);
+        Assert.Equal(CustodyStatus.Completed, manifest.Status);
+        EvidenceRecord evidence = Assert.Single(manifest.Evidence);
+        Assert.True(evidence.Verified);
+        Assert.Equal(new FileInfo(world.Harness.Fixture).Length, evidence.SizeBytes);
+        // One command, one tool run, one upload started and completed once: the same upload id throughout.
+        Assert.Single(world.Harness.Fake.SendCommandBodies);
+        Assert.Single(File.ReadAllLines(world.Runs));
+        Assert.Equal(started.UploadId, Assert.Single(manifest.Steps, s => s.Action == "start upload").Detail.Split(' ')[^1]);
+        StepRecord complete = Assert.Single(manifest.Steps, s => s.Action == "complete upload");
+        Assert.Contains($"upload {started.UploadId} ", complete.Detail);
+        // Every attempt is in the manifest.
+        string[] workflow = [.. manifest.Steps.Where(s => s.Action == "workflow").Select(s => s.Detail)];
+        Assert.Contains(workflow, d => d.StartsWith("start attempt 1 ", StringComparison.Ordinal));
+        Assert.Contains(workflow, d => d.StartsWith("start attempt 2 ", StringComparison.Ordinal) && d.EndsWith("resumed from the saved state", StringComparison.Ordinal));
+        Assert.Contains(workflow, d => d.StartsWith("finalize attempt 1 stopped: step deadline", StringComparison.Ordinal));
+        Assert.Contains(workflow, d => d.StartsWith("finalize attempt 2 stopped: step deadline", StringComparison.Ordinal));
+        Assert.Contains(workflow, d => d.StartsWith("finalize attempt 3 ", StringComparison.Ordinal));
+        Assert.Contains(manifest.Steps, s => s.Action == "resume" && s.Detail.Contains("command", StringComparison.Ordinal) && s.Detail.Contains("not sent again", StringComparison.Ordinal));
+        Assert.Contains(manifest.Steps, s => s.Action == "resume" && s.Detail.Contains("already completed", StringComparison.Ordinal));
+        Assert.DoesNotContain(manifest.Steps, s => s.Action == "abort upload");
+
+        Dictionary<string, AttributeValue> item = await world.ItemAsync();
+        Assert.Equal("Captured", item["state"].S);
+        // Another execution for the same finding (a re-published finding) does nothing.
+        WorkflowResult duplicate = await world.StepAsync(Input("start", Execution + "-2"));
+        Assert.Equal("Duplicate", duplicate.Status);
+        Assert.True(duplicate.Done);
+        Assert.Single(world.Harness.Fake.SendCommandBodies);
+    }
+
+    [SkippableFact]
+    public async Task The_failure_path_cleans_up_and_records_a_failed_manifest()
+    {
+        using var world = new World();
+        world.Harness.Fake.HangCommands = true;
+        WorkflowResult started = await world.StepAsync(Input("start"));
+        Assert.Equal("Started", started.Status);
+        Assert.False((await world.StepAsync(Input("poll"))).Done);
+
+        WorkflowResult failed = await world.StepAsync(Input("fail", error: """{"Error":"States.Timeout","Cause":"poll loop exceeded its limit"}"""));
+
+        Assert.Equal("Failed", failed.Status);
+        CustodyManifest manifest = CustodyManifest.Read(failed.Manifest!);
+        Assert.Equal(CustodyStatus.Failed, manifest.Status);
+        Assert.Equal("States.Timeout: poll loop exceeded its limit", manifest.Error);
+        Assert.Contains(manifest.Steps, s => s.Action == "abort upload" && s.Detail.Contains(started.UploadId!, StringComparison.Ordinal));
+        Assert.Contains(manifest.Steps, s => s.Action == "delete ticket parameter");
+        Dictionary<string, AttributeValue> item = await world.ItemAsync();
+        Assert.Equal("Failed", item["state"].S);
+        Assert.Equal(failed.Manifest, item["manifest"].S);
+    }
+
+    [SkippableFact]
+    public void Cli_lambda_runs_workflow_steps_from_step_functions_payloads()
+    {
+        using var world = new World();
+        using var runtime = new FakeLambdaRuntime();
+        string Payload(string step, string? error = null) => new System.Text.Json.Nodes.JsonObject
+        {
+            ["step"] = step,
+            ["event"] = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(AlertEventParserTests.Event("guardduty-eventbridge-high.json"))),
+            ["execution"] = Execution,
+            ["error"] = error is null ? null : System.Text.Json.Nodes.JsonNode.Parse(error),
+        }.ToJsonString();
+        runtime.Enqueue(Payload("start"));
+        runtime.Enqueue(Payload("fail", """{"Error":"States.TaskFailed","Cause":"stopped by the test"}"""));
+        Dictionary<string, string> environment = AwsCliTests.Environment(world.Harness);
+        environment["AWS_LAMBDA_RUNTIME_API"] = runtime.Api;
+        environment["AWS_ENDPOINT_URL_DYNAMODB"] = world.Dynalite.Url;
+        environment["CLOUDMEM_BUCKET"] = AwsHarness.Bucket;
+        environment["CLOUDMEM_PREFIX"] = "cases";
+        environment["CLOUDMEM_TOOL_FILE"] = world.Harness.ToolFile;
+        environment["CLOUDMEM_DEDUPE_TABLE"] = DynaliteEmulator.Table;
+        environment["CLOUDMEM_MIN_PART_MIB"] = "8";
+        environment["CLOUDMEM_OUT"] = world.Harness.OutputDirectory;
+        (int exit, _, string stderr) = CliRunner.Run(environment, null, "lambda", "--max-invocations", "2");
+        Assert.True(exit == 0, stderr);
+        LambdaOutcome[] outcomes = [.. runtime.Outcomes];
+        Assert.Equal(["response", "response"], outcomes.Select(o => o.Kind));
+        JsonElement started = JsonDocument.Parse(outcomes[0].Body).RootElement;
+        Assert.Equal("Started", started.GetProperty("status").GetString());
+        Assert.False(started.GetProperty("done").GetBoolean());
+        Assert.True(Guid.TryParse(started.GetProperty("commandId").GetString(), out _));
+        JsonElement failed = JsonDocument.Parse(outcomes[1].Body).RootElement;
+        Assert.Equal("Failed", failed.GetProperty("status").GetString());
+        Assert.Equal("States.TaskFailed: stopped by the test", failed.GetProperty("reason").GetString());
+        Assert.Single(world.Harness.Fake.SendCommandBodies);
+    }
+}
