@@ -14,7 +14,8 @@ namespace CloudMem.Engine.Linux;
 /// <param name="File">The name of the file written in the output directory.</param>
 /// <param name="Bytes">Its length.</param>
 /// <param name="UnreadablePages">Pages not in the capture (never touched, swapped out or missing), written as zeros.</param>
-public sealed record LinuxProcDumpRow(int Pid, [property: Hex] ulong Start, [property: Hex] ulong End, string Path, string File, ulong Bytes, long UnreadablePages);
+/// <param name="Result">"written", or why not ("NAME exists: not overwritten").</param>
+public sealed record LinuxProcDumpRow(int Pid, [property: Hex] ulong Start, [property: Hex] ulong End, string Path, string File, ulong Bytes, long UnreadablePages, string Result);
 
 /// <summary>
 /// Writes a process's memory to files: one per mapping, and its main executable reassembled from the file-backed
@@ -27,7 +28,6 @@ public static class LinuxProcDump
     /// <summary>linux.procdump: dumps process <paramref name="pid"/> into the existing directory <paramref name="outputDirectory"/>.
     /// Mappings larger than <paramref name="maxBytes"/> (default <see cref="AnalysisLimits.MaxDumpBytes"/>) are skipped with a note.</summary>
     /// <exception cref="DirectoryNotFoundException">The directory does not exist.</exception>
-    /// <exception cref="IOException">A file to write already exists (nothing is overwritten).</exception>
     public static RowsReport<LinuxProcDumpRow> Run(LinuxContext context, int pid, string outputDirectory, ulong? maxBytes = null, CancellationToken ct = default)
     {
         ulong limit = maxBytes ?? AnalysisLimits.Default.MaxDumpBytes;
@@ -53,9 +53,11 @@ public static class LinuxProcDump
                 continue;
             }
             string name = FileName(pid, map);
-            using FileStream output = new(Path.Combine(outputDirectory, name), FileMode.CreateNew, FileAccess.Write);
-            long unreadable = CopyPages(space, map.Start, size, output, ct);
-            rows.Add(new LinuxProcDumpRow(pid, map.Start, map.End, map.Path, name, size, unreadable));
+            using (FileStream? output = DumpFiles.CreateNew(outputDirectory, name, out string result))
+            {
+                long unreadable = output is null ? 0 : CopyPages(space, map.Start, size, output, ct);
+                rows.Add(new LinuxProcDumpRow(pid, map.Start, map.End, map.Path, name, output is null ? 0 : size, unreadable, result));
+            }
         }
         LinuxProcDumpRow? elf = RebuildExecutable(context, space, pid, maps, outputDirectory, limit, notes, ct);
         if (elf is not null)
@@ -99,7 +101,11 @@ public static class LinuxProcDump
             return null;
         }
         string name = $"pid.{pid}.{Sanitise(ExecutableName(exePath), "exe")}.elf";
-        using FileStream output = new(Path.Combine(outputDirectory, name), FileMode.CreateNew, FileAccess.Write);
+        using FileStream? output = DumpFiles.CreateNew(outputDirectory, name, out string result);
+        if (output is null)
+        {
+            return new LinuxProcDumpRow(pid, first.Start, parts.Max(m => m.End), exePath, name, 0, 0, result);
+        }
         long unreadable = 0;
         foreach (LinuxMapping part in parts)
         {
@@ -107,7 +113,7 @@ public static class LinuxProcDump
             unreadable += CopyPages(space, part.Start, part.End - part.Start, output, ct);
         }
         output.SetLength((long)length);
-        return new LinuxProcDumpRow(pid, first.Start, parts.Max(m => m.End), exePath, name, length, unreadable);
+        return new LinuxProcDumpRow(pid, first.Start, parts.Max(m => m.End), exePath, name, length, unreadable, result);
     }
 
     /// <summary>The path of mm->exe_file.</summary>

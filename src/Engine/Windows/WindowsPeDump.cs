@@ -177,7 +177,7 @@ public static class WindowsPeDump
         }
         if (File.Exists(path))
         {
-            return Failed($"{file} exists: not overwritten");
+            return Failed($"{file} exists: not overwritten"); // checked before the copy too, so an existing file costs no reads
         }
         byte[] output = new byte[length];
         long zeroPages = Copy(space, imageBase, output.AsSpan(0, (int)headerEnd), ct);
@@ -194,14 +194,13 @@ public static class WindowsPeDump
                 zeroPages += Copy(space, imageBase + s.VirtualAddress, output.AsSpan((int)s.RawPointer, (int)s.RawSize), ct);
             }
         }
-        try
+        using (FileStream? stream = DumpFiles.CreateNew(Path.GetDirectoryName(path)!, file, out string result))
         {
-            using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+            if (stream is null)
+            {
+                return Failed(result);
+            }
             stream.Write(output);
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            return Failed($"{file} exists: not overwritten");
         }
         return new WindowsPeDumpRow(process.Pid, process.ImageFileName, imageBase, name, file, length, sections.Count, zeroPages, "written",
             fixes.Count == 0 ? null : string.Join("; ", fixes));

@@ -109,9 +109,13 @@ public sealed class LinuxProcDumpTests
         {
             RowsReport<LinuxProcDumpRow> first = LinuxProcDump.Run(context, pid, dir);
             string victim = Path.Combine(dir, first.Rows[0].File);
+            Assert.All(first.Rows, r => Assert.Equal("written", r.Result));
             File.WriteAllText(victim, "keep me");
-            Assert.Throws<IOException>(() => LinuxProcDump.Run(context, pid, dir));
+            // The same rule as windows.procdump: the existing file is that row's result, the others are written.
+            RowsReport<LinuxProcDumpRow> second = LinuxProcDump.Run(context, pid, dir);
             Assert.Equal("keep me", File.ReadAllText(victim));
+            Assert.Equal($"{first.Rows[0].File} exists: not overwritten", second.Rows[0].Result);
+            Assert.Equal(first.Rows.Count, second.Rows.Count);
         }
         finally
         {
