@@ -40,6 +40,9 @@ public sealed record AnalysisLimits
     /// <summary>Bytes of one process environment block.</summary>
     public int MaxEnvironmentBytes { get; init; } = 1 << 20;
 
+    /// <summary>Slots of one system-call table (x86-64 has about 450).</summary>
+    public int MaxSyscallTableEntries { get; init; } = 1024;
+
     /// <summary>Results of one physical-memory scan (pool tags, task_structs).</summary>
     public int MaxScanResults { get; init; } = 100_000;
 }

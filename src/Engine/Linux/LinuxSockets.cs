@@ -194,13 +194,7 @@ public static class LinuxSockets
             notes.Add("the module list (symbol 'modules', module.list, module.name) is not available");
             return (rows, notes);
         }
-        // 6.1: core_layout.{base,size}; 6.4+: mem[MOD_TEXT].{base,size}.
-        bool hasCore = t.TryGetOffset("module", "core_layout.base", out int baseOffset) & t.TryGetOffset("module", "core_layout.size", out int sizeOffset);
-        if (!hasCore)
-        {
-            hasCore = t.TryGetOffset("module", "mem", out baseOffset) & t.TryGetOffset("module_memory", "size", out sizeOffset);
-            sizeOffset += baseOffset;
-        }
+        ModuleCoreLayout? core = ModuleCoreLayout.Resolve(t);
         var seen = new HashSet<ulong>();
         ulong entry = k.TryReadUInt64(head, out ulong first) ? first : head;
         while (entry != head)
@@ -213,8 +207,8 @@ public static class LinuxSockets
             }
             ulong module = entry - (ulong)listOffset;
             string name = k.ReadCString(module + (ulong)nameOffset, 56) ?? "?";
-            ulong moduleBase = hasCore && k.TryReadUInt64(module + (ulong)baseOffset, out ulong b) ? b : 0;
-            ulong size = hasCore && k.TryReadUInt32(module + (ulong)sizeOffset, out uint s) ? s : 0;
+            ulong moduleBase = 0, size = 0;
+            _ = core?.TryRead(k, module, out moduleBase, out size);
             rows.Add(new LinuxModule(name, $"0x{moduleBase:X}", size, $"0x{module:X}"));
             if (!k.TryReadUInt64(entry, out ulong next))
             {
