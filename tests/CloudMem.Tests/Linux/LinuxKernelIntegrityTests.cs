@@ -6,7 +6,7 @@ using CloudMem.VmStateParsers;
 namespace CloudMem.Tests.Linux;
 
 /// <summary>
-/// linux.check_syscall and linux.check_modules: on the rootkit fixture against what the module itself logged in the
+/// linux.check_syscall, linux.check_modules, linux.netfilter and linux.kprobes: on the rootkit fixture against what the module itself logged in the
 /// guest (truth.json.rootkit); on the clean captures no finding at all.
 /// </summary>
 public sealed class LinuxKernelIntegrityTests
@@ -74,6 +74,12 @@ public sealed class LinuxKernelIntegrityTests
         var modules = LinuxCheckSyscall.CheckModules(context);
         Assert.Empty(modules.Notes);
         Assert.Empty(modules.Rows);
+        var netfilter = LinuxKernelHooks.Netfilter(context);
+        Assert.Empty(netfilter.Notes);
+        Assert.All(netfilter.Rows, r => Assert.Null(r.Finding));
+        var kprobes = LinuxKernelHooks.Kprobes(context);
+        Assert.Empty(kprobes.Notes);
+        Assert.All(kprobes.Rows, r => Assert.Null(r.Finding));
     }
 
     [SkippableFact]
@@ -102,5 +108,38 @@ public sealed class LinuxKernelIntegrityTests
             Assert.Equal(Hex(m.GetProperty("base")), row.Base);
             Assert.Equal(m.GetProperty("size").GetUInt64(), row.Size);
         }
+    }
+
+    [SkippableFact]
+    public void Netfilter_and_kprobes_show_the_rootkit_handlers_in_its_hidden_module()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw", "rootkit"));
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement rk = truth.RootElement.GetProperty("rootkit");
+        LinuxContext context = LinuxContext.Open(memory);
+        var netfilter = LinuxKernelHooks.Netfilter(context);
+        Assert.Empty(netfilter.Notes);
+        JsonElement nf = rk.GetProperty("netfilter");
+        LinuxNetfilterHook hook = Assert.Single(netfilter.Rows, r => r.Finding is not null);
+        Assert.Equal(("ipv4", "PRE_ROUTING"), (hook.Family, hook.HookPoint));
+        Assert.Equal(nf.GetProperty("priority").GetInt32(), hook.Priority);
+        Assert.Equal(Hex(nf.GetProperty("hook")), hook.Handler);
+        Assert.Equal(Hex(nf.GetProperty("ops")), hook.Ops);
+        Assert.Equal((KernelOwner.HiddenModule, "cloudmem_rk"), (hook.Owner, hook.Module));
+        Assert.Equal(0, hook.Position); // NF_IP_PRI_FIRST runs first
+        Assert.All(netfilter.Rows.Where(r => r != hook), r => Assert.Equal(KernelOwner.KernelText, r.Owner));
+
+        var kprobes = LinuxKernelHooks.Kprobes(context);
+        Assert.Empty(kprobes.Notes);
+        JsonElement kp = rk.GetProperty("kprobe");
+        LinuxKprobe probe = Assert.Single(kprobes.Rows);
+        Assert.Equal(Hex(kp.GetProperty("kprobe")), probe.Kprobe);
+        Assert.Equal(Hex(kp.GetProperty("addr")), probe.Address);
+        Assert.Equal(kp.GetProperty("symbol").GetString(), probe.SymbolName);
+        Assert.Equal(kp.GetProperty("symbol").GetString(), probe.Target);
+        Assert.Equal(Hex(kp.GetProperty("pre_handler")), probe.PreHandler);
+        Assert.Null(probe.PreHandlerSymbol);
+        Assert.Equal((KernelOwner.HiddenModule, "cloudmem_rk"), (probe.Owner, probe.Module));
+        Assert.NotNull(probe.Finding);
     }
 }
