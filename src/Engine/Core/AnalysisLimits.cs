@@ -43,6 +43,9 @@ public sealed record AnalysisLimits
     /// <summary>Slots of one system-call table (x86-64 has about 450).</summary>
     public int MaxSyscallTableEntries { get; init; } = 1024;
 
+    /// <summary>Bytes of one process's mappings that a content scan (linux.secrets) reads.</summary>
+    public ulong MaxSecretScanBytes { get; init; } = 4UL << 30;
+
     /// <summary>Results of one physical-memory scan (pool tags, task_structs).</summary>
     public int MaxScanResults { get; init; } = 100_000;
 }
