@@ -142,4 +142,32 @@ public sealed class LinuxKernelIntegrityTests
         Assert.Equal((KernelOwner.HiddenModule, "cloudmem_rk"), (probe.Owner, probe.Module));
         Assert.NotNull(probe.Finding);
     }
+
+    [SkippableFact]
+    public void Psscan_marks_the_task_the_rootkit_unlinked_as_hidden_and_nothing_else()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw", "rootkit"));
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement hiddenTruth = truth.RootElement.GetProperty("rootkit").GetProperty("hidden_process");
+        LinuxContext context = LinuxContext.Open(memory);
+        Assert.DoesNotContain(LinuxProcesses.List(context).Processes, p => p.Pid == hiddenTruth.GetProperty("pid").GetInt32());
+        LinuxScannedTask hidden = Assert.Single(LinuxPsScan.Scan(context).Tasks, t => t.State == "hidden");
+        Assert.Equal(hiddenTruth.GetProperty("pid").GetInt32(), hidden.Pid);
+        Assert.Equal(hiddenTruth.GetProperty("comm").GetString(), hidden.Comm);
+        Assert.Equal(Hex(hiddenTruth.GetProperty("task")), Convert.ToUInt64(hidden.Offset, 16));
+        Assert.False(hidden.OnTaskList);
+        Assert.True(hidden.InPidTable);
+        Assert.Null(hidden.ExitState);
+    }
+
+    [SkippableTheory]
+    [InlineData("basic")]
+    [InlineData("pti")]
+    public void Psscan_finds_no_hidden_task_on_a_clean_capture(string variant)
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw", variant));
+        var tasks = LinuxPsScan.Scan(LinuxContext.Open(memory)).Tasks;
+        Assert.DoesNotContain(tasks, t => t.State == "hidden");
+        Assert.All(tasks.Where(t => t.OnTaskList && t.Pid != 0), t => Assert.True(t.InPidTable, $"pid {t.Pid}"));
+    }
 }
