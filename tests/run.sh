@@ -7,6 +7,8 @@ cd "$repo"
 tests/fixtures/make-fixture.sh --variant basic >&2
 tests/fixtures/make-fixture.sh --variant nokaslr-novmci >&2
 tests/fixtures/make-fixture.sh --variant pti >&2
+# A loaded test rootkit (module built against the guest kernel's headers); about 1.5 min to build, cached after.
+tests/fixtures/make-fixture.sh --variant rootkit >&2
 # Local emulators for the capture-connector tests (s3rver, azurite, vcsim), cached outside git.
 tests/emulators/setup.sh >&2
 # The fixture exists now: tests that need it must run, not skip.

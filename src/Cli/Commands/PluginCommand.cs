@@ -19,6 +19,10 @@ internal abstract class PluginSettings : CaptureSettings
     [Description("Existing directory for the files a dump plugin writes (existing files are never overwritten)")]
     public string? Out { get; init; }
 
+    [CommandOption("--reveal")]
+    [Description("Show found secrets in full instead of a redacted preview (plugins that find secrets)")]
+    public bool Reveal { get; init; }
+
     /// <summary>The symbol inputs as the engine takes them.</summary>
     public abstract SymbolOptions Symbols { get; }
 
@@ -27,6 +31,7 @@ internal abstract class PluginSettings : CaptureSettings
     {
         Pids = Pid.Length == 0 ? null : Pid.ToHashSet(),
         OutputDirectory = Out,
+        RevealSecrets = Reveal,
     };
 }
 

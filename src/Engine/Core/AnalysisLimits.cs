@@ -40,6 +40,12 @@ public sealed record AnalysisLimits
     /// <summary>Bytes of one process environment block.</summary>
     public int MaxEnvironmentBytes { get; init; } = 1 << 20;
 
+    /// <summary>Slots of one system-call table (x86-64 has about 450).</summary>
+    public int MaxSyscallTableEntries { get; init; } = 1024;
+
+    /// <summary>Bytes of one process's mappings that a content scan (linux.secrets) reads.</summary>
+    public ulong MaxSecretScanBytes { get; init; } = 4UL << 30;
+
     /// <summary>Results of one physical-memory scan (pool tags, task_structs).</summary>
     public int MaxScanResults { get; init; } = 100_000;
 

@@ -29,6 +29,8 @@ public enum PluginInputs
     OutputDirectory = 4,
     /// <summary><c>--base ADDRESS</c>: only the object at this address.</summary>
     BaseAddress = 8,
+    /// <summary><c>--reveal</c>: show found secrets in full instead of a redacted preview.</summary>
+    RevealSecrets = 16,
 }
 
 /// <summary>What a plugin is: its name as Volatility spells it, a one-line description, its OS and its inputs.</summary>
@@ -59,6 +61,9 @@ public sealed record PluginArguments
 
     /// <summary>Only the object at this address.</summary>
     public ulong? BaseAddress { get; init; }
+
+    /// <summary>Show found secrets in full (only for plugins that declare <see cref="PluginInputs.RevealSecrets"/>).</summary>
+    public bool RevealSecrets { get; init; }
 
     /// <summary>No inputs.</summary>
     public static PluginArguments None { get; } = new();

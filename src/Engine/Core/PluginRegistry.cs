@@ -69,6 +69,10 @@ public static class PluginRegistry
         {
             return $"{info.Name} does not take --base";
         }
+        if (arguments.RevealSecrets && (info.Inputs & PluginInputs.RevealSecrets) == 0)
+        {
+            return $"{info.Name} does not take --reveal (it finds no secrets)";
+        }
         return null;
     }
 }

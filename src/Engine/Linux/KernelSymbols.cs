@@ -28,6 +28,9 @@ public sealed class SlidSymbols(IReadOnlyDictionary<string, ulong> linkTime, ulo
     /// <summary>The slide applied.</summary>
     public ulong Slide { get; } = slide;
 
+    /// <summary>Every symbol at its run-time address (unordered).</summary>
+    public IEnumerable<(string Name, ulong Address)> All => linkTime.Select(kv => (kv.Key, kv.Value + Slide));
+
     /// <inheritdoc />
     public bool TryGetAddress(string name, out ulong address)
     {

@@ -16,7 +16,44 @@ namespace CloudMem.Engine.Linux;
 /// <param name="InMemoryScan">Found by scanning the module mapping area for struct module (module.mkobj.mod == itself).</param>
 /// <param name="Hidden">Seen by sysfs or the scan but not on the module list (unlinked to hide it from lsmod).</param>
 /// <param name="Finding">What disagrees, in words, or null when all sources agree.</param>
-public sealed record LinuxModuleView(string Name, [property: Hex] ulong Offset, string State, bool InModuleList, bool InSysfs, bool InMemoryScan, bool Hidden, string? Finding);
+/// <param name="Base">Start of the module's core (6.1: core_layout.base; 6.4+: mem[MOD_TEXT].base), null when unreadable.</param>
+/// <param name="Size">Size of that core in bytes, null when unreadable.</param>
+public sealed record LinuxModuleView(string Name, [property: Hex] ulong Offset, string State, bool InModuleList, bool InSysfs, bool InMemoryScan, bool Hidden, string? Finding,
+    [property: Hex] ulong? Base, [property: Hex] ulong? Size);
+
+/// <summary>Where a struct module keeps the base and size of its core: 6.1 core_layout.{base,size}; 6.4+ mem[MOD_TEXT].{base,size}.</summary>
+internal sealed class ModuleCoreLayout
+{
+    private readonly int _base;
+    private readonly int _size;
+
+    private ModuleCoreLayout(int baseOffset, int sizeOffset)
+    {
+        _base = baseOffset;
+        _size = sizeOffset;
+    }
+
+    /// <summary>The layout, or null when the types have neither form.</summary>
+    public static ModuleCoreLayout? Resolve(TypeModel t)
+    {
+        if (t.TryGetOffset("module", "core_layout.base", out int baseOffset) && t.TryGetOffset("module", "core_layout.size", out int sizeOffset))
+        {
+            return new ModuleCoreLayout(baseOffset, sizeOffset);
+        }
+        // mem[0] is MOD_TEXT: module_memory.base and .size of the first element.
+        return t.TryGetOffset("module", "mem", out int mem) && t.TryGetOffset("module_memory", "base", out int b) && t.TryGetOffset("module_memory", "size", out int sz)
+            ? new ModuleCoreLayout(mem + b, mem + sz) : null;
+    }
+
+    /// <summary>Reads the core's base and size of the struct module at <paramref name="module"/>.</summary>
+    public bool TryRead(IVirtualMemory k, ulong module, out ulong moduleBase, out ulong size)
+    {
+        size = 0;
+        bool ok = k.TryReadUInt64(module + (ulong)_base, out moduleBase) & k.TryReadUInt32(module + (ulong)_size, out uint s);
+        size = s;
+        return ok;
+    }
+}
 
 /// <summary>
 /// Cross-checks the module list against two other sources available from memory alone: the sysfs kobjects
@@ -130,8 +167,14 @@ public static class LinuxHiddenModules
             }
         }
 
+        ModuleCoreLayout? core = ModuleCoreLayout.Resolve(t);
+        if (core is null)
+        {
+            notes.Add("the type information has neither module.core_layout nor module.mem: no module base and size");
+        }
         foreach (Seen s in order.Select(a => seen[a]).Concat(seen.Values.Where(x => !x.List).OrderBy(x => x.Address)).Distinct())
         {
+            ulong coreBase = 0, coreSize = 0;
             string name = k.ReadCString(s.Address + (ulong)nameOffset, NameLength) ?? "?";
             string state = k.TryReadUInt32(s.Address + (ulong)stateOffset, out uint st) ? StateName(st) : "?";
             bool hidden = !s.List && (s.Sysfs || s.Scan);
@@ -148,8 +191,9 @@ public static class LinuxHiddenModules
             {
                 missing.Add("not found by the module-area scan");
             }
+            bool hasCore = core is not null && core.TryRead(k, s.Address, out coreBase, out coreSize);
             rows.Add(new LinuxModuleView(name, s.Address, state, s.List, s.Sysfs, s.Scan, hidden,
-                missing.Count == 0 ? null : string.Join("; ", missing)));
+                missing.Count == 0 ? null : string.Join("; ", missing), hasCore ? coreBase : null, hasCore ? coreSize : null));
         }
         return (rows, notes);
     }

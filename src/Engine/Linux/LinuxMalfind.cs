@@ -106,7 +106,7 @@ public static class LinuxMalfind
         => UserSpace(context, LinuxProcesses.List(context, ct).Processes, pid);
 
     /// <summary>The user address space of <paramref name="pid"/> among already listed <paramref name="processes"/>.</summary>
-    private static AddressSpace? UserSpace(LinuxContext context, IEnumerable<LinuxProcess> processes, int pid)
+    internal static AddressSpace? UserSpace(LinuxContext context, IEnumerable<LinuxProcess> processes, int pid)
     {
         LinuxProcess? process = processes.FirstOrDefault(p => p.Pid == pid && p.Mm != 0);
         return process is not null && context.Profile.MmPgd >= 0

@@ -17,14 +17,17 @@ namespace CloudMem.Engine.Linux;
 /// <param name="Comm">task_struct.comm.</param>
 /// <param name="Uid">Real uid from the cred, or null when unreadable (a freed task's cred may be gone).</param>
 /// <param name="State">"listed" (on the pslist walk), "thread" (a thread of a listed process; threads are never on the
-/// task list), or "exited/unlinked" (not on the list: a zombie, a dead task whose memory remains, or a hidden one).</param>
+/// task list), "hidden" (not on the list, not exiting, and still attached to its struct pid: a live task unlinked to
+/// hide it), or "exited/unlinked" (not on the list: a zombie, a dead task whose memory remains).</param>
 /// <param name="ExitState">task_struct.exit_state decoded (EXIT_ZOMBIE, EXIT_DEAD), or null when 0.</param>
 /// <param name="OnTaskList">The same physical task_struct was reached by the task-list walk.</param>
 /// <param name="Linked">tasks.next->prev and tasks.prev->next both point back at this task (its list entry is live).</param>
 /// <param name="NamespacePid">The pid inside the task's own pid namespace, when it is not the initial one.</param>
+/// <param name="InPidTable">thread_pid->tasks[PIDTYPE_PID] leads back to this task (what pid lookups such as kill() and
+/// /proc find), null when the types lack thread_pid/pid_links/pid.tasks.</param>
 public sealed record LinuxScannedTask(
     [property: Hex] ulong Offset, [property: Hex] ulong PhysicalOffset, int Pid, int Tgid, int Ppid, string Comm, uint? Uid, string State, string? ExitState,
-    bool OnTaskList, bool Linked, int? NamespacePid);
+    bool OnTaskList, bool Linked, int? NamespacePid, bool? InPidTable);
 
 /// <summary>
 /// Finds task_structs by scanning all of physical memory, independently of the task list, and compares with it.
@@ -120,12 +123,14 @@ public static class LinuxPsScan
                 ExitDead => "EXIT_DEAD",
                 _ => $"0x{exit:X}",
             };
+            bool? inPidTable = checker.InPidTable(pa, bytes);
             string state = onList ? "listed"
                 : pid != tgid && exit == 0 && listedTgids.Contains(tgid) ? "thread"
+                : exit == 0 && inPidTable == true ? "hidden"
                 : "exited/unlinked";
             rows.Add(new LinuxScannedTask(pa + pageOffset, pa, pid, tgid, ppid, Comm(bytes.AsSpan(p.TaskComm, 16)),
                 checker.Uid(bytes), state, exitState, onList, checker.Linked(pa, bytes),
-                LinuxProcesses.Decode(context, pa + pageOffset, bytes)?.NamespacePid));
+                LinuxProcesses.Decode(context, pa + pageOffset, bytes)?.NamespacePid, inPidTable));
         }
         var scanned = rows.Where(r => r.OnTaskList).Select(r => r.PhysicalOffset).ToHashSet();
         foreach (LinuxProcess missing in listed.Where(x => kernel.TryTranslate(x.Offset, out Translation t, out _) && !scanned.Contains(t.PhysicalAddress)))
@@ -194,6 +199,8 @@ public static class LinuxPsScan
         private readonly int _parent;
         private readonly int _realCred;
         private readonly int _stack;
+        private readonly int _pidLinks;
+        private readonly int _pidTasks;
 
         public Checker(LinuxContext context)
         {
@@ -204,6 +211,20 @@ public static class LinuxPsScan
             _parent = context.Types.TryGetOffset("task_struct", "parent", out int parent) ? parent : -1;
             _realCred = context.Types.TryGetOffset("task_struct", "real_cred", out int realCred) ? realCred : -1;
             _stack = context.Types.TryGetOffset("task_struct", "stack", out int stack) ? stack : -1;
+            _pidLinks = context.Types.TryGetOffset("task_struct", "pid_links", out int links) ? links : -1;
+            _pidTasks = context.Types.TryGetOffset("pid", "tasks", out int tasks) ? tasks : -1;
+        }
+
+        /// <summary>The task's struct pid (thread_pid) still lists it first under PIDTYPE_PID (hlist_head.first ==
+        /// &amp;pid_links[0]); exit's detach_pid removes it. Null when the types lack a field.</summary>
+        public bool? InPidTable(ulong pa, byte[] task)
+        {
+            if (_p.TaskThreadPid < 0 || _pidLinks < 0 || _pidTasks < 0)
+            {
+                return null;
+            }
+            ulong pid = U64(task, _p.TaskThreadPid);
+            return pid != 0 && _kernel.TryReadUInt64(pid + (ulong)_pidTasks, out ulong first) && PointsAt(first, pa + (ulong)_pidLinks);
         }
 
         /// <summary>Every field the scan reads lies inside task_struct (a hostile --isf cannot make it read past a candidate).</summary>
@@ -215,7 +236,7 @@ public static class LinuxPsScan
             {
                 (p.TaskPid, 4), (p.TaskTgid, 4), (p.TaskComm, 16), (p.TaskTasks, 16), (p.TaskRealParent, 8), (Field("parent"), 8),
                 (p.TaskCred, 8), (Field("real_cred"), 8), (Field("stack"), 8), (p.TaskExitState, 4), (p.TaskFlags, 4), (p.TaskMm, 8),
-                (p.TaskSignal, 8), (p.TaskThreadPid, 8), (p.TaskStartTime, 8),
+                (p.TaskSignal, 8), (p.TaskThreadPid, 8), (p.TaskStartTime, 8), (Field("pid_links"), 16),
             };
             int end = fields.Where(f => f.Offset >= 0).Max(f => f.Offset + f.Width);
             int maxTaskSize = AnalysisLimits.Default.MaxTaskStructBytes;

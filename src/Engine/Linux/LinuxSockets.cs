@@ -200,19 +200,17 @@ public static class LinuxSockets
             notes.Add("the module list (symbol 'modules', module.list, module.name) is not available");
             return (rows, notes);
         }
-        // 6.1: core_layout.{base,size}; 6.4+: mem[MOD_TEXT].{base,size}.
-        bool hasCore = t.TryGetOffset("module", "core_layout.base", out int baseOffset) & t.TryGetOffset("module", "core_layout.size", out int sizeOffset);
-        if (!hasCore)
-        {
-            hasCore = t.TryGetOffset("module", "mem", out baseOffset) & t.TryGetOffset("module_memory", "size", out sizeOffset);
-            sizeOffset += baseOffset;
-        }
+        ModuleCoreLayout? core = ModuleCoreLayout.Resolve(t);
         foreach (ulong entry in context.WalkList(head, "module list", "modules", AnalysisLimits.Default.MaxKernelModules, notes, ct))
         {
             ulong module = entry - (ulong)listOffset;
             string name = k.ReadCString(module + (ulong)nameOffset, 56) ?? "?";
-            ulong? moduleBase = hasCore && k.TryReadUInt64(module + (ulong)baseOffset, out ulong b) ? b : null;
-            ulong? size = hasCore && k.TryReadUInt32(module + (ulong)sizeOffset, out uint s) ? s : null;
+            ulong? moduleBase = null, size = null;
+            if (core is not null && core.TryRead(k, module, out ulong b, out ulong s))
+            {
+                moduleBase = b;
+                size = s;
+            }
             rows.Add(new LinuxModule(name, moduleBase, size, module));
         }
         return (rows, notes);
