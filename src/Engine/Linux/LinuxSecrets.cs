@@ -84,10 +84,10 @@ public static class LinuxSecrets
     {
         byte[] buffer = new byte[Chunk + Overlap];
         ulong present = 0;
-        for (ulong start = map.StartAddress; start < map.EndAddress; start += Chunk)
+        for (ulong start = map.Start; start < map.End; start += Chunk)
         {
             ct.ThrowIfCancellationRequested();
-            int length = (int)Math.Min((ulong)buffer.Length, map.EndAddress - start);
+            int length = (int)Math.Min((ulong)buffer.Length, map.End - start);
             bool any = false;
             for (int page = 0; page < length; page += 4096)
             {

@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using System.Buffers.Binary;
 using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;

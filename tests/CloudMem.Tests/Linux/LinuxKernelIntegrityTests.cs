@@ -42,7 +42,7 @@ public sealed class LinuxKernelIntegrityTests
             Assert.Equal(Hex(want.GetProperty("original")), row.OriginalAddress);
             Assert.Null(row.Symbol);
             // In no listed module, but inside the hidden module's core.
-            Assert.DoesNotContain(listed, m => row.Handler >= Convert.ToUInt64(m.Base, 16) && row.Handler < Convert.ToUInt64(m.Base, 16) + m.Size);
+            Assert.DoesNotContain(listed, m => m.Base is ulong b && m.Size is ulong s && row.Handler >= b && row.Handler < b + s);
             Assert.Equal(KernelOwner.HiddenModule, row.Owner);
             Assert.Equal("cloudmem_rk", row.Module);
             Assert.InRange(row.Handler, rkBase, rkBase + rkSize - 1);
@@ -154,7 +154,7 @@ public sealed class LinuxKernelIntegrityTests
         LinuxScannedTask hidden = Assert.Single(LinuxPsScan.Scan(context).Tasks, t => t.State == "hidden");
         Assert.Equal(hiddenTruth.GetProperty("pid").GetInt32(), hidden.Pid);
         Assert.Equal(hiddenTruth.GetProperty("comm").GetString(), hidden.Comm);
-        Assert.Equal(Hex(hiddenTruth.GetProperty("task")), Convert.ToUInt64(hidden.Offset, 16));
+        Assert.Equal(Hex(hiddenTruth.GetProperty("task")), hidden.Offset);
         Assert.False(hidden.OnTaskList);
         Assert.True(hidden.InPidTable);
         Assert.Null(hidden.ExitState);
