@@ -42,4 +42,13 @@ public sealed record AnalysisLimits
 
     /// <summary>Results of one physical-memory scan (pool tags, task_structs).</summary>
     public int MaxScanResults { get; init; } = 100_000;
+
+    /// <summary>Hives on CmpHiveListHead.</summary>
+    public int MaxHives { get; init; } = 4096;
+
+    /// <summary>Subkeys of one registry key, values of one key, and entries of one subkey index (lf/lh/li/ri).</summary>
+    public int MaxKeyEntries { get; init; } = 65_536;
+
+    /// <summary>Depth of a registry key path and of nested ri subkey indexes.</summary>
+    public int MaxKeyDepth { get; init; } = 512;
 }

@@ -29,6 +29,8 @@ public enum PluginInputs
     OutputDirectory = 4,
     /// <summary><c>--base ADDRESS</c>: only the object at this address.</summary>
     BaseAddress = 8,
+    /// <summary><c>--key PATH</c>: a registry key path (relative to a hive's root).</summary>
+    KeyPath = 16,
 }
 
 /// <summary>What a plugin is: its name as Volatility spells it, a one-line description, its OS and its inputs.</summary>
@@ -59,6 +61,9 @@ public sealed record PluginArguments
 
     /// <summary>Only the object at this address.</summary>
     public ulong? BaseAddress { get; init; }
+
+    /// <summary>A registry key path, or null.</summary>
+    public string? KeyPath { get; init; }
 
     /// <summary>No inputs.</summary>
     public static PluginArguments None { get; } = new();

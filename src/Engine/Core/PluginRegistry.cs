@@ -69,6 +69,10 @@ public static class PluginRegistry
         {
             return $"{info.Name} does not take --base";
         }
+        if (arguments.KeyPath is not null && (info.Inputs & PluginInputs.KeyPath) == 0)
+        {
+            return $"{info.Name} does not take --key";
+        }
         return null;
     }
 }
