@@ -11,8 +11,8 @@ public sealed record SamUser(string Name, uint Rid, string? Password, bool Store
     /// <summary>The NT hash (MD4 of the UTF-16LE password), hex; the empty password's hash when none.</summary>
     public string NtHash => Convert.ToHexString(Md4.Hash(Encoding.Unicode.GetBytes(Password ?? ""))).ToLowerInvariant();
 
-    /// <summary>The LM hash when stored (else the empty LM hash, as readers print it).</summary>
-    public string LmHash => StoreLm && Password is not null ? Convert.ToHexString(Lm(Password)).ToLowerInvariant() : WindowsHashDump.EmptyLm;
+    /// <summary>The LM hash when stored (only before the AES era here; else the empty LM hash, as readers print it).</summary>
+    public string LmHashFor(bool aes) => StoreLm && !aes && Password is not null ? Convert.ToHexString(Lm(Password)).ToLowerInvariant() : WindowsHashDump.EmptyLm;
 
     /// <summary>LM: the upper-case password (14 bytes, zero padded), each half a DES key encrypting "KGS!@#$%".</summary>
     public static byte[] Lm(string password)
@@ -63,6 +63,17 @@ public sealed class RegistryScenario
     /// <summary><paramref name="scenario"/> plus the four hives, in the SAM era of <paramref name="builder"/>'s Windows.</summary>
     public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null)
         => scenario with { Name = "registry", Hives = Hives(UsesAes(builder), samPagedOutBins) };
+
+    /// <summary>The number of bins of a regf file.</summary>
+    public static int BinCount(byte[] regf)
+    {
+        int count = 0;
+        for (int at = 0x1000; at + 0x20 <= regf.Length && BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at)) == 0x6E696268; count++)
+        {
+            at += (int)BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at + 8));
+        }
+        return count;
+    }
 
     /// <summary>The four hives (SYSTEM, SOFTWARE, SAM, NTUSER.DAT); <paramref name="aes"/> picks the SAM's era.</summary>
     public static IReadOnlyList<ScenarioHive> Hives(bool aes, IReadOnlyList<int>? samPagedOutBins = null)
@@ -160,8 +171,10 @@ public sealed class RegistryScenario
     private static byte[] UserV(SamUser user, bool aes)
     {
         byte[] name = Encoding.Unicode.GetBytes(user.Name);
+        // A long comment, as accounts often carry: the V values then spread over several bins (paging tests).
+        byte[] comment = Encoding.Unicode.GetBytes(string.Concat(Enumerable.Repeat($"Account {user.Name} of WS-ALICE, managed by the IT desk. ", 24)));
         byte[] lm = HashRecord(user, aes, lm: true), nt = HashRecord(user, aes, lm: false);
-        int nameAt = 0, lmAt = Align4(name.Length), ntAt = lmAt + Align4(lm.Length);
+        int nameAt = 0, commentAt = Align4(name.Length), lmAt = commentAt + Align4(comment.Length), ntAt = lmAt + Align4(lm.Length);
         byte[] v = new byte[0xCC + ntAt + Align4(nt.Length)];
         void Entry(int at, int offset, int length)
         {
@@ -169,6 +182,8 @@ public sealed class RegistryScenario
             BinaryPrimitives.WriteInt32LittleEndian(v.AsSpan(at + 4), length);
         }
         Entry(0x0C, nameAt, name.Length);
+        Entry(0x24, commentAt, comment.Length);
+        comment.CopyTo(v, 0xCC + commentAt);
         Entry(0x9C, lmAt, lm.Length);
         Entry(0xA8, ntAt, nt.Length);
         name.CopyTo(v, 0xCC + nameAt);

@@ -49,6 +49,12 @@ public static class WindowsHashDump
         RegistryHive? system = hives.FirstOrDefault(h => RegistryKeys.Open(h, "Select", out _, []) is not null && Named(h, "SYSTEM"))
             ?? hives.FirstOrDefault(h => RegistryKeys.Open(h, "Select", out _, []) is not null);
         RegistryHive? sam = hives.FirstOrDefault(h => RegistryKeys.Open(h, @"SAM\Domains\Account", out _, []) is not null);
+        if (sam is null && hives.FirstOrDefault(h => Named(h, "SAM")) is { } named)
+        {
+            // The SAM hive is there but its account key does not read: say which cell.
+            RegistryKeys.Open(named, @"SAM\Domains\Account", out string? missing, faults);
+            notes.Add($@"{named.Name}: SAM\Domains\Account does not read ({missing}); no hash can be read");
+        }
         if (system is null || sam is null)
         {
             notes.Add($"{(system is null ? "no SYSTEM hive (with a Select key)" : "")}{(system is null && sam is null ? " and " : "")}" +
@@ -83,7 +89,14 @@ public static class WindowsHashDump
             }
             rows.Add(User(sam, user, rid, names.GetValueOrDefault(rid), hashedBootKey, faults));
         }
-        notes.AddRange(faults.Select(f => $"{sam.Name ?? "SAM"}: {f}"));
+        List<CellFault> keyFaults = [.. faults];
+        // Accounts listed under Names whose own key did not read: their hashes are missing, say so by name.
+        foreach ((uint rid, string name) in names.Where(n => rows.All(r => r.Rid != n.Key)).OrderBy(n => n.Key))
+        {
+            rows.Add(new HashDumpRow(name, rid, null, null,
+                $"the account's key Users\\{rid:X8} did not read (unreadable cells under Users: {string.Join("; ", keyFaults.Select(f => f.ToString()))})"));
+        }
+        notes.AddRange(faults.Select(f => $"{sam.Name ?? "SAM"}: {f} (a user key or value there did not read: its hashes are missing)"));
         return new RowsReport<HashDumpRow>("windows.hashdump", rows, notes);
     }
 

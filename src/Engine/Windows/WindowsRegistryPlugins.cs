@@ -81,7 +81,7 @@ public static class WindowsRegistry
         ArgumentNullException.ThrowIfNull(path);
         (List<RegistryHive> hives, List<string> notes) = RegistryHive.List(kernel, ct);
         var rows = new List<PrintKeyRow>();
-        int found = 0;
+        int found = 0, blocked = 0;
         foreach (RegistryHive h in Selected(hives, hive, notes))
         {
             ct.ThrowIfCancellationRequested();
@@ -92,6 +92,7 @@ public static class WindowsRegistry
             {
                 // A missing key is normal in most hives; a fault on the way is not.
                 notes.AddRange(faults.Select(f => $"{hiveName}: {path}: {f}"));
+                blocked += faults.Count > 0 ? 1 : 0;
                 continue;
             }
             found++;
@@ -101,7 +102,8 @@ public static class WindowsRegistry
         }
         if (found == 0)
         {
-            notes.Add($"the key '{path}' is in none of the {hives.Count} hives read");
+            notes.Add(blocked == 0 ? $"the key '{path}' is in none of the {hives.Count} hives read"
+                : $"the key '{path}' was not found; in {blocked} hive(s) a cell on the way did not read (see above)");
         }
         return new RowsReport<PrintKeyRow>("windows.registry.printkey", rows, notes);
     }
