@@ -114,7 +114,11 @@ public sealed class RegistryScenario
             .Typed(WindowsRegistry.Rot13(@"C:\Users\alice\Downloads\invoice.docm"), 3, UserAssistData(1, 1, 5_000, new DateTime(2024, 7, 7, 10, 12, 0, DateTimeKind.Utc)));
         return
         [
-            new(@"\REGISTRY\MACHINE\SYSTEM") { FileUserName = @"\SystemRoot\System32\Config\SYSTEM", Bytes = systemHive },
+            new(@"\REGISTRY\MACHINE\SYSTEM")
+            {
+                FileUserName = @"\SystemRoot\System32\Config\SYSTEM", Bytes = systemHive,
+                VolatileLinks = new Dictionary<string, string> { ["CurrentControlSet"] = @"\REGISTRY\MACHINE\SYSTEM\ControlSet001" },
+            },
             new(@"\REGISTRY\MACHINE\SOFTWARE") { FileUserName = @"\SystemRoot\System32\Config\SOFTWARE", Bytes = RegistryHiveFiles.Merge("SOFTWARE", @"HKEY_LOCAL_MACHINE\SOFTWARE", software.ToString()) },
             new(@"\REGISTRY\MACHINE\SAM") { FileUserName = @"\SystemRoot\System32\Config\SAM", Bytes = Sam(aes), PagedOutBins = samPagedOutBins },
             new($@"\REGISTRY\USER\{AliceSid}") { FileUserName = @"\??\C:\Users\alice\ntuser.dat", Bytes = RegistryHiveFiles.Merge("USER", "HKEY_CURRENT_USER", ntuser.ToString()) },

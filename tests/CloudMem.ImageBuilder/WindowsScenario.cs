@@ -152,6 +152,12 @@ public sealed record ScenarioHive(string FileFullPath)
     [JsonIgnore]
     public byte[]? Bytes { get; init; }
 
+    /// <summary>
+    /// Volatile symbolic-link keys under the root (name -> target registry path), as Windows creates CurrentControlSet:
+    /// laid out in volatile storage (Storage[1]) only, never in the file.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? VolatileLinks { get; init; }
+
     /// <summary>Ordinals (0 = first) of bins whose pages are paged out (software PTEs, frames zeroed).</summary>
     public IReadOnlyList<int>? PagedOutBins { get; init; }
 }
@@ -160,6 +166,9 @@ public sealed record ScenarioHive(string FileFullPath)
 public sealed record LaidOutHive(ulong Address, string FileFullPath, string? FileUserName, uint StableLength, uint RootCell)
 {
     public List<LaidOutBin> Bins { get; init; } = [];
+
+    /// <summary>Bytes of volatile storage (0: none).</summary>
+    public uint VolatileLength { get; set; }
 }
 
 /// <summary>A bin of a laid-out hive.</summary>

@@ -4,7 +4,7 @@
 # list, storage maps, bins) for the real Windows 10 19041, Windows 7 SP1 and Windows 11 22000 ISFs; Volatility 3 (its
 # own hive list walk, cell map translation, regf parsing and SAM decryption) must report the same rows as cloudmem:
 #   hivelist  offset (Volatility prints 48 bits), FileFullPath, in list order
-#   printkey  for several keys: hive offset, key path, subkey/value name, type, last write, and data of string and
+#   printkey  for several keys (incl. the volatile CurrentControlSet link): hive offset, key path, subkey/value name, type, last write, and data of string and
 #             DWORD values (Volatility quotes strings); Volatility's placeholder rows for hives without the key are skipped
 #   hashdump  user, rid, LM and NT hash (Volatility's hashdump imports "Crypto": Debian ships pycryptodome as
 #             "Cryptodome", so a Crypto -> Cryptodome link on PYTHONPATH stands in)
@@ -18,7 +18,7 @@ if ! "$python" -c "import Cryptodome" 2>/dev/null; then echo "skipped: pycryptod
 mkdir -p "$work/shim" && ln -s "$("$python" -c 'import Cryptodome, os; print(os.path.dirname(Cryptodome.__file__))')" "$work/shim/Crypto"
 export PYTHONPATH="$work/shim${PYTHONPATH:+:$PYTHONPATH}"
 keys=('Microsoft\Windows\CurrentVersion\Run' 'ControlSet001\Services\EvilSvc' 'ControlSet001\Services' 'Select'
-      'Software\Microsoft\Windows\CurrentVersion\Run' 'SAM\Domains\Account\Users')
+      'Software\Microsoft\Windows\CurrentVersion\Run' 'SAM\Domains\Account\Users' 'CurrentControlSet')
 status=0
 for image in $(registry_images); do
     name="$(basename "$image" .raw)"

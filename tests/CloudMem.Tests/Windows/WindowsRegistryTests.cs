@@ -158,6 +158,34 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
         }
     }
 
+    /// <summary>CurrentControlSet lives in the SYSTEM hive's volatile storage (Storage[1], cell indexes with bit 31), as on Windows.</summary>
+    [SkippableTheory]
+    [InlineData(WindowsSymbols.Win10)]
+    [InlineData(WindowsSymbols.Win7)]
+    [InlineData(WindowsSymbols.Win11)]
+    public void Volatile_keys_are_read_through_the_volatile_storage_map(string guid)
+    {
+        WindowsRegistryImages.Built built = images.Get(guid);
+        Assert.Equal(0x1000u, built.Manifest.Hives![0].VolatileLength);
+        WindowsKernel kernel = Open(built, out RunMappedMemory memory);
+        using (memory)
+        {
+            Assert.Equal(0x1000UL, WindowsRegistry.HiveList(kernel).Rows[0].VolatileLength);
+            var root = WindowsRegistry.PrintKey(kernel, "", built.Manifest.Hives[0].Address);
+            Print(root);
+            Assert.Empty(root.Notes);
+            PrintKeyRow link = Assert.Single(root.Rows, r => r.Name == "CurrentControlSet");
+            Assert.True(link.Volatile);
+            Assert.Equal(new DateTimeOffset(2024, 7, 7, 9, 30, 0, TimeSpan.Zero), link.LastWriteTime);
+            Assert.All(root.Rows.Where(r => r.Name != "CurrentControlSet"), r => Assert.False(r.Volatile));
+            var value = WindowsRegistry.PrintKey(kernel, "CurrentControlSet");
+            Assert.Equal(("REG_LINK", "SymbolicLinkValue", @"\REGISTRY\MACHINE\SYSTEM\ControlSet001", true),
+                Assert.Single(value.Rows).Let(r => (r.Type, r.Name!, r.Data!, r.Volatile)));
+            // The file on disk has no volatile keys (Windows never writes them).
+            Assert.Equal(0u, BitConverter.ToUInt32(built.Hives[0].Bytes!, 0x1000 + 0x20 + 4 + 0x18));
+        }
+    }
+
     [SkippableTheory]
     [InlineData(WindowsSymbols.Win10)]
     [InlineData(WindowsSymbols.Win7)]
