@@ -339,6 +339,51 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
         }
     }
 
+    /// <summary>A hive list looping back into itself, a hive without its signature and a map entry pointing nowhere.</summary>
+    [SkippableFact]
+    public void A_broken_hive_list_or_map_gives_partial_rows_and_notes_never_an_exception()
+    {
+        WindowsRegistryImages.Built built = images.Get(WindowsSymbols.Win10);
+        (string _, TypeModel types) = WindowsSymbols.Load(WindowsSymbols.Win10);
+        Assert.True(types.TryGetOffset("_CMHIVE", "HiveList", out int hiveList));
+        Assert.True(types.TryGetOffset("_CMHIVE", "Hive.Signature", out int signature));
+        WindowsKernel clean = Open(built, out RunMappedMemory file);
+        using (file)
+        {
+            ulong Physical(ulong va) => clean.Kernel.TryTranslate(va, out Translation t, out _) ? t.PhysicalAddress : throw new InvalidOperationException();
+            List<LaidOutHive> hives = built.Manifest.Hives!;
+
+            // SOFTWARE's Flink back to SYSTEM: SYSTEM, SOFTWARE, then a cycle.
+            using var cyclic = new OverlayMemory(file);
+            cyclic.PatchUInt64(Physical(hives[1].Address + (ulong)hiveList), hives[0].Address + (ulong)hiveList);
+            WindowsKernel kernel = WindowsKernel.Open(cyclic, new SymbolStore([built.Root]));
+            var list = WindowsRegistry.HiveList(kernel);
+            Assert.Equal([@"\REGISTRY\MACHINE\SYSTEM", @"\REGISTRY\MACHINE\SOFTWARE"], list.Rows.Select(r => r.FileFullPath));
+            Assert.Contains("cycle", Assert.Single(list.Notes), StringComparison.OrdinalIgnoreCase);
+
+            // SAM's signature overwritten: skipped with a note naming it; the others are listed.
+            using var unsigned = new OverlayMemory(file);
+            unsigned.Patch(Physical(hives[2].Address + (ulong)signature), [0, 0, 0, 0]);
+            kernel = WindowsKernel.Open(unsigned, new SymbolStore([built.Root]));
+            list = WindowsRegistry.HiveList(kernel);
+            Assert.Equal(3, list.Rows.Count);
+            Assert.Equal($"_CMHIVE at 0x{hives[2].Address:X}: no hive signature (0x0); skipped", Assert.Single(list.Notes));
+            Assert.Contains(WindowsHashDump.HashDump(kernel).Notes, n => n.StartsWith("no SAM hive", StringComparison.Ordinal));
+
+            // SOFTWARE's Storage[0].Map pointing at garbage: every cell read names the map directory entry that does not read.
+            Assert.True(types.TryGetOffset("_CMHIVE", "Hive.Storage", out int storage));
+            Assert.True(types.TryGetOffset("_DUAL", "Map", out int map));
+            using var badMap = new OverlayMemory(file);
+            badMap.PatchUInt64(Physical(hives[1].Address + (ulong)storage + (ulong)map), 0xFFFFB00000000000);
+            kernel = WindowsKernel.Open(badMap, new SymbolStore([built.Root]));
+            var run = WindowsRegistry.PrintKey(kernel, @"Microsoft\Windows\CurrentVersion\Run");
+            Print(run);
+            Assert.Empty(run.Rows);
+            Assert.Contains(run.Notes, n => n.StartsWith(@"\REGISTRY\MACHINE\SOFTWARE: Microsoft\Windows\CurrentVersion\Run: cell 0x20 at 0xFFFFB00000000000: map directory entry 0 does not read", StringComparison.Ordinal));
+            Assert.Contains("a cell on the way did not read", run.Notes[^1], StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public void Only_printkey_takes_a_key_path()
     {
