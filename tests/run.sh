@@ -9,6 +9,14 @@ tests/fixtures/make-fixture.sh --variant nokaslr-novmci >&2
 tests/fixtures/make-fixture.sh --variant pti >&2
 # A loaded test rootkit (module built against the guest kernel's headers); about 1.5 min to build, cached after.
 tests/fixtures/make-fixture.sh --variant rootkit >&2
+
+# Registry hives for the Windows registry/hashdump tests are written by hivexregedit (libwin-hivex-perl); impacket's
+# secretsdump (python3-impacket, Debian's python) is the independent reader hashdump is compared with.
+if ! command -v hivexregedit >/dev/null || ! /usr/bin/python3 -c 'import impacket.examples.secretsdump' 2>/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
+    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends libwin-hivex-perl python3-impacket >&2
+fi
 # Local emulators for the capture-connector tests (s3rver, azurite, vcsim), cached outside git.
 tests/emulators/setup.sh >&2
 # The fixture exists now: tests that need it must run, not skip.

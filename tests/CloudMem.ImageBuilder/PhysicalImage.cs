@@ -177,6 +177,25 @@ public sealed class PhysicalImage
         return true;
     }
 
+    /// <summary>
+    /// Pages a mapped 4 KiB page out, as the memory manager does: its frame is zeroed and its PTE becomes a software
+    /// (pagefile) PTE: not valid, protection read-write (4) in bits 5-9, the pagefile offset in bits 32-63.
+    /// </summary>
+    public void PageOut(ulong pml4, ulong va, uint pagefileOffset)
+    {
+        ulong pa = Translate(pml4, va) & ~(ulong)(Page - 1);
+        ulong pdpt = Get64(pml4 + (ulong)Index(va, 39) * 8) & AddressMask;
+        ulong pd = Get64(pdpt + (ulong)Index(va, 30) * 8) & AddressMask;
+        ulong pdEntry = Get64(pd + (ulong)Index(va, 21) * 8);
+        if ((pdEntry & LargePage) != 0)
+        {
+            throw new InvalidOperationException($"0x{va:X} is in a large page (cannot be paged out)");
+        }
+        ulong pte = (pdEntry & AddressMask) + (ulong)Index(va, 12) * 8;
+        Bytes.AsSpan(checked((int)pa), Page).Clear();
+        Put64(pte, ((ulong)pagefileOffset << 32) | (4UL << 5));
+    }
+
     public ulong Translate(ulong pml4, ulong va)
         => TryTranslate(pml4, va, out ulong pa) ? pa : throw new InvalidOperationException($"0x{va:X} is not mapped in PML4 0x{pml4:X}");
 

@@ -11,7 +11,7 @@ internal static partial class ImageBuilderCli
 {
     private const string Usage =
         "usage: cloudmem-imagebuilder --isf ISF(GUID-AGE.json[.xz]) --out IMAGE.raw [--manifest M.json] " +
-        "[--scenario FILE.json|typical|attack|network] [--tcpip-isf GUID-AGE.json.xz] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX]; " +
+        "[--scenario FILE.json|typical|attack|network|registry] [--tcpip-isf GUID-AGE.json.xz] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX]; " +
         "or --write-scenario FILE.json [--scenario typical|attack|network]";
 
     public static int Run(string[] args)
@@ -39,34 +39,38 @@ internal static partial class ImageBuilderCli
                 throw new ArgumentException($"{isf}: the ISF file name must be <GUID>-<age>.json[.xz] (it names the kernel the image pretends to be)");
             }
             TypeModel types = IsfLoader.Load(isf);
+            var builder = new WindowsImageBuilder(types, name.Groups[1].Value.ToUpperInvariant(), uint.Parse(name.Groups[2].Value))
+            {
+                ImageSize = options.TryGetValue("size", out string? size) ? ParseSize(size) : 64 << 20,
+                SelfRefIndex = options.TryGetValue("self-ref", out string? selfRef) ? Convert.ToInt32(selfRef, 16) : 0x1ED,
+            };
             WindowsScenario scenario = options.GetValueOrDefault("scenario", "attack") switch
             {
                 "typical" => new WindowsScenario { Name = "typical", Processes = WindowsImageBuilder.TypicalScenario() },
                 "attack" => WindowsImageBuilder.AttackScenario(),
                 "network" => WindowsImageBuilder.NetworkScenario(),
+                // The attack scenario plus SYSTEM, SOFTWARE, SAM and NTUSER.DAT hives written by hivexregedit (AES-era SAM from build 14393).
+                "registry" => RegistryScenario.With(WindowsImageBuilder.AttackScenario(), builder),
                 string file => WindowsScenario.Load(file),
             };
             if (options.TryGetValue("extra-processes", out string? extra))
             {
                 scenario = scenario with { Processes = [.. scenario.Processes, .. WindowsImageBuilder.ExtraProcesses(int.Parse(extra))] };
             }
-            string kernelGuid = name.Groups[1].Value.ToUpperInvariant();
-            TypeModel? tcpip = null;
             if (scenario.Network is not null)
             {
                 // tcpip.pdb's table: --tcpip-isf, else the one the scenario names, beside the kernel's (windows/tcpip.pdb/).
                 string table = options.GetValueOrDefault("tcpip-isf") ?? Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(isf)))!,
-                    "tcpip.pdb", WindowsImageBuilder.TcpipTable(scenario.Network, kernelGuid) + ".json.xz");
-                tcpip = IsfLoader.Load(table);
+                    "tcpip.pdb", WindowsImageBuilder.TcpipTable(scenario.Network, name.Groups[1].Value.ToUpperInvariant()) + ".json.xz");
+                builder.TcpipSymbols = IsfLoader.Load(table);
             }
-            var builder = new WindowsImageBuilder(types, kernelGuid, uint.Parse(name.Groups[2].Value))
-            {
-                TcpipSymbols = tcpip,
-                ImageSize = options.TryGetValue("size", out string? size) ? ParseSize(size) : 64 << 20,
-                SelfRefIndex = options.TryGetValue("self-ref", out string? selfRef) ? Convert.ToInt32(selfRef, 16) : 0x1ED,
-            };
             (byte[] image, WindowsImageManifest manifest) = builder.Build(scenario);
             File.WriteAllBytes(output, image);
+            foreach (ScenarioHive hive in scenario.Hives ?? [])
+            {
+                // The regf files laid out, beside the image (for independent readers such as impacket's secretsdump).
+                File.WriteAllBytes($"{output}.{hive.FileFullPath[(hive.FileFullPath.LastIndexOf('\\') + 1)..]}.hive", hive.Bytes!);
+            }
             string manifestPath = options.GetValueOrDefault("manifest") ?? Path.ChangeExtension(output, ".manifest.json");
             File.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest, WindowsScenario.Json));
             Console.WriteLine($"{output}: {image.Length} bytes, {manifest.Processes.Count} listed + {manifest.Unlinked.Count} unlinked processes, " +

@@ -19,7 +19,7 @@ public sealed partial class WindowsImageBuilder
     private const int Buckets = 128;
 
     /// <summary>tcpip.pdb's symbols (its RVAs); required when the scenario has a network section.</summary>
-    public TypeModel? TcpipSymbols { get; init; }
+    public TypeModel? TcpipSymbols { get; set; }
 
     /// <summary>
     /// The tcpip.pdb tables the network scenario gives tcpip.sys, per kernel. shared/symbols/windows/tcpip.pdb holds 85

@@ -321,7 +321,8 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         // Kernel image: PE header with the ISF's RSDS record, mapped with 2 MiB pages far enough to cover the data symbols used.
         ulong headRva = types.Symbols.TryGetValue("PsActiveProcessHead", out ulong rva) ? rva : throw new InvalidOperationException("ISF has no PsActiveProcessHead");
         ulong highest = headRva;
-        foreach (string symbol in new[] { "PsLoadedModuleList", "ObTypeIndexTable", "ObHeaderCookie", "NtBuildNumber", "KeNumberProcessors" })
+        string[] symbols = ["PsLoadedModuleList", "ObTypeIndexTable", "ObHeaderCookie", "NtBuildNumber", "KeNumberProcessors"];
+        foreach (string symbol in scenario.Hives is { Count: > 0 } ? [.. symbols, "CmpHiveListHead"] : symbols)
         {
             if (types.Symbols.TryGetValue(symbol, out ulong at))
             {
@@ -423,6 +424,10 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         if (scenario.Network is not null)
         {
             LayOutNetwork(scenario.Network, manifest);
+        }
+        if (scenario.Hives is { Count: > 0 } hives)
+        {
+            manifest.Hives = LayOutHives(hives);
         }
 
         // Kernel half last, so that every kernel mapping made above is shared.

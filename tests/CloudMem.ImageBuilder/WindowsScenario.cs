@@ -22,6 +22,9 @@ public sealed record WindowsScenario
     /// <summary>tcpip.sys's network objects and tables (null: none laid out, and tcpip.sys keeps a made-up PDB GUID).</summary>
     public ScenarioNetwork? Network { get; init; }
 
+    /// <summary>Registry hives on CmpHiveListHead (null: none, and the image is laid out exactly as before hives existed).</summary>
+    public IReadOnlyList<ScenarioHive>? Hives { get; init; }
+
     /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -32,8 +35,15 @@ public sealed record WindowsScenario
 
     /// <summary>Reads a scenario file.</summary>
     public static WindowsScenario Load(string path)
-        => JsonSerializer.Deserialize<WindowsScenario>(File.ReadAllText(path), Json)
-           ?? throw new InvalidDataException($"{path}: empty scenario");
+    {
+        WindowsScenario scenario = JsonSerializer.Deserialize<WindowsScenario>(File.ReadAllText(path), Json)
+            ?? throw new InvalidDataException($"{path}: empty scenario");
+        string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        return scenario.Hives is null ? scenario : scenario with
+        {
+            Hives = [.. scenario.Hives.Select(h => h.File is null ? h : h with { Bytes = File.ReadAllBytes(Path.Combine(directory, h.File)) })],
+        };
+    }
 }
 
 /// <summary>One process of a <see cref="WindowsImageBuilder"/> scenario.</summary>
@@ -132,6 +142,42 @@ public sealed record ScenarioDriver(string Name)
     public bool Unlinked { get; init; }
 }
 
+/// <summary>A registry hive: a real regf file (header + bins) laid out in kernel memory as the configuration manager holds it.</summary>
+/// <param name="FileFullPath">_CMHIVE.FileFullPath, e.g. \REGISTRY\MACHINE\SYSTEM (Windows keeps the registry path there).</param>
+public sealed record ScenarioHive(string FileFullPath)
+{
+    /// <summary>_CMHIVE.FileUserName, e.g. \SystemRoot\System32\Config\SYSTEM.</summary>
+    public string? FileUserName { get; init; }
+
+    /// <summary>The regf file (relative paths: to the scenario file's directory).</summary>
+    public string? File { get; init; }
+
+    /// <summary>The regf bytes (instead of <see cref="File"/>).</summary>
+    [JsonIgnore]
+    public byte[]? Bytes { get; init; }
+
+    /// <summary>
+    /// Volatile symbolic-link keys under the root (name -> target registry path), as Windows creates CurrentControlSet:
+    /// laid out in volatile storage (Storage[1]) only, never in the file.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? VolatileLinks { get; init; }
+
+    /// <summary>Ordinals (0 = first) of bins whose pages are paged out (software PTEs, frames zeroed).</summary>
+    public IReadOnlyList<int>? PagedOutBins { get; init; }
+}
+
+/// <summary>A hive laid out: its _CMHIVE, the bins (hive offset, size, virtual address) and which were paged out.</summary>
+public sealed record LaidOutHive(ulong Address, string FileFullPath, string? FileUserName, uint StableLength, uint RootCell)
+{
+    public List<LaidOutBin> Bins { get; init; } = [];
+
+    /// <summary>Bytes of volatile storage (0: none).</summary>
+    public uint VolatileLength { get; set; }
+}
+
+/// <summary>A bin of a laid-out hive.</summary>
+public sealed record LaidOutBin(uint Offset, uint Size, ulong Address, bool PagedOut);
+
 /// <summary>What <see cref="WindowsImageBuilder.Build(WindowsScenario)"/> laid out: the truth plugins are compared with.</summary>
 public sealed record WindowsImageManifest(
     ulong Dtb, int SelfRefIndex, ulong KernelBase, ulong KernelPhysical, ulong PsActiveProcessHead,
@@ -157,6 +203,9 @@ public sealed record WindowsImageManifest(
 
     /// <summary>Size of the raw image in bytes.</summary>
     public long ImageSize { get; init; }
+
+    /// <summary>Registry hives laid out (null when the scenario has none).</summary>
+    public List<LaidOutHive>? Hives { get; set; }
 
     /// <summary>All processes, listed first then unlinked.</summary>
     [JsonIgnore]

@@ -35,6 +35,19 @@ attack_images() {
     done
 }
 
+# registry_images: the "registry" scenario (attack + SYSTEM/SOFTWARE/SAM/NTUSER.DAT hives written by hivexregedit) for
+# every shipped build; prints the image paths (the hive files are written beside each image as IMAGE.<name>.hive).
+registry_images() {
+    dotnet build "$root/tests/CloudMem.ImageBuilder" -nologo -v q >/dev/null
+    local builder="$root/tests/CloudMem.ImageBuilder/bin/Debug/net10.0/cloudmem-imagebuilder.dll" guid isf
+    for guid in "${windows_builds[@]}"; do
+        isf="$symbols/windows/ntkrnlmp.pdb/$guid-1.json.xz"
+        if [ ! -f "$isf" ]; then echo "$guid: no ISF, skipped" >&2; continue; fi
+        dotnet "$builder" --isf "$isf" --out "$work/registry-$guid.raw" --scenario registry >/dev/null
+        echo "$work/registry-$guid.raw"
+    done
+}
+
 # vol IMAGE PLUGIN OUT.json: Volatility 3 offline with our symbol directory, JSON renderer; stderr into OUT.err.
 vol() {
     "$python" "$vol3/vol.py" -q --offline --cache-path "$work/cache" -s "$symbols" -r json -f "$1" "$2" >"$3" 2>"${3%.json}.err"

@@ -61,12 +61,16 @@ internal class WindowsPluginSettings : PluginSettings
     public string? SymbolServer { get; init; }
 
     [CommandOption("--base <ADDRESS>")]
-    [Description("Only the object at this address (hex with 0x, or decimal); windows.dlldump")]
+    [Description("Only the object at this address (hex with 0x, or decimal); windows.dlldump, the hive of windows.registry.*")]
     public string? Base { get; init; }
+
+    [CommandOption("--key <PATH>")]
+    [Description("A registry key path relative to each hive's root, e.g. ControlSet001\\Services (windows.registry.printkey)")]
+    public string? Key { get; init; }
 
     public override SymbolOptions Symbols => new(SymbolDirectories, SymbolServerOption.Parse(SymbolServer));
 
-    public override PluginArguments Arguments => base.Arguments with { BaseAddress = Base is null ? null : ParseAddress(Base) };
+    public override PluginArguments Arguments => base.Arguments with { BaseAddress = Base is null ? null : ParseAddress(Base), KeyPath = Key };
 
     public override ValidationResult Validate()
         => SymbolServerOption.Validate(SymbolServer)

@@ -75,4 +75,13 @@ public sealed record AnalysisLimits
 
     /// <summary>Largest mapping or rebuilt executable one dump writes (larger ones are skipped with a note).</summary>
     public ulong MaxDumpBytes { get; init; } = 1UL << 30;
+
+    /// <summary>Hives on CmpHiveListHead.</summary>
+    public int MaxHives { get; init; } = 4096;
+
+    /// <summary>Subkeys of one registry key, values of one key, and entries of one subkey index (lf/lh/li/ri).</summary>
+    public int MaxKeyEntries { get; init; } = 65_536;
+
+    /// <summary>Depth of a registry key path and of nested ri subkey indexes.</summary>
+    public int MaxKeyDepth { get; init; } = 512;
 }

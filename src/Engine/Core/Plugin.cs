@@ -31,6 +31,9 @@ public enum PluginInputs
     BaseAddress = 8,
     /// <summary><c>--reveal</c>: show found secrets in full instead of a redacted preview.</summary>
     RevealSecrets = 16,
+
+    /// <summary><c>--key PATH</c>: a registry key path (relative to a hive's root).</summary>
+    KeyPath = 32,
 }
 
 /// <summary>What a plugin is: its name as Volatility spells it, a one-line description, its OS and its inputs.</summary>
@@ -64,6 +67,9 @@ public sealed record PluginArguments
 
     /// <summary>Show found secrets in full (only for plugins that declare <see cref="PluginInputs.RevealSecrets"/>).</summary>
     public bool RevealSecrets { get; init; }
+
+    /// <summary>A registry key path, or null.</summary>
+    public string? KeyPath { get; init; }
 
     /// <summary>No inputs.</summary>
     public static PluginArguments None { get; } = new();

@@ -73,6 +73,10 @@ public static class PluginRegistry
         {
             return $"{info.Name} does not take --reveal (it finds no secrets)";
         }
+        if (arguments.KeyPath is not null && (info.Inputs & PluginInputs.KeyPath) == 0)
+        {
+            return $"{info.Name} does not take --key";
+        }
         return null;
     }
 }

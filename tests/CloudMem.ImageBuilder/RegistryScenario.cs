@@ -1,0 +1,287 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using CloudMem.Engine.Windows;
+
+namespace CloudMem.ImageBuilder;
+
+/// <summary>A local account of the built SAM and the hashes its password gives (computed here: MD4 and DES).</summary>
+public sealed record SamUser(string Name, uint Rid, string? Password, bool StoreLm = false)
+{
+    /// <summary>The NT hash (MD4 of the UTF-16LE password), hex; the empty password's hash when none.</summary>
+    public string NtHash => Convert.ToHexString(Md4.Hash(Encoding.Unicode.GetBytes(Password ?? ""))).ToLowerInvariant();
+
+    /// <summary>The LM hash when stored (only before the AES era here; else the empty LM hash, as readers print it).</summary>
+    public string LmHashFor(bool aes) => StoreLm && !aes && Password is not null ? Convert.ToHexString(Lm(Password)).ToLowerInvariant() : WindowsHashDump.EmptyLm;
+
+    /// <summary>LM: the upper-case password (14 bytes, zero padded), each half a DES key encrypting "KGS!@#$%".</summary>
+    public static byte[] Lm(string password)
+    {
+        byte[] padded = new byte[14];
+        Encoding.ASCII.GetBytes(password.ToUpperInvariant()).AsSpan(0, Math.Min(14, password.Length)).CopyTo(padded);
+        byte[] hash = new byte[16];
+        for (int half = 0; half < 2; half++)
+        {
+#pragma warning disable CA5351 // LM is DES by definition; test data only
+            using var des = DES.Create();
+#pragma warning restore CA5351
+            des.Key = SamCrypto.DesKey(padded.AsSpan(half * 7, 7));
+            des.EncryptEcb("KGS!@#$%"u8, hash.AsSpan(half * 8, 8), PaddingMode.None);
+        }
+        return hash;
+    }
+}
+
+/// <summary>
+/// The registry of the "registry" scenario: SYSTEM (Select, the LSA boot-key class names, a service persistence),
+/// SOFTWARE (Run keys, Winlogon), SAM (accounts with known passwords, RC4 or AES era) and a user's NTUSER.DAT (Run,
+/// UserAssist), written by hivexregedit. <see cref="Hives"/> lays them out; the fields are the truth tests compare with.
+/// </summary>
+public sealed class RegistryScenario
+{
+    /// <summary>The boot key (its scrambled form is the class names of JD, Skew1, GBG, Data).</summary>
+    public static readonly byte[] BootKey = Convert.FromHexString("2A1F8C3D4E5B6A7980B1C2D3E4F50617");
+
+    /// <summary>The hashed boot key the SAM's F value encrypts.</summary>
+    public static readonly byte[] HashedBootKey = Convert.FromHexString("7E3A9C21D4F6083B5A6C7D8E9F0A1B2C");
+
+    /// <summary>The alice SID (NTUSER.DAT's registry path).</summary>
+    public const string AliceSid = "S-1-5-21-1004336348-1177238915-682003330-1001";
+
+    /// <summary>The accounts.</summary>
+    public static IReadOnlyList<SamUser> Users { get; } =
+    [
+        new("Administrator", 500, "password", StoreLm: true),
+        new("Guest", 501, null),
+        new("alice", 1001, "Summer2024!"),
+        new("svc_backup", 1002, "Backup#99"),
+    ];
+
+    /// <summary>Whether <paramref name="builder"/>'s Windows stores AES-era SAM hashes (Windows 10 1607, build 14393, and later).</summary>
+    public static bool UsesAes(WindowsImageBuilder builder) => builder.EffectiveVersion.Build >= 14393;
+
+    /// <summary><paramref name="scenario"/> plus the four hives, in the SAM era of <paramref name="builder"/>'s Windows.</summary>
+    public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null)
+        => scenario with { Name = "registry", Hives = Hives(UsesAes(builder), samPagedOutBins) };
+
+    /// <summary>The number of bins of a regf file.</summary>
+    public static int BinCount(byte[] regf)
+    {
+        int count = 0;
+        for (int at = 0x1000; at + 0x20 <= regf.Length && BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at)) == 0x6E696268; count++)
+        {
+            at += (int)BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at + 8));
+        }
+        return count;
+    }
+
+    /// <summary>The four hives (SYSTEM, SOFTWARE, SAM, NTUSER.DAT); <paramref name="aes"/> picks the SAM's era.</summary>
+    public static IReadOnlyList<ScenarioHive> Hives(bool aes, IReadOnlyList<int>? samPagedOutBins = null)
+    {
+        string[] lsaClasses = SamCrypto.ClassNames(BootKey);
+        var system = new RegText(@"HKEY_LOCAL_MACHINE\SYSTEM")
+            .Key("Select").Dword("Current", 1).Dword("Default", 1).Dword("LastKnownGood", 2)
+            .Key(@"ControlSet001\Control\ComputerName\ComputerName").Sz("ComputerName", "WS-ALICE")
+            .Key(@"ControlSet001\Control\Lsa").Dword("LmCompatibilityLevel", 3)
+            .Key(@"ControlSet001\Control\Lsa\JD").Key(@"ControlSet001\Control\Lsa\Skew1")
+            .Key(@"ControlSet001\Control\Lsa\GBG").Key(@"ControlSet001\Control\Lsa\Data")
+            .Key(@"ControlSet001\Services\EvilSvc")
+            .Typed("ImagePath", 2, Encoding.Unicode.GetBytes(@"%SystemRoot%\Temp\evilsvc.exe" + "\0"))
+            .Sz("DisplayName", "Windows Update Helper").Dword("Start", 2).Dword("Type", 0x10).Sz("ObjectName", "LocalSystem")
+            .Key(@"ControlSet001\Services\Tcpip\Parameters").Sz("Hostname", "WS-ALICE");
+        byte[] systemHive = RegistryHiveFiles.WithClassNames(RegistryHiveFiles.Merge("SYSTEM", @"HKEY_LOCAL_MACHINE\SYSTEM", system.ToString()), "Lsa",
+            new Dictionary<string, string> { ["JD"] = lsaClasses[0], ["Skew1"] = lsaClasses[1], ["GBG"] = lsaClasses[2], ["Data"] = lsaClasses[3] });
+
+        byte[] big = new byte[20000];
+        for (int i = 0; i < big.Length; i++)
+        {
+            big[i] = (byte)(i * 7);
+        }
+        var software = new RegText(@"HKEY_LOCAL_MACHINE\SOFTWARE")
+            .Key(@"Microsoft\Windows\CurrentVersion\Run")
+            .Typed("SecurityHealth", 2, Encoding.Unicode.GetBytes(@"%windir%\system32\SecurityHealthSystray.exe" + "\0"))
+            .Sz("Updater", @"C:\Users\Public\update.exe")
+            .Key(@"Microsoft\Windows\CurrentVersion\RunOnce")
+            .Key(@"Microsoft\Windows NT\CurrentVersion").Sz("ProductName", "Windows 10 Pro").Sz("CurrentBuild", "19041")
+            .Typed("InstallTime", 11, BitConverter.GetBytes(new DateTime(2024, 1, 15, 10, 0, 0, DateTimeKind.Utc).ToFileTimeUtc()))
+            .Typed("Tags", 7, Encoding.Unicode.GetBytes("alpha\0beta\0\0"))
+            .Typed("Blob", 3, big)
+            .Key(@"Microsoft\Windows NT\CurrentVersion\Winlogon").Sz("Shell", "explorer.exe").Sz("Userinit", @"C:\Windows\system32\userinit.exe,");
+        var ntuser = new RegText(@"HKEY_CURRENT_USER")
+            .Key(@"Software\Microsoft\Windows\CurrentVersion\Run").Sz("OneDriveSync", @"C:\Users\alice\AppData\Roaming\sync.exe -bg")
+            .Key(@"Software\Microsoft\Windows\CurrentVersion\Explorer\UserAssist\{CEBFF5CD-ACE2-4F4F-9178-9926F41749EA}\Count")
+            .Typed(WindowsRegistry.Rot13(@"{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\cmd.exe"), 3, UserAssistData(7, 3, 42_000, new DateTime(2024, 7, 7, 10, 15, 0, DateTimeKind.Utc)))
+            .Typed(WindowsRegistry.Rot13(@"C:\Users\alice\Downloads\invoice.docm"), 3, UserAssistData(1, 1, 5_000, new DateTime(2024, 7, 7, 10, 12, 0, DateTimeKind.Utc)));
+        return
+        [
+            new(@"\REGISTRY\MACHINE\SYSTEM")
+            {
+                FileUserName = @"\SystemRoot\System32\Config\SYSTEM", Bytes = systemHive,
+                VolatileLinks = new Dictionary<string, string> { ["CurrentControlSet"] = @"\REGISTRY\MACHINE\SYSTEM\ControlSet001" },
+            },
+            new(@"\REGISTRY\MACHINE\SOFTWARE") { FileUserName = @"\SystemRoot\System32\Config\SOFTWARE", Bytes = RegistryHiveFiles.Merge("SOFTWARE", @"HKEY_LOCAL_MACHINE\SOFTWARE", software.ToString()) },
+            new(@"\REGISTRY\MACHINE\SAM") { FileUserName = @"\SystemRoot\System32\Config\SAM", Bytes = Sam(aes), PagedOutBins = samPagedOutBins },
+            new($@"\REGISTRY\USER\{AliceSid}") { FileUserName = @"\??\C:\Users\alice\ntuser.dat", Bytes = RegistryHiveFiles.Merge("USER", "HKEY_CURRENT_USER", ntuser.ToString()) },
+        ];
+    }
+
+    /// <summary>The SAM hive with <see cref="Users"/>: RC4 (domain F revision 2, Key0 revision 1) or AES (3 and 2).</summary>
+    public static byte[] Sam(bool aes)
+    {
+        var sam = new RegText(@"HKEY_LOCAL_MACHINE\SAM")
+            .Key(@"SAM\Domains\Account").Typed("F", 3, DomainF(aes))
+            .Key(@"SAM\Domains\Account\Users");
+        foreach (SamUser user in Users)
+        {
+            sam.Key($@"SAM\Domains\Account\Users\{user.Rid:X8}").Typed("F", 3, new byte[0x50]).Typed("V", 3, UserV(user, aes));
+        }
+        foreach (SamUser user in Users)
+        {
+            sam.Key($@"SAM\Domains\Account\Users\Names\{user.Name}").Typed("", user.Rid, []);
+        }
+        sam.Key(@"SAM\Domains\Builtin");
+        return RegistryHiveFiles.Merge("SAM", @"HKEY_LOCAL_MACHINE\SAM", sam.ToString());
+    }
+
+    private static byte[] DomainF(bool aes)
+    {
+        byte[] f = new byte[0x68 + 0x40 + 0x30];
+        BinaryPrimitives.WriteUInt32LittleEndian(f, aes ? 3u : 2u);
+        BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(0x48), 1003);          // NextRid
+        Span<byte> key0 = f.AsSpan(0x68);
+        byte[] salt = Convert.FromHexString("00112233445566778899AABBCCDDEEFF");
+        salt.CopyTo(key0[(aes ? 16 : 8)..]);
+        if (aes)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(key0, 2);
+            BinaryPrimitives.WriteUInt32LittleEndian(key0[4..], 0x40);
+            BinaryPrimitives.WriteUInt32LittleEndian(key0[8..], 0x10);
+            BinaryPrimitives.WriteUInt32LittleEndian(key0[12..], 0x20);
+            byte[] plain = [.. HashedBootKey, .. SHA256.HashData(HashedBootKey).AsSpan(0, 16)];
+            SamCrypto.AesCbc(BootKey, salt, plain, encrypt: true).CopyTo(key0[32..]);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(key0, 1);
+            BinaryPrimitives.WriteUInt32LittleEndian(key0[4..], 0x28);
+            byte[] rc4Key = SamCrypto.Md5(salt, SamCrypto.Qwerty.ToArray(), BootKey, SamCrypto.Digits.ToArray());
+            byte[] check = SamCrypto.Md5(HashedBootKey, SamCrypto.Digits.ToArray(), HashedBootKey, SamCrypto.Qwerty.ToArray());
+            SamCrypto.Rc4(rc4Key, [.. HashedBootKey, .. check]).CopyTo(key0[24..]);
+        }
+        return f;
+    }
+
+    /// <summary>A user's V value: 0xCC header of (offset, length, unknown) entries, then name, LM and NT hash records.</summary>
+    private static byte[] UserV(SamUser user, bool aes)
+    {
+        byte[] name = Encoding.Unicode.GetBytes(user.Name);
+        // A long comment, as accounts often carry: the V values then spread over several bins (paging tests).
+        byte[] comment = Encoding.Unicode.GetBytes(string.Concat(Enumerable.Repeat($"Account {user.Name} of WS-ALICE, managed by the IT desk. ", 24)));
+        byte[] lm = HashRecord(user, aes, lm: true), nt = HashRecord(user, aes, lm: false);
+        int nameAt = 0, commentAt = Align4(name.Length), lmAt = commentAt + Align4(comment.Length), ntAt = lmAt + Align4(lm.Length);
+        byte[] v = new byte[0xCC + ntAt + Align4(nt.Length)];
+        void Entry(int at, int offset, int length)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(v.AsSpan(at), offset);
+            BinaryPrimitives.WriteInt32LittleEndian(v.AsSpan(at + 4), length);
+        }
+        Entry(0x0C, nameAt, name.Length);
+        Entry(0x24, commentAt, comment.Length);
+        comment.CopyTo(v, 0xCC + commentAt);
+        Entry(0x9C, lmAt, lm.Length);
+        Entry(0xA8, ntAt, nt.Length);
+        name.CopyTo(v, 0xCC + nameAt);
+        lm.CopyTo(v, 0xCC + lmAt);
+        nt.CopyTo(v, 0xCC + ntAt);
+        return v;
+    }
+
+    /// <summary>SAM_HASH (revision 1, RC4) or SAM_HASH_AES (revision 2); without a hash only the header (and the AES salt).</summary>
+    private static byte[] HashRecord(SamUser user, bool aes, bool lm)
+    {
+        byte[]? hash = lm ? (user.StoreLm && !aes && user.Password is not null ? SamUser.Lm(user.Password) : null)
+            : user.Password is null ? null : Md4.Hash(Encoding.Unicode.GetBytes(user.Password));
+        if (aes)
+        {
+            byte[] salt = MD5.HashData(Encoding.ASCII.GetBytes($"{user.Rid}{(lm ? "lm" : "nt")}"));
+            if (hash is null)
+            {
+                return lm ? [0, 0, 2, 0] : [0, 0, 2, 0, 0, 0, 0, 0, .. salt];
+            }
+            byte[] padded = [.. SamCrypto.DesRid(user.Rid, hash, encrypt: true), .. Enumerable.Repeat((byte)16, 16)];
+            return [0, 0, 2, 0, 0x10, 0, 0, 0, .. salt, .. SamCrypto.AesCbc(HashedBootKey, salt, padded, encrypt: true)];
+        }
+        if (hash is null)
+        {
+            return [0, 0, 1, 0];
+        }
+        byte[] rid = BitConverter.GetBytes(user.Rid);
+        byte[] rc4Key = SamCrypto.Md5(HashedBootKey, rid, (lm ? SamCrypto.LmPassword : SamCrypto.NtPassword).ToArray());
+        return [0, 0, 1, 0, .. SamCrypto.Rc4(rc4Key, SamCrypto.DesRid(user.Rid, hash, encrypt: true))];
+    }
+
+    /// <summary>A Windows 7+ UserAssist record: count, focus count, focus time (ms), last run.</summary>
+    public static byte[] UserAssistData(uint count, uint focus, uint focusMs, DateTime lastRun)
+    {
+        byte[] d = new byte[72];
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(4), count);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(8), focus);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(12), focusMs);
+        BinaryPrimitives.WriteInt64LittleEndian(d.AsSpan(0x3C), lastRun.ToFileTimeUtc());
+        return d;
+    }
+
+    private static int Align4(int n) => (n + 3) & ~3;
+}
+
+/// <summary>MD4 (RFC 1320), for NT hashes (.NET has none).</summary>
+public static class Md4
+{
+    /// <summary>The MD4 digest of <paramref name="message"/>.</summary>
+    public static byte[] Hash(ReadOnlySpan<byte> message)
+    {
+        int padded = ((message.Length + 8) / 64 + 1) * 64;
+        byte[] m = new byte[padded];
+        message.CopyTo(m);
+        m[message.Length] = 0x80;
+        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(padded - 8), (ulong)message.Length * 8);
+        uint a = 0x67452301, b = 0xEFCDAB89, c = 0x98BADCFE, d = 0x10325476;
+        uint[] x = new uint[16];
+        for (int block = 0; block < padded; block += 64)
+        {
+            for (int i = 0; i < 16; i++)
+            {
+                x[i] = BinaryPrimitives.ReadUInt32LittleEndian(m.AsSpan(block + i * 4));
+            }
+            uint aa = a, bb = b, cc = c, dd = d;
+            static uint Rotl(uint v, int s) => (v << s) | (v >> (32 - s));
+            int[] s1 = [3, 7, 11, 19], s2 = [3, 5, 9, 13], s3 = [3, 9, 11, 15];
+            int[] order3 = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+            for (int i = 0; i < 16; i++)
+            {
+                uint f = (b & c) | (~b & d);
+                (a, b, c, d) = (d, Rotl(a + f + x[i], s1[i % 4]), b, c);
+            }
+            for (int i = 0; i < 16; i++)
+            {
+                uint g = (b & c) | (b & d) | (c & d);
+                (a, b, c, d) = (d, Rotl(a + g + x[(i % 4) * 4 + i / 4] + 0x5A827999, s2[i % 4]), b, c);
+            }
+            for (int i = 0; i < 16; i++)
+            {
+                uint h = b ^ c ^ d;
+                (a, b, c, d) = (d, Rotl(a + h + x[order3[i]] + 0x6ED9EBA1, s3[i % 4]), b, c);
+            }
+            a += aa;
+            b += bb;
+            c += cc;
+            d += dd;
+        }
+        byte[] digest = new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(digest, a);
+        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(4), b);
+        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(8), c);
+        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(12), d);
+        return digest;
+    }
+}
