@@ -17,7 +17,7 @@ namespace CloudMem.Connectors.Aws;
 /// side while streaming it back, opened with our parsers and recorded in a custody manifest. Or, opt-in, hibernation
 /// plus a root-volume snapshot.
 /// </summary>
-public sealed class AwsCaptureConnector : ICaptureConnector
+public sealed partial class AwsCaptureConnector : ICaptureConnector
 {
     private const long MiB = 1 << 20;
     private readonly AwsClients _clients;
@@ -483,102 +483,6 @@ public sealed class AwsCaptureConnector : ICaptureConnector
                 File.Delete(temp);
             }
         }
-    }
-
-    /// <summary>Deletes the ticket and its parameter and aborts an upload that was not completed (best effort, recorded).</summary>
-    internal async Task CleanUpAsync(CustodyRecorder recorder, AwsCalls calls, SsmCaptureState state)
-    {
-        // Best effort, never cancelled: secrets must not outlive the capture.
-        Layout layout = state.Layout;
-        using var cleanup = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        if (state.ParameterPut)
-        {
-            await BestEffort(recorder, "delete ticket parameter", layout.ParameterName,
-                () => calls.Run("ssm", "DeleteParameter", t => _clients.Ssm.DeleteParameterAsync(new DeleteParameterRequest { Name = layout.ParameterName }, t), cleanup.Token)).ConfigureAwait(false);
-            state.ParameterPut = false;
-        }
-        if (state.TicketPut)
-        {
-            await BestEffort(recorder, "delete ticket", $"s3://{_options.Bucket}/{layout.TicketKey}",
-                () => calls.Run("s3", "DeleteObject", t => _clients.S3.DeleteObjectAsync(_options.Bucket, layout.TicketKey, t), cleanup.Token)).ConfigureAwait(false);
-            state.TicketPut = false;
-        }
-        if (!state.Completed && state.UploadId is { } uploadId)
-        {
-            await BestEffort(recorder, "abort upload", $"s3://{_options.Bucket}/{layout.EvidenceKey} upload {uploadId}",
-                () => calls.Run("s3", "AbortMultipartUpload", t => _clients.S3.AbortMultipartUploadAsync(_options.Bucket, layout.EvidenceKey, uploadId, t), cleanup.Token)).ConfigureAwait(false);
-        }
-    }
-
-    private static async Task BestEffort(CustodyRecorder recorder, string action, string detail, Func<Task> call)
-    {
-        try
-        {
-            await call().ConfigureAwait(false);
-            recorder.Step(action, detail);
-        }
-        catch (Exception e) when (e is CaptureException or OperationCanceledException)
-        {
-            recorder.Step(action, $"{detail}: FAILED: {e.Message}");
-        }
-    }
-
-    private async Task<GetCommandInvocationResponse> WaitAsync(AwsCalls calls, CustodyRecorder recorder, string commandId, CancellationToken cancellationToken)
-    {
-        GetCommandInvocationResponse? last = null;
-        try
-        {
-            last = await Resilience.PollUntilAsync($"SSM command {commandId} on {_options.InstanceId}", async token =>
-            {
-                (string status, GetCommandInvocationResponse? invocation) = await CommandStatusAsync(calls, commandId, token).ConfigureAwait(false);
-                return IsRunning(status)
-                    ? PollState<GetCommandInvocationResponse>.Pending(status)
-                    : PollState<GetCommandInvocationResponse>.Finished(status, invocation!);
-            }, _request.Timeouts.PollInterval, _request.Timeouts.Command, cancellationToken).ConfigureAwait(false);
-        }
-        catch (CaptureTimeoutException)
-        {
-            await CancelCommandAsync(calls, recorder, commandId).ConfigureAwait(false);
-            throw;
-        }
-        return Succeeded(recorder, commandId, last);
-    }
-
-    /// <summary>One GetCommandInvocation: the status ("not yet delivered" before the agent has it) and the invocation.</summary>
-    internal async Task<(string Status, GetCommandInvocationResponse? Invocation)> CommandStatusAsync(AwsCalls calls, string commandId, CancellationToken cancellationToken)
-    {
-        GetCommandInvocationResponse? invocation = await calls.TryRun("ssm", "GetCommandInvocation", t => _clients.Ssm.GetCommandInvocationAsync(new GetCommandInvocationRequest
-        {
-            CommandId = commandId,
-            InstanceId = _options.InstanceId,
-        }, t), cancellationToken, "InvocationDoesNotExist").ConfigureAwait(false);
-        return (invocation is null ? "not yet delivered" : invocation.Status?.Value ?? "unknown", invocation);
-    }
-
-    /// <summary>Whether a command status means it is still running.</summary>
-    internal static bool IsRunning(string status) => status is "Pending" or "InProgress" or "Delayed" or "not yet delivered";
-
-    /// <summary>CancelCommand, best effort and recorded.</summary>
-    internal async Task CancelCommandAsync(AwsCalls calls, CustodyRecorder recorder, string commandId)
-    {
-        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await BestEffort(recorder, "cancel command", commandId,
-            () => calls.Run("ssm", "CancelCommand", t => _clients.Ssm.CancelCommandAsync(new CancelCommandRequest { CommandId = commandId, InstanceIds = [_options.InstanceId] }, t), cancel.Token)).ConfigureAwait(false);
-    }
-
-    /// <summary>Records how the command ended; anything but Success is an error with the guest's reason.</summary>
-    internal GetCommandInvocationResponse Succeeded(CustodyRecorder recorder, string commandId, GetCommandInvocationResponse last)
-    {
-        string final = last.Status?.Value ?? "unknown";
-        recorder.Step("command finished", $"{commandId}: {final} (exit {last.ResponseCode})");
-        if (final != "Success")
-        {
-            string? error = GuestReport.Parse(last.StandardOutputContent ?? "").Error;
-            string stderr = (last.StandardErrorContent ?? "").Trim();
-            string why = error ?? (stderr.Length > 0 ? stderr[^Math.Min(300, stderr.Length)..] : last.StatusDetails ?? final);
-            throw new CaptureException($"SSM command {commandId} on {_options.InstanceId} ended {final} (exit {last.ResponseCode}): {_log.Scrubber.Scrub(why)}");
-        }
-        return last;
     }
 
     private async Task<string> PresignAsync(string key, HttpVerb verb, string? uploadId, int partNumber, DateTime expires)

@@ -59,7 +59,11 @@ public sealed record CaptureInfo(
             {
                 entries[e.Key] = e.Value;
             }
-            vmci = new VmcoreInfoSummary(info.OsRelease, info["BUILD-ID"], info["KERNELOFFSET"], info["NUMBER(phys_base)"], info["PAGESIZE"], info.Entries.Count, entries);
+            vmci = new VmcoreInfoSummary(info.OsRelease, info["BUILD-ID"], info["KERNELOFFSET"], SignedHex(info["NUMBER(phys_base)"]), info["PAGESIZE"], info.Entries.Count, entries);
+            if (properties.TryGetValue("physBase", out string? header) && PhysBaseQuirk(header, info["NUMBER(phys_base)"]) is { } corrected)
+            {
+                properties["physBase"] = corrected;
+            }
         }
         // Registers in hex; the task's pid (NT_PRSTATUS pr_pid) in decimal, as ps shows it.
         var cpus = metadata.Cpus.Select(c => new CpuRow(c.Index, c.Source,
@@ -86,6 +90,30 @@ public sealed record CaptureInfo(
             banner is null ? null : new BannerRow(banner.Text, Hex.Of(banner.PhysicalAddress)),
             warnings,
             metadata.KeyTree.Count > 0 ? [.. metadata.KeyTree] : null);
+    }
+
+    /// <summary>VMCOREINFO's decimal NUMBER(phys_base) as hex with the decimal kept ("-0x23800000 (-595591168)").</summary>
+    private static string? SignedHex(string? number)
+        => long.TryParse(number, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long value)
+            ? $"{(value < 0 ? "-" : "")}{Hex.Of(value < 0 ? (ulong)(-(value + 1)) + 1 : (ulong)value)} ({number})"
+            : number;
+
+    /// <summary>
+    /// QEMU's kdump writer (dump-guest-memory -z/-l/-s, 7.2) reads VMCOREINFO's decimal NUMBER(phys_base) as hex, so the
+    /// header's phys_base holds the decimal digits as hex digits (-595591168 becomes -0x595591168). When the header is
+    /// exactly that, show VMCOREINFO's value and say why; otherwise null (the header is shown as it is).
+    /// </summary>
+    private static string? PhysBaseQuirk(string header, string? vmcoreinfo)
+    {
+        if (vmcoreinfo is null || !long.TryParse(vmcoreinfo, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long value))
+        {
+            return null;
+        }
+        string digitsAsHex = (value < 0 ? "-0x" : "0x") + vmcoreinfo.TrimStart('-');
+        string? correct = SignedHex(vmcoreinfo);
+        return string.Equals(header, digitsAsHex, StringComparison.OrdinalIgnoreCase) && !string.Equals(header, correct?.Split(' ')[0], StringComparison.OrdinalIgnoreCase)
+            ? $"{correct?.Split(' ')[0]} (VMCOREINFO; the header's field holds {header}: the decimal digits read as hex by the dumping tool)"
+            : null;
     }
 
     /// <inheritdoc />

@@ -116,6 +116,25 @@ public sealed class CliContractTests(WindowsAttackImages images) : IClassFixture
         Assert.Contains("file is truncated", stdout, StringComparison.Ordinal);
     }
 
+    [SkippableFact]
+    public void Info_prints_phys_base_as_the_kernels_signed_hex()
+    {
+        string dump = Fixture.Require("memory.kdump-zlib");
+        using JsonDocument truth = Fixture.Truth("basic");
+        long physBase = unchecked((long)Convert.ToUInt64(truth.RootElement.GetProperty("kaslr").GetProperty("phys_base").GetString(), 16));
+        string expected = physBase < 0 ? "-0x" + ((ulong)(-physBase)).ToString("X", System.Globalization.CultureInfo.InvariantCulture)
+            : "0x" + physBase.ToString("X", System.Globalization.CultureInfo.InvariantCulture);
+        var (exit, output, error) = CliRunner.Run(null, null, "info", dump, "--no-banner", "--output", "json");
+        Assert.True(exit == 0, error);
+        using JsonDocument info = JsonDocument.Parse(output);
+        foreach (string? shown in new[] { info.RootElement.GetProperty("properties").GetProperty("physBase").GetString(),
+            info.RootElement.GetProperty("vmcoreInfo").GetProperty("physBase").GetString() })
+        {
+            // The value, or the value and why the header's own field differs / the decimal VMCOREINFO text.
+            Assert.True(shown == expected || shown!.StartsWith(expected + " (", StringComparison.Ordinal), $"{shown} is not {expected}");
+        }
+    }
+
     [Fact]
     public void A_device_is_named_as_one_and_an_unknown_format_has_no_exception_text()
     {
