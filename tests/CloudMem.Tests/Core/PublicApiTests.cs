@@ -41,6 +41,32 @@ public sealed class PublicApiTests
         }
     }
 
+    [Fact]
+    public void Library_code_never_writes_to_the_console()
+    {
+        // Libraries report through the ILogger a caller injects (PluginContext, LinuxOptions) or through typed
+        // notes and results; only the CLI owns the console.
+        var consoleUse = new System.Text.RegularExpressions.Regex(@"\bConsole\s*\.\s*(Write|Out|Error|OpenStandard|SetOut|SetError)");
+        var found = new List<string>();
+        foreach (string library in new[] { "VmStateParsers", "Engine", "Connectors", "RemoteCaptures" })
+        {
+            string root = Path.Combine(Fixture.RepoRoot, "src", library);
+            foreach (string file in Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories)
+                .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)))
+            {
+                string[] lines = File.ReadAllLines(file);
+                for (int i = 0; i < lines.Length; i++)
+                {
+                    if (!lines[i].TrimStart().StartsWith("//", StringComparison.Ordinal) && consoleUse.IsMatch(lines[i]))
+                    {
+                        found.Add($"{Path.GetRelativePath(Fixture.RepoRoot, file)}:{i + 1}: {lines[i].Trim()}");
+                    }
+                }
+            }
+        }
+        Assert.True(found.Count == 0, "library code writes to the console (inject an ILogger instead):\n" + string.Join('\n', found));
+    }
+
     private static string Normalize(string text) => text.Replace("\r\n", "\n", StringComparison.Ordinal).TrimEnd('\n') + "\n";
 
     /// <summary>
