@@ -21,7 +21,7 @@ internal sealed record ParsedCapture(IByteSource Source, PhysicalRun[] Runs, IPa
 /// </summary>
 internal abstract class CaptureFormat
 {
-    /// <summary>Bytes of the file's start handed to <see cref="Probe"/> (a span over the mapping, nothing is copied):
+    /// <summary>Bytes of the file's start handed to <see cref="Probe(ReadOnlySpan{byte}, long)"/> (a span over the mapping, nothing is copied):
     /// 1 MiB plus a page, so a probe can find a header page of a partition that starts within the first MiB of a disk image.</summary>
     public const int ProbeBytes = (1024 * 1024) + 4096;
 

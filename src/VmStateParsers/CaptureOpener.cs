@@ -53,7 +53,7 @@ public static class CaptureOpener
     }
 
     /// <summary>Opens <paramref name="path"/> as the named format (see <see cref="FormatNames"/>), skipping detection.</summary>
-    /// <exception cref="DumpFormatException">as for <see cref="Open"/>.</exception>
+    /// <exception cref="DumpFormatException">as for <see cref="Open(string, ParserLimits?)"/>.</exception>
     /// <exception cref="ArgumentException">the format name is unknown.</exception>
     public static RunMappedMemory OpenAs(string path, string formatName, ParserLimits? limits = null)
     {
@@ -159,7 +159,7 @@ public static class CaptureOpener
         return false;
     }
 
-    /// <summary>The short name of the format the content probes pick for <paramref name="path"/> (what <see cref="Open"/> would parse it as).</summary>
+    /// <summary>The short name of the format the content probes pick for <paramref name="path"/> (what <see cref="Open(string, ParserLimits?)"/> would parse it as).</summary>
     internal static string Detect(string path)
     {
         using MappedFile file = MappedFile.Open(path);

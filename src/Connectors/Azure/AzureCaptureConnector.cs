@@ -352,8 +352,6 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         recorder.Step("snapshot", $"{done.Id} created; the hibernation file inside it is not extracted by this command");
     }
 
-    /// <summary>Streams a blob through a SHA-256 (and into <paramref name="copyPath"/> when given). The SDK's retriable
-    /// download stream resumes a dropped connection with a ranged request from the last byte received.</summary>
     /// <summary>
     /// Version id, ETag and the content MD5 the Blob service returned for the evidence blob (the service keeps no
     /// whole-blob CRC64 in its properties: x-ms-content-crc64 comes only with individual writes and ranged reads).

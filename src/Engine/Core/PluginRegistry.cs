@@ -5,7 +5,7 @@ namespace CloudMem.Engine.Core;
 /// <summary>
 /// Every analysis plugin, by name. The command line, <c>--help</c> and <c>analyze</c> read this one list. Each plugin
 /// file registers its plugins from a module initializer (<see cref="System.Runtime.CompilerServices.ModuleInitializerAttribute"/>),
-/// so adding a plugin is one engine file plus its tests; other assemblies may call <see cref="Register"/>.
+/// so adding a plugin is one engine file plus its tests; other assemblies may call <see cref="Register(IPlugin)"/>.
 /// </summary>
 public static class PluginRegistry
 {

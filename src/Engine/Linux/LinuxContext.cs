@@ -11,6 +11,7 @@ namespace CloudMem.Engine.Linux;
 /// <param name="IsfPath">A Volatility ISF (.json or .json.xz) for the kernel: its types replace BTF, its symbols are
 /// used when kallsyms cannot be found.</param>
 /// <param name="SystemMapPath">A System.map for the kernel, used when kallsyms cannot be found.</param>
+/// <param name="Logger">Where diagnostics go (which symbol source was used, what was skipped); null for none.</param>
 public sealed record LinuxOptions(string? IsfPath = null, string? SystemMapPath = null, ILogger? Logger = null);
 
 /// <summary>

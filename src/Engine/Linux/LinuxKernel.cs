@@ -67,6 +67,7 @@ public sealed class LinuxKernel
     /// <param name="linkTimeSymbols">Optional symbols at link-time addresses (System.map or ISF), used when kallsyms cannot be found.</param>
     /// <param name="symbolSource">Name of those symbols' file.</param>
     /// <param name="cancellationToken">Cancellation.</param>
+    /// <param name="logger">Where diagnostics about the search go; null for none.</param>
     public static LinuxKernel Locate(IPhysicalMemory physical, IReadOnlyDictionary<string, ulong>? linkTimeSymbols = null, string? symbolSource = null,
         CancellationToken cancellationToken = default, ILogger? logger = null)
     {

@@ -23,7 +23,7 @@ public readonly record struct ObjectHeader(ulong Address, ulong Body, byte Store
 /// names from _OBJECT_HEADER_NAME_INFO.
 /// </summary>
 /// <remarks>
-/// Built once per kernel by <see cref="Open"/>; immutable and safe for concurrent readers afterwards. Reads never throw:
+/// Built once per kernel by <see cref="Open(WindowsKernel, CancellationToken)"/>; immutable and safe for concurrent readers afterwards. Reads never throw:
 /// what does not read is null or false, and what looked wrong while opening is in <see cref="Notes"/>.
 /// The cookie is checked against the process objects on PsActiveProcessHead: when it does not decode their headers as
 /// "Process" but one other value decodes all of them, that value is used and a note says so (a smeared or

@@ -9,10 +9,16 @@ namespace CloudMem.Engine.Windows;
 /// <summary>windows.cmdline: one row per process.</summary>
 /// <param name="Args">_RTL_USER_PROCESS_PARAMETERS.CommandLine, or null when it could not be read.</param>
 /// <param name="Note">Why Args is null ("Required memory at 0x... is not valid (...)", "no PEB ...").</param>
+/// <param name="Pid">UniqueProcessId.</param>
+/// <param name="Process">ImageFileName.</param>
 public sealed record WindowsCmdLine(long Pid, string Process, string? Args, string? Note);
 
 /// <summary>windows.envars: one row per variable of a process's environment block.</summary>
 /// <param name="Block">Address of the environment block (user space).</param>
+/// <param name="Value">Variable value.</param>
+/// <param name="Pid">UniqueProcessId.</param>
+/// <param name="Process">ImageFileName.</param>
+/// <param name="Variable">Variable name.</param>
 public sealed record WindowsEnvar(long Pid, string Process, [property: Hex] ulong Block, string Variable, string Value);
 
 /// <summary>windows.dlllist: one row per module on the PEB's InLoadOrderModuleList.</summary>
@@ -22,6 +28,8 @@ public sealed record WindowsEnvar(long Pid, string Process, [property: Hex] ulon
 /// <param name="Path">FullDllName (null when unreadable).</param>
 /// <param name="LoadOrder">Position on the list, from 0 (the executable).</param>
 /// <param name="LoadTime">_LDR_DATA_TABLE_ENTRY.LoadTime (Windows 8+), or null.</param>
+/// <param name="Pid">UniqueProcessId.</param>
+/// <param name="Process">ImageFileName.</param>
 public sealed record WindowsDll(long Pid, string Process, [property: Hex] ulong Base, [property: Hex] ulong Size, string? Name, string? Path,
     int LoadOrder, DateTimeOffset? LoadTime);
 
@@ -40,6 +48,11 @@ public enum LoaderList
 
 /// <summary>One _LDR_DATA_TABLE_ENTRY found on a loader list.</summary>
 /// <param name="Entry">Address of the _LDR_DATA_TABLE_ENTRY.</param>
+/// <param name="Path">FullDllName (null when unreadable).</param>
+/// <param name="LoadTime">_LDR_DATA_TABLE_ENTRY.LoadTime as a raw FILETIME (0 when absent).</param>
+/// <param name="Base">DllBase.</param>
+/// <param name="Size">SizeOfImage.</param>
+/// <param name="Name">BaseDllName (null when unreadable).</param>
 public sealed record WindowsLoadedModule(ulong Entry, ulong Base, ulong Size, string? Name, string? Path, ulong LoadTime)
 {
     /// <summary>True when <paramref name="va"/> lies in [Base, Base + Size).</summary>

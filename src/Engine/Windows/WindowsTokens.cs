@@ -12,6 +12,8 @@ namespace CloudMem.Engine.Windows;
 /// <param name="Name">The well-known name ("Local System", "Everyone", "High Mandatory Level", ...), or null.</param>
 /// <param name="Attributes">_SID_AND_ATTRIBUTES.Attributes.</param>
 /// <param name="Integrity">True for the SID at _TOKEN.IntegrityLevelIndex.</param>
+/// <param name="Pid">UniqueProcessId.</param>
+/// <param name="Process">ImageFileName.</param>
 public sealed record WindowsSid(long Pid, string Process, string Sid, string? Name, [property: Hex] uint Attributes, bool Integrity);
 
 /// <summary>The primary token of a process: _EPROCESS.Token (an _EX_FAST_REF) -> _TOKEN.UserAndGroups.</summary>

@@ -3,7 +3,7 @@ namespace CloudMem.VmStateParsers.Remote;
 /// <summary>
 /// A remote object (an S3 object, a blob, an HTTP resource) read by byte ranges. The transport behind it (an SDK
 /// client with its own retry policy, or an HTTP client with a resilience pipeline) is the implementation's business;
-/// <see cref="CaptureOpener.Open(IRangeReader, RemoteReadOptions?, ParserLimits?)"/> puts a bounded block cache in
+/// <see cref="CaptureOpener.Open(IRangeReader, RemoteReadOptions?, ParserLimits?, string?)"/> puts a bounded block cache in
 /// front of it so a capture is parsed and analysed in place, never downloaded first.
 /// </summary>
 /// <remarks>Implementations are safe for concurrent <see cref="ReadAsync"/> calls.</remarks>

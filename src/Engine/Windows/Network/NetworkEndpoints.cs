@@ -8,17 +8,29 @@ namespace CloudMem.Engine.Windows.Network;
 /// <summary>TCP states as tcpip.sys numbers them.</summary>
 public enum TcpState
 {
+    /// <summary>No connection (MIB_TCP_STATE_CLOSED).</summary>
     Closed = 0,
+    /// <summary>Waiting for connections.</summary>
     Listening = 1,
+    /// <summary>SYN sent, waiting for the peer's SYN-ACK.</summary>
     SynSent = 2,
+    /// <summary>SYN received, waiting for the final ACK.</summary>
     SynRcvd = 3,
+    /// <summary>Connection open.</summary>
     Established = 4,
+    /// <summary>Local close sent FIN, waiting for its ACK.</summary>
     FinWait1 = 5,
+    /// <summary>FIN acknowledged, waiting for the peer's FIN.</summary>
     FinWait2 = 6,
+    /// <summary>Peer closed, waiting for the local close.</summary>
     CloseWait = 7,
+    /// <summary>Both sides closed at once, waiting for the last ACK.</summary>
     Closing = 8,
+    /// <summary>Local close after the peer's, waiting for the last ACK.</summary>
     LastAck = 9,
+    /// <summary>Closed, kept so late segments are absorbed.</summary>
     TimeWait = 12,
+    /// <summary>The transmission control block is being deleted.</summary>
     DeleteTcb = 13,
 }
 
@@ -46,6 +58,8 @@ public enum NetObjectKind
 /// false for an object that is unlinked (closed, or hidden); null when netstat's walk could not be made (see the notes).</param>
 /// <param name="Kind">The object type.</param>
 /// <param name="Doubt">Why a value is missing or questionable.</param>
+/// <param name="ForeignPort">Remote port (0 for listeners and UDP).</param>
+/// <param name="LocalPort">Local port.</param>
 public sealed record WindowsNetScanRow(
     [property: Hex] ulong Offset, string Proto, string? LocalAddr, int LocalPort, string? ForeignAddr, int ForeignPort,
     TcpState? State, long? Pid, string? Owner, DateTimeOffset? Created, bool? InNetstat, NetObjectKind Kind, string? Doubt);
@@ -53,6 +67,17 @@ public sealed record WindowsNetScanRow(
 /// <summary>One windows.netstat row: a network object reached from tcpip.sys's own tables.</summary>
 /// <param name="Offset">Virtual address of the object.</param>
 /// <param name="Source">Where it was found: PartitionTable (TCP connections), TcpPortPool (listeners), UdpPortPool.</param>
+/// <param name="ForeignPort">Remote port (0 for listeners and UDP).</param>
+/// <param name="Proto">TCPv4, TCPv6, UDPv4 or UDPv6.</param>
+/// <param name="LocalAddr">Local address; null when it does not read.</param>
+/// <param name="LocalPort">Local port.</param>
+/// <param name="ForeignAddr">Remote address; "*" for UDP; null when it does not read.</param>
+/// <param name="Kind">The object type.</param>
+/// <param name="Doubt">Why a value is missing or questionable.</param>
+/// <param name="State">TCP state (Listening for listeners); null for UDP.</param>
+/// <param name="Pid">Owner's UniqueProcessId; null when the owning _EPROCESS does not read.</param>
+/// <param name="Owner">Owner's ImageFileName.</param>
+/// <param name="Created">CreateTime of the object.</param>
 public sealed record WindowsNetStatRow(
     [property: Hex] ulong Offset, string Proto, string? LocalAddr, int LocalPort, string? ForeignAddr, int ForeignPort,
     TcpState? State, long? Pid, string? Owner, DateTimeOffset? Created, string Source, NetObjectKind Kind, string? Doubt);

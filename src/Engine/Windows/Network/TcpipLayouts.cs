@@ -5,15 +5,35 @@ namespace CloudMem.Engine.Windows.Network;
 /// <summary>Offsets inside a TCP listener (pool tag 'TcpL').</summary>
 /// <param name="Size">Smallest body a 'TcpL' allocation must hold.</param>
 /// <param name="Next">Pointer to the next listener on the same port (the port pool chains them through it).</param>
+/// <param name="Port">Offset of the local port (network byte order).</param>
+/// <param name="InetAf">Offset of the pointer to the address-family record.</param>
+/// <param name="Owner">Offset of the pointer to the owning _EPROCESS.</param>
+/// <param name="CreateTime">Offset of the creation time (FILETIME).</param>
+/// <param name="LocalAddr">Offset of the pointer to the local-address record.</param>
 public sealed record TcpListenerLayout(int Size, int InetAf, int Owner, int CreateTime, int LocalAddr, int Port, int Next);
 
 /// <summary>Offsets inside a TCP endpoint (pool tag 'TcpE').</summary>
 /// <param name="ListEntry">The _LIST_ENTRY linking the endpoint into its partition's hash bucket.</param>
+/// <param name="LocalPort">Offset of the local port (network byte order).</param>
+/// <param name="RemotePort">Offset of the remote port (network byte order).</param>
+/// <param name="Owner">Offset of the pointer to the owning _EPROCESS.</param>
+/// <param name="CreateTime">Offset of the creation time (FILETIME).</param>
+/// <param name="Size">Smallest body a 'TcpE' allocation must hold.</param>
+/// <param name="InetAf">Offset of the pointer to the address-family record.</param>
+/// <param name="AddrInfo">Offset of the pointer to the address-info record (local and remote addresses).</param>
+/// <param name="State">Offset of the TCP state.</param>
 public sealed record TcpEndpointLayout(int Size, int InetAf, int AddrInfo, int ListEntry, int State, int LocalPort, int RemotePort, int Owner, int CreateTime);
 
 /// <summary>Offsets inside a UDP endpoint (pool tag 'UdpA').</summary>
 /// <param name="LocalAddrDirect">True when LocalAddr points at a record whose first field points at the address
 /// (Windows 10+); false when it is a local-address record like the TCP listener's.</param>
+/// <param name="Port">Offset of the local port (network byte order).</param>
+/// <param name="Next">Pointer to the next endpoint on the same port (the port pool chains them through it).</param>
+/// <param name="Size">Smallest body a 'UdpA' allocation must hold.</param>
+/// <param name="InetAf">Offset of the pointer to the address-family record.</param>
+/// <param name="Owner">Offset of the pointer to the owning _EPROCESS.</param>
+/// <param name="CreateTime">Offset of the creation time (FILETIME).</param>
+/// <param name="LocalAddr">Offset of the pointer to the local address (see LocalAddrDirect).</param>
 public sealed record UdpEndpointLayout(int Size, int InetAf, int Owner, int CreateTime, int LocalAddr, int Port, int Next, bool LocalAddrDirect);
 
 /// <summary>Offsets of the port pool (TcpPortPool / UdpPortPool, or through the compartment sets).</summary>
@@ -37,6 +57,10 @@ public sealed record PortPoolLayout(int BitMap, int Assignments, int AssignmentL
 /// <param name="InetAfFamily">Offset of AddressFamily in the address-family record an endpoint points to.</param>
 /// <param name="LocalAddressData">Offset in a local-address record of the pointer to the pointer to the address.</param>
 /// <param name="PartitionSize">Size of one entry of the partition table.</param>
+/// <param name="Listener">Layout of a TCP listener.</param>
+/// <param name="Endpoint">Layout of a TCP endpoint.</param>
+/// <param name="Udp">Layout of a UDP endpoint.</param>
+/// <param name="PortPool">Layout of the port pools.</param>
 public sealed record TcpipLayout(
     string Name, uint Major, uint Minor, uint FirstBuild, uint LastBuild, string Basis,
     TcpListenerLayout Listener, TcpEndpointLayout Endpoint, UdpEndpointLayout Udp, PortPoolLayout PortPool,

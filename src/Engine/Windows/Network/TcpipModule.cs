@@ -5,6 +5,9 @@ namespace CloudMem.Engine.Windows.Network;
 
 /// <summary>The kernel's version: NtMajorVersion/NtMinorVersion (KUSER_SHARED_DATA) and the build number.</summary>
 /// <param name="Source">Where the build number was read (for messages).</param>
+/// <param name="Major">NtMajorVersion.</param>
+/// <param name="Minor">NtMinorVersion.</param>
+/// <param name="Build">Kernel build number.</param>
 public sealed record WindowsVersion(uint Major, uint Minor, uint Build, string Source)
 {
     /// <summary>

@@ -12,33 +12,60 @@ namespace CloudMem.VmStateParsers.Formats.HyperV;
 /// </summary>
 public static class HyperVPartitionState
 {
+    /// <summary>Size of the blob's descriptor {u64 descriptor size, u64 header size, u64 total size}.</summary>
     public const int DescriptorSize = 24;
+    /// <summary>Offset of the header size in the descriptor (u64).</summary>
     public const int DescriptorHeaderSizeOffset = 8;   // u64 (at 0: u64 descriptor size)
+    /// <summary>Offset of the total size in the descriptor (u64).</summary>
     public const int DescriptorTotalSizeOffset = 16;   // u64
+    /// <summary>Size of a chunk header {u32 id, u32 data length, 8 bytes}.</summary>
     public const int ChunkHeaderSize = 16;
+    /// <summary>Offset of the chunk id (u32).</summary>
     public const int ChunkIdOffset = 0;                // u32
+    /// <summary>Offset of the chunk's data length after the header (u32).</summary>
     public const int ChunkLengthOffset = 4;            // u32 data bytes after the header
+    /// <summary>Chunk id: the prolog.</summary>
     public const uint ChunkProlog = 0x0000_0000;
+    /// <summary>Chunk id: the epilog (end of the stream).</summary>
     public const uint ChunkEpilog = 0xF000_0000;
+    /// <summary>Chunk id: the guest OS id.</summary>
     public const uint ChunkOsId = 0x2000_1000;
+    /// <summary>Chunk id: the bitmap of virtual processor indices.</summary>
     public const uint ChunkVpIndices = 0x3000_0000;
+    /// <summary>Chunk id: the marker that starts a virtual processor's chunks.</summary>
     public const uint ChunkVp = 0x3000_1000;
+    /// <summary>Chunk id: general-purpose registers.</summary>
     public const uint ChunkGpRegisters = 0x3000_5000;
+    /// <summary>Chunk id: control registers.</summary>
     public const uint ChunkControlRegisters = 0x3000_7000;
+    /// <summary>Chunk id: a virtual trust level marker inside a virtual processor.</summary>
     public const uint ChunkVpVtl = 0x3001_A000;
+    /// <summary>Size of the prolog chunk's data.</summary>
     public const int PrologSize = 4080;
+    /// <summary>Tag at the start of the prolog data ("udTP").</summary>
     public const uint PrologTag = 0x5054_6475; // "udTP"
+    /// <summary>Offset in the prolog chunk of the processor vendor (after header, tag, summary flag and padding).</summary>
     public const int PrologVendorOffset = 24;  // in the chunk, after header, tag, summary flag and padding
+    /// <summary>Offset of the tag in the prolog data.</summary>
     public const int PrologTagOffset = 0;       // in the chunk data
+    /// <summary>Processor vendor value for x64 (Intel and compatible).</summary>
     public const uint VendorIntel = 1;
+    /// <summary>Processor vendor value for ARM64.</summary>
     public const uint VendorArm = 0x10;
 
+    /// <summary>Size of the OS id chunk's data.</summary>
     public const int OsIdSize = 16;             // OS id chunk data
+    /// <summary>Size of the VP indices chunk's data (4 bytes, then a bitmap).</summary>
     public const int VpIndicesSize = 48;        // VP indices chunk data: 4 bytes, then a bitmap of VP indices
+    /// <summary>Offset of the bitmap in the VP indices data.</summary>
     public const int VpIndicesBitmapOffset = 4;
+    /// <summary>Most virtual processors a blob may describe.</summary>
     public const int MaxVirtualProcessors = 240;
+    /// <summary>Size of the VP marker chunk's data.</summary>
     public const int VpSize = 16;               // VP marker chunk data
+    /// <summary>Offset of the virtual processor index in the VP marker data (u32).</summary>
     public const int VpIndexOffset = 0;         // u32
+    /// <summary>Size of each register value in the register chunks (u64).</summary>
     public const int RegisterSize = 8;          // each register of the register chunks is a u64
 
     /// <summary>General-purpose register chunk: these u64 registers in order after the chunk header.</summary>

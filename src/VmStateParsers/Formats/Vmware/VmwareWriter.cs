@@ -38,7 +38,9 @@ public sealed class VmwareWriter(string name, string kind) : ICaptureWriter
     /// <summary>One region: guest pages [Ppn, Ppn+Pages) stored from store page PageNum.</summary>
     public readonly record struct Region(ulong Ppn, ulong PageNum, ulong Pages)
     {
+        /// <summary>First guest physical address of the region.</summary>
         public ulong Start => Ppn * PageSize;
+        /// <summary>Guest physical address just past the region.</summary>
         public ulong End => (Ppn + Pages) * PageSize;
     }
 
