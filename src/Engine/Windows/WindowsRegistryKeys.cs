@@ -7,17 +7,29 @@ namespace CloudMem.Engine.Windows;
 /// <summary>Registry value types (winnt.h REG_*).</summary>
 public enum RegistryValueType : uint
 {
+    /// <summary>No type.</summary>
     REG_NONE = 0,
+    /// <summary>A UTF-16 string.</summary>
     REG_SZ = 1,
+    /// <summary>A UTF-16 string with %VARIABLE% references.</summary>
     REG_EXPAND_SZ = 2,
+    /// <summary>Bytes.</summary>
     REG_BINARY = 3,
+    /// <summary>A 32-bit little-endian number.</summary>
     REG_DWORD = 4,
+    /// <summary>A 32-bit big-endian number.</summary>
     REG_DWORD_BIG_ENDIAN = 5,
+    /// <summary>A symbolic link (UTF-16 key path).</summary>
     REG_LINK = 6,
+    /// <summary>A list of UTF-16 strings, each NUL-terminated, ending with an empty one.</summary>
     REG_MULTI_SZ = 7,
+    /// <summary>A device driver resource list.</summary>
     REG_RESOURCE_LIST = 8,
+    /// <summary>A hardware resource descriptor.</summary>
     REG_FULL_RESOURCE_DESCRIPTOR = 9,
+    /// <summary>A hardware resource requirements list.</summary>
     REG_RESOURCE_REQUIREMENTS_LIST = 10,
+    /// <summary>A 64-bit little-endian number.</summary>
     REG_QWORD = 11,
 }
 

@@ -121,7 +121,7 @@ public sealed class CliContractTests(WindowsAttackImages images) : IClassFixture
     {
         string dump = Fixture.Require("memory.kdump-zlib");
         using JsonDocument truth = Fixture.Truth("basic");
-        long physBase = unchecked((long)Convert.ToUInt64(truth.RootElement.GetProperty("kaslr").GetProperty("phys_base").GetString(), 16));
+        long physBase = unchecked((long)Convert.ToUInt64(truth.RootElement.GetProperty("kernel").GetProperty("kaslr").GetProperty("phys_base").GetString(), 16));
         string expected = physBase < 0 ? "-0x" + ((ulong)(-physBase)).ToString("X", System.Globalization.CultureInfo.InvariantCulture)
             : "0x" + physBase.ToString("X", System.Globalization.CultureInfo.InvariantCulture);
         var (exit, output, error) = CliRunner.Run(null, null, "info", dump, "--no-banner", "--output", "json");
