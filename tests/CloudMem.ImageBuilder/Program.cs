@@ -16,6 +16,13 @@ internal static partial class ImageBuilderCli
 
     public static int Run(string[] args)
     {
+        if (args is ["-h" or "--help"])
+        {
+            Console.WriteLine(Usage);
+            Console.WriteLine("Lays out a Windows x64 memory image on a real kernel's ISF layouts, with a manifest (JSON) of everything laid out.");
+            Console.WriteLine("Scenarios: typical, attack, network (tcpip.sys endpoints; needs the tcpip.pdb ISFs beside the kernel's), registry (hives via hivexregedit), or a JSON file (--write-scenario writes a built-in one).");
+            return 0;
+        }
         try
         {
             var options = Parse(args);

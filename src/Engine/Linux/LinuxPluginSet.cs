@@ -25,7 +25,7 @@ internal static class LinuxPluginSet
         Add("linux.pstree", "Processes as a parent/child tree (--pid: those processes, their ancestors and descendants)", pid,
             (c, a, ct) => LinuxPlugins.PsTree(c.Linux(ct), a.IntPids, ct));
         Add("linux.psscan", "task_structs found by scanning physical memory, against the task list (exited, zombie, unlinked/hidden tasks)", pid,
-            (c, a, ct) => a.OnlyPids(LinuxPsScan.PsScan(c.Linux(ct), ct), p => p.Tgid));
+            (c, a, ct) => a.OnlyPids(LinuxPsScan.PsScan(c.Linux(ct), ct, c.Progress), p => p.Tgid));
         Add("linux.sockstat", "Open sockets per process: TCP/UDP v4/v6 addresses, ports and state, UNIX socket paths, inode, fd", pid,
             (c, a, ct) => a.OnlyPids(LinuxPlugins.SockStat(c.Linux(ct), ct), s => s.Pid));
         Add("linux.lsmod", "Loaded kernel modules (name, base, size)", PluginInputs.None,

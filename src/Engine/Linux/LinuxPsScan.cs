@@ -45,14 +45,14 @@ public static class LinuxPsScan
     private const uint ExitDead = 0x10;
 
     /// <summary>linux.psscan.</summary>
-    public static RowsReport<LinuxScannedTask> PsScan(LinuxContext context, CancellationToken ct = default)
+    public static RowsReport<LinuxScannedTask> PsScan(LinuxContext context, CancellationToken ct = default, IProgressSink? progress = null)
     {
-        (List<LinuxScannedTask> rows, List<string> notes) = Scan(context, ct);
+        (List<LinuxScannedTask> rows, List<string> notes) = Scan(context, ct, progress);
         return new RowsReport<LinuxScannedTask>("linux.psscan", rows, notes);
     }
 
     /// <summary>The scan's rows in physical order, and notes.</summary>
-    public static (List<LinuxScannedTask> Tasks, List<string> Notes) Scan(LinuxContext context, CancellationToken ct = default)
+    public static (List<LinuxScannedTask> Tasks, List<string> Notes) Scan(LinuxContext context, CancellationToken ct = default, IProgressSink? progress = null)
     {
         LinuxProfile p = context.Profile;
         IVirtualMemory kernel = context.Kernel.Kernel;
@@ -80,11 +80,14 @@ public static class LinuxPsScan
         int maxResults = AnalysisLimits.Default.MaxTaskCandidates;
         int window = p.TaskSize;
         byte[] buffer = new byte[BlockSize + window];
+        long total = (long)physical.Runs.Aggregate(0UL, (sum, r) => sum + r.Length), done = 0;
         foreach ((ulong start, ulong end) in Coalesce(physical.Runs))
         {
             for (ulong pa = start; pa < end; pa += BlockSize)
             {
                 ct.ThrowIfCancellationRequested();
+                progress?.Report("task_struct scan", done, total);
+                done += (long)Math.Min((ulong)BlockSize, end - pa);
                 int want = (int)Math.Min((ulong)buffer.Length, end - pa);
                 int got = physical.Read(pa, buffer.AsSpan(0, want));
                 int limit = Math.Min(got - window + 1, BlockSize); // the next block starts at BlockSize
