@@ -17,6 +17,13 @@ if ! command -v hivexregedit >/dev/null || ! /usr/bin/python3 -c 'import impacke
     apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
     apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends libwin-hivex-perl python3-impacket >&2
 fi
+# YARA: libyara9 is what linux.yarascan/*.yarascan.physical load (P/Invoke); the yara tool is the reference the tests
+# compare the physical scan with.
+if ! /sbin/ldconfig -p | grep -q 'libyara\.so\.9' || ! command -v yara >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
+    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends libyara9 yara >&2
+fi
 # Local emulators for the capture-connector tests (s3rver, azurite, vcsim), cached outside git.
 tests/emulators/setup.sh >&2
 # The fixture exists now: tests that need it must run, not skip.

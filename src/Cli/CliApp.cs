@@ -120,6 +120,8 @@ internal static class CliApp
         CloudMem.Engine.Core.KernelNotFoundException e => $"error: {e.Message}",
         CloudMem.Engine.Symbols.SymbolFormatException e => $"error: {e.Message}",
         ConvertException e => $"error: {e.Message}",
+        CloudMem.Engine.Yara.YaraRuleException e => $"error: {e.Message}",
+        CloudMem.Engine.Yara.YaraUnavailableException e => $"error: {e.Message}",
         CloudMem.Connectors.Core.CaptureException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         UsageException e => $"usage: {e.Message} (see cloudmem {e.Command} --help)",

@@ -23,6 +23,10 @@ internal abstract class PluginSettings : CaptureSettings
     [Description("Show found secrets in full instead of a redacted preview (plugins that find secrets)")]
     public bool Reveal { get; init; }
 
+    [CommandOption("--yara <FILE|DIR>")]
+    [Description("YARA rules: a rule file, or a directory of .yar/.yara files (the *.yarascan plugins; needs Debian's libyara9)")]
+    public string? Yara { get; init; }
+
     /// <summary>The symbol inputs as the engine takes them.</summary>
     public abstract SymbolOptions Symbols { get; }
 
@@ -32,6 +36,7 @@ internal abstract class PluginSettings : CaptureSettings
         Pids = Pid.Length == 0 ? null : Pid.ToHashSet(),
         OutputDirectory = Out,
         RevealSecrets = Reveal,
+        YaraRules = Yara,
     };
 }
 

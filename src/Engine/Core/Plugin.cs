@@ -34,6 +34,9 @@ public enum PluginInputs
 
     /// <summary><c>--key PATH</c>: a registry key path (relative to a hive's root).</summary>
     KeyPath = 32,
+
+    /// <summary><c>--yara FILE|DIR</c> is required: YARA rules (a file, or every .yar/.yara file of a directory).</summary>
+    YaraRules = 64,
 }
 
 /// <summary>What a plugin is: its name as Volatility spells it, a one-line description, its OS and its inputs.</summary>
@@ -70,6 +73,9 @@ public sealed record PluginArguments
 
     /// <summary>A registry key path, or null.</summary>
     public string? KeyPath { get; init; }
+
+    /// <summary>A YARA rule file or directory, or null.</summary>
+    public string? YaraRules { get; init; }
 
     /// <summary>No inputs.</summary>
     public static PluginArguments None { get; } = new();

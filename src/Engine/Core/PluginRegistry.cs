@@ -77,6 +77,14 @@ public static class PluginRegistry
         {
             return $"{info.Name} does not take --key";
         }
+        if (arguments.YaraRules is not null && (info.Inputs & PluginInputs.YaraRules) == 0)
+        {
+            return $"{info.Name} does not take --yara (it runs no YARA rules)";
+        }
+        if (arguments.YaraRules is null && (info.Inputs & PluginInputs.YaraRules) != 0)
+        {
+            return $"{info.Name}: --yara FILE|DIR is required (a rule file, or a directory of .yar/.yara files)";
+        }
         return null;
     }
 }

@@ -113,4 +113,35 @@ public static class LinuxMalfind
             && context.Kernel.Kernel.TryReadUInt64(process.Mm + (ulong)context.Profile.MmPgd, out ulong pgd) && pgd != 0
             ? context.ProcessSpace(pgd) : null;
     }
+
+    /// <summary>
+    /// Calls <paramref name="scan"/> with each readable mapping of each process in <paramref name="maps"/> and the
+    /// process's address space, for content scans (linux.secrets, linux.yarascan); <paramref name="scan"/> returns the
+    /// bytes it could read. A process whose page tables cannot be read, and mappings past
+    /// <see cref="AnalysisLimits.MaxSecretScanBytes"/> read bytes of one process, become notes.
+    /// </summary>
+    internal static void ScanReadableMappings(LinuxContext context, List<LinuxMapping> maps, List<string> notes, Func<AddressSpace, LinuxMapping, ulong> scan, CancellationToken ct)
+    {
+        List<LinuxProcess> processes = LinuxProcesses.List(context, ct).Processes;
+        ulong maxBytes = AnalysisLimits.Default.MaxSecretScanBytes;
+        foreach (IGrouping<int, LinuxMapping> process in maps.GroupBy(m => m.Pid))
+        {
+            AddressSpace? space = UserSpace(context, processes, process.Key);
+            if (space is null)
+            {
+                notes.Add($"pid {process.Key}: the page tables cannot be read: not scanned");
+                continue;
+            }
+            ulong scanned = 0;
+            foreach (LinuxMapping map in process.Where(m => (m.VmFlags & 1) != 0)) // readable by the process
+            {
+                if (scanned > maxBytes)
+                {
+                    notes.Add($"pid {process.Key}: more than {maxBytes} bytes of mappings: the rest is not scanned");
+                    break;
+                }
+                scanned += scan(space, map);
+            }
+        }
+    }
 }

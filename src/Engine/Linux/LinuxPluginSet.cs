@@ -40,6 +40,8 @@ internal static class LinuxPluginSet
             (c, a, ct) => LinuxEnvars.Envars(c.Linux(ct), a.IntPids, ct));
         Add("linux.bash", "Bash command history (with times) recovered from the heaps of bash/sh processes", pid,
             (c, a, ct) => LinuxBash.Bash(c.Linux(ct), a.IntPids, ct));
+        Add("linux.yarascan", "YARA rules (--yara FILE|DIR, via libyara) over each process's readable mappings: pid, rule, string, virtual and physical address",
+            pid | PluginInputs.YaraRules, (c, a, ct) => LinuxYaraScan.Scan(c.Linux(ct), a.YaraRules!, a.IntPids, ct));
         Add("linux.dmesg", "The kernel log from the printk ring buffer (5.10+): sequence, time, level, caller, text", PluginInputs.None,
             (c, a, ct) => LinuxDmesg.Dmesg(c.Linux(ct), ct));
         Add("linux.procdump", "A process's mappings written to files and its ELF executable rebuilt (never overwrites)",

@@ -49,33 +49,18 @@ public static class LinuxSecrets
     public static RowsReport<LinuxSecret> Scan(LinuxContext context, ISet<int>? pids = null, bool reveal = false, CancellationToken ct = default)
     {
         (List<LinuxMapping> maps, List<string> notes) = LinuxMaps.List(context, pids, ct);
-        List<LinuxProcess> processes = LinuxProcesses.List(context, ct).Processes;
         var rows = new List<LinuxSecret>();
-        ulong maxBytes = AnalysisLimits.Default.MaxSecretScanBytes;
-        foreach (IGrouping<int, LinuxMapping> process in maps.GroupBy(m => m.Pid))
+        var seen = new HashSet<ulong>(); // per process: cleared when the next process starts
+        int current = -1;
+        LinuxMalfind.ScanReadableMappings(context, maps, notes, (space, map) =>
         {
-            AddressSpace? space = LinuxMalfind.UserSpace(context, processes, process.Key);
-            if (space is null)
+            if (map.Pid != current)
             {
-                notes.Add($"pid {process.Key}: the page tables cannot be read: not scanned");
-                continue;
+                seen.Clear();
+                current = map.Pid;
             }
-            var seen = new HashSet<ulong>();
-            ulong scanned = 0;
-            foreach (LinuxMapping map in process)
-            {
-                if ((map.VmFlags & 1) == 0)
-                {
-                    continue; // not readable by the process
-                }
-                if (scanned > maxBytes)
-                {
-                    notes.Add($"pid {process.Key}: more than {maxBytes} bytes of mappings: the rest is not scanned");
-                    break;
-                }
-                scanned += ScanMapping(space, map, reveal, seen, rows, ct);
-            }
-        }
+            return ScanMapping(space, map, reveal, seen, rows, ct);
+        }, ct);
         return new RowsReport<LinuxSecret>("linux.secrets", rows, notes);
     }
 

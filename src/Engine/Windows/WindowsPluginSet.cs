@@ -31,6 +31,8 @@ internal static class WindowsPluginSet
             (c, a, ct) => WindowsVadPlugins.LdrModules(c.Windows(ct), a.LongPids, ct));
         Add("windows.malfind", "Executable process memory that is not a mapped image and holds code or a PE header; hexdump and disassembly", pid,
             (c, a, ct) => WindowsVadPlugins.Malfind(c.Windows(ct), a.LongPids, ct));
+        Add("windows.yarascan", "YARA rules (--yara FILE|DIR, via libyara) over every VAD of each process: pid, rule, string, virtual and physical address",
+            pid | PluginInputs.YaraRules, (c, a, ct) => WindowsYaraScan.Scan(c.Windows(ct), a.YaraRules!, a.LongPids, ct));
         Add("windows.hollowfind", "Hollowed processes: no VAD, a non-image VAD or another file's image at the PEB image base", pid,
             (c, a, ct) => WindowsVadPlugins.HollowFind(c.Windows(ct), a.LongPids, ct));
         Add("windows.procdump", "Process executables rebuilt from memory as PE files (pid.PID.BASE.exe; never overwrites)", pid | PluginInputs.OutputDirectory,

@@ -32,6 +32,8 @@ public sealed class CliContractTests(WindowsAttackImages images) : IClassFixture
     {
         using var output = new TempDir();
         int checkedPlugins = 0;
+        string rules = Path.Combine(output.Path, "any.yar");
+        File.WriteAllText(rules, "rule any_page { strings: $a = { 7F 45 4C 46 } condition: $a }\n"); // an ELF header
         foreach (IPlugin plugin in PluginRegistry.All.Where(p => p.Info.Os == os && p.Info.TakesPids))
         {
             PluginInfo info = plugin.Info;
@@ -39,6 +41,7 @@ public sealed class CliContractTests(WindowsAttackImages images) : IClassFixture
             {
                 Pids = new HashSet<long> { pid },
                 OutputDirectory = (info.Inputs & PluginInputs.OutputDirectory) != 0 ? Directory.CreateDirectory(Path.Combine(output.Path, info.Name)).FullName : null,
+                YaraRules = (info.Inputs & PluginInputs.YaraRules) != 0 ? rules : null,
             };
             IReport report;
             try

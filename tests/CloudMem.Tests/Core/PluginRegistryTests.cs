@@ -94,7 +94,11 @@ public sealed class PluginRegistryTests
             {
                 inputs.Add("--key PATH");
             }
-            Assert.True(Enum.GetValues<PluginInputs>().Max() == PluginInputs.KeyPath, "a new PluginInputs flag needs its option name here");
+            if ((i.Inputs & PluginInputs.YaraRules) != 0)
+            {
+                inputs.Add("--yara FILE\\|DIR");
+            }
+            Assert.True(Enum.GetValues<PluginInputs>().Max() == PluginInputs.YaraRules, "a new PluginInputs flag needs its option name here");
             table.AppendLine($"| `{i.Name}` | {i.Os} | {string.Join(", ", inputs)} | {i.Description.Replace("|", "\\|", StringComparison.Ordinal)} |");
         }
         table.Append(End);
