@@ -102,6 +102,7 @@ public sealed class CliContractTests(WindowsAttackImages images) : IClassFixture
     [InlineData("memory.elf")]
     [InlineData("memory.avml")]
     [InlineData("memory.kdump-zlib.flat")]
+    [InlineData("memory.kdump-zlib")]
     public void A_truncated_capture_opens_and_info_says_what_is_missing(string file)
     {
         string source = Fixture.Require(file);

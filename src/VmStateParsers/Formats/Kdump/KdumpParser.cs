@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Buffers;
 using System.Globalization;
 using System.Numerics;
@@ -238,9 +239,44 @@ internal static class KdumpParser
         {
             metadata.Warnings.Add($"file is truncated: bitmap 2 lists {clippedPages} more stored pages than the page_desc array at 0x{descBase:X} holds; they read as holes");
         }
+        long lost = StoredPagesPastEnd(source, descBase, descIndex, bigEndian);
+        if (lost > 0)
+        {
+            metadata.Warnings.Add($"file is truncated: the data of {lost} stored pages (up to 0x{lost * (long)blockSize:X} bytes of memory) lies past its end; they read as holes");
+        }
         metadata.Add("storedPages", descIndex.ToString(CultureInfo.InvariantCulture));
         var decoder = new KdumpPageDecoder(source, descBase, descIndex, blockSize, bigEndian, formatName);
         return new ParsedCapture(source, builder.ToArray(), decoder, metadata);
+    }
+
+    /// <summary>
+    /// How many stored pages have their page_desc or their data past the end of the source (a truncated copy). Only
+    /// counted when the last stored page is past the end (the pages are written in order, apart from the shared zero
+    /// page near the start), so a whole file costs one descriptor read.
+    /// </summary>
+    private static long StoredPagesPastEnd(IByteSource source, long descBase, long stored, bool bigEndian)
+    {
+        byte[] desc = new byte[KdumpLayout.PageDescSize];
+        bool Whole(long i)
+        {
+            if (source.Read(descBase + i * KdumpLayout.PageDescSize, desc) != desc.Length)
+            {
+                return false;
+            }
+            long offset = bigEndian ? BinaryPrimitives.ReadInt64BigEndian(desc) : BinaryPrimitives.ReadInt64LittleEndian(desc);
+            uint size = bigEndian ? BinaryPrimitives.ReadUInt32BigEndian(desc.AsSpan(KdumpLayout.DescSize)) : BinaryPrimitives.ReadUInt32LittleEndian(desc.AsSpan(KdumpLayout.DescSize));
+            return offset > 0 && offset <= source.Length - size;
+        }
+        if (stored == 0 || Whole(stored - 1))
+        {
+            return 0;
+        }
+        long lost = 0;
+        for (long i = 0; i < stored; i++)
+        {
+            lost += Whole(i) ? 0 : 1;
+        }
+        return lost;
     }
 
     private static bool IsBlockSize(FieldReader header, int offset)
