@@ -95,7 +95,7 @@ public sealed record CaptureInfo(
     /// <summary>VMCOREINFO's decimal NUMBER(phys_base) as hex with the decimal kept ("-0x23800000 (-595591168)").</summary>
     private static string? SignedHex(string? number)
         => long.TryParse(number, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long value)
-            ? $"{(value < 0 ? "-" : "")}{Hex.Of(value < 0 ? (ulong)(-(value + 1)) + 1 : (ulong)value)} ({number})"
+            ? $"{Hex.Signed(value)} ({number})"
             : number;
 
     /// <summary>

@@ -26,6 +26,11 @@ public static class PluginRegistry
     public static void Register(PluginInfo info, Func<PluginContext, PluginArguments, CancellationToken, Output.IReport> run)
         => Register(new Plugin(info, run));
 
+    /// <summary>Adds a plugin from its parts (what every plugin file's module initializer calls).</summary>
+    public static void Register(string name, string description, TargetOs os, PluginInputs inputs,
+        Func<PluginContext, PluginArguments, CancellationToken, Output.IReport> run)
+        => Register(new PluginInfo(name, description, os, inputs), run);
+
     /// <summary>Every plugin, ordered by OS then name.</summary>
     public static IReadOnlyList<IPlugin> All => [.. s_plugins.Values.OrderBy(p => p.Info.Os).ThenBy(p => p.Info.Name, StringComparer.Ordinal)];
 

@@ -49,7 +49,7 @@ public sealed record KernelReport(
             new[] { "banner", Banner },
             new[] { "banner physical", Hex.Of(BannerPhysicalAddress) },
             new[] { "KASLR virtual slide", Hex.Of(VirtualSlide) },
-            new[] { "phys_base", SignedHex(PhysBase) },
+            new[] { "phys_base", Hex.Signed(PhysBase) },
             new[] { "kernel DTB (init_top_pgt)", Hex.Of(DirectoryTableBase) },
             new[] { "paging", PagingMode },
             new[] { "page_offset_base", Hex.Of(PageOffsetBase) },
@@ -61,11 +61,7 @@ public sealed record KernelReport(
     /// <inheritdoc />
     public object ToJsonModel() => this;
 
-    /// <summary>A signed value in hex: "0x1000" or "-0x23800000" (phys_base is below the link address on some boots).</summary>
-    internal static string SignedHex(long value)
-        => value < 0 ? "-" + Hex.Of(unchecked((ulong)-value)) : Hex.Of((ulong)value);
-
-    /// <summary>Writes a <c>long</c> as <see cref="SignedHex"/> and reads it back.</summary>
+    /// <summary>Writes a <c>long</c> as <see cref="Hex.Signed"/> and reads it back.</summary>
     internal sealed class SignedHexConverter : JsonConverter<long>
     {
         public override long Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
@@ -80,6 +76,6 @@ public sealed record KernelReport(
         }
 
         public override void Write(Utf8JsonWriter writer, long value, JsonSerializerOptions options)
-            => writer.WriteStringValue(SignedHex(value));
+            => writer.WriteStringValue(Hex.Signed(value));
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Capture;
+using CloudMem.Engine.Output;
 using CloudMem.Engine.Paging;
 using CloudMem.VmStateParsers;
 
@@ -118,7 +119,7 @@ public sealed class LinuxKernel
             throw new KernelNotFoundException($"{symbols.Source} has no linux_banner symbol; supply --system-map or --isf");
         }
         long physBase = (long)banner.PhysicalAddress - (long)(bannerVa - StartKernelMap);
-        steps.Add($"phys_base {KernelReport.SignedHex(physBase)} from linux_banner 0x{bannerVa:X} at physical 0x{banner.PhysicalAddress:X}");
+        steps.Add($"phys_base {Hex.Signed(physBase)} from linux_banner 0x{bannerVa:X} at physical 0x{banner.PhysicalAddress:X}");
         if (!symbols.TryGetAddress("init_top_pgt", out ulong pgtVa) && !symbols.TryGetAddress("swapper_pg_dir", out pgtVa))
         {
             throw new KernelNotFoundException($"{symbols.Source} has neither init_top_pgt nor swapper_pg_dir: cannot find the kernel page tables");

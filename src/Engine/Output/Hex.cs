@@ -11,6 +11,9 @@ public static class Hex
     /// <summary>"0x1F000", or "-" for negative (meaning not applicable).</summary>
     public static string Of(long value) => value < 0 ? "-" : "0x" + value.ToString("X", CultureInfo.InvariantCulture);
 
+    /// <summary>A signed value in hex: "0x1000" or "-0x23800000" (magnitude after the sign; long.MinValue included).</summary>
+    public static string Signed(long value) => value < 0 ? "-" + Of((ulong)(-(value + 1)) + 1) : Of((ulong)value);
+
     /// <summary>Human size, e.g. "256.0 MiB".</summary>
     public static string Size(ulong bytes)
     {

@@ -17,47 +17,44 @@ internal static class WindowsPluginSet
     internal static void Register()
     {
         const PluginInputs pid = PluginInputs.ProcessFilter;
-        Add("windows.info", "Kernel facts: base, DTB, PDB GUID/age, symbol table, build, processors, system time", PluginInputs.None,
+        PluginRegistry.Register("windows.info", "Kernel facts: base, DTB, PDB GUID/age, symbol table, build, processors, system time", TargetOs.Windows, PluginInputs.None,
             (c, a, ct) => WindowsInfo.Info(c.Windows(ct)));
-        Add("windows.pslist", "Processes on PsActiveProcessHead (offset, pid, ppid, image name, create time, DTB)", pid,
+        PluginRegistry.Register("windows.pslist", "Processes on PsActiveProcessHead (offset, pid, ppid, image name, create time, DTB)", TargetOs.Windows, pid,
             (c, a, ct) => a.OnlyPids(WindowsProcesses.PsList(c.Windows(ct), ct), p => p.Pid));
-        Add("windows.pstree", "Processes under their parents, with suspicious-parent rules (Office/browser starting a shell, lsass parents)", pid,
+        PluginRegistry.Register("windows.pstree", "Processes under their parents, with suspicious-parent rules (Office/browser starting a shell, lsass parents)", TargetOs.Windows, pid,
             (c, a, ct) => a.OnlyPids(WindowsProcessTree.PsTree(c.Windows(ct), ct), p => p.Pid));
-        Add("windows.psscan", "Processes found by scanning physical memory for 'Proc' pool allocations, with OnList (unlinked processes)", pid,
+        PluginRegistry.Register("windows.psscan", "Processes found by scanning physical memory for 'Proc' pool allocations, with OnList (unlinked processes)", TargetOs.Windows, pid,
             (c, a, ct) => a.OnlyPids(WindowsPoolScanner.PsScan(c.Windows(ct), ct, c.Progress), p => p.Pid));
-        Add("windows.vadinfo", "Process memory ranges from the VAD tree (range, pool tag, protection, type, commit, mapped file)", pid,
+        PluginRegistry.Register("windows.vadinfo", "Process memory ranges from the VAD tree (range, pool tag, protection, type, commit, mapped file)", TargetOs.Windows, pid,
             (c, a, ct) => WindowsVadPlugins.VadInfo(c.Windows(ct), a.LongPids, ct));
-        Add("windows.ldrmodules", "PE images in process memory against the three PEB loader lists (a mapped DLL on no list is hidden)", pid,
+        PluginRegistry.Register("windows.ldrmodules", "PE images in process memory against the three PEB loader lists (a mapped DLL on no list is hidden)", TargetOs.Windows, pid,
             (c, a, ct) => WindowsVadPlugins.LdrModules(c.Windows(ct), a.LongPids, ct));
-        Add("windows.malfind", "Executable process memory that is not a mapped image and holds code or a PE header; hexdump and disassembly", pid,
+        PluginRegistry.Register("windows.malfind", "Executable process memory that is not a mapped image and holds code or a PE header; hexdump and disassembly", TargetOs.Windows, pid,
             (c, a, ct) => WindowsVadPlugins.Malfind(c.Windows(ct), a.LongPids, ct));
-        Add("windows.yarascan", "YARA rules (--yara FILE|DIR, via libyara) over every VAD of each process: pid, rule, string, virtual and physical address",
+        PluginRegistry.Register("windows.yarascan", "YARA rules (--yara FILE|DIR, via libyara) over every VAD of each process: pid, rule, string, virtual and physical address", TargetOs.Windows,
             pid | PluginInputs.YaraRules, (c, a, ct) => WindowsYaraScan.Scan(c.Windows(ct), a.YaraRules!, a.LongPids, ct));
-        Add("windows.hollowfind", "Hollowed processes: no VAD, a non-image VAD or another file's image at the PEB image base", pid,
+        PluginRegistry.Register("windows.hollowfind", "Hollowed processes: no VAD, a non-image VAD or another file's image at the PEB image base", TargetOs.Windows, pid,
             (c, a, ct) => WindowsVadPlugins.HollowFind(c.Windows(ct), a.LongPids, ct));
-        Add("windows.procdump", "Process executables rebuilt from memory as PE files (pid.PID.BASE.exe; never overwrites)", pid | PluginInputs.OutputDirectory,
+        PluginRegistry.Register("windows.procdump", "Process executables rebuilt from memory as PE files (pid.PID.BASE.exe; never overwrites)", TargetOs.Windows, pid | PluginInputs.OutputDirectory,
             (c, a, ct) => WindowsPeDump.ProcDump(c.Windows(ct), a.OutputDirectory!, a.LongPids, ct: ct));
-        Add("windows.dlldump", "A process's DLLs rebuilt from memory as PE files (pid.PID.BASE.dll; --base for one; never overwrites)",
+        PluginRegistry.Register("windows.dlldump", "A process's DLLs rebuilt from memory as PE files (pid.PID.BASE.dll; --base for one; never overwrites)", TargetOs.Windows,
             pid | PluginInputs.OutputDirectory | PluginInputs.BaseAddress,
             (c, a, ct) => WindowsPeDump.DllDump(c.Windows(ct), a.OutputDirectory!, a.LongPids, a.BaseAddress, ct: ct));
-        Add("windows.cmdline", "Process command lines from the PEB's process parameters", pid,
+        PluginRegistry.Register("windows.cmdline", "Process command lines from the PEB's process parameters", TargetOs.Windows, pid,
             (c, a, ct) => WindowsPeb.CmdLine(c.Windows(ct), a.LongPids, ct));
-        Add("windows.envars", "Process environment variables from the PEB's process parameters", pid,
+        PluginRegistry.Register("windows.envars", "Process environment variables from the PEB's process parameters", TargetOs.Windows, pid,
             (c, a, ct) => WindowsPeb.Envars(c.Windows(ct), a.LongPids, ct));
-        Add("windows.dlllist", "Loaded modules of each process (the PEB's InLoadOrderModuleList)", pid,
+        PluginRegistry.Register("windows.dlllist", "Loaded modules of each process (the PEB's InLoadOrderModuleList)", TargetOs.Windows, pid,
             (c, a, ct) => WindowsPeb.DllList(c.Windows(ct), a.LongPids, ct));
-        Add("windows.threads", "Threads with start addresses resolved to modules; starts outside every module are flagged", pid,
+        PluginRegistry.Register("windows.threads", "Threads with start addresses resolved to modules; starts outside every module are flagged", TargetOs.Windows, pid,
             (c, a, ct) => WindowsThreads.Threads(c.Windows(ct), a.LongPids, ct));
-        Add("windows.getsids", "Token SIDs of each process with well-known names", pid,
+        PluginRegistry.Register("windows.getsids", "Token SIDs of each process with well-known names", TargetOs.Windows, pid,
             (c, a, ct) => WindowsTokens.GetSids(c.Windows(ct), a.LongPids, ct));
-        Add("windows.handles", "Open handles of each process (object, handle value, type, granted access, name)", pid,
+        PluginRegistry.Register("windows.handles", "Open handles of each process (object, handle value, type, granted access, name)", TargetOs.Windows, pid,
             (c, a, ct) => WindowsHandles.Handles(c.Windows(ct), a.LongPids, ct));
-        Add("windows.modules", "Kernel modules on PsLoadedModuleList (offset, base, size, name, path)", PluginInputs.None,
+        PluginRegistry.Register("windows.modules", "Kernel modules on PsLoadedModuleList (offset, base, size, name, path)", TargetOs.Windows, PluginInputs.None,
             (c, a, ct) => WindowsModules.Modules(c.Windows(ct), ct));
-        Add("windows.modscan", "Kernel modules found by scanning for 'MmLd' pool allocations, with OnList (unlinked drivers)", PluginInputs.None,
+        PluginRegistry.Register("windows.modscan", "Kernel modules found by scanning for 'MmLd' pool allocations, with OnList (unlinked drivers)", TargetOs.Windows, PluginInputs.None,
             (c, a, ct) => WindowsModules.ModScan(c.Windows(ct), ct, c.Progress));
     }
-
-    private static void Add(string name, string description, PluginInputs inputs, Func<PluginContext, PluginArguments, CancellationToken, Output.IReport> run)
-        => PluginRegistry.Register(new PluginInfo(name, description, TargetOs.Windows, inputs), run);
 }

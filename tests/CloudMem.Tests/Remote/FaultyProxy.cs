@@ -1,3 +1,4 @@
+using CloudMem.Tests.Support;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -28,7 +29,7 @@ public sealed class FaultyProxy : IDisposable
         _listener = new TcpListener(IPAddress.Loopback, 0);
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
-        _ = Task.Run(AcceptAsync);
+        _ = TcpAcceptLoop.RunAsync(_listener, _stop.Token, client => ServeAsync(client, Interlocked.Increment(ref _connections)));
     }
 
     public int Port { get; }
@@ -43,24 +44,6 @@ public sealed class FaultyProxy : IDisposable
     public int Dropped => Volatile.Read(ref _dropped);
 
     public int Delayed => Volatile.Read(ref _delayed);
-
-    private async Task AcceptAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            TcpClient client;
-            try
-            {
-                client = await _listener.AcceptTcpClientAsync(_stop.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-            int n = Interlocked.Increment(ref _connections);
-            _ = Task.Run(() => ServeAsync(client, n));
-        }
-    }
 
     private async Task ServeAsync(TcpClient client, int n)
     {

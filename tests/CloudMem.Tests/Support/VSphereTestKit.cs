@@ -198,7 +198,7 @@ public sealed class FaultProxy : IDisposable
         _listener = new TcpListener(IPAddress.Loopback, 0);
         _listener.Start();
         Url = new UriBuilder(target) { Port = ((IPEndPoint)_listener.LocalEndpoint).Port }.Uri;
-        _ = AcceptAsync();
+        _ = TcpAcceptLoop.RunAsync(_listener, _stop.Token, HandleAsync);
     }
 
     /// <summary>The proxy's URL (same path as the target's).</summary>
@@ -206,23 +206,6 @@ public sealed class FaultProxy : IDisposable
 
     /// <summary>How many times the fault was injected.</summary>
     public int Fired => Volatile.Read(ref _fired);
-
-    private async Task AcceptAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            TcpClient client;
-            try
-            {
-                client = await _listener.AcceptTcpClientAsync(_stop.Token);
-            }
-            catch (Exception)
-            {
-                return;
-            }
-            _ = HandleAsync(client);
-        }
-    }
 
     private async Task HandleAsync(TcpClient client)
     {

@@ -87,7 +87,7 @@ public sealed class CuttingProxy : IDisposable
         _listener = new TcpListener(IPAddress.Loopback, 0);
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
-        _ = Task.Run(AcceptAsync);
+        _ = TcpAcceptLoop.RunAsync(_listener, _stop.Token, ServeAsync);
     }
 
     public int Port { get; }
@@ -96,23 +96,6 @@ public sealed class CuttingProxy : IDisposable
 
     /// <summary>Parts cut so far.</summary>
     public int Cuts => Volatile.Read(ref _cuts);
-
-    private async Task AcceptAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            TcpClient client;
-            try
-            {
-                client = await _listener.AcceptTcpClientAsync(_stop.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-            _ = Task.Run(() => ServeAsync(client));
-        }
-    }
 
     private async Task ServeAsync(TcpClient client)
     {

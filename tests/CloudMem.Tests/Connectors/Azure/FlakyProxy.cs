@@ -1,3 +1,4 @@
+using CloudMem.Tests.Support;
 using System.Net;
 using System.Net.Sockets;
 
@@ -22,7 +23,7 @@ public sealed class FlakyProxy : IDisposable
         CutUpload = cutUpload;
         _listener = new TcpListener(IPAddress.Loopback, 0);
         _listener.Start();
-        _ = AcceptLoopAsync();
+        _ = TcpAcceptLoop.RunAsync(_listener, _stop.Token, HandleAsync);
     }
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -33,23 +34,6 @@ public sealed class FlakyProxy : IDisposable
 
     /// <summary>How many connections were cut (at most one).</summary>
     public int Cuts => Volatile.Read(ref _cuts);
-
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            TcpClient client;
-            try
-            {
-                client = await _listener.AcceptTcpClientAsync(_stop.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-            _ = HandleAsync(client);
-        }
-    }
 
     private async Task HandleAsync(TcpClient client)
     {
