@@ -157,7 +157,7 @@ public static class MarkdownReport
         Omitted(w, view.Report.Processes.Count - view.Tree.Count, "processes");
     }
 
-    /// <summary>A GFM table; each cell escaped (the first <paramref name="preEscaped"/>-th column index is already Markdown).</summary>
+    /// <summary>A GFM table; each cell escaped, except the column at index <paramref name="preEscaped"/> (already Markdown).</summary>
     private static void Table(TextWriter w, IReadOnlyList<string> header, IEnumerable<IReadOnlyList<string>> rows, string empty, int preEscaped = -1)
     {
         List<IReadOnlyList<string>> list = [.. rows];
@@ -181,7 +181,7 @@ public static class MarkdownReport
             for (int c = 0; c < header.Count; c++)
             {
                 string value = c < row.Count ? row[c] : "";
-                sb.Append(' ').Append(c == preEscaped ? value.Replace("\n", "<br>", StringComparison.Ordinal) : Cell(value)).Append(" |");
+                sb.Append(' ').Append(c == preEscaped ? value : Cell(value)).Append(" |");
             }
             sb.Append('\n');
         }
@@ -217,17 +217,18 @@ public static class MarkdownReport
         }
     }
 
-    /// <summary>A table cell: <see cref="Text"/>, with line breaks as <c>&lt;br&gt;</c> so the row stays one line.</summary>
-    internal static string Cell(string value) => Text(value).Replace("\r\n", "<br>", StringComparison.Ordinal)
-        .Replace("\n", "<br>", StringComparison.Ordinal).Replace("\r", "<br>", StringComparison.Ordinal);
+    /// <summary>A table cell (<see cref="Text"/>: one line, so it never ends the row).</summary>
+    internal static string Cell(string value) => Text(value);
 
-    /// <summary>Inline text: Markdown punctuation backslash-escaped (<c>|</c> included, so it never ends a cell),
-    /// <c>&amp; &lt; &gt;</c> as entities (no HTML passes), control characters as <c>\xNN</c>; line breaks kept.</summary>
+    /// <summary>Inline text on one line: Markdown punctuation backslash-escaped (<c>|</c> included, so it never ends a
+    /// cell), <c>&amp; &lt; &gt;</c> as entities (no HTML passes), line breaks as <c>&lt;br&gt;</c> (so a value never ends a
+    /// row, a list item or a heading), control characters as <c>\xNN</c>.</summary>
     internal static string Text(string value)
     {
         var sb = new StringBuilder(value.Length + 8);
-        foreach (char c in value)
+        for (int i = 0; i < value.Length; i++)
         {
+            char c = value[i];
             switch (c)
             {
                 case '\\' or '`' or '*' or '_' or '[' or ']' or '|' or '~' or '#' or '!':
@@ -236,7 +237,9 @@ public static class MarkdownReport
                 case '&': sb.Append("&amp;"); break;
                 case '<': sb.Append("&lt;"); break;
                 case '>': sb.Append("&gt;"); break;
-                case '\n' or '\r' or '\t': sb.Append(c); break;
+                case '\r' when i + 1 < value.Length && value[i + 1] == '\n': break; // CR LF: one break
+                case '\n' or '\r': sb.Append("<br>"); break;
+                case '\t': sb.Append(c); break;
                 case < ' ' or (>= '\u007f' and <= '\u009f'):
                     sb.Append(CultureInfo.InvariantCulture, $"\\x{(int)c:X2}");
                     break;
