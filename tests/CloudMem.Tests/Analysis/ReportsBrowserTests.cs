@@ -34,6 +34,7 @@ public sealed class ReportsBrowserTests(LinuxCase linux, WindowsAttackImages win
         CaseReports.WriteAll(report, _dir.Path);
         string html = _dir.File(CaseReports.HtmlFileName);
         File.Copy(html, Path.Combine(OutputDirectory, "report-linux-basic.html"), overwrite: true); // kept beside the screenshot
+        File.Copy(_dir.File(CaseReports.MarkdownFileName), Path.Combine(OutputDirectory, "report-linux-basic.md"), overwrite: true);
 
         await using ReportsBrowser browser = await ReportsBrowser.OpenAsync(html);
         IPage page = browser.Page;
@@ -142,6 +143,9 @@ public sealed class ReportsBrowserTests(LinuxCase linux, WindowsAttackImages win
         // The attack scenario (tests/CloudMem.ImageBuilder): WINWORD.EXE (5120) started powershell.exe (6044).
         Assert.Equal("powershell.exe", await page.TextContentAsync("li[data-pid='5120'] > ul > li[data-pid='6044'] > .row .name"));
         Assert.Equal("WINWORD.EXE", await page.TextContentAsync("li[data-pid='5120'] > .row .name"));
+        // rundll32.exe (7312), unlinked from the process list (found by windows.psscan), is drawn under WINWORD.EXE, marked hidden.
+        Assert.Equal("rundll32.exe", await page.TextContentAsync("li[data-pid='5120'] > ul > li[data-pid='7312'].hidden-proc > .row .name"));
+        Assert.Equal("hidden", await page.TextContentAsync("li[data-pid='7312'] > .row .badge"));
         Assert.True(report.Findings.Count > 0, "windows.malfind found no injected region on the attack image");
         Assert.Equal($"{report.Findings.Count} findings, {report.Findings.Count} of them high or critical", (await page.TextContentAsync("#finding-count"))!.Trim());
         foreach (long pid in report.Findings.Select(f => f.Pid!.Value).Distinct())

@@ -46,7 +46,8 @@ internal static class ReportsCases
         Dictionary<int, string?> args = psaux.Rows.GroupBy(r => r.Pid).ToDictionary(g => g.Key, g => g.First().Args);
         List<CaseProcess> processes = [.. pslist.Rows.Select(p => new CaseProcess(p.Pid, p.Ppid, p.Comm,
             p.StartSeconds is { } s ? LinuxBoot.AddSeconds(s) : null, args.GetValueOrDefault(p.Pid), Hidden: false))];
-        processes.AddRange(psscan.Rows.Where(t => !t.OnTaskList && t.Pid == t.Tgid && processes.All(p => p.Pid != t.Pid))
+        // Off the task list and not exited: hidden (the basic fixture has none; its exited tasks are not drawn).
+        processes.AddRange(psscan.Rows.Where(t => !t.OnTaskList && t.ExitState is null && t.Pid == t.Tgid && processes.All(p => p.Pid != t.Pid))
             .Select(t => new CaseProcess(t.Pid, t.Ppid, t.Comm, null, null, Hidden: true)));
 
         List<CaseConnection> connections = [.. sockets.Rows.Where(s => s.LocalPort is not null).Select(s => new CaseConnection(s.Pid, s.Comm,
