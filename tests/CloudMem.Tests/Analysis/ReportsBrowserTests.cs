@@ -8,9 +8,9 @@ namespace CloudMem.Tests.Analysis;
 /// <summary>The case built once per test class from the fixture's real plugin runs (skips when the fixture is absent).</summary>
 public sealed class LinuxCase
 {
-    private readonly Lazy<CaseReport> _case = new(ReportsCases.LinuxBasic);
+    private static readonly Lazy<CaseReport> s_case = new(ReportsCases.LinuxBasic); // one build for every test class
 
-    internal CaseReport Report => _case.Value;
+    internal CaseReport Report => s_case.Value;
 }
 
 /// <summary>
