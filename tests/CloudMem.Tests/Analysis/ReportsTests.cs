@@ -130,6 +130,9 @@ public sealed partial class ReportsTests(LinuxCase linux) : IClassFixture<LinuxC
         Assert.Equal(@"a\|b<br>c<br>d", MarkdownReport.Cell("a|b\r\nc\nd"));
         Assert.Equal(@"&lt;b&gt; \*x\* \_y\_ \[l\](u) &amp; \`c\` \\ \#", MarkdownReport.Cell("<b> *x* _y_ [l](u) & `c` \\ #"));
         Assert.Equal(@"esc\x1B nul\x00", MarkdownReport.Cell("esc\u001b nul\0"));
+        Assert.Equal(@"\- not a list", MarkdownReport.Paragraph("- not a list"));
+        Assert.Equal(@"12\. not a list", MarkdownReport.Paragraph("12. not a list"));
+        Assert.Equal("12 processes", MarkdownReport.Paragraph("12 processes"));
     }
 
     [SkippableFact]

@@ -92,7 +92,7 @@ public static class MarkdownReport
                 w.Write($"#### {(++index).ToString(CultureInfo.InvariantCulture)}. {Text(f.Title)}\n\n");
                 string process = f.Pid is null && f.ProcessName is null ? "" : $" · process {CaseReportView.Number(f.Pid)} {Text(f.ProcessName ?? "")}".TrimEnd();
                 w.Write($"{Text(f.RuleId)} · ATT&amp;CK {Text(f.Technique)} · confidence {CaseReportView.Confidence(f.Confidence)}{process}\n\n");
-                w.Write(Text(f.Summary) + "\n\n");
+                w.Write(Paragraph(f.Summary) + "\n\n");
                 Evidence(w, f.Evidence);
             }
         }
@@ -249,8 +249,25 @@ public static class MarkdownReport
         return sb.ToString();
     }
 
-    private static string Html(string value) => value.Replace("&", "&amp;", StringComparison.Ordinal)
-        .Replace("<", "&lt;", StringComparison.Ordinal).Replace(">", "&gt;", StringComparison.Ordinal);
+    /// <summary><see cref="Text"/> for a line of its own: a leading list, heading-underline or ordered-list marker is
+    /// escaped too, so a value never turns its paragraph into a list.</summary>
+    internal static string Paragraph(string value)
+    {
+        string text = Text(value);
+        int digits = 0;
+        while (digits < text.Length && char.IsAsciiDigit(text[digits]))
+        {
+            digits++;
+        }
+        return text.Length > 0 && text[0] is '-' or '+' or '=' ? "\\" + text
+            : digits > 0 && digits < text.Length && text[digits] is '.' or ')' ? string.Concat(text.AsSpan(0, digits), "\\", text.AsSpan(digits))
+            : text;
+    }
+
+    /// <summary>Text inside raw HTML (a <c>details</c> summary): markup characters as entities, control characters
+    /// (line breaks included, which could end the HTML block) as <c>\xNN</c>.</summary>
+    private static string Html(string value) => Controls(value.Replace("&", "&amp;", StringComparison.Ordinal)
+        .Replace("<", "&lt;", StringComparison.Ordinal).Replace(">", "&gt;", StringComparison.Ordinal));
 
     private static string Controls(string value)
     {
