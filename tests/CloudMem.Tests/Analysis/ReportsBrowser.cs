@@ -50,7 +50,7 @@ internal sealed class ReportsBrowser : IAsyncDisposable
 
     /// <summary>Launches chromium (headless, no sandbox: tests run as root) and opens <paramref name="htmlPath"/>,
     /// waiting for its load event; each step has a timeout.</summary>
-    public static async Task<ReportsBrowser> OpenAsync(string htmlPath, int width = 1280, int height = 1400)
+    public static async Task<ReportsBrowser> OpenAsync(string htmlPath, int width = 1280, int height = 1400, ColorScheme colours = ColorScheme.Light)
     {
         RequireChromium();
         IPlaywright playwright = await Playwright.CreateAsync();
@@ -74,6 +74,7 @@ internal sealed class ReportsBrowser : IAsyncDisposable
         {
             ViewportSize = new ViewportSize { Width = width, Height = height },
             ServiceWorkers = ServiceWorkerPolicy.Block,
+            ColorScheme = colours,
         });
         IPage page = await context.NewPageAsync();
         page.SetDefaultTimeout(20_000);

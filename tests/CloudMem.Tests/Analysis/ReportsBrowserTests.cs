@@ -86,6 +86,22 @@ public sealed class ReportsBrowserTests(LinuxCase linux, WindowsAttackImages win
     }
 
     [SkippableFact]
+    public async Task At_night_the_report_follows_the_dark_colour_scheme()
+    {
+        ReportsBrowser.RequireChromium();
+        CaseReports.WriteAll(linux.Report, _dir.Path);
+        string html = _dir.File(CaseReports.HtmlFileName);
+        await using ReportsBrowser browser = await ReportsBrowser.OpenAsync(html, colours: ColorScheme.Dark);
+        string png = Path.Combine(OutputDirectory, "report-linux-basic-dark.png");
+        await browser.Page.ScreenshotAsync(new PageScreenshotOptions { Path = png });
+        AssertRealScreenshot(png, 1280, 1400);
+        PngImage image = PngImage.Read(File.ReadAllBytes(png));
+        Assert.True(image.Pixels[0] < 48 && image.Pixels[1] < 48 && image.Pixels[2] < 48,
+            $"background ({image.Pixels[0]}, {image.Pixels[1]}, {image.Pixels[2]}) is not dark");
+        Assert.Equal([], browser.OtherRequests(html));
+    }
+
+    [SkippableFact]
     public async Task The_request_counter_sees_a_page_that_does_reach_for_the_network()
     {
         // Control for the test above: the same counting on a page (not a report) that loads an image and fetches.
