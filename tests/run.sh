@@ -24,6 +24,13 @@ if ! /sbin/ldconfig -p | grep -q 'libyara\.so\.9' || ! command -v yara >/dev/nul
     apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
     apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends libyara9 yara >&2
 fi
+# Chromium: the report tests open report.html in Debian's headless chromium (driven by Microsoft.Playwright, whose
+# driver comes with its NuGet package; no browser is downloaded).
+if ! command -v chromium >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
+    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends chromium >&2
+fi
 # Local emulators for the capture-connector tests (s3rver, azurite, vcsim), cached outside git.
 tests/emulators/setup.sh >&2
 # The fixture exists now: tests that need it must run, not skip.

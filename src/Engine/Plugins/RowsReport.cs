@@ -46,6 +46,14 @@ public sealed record RowColumn(string Name, Type Type, bool Hex)
     /// <summary>The text of this column in <paramref name="row"/>, as tables and CSV print it ("-" when absent).</summary>
     public string CellOf(object row) => Cell(ValueOf(row), Hex);
 
+    /// <summary>The columns of a row type: its public instance properties in declaration order (the detail members of
+    /// <see cref="IRowDetail"/> excluded).</summary>
+    internal static RowColumn[] Of(Type rowType) => rowType.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+        .Where(p => p.GetIndexParameters().Length == 0 && p.GetMethod is { IsPublic: true }
+            && p.Name is not nameof(IRowDetail.DetailTitle) and not nameof(IRowDetail.DetailLines))
+        .Select(p => new RowColumn(p.Name, p.PropertyType, p.GetCustomAttribute<HexAttribute>() is not null) { Property = p })
+        .ToArray();
+
     internal static string Cell(object? value, bool hex) => value switch
     {
         null => "-",
@@ -69,11 +77,7 @@ public sealed record RowColumn(string Name, Type Type, bool Hex)
 public sealed class RowsReport<TRow>(string title, IReadOnlyList<TRow> rows, IReadOnlyList<string>? notes = null) : IRowsReport
     where TRow : notnull
 {
-    private static readonly RowColumn[] s_columns = typeof(TRow).GetProperties(BindingFlags.Public | BindingFlags.Instance)
-        .Where(p => p.GetIndexParameters().Length == 0 && p.GetMethod is { IsPublic: true }
-            && p.Name is not nameof(IRowDetail.DetailTitle) and not nameof(IRowDetail.DetailLines))
-        .Select(p => new RowColumn(p.Name, p.PropertyType, p.GetCustomAttribute<HexAttribute>() is not null) { Property = p })
-        .ToArray();
+    private static readonly RowColumn[] s_columns = RowColumn.Of(typeof(TRow));
 
     /// <summary>The rows.</summary>
     public IReadOnlyList<TRow> Rows { get; } = rows;

@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using CloudMem.Engine.Plugins;
 
 namespace CloudMem.Engine.Windows;
@@ -104,69 +105,17 @@ public static class WindowsProcessTree
         {
             index[processes[i]] = i;
         }
-        var children = new Dictionary<int, List<int>>();
-        var roots = new List<int>();
-        for (int i = 0; i < processes.Count; i++)
-        {
-            WindowsProcess? parent = ParentOf(processes, processes[i]);
-            if (parent is null || ReferenceEquals(parent, processes[i]))
-            {
-                roots.Add(i);
-                continue;
-            }
-            int p = index[parent];
-            if (!children.TryGetValue(p, out List<int>? list))
-            {
-                children[p] = list = [];
-            }
-            list.Add(i);
-        }
         Comparison<int> order = (a, b) =>
         {
             int c = Nullable.Compare(processes[a].CreateTime, processes[b].CreateTime);
             return c != 0 ? c : processes[a].Pid.CompareTo(processes[b].Pid);
         };
-        roots.Sort(order);
-        foreach (List<int> list in children.Values)
+        var rows = new List<WindowsProcessTreeRow>(processes.Count);
+        foreach ((int i, int depth) in Forest.DepthFirst(processes.Count, i => ParentOf(processes, processes[i]) is { } parent ? index[parent] : null, order))
         {
-            list.Sort(order);
-        }
-        var rows = new List<WindowsProcessTreeRow>();
-        var visited = new bool[processes.Count];
-        void Visit(int root)
-        {
-            var stack = new Stack<(int Index, int Depth)>();
-            stack.Push((root, 0));
-            while (stack.Count > 0)
-            {
-                (int i, int depth) = stack.Pop();
-                if (visited[i])
-                {
-                    continue;
-                }
-                visited[i] = true;
-                WindowsProcess p = processes[i];
-                rows.Add(new WindowsProcessTreeRow(depth, new string(' ', 2 * depth) + p.ImageFileName, p.Pid, p.Ppid, p.CreateTime,
-                    reasons[i].Count == 0 ? null : string.Join("; ", reasons[i])));
-                if (children.TryGetValue(i, out List<int>? list))
-                {
-                    for (int k = list.Count - 1; k >= 0; k--)
-                    {
-                        stack.Push((list[k], depth + 1));
-                    }
-                }
-            }
-        }
-        foreach (int root in roots)
-        {
-            Visit(root);
-        }
-        for (int i = 0; i < processes.Count; i++)
-        {
-            if (!visited[i])
-            {
-                Visit(i);
-            }
+            WindowsProcess p = processes[i];
+            rows.Add(new WindowsProcessTreeRow(depth, new string(' ', 2 * depth) + p.ImageFileName, p.Pid, p.Ppid, p.CreateTime,
+                reasons[i].Count == 0 ? null : string.Join("; ", reasons[i])));
         }
         return rows;
     }
