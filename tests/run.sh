@@ -24,6 +24,12 @@ if ! /sbin/ldconfig -p | grep -q 'libyara\.so\.9' || ! command -v yara >/dev/nul
     apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
     apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends libyara9 yara >&2
 fi
+# analyze: the sqlite3 tool answers the README's query on a case database; mactime (sleuthkit) reads timeline.body.
+if ! command -v sqlite3 >/dev/null || ! command -v mactime >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
+    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends sqlite3 sleuthkit >&2
+fi
 # Local emulators for the capture-connector tests (s3rver, azurite, vcsim), cached outside git.
 tests/emulators/setup.sh >&2
 # The fixture exists now: tests that need it must run, not skip.

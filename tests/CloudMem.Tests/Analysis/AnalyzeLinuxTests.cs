@@ -1,0 +1,130 @@
+using System.Text.Json;
+using CloudMem.Engine.Analysis;
+using CloudMem.Engine.Linux;
+using CloudMem.Tests.Support;
+using Microsoft.Data.Sqlite;
+using Xunit.Abstractions;
+
+namespace CloudMem.Tests.Analysis;
+
+/// <summary>
+/// analyze on the real Linux fixtures: the basic guest gives no finding of high severity (its four medium ones written
+/// out below), and every trace the rootkit variant plants (truth.json "rootkit") is a finding with the right ATT&amp;CK id
+/// and the evidence row that proves it; secrets stay redacted in every output.
+/// </summary>
+public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper output) : IClassFixture<AnalyzedImages>
+{
+    private static (string, string, long?) Key(Finding f) => (f.RuleId, f.Technique, f.Pid);
+
+    // make-fixture.sh starts these on every variant: memfd-backed and deleted executables (pids 104, 106) and listeners
+    // nc :4444 (95) and httpd :8000 (97); each is worth a look, none is high severity.
+    private static readonly (string, string, long?)[] s_basicFindings =
+    [
+        ("CM-LNX-006", "T1620", 104), ("CM-LNX-006", "T1620", 106), ("CM-LNX-009", "T1571", 95), ("CM-LNX-009", "T1571", 97),
+    ];
+
+    [SkippableFact]
+    public void Basic_fixture_has_no_high_finding()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("basic");
+        output.WriteLine($"analyze on the basic fixture: {analyzed.Elapsed.TotalSeconds:0.00}s (plugins {analyzed.Report.Runs.Sum(r => r.Elapsed.TotalSeconds):0.00}s)");
+        foreach (PluginRun run in analyzed.Report.Runs)
+        {
+            output.WriteLine($"  {run.Plugin} {run.Elapsed.TotalSeconds:0.00}s {run.Rows} rows {run.Error}");
+        }
+        Assert.DoesNotContain(analyzed.Report.Findings, f => f.Severity >= Severity.High);
+        Assert.Equal(s_basicFindings.Order(), analyzed.Report.Findings.Select(Key).Order());
+        Assert.All(analyzed.Report.Runs, r => Assert.Null(r.Error));
+        Assert.Equal("Linux", analyzed.Report.Provenance.Os);
+        Assert.StartsWith("Linux version 6.1.0-", analyzed.Report.Provenance.Kernel, StringComparison.Ordinal);
+        // No wall-clock boot time: dmesg and process starts are left out of the timeline, and the notes say so.
+        Assert.Contains(analyzed.Report.Notes, n => n.Contains("linux.dmesg", StringComparison.Ordinal));
+        Assert.DoesNotContain(analyzed.Report.Timeline, e => e.Source == "linux.dmesg");
+    }
+
+    [SkippableFact]
+    public void Rootkit_fixture_traces_are_each_a_finding_with_technique_and_evidence()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement rk = truth.RootElement.GetProperty("rootkit");
+        IReadOnlyList<Finding> findings = analyzed.Report.Findings;
+        foreach (Finding f in findings)
+        {
+            output.WriteLine($"{f.Severity} {f.RuleId} {f.Technique} {f.Pid} {f.Summary}");
+        }
+
+        // truth.json "rootkit": hidden module cloudmem_rk, kill and getdents64 hooked, netfilter hook and kprobe in the
+        // module, task 113 hidden, secrets (PEM key, AWS key pair) in 119.
+        (string, string, long?)[] planted =
+        [
+            ("CM-LNX-001", "T1014", null), ("CM-LNX-002", "T1014", null), ("CM-LNX-002", "T1014", null),
+            ("CM-LNX-003", "T1014", null), ("CM-LNX-004", "T1014", null), ("CM-LNX-005", "T1014", 113),
+            ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119),
+        ];
+        Assert.Equal(planted.Concat(s_basicFindings).Order(), findings.Select(Key).Order());
+        Assert.Equal(Severity.Critical, findings[0].Severity);
+
+        LinuxModuleView module = Assert.IsType<LinuxModuleView>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-001").Evidence).Row);
+        Assert.Equal(("cloudmem_rk", Hex(rk.GetProperty("module").GetProperty("base"))), (module.Name, module.Base));
+
+        var hooks = findings.Where(f => f.RuleId == "CM-LNX-002").Select(f => Assert.IsType<LinuxSyscallSlot>(Assert.Single(f.Evidence).Row))
+            .Select(s => (s.Index, s.Name, s.Handler, s.OriginalAddress)).OrderBy(s => s.Index);
+        Assert.Equal(rk.GetProperty("hooked_syscalls").EnumerateArray()
+            .Select(h => (h.GetProperty("nr").GetInt32(), (string?)h.GetProperty("name").GetString(), Hex(h.GetProperty("hook")), (ulong?)Hex(h.GetProperty("original")))), hooks);
+
+        LinuxNetfilterHook hook = Assert.IsType<LinuxNetfilterHook>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-003").Evidence).Row);
+        Assert.Equal((Hex(rk.GetProperty("netfilter").GetProperty("hook")), "cloudmem_rk"), (hook.Handler, hook.Module));
+        LinuxKprobe probe = Assert.IsType<LinuxKprobe>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-004").Evidence).Row);
+        Assert.Equal((Hex(rk.GetProperty("kprobe").GetProperty("kprobe")), Hex(rk.GetProperty("kprobe").GetProperty("pre_handler"))), (probe.Kprobe, probe.PreHandler));
+        LinuxScannedTask task = Assert.IsType<LinuxScannedTask>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-005").Evidence).Row);
+        Assert.Equal((113, "sleep", Hex(rk.GetProperty("hidden_process").GetProperty("task"))), (task.Pid, task.Comm, task.Offset));
+        Assert.Contains(analyzed.Report.Processes, p => p is { Pid: 113, Hidden: true });
+        Assert.Equal(["AwsAccessKey", "PemPrivateKey"], findings.Where(f => f.RuleId == "CM-LNX-011")
+            .Select(f => Assert.IsType<LinuxSecret>(Assert.Single(f.Evidence).Row).Kind.ToString()).Order());
+    }
+
+    [SkippableFact]
+    public void Secrets_stay_redacted_in_findings_jsonl_and_case_sqlite()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement secrets = truth.RootElement.GetProperty("rootkit").GetProperty("secrets");
+        string secret = secrets.GetProperty("aws_secret_access_key").GetString()!;
+        string keyLine = secrets.GetProperty("pem_private_key").GetString()!.Split('\n')[2];
+        string jsonl = File.ReadAllText(Path.Combine(analyzed.CaseDirectory, "findings.jsonl"));
+        Assert.Contains("rkhelper", jsonl, StringComparison.Ordinal);
+        byte[] database = File.ReadAllBytes(Path.Combine(analyzed.CaseDirectory, "case.sqlite"));
+        foreach (string needle in new[] { secret, keyLine })
+        {
+            Assert.DoesNotContain(needle, jsonl, StringComparison.Ordinal);
+            Assert.Equal(-1, database.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(needle)));
+        }
+    }
+
+    [SkippableFact]
+    public void Case_database_has_typed_plugin_tables_findings_and_provenance()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(analyzed.CaseDirectory, "case.sqlite")};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        // Kernel addresses above 2^63 are stored as their two's-complement INTEGER; printf('%X') prints them back.
+        Assert.Equal("FFFFFFFFC02E5000|integer|1|text", Scalar(connection,
+            "SELECT printf('%X', Base) || '|' || typeof(Base) || '|' || Hidden || '|' || typeof(Finding) FROM linux_hidden_modules WHERE Name = 'cloudmem_rk'"));
+        Assert.Equal("name=cloudmem_rk,offset=0xFFFFFFFFC02E7140", Scalar(connection,
+            "SELECT e.row_key FROM evidence e JOIN findings f ON f.id = e.finding_id WHERE f.rule_id = 'CM-LNX-001'"));
+        Assert.Equal("1", Scalar(connection, "SELECT count(*) FROM linux_hidden_modules h JOIN evidence e ON e.row_key = h.row_key AND e.table_name = 'linux_hidden_modules'"));
+        Assert.Equal("Linux", Scalar(connection, "SELECT value FROM provenance WHERE name = 'os'"));
+        Assert.Equal(analyzed.Report.Runs.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), Scalar(connection, "SELECT count(*) FROM runs"));
+        Assert.Equal("critical", Scalar(connection, "SELECT lower(severity) FROM findings WHERE id = 1"));
+    }
+
+    private static string Scalar(SqliteConnection connection, string sql)
+    {
+        using SqliteCommand command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToString(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) ?? "";
+    }
+
+    private static ulong Hex(JsonElement e) => Convert.ToUInt64(e.GetString()![2..], 16);
+}
