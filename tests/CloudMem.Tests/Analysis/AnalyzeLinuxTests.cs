@@ -119,6 +119,37 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         Assert.Equal("critical", Scalar(connection, "SELECT lower(severity) FROM findings WHERE id = 1"));
     }
 
+    [SkippableFact]
+    public void Yara_rules_run_only_when_given_and_a_hit_is_a_finding_on_the_holding_pid()
+    {
+        Assert.DoesNotContain(images.Linux("rootkit").Report.Runs, r => r.Plugin.Contains("yara", StringComparison.Ordinal));
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement secrets = truth.RootElement.GetProperty("rootkit").GetProperty("secrets");
+        string keyId = secrets.GetProperty("aws_access_key_id").GetString()!;
+        string rules = Path.Combine(images.Root, "keyid.yar");
+        File.WriteAllText(rules, $"rule planted_key_id\n{{\n    strings:\n        $a = \"{keyId}\"\n    condition:\n        $a\n}}\n");
+        try
+        {
+            CloudMem.Engine.Yara.YaraRules.Compile(rules).Dispose();
+        }
+        catch (CloudMem.Engine.Yara.YaraUnavailableException e) when (Environment.GetEnvironmentVariable("CLOUDMEM_REQUIRE_FIXTURES") != "1")
+        {
+            Skip.If(true, e.Message);
+        }
+        string image = Fixture.Require("memory.raw", "rootkit");
+        using CloudMem.VmStateParsers.RunMappedMemory memory = CloudMem.VmStateParsers.CaptureOpener.Open(image);
+        CaseReport report = Analyzer.Run(memory, new AnalysisOptions { ImagePath = image, YaraRules = rules });
+
+        Assert.Null(report.Runs.Single(r => r.Plugin == "linux.yarascan").Error);
+        Assert.Null(report.Runs.Single(r => r.Plugin == "linux.yarascan.physical").Error);
+        // truth.json: the key pair is in rkhelper's (pid 119) heap.
+        Finding hit = Assert.Single(report.Findings, f => f.RuleId == "CM-LNX-012");
+        Assert.Equal((119L, "rkhelper", Severity.High), (hit.Pid!.Value, hit.ProcessName, hit.Severity));
+        Assert.All(hit.Evidence, e => Assert.Equal("[heap]", Assert.IsType<LinuxYaraHit>(e.Row).Mapping));
+        Assert.StartsWith("YARA rule planted_key_id matched pid 119 (rkhelper) at 0x", hit.Summary, StringComparison.Ordinal);
+        Assert.Single(report.Findings, f => f.RuleId == "CM-LNX-013");
+    }
+
     private static string Scalar(SqliteConnection connection, string sql)
     {
         using SqliteCommand command = connection.CreateCommand();
