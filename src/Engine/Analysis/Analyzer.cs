@@ -99,11 +99,19 @@ public static class Analyzer
         stage.Start("analyze: rules and timeline");
         IReadOnlyList<Finding> findings = RuleEngine.Evaluate(rules, tables);
         var notes = new List<string>();
-        IReadOnlyList<TimelineEvent> timeline = CaseTimeline.Build(tables, notes);
+        DateTimeOffset? boot = null;
+        if (os == TargetOs.Linux)
+        {
+            boot = LinuxClock.BootTime(context.Linux(ct), out string? why);
+            notes.Add(boot is { } b
+                ? $"boot time {UtcTimeConverter.Format(b)} (the kernel timekeeper's offs_real): Linux process starts and dmesg times are placed from it"
+                : $"boot time unknown ({why})");
+        }
+        IReadOnlyList<TimelineEvent> timeline = CaseTimeline.Build(tables, notes, boot);
         string? sha256 = options.Sha256 ?? HashOf(options.ImagePath, ct);
         var provenance = new CaseProvenance(options.ImagePath, FormatOf(memory), (long)memory.Runs.Aggregate(0UL, (sum, r) => sum + r.Length),
             sha256, os.ToString(), kernel, started, options.Custody);
-        return new CaseReport(provenance, runs, tables, findings, CaseViews.Processes(tables), CaseViews.Connections(tables), timeline)
+        return new CaseReport(provenance, runs, tables, findings, CaseViews.Processes(tables, boot), CaseViews.Connections(tables), timeline)
         {
             Notes = notes,
         };

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using CloudMem.Engine.Linux;
 using CloudMem.Engine.Plugins;
 
 namespace CloudMem.Engine.Analysis;
@@ -31,9 +32,10 @@ public static class CaseTimeline
     private static readonly string[] s_describe =
         ["ImageFileName", "Process", "Comm", "Owner", "Name", "Path", "Command", "Key", "LocalAddr", "LocalPort", "ForeignAddr", "ForeignPort"];
 
-    /// <summary>Every timestamped row of <paramref name="tables"/> as an event, oldest first. What cannot be placed in
-    /// time (boot-relative times without a known boot time) is said in <paramref name="notes"/>.</summary>
-    public static IReadOnlyList<TimelineEvent> Build(IReadOnlyList<IRowsReport> tables, List<string> notes)
+    /// <summary>Every timestamped row of <paramref name="tables"/> as an event, oldest first; Linux times since boot
+    /// (process starts, dmesg) placed from <paramref name="linuxBoot"/>, or left out with a line in <paramref name="notes"/>
+    /// when it is not known.</summary>
+    public static IReadOnlyList<TimelineEvent> Build(IReadOnlyList<IRowsReport> tables, List<string> notes, DateTimeOffset? linuxBoot = null)
     {
         ArgumentNullException.ThrowIfNull(tables);
         ArgumentNullException.ThrowIfNull(notes);
@@ -63,16 +65,35 @@ public static class CaseTimeline
                 }
             }
         }
-        if (tables.Any(t => t.Title == "linux.dmesg" && t.BoxedRows.Count > 0))
+        if (linuxBoot is { } boot)
+        {
+            foreach (LinuxProcess p in (tables.FirstOrDefault(t => t.Title == "linux.pslist") as RowsReport<LinuxProcess>)?.Rows ?? [])
+            {
+                if (SinceBoot(boot, p.StartSeconds) is { } start)
+                {
+                    events.Add(new TimelineEvent(start, "linux.pslist", "process start", $"{p.Comm} pid {p.Pid.ToString(CultureInfo.InvariantCulture)}", p.Pid));
+                }
+            }
+            foreach (LinuxDmesgRecord r in (tables.FirstOrDefault(t => t.Title == "linux.dmesg") as RowsReport<LinuxDmesgRecord>)?.Rows ?? [])
+            {
+                string text = r.Text.Length > 200 ? r.Text[..200] + "..." : r.Text;
+                events.Add(new TimelineEvent(SinceBoot(boot, r.TimestampSeconds)!.Value, "linux.dmesg", "kernel log", text, null));
+            }
+        }
+        else if (tables.Any(t => t.Title == "linux.dmesg" && t.BoxedRows.Count > 0))
         {
             notes.Add("timeline: linux.dmesg times are seconds since boot and the boot time is not known from this capture; the kernel log is left out of the timeline");
         }
-        if (tables.Any(t => t.Title == "linux.pslist" && t.BoxedRows.Count > 0))
+        if (linuxBoot is null && tables.Any(t => t.Title == "linux.pslist" && t.BoxedRows.Count > 0))
         {
             notes.Add("timeline: linux.pslist start times are seconds since boot and the boot time is not known from this capture; process starts are left out of the timeline");
         }
         return [.. events.OrderBy(e => e.Time).ThenBy(e => e.Source, StringComparer.Ordinal).ThenBy(e => e.Description, StringComparer.Ordinal)];
     }
+
+    /// <summary><paramref name="boot"/> plus <paramref name="seconds"/> since boot, when both are known.</summary>
+    internal static DateTimeOffset? SinceBoot(DateTimeOffset? boot, double? seconds)
+        => boot is { } b && seconds is { } s && double.IsFinite(s) && s >= 0 && s < 100 * 365.25 * 86400 ? b.AddTicks((long)(s * TimeSpan.TicksPerSecond)) : null;
 
     private static (string Description, long? Pid) Describe(IRowsReport table, object row)
     {

@@ -9,13 +9,14 @@ namespace CloudMem.Engine.Analysis;
 /// <summary>The process tree and network endpoints of a case, from the process and socket plugins that ran.</summary>
 internal static class CaseViews
 {
-    public static IReadOnlyList<CaseProcess> Processes(IReadOnlyList<IRowsReport> tables)
+    /// <summary>The processes; Linux start times placed from <paramref name="linuxBoot"/> when it is known.</summary>
+    public static IReadOnlyList<CaseProcess> Processes(IReadOnlyList<IRowsReport> tables, DateTimeOffset? linuxBoot)
     {
         var processes = new List<CaseProcess>();
         if (Rows<LinuxProcess>(tables, "linux.pslist") is { } linux)
         {
             Dictionary<int, string?> args = (Rows<LinuxProcessArgs>(tables, "linux.psaux") ?? []).GroupBy(a => a.Pid).ToDictionary(g => g.Key, g => g.First().Args);
-            processes.AddRange(linux.Select(p => new CaseProcess(p.Pid, p.Ppid, p.Comm, null, args.GetValueOrDefault(p.Pid), false)));
+            processes.AddRange(linux.Select(p => new CaseProcess(p.Pid, p.Ppid, p.Comm, CaseTimeline.SinceBoot(linuxBoot, p.StartSeconds), args.GetValueOrDefault(p.Pid), false)));
             var listed = linux.Select(p => (long)p.Pid).ToHashSet();
             processes.AddRange((Rows<LinuxScannedTask>(tables, "linux.psscan") ?? [])
                 .Where(t => !t.OnTaskList && t.InPidTable == true && t.ExitState is null && t.Pid == t.Tgid && listed.Add(t.Pid))

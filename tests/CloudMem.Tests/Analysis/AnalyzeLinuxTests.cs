@@ -37,9 +37,26 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         Assert.All(analyzed.Report.Runs, r => Assert.Null(r.Error));
         Assert.Equal("Linux", analyzed.Report.Provenance.Os);
         Assert.StartsWith("Linux version 6.1.0-", analyzed.Report.Provenance.Kernel, StringComparison.Ordinal);
-        // No wall-clock boot time: dmesg and process starts are left out of the timeline, and the notes say so.
-        Assert.Contains(analyzed.Report.Notes, n => n.Contains("linux.dmesg", StringComparison.Ordinal));
-        Assert.DoesNotContain(analyzed.Report.Timeline, e => e.Source == "linux.dmesg");
+    }
+
+    [SkippableFact]
+    public void Linux_times_since_boot_are_placed_from_the_kernel_timekeeper()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        // The boot precedes the capture, which make-fixture.sh finished (manifest created_utc) within minutes of it.
+        using JsonDocument manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Require("manifest.json", "rootkit")));
+        DateTimeOffset created = DateTimeOffset.Parse(manifest.RootElement.GetProperty("created_utc").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        string note = Assert.Single(analyzed.Report.Notes, n => n.StartsWith("boot time ", StringComparison.Ordinal));
+        DateTimeOffset boot = DateTimeOffset.Parse(note["boot time ".Length..note.IndexOf(' ', "boot time ".Length)], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(boot, created.AddMinutes(-15), created);
+
+        // truth.json rootkit dmesg: "[    7.466167] cloudmem_rk: loading out-of-tree module taints kernel."
+        TimelineEvent taint = Assert.Single(analyzed.Report.Timeline, e => e.Source == "linux.dmesg" && e.Description == "cloudmem_rk: loading out-of-tree module taints kernel.");
+        Assert.Equal(boot.AddTicks(74_661_670), taint.Time);
+        TimelineEvent hidden = Assert.Single(analyzed.Report.Timeline, e => e.Source == "linux.pslist" && e.Pid == 119);
+        Assert.Equal("rkhelper pid 119", hidden.Description);
+        Assert.Equal(hidden.Time, analyzed.Report.Processes.Single(p => p.Pid == 119).Start);
+        Assert.True(analyzed.Report.Timeline.Zip(analyzed.Report.Timeline.Skip(1)).All(p => p.First.Time <= p.Second.Time));
     }
 
     [SkippableFact]
