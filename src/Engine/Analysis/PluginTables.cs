@@ -56,6 +56,7 @@ public static class PluginTables
         ["windows.netscan"] = (typeof(WindowsNetScanRow), ["Offset"]),
         ["windows.netstat"] = (typeof(WindowsNetStatRow), ["Offset"]),
         ["windows.registry.hivelist"] = (typeof(HiveRow), ["Offset"]),
+        ["windows.registry.printkey"] = (typeof(PrintKeyRow), ["HiveOffset", "Key", "Type", "Name"]),
         ["windows.registry.userassist"] = (typeof(UserAssistRow), ["HiveOffset", "Path", "Name"]),
     };
 
