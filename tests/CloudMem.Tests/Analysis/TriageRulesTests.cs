@@ -62,6 +62,17 @@ public sealed class TriageRulesTests : IDisposable
     }
 
     [Fact]
+    public void Scanned_tasks_off_the_lists_are_hidden_unless_they_exited()
+    {
+        static LinuxScannedTask Task(int pid, bool onList, bool? inPidTable, string? exit)
+            => new(0xFFFF888001000000UL + (ulong)pid * 0x2000, 0x1000000UL + (ulong)pid * 0x2000, pid, pid, 1, "t" + pid, 0, "x", exit, onList, onList, null, inPidTable);
+        var psscan = new RowsReport<LinuxScannedTask>("linux.psscan",
+            [Task(10, true, true, null), Task(11, false, true, null), Task(12, false, false, null), Task(13, false, null, null), Task(14, false, false, "EXIT_DEAD")]);
+        Assert.Equal([("CM-LNX-005", Severity.High, (long?)11), ("CM-LNX-014", Severity.Medium, 12), ("CM-LNX-014", Severity.Medium, 13)],
+            RuleEngine.Evaluate(Shipped, [psscan]).Select(f => (f.RuleId, f.Severity, f.Pid)));
+    }
+
+    [Fact]
     public void Predicates_compare_typed_values()
     {
         string rules = """
