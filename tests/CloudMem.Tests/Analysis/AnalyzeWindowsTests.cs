@@ -22,10 +22,13 @@ public sealed class AnalyzeWindowsTests(AnalyzedImages images, ITestOutputHelper
 
     private static (string, string, long?) Key(Finding f) => (f.RuleId, f.Technique, f.Pid);
 
-    [SkippableFact]
-    public void Attack_scenario_traces_are_each_a_finding_with_technique_and_evidence()
+    [SkippableTheory]
+    [InlineData(WindowsSymbols.Win10)]
+    [InlineData(WindowsSymbols.Win7)]
+    [InlineData(WindowsSymbols.Win11)]
+    public void Attack_scenario_traces_are_each_a_finding_with_technique_and_evidence(string guid)
     {
-        AnalyzedImages.Analyzed analyzed = images.Windows("attack");
+        AnalyzedImages.Analyzed analyzed = images.Windows("attack", guid);
         IReadOnlyList<Finding> findings = analyzed.Report.Findings;
         foreach (Finding f in findings)
         {

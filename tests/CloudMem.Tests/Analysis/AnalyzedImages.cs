@@ -9,8 +9,8 @@ using CloudMem.VmStateParsers;
 namespace CloudMem.Tests.Analysis;
 
 /// <summary>
-/// xunit class fixture: captures analysed once each (the Windows 10 19041 builder images of the attack, typical,
-/// network and clean scenarios; the Linux basic and rootkit fixtures), with their case directories written.
+/// xunit class fixture: captures analysed once each (the Windows builder images of the attack, typical, network and
+/// clean scenarios, with the Windows 10 19041 kernel unless another is named; the Linux basic and rootkit fixtures), with their case directories written.
 /// </summary>
 public sealed class AnalyzedImages : IDisposable
 {
@@ -27,23 +27,24 @@ public sealed class AnalyzedImages : IDisposable
 
     private readonly ConcurrentDictionary<string, Lazy<(string Raw, string Root)>> _images = new();
 
-    public (string Raw, string Root) WindowsBuilt(string scenario) => _images.GetOrAdd(scenario, s => new Lazy<(string, string)>(() =>
+    /// <summary>The scenario laid out with the kernel of <paramref name="guid"/> (raw file, symbols root).</summary>
+    public (string Raw, string Root) WindowsBuilt(string scenario, string guid = WindowsSymbols.Win10) => _images.GetOrAdd($"{scenario}-{guid}", key => new Lazy<(string, string)>(() =>
     {
-        (string root, TypeModel types) = WindowsSymbols.Load(WindowsSymbols.Win10);
-        WindowsScenario loaded = WindowsScenario.Load(Path.Combine(AppContext.BaseDirectory, "scenarios", s + ".json"));
-        var builder = new WindowsImageBuilder(types, WindowsSymbols.Win10, 1);
+        (string root, TypeModel types) = WindowsSymbols.Load(guid);
+        WindowsScenario loaded = WindowsScenario.Load(Path.Combine(AppContext.BaseDirectory, "scenarios", scenario + ".json"));
+        var builder = new WindowsImageBuilder(types, guid, 1);
         if (loaded.Network is not null)
         {
             builder.TcpipSymbols = IsfLoader.Load(SharedFiles.Require("symbols", "windows", "tcpip.pdb",
-                WindowsImageBuilder.TcpipTable(loaded.Network, WindowsSymbols.Win10) + ".json.xz"));
+                WindowsImageBuilder.TcpipTable(loaded.Network, guid) + ".json.xz"));
         }
         (byte[] image, _) = builder.Build(loaded);
-        return (_dir.Write($"{s}.raw", image), root);
+        return (_dir.Write($"{scenario}-{guid}.raw", image), root);
     })).Value;
 
-    public Analyzed Windows(string scenario) => _cases.GetOrAdd("windows-" + scenario, _ => new Lazy<Analyzed>(() =>
+    public Analyzed Windows(string scenario, string guid = WindowsSymbols.Win10) => _cases.GetOrAdd($"windows-{scenario}-{guid}", _ => new Lazy<Analyzed>(() =>
     {
-        (string raw, string root) = WindowsBuilt(scenario);
+        (string raw, string root) = WindowsBuilt(scenario, guid);
         return Analyze(raw, new SymbolOptions([root]), root);
     })).Value;
 
