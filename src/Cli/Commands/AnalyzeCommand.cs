@@ -44,7 +44,11 @@ internal sealed class AnalyzeCommand : Command<AnalyzeCommand.Settings>
         [Description("Linux: the kernel's System.map, used only when kallsyms cannot be found in memory")]
         public string? SystemMap { get; init; }
 
-        public override ValidationResult Validate() => SymbolServerOption.Validate(SymbolServer) ?? base.Validate();
+        public override ValidationResult Validate()
+            => SymbolServerOption.Validate(SymbolServer)
+               ?? (OutputFormat != Engine.Output.OutputFormat.Table
+                   ? ValidationResult.Error("analyze prints a summary; its results are the case files (case.sqlite, findings.jsonl), so --output does not apply")
+                   : base.Validate());
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
