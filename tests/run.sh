@@ -25,11 +25,12 @@ if ! /sbin/ldconfig -p | grep -q 'libyara\.so\.9' || ! command -v yara >/dev/nul
     apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends libyara9 yara >&2
 fi
 # Chromium: the report tests open report.html in Debian's headless chromium (driven by Microsoft.Playwright, whose
-# driver comes with its NuGet package; no browser is downloaded).
-if ! command -v chromium >/dev/null; then
+# driver comes with its NuGet package; no browser is downloaded). analyze: the sqlite3 tool answers the README's
+# query on a case database; mactime (sleuthkit) reads timeline.body.
+if ! command -v chromium >/dev/null || ! command -v sqlite3 >/dev/null || ! command -v mactime >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
-    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends chromium >&2
+    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends chromium sqlite3 sleuthkit >&2
 fi
 # Local emulators for the capture-connector tests (s3rver, azurite, vcsim), cached outside git.
 tests/emulators/setup.sh >&2

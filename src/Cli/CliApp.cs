@@ -25,6 +25,9 @@ internal static class CliApp
                 .WithExample("info", "memory.kdump", "--output", "json");
             config.AddCommand<ConvertCommand>("convert").Also(() => index.Add<ConvertCommand>("convert", "Captures"))
                 .WithExample("convert", "memory.kdump", "--to", "raw", "--out", "memory.raw");
+            config.AddCommand<AnalyzeCommand>("analyze").Also(() => index.Add<AnalyzeCommand>("analyze", "Captures"))
+                .WithExample("analyze", "memory.lime")
+                .WithExample("analyze", "case/aws-i-0abc-IR-42.custody.json", "--out", "IR-42.case", "--yara", "rules/");
             foreach (IPlugin plugin in PluginRegistry.All)
             {
                 ICommandConfigurator command = plugin.Info.Os == TargetOs.Windows
@@ -123,6 +126,8 @@ internal static class CliApp
         CloudMem.Engine.Yara.YaraRuleException e => $"error: {e.Message}",
         CloudMem.Engine.Yara.YaraUnavailableException e => $"error: {e.Message}",
         CloudMem.Connectors.Core.CaptureException e => $"error: {e.Message}",
+        CloudMem.Engine.Analysis.RuleException e => $"error: {e.Message}",
+        CloudMem.Engine.Analysis.CaseDirectoryException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         UsageException e => $"usage: {e.Message} (see cloudmem {e.Command} --help)",
         ArgumentException e when e.TargetSite?.DeclaringType == typeof(PluginRegistry) => $"usage: {e.Message}",

@@ -36,10 +36,10 @@ internal sealed class ProgressDisplay : IProgressSink, IDisposable
         lock (_lock)
         {
             _last = now;
-            string amount = total > 0
+            string amount = total == 0 && done == 0 ? "" : total > 0
                 ? $"{100.0 * Math.Min(done, total) / total,5:0.0}% ({Hex.Size((ulong)Math.Max(0, done))} of {Hex.Size((ulong)total)})"
                 : Hex.Size((ulong)Math.Max(0, done));
-            string line = $"{stage}: {amount}  {now.TotalSeconds:0}s";
+            string line = amount.Length == 0 ? $"{stage}  {now.TotalSeconds:0}s" : $"{stage}: {amount}  {now.TotalSeconds:0}s";
             _writer.Write("\r" + line.PadRight(_width));
             _width = line.Length;
         }

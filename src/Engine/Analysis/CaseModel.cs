@@ -101,4 +101,8 @@ public sealed record CaseProvenance(
 public sealed record CaseReport(
     CaseProvenance Provenance, IReadOnlyList<PluginRun> Runs, IReadOnlyList<IRowsReport> Tables,
     IReadOnlyList<Finding> Findings, IReadOnlyList<CaseProcess> Processes, IReadOnlyList<CaseConnection> Connections,
-    IReadOnlyList<TimelineEvent> Timeline);
+    IReadOnlyList<TimelineEvent> Timeline)
+{
+    /// <summary>What the analysis itself has to say (what the timeline leaves out and why); empty when nothing.</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}

@@ -1,0 +1,180 @@
+using System.Text.Json;
+using CloudMem.Engine.Analysis;
+using CloudMem.Engine.Linux;
+using CloudMem.Tests.Support;
+using Microsoft.Data.Sqlite;
+using Xunit.Abstractions;
+
+namespace CloudMem.Tests.Analysis;
+
+/// <summary>
+/// analyze on the real Linux fixtures: the basic guest gives no finding of high severity (its four medium ones written
+/// out below), and every trace the rootkit variant plants (truth.json "rootkit") is a finding with the right ATT&amp;CK id
+/// and the evidence row that proves it; secrets stay redacted in every output.
+/// </summary>
+public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper output) : IClassFixture<AnalyzedImages>
+{
+    private static (string, string, long?) Key(Finding f) => (f.RuleId, f.Technique, f.Pid);
+
+    // make-fixture.sh starts these on every variant: memfd-backed and deleted executables (pids 104, 106) and listeners
+    // nc :4444 (95) and httpd :8000 (97); each is worth a look, none is high severity.
+    private static readonly (string, string, long?)[] s_basicFindings =
+    [
+        ("CM-LNX-006", "T1620", 104), ("CM-LNX-006", "T1620", 106), ("CM-LNX-009", "T1571", 95), ("CM-LNX-009", "T1571", 97),
+    ];
+
+    [SkippableFact]
+    public void Basic_fixture_has_no_high_finding()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("basic");
+        output.WriteLine($"analyze on the basic fixture: {analyzed.Elapsed.TotalSeconds:0.00}s (plugins {analyzed.Report.Runs.Sum(r => r.Elapsed.TotalSeconds):0.00}s)");
+        foreach (PluginRun run in analyzed.Report.Runs)
+        {
+            output.WriteLine($"  {run.Plugin} {run.Elapsed.TotalSeconds:0.00}s {run.Rows} rows {run.Error}");
+        }
+        Assert.DoesNotContain(analyzed.Report.Findings, f => f.Severity >= Severity.High);
+        Assert.Equal(s_basicFindings.Order(), analyzed.Report.Findings.Select(Key).Order());
+        Assert.All(analyzed.Report.Runs, r => Assert.Null(r.Error));
+        // Every table is one rules can read, with the row type PluginTables names (catches a plugin's row type drifting).
+        Assert.All(analyzed.Report.Tables, t => Assert.True(PluginTables.TryGetRowType(t.Title, out Type type) && type == t.RowType, t.Title));
+        Assert.Equal("Linux", analyzed.Report.Provenance.Os);
+        Assert.StartsWith("Linux version 6.1.0-", analyzed.Report.Provenance.Kernel, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public void Linux_times_since_boot_are_placed_from_the_kernel_timekeeper()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        // The boot precedes the capture, which make-fixture.sh finished (manifest created_utc) within minutes of it.
+        using JsonDocument manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Require("manifest.json", "rootkit")));
+        DateTimeOffset created = DateTimeOffset.Parse(manifest.RootElement.GetProperty("created_utc").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        string note = Assert.Single(analyzed.Report.Notes, n => n.StartsWith("boot time ", StringComparison.Ordinal));
+        DateTimeOffset boot = DateTimeOffset.Parse(note["boot time ".Length..note.IndexOf(' ', "boot time ".Length)], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(boot, created.AddMinutes(-15), created);
+
+        // truth.json rootkit dmesg: "[    7.466167] cloudmem_rk: loading out-of-tree module taints kernel."
+        TimelineEvent taint = Assert.Single(analyzed.Report.Timeline, e => e.Source == "linux.dmesg" && e.Description == "cloudmem_rk: loading out-of-tree module taints kernel.");
+        Assert.Equal(boot.AddTicks(74_661_670), taint.Time);
+        TimelineEvent hidden = Assert.Single(analyzed.Report.Timeline, e => e.Source == "linux.pslist" && e.Pid == 119);
+        Assert.Equal("rkhelper pid 119", hidden.Description);
+        Assert.Equal(hidden.Time, analyzed.Report.Processes.Single(p => p.Pid == 119).Start);
+        Assert.True(analyzed.Report.Timeline.Zip(analyzed.Report.Timeline.Skip(1)).All(p => p.First.Time <= p.Second.Time));
+    }
+
+    [SkippableFact]
+    public void Rootkit_fixture_traces_are_each_a_finding_with_technique_and_evidence()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement rk = truth.RootElement.GetProperty("rootkit");
+        IReadOnlyList<Finding> findings = analyzed.Report.Findings;
+        foreach (Finding f in findings)
+        {
+            output.WriteLine($"{f.Severity} {f.RuleId} {f.Technique} {f.Pid} {f.Summary}");
+        }
+
+        // truth.json "rootkit": hidden module cloudmem_rk, kill and getdents64 hooked, netfilter hook and kprobe in the
+        // module, task 113 hidden, secrets (PEM key, AWS key pair) in 119.
+        (string, string, long?)[] planted =
+        [
+            ("CM-LNX-001", "T1014", null), ("CM-LNX-002", "T1014", null), ("CM-LNX-002", "T1014", null),
+            ("CM-LNX-003", "T1014", null), ("CM-LNX-004", "T1014", null), ("CM-LNX-005", "T1014", 113),
+            ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119),
+        ];
+        Assert.Equal(planted.Concat(s_basicFindings).Order(), findings.Select(Key).Order());
+        Assert.Equal(Severity.Critical, findings[0].Severity);
+
+        LinuxModuleView module = Assert.IsType<LinuxModuleView>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-001").Evidence).Row);
+        Assert.Equal(("cloudmem_rk", Hex(rk.GetProperty("module").GetProperty("base"))), (module.Name, module.Base));
+
+        var hooks = findings.Where(f => f.RuleId == "CM-LNX-002").Select(f => Assert.IsType<LinuxSyscallSlot>(Assert.Single(f.Evidence).Row))
+            .Select(s => (s.Index, s.Name, s.Handler, s.OriginalAddress)).OrderBy(s => s.Index);
+        Assert.Equal(rk.GetProperty("hooked_syscalls").EnumerateArray()
+            .Select(h => (h.GetProperty("nr").GetInt32(), (string?)h.GetProperty("name").GetString(), Hex(h.GetProperty("hook")), (ulong?)Hex(h.GetProperty("original")))), hooks);
+
+        LinuxNetfilterHook hook = Assert.IsType<LinuxNetfilterHook>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-003").Evidence).Row);
+        Assert.Equal((Hex(rk.GetProperty("netfilter").GetProperty("hook")), "cloudmem_rk"), (hook.Handler, hook.Module));
+        LinuxKprobe probe = Assert.IsType<LinuxKprobe>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-004").Evidence).Row);
+        Assert.Equal((Hex(rk.GetProperty("kprobe").GetProperty("kprobe")), Hex(rk.GetProperty("kprobe").GetProperty("pre_handler"))), (probe.Kprobe, probe.PreHandler));
+        LinuxScannedTask task = Assert.IsType<LinuxScannedTask>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-005").Evidence).Row);
+        Assert.Equal((113, "sleep", Hex(rk.GetProperty("hidden_process").GetProperty("task"))), (task.Pid, task.Comm, task.Offset));
+        Assert.Contains(analyzed.Report.Processes, p => p is { Pid: 113, Hidden: true });
+        Assert.Equal(["AwsAccessKey", "PemPrivateKey"], findings.Where(f => f.RuleId == "CM-LNX-011")
+            .Select(f => Assert.IsType<LinuxSecret>(Assert.Single(f.Evidence).Row).Kind.ToString()).Order());
+    }
+
+    [SkippableFact]
+    public void Secrets_stay_redacted_in_findings_jsonl_and_case_sqlite()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement secrets = truth.RootElement.GetProperty("rootkit").GetProperty("secrets");
+        string secret = secrets.GetProperty("aws_secret_access_key").GetString()!;
+        string keyLine = secrets.GetProperty("pem_private_key").GetString()!.Split('\n')[2];
+        string jsonl = File.ReadAllText(Path.Combine(analyzed.CaseDirectory, "findings.jsonl"));
+        Assert.Contains("rkhelper", jsonl, StringComparison.Ordinal);
+        byte[] database = File.ReadAllBytes(Path.Combine(analyzed.CaseDirectory, "case.sqlite"));
+        foreach (string needle in new[] { secret, keyLine })
+        {
+            Assert.DoesNotContain(needle, jsonl, StringComparison.Ordinal);
+            Assert.Equal(-1, database.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(needle)));
+        }
+    }
+
+    [SkippableFact]
+    public void Case_database_has_typed_plugin_tables_findings_and_provenance()
+    {
+        AnalyzedImages.Analyzed analyzed = images.Linux("rootkit");
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(analyzed.CaseDirectory, "case.sqlite")};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        // Kernel addresses above 2^63 are stored as their two's-complement INTEGER; printf('%X') prints them back.
+        Assert.Equal("FFFFFFFFC02E5000|integer|1|text", Scalar(connection,
+            "SELECT printf('%X', Base) || '|' || typeof(Base) || '|' || Hidden || '|' || typeof(Finding) FROM linux_hidden_modules WHERE Name = 'cloudmem_rk'"));
+        Assert.Equal("name=cloudmem_rk,offset=0xFFFFFFFFC02E7140", Scalar(connection,
+            "SELECT e.row_key FROM evidence e JOIN findings f ON f.id = e.finding_id WHERE f.rule_id = 'CM-LNX-001'"));
+        Assert.Equal("1", Scalar(connection, "SELECT count(*) FROM linux_hidden_modules h JOIN evidence e ON e.row_key = h.row_key AND e.table_name = 'linux_hidden_modules'"));
+        Assert.Equal("Linux", Scalar(connection, "SELECT value FROM provenance WHERE name = 'os'"));
+        Assert.Equal(analyzed.Report.Runs.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), Scalar(connection, "SELECT count(*) FROM runs"));
+        Assert.Equal("critical", Scalar(connection, "SELECT lower(severity) FROM findings WHERE id = 1"));
+    }
+
+    [SkippableFact]
+    public void Yara_rules_run_only_when_given_and_a_hit_is_a_finding_on_the_holding_pid()
+    {
+        Assert.DoesNotContain(images.Linux("rootkit").Report.Runs, r => r.Plugin.Contains("yara", StringComparison.Ordinal));
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement secrets = truth.RootElement.GetProperty("rootkit").GetProperty("secrets");
+        string keyId = secrets.GetProperty("aws_access_key_id").GetString()!;
+        string rules = Path.Combine(images.Root, "keyid.yar");
+        File.WriteAllText(rules, $"rule planted_key_id\n{{\n    strings:\n        $a = \"{keyId}\"\n    condition:\n        $a\n}}\n");
+        try
+        {
+            CloudMem.Engine.Yara.YaraRules.Compile(rules).Dispose();
+        }
+        catch (CloudMem.Engine.Yara.YaraUnavailableException e) when (Environment.GetEnvironmentVariable("CLOUDMEM_REQUIRE_FIXTURES") != "1")
+        {
+            Skip.If(true, e.Message);
+        }
+        string image = Fixture.Require("memory.raw", "rootkit");
+        using CloudMem.VmStateParsers.RunMappedMemory memory = CloudMem.VmStateParsers.CaptureOpener.Open(image);
+        CaseReport report = Analyzer.Run(memory, new AnalysisOptions { ImagePath = image, YaraRules = rules });
+
+        Assert.Null(report.Runs.Single(r => r.Plugin == "linux.yarascan").Error);
+        Assert.Null(report.Runs.Single(r => r.Plugin == "linux.yarascan.physical").Error);
+        // truth.json: the key pair is in rkhelper's (pid 119) heap.
+        Finding hit = Assert.Single(report.Findings, f => f.RuleId == "CM-LNX-012");
+        Assert.Equal((119L, "rkhelper", Severity.High), (hit.Pid!.Value, hit.ProcessName, hit.Severity));
+        Assert.All(hit.Evidence, e => Assert.Equal("[heap]", Assert.IsType<LinuxYaraHit>(e.Row).Mapping));
+        Assert.StartsWith("YARA rule planted_key_id matched pid 119 (rkhelper) at 0x", hit.Summary, StringComparison.Ordinal);
+        Assert.Single(report.Findings, f => f.RuleId == "CM-LNX-013");
+    }
+
+    private static string Scalar(SqliteConnection connection, string sql)
+    {
+        using SqliteCommand command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToString(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) ?? "";
+    }
+
+    private static ulong Hex(JsonElement e) => Convert.ToUInt64(e.GetString()![2..], 16);
+}
