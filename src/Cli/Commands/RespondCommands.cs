@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using CloudMem.Connectors.Aws;
 using CloudMem.Connectors.Azure;
 using CloudMem.Connectors.Core;
@@ -32,6 +33,10 @@ internal sealed record ResponderConfig
     public string? DedupeTable { get; init; }
     public string? SignKey { get; init; }
     public string? SignKmsKey { get; init; }
+    public string? DurableStorage { get; init; }
+    public string DurableHub { get; init; } = "cloudmem";
+    public string DurableTable { get; init; } = "cloudmemcaptures";
+    public DurableHubTimings DurableTimings { get; init; } = new();
 
     /// <summary>Environment variables of the Lambda and the Function App (names in infra/README.md).</summary>
     public static ResponderConfig FromEnvironment(string defaultOut)
@@ -66,7 +71,40 @@ internal sealed record ResponderConfig
             DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
             SignKey = Get("CLOUDMEM_SIGN_KEY"),
             SignKmsKey = Get("CLOUDMEM_SIGN_KMS_KEY"),
+            DurableStorage = Get("CLOUDMEM_DURABLE_STORAGE"),
+            DurableHub = Get("CLOUDMEM_DURABLE_HUB") ?? "cloudmem",
+            DurableTable = Get("CLOUDMEM_DURABLE_TABLE") ?? "cloudmemcaptures",
+            DurableTimings = Get("CLOUDMEM_DURABLE_VISIBILITY_SECONDS") is null ? new DurableHubTimings() : new DurableHubTimings
+            {
+                WorkItemVisibility = TimeSpan.FromSeconds(Number("CLOUDMEM_DURABLE_VISIBILITY_SECONDS", 300)),
+                ControlVisibility = TimeSpan.FromSeconds(Number("CLOUDMEM_DURABLE_VISIBILITY_SECONDS", 300)),
+                Lease = TimeSpan.FromSeconds(Math.Max(6, Number("CLOUDMEM_DURABLE_VISIBILITY_SECONDS", 300))),
+                MaxPollingInterval = TimeSpan.FromSeconds(1),
+            },
         };
+    }
+
+    /// <summary>
+    /// The Azure durable workflow (hub in CLOUDMEM_DURABLE_STORAGE, claims in CLOUDMEM_DURABLE_TABLE of the same
+    /// account) over the Azure target; null when no durable storage or no container is configured.
+    /// </summary>
+    public (DurableCaptureHub Hub, AzureWorkflowSteps Steps, TableCaptureLedger Ledger)? BuildDurable(CaptureLog log)
+    {
+        if (DurableStorage is null || ContainerUrl is null)
+        {
+            return null;
+        }
+        Uri container = new(ContainerUrl);
+        AzureTarget.ParseContainerUrl(container);
+        var target = new AzureResponderTarget(container, AzureCli.CredentialFactory, AzureCli.StorageKey(container, log.Scrubber), AzureCli.Arm(ArmEndpoint), ToolFile, ToolVersion, CaptureCli.ParserOpener);
+        TableCaptureLedger ledger = TableCaptureLedger.Create(DurableStorage, DurableTable, log);
+        var steps = new AzureWorkflowSteps(new TriggerPolicy { MinSeverity = MinSeverity, AllowedTypes = AllowedTypes }, target, ledger, log)
+        {
+            Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+            OutputDirectory = Out,
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+        };
+        return (new DurableCaptureHub(DurableStorage, DurableHub, log, DurableTimings), steps, ledger);
     }
 
     /// <summary>
@@ -313,6 +351,32 @@ internal sealed class ServeFunctionCommand : AsyncCommand<ServeFunctionCommand.S
         AlertResponder responder = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem")).Build(log);
         await using var server = new FunctionHandlerServer(port, responder.RespondAsync, log);
         await server.RunAsync(cancellationToken);
+        return (int)ExitCode.Ok;
+    }
+}
+
+/// <summary>cloudmem durable-worker: the long-running Azure worker of the durable capture workflow.</summary>
+[Description("Run the Azure durable capture worker (Durable Task Framework on Azure Storage: CLOUDMEM_DURABLE_STORAGE) until stopped; configuration from CLOUDMEM_* variables")]
+internal sealed class DurableWorkerCommand : AsyncCommand<DurableWorkerCommand.Settings>
+{
+    internal sealed class Settings : CommandSettings
+    {
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var log = new CaptureLog(new SecretScrubber(), Console.Error);
+        ResponderConfig config = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem"));
+        (DurableCaptureHub hub, AzureWorkflowSteps steps, TableCaptureLedger ledger) = config.BuildDurable(log)
+            ?? throw new CaptureException("the durable worker needs CLOUDMEM_DURABLE_STORAGE (the task hub's storage connection string) and CLOUDMEM_CONTAINER_URL");
+        await ledger.CreateIfNotExistsAsync(cancellationToken);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
+        {
+            signal.Cancel = true;
+            stop.Cancel();
+        });
+        await hub.RunWorkerAsync(steps, stop.Token);
         return (int)ExitCode.Ok;
     }
 }
