@@ -162,7 +162,7 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         Assert.Equal(CustodyStatus.Failed, manifest.Status);
         Assert.Equal(error.Message, manifest.Error);
         Assert.Empty(manifest.Evidence);
-        Assert.Contains(manifest.RequestIds, r => r.Operation.StartsWith("GET /operations/", StringComparison.Ordinal));
+        Assert.Contains(manifest.RequestIds, r => r.Operation.StartsWith("GET /subscriptions/", StringComparison.Ordinal) && r.Operation.Contains("/operations/", StringComparison.Ordinal));
     }
 
     [SkippableFact]
