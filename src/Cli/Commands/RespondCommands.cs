@@ -33,6 +33,7 @@ internal sealed record ResponderConfig
     public string? DedupeTable { get; init; }
     public string? SignKey { get; init; }
     public string? SignKmsKey { get; init; }
+    public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
     public string? DurableStorage { get; init; }
     public string DurableHub { get; init; } = "cloudmem";
     public string DurableTable { get; init; } = "cloudmemcaptures";
@@ -71,6 +72,10 @@ internal sealed record ResponderConfig
             DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
             SignKey = Get("CLOUDMEM_SIGN_KEY"),
             SignKmsKey = Get("CLOUDMEM_SIGN_KMS_KEY"),
+            Documents = new SsmDocuments(
+                Get("CLOUDMEM_SSM_DOCUMENT_LINUX") ?? SsmDocuments.AwsOwned.Linux,
+                Get("CLOUDMEM_SSM_DOCUMENT_WINDOWS") ?? SsmDocuments.AwsOwned.Windows,
+                Get("CLOUDMEM_SSM_DOCUMENT_VERSION")),
             DurableStorage = Get("CLOUDMEM_DURABLE_STORAGE"),
             DurableHub = Get("CLOUDMEM_DURABLE_HUB") ?? "cloudmem",
             DurableTable = Get("CLOUDMEM_DURABLE_TABLE") ?? "cloudmemcaptures",
@@ -124,6 +129,7 @@ internal sealed record ResponderConfig
             OutputDirectory = Out,
             MinPartBytes = MinPartMiB is { } mib ? (long)mib << 20 : null,
             Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+            Documents = Documents,
         };
     }
 
@@ -137,7 +143,7 @@ internal sealed record ResponderConfig
             {
                 throw new CaptureException($"bucket '{Bucket}' must be 3-63 characters");
             }
-            targets.Add(new AwsResponderTarget(AwsCommandSettings.ConnectionFor, Bucket, Prefix, ToolFile, CaptureCli.ParserOpener, MinPartMiB is { } mib ? (long)mib << 20 : null));
+            targets.Add(new AwsResponderTarget(AwsCommandSettings.ConnectionFor, Bucket, Prefix, ToolFile, CaptureCli.ParserOpener, MinPartMiB is { } mib ? (long)mib << 20 : null) { Documents = Documents });
         }
         if (ContainerUrl is not null)
         {

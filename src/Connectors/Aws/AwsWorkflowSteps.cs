@@ -116,6 +116,9 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
     /// <summary>Minimum part size (tests use small parts).</summary>
     public long? MinPartBytes { get; init; }
 
+    /// <summary>The SSM documents SendCommand runs (the stack's pinned copies in production).</summary>
+    public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
+
     /// <summary>Test seam handed to the connector (runs just before CompleteMultipartUpload).</summary>
     internal Func<CancellationToken, Task>? BeforeComplete { get; init; }
 
@@ -147,7 +150,7 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
         }
         var calls = new AwsCalls(recorder);
         using AwsClients clients = AwsClients.Create(_connection(alert.Region));
-        var options = new AwsCaptureOptions { InstanceId = alert.Target!, Bucket = _bucket, Prefix = _prefix, ToolFile = _toolFile };
+        var options = new AwsCaptureOptions { InstanceId = alert.Target!, Bucket = _bucket, Prefix = _prefix, ToolFile = _toolFile, Documents = Documents };
         if (MinPartBytes is { } part)
         {
             options = options with { MinPartBytes = part };

@@ -39,6 +39,9 @@ public sealed class AwsResponderTarget : IResponderTarget
     private readonly long? _minPartBytes;
     private readonly EvidenceOpener _opener;
 
+    /// <summary>The SSM documents SendCommand runs (the stack's pinned copies in production).</summary>
+    public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
+
     /// <summary>Creates the target; <paramref name="connection"/> gives the connection for a region (the finding's).</summary>
     public AwsResponderTarget(Func<string?, AwsConnection> connection, string bucket, string prefix, string? toolFile, EvidenceOpener opener, long? minPartBytes = null)
     {
@@ -66,6 +69,7 @@ public sealed class AwsResponderTarget : IResponderTarget
                 Prefix = _prefix,
                 ToolFile = _toolFile,
                 Download = request.Download,
+                Documents = Documents,
             };
             if (_minPartBytes is { } part)
             {

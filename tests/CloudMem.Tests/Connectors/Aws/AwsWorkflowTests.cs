@@ -50,6 +50,8 @@ public sealed class AwsWorkflowTests
                 OutputDirectory = Harness.OutputDirectory,
                 MinPartBytes = 8L << 20,
                 BeforeComplete = beforeComplete,
+                // The stack's pinned documents, as infra/aws/cloudmem-responder.yaml configures the function.
+                Documents = new SsmDocuments("cloudmem-capture-linux", "cloudmem-capture-windows", "1"),
             };
             return await steps.RunAsync(input, CancellationToken.None);
         }
@@ -110,7 +112,12 @@ public sealed class AwsWorkflowTests
         Assert.True(evidence.Verified);
         Assert.Equal(new FileInfo(world.Harness.Fixture).Length, evidence.SizeBytes);
         // One command, one tool run, one upload started and completed once: the same upload id throughout.
-        Assert.Single(world.Harness.Fake.SendCommandBodies);
+        using (JsonDocument send = JsonDocument.Parse(Assert.Single(world.Harness.Fake.SendCommandBodies)))
+        {
+            // Our own document at its pinned version, never AWS-RunShellScript.
+            Assert.Equal("cloudmem-capture-linux", send.RootElement.GetProperty("DocumentName").GetString());
+            Assert.Equal("1", send.RootElement.GetProperty("DocumentVersion").GetString());
+        }
         Assert.Single(File.ReadAllLines(world.Runs));
         Assert.Equal(started.UploadId, Assert.Single(manifest.Steps, s => s.Action == "start upload").Detail.Split(' ')[^1]);
         StepRecord complete = Assert.Single(manifest.Steps, s => s.Action == "complete upload");
