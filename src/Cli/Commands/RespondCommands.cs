@@ -339,7 +339,7 @@ internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
 }
 
 /// <summary>cloudmem serve-function: the Azure Functions custom handler.</summary>
-[Description("Run as an Azure Functions custom handler on FUNCTIONS_CUSTOMHANDLER_PORT: each Defender alert (Event Grid or HTTP trigger) -> policy -> capture")]
+[Description("Run as an Azure Functions custom handler on FUNCTIONS_CUSTOMHANDLER_PORT: each Defender alert (Event Grid or HTTP trigger) -> policy -> capture, or, with CLOUDMEM_DURABLE_STORAGE, -> start of the durable workflow (answered at once)")]
 internal sealed class ServeFunctionCommand : AsyncCommand<ServeFunctionCommand.Settings>
 {
     internal sealed class Settings : CommandSettings
@@ -354,8 +354,21 @@ internal sealed class ServeFunctionCommand : AsyncCommand<ServeFunctionCommand.S
         var log = new CaptureLog(new SecretScrubber(), Console.Error);
         int port = settings.Port ?? (int.TryParse(Environment.GetEnvironmentVariable("FUNCTIONS_CUSTOMHANDLER_PORT"), NumberStyles.None, CultureInfo.InvariantCulture, out int p)
             ? p : throw new CaptureException("FUNCTIONS_CUSTOMHANDLER_PORT is not set (is this running under the Functions host?) and no --port"));
-        AlertResponder responder = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem")).Build(log);
-        await using var server = new FunctionHandlerServer(port, responder.RespondAsync, log);
+        ResponderConfig config = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem"));
+        Func<ReadOnlyMemory<byte>, CancellationToken, Task<ResponseOutcome>> respond;
+        if (config.BuildDurable(log) is var (hub, _, ledger))
+        {
+            // Durable mode: validate the alert and start the orchestration, answering at once (the worker captures).
+            await ledger.CreateIfNotExistsAsync(cancellationToken);
+            var policy = new TriggerPolicy { MinSeverity = config.MinSeverity, AllowedTypes = config.AllowedTypes };
+            TimeSpan poll = TimeSpan.FromSeconds(Math.Max(config.PollSeconds, 30));
+            respond = (body, token) => hub.RespondAsync(body, policy, poll, ledger, token);
+        }
+        else
+        {
+            respond = config.Build(log).RespondAsync;
+        }
+        await using var server = new FunctionHandlerServer(port, respond, log);
         await server.RunAsync(cancellationToken);
         return (int)ExitCode.Ok;
     }

@@ -135,6 +135,30 @@ public sealed class DurableCaptureHub
         return new DurableStart(DurableStartStatus.Started, instanceId, $"{decision.Reason}; orchestration {instanceId} started");
     }
 
+    /// <summary>
+    /// <see cref="StartAsync"/> as the Function's answer (the custom handler's <c>ResponseOutcome</c>): Started, Duplicate
+    /// or Refused, with the alert's trigger, case id and VM; the capture itself runs in the worker.
+    /// </summary>
+    public async Task<ResponseOutcome> RespondAsync(ReadOnlyMemory<byte> eventJson, TriggerPolicy policy, TimeSpan pollInterval, TableCaptureLedger ledger, CancellationToken cancellationToken)
+    {
+        AlertEvent alert = AlertEventParser.Parse(eventJson.Span);
+        DurableStart start = await StartAsync(eventJson, policy, pollInterval, ledger, cancellationToken).ConfigureAwait(false);
+        return new ResponseOutcome
+        {
+            Status = start.Status switch
+            {
+                DurableStartStatus.Started => ResponseStatus.Started,
+                DurableStartStatus.Duplicate => ResponseStatus.Duplicate,
+                _ => ResponseStatus.Refused,
+            },
+            Reason = start.Reason,
+            Provider = "azure",
+            Trigger = alert.Trigger.ToString(),
+            CaseId = alert.CaseId,
+            Target = alert.Target,
+        };
+    }
+
     /// <summary>How long a start marker keeps other deliveries out before the orchestration exists (then the backend's own check does).</summary>
     public static TimeSpan StartHold { get; } = TimeSpan.FromMinutes(2);
 

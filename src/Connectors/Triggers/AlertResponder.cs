@@ -144,6 +144,8 @@ public enum ResponseStatus
     Failed,
     /// <summary>Another delivery of the same alert, or another alert's capture of the same machine, holds the claim (<see cref="ICaptureLedger"/>): the tool is not run.</summary>
     Duplicate,
+    /// <summary>The durable workflow was started for the alert (the Function answers at once; a worker captures).</summary>
+    Started,
 }
 
 /// <summary>The outcome of one alert, as the runners return it (JSON, camelCase).</summary>

@@ -97,6 +97,44 @@ public sealed class AzureDurableCaptureTests(DurableAzurite azurite) : IClassFix
     }
 
     [SkippableFact]
+    public async Task FunctionHandlerInDurableMode_StartsTheOrchestrationOnce_AndAnswersAtOnce()
+    {
+        string fixture = Fixture.Require("memory.avml");
+        AzuriteHost host = azurite.Host;
+        await using var bed = new AzureTestBed(host, fixture);
+        var ledger = new TableCaptureLedger(new TableServiceClient(host.ConnectionString).GetTableClient(Unique("captures")), bed.Log);
+        await ledger.CreateIfNotExistsAsync(CancellationToken.None);
+        var hub = new DurableCaptureHub(host.ConnectionString, Unique("hub"), bed.Log, s_fast);
+        await hub.CreateIfNotExistsAsync();
+        int port = Emulators.FreePort();
+        await using var server = new FunctionHandlerServer(port, (body, token) => hub.RespondAsync(body, new TriggerPolicy(), TimeSpan.FromSeconds(1), ledger, token), bed.Log);
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        Task serving = server.RunAsync(stop.Token);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        string invocation = new JsonObject { ["Data"] = new JsonObject { ["eventGridEvent"] = new JsonObject { ["eventType"] = "CloudMem.DefenderAlert", ["data"] = JsonNode.Parse(Alert(bed)) } } }.ToJsonString();
+
+        // Event Grid delivers the alert twice; no worker runs, so nothing may touch the VM.
+        var clock = Stopwatch.StartNew();
+        var answers = new List<JsonNode>();
+        foreach (int _ in new[] { 1, 2 })
+        {
+            using HttpResponseMessage response = await http.PostAsync($"http://127.0.0.1:{port}/respond", new StringContent(invocation, Encoding.UTF8, "application/json"));
+            answers.Add(JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
+        }
+        stop.Cancel();
+        await serving;
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the handler took {clock.Elapsed}");
+        Assert.Equal(202, (int)answers[0]["Outputs"]!["res"]!["statusCode"]!);
+        Assert.Equal("Started", (string?)answers[0]["ReturnValue"]!["status"]);
+        Assert.Equal(200, (int)answers[1]["Outputs"]!["res"]!["statusCode"]!);
+        Assert.Equal("Duplicate", (string?)answers[1]["ReturnValue"]!["status"]);
+        Assert.Empty(bed.Arm.Calls);
+        OrchestrationState? state = await hub.GetStateAsync(DurableCaptureHub.InstanceId(AlertEventParser.Parse(Encoding.UTF8.GetBytes(Alert(bed)))));
+        Assert.Equal(OrchestrationStatus.Pending, state?.OrchestrationStatus);
+    }
+
+    [SkippableFact]
     public async Task GuestScriptFails_OrchestrationTakesTheFailPath_FailedManifestBesideTheEvidence()
     {
         string fixture = Fixture.Require("memory.avml");
