@@ -399,3 +399,45 @@ internal sealed class DurableWorkerCommand : AsyncCommand<DurableWorkerCommand.S
         return (int)ExitCode.Ok;
     }
 }
+
+/// <summary>cloudmem workflow-step: one AWS workflow step in a container (the Fargate task of the state machine).</summary>
+[Description("Run one step of the AWS capture workflow from CLOUDMEM_WORKFLOW_STEP, CLOUDMEM_WORKFLOW_EVENT and CLOUDMEM_WORKFLOW_EXECUTION (the Fargate task that continues a finalize step longer than Lambda's 15 minutes); configuration from CLOUDMEM_* variables")]
+internal sealed class WorkflowStepCommand : AsyncCommand<WorkflowStepCommand.Settings>
+{
+    internal sealed class Settings : CommandSettings
+    {
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var log = new CaptureLog(new SecretScrubber(), Console.Error);
+        static string Required(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
+            ? value : throw new CaptureException($"{name} is not set (the state machine's container overrides set it)");
+        ResponderConfig config = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem"));
+        AwsWorkflowSteps steps = config.BuildWorkflow(log)
+            ?? throw new CaptureException("a workflow step needs CLOUDMEM_BUCKET and CLOUDMEM_DEDUPE_TABLE (the workflow's state)");
+        var payload = new System.Text.Json.Nodes.JsonObject
+        {
+            ["step"] = Required("CLOUDMEM_WORKFLOW_STEP"),
+            ["event"] = ParseEvent(Required("CLOUDMEM_WORKFLOW_EVENT")),
+            ["execution"] = Required("CLOUDMEM_WORKFLOW_EXECUTION"),
+        };
+        WorkflowInput input = WorkflowInput.TryParse(System.Text.Encoding.UTF8.GetBytes(payload.ToJsonString()))
+            ?? throw new CaptureException("CLOUDMEM_WORKFLOW_* do not make a workflow step");
+        WorkflowResult result = await steps.RunAsync(input, cancellationToken);
+        Console.Out.WriteLine(result.ToJson());
+        return (int)ExitCode.Ok;
+    }
+
+    private static System.Text.Json.Nodes.JsonNode? ParseEvent(string text)
+    {
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(text);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new CaptureException($"CLOUDMEM_WORKFLOW_EVENT is not JSON: {CaptureException.OneLine(e.Message)}", e);
+        }
+    }
+}
