@@ -6,7 +6,9 @@
 #     names, required properties, Ref/GetAtt/Sub/If targets; newer properties only as named exceptions in
 #     infra/cfn-spec-exceptions.json;
 #   - every Bicep file with `bicep build` and `bicep lint` from the NuGet package Azure.Bicep.CommandLine.linux-x64
-#     (any warning fails).
+#     (any warning fails);
+#   - every Dockerfile with tools/dockerfile-check.sh (structure, and its `dotnet publish` step run here: no Docker
+#     daemon is available to build the image itself, nor can base images be pulled).
 # Before that, each checker is shown a broken input and must reject it (so a checker that accepts everything fails).
 # Tools are installed once, pinned, into CLOUDMEM_INFRA_TOOLS (default ~/.cache/cloudmem/infra-tools), outside git.
 # Called by .ci/run. Exit 0 only when everything passes.
@@ -84,6 +86,8 @@ for broken in "Type: AWS::S3::NoSuchThing" $'Type: AWS::S3::Bucket\n    Properti
 done
 printf "@maxLength(20)\nparam n string\nresource s 'Microsoft.Storage/storageAccounts@2023-05-01' = {\n  name: '\${n}\${uniqueString(n)}'\n  location: 'x'\n  sku: { name: 'Standard_LRS' }\n  kind: 'StorageV2'\n}\n" > "$scratch/broken.bicep"
 bicep_check "$scratch/broken.bicep" >/dev/null 2>&1 && fail "bicep accepted a storage name that can be too long (BCP335)"
+printf 'FROM debian:latest\nCOPY missing /x\nENTRYPOINT /x\n' > "$scratch/Dockerfile"
+bash "$here/tools/dockerfile-check.sh" "$scratch/Dockerfile" "$scratch" >/dev/null 2>&1 && fail "dockerfile-check accepted a Dockerfile with :latest, a missing COPY source, no USER and a shell-form ENTRYPOINT"
 
 # --- everything in infra/ ---
 count=0
@@ -118,6 +122,16 @@ while IFS= read -r -d '' f; do
         fail "bicep ${f#"$here"/}"
     fi
 done < <(find "$here" -name '*.bicep' -print0 | sort -z)
+
+while IFS= read -r -d '' f; do
+    count=$((count + 1))
+    # The build context is the repository root (the Dockerfile copies src/).
+    if bash "$here/tools/dockerfile-check.sh" --publish "$f" "$here/.."; then
+        echo "infra/validate: ok   dockerfile-check (structure + publish step)  ${f#"$here"/}"
+    else
+        fail "dockerfile-check ${f#"$here"/}"
+    fi
+done < <(find "$here" -name 'Dockerfile' -not -path '*/node_modules/*' -print0 | sort -z)
 
 if [ "$count" -eq 0 ]; then fail "nothing to validate under $here"; fi
 if [ "$failed" -ne 0 ]; then

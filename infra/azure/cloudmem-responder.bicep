@@ -23,18 +23,18 @@ param dryRun string = 'true'
 @description('Evidence container name')
 param evidenceContainer string = 'evidence'
 
-@description('Keep evidence immutable for this many days (container-level time-based retention, unlocked); 0 = none')
-param immutabilityDays int = 0
+@description('Keep every evidence blob version immutable for this many days (account-level version WORM)')
+@minValue(1)
+@maxValue(146000)
+param immutabilityDays int = 365
+
+@description('Lock the immutability policy (irreversible: the retention can then only be extended); set false for a trial deployment')
+param lockImmutability bool = true
 
 @description('Also send the Security category of the activity log (Defender alerts) to the function through an action group')
 param wireActivityLogAlert bool = true
 
 var suffix = uniqueString(resourceGroup().id, name)
-var roles = {
-  virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'
-  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-  storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
-}
 
 // Evidence: private, https only, versioned blobs, no shared key (the function uses its identity and user delegation SAS).
 resource evidence 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -51,6 +51,17 @@ resource evidence 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     encryption: {
       keySource: 'Microsoft.Storage'
       services: { blob: { enabled: true } }
+    }
+    // Version-level WORM: every blob version is immutable for immutabilityDays from its creation; the account's default
+    // policy is Locked by default (it can then only be extended), so neither the function nor an administrator can
+    // shorten it or delete evidence early. A manifest written again becomes a new version; the old one stays.
+    immutableStorageWithVersioning: {
+      enabled: true
+      immutabilityPolicy: {
+        immutabilityPeriodSinceCreationInDays: immutabilityDays
+        state: lockImmutability ? 'Locked' : 'Unlocked'
+        allowProtectedAppendWrites: false
+      }
     }
   }
 }
@@ -69,15 +80,6 @@ resource evidenceContainerResource 'Microsoft.Storage/storageAccounts/blobServic
   parent: evidenceBlobs
   name: evidenceContainer
   properties: { publicAccess: 'None' }
-}
-
-resource evidenceImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (immutabilityDays > 0) {
-  parent: evidenceContainerResource
-  name: 'default'
-  properties: {
-    immutabilityPeriodSinceCreationInDays: immutabilityDays
-    allowProtectedAppendWrites: false
-  }
 }
 
 // The Functions host's own storage (queues, leases, the deployment package).
@@ -140,36 +142,78 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
   }
 }
 
-// Roles of the function's identity, scoped to this resource group / the evidence account and container.
-resource vmContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(resourceGroup().id, app.id, roles.virtualMachineContributor)
+// Least privilege: two custom roles holding exactly what the capture calls (src/Connectors/Azure/AzureCapturePermissions.cs;
+// a test compares them): no VM Contributor, no blob delete, no NIC/NSG/snapshot rights (isolation and hibernation stay
+// manual). The capture role is assignable and assigned on this resource group only, the evidence role on the evidence
+// account only.
+resource captureRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, name, 'cloudmem-capture')
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.virtualMachineContributor)
+    roleName: 'cloudmem capture (${name}, ${resourceGroup().name})'
+    description: 'cloudmem: read VMs and their instance view, Run Command, poll its operation'
+    type: 'CustomRole'
+    assignableScopes: [ resourceGroup().id ]
+    permissions: [
+      {
+        // cloudmem-permissions: capture actions
+        actions: [
+          'Microsoft.Compute/locations/operations/read'
+          'Microsoft.Compute/virtualMachines/instanceView/read'
+          'Microsoft.Compute/virtualMachines/read'
+          'Microsoft.Compute/virtualMachines/runCommand/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource evidenceRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, name, 'cloudmem-evidence')
+  properties: {
+    roleName: 'cloudmem evidence (${name}, ${resourceGroup().name})'
+    description: 'cloudmem: user delegation key for the one-blob SAS, stage the tool, read back the evidence, write manifests; no delete'
+    type: 'CustomRole'
+    assignableScopes: [ resourceGroup().id ]
+    permissions: [
+      {
+        // cloudmem-permissions: evidence actions
+        actions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/read'
+          'Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action'
+        ]
+        notActions: []
+        // cloudmem-permissions: evidence dataActions
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+        ]
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource captureAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(resourceGroup().id, app.id, captureRole.id)
+  properties: {
+    roleDefinitionId: captureRole.id
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
     description: 'cloudmem: read VMs and run Run Command for memory capture'
   }
 }
 
-resource blobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(evidenceContainerResource.id, app.id, roles.storageBlobDataContributor)
-  scope: evidenceContainerResource
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    description: 'cloudmem: stage the tool, read back and hash the evidence, write the manifest'
-  }
-}
-
-resource blobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(evidence.id, app.id, roles.storageBlobDelegator)
+resource evidenceAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(evidence.id, app.id, evidenceRole.id)
   scope: evidence
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDelegator)
+    roleDefinitionId: evidenceRole.id
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
-    description: 'cloudmem: user delegation key for the one-blob SAS the guest uploads with'
+    description: 'cloudmem: one-blob SAS, tool staging, read back, manifests (no delete)'
   }
 }
 

@@ -66,6 +66,8 @@ internal static class CliApp
                 .WithExample("respond", "finding.json", "--bucket", "evidence", "--plan");
             config.AddCommand<LambdaCommand>("lambda").Also(() => index.Add<LambdaCommand>("lambda", "Capture and response (cloud, hypervisor)"));
             config.AddCommand<ServeFunctionCommand>("serve-function").Also(() => index.Add<ServeFunctionCommand>("serve-function", "Capture and response (cloud, hypervisor)"));
+            config.AddCommand<DurableWorkerCommand>("durable-worker").Also(() => index.Add<DurableWorkerCommand>("durable-worker", "Capture and response (cloud, hypervisor)"));
+            config.AddCommand<WorkflowStepCommand>("workflow-step").Also(() => index.Add<WorkflowStepCommand>("workflow-step", "Capture and response (cloud, hypervisor)"));
             config.AddBranch("isolate", isolate =>
             {
                 isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");

@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using CloudMem.Connectors.Aws;
 using CloudMem.Connectors.Azure;
 using CloudMem.Connectors.Core;
@@ -32,6 +33,11 @@ internal sealed record ResponderConfig
     public string? DedupeTable { get; init; }
     public string? SignKey { get; init; }
     public string? SignKmsKey { get; init; }
+    public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
+    public string? DurableStorage { get; init; }
+    public string DurableHub { get; init; } = "cloudmem";
+    public string DurableTable { get; init; } = "cloudmemcaptures";
+    public DurableHubTimings DurableTimings { get; init; } = new();
 
     /// <summary>Environment variables of the Lambda and the Function App (names in infra/README.md).</summary>
     public static ResponderConfig FromEnvironment(string defaultOut)
@@ -66,7 +72,44 @@ internal sealed record ResponderConfig
             DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
             SignKey = Get("CLOUDMEM_SIGN_KEY"),
             SignKmsKey = Get("CLOUDMEM_SIGN_KMS_KEY"),
+            Documents = new SsmDocuments(
+                Get("CLOUDMEM_SSM_DOCUMENT_LINUX") ?? SsmDocuments.AwsOwned.Linux,
+                Get("CLOUDMEM_SSM_DOCUMENT_WINDOWS") ?? SsmDocuments.AwsOwned.Windows,
+                Get("CLOUDMEM_SSM_DOCUMENT_VERSION")),
+            DurableStorage = Get("CLOUDMEM_DURABLE_STORAGE"),
+            DurableHub = Get("CLOUDMEM_DURABLE_HUB") ?? "cloudmem",
+            DurableTable = Get("CLOUDMEM_DURABLE_TABLE") ?? "cloudmemcaptures",
+            DurableTimings = Get("CLOUDMEM_DURABLE_VISIBILITY_SECONDS") is null ? new DurableHubTimings() : new DurableHubTimings
+            {
+                WorkItemVisibility = TimeSpan.FromSeconds(Number("CLOUDMEM_DURABLE_VISIBILITY_SECONDS", 300)),
+                ControlVisibility = TimeSpan.FromSeconds(Number("CLOUDMEM_DURABLE_VISIBILITY_SECONDS", 300)),
+                Lease = TimeSpan.FromSeconds(Math.Max(6, Number("CLOUDMEM_DURABLE_VISIBILITY_SECONDS", 300))),
+                MaxPollingInterval = TimeSpan.FromSeconds(1),
+            },
         };
+    }
+
+    /// <summary>
+    /// The Azure durable workflow (hub in CLOUDMEM_DURABLE_STORAGE, claims in CLOUDMEM_DURABLE_TABLE of the same
+    /// account) over the Azure target; null when no durable storage or no container is configured.
+    /// </summary>
+    public (DurableCaptureHub Hub, AzureWorkflowSteps Steps, TableCaptureLedger Ledger)? BuildDurable(CaptureLog log)
+    {
+        if (DurableStorage is null || ContainerUrl is null)
+        {
+            return null;
+        }
+        Uri container = new(ContainerUrl);
+        AzureTarget.ParseContainerUrl(container);
+        var target = new AzureResponderTarget(container, AzureCli.CredentialFactory, AzureCli.StorageKey(container, log.Scrubber), AzureCli.Arm(ArmEndpoint), ToolFile, ToolVersion, CaptureCli.ParserOpener);
+        TableCaptureLedger ledger = TableCaptureLedger.Create(DurableStorage, DurableTable, log);
+        var steps = new AzureWorkflowSteps(new TriggerPolicy { MinSeverity = MinSeverity, AllowedTypes = AllowedTypes }, target, ledger, log)
+        {
+            Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
+            OutputDirectory = Out,
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+        };
+        return (new DurableCaptureHub(DurableStorage, DurableHub, log, DurableTimings), steps, ledger);
     }
 
     /// <summary>
@@ -86,6 +129,7 @@ internal sealed record ResponderConfig
             OutputDirectory = Out,
             MinPartBytes = MinPartMiB is { } mib ? (long)mib << 20 : null,
             Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+            Documents = Documents,
         };
     }
 
@@ -99,7 +143,7 @@ internal sealed record ResponderConfig
             {
                 throw new CaptureException($"bucket '{Bucket}' must be 3-63 characters");
             }
-            targets.Add(new AwsResponderTarget(AwsCommandSettings.ConnectionFor, Bucket, Prefix, ToolFile, CaptureCli.ParserOpener, MinPartMiB is { } mib ? (long)mib << 20 : null));
+            targets.Add(new AwsResponderTarget(AwsCommandSettings.ConnectionFor, Bucket, Prefix, ToolFile, CaptureCli.ParserOpener, MinPartMiB is { } mib ? (long)mib << 20 : null) { Documents = Documents });
         }
         if (ContainerUrl is not null)
         {
@@ -295,7 +339,7 @@ internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
 }
 
 /// <summary>cloudmem serve-function: the Azure Functions custom handler.</summary>
-[Description("Run as an Azure Functions custom handler on FUNCTIONS_CUSTOMHANDLER_PORT: each Defender alert (Event Grid or HTTP trigger) -> policy -> capture")]
+[Description("Run as an Azure Functions custom handler on FUNCTIONS_CUSTOMHANDLER_PORT: each Defender alert (Event Grid or HTTP trigger) -> policy -> capture, or, with CLOUDMEM_DURABLE_STORAGE, -> start of the durable workflow (answered at once)")]
 internal sealed class ServeFunctionCommand : AsyncCommand<ServeFunctionCommand.Settings>
 {
     internal sealed class Settings : CommandSettings
@@ -310,9 +354,90 @@ internal sealed class ServeFunctionCommand : AsyncCommand<ServeFunctionCommand.S
         var log = new CaptureLog(new SecretScrubber(), Console.Error);
         int port = settings.Port ?? (int.TryParse(Environment.GetEnvironmentVariable("FUNCTIONS_CUSTOMHANDLER_PORT"), NumberStyles.None, CultureInfo.InvariantCulture, out int p)
             ? p : throw new CaptureException("FUNCTIONS_CUSTOMHANDLER_PORT is not set (is this running under the Functions host?) and no --port"));
-        AlertResponder responder = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem")).Build(log);
-        await using var server = new FunctionHandlerServer(port, responder.RespondAsync, log);
+        ResponderConfig config = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem"));
+        Func<ReadOnlyMemory<byte>, CancellationToken, Task<ResponseOutcome>> respond;
+        if (config.BuildDurable(log) is var (hub, _, ledger))
+        {
+            // Durable mode: validate the alert and start the orchestration, answering at once (the worker captures).
+            await ledger.CreateIfNotExistsAsync(cancellationToken);
+            var policy = new TriggerPolicy { MinSeverity = config.MinSeverity, AllowedTypes = config.AllowedTypes };
+            TimeSpan poll = TimeSpan.FromSeconds(Math.Max(config.PollSeconds, 30));
+            respond = (body, token) => hub.RespondAsync(body, policy, poll, ledger, token);
+        }
+        else
+        {
+            respond = config.Build(log).RespondAsync;
+        }
+        await using var server = new FunctionHandlerServer(port, respond, log);
         await server.RunAsync(cancellationToken);
         return (int)ExitCode.Ok;
+    }
+}
+
+/// <summary>cloudmem durable-worker: the long-running Azure worker of the durable capture workflow.</summary>
+[Description("Run the Azure durable capture worker (Durable Task Framework on Azure Storage: CLOUDMEM_DURABLE_STORAGE) until stopped; configuration from CLOUDMEM_* variables")]
+internal sealed class DurableWorkerCommand : AsyncCommand<DurableWorkerCommand.Settings>
+{
+    internal sealed class Settings : CommandSettings
+    {
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var log = new CaptureLog(new SecretScrubber(), Console.Error);
+        ResponderConfig config = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem"));
+        (DurableCaptureHub hub, AzureWorkflowSteps steps, TableCaptureLedger ledger) = config.BuildDurable(log)
+            ?? throw new CaptureException("the durable worker needs CLOUDMEM_DURABLE_STORAGE (the task hub's storage connection string) and CLOUDMEM_CONTAINER_URL");
+        await ledger.CreateIfNotExistsAsync(cancellationToken);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
+        {
+            signal.Cancel = true;
+            stop.Cancel();
+        });
+        await hub.RunWorkerAsync(steps, stop.Token);
+        return (int)ExitCode.Ok;
+    }
+}
+
+/// <summary>cloudmem workflow-step: one AWS workflow step in a container (the Fargate task of the state machine).</summary>
+[Description("Run one step of the AWS capture workflow from CLOUDMEM_WORKFLOW_STEP, CLOUDMEM_WORKFLOW_EVENT and CLOUDMEM_WORKFLOW_EXECUTION (the Fargate task that continues a finalize step longer than Lambda's 15 minutes); configuration from CLOUDMEM_* variables")]
+internal sealed class WorkflowStepCommand : AsyncCommand<WorkflowStepCommand.Settings>
+{
+    internal sealed class Settings : CommandSettings
+    {
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var log = new CaptureLog(new SecretScrubber(), Console.Error);
+        static string Required(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
+            ? value : throw new CaptureException($"{name} is not set (the state machine's container overrides set it)");
+        ResponderConfig config = ResponderConfig.FromEnvironment(Path.Combine(Path.GetTempPath(), "cloudmem"));
+        AwsWorkflowSteps steps = config.BuildWorkflow(log)
+            ?? throw new CaptureException("a workflow step needs CLOUDMEM_BUCKET and CLOUDMEM_DEDUPE_TABLE (the workflow's state)");
+        var payload = new System.Text.Json.Nodes.JsonObject
+        {
+            ["step"] = Required("CLOUDMEM_WORKFLOW_STEP"),
+            ["event"] = ParseEvent(Required("CLOUDMEM_WORKFLOW_EVENT")),
+            ["execution"] = Required("CLOUDMEM_WORKFLOW_EXECUTION"),
+        };
+        WorkflowInput input = WorkflowInput.TryParse(System.Text.Encoding.UTF8.GetBytes(payload.ToJsonString()))
+            ?? throw new CaptureException("CLOUDMEM_WORKFLOW_* do not make a workflow step");
+        WorkflowResult result = await steps.RunAsync(input, cancellationToken);
+        Console.Out.WriteLine(result.ToJson());
+        return (int)ExitCode.Ok;
+    }
+
+    private static System.Text.Json.Nodes.JsonNode? ParseEvent(string text)
+    {
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(text);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new CaptureException($"CLOUDMEM_WORKFLOW_EVENT is not JSON: {CaptureException.OneLine(e.Message)}", e);
+        }
     }
 }

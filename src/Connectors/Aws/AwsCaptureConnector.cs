@@ -96,7 +96,11 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
     }
 
     // The layout of one capture: parts, bound, keys.
-    internal sealed record Layout(string EvidenceKey, string TicketKey, string ParameterName, long PartBytes, int Parts, long BoundBytes, string DocumentName, string EvidenceName);
+    internal sealed record Layout(string EvidenceKey, string TicketKey, string ParameterName, long PartBytes, int Parts, long BoundBytes, string DocumentName, string EvidenceName)
+    {
+        /// <summary>The pinned document version (null: the document's default version).</summary>
+        public string? DocumentVersion { get; init; }
+    }
 
     internal Layout PlanLayout(AwsFacts facts, DateTimeOffset start)
     {
@@ -120,8 +124,8 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
             part,
             parts,
             parts * part,
-            facts.IsWindows ? "AWS-RunPowerShellScript" : "AWS-RunShellScript",
-            name);
+            facts.IsWindows ? _options.Documents.Windows : _options.Documents.Linux,
+            name) { DocumentVersion = _options.Documents.Version };
     }
 
     private static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;
@@ -311,6 +315,7 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
         SendCommandResponse sent = await calls.Run("ssm", "SendCommand", t => _clients.Ssm.SendCommandAsync(new SendCommandRequest
         {
             DocumentName = layout.DocumentName,
+            DocumentVersion = layout.DocumentVersion,
             InstanceIds = [_options.InstanceId],
             Comment = Truncate($"cloudmem capture {_request.CaseId ?? ""}".Trim(), 100),
             TimeoutSeconds = 600,
@@ -324,7 +329,7 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
         state.CommandSentUtc = DateTimeOffset.UtcNow;
         // Saved at once, before anything else can fail: a restarted step never sends the command again.
         await save(state, CancellationToken.None).ConfigureAwait(false);
-        recorder.Step("send command", $"{layout.DocumentName} command {state.CommandId} to {_options.InstanceId} ({commands.Count} lines)");
+        recorder.Step("send command", $"{layout.DocumentName}{(layout.DocumentVersion is null ? "" : " version " + layout.DocumentVersion)} command {state.CommandId} to {_options.InstanceId} ({commands.Count} lines)");
     }
 
     /// <summary>

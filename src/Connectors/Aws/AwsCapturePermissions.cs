@@ -15,8 +15,13 @@ public enum AwsResourceScope
     EvidenceObjects,
     /// <summary>The one-time ticket parameters: arn:aws:ssm:REGION:ACCOUNT:parameter/cloudmem/ticket/*.</summary>
     TicketParameter,
-    /// <summary>The two AWS-owned documents (AWS-RunShellScript, AWS-RunPowerShellScript) and the instances.</summary>
+    /// <summary>
+    /// The stack's own two pinned documents (infra/aws: same parameters as AWS-RunShellScript and
+    /// AWS-RunPowerShellScript), and instances tagged <c>cloudmem-capture</c> = the stack's value (aws:ResourceTag condition).
+    /// </summary>
     RunCommandDocument,
+    /// <summary>The evidence bucket's customer-managed KMS key (SSE-KMS by default).</summary>
+    EvidenceKey,
     /// <summary>The responder's DynamoDB table (de-duplication and per-instance lock).</summary>
     LedgerTable,
 }
@@ -50,13 +55,15 @@ public static class AwsCapturePermissions
         new("s3:GetObject (presigned)", "s3:GetObject", AwsResourceScope.EvidenceObjects, "the guest's presigned GETs (tool, ticket)"),
         new("ssm:PutParameter", "ssm:PutParameter", AwsResourceScope.TicketParameter, "one-time ticket parameter"),
         new("ssm:GetParameters (resolved by SendCommand)", "ssm:GetParameters", AwsResourceScope.TicketParameter, "Run Command resolves {{ssm:...}} with the caller's permission"),
-        new("ssm:SendCommand", "ssm:SendCommand", AwsResourceScope.RunCommandDocument, "AVML/WinPmem through AWS-RunShellScript/AWS-RunPowerShellScript"),
+        new("ssm:SendCommand", "ssm:SendCommand", AwsResourceScope.RunCommandDocument, "AVML/WinPmem through the stack's pinned documents, on tagged instances only"),
         new("ssm:GetCommandInvocation", "ssm:GetCommandInvocation", AwsResourceScope.Any, "poll the command"),
         new("ssm:CancelCommand", "ssm:CancelCommand", AwsResourceScope.Any, "cancel on timeout"),
         new("s3:CompleteMultipartUpload", "s3:PutObject", AwsResourceScope.EvidenceObjects, "finish the evidence object"),
         new("ssm:DeleteParameter", "ssm:DeleteParameter", AwsResourceScope.TicketParameter, "cleanup: the ticket parameter"),
         new("s3:DeleteObject", "s3:DeleteObject", AwsResourceScope.EvidenceObjects, "cleanup: the ticket object (never evidence)"),
         new("s3:AbortMultipartUpload", "s3:AbortMultipartUpload", AwsResourceScope.EvidenceObjects, "cleanup on failure"),
+        new("s3:PutObject / UploadPart (SSE-KMS)", "kms:GenerateDataKey", AwsResourceScope.EvidenceKey, "S3 encrypts every object and part with a data key of the evidence key"),
+        new("s3:GetObject / CompleteMultipartUpload (SSE-KMS)", "kms:Decrypt", AwsResourceScope.EvidenceKey, "S3 decrypts the data key to read back (and to complete a multipart upload)"),
         new("dynamodb:PutItem", "dynamodb:PutItem", AwsResourceScope.LedgerTable, "claim the finding on the instance and the instance's lock (conditional writes)"),
         new("dynamodb:GetItem", "dynamodb:GetItem", AwsResourceScope.LedgerTable, "who holds a duplicate's claim or the lock (for the outcome's reason)"),
         new("dynamodb:UpdateItem", "dynamodb:UpdateItem", AwsResourceScope.LedgerTable, "record the outcome on the finding's item"),

@@ -99,6 +99,9 @@ public sealed record AwsCaptureOptions
 
     /// <summary>Tag the instance with the case id and the evidence key.</summary>
     public bool TagInstance { get; init; } = true;
+
+    /// <summary>The SSM Command documents SendCommand runs (default: AWS-RunShellScript / AWS-RunPowerShellScript, any version).</summary>
+    public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
 }
 
 /// <summary>Options of <c>cloudmem isolate aws</c>.</summary>
@@ -119,4 +122,17 @@ public sealed record AwsIsolationOptions
 
     /// <summary>Instance profile (name or ARN) to put in place of the current one; null = disassociate.</summary>
     public string? ReplacementInstanceProfile { get; init; }
+}
+
+/// <summary>
+/// The SSM Command documents the capture runs: our own pinned copies (infra/aws creates them, with the same parameters
+/// as AWS-RunShellScript / AWS-RunPowerShellScript, and lets the responder's role run only those) or the AWS-owned ones.
+/// </summary>
+/// <param name="Linux">The Linux document (runShellScript with <c>commands</c> and <c>executionTimeout</c>).</param>
+/// <param name="Windows">The Windows document (runPowerShellScript, same parameters).</param>
+/// <param name="Version">The version SendCommand names (a changed document is not run until this changes); null: the default version.</param>
+public sealed record SsmDocuments(string Linux, string Windows, string? Version = null)
+{
+    /// <summary>AWS-RunShellScript and AWS-RunPowerShellScript, default version.</summary>
+    public static SsmDocuments AwsOwned { get; } = new("AWS-RunShellScript", "AWS-RunPowerShellScript");
 }

@@ -87,7 +87,7 @@ public sealed record WorkflowResult
 /// killed, retried by the state machine) resumes: it never sends the command twice nor starts a second upload, and the
 /// manifest records every attempt.
 /// </summary>
-public sealed class AwsWorkflowSteps
+public sealed class AwsWorkflowSteps : WorkflowStepSettings
 {
     private const string StateAttribute = "workflow";
     private const string CustodyAttribute = "custody";
@@ -102,8 +102,8 @@ public sealed class AwsWorkflowSteps
 
     /// <summary>Creates the steps.</summary>
     public AwsWorkflowSteps(TriggerPolicy policy, Func<string?, AwsConnection> connection, DynamoCaptureLedger ledger, string bucket, string prefix, string? toolFile, EvidenceOpener opener, CaptureLog log)
+        : base(policy)
     {
-        Policy = policy;
         _connection = connection;
         _ledger = ledger;
         _bucket = bucket;
@@ -113,23 +113,11 @@ public sealed class AwsWorkflowSteps
         _log = log;
     }
 
-    /// <summary>The policy (applied again at every step: the event travels with the execution).</summary>
-    public TriggerPolicy Policy { get; }
-
-    /// <summary>Command timeout (the poll step gives up after it) and poll interval.</summary>
-    public CaptureTimeouts Timeouts { get; init; } = new();
-
-    /// <summary>Where manifests are written in the step's sandbox (one sub-directory per case).</summary>
-    public string OutputDirectory { get; init; } = ".";
-
     /// <summary>Minimum part size (tests use small parts).</summary>
     public long? MinPartBytes { get; init; }
 
-    /// <summary>Signs every manifest written.</summary>
-    public IManifestSigner? Signer { get; init; }
-
-    /// <summary>Added to the command timeout for the instance lock's lifetime.</summary>
-    public TimeSpan LockMargin { get; init; } = TimeSpan.FromMinutes(30);
+    /// <summary>The SSM documents SendCommand runs (the stack's pinned copies in production).</summary>
+    public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
 
     /// <summary>Test seam handed to the connector (runs just before CompleteMultipartUpload).</summary>
     internal Func<CancellationToken, Task>? BeforeComplete { get; init; }
@@ -138,15 +126,10 @@ public sealed class AwsWorkflowSteps
     /// <exception cref="CaptureException">the step failed (the state machine retries or takes the failure path).</exception>
     public async Task<WorkflowResult> RunAsync(WorkflowInput input, CancellationToken cancellationToken)
     {
-        AlertEvent alert = AlertEventParser.Parse(JsonSerializer.SerializeToUtf8Bytes(input.Event));
-        TriggerDecision decision = Policy.Evaluate(alert);
-        if (!decision.Accepted)
+        (AlertEvent alert, TriggerDecision decision, WorkflowResult? refused) = WorkflowStepKit.Accept(input, Policy, AlertSource.GuardDuty, "AWS");
+        if (refused is not null)
         {
-            return new WorkflowResult { Status = "Refused", Done = true, Reason = decision.Reason };
-        }
-        if (alert.Source != AlertSource.GuardDuty)
-        {
-            throw new CaptureException($"{alert.Trigger}: the AWS workflow takes GuardDuty findings only");
+            return refused;
         }
         LedgerClaim claim = await _ledger.ClaimAsync(alert, Timeouts.Command + LockMargin, input.Execution, cancellationToken).ConfigureAwait(false);
         if (!claim.Won)
@@ -156,30 +139,18 @@ public sealed class AwsWorkflowSteps
         Dictionary<string, AttributeValue> item = await _ledger.GetAsync(claim.AlertKey, cancellationToken).ConfigureAwait(false);
         SsmCaptureState? state = item.TryGetValue(StateAttribute, out AttributeValue? saved) && saved.S is { } stateJson
             ? JsonSerializer.Deserialize<SsmCaptureState>(stateJson, s_json) : null;
-        Dictionary<string, int> attempts = item.TryGetValue("attempts", out AttributeValue? counted) && counted.S is { } countJson
-            ? JsonSerializer.Deserialize<Dictionary<string, int>>(countJson, s_json) ?? [] : [];
+        Dictionary<string, int> attempts = WorkflowStepKit.Attempts(item.TryGetValue("attempts", out AttributeValue? counted) ? counted.S : null);
         string step = input.Step.ToLowerInvariant();
-        int attempt = attempts[step] = attempts.GetValueOrDefault(step) + 1;
-
-        var request = new CaptureRequest
-        {
-            CaseId = CaptureRequest.ValidateCaseId(alert.CaseId),
-            Trigger = alert.Trigger,
-            OutputDirectory = Path.Combine(OutputDirectory, alert.CaseId),
-            Timeouts = Timeouts,
-            Signer = Signer,
-        };
-        Directory.CreateDirectory(request.OutputDirectory);
-        CustodyRecorder recorder = item.TryGetValue(CustodyAttribute, out AttributeValue? custody) && custody.S is { } custodyJson
-            ? CustodyRecorder.Resume(JsonSerializer.Deserialize<CustodyManifest>(custodyJson, CustodyManifest.JsonOptions)!, request, _log)
-            : new CustodyRecorder("aws", alert.Target!, "ssm", request, _log);
+        int attempt = WorkflowStepKit.CountAttempt(attempts, step);
+        CaptureRequest request = WorkflowStepKit.Request(alert, OutputDirectory, Timeouts, Signer);
+        CustodyRecorder recorder = WorkflowStepKit.Recorder(item.TryGetValue(CustodyAttribute, out AttributeValue? custody) ? custody.S : null, request, _log, "aws", alert.Target!, "ssm");
         if (step != "poll" || attempt == 1)
         {
             recorder.Step("workflow", $"{step} attempt {attempt} ({input.Execution}){(claim.Resumed && step == "start" && attempt > 1 ? ": resumed from the saved state" : "")}");
         }
         var calls = new AwsCalls(recorder);
         using AwsClients clients = AwsClients.Create(_connection(alert.Region));
-        var options = new AwsCaptureOptions { InstanceId = alert.Target!, Bucket = _bucket, Prefix = _prefix, ToolFile = _toolFile };
+        var options = new AwsCaptureOptions { InstanceId = alert.Target!, Bucket = _bucket, Prefix = _prefix, ToolFile = _toolFile, Documents = Documents };
         if (MinPartBytes is { } part)
         {
             options = options with { MinPartBytes = part };
@@ -193,7 +164,7 @@ public sealed class AwsWorkflowSteps
             {
                 [StateAttribute] = JsonSerializer.Serialize(current, s_json),
                 [CustodyAttribute] = recorder.Build().ToJson(),
-                ["attempts"] = JsonSerializer.Serialize(attempts, s_json),
+                ["attempts"] = WorkflowStepKit.Attempts(attempts),
             }, token).ConfigureAwait(false);
         }
 
@@ -215,17 +186,7 @@ public sealed class AwsWorkflowSteps
         }
         catch (Exception e) when (step != "fail" && state is not null)
         {
-            // The attempt is recorded before the state machine retries it or takes the failure path.
-            recorder.Step("workflow", $"{step} attempt {attempt} stopped: {CaptureException.OneLine(e.Message)}");
-            using var saving = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-            try
-            {
-                await Save(state, saving.Token).ConfigureAwait(false);
-            }
-            catch (Exception save) when (save is CaptureException or OperationCanceledException)
-            {
-                _log.Warn($"could not save the workflow state: {save.Message}");
-            }
+            await WorkflowStepKit.RecordStoppedAsync(recorder, step, attempt, e, token => Save(state, token), _log).ConfigureAwait(false);
             throw;
         }
     }
@@ -287,9 +248,7 @@ public sealed class AwsWorkflowSteps
 
     private async Task<WorkflowResult> FailAsync(AwsCaptureConnector connector, AwsCalls calls, CustodyRecorder recorder, LedgerClaim claim, WorkflowInput input, SsmCaptureState? state, CancellationToken cancellationToken)
     {
-        string cause = input.Error is { ValueKind: JsonValueKind.Object } error
-            ? $"{(error.TryGetProperty("Error", out JsonElement name) ? name.ToString() : "error")}: {(error.TryGetProperty("Cause", out JsonElement text) ? text.ToString() : "")}"
-            : "the workflow failed";
+        string cause = WorkflowStepKit.FailureCause(input);
         if (state is not null)
         {
             await connector.CleanUpAsync(recorder, calls, state).ConfigureAwait(false);

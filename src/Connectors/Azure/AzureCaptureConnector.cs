@@ -22,7 +22,7 @@ namespace CloudMem.Connectors.Azure;
 /// custody manifest with every ARM and Blob request id. Hibernate (opt-in): deallocate with hibernate=true and a full
 /// snapshot of the OS disk.
 /// </summary>
-internal sealed class AzureCaptureConnector : ICaptureConnector
+internal sealed partial class AzureCaptureConnector : ICaptureConnector
 {
     private readonly AzureCaptureOptions _options;
     private readonly CaptureRequest _request;
@@ -63,7 +63,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         return plan;
     }
 
-    private async Task<(CapturePlan Plan, AzureVmFacts? Facts, AzureGuestTool Tool)> PreflightAsync(CancellationToken cancellationToken)
+    internal async Task<(CapturePlan Plan, AzureVmFacts? Facts, AzureGuestTool Tool)> PreflightAsync(CancellationToken cancellationToken)
     {
         var plan = new CapturePlan("azure", _options.VmId.ToString(), MethodName);
         AzureVmFacts? facts = null;
@@ -166,11 +166,11 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
             }
             else
             {
-                await RunCommandCaptureAsync(recorder, facts!, tool, cancellationToken).ConfigureAwait(false);
+                await RunCommandCaptureAsync(recorder, tool, cancellationToken).ConfigureAwait(false);
             }
             RecordRequestIds(recorder);
             recorder.Complete();
-            return new CaptureResult(recorder.Build(), recorder.Write());
+            return new CaptureResult(recorder.Build(), await FinalManifestAsync(recorder, cancellationToken).ConfigureAwait(false));
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -180,14 +180,82 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
                 RecordRequestIds(recorder);
                 recorder.Fail(error);
             }
-            string path = recorder.Write();
+            string path = await FinalManifestAsync(recorder, CancellationToken.None).ConfigureAwait(false);
             _log.Warn($"manifest (Failed) written to {path}");
             throw error == e ? error : new CaptureException(_log.Scrubber.Scrub(error.Message), e);
         }
     }
 
-    private async Task RunCommandCaptureAsync(CustodyRecorder recorder, AzureVmFacts facts, AzureGuestTool tool, CancellationToken cancellationToken)
+    /// <summary>
+    /// The manifest beside the evidence (Run Command: the container is ours to write) and locally; when the upload
+    /// itself fails, the local manifest records that and stays the only copy (the run's own outcome is kept).
+    /// </summary>
+    private async Task<string> FinalManifestAsync(CustodyRecorder recorder, CancellationToken cancellationToken)
     {
+        if (_options.Method != AzureCaptureMethod.RunCommand)
+        {
+            return recorder.Write();
+        }
+        try
+        {
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            bounded.CancelAfter(TimeSpan.FromMinutes(2));
+            return await WriteManifestAsync(recorder, bounded.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is CaptureException or RequestFailedException or OperationCanceledException or IOException)
+        {
+            recorder.Step("manifest", $"NOT uploaded beside the evidence: {CaptureException.OneLine(e.Message)}");
+            return recorder.Write();
+        }
+    }
+
+    private async Task RunCommandCaptureAsync(CustodyRecorder recorder, AzureGuestTool tool, CancellationToken cancellationToken)
+    {
+        AzureRunCommandState state = PlanLayout(recorder, tool);
+        static Task NoSave(AzureRunCommandState _, CancellationToken __) => Task.CompletedTask;
+        await StartRunCommandAsync(recorder, state, NoSave, cancellationToken).ConfigureAwait(false);
+        string output = await Resilience.PollUntilAsync(
+            $"Run Command {AzureGuestScript.CommandId(tool)} on {_options.VmId.Name}",
+            async token =>
+            {
+                AzureOperationStatus status = await RunCommandStatusAsync(state, token).ConfigureAwait(false);
+                return status.Done
+                    ? PollState<string>.Finished(status.Status, status.Output ?? "")
+                    : PollState<string>.Pending(status.Status);
+            },
+            _request.Timeouts.PollInterval, _request.Timeouts.Command, cancellationToken).ConfigureAwait(false);
+        await VerifyAsync(recorder, state, output, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Where this run's blobs go: <c>{case}/{vm}-{start}</c> (the recorder's start time, so a resumed run keeps it)
+    /// plus the tool's extension for the evidence and <c>.custody.json</c> for the manifest.
+    /// </summary>
+    internal AzureRunCommandState PlanLayout(CustodyRecorder recorder, AzureGuestTool tool)
+    {
+        string stamp = recorder.Build().StartedUtc.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
+        return new AzureRunCommandState { Tool = tool, BaseName = $"{_request.CaseId ?? "nocase"}/{_options.VmId.Name}-{stamp}" };
+    }
+
+    /// <summary>
+    /// Stages the tool, issues the two SAS and sends Run Command, saving the state before the request (RequestedUtc)
+    /// and after it (the operation's URL), so a restarted worker polls the same operation and never sends the command
+    /// twice: a state with RequestedUtc but no operation (the worker died during the request) is refused, because
+    /// whether the guest ran the tool is unknown and running it again would overwrite memory the first run changed.
+    /// </summary>
+    internal async Task StartRunCommandAsync(CustodyRecorder recorder, AzureRunCommandState state, Func<AzureRunCommandState, CancellationToken, Task> save, CancellationToken cancellationToken)
+    {
+        if (state.OperationUrl is not null)
+        {
+            recorder.Step("run command", $"already sent at {state.RequestedUtc:O} (operation saved): not sent again, polling it");
+            return;
+        }
+        if (state.RequestedUtc is { } requested)
+        {
+            throw new CaptureException($"Run Command was requested at {requested:O} but its operation was not saved (the worker stopped during the request): not sent again; check the VM's run command history");
+        }
+        AzureGuestTool tool = state.Tool;
+
         // 1. Stage the tool (content-addressed: the blob name is its SHA-256).
         (string toolSha, long toolSize) = await Sha256Sink.HashFileAsync(_options.ToolFile!, cancellationToken).ConfigureAwait(false);
         BlobClient toolBlob = _container.GetBlobClient(ToolBlobName(toolSha));
@@ -209,9 +277,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         recorder.Tool(ToolName, _options.ToolVersion, toolSha, toolBlob.Uri.AbsoluteUri);
 
         // 2. One evidence blob name, two scoped SAS.
-        string extension = tool == AzureGuestTool.Avml ? "avml" : "raw";
-        string stamp = DateTimeOffset.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
-        string evidenceName = $"{_request.CaseId ?? "nocase"}/{facts.Name}-{stamp}.{extension}";
+        string evidenceName = state.EvidenceName;
         var issuer = new BlobSasIssuer(_blobService, _options.StorageKey);
         ScopedSas toolSas = await issuer.ReadOnlyAsync(_containerName, toolBlob.Name, SasLifetime, cancellationToken).ConfigureAwait(false);
         ScopedSas uploadSas = await issuer.CreateOnlyAsync(_containerName, evidenceName, SasLifetime, cancellationToken).ConfigureAwait(false);
@@ -227,20 +293,34 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         IReadOnlyList<string> script = AzureGuestScript.Build(tool, toolSas.Uri, toolSha, uploadSas.Uri,
             $"case {_request.CaseId ?? "none"}, blob {evidenceName}");
         string commandId = AzureGuestScript.CommandId(tool);
+        state.RequestedUtc = DateTimeOffset.UtcNow;
+        await save(state, cancellationToken).ConfigureAwait(false);
         ArmOperation<VirtualMachineRunCommandResult> operation =
             await _arm.StartRunCommandAsync(_options.VmId, commandId, script, cancellationToken).ConfigureAwait(false);
-        recorder.Step("run command", $"{commandId} started on {facts.Name} ({script.Count} script lines; output to {_containerName}/{evidenceName})");
-        VirtualMachineRunCommandResult result = await Resilience.PollUntilAsync(
-            $"Run Command {commandId} on {facts.Name}",
-            async token =>
-            {
-                await operation.UpdateStatusAsync(token).ConfigureAwait(false);
-                return operation.HasCompleted
-                    ? PollState<VirtualMachineRunCommandResult>.Finished("Succeeded", operation.Value)
-                    : PollState<VirtualMachineRunCommandResult>.Pending(OperationState(operation.GetRawResponse()));
-            },
-            _request.Timeouts.PollInterval, _request.Timeouts.Command, cancellationToken).ConfigureAwait(false);
-        string output = string.Join("\n", result.Value.Select(s => s.Message));
+        Response accepted = operation.GetRawResponse();
+        state.OperationUrl = accepted.Headers.TryGetValue("Azure-AsyncOperation", out string? asyncOperation) ? asyncOperation
+            : accepted.Headers.TryGetValue("Location", out string? location) ? location
+            : throw new CaptureException($"runCommand on {_options.VmId.Name} answered HTTP {accepted.Status} without Azure-AsyncOperation or Location: cannot follow it");
+        state.ResultUrl = accepted.Headers.TryGetValue("Location", out string? result) ? result : null;
+        recorder.Step("run command", $"{commandId} started on {_options.VmId.Name} ({script.Count} script lines; output to {_containerName}/{evidenceName})");
+        await save(state, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>One status read of the saved Run Command operation (GET on its Azure-AsyncOperation URL, with our ARM credential).</summary>
+    internal async Task<AzureOperationStatus> RunCommandStatusAsync(AzureRunCommandState state, CancellationToken cancellationToken)
+    {
+        Uri url = new(state.OperationUrl ?? throw new CaptureException("Run Command has not been started (no operation saved)"));
+        AzureOperationStatus status = await _arm.GetOperationAsync(url, state.ResultUrl is null ? null : new Uri(state.ResultUrl), cancellationToken).ConfigureAwait(false);
+        if (status.Done && status.Status != "Succeeded")
+        {
+            throw new CaptureException($"Run Command on {_options.VmId.Name} ended {status.Status}: {status.Error ?? "no error text"}");
+        }
+        return status;
+    }
+
+    /// <summary>Reads the guest's report, streams the blob back (our SHA-256), compares, opens it with our parsers and records the evidence.</summary>
+    internal async Task VerifyAsync(CustodyRecorder recorder, AzureRunCommandState state, string output, CancellationToken cancellationToken)
+    {
         GuestReport report = AzureGuestScript.ParseOutput(output);
         recorder.Step("run command", $"finished: {Excerpt(output)}");
         if (report.Error is not null)
@@ -251,6 +331,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         {
             throw new CaptureException($"the guest script did not report CLOUDMEM_SHA256/CLOUDMEM_SIZE (output: {Excerpt(output)})");
         }
+        string evidenceName = state.EvidenceName;
 
         // 4. Verify: read the blob back, hash on our side, compare, open with our parsers.
         BlobClient evidence = _container.GetBlobClient(evidenceName);
@@ -265,7 +346,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         }
         recorder.Resource("blob", SecretScrubber.WithoutQuery(evidence.Uri.AbsoluteUri), $"{properties.ContentLength} bytes, etag {properties.ETag}");
         Directory.CreateDirectory(_request.OutputDirectory);
-        string localName = $"{facts.Name}-{stamp}.{extension}";
+        string localName = Path.GetFileName(evidenceName);
         string finalPath = Path.GetFullPath(Path.Combine(_request.OutputDirectory, localName));
         string partial = Path.Combine(_request.OutputDirectory, $".{localName}.{Guid.NewGuid():N}.partial");
         string ourSha;
@@ -310,6 +391,59 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
                     recorder.Step("read back", "temporary local copy (opened with our parsers) deleted; --download keeps it");
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Writes the manifest locally (signed when a signer is set) and uploads it, with its signature, beside the
+    /// evidence as <c>{case}/{vm}-{start}.custody.json</c>, on every outcome. Create-only (If-None-Match: *), so an
+    /// immutable container accepts it and no manifest is overwritten: when the name is taken by an earlier attempt's
+    /// manifest with other content, the next free <c>.custody-N.json</c> is used. Returns the local path.
+    /// </summary>
+    internal async Task<string> WriteManifestAsync(CustodyRecorder recorder, CancellationToken cancellationToken)
+    {
+        string baseName = PlanLayout(recorder, AzureGuestTool.Avml).BaseName;
+        string path = recorder.Write();
+        string signature = ManifestSigning.SignaturePath(path);
+        for (int n = 1; n <= 9; n++)
+        {
+            string name = n == 1 ? $"{baseName}.custody.json" : $"{baseName}.custody-{n}.json";
+            if (await UploadOnceAsync(name, path, cancellationToken).ConfigureAwait(false))
+            {
+                if (File.Exists(signature))
+                {
+                    await UploadOnceAsync(name + ".sig", signature, cancellationToken).ConfigureAwait(false);
+                }
+                _log.Info($"manifest ({recorder.Status}) uploaded beside the evidence as {_containerName}/{name}");
+                return path;
+            }
+        }
+        throw new CaptureException($"{_containerName}/{baseName}.custody*.json: nine manifests with other contents already exist; not uploaded");
+    }
+
+    // True when the blob now holds exactly this file (uploaded now, or already there with the same SHA-256).
+    private async Task<bool> UploadOnceAsync(string blobName, string file, CancellationToken cancellationToken)
+    {
+        BlobClient blob = _container.GetBlobClient(blobName);
+        try
+        {
+            await using FileStream content = File.OpenRead(file);
+            await blob.UploadAsync(content, new BlobUploadOptions
+            {
+                Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
+                HttpHeaders = new BlobHttpHeaders { ContentType = "application/json" },
+            }, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (RequestFailedException e) when (e.Status == 409 || e.ErrorCode == BlobErrorCode.BlobAlreadyExists)
+        {
+            (string stored, _) = await HashBlobAsync(blob, null, cancellationToken).ConfigureAwait(false);
+            (string ours, _) = await Sha256Sink.HashFileAsync(file, cancellationToken).ConfigureAwait(false);
+            return stored == ours;
+        }
+        catch (RequestFailedException e)
+        {
+            throw new CaptureException($"manifest upload to {_containerName}/{blobName}: {Describe(e)}", e);
         }
     }
 
@@ -382,7 +516,7 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         return (hashing.Sha256Hex, hashing.BytesHashed);
     }
 
-    private async Task RecordOperatorAsync(CustodyRecorder recorder, CancellationToken cancellationToken)
+    internal async Task RecordOperatorAsync(CustodyRecorder recorder, CancellationToken cancellationToken)
     {
         string audience = (_options.Arm.Audience ?? ArmEnvironment.AzurePublicCloud.Audience).TrimEnd('/');
         try
@@ -423,10 +557,17 @@ internal sealed class AzureCaptureConnector : ICaptureConnector
         }
     }
 
-    private void RecordRequestIds(CustodyRecorder recorder)
+    private readonly HashSet<AzureRequestRecord> _recorded = [];
+
+    /// <summary>Adds the request ids not yet recorded (a durable step records after every save).</summary>
+    internal void RecordRequestIds(CustodyRecorder recorder)
     {
         foreach (AzureRequestRecord record in _arm.Log.Records.Concat(_blobLog.Records).OrderBy(r => r.Time))
         {
+            if (!_recorded.Add(record))
+            {
+                continue;
+            }
             string operation = $"{record.Operation} -> {record.Status}";
             recorder.RequestId(record.Service, operation, record.RequestId);
             if (record.CorrelationId is not null && record.CorrelationId != record.RequestId)

@@ -39,6 +39,9 @@ public sealed class AwsResponderTarget : IResponderTarget
     private readonly long? _minPartBytes;
     private readonly EvidenceOpener _opener;
 
+    /// <summary>The SSM documents SendCommand runs (the stack's pinned copies in production).</summary>
+    public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
+
     /// <summary>Creates the target; <paramref name="connection"/> gives the connection for a region (the finding's).</summary>
     public AwsResponderTarget(Func<string?, AwsConnection> connection, string bucket, string prefix, string? toolFile, EvidenceOpener opener, long? minPartBytes = null)
     {
@@ -66,6 +69,7 @@ public sealed class AwsResponderTarget : IResponderTarget
                 Prefix = _prefix,
                 ToolFile = _toolFile,
                 Download = request.Download,
+                Documents = Documents,
             };
             if (_minPartBytes is { } part)
             {
@@ -140,6 +144,8 @@ public enum ResponseStatus
     Failed,
     /// <summary>Another delivery of the same alert, or another alert's capture of the same machine, holds the claim (<see cref="ICaptureLedger"/>): the tool is not run.</summary>
     Duplicate,
+    /// <summary>The durable workflow was started for the alert (the Function answers at once; a worker captures).</summary>
+    Started,
 }
 
 /// <summary>The outcome of one alert, as the runners return it (JSON, camelCase).</summary>

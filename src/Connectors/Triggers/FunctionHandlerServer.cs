@@ -80,7 +80,12 @@ public sealed class FunctionHandlerServer : IAsyncDisposable
             ResponseOutcome outcome = await _respond(eventJson, cancellationToken).ConfigureAwait(false);
             logs.Add(outcome.Reason);
             result = JsonNode.Parse(outcome.ToJson());
-            resStatus = outcome.Status is ResponseStatus.Refused or ResponseStatus.Planned or ResponseStatus.Duplicate ? 200 : 201;
+            resStatus = outcome.Status switch
+            {
+                ResponseStatus.Refused or ResponseStatus.Planned or ResponseStatus.Duplicate => 200,
+                ResponseStatus.Started => 202,
+                _ => 201,
+            };
         }
         catch (TriggerEventException e)
         {

@@ -71,7 +71,7 @@ public sealed class EmulatorProcess : IDisposable
     private readonly Process _process;
     private readonly System.Text.StringBuilder _output = new();
 
-    /// <summary>Starts <paramref name="fileName"/> and waits until it listens on <paramref name="port"/>.</summary>
+    /// <summary>Starts <paramref name="fileName"/> and waits until it listens on <paramref name="port"/> (0: a worker that listens on nothing, not waited for).</summary>
     public EmulatorProcess(string fileName, IEnumerable<string> arguments, int port, string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(fileName)
@@ -96,7 +96,10 @@ public sealed class EmulatorProcess : IDisposable
         Port = port;
         try
         {
-            Emulators.WaitForPort(port, TimeSpan.FromSeconds(30), _process);
+            if (port != 0)
+            {
+                Emulators.WaitForPort(port, TimeSpan.FromSeconds(30), _process);
+            }
         }
         catch (Exception e)
         {
@@ -107,6 +110,9 @@ public sealed class EmulatorProcess : IDisposable
 
     /// <summary>The port it listens on.</summary>
     public int Port { get; }
+
+    /// <summary>Whether it has exited.</summary>
+    public bool HasExited => _process.HasExited;
 
     /// <summary>What it printed so far.</summary>
     public string Output

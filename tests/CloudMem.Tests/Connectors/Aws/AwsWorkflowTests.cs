@@ -50,8 +50,24 @@ public sealed class AwsWorkflowTests
                 OutputDirectory = Harness.OutputDirectory,
                 MinPartBytes = 8L << 20,
                 BeforeComplete = beforeComplete,
+                // The stack's pinned documents, as infra/aws/cloudmem-responder.yaml configures the function.
+                Documents = new SsmDocuments("cloudmem-capture-linux", "cloudmem-capture-windows", "1"),
             };
             return await steps.RunAsync(input, CancellationToken.None);
+        }
+
+        /// <summary>The variables `cloudmem lambda` / `workflow-step` read, for this world's emulators.</summary>
+        public Dictionary<string, string> CliEnvironment()
+        {
+            Dictionary<string, string> environment = AwsCliTests.Environment(Harness);
+            environment["AWS_ENDPOINT_URL_DYNAMODB"] = Dynalite.Url;
+            environment["CLOUDMEM_BUCKET"] = AwsHarness.Bucket;
+            environment["CLOUDMEM_PREFIX"] = "cases";
+            environment["CLOUDMEM_TOOL_FILE"] = Harness.ToolFile;
+            environment["CLOUDMEM_DEDUPE_TABLE"] = DynaliteEmulator.Table;
+            environment["CLOUDMEM_MIN_PART_MIB"] = "8";
+            environment["CLOUDMEM_OUT"] = Harness.OutputDirectory;
+            return environment;
         }
 
         public async Task PollUntilDoneAsync()
@@ -110,7 +126,12 @@ public sealed class AwsWorkflowTests
         Assert.True(evidence.Verified);
         Assert.Equal(new FileInfo(world.Harness.Fixture).Length, evidence.SizeBytes);
         // One command, one tool run, one upload started and completed once: the same upload id throughout.
-        Assert.Single(world.Harness.Fake.SendCommandBodies);
+        using (JsonDocument send = JsonDocument.Parse(Assert.Single(world.Harness.Fake.SendCommandBodies)))
+        {
+            // Our own document at its pinned version, never AWS-RunShellScript.
+            Assert.Equal("cloudmem-capture-linux", send.RootElement.GetProperty("DocumentName").GetString());
+            Assert.Equal("1", send.RootElement.GetProperty("DocumentVersion").GetString());
+        }
         Assert.Single(File.ReadAllLines(world.Runs));
         Assert.Equal(started.UploadId, Assert.Single(manifest.Steps, s => s.Action == "start upload").Detail.Split(' ')[^1]);
         StepRecord complete = Assert.Single(manifest.Steps, s => s.Action == "complete upload");
@@ -171,15 +192,8 @@ public sealed class AwsWorkflowTests
         }.ToJsonString();
         runtime.Enqueue(Payload("start"));
         runtime.Enqueue(Payload("fail", """{"Error":"States.TaskFailed","Cause":"stopped by the test"}"""));
-        Dictionary<string, string> environment = AwsCliTests.Environment(world.Harness);
+        Dictionary<string, string> environment = world.CliEnvironment();
         environment["AWS_LAMBDA_RUNTIME_API"] = runtime.Api;
-        environment["AWS_ENDPOINT_URL_DYNAMODB"] = world.Dynalite.Url;
-        environment["CLOUDMEM_BUCKET"] = AwsHarness.Bucket;
-        environment["CLOUDMEM_PREFIX"] = "cases";
-        environment["CLOUDMEM_TOOL_FILE"] = world.Harness.ToolFile;
-        environment["CLOUDMEM_DEDUPE_TABLE"] = DynaliteEmulator.Table;
-        environment["CLOUDMEM_MIN_PART_MIB"] = "8";
-        environment["CLOUDMEM_OUT"] = world.Harness.OutputDirectory;
         (int exit, _, string stderr) = CliRunner.Run(environment, null, "lambda", "--max-invocations", "2");
         Assert.True(exit == 0, stderr);
         LambdaOutcome[] outcomes = [.. runtime.Outcomes];
@@ -192,5 +206,38 @@ public sealed class AwsWorkflowTests
         Assert.Equal("Failed", failed.GetProperty("status").GetString());
         Assert.Equal("States.TaskFailed: stopped by the test", failed.GetProperty("reason").GetString());
         Assert.Single(world.Harness.Fake.SendCommandBodies);
+    }
+
+    [SkippableFact]
+    public async Task A_finalize_that_outlives_lambda_continues_in_the_container_command_and_completes()
+    {
+        using var world = new World();
+        WorkflowResult started = await world.StepAsync(Input("start"));
+        Assert.Equal("Started", started.Status);
+        await world.PollUntilDoneAsync();
+        // The Lambda finalize ran out of time after CompleteMultipartUpload (States.Timeout): the state machine starts the
+        // Fargate task, whose container runs `cloudmem workflow-step` with the step in its environment overrides.
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: _ => throw new OperationCanceledException("lambda deadline")));
+        Dictionary<string, string> environment = world.CliEnvironment();
+        environment["CLOUDMEM_WORKFLOW_STEP"] = "finalize";
+        environment["CLOUDMEM_WORKFLOW_EVENT"] = File.ReadAllText(AlertEventParserTests.Event("guardduty-eventbridge-high.json"));
+        environment["CLOUDMEM_WORKFLOW_EXECUTION"] = Execution;
+
+        (int exit, string stdout, string stderr) = CliRunner.Run(environment, null, "workflow-step");
+
+        Assert.True(exit == 0, stderr);
+        JsonElement result = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal("Captured", result.GetProperty("status").GetString());
+        CustodyManifest manifest = CustodyManifest.Read(result.GetProperty("manifest").GetString()!);
+        Assert.Equal(CustodyStatus.Completed, manifest.Status);
+        Assert.Contains(manifest.Steps, s => s.Action == "workflow" && s.Detail.StartsWith("finalize attempt 1 stopped: lambda deadline", StringComparison.Ordinal));
+        Assert.Contains(manifest.Steps, s => s.Action == "workflow" && s.Detail.StartsWith("finalize attempt 2 ", StringComparison.Ordinal));
+        Assert.Single(world.Harness.Fake.SendCommandBodies);
+        Assert.Single(File.ReadAllLines(world.Runs));
+
+        // Without its variables the command says which one is missing, in one line.
+        (int missing, _, string error) = CliRunner.Run(new Dictionary<string, string>(environment) { ["CLOUDMEM_WORKFLOW_STEP"] = "" }, null, "workflow-step");
+        Assert.Equal(2, missing);
+        Assert.Contains("CLOUDMEM_WORKFLOW_STEP is not set", error, StringComparison.Ordinal);
     }
 }

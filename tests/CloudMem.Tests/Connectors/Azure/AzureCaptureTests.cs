@@ -58,6 +58,9 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         // Every request id the fake ARM sent is in the manifest; the Blob service's too.
         HashSet<string> recorded = [.. manifest.RequestIds.Select(r => r.RequestId)];
         Assert.All(bed.Arm.ResponseIds, id => Assert.Contains(id, recorded));
+        // The Completed manifest is also beside the evidence, byte for byte the local one.
+        string besideEvidence = Path.ChangeExtension(evidence.Name, null) + ".custody.json";
+        Assert.Equal(File.ReadAllBytes(result.ManifestPath), (await bed.ContainerClient.GetBlobClient(besideEvidence).DownloadContentAsync()).Value.Content.ToArray());
         Assert.Contains(manifest.RequestIds, r => r.Service == "blob" && r.Operation.StartsWith("GET /devstoreaccount1/" + bed.Container));
         Assert.Contains(manifest.RequestIds, r => r.Service == "arm" && r.Operation.Contains("/runCommand"));
 
@@ -159,7 +162,7 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         Assert.Equal(CustodyStatus.Failed, manifest.Status);
         Assert.Equal(error.Message, manifest.Error);
         Assert.Empty(manifest.Evidence);
-        Assert.Contains(manifest.RequestIds, r => r.Operation.StartsWith("GET /operations/", StringComparison.Ordinal));
+        Assert.Contains(manifest.RequestIds, r => r.Operation.StartsWith("GET /subscriptions/", StringComparison.Ordinal) && r.Operation.Contains("/operations/", StringComparison.Ordinal));
     }
 
     [SkippableFact]
@@ -193,7 +196,11 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         Assert.Contains($"preflight '{failedCheck}' failed", error.Message);
         Assert.DoesNotContain('\n', error.Message);
         Assert.Empty(bed.Arm.MutatingCalls);
-        Assert.Empty(bed.ContainerClient.GetBlobs());
+        // Nothing but the Failed manifest, uploaded beside where the evidence would have been (every outcome is kept).
+        BlobItem only = Assert.Single(bed.ContainerClient.GetBlobs());
+        Assert.Matches(@"^IR-42/vm1-\d{8}T\d{6}Z\.custody\.json$", only.Name);
+        using JsonDocument manifest = JsonDocument.Parse((await bed.ContainerClient.GetBlobClient(only.Name).DownloadContentAsync()).Value.Content.ToString());
+        Assert.Equal("Failed", manifest.RootElement.GetProperty("status").GetString());
     }
 
     [SkippableFact]

@@ -28,12 +28,12 @@ public sealed class AzuriteHost : IDisposable
 
     /// <summary>With <paramref name="https"/>: TLS with a certificate made here (PEM files in the workspace) and
     /// --oauth basic, so bearer tokens and user delegation keys work (Azure.Core sends tokens over https only).</summary>
-    internal AzuriteHost(bool https)
+    internal AzuriteHost(bool https, bool allServices = false)
     {
         Https = https;
         _process = new Lazy<EmulatorProcess>(() =>
         {
-            string bin = Emulators.Require(Path.Combine("azurite", "node_modules", ".bin", "azurite-blob"));
+            string bin = Emulators.Require(Path.Combine("azurite", "node_modules", ".bin", allServices ? "azurite" : "azurite-blob"));
             Directory.CreateDirectory(_workspace);
             int port = Emulators.FreePort();
             var args = new List<string>
@@ -41,6 +41,13 @@ public sealed class AzuriteHost : IDisposable
                 "--blobHost", "127.0.0.1", "--blobPort", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
             };
+            if (allServices)
+            {
+                _queuePort = Emulators.FreePort();
+                _tablePort = Emulators.FreePort();
+                args.AddRange(["--queueHost", "127.0.0.1", "--queuePort", _queuePort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    "--tableHost", "127.0.0.1", "--tablePort", _tablePort.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            }
             if (https)
             {
                 File.WriteAllText(CertificatePemPath, Certificate!.ExportCertificatePem());
@@ -48,7 +55,13 @@ public sealed class AzuriteHost : IDisposable
                 File.WriteAllText(Path.Combine(_workspace, "key.pem"), key.ExportPkcs8PrivateKeyPem());
                 args.AddRange(["--cert", CertificatePemPath, "--key", Path.Combine(_workspace, "key.pem"), "--oauth", "basic"]);
             }
-            return new EmulatorProcess(bin, args, port, _workspace);
+            var process = new EmulatorProcess(bin, args, port, _workspace);
+            if (allServices)
+            {
+                Emulators.WaitForPort(_queuePort, TimeSpan.FromSeconds(30));
+                Emulators.WaitForPort(_tablePort, TimeSpan.FromSeconds(30));
+            }
+            return process;
         });
         if (https)
         {
@@ -57,6 +70,20 @@ public sealed class AzuriteHost : IDisposable
     }
 
     public bool Https { get; }
+
+    private int _queuePort;
+    private int _tablePort;
+
+    /// <summary>The account's connection string with all three endpoints (only for a host made with all services).</summary>
+    public string ConnectionString
+    {
+        get
+        {
+            int blob = Port;
+            return $"DefaultEndpointsProtocol=http;AccountName={Account};AccountKey={Key};BlobEndpoint=http://127.0.0.1:{blob}/{Account};"
+                + $"QueueEndpoint=http://127.0.0.1:{_queuePort}/{Account};TableEndpoint=http://127.0.0.1:{_tablePort}/{Account};";
+        }
+    }
 
     /// <summary>The TLS certificate (https only).</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate2? Certificate { get; }

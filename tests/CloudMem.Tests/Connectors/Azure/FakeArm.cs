@@ -87,6 +87,7 @@ public sealed class FakeArm : IAsyncDisposable
     public string AddVm(string subscription, string group, string name, string osType = "Linux", string power = "running",
         string agent = "Ready", bool hibernationEnabled = false, int nics = 2, string? nsgOnNics = null)
     {
+        OperationSubscription = subscription;
         string rg = $"/subscriptions/{subscription}/resourceGroups/{group}";
         string vmId = $"{rg}/providers/Microsoft.Compute/virtualMachines/{name}";
         var nicRefs = new JsonArray();
@@ -181,14 +182,14 @@ public sealed class FakeArm : IAsyncDisposable
             await Json(context, 401, new JsonObject { ["error"] = Error("AuthenticationFailed", "no bearer token") });
             return;
         }
-        if (!request.Query.ContainsKey("api-version") && !path.StartsWith("/operations/", StringComparison.Ordinal))
+        if (!request.Query.ContainsKey("api-version"))
         {
             await Json(context, 400, new JsonObject { ["error"] = Error("MissingApiVersionParameter", "api-version missing") });
             return;
         }
-        if (path.StartsWith("/operations/", StringComparison.Ordinal) || path.StartsWith("/results/", StringComparison.Ordinal))
+        if (s_operation.IsMatch(path))
         {
-            await OperationAsync(context, path);
+            await OperationAsync(context, path, request.Query.ContainsKey("monitor"));
             return;
         }
         string method = request.Method;
@@ -308,17 +309,23 @@ public sealed class FakeArm : IAsyncDisposable
         return id;
     }
 
-    private string OperationUri(string id) => new Uri(Endpoint, $"/operations/{id}?api-version=2023-07-01").AbsoluteUri;
+    // Where Compute puts its long-running operations: .../locations/{region}/operations/{id}; the Location header adds monitor=true.
+    private static readonly System.Text.RegularExpressions.Regex s_operation = new("^/subscriptions/[^/]+/providers/Microsoft.Compute/locations/[^/]+/operations/[^/]+$");
+
+    private string OperationUri(string id) => new Uri(Endpoint, $"/subscriptions/{OperationSubscription}/providers/Microsoft.Compute/locations/westeurope/operations/{id}?api-version=2023-07-01").AbsoluteUri;
+
+    /// <summary>The subscription in operation URLs (the last one a VM was added to).</summary>
+    private string OperationSubscription { get; set; } = "00000000-0000-0000-0000-000000000000";
 
     private void Accepted(HttpContext context, string opId)
     {
         context.Response.StatusCode = 202;
         context.Response.Headers["Azure-AsyncOperation"] = OperationUri(opId);
-        context.Response.Headers["Location"] = new Uri(Endpoint, $"/results/{opId}?api-version=2023-07-01").AbsoluteUri;
+        context.Response.Headers["Location"] = OperationUri(opId) + "&monitor=true";
         context.Response.Headers["Retry-After"] = "0";
     }
 
-    private async Task OperationAsync(HttpContext context, string path)
+    private async Task OperationAsync(HttpContext context, string path, bool result)
     {
         string id = path[(path.LastIndexOf('/') + 1)..];
         if (!_operations.TryGetValue(id, out Operation? op))
@@ -326,14 +333,13 @@ public sealed class FakeArm : IAsyncDisposable
             await NotFound(context, path);
             return;
         }
-        bool result = path.StartsWith("/results/", StringComparison.Ordinal);
         if (!op.Done)
         {
             context.Response.Headers["Retry-After"] = "0";
             if (result)
             {
                 context.Response.StatusCode = 202;
-                context.Response.Headers["Location"] = new Uri(Endpoint, path + "?api-version=2023-07-01").AbsoluteUri;
+                context.Response.Headers["Location"] = new Uri(Endpoint, path + "?api-version=2023-07-01&monitor=true").AbsoluteUri;
                 return;
             }
             await Json(context, 200, new JsonObject { ["status"] = "InProgress", ["name"] = id });

@@ -12,7 +12,7 @@ namespace CloudMem.Tests.Connectors.Triggers;
 /// </summary>
 public sealed partial class ResponderInfraTests
 {
-    private static readonly string[] s_connectorServices = ["ec2", "ssm", "s3", "sts", "autoscaling", "dynamodb"];
+    private static readonly string[] s_connectorServices = ["ec2", "ssm", "s3", "sts", "autoscaling", "dynamodb", "kms"];
 
     private static YamlMappingNode Template()
     {
@@ -76,10 +76,22 @@ public sealed partial class ResponderInfraTests
             string resource = Assert.Single(resources);
             Assert.Equal("${EvidenceBucket.Arn}/${EvidencePrefix}/*", resource);
         }
-        (_, string[] send, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains("ssm:SendCommand"));
-        Assert.Equal(2, send.Count(r => r.Contains(":document/", StringComparison.Ordinal)));
-        Assert.Contains(send, r => r.EndsWith("::document/AWS-RunShellScript", StringComparison.Ordinal));
-        Assert.Contains(send, r => r.EndsWith("::document/AWS-RunPowerShellScript", StringComparison.Ordinal));
+        // SendCommand: the stack's two documents (no AWS-owned one anywhere), and instances only with the capture tag.
+        var send = RoleStatements().Where(s => s.Actions.Contains("ssm:SendCommand")).ToList();
+        Assert.Equal(2, send.Count);
+        Assert.All(send, s => Assert.Equal(["ssm:SendCommand"], s.Actions));
+        string[] documents = Assert.Single(send, s => s.Resources.All(r => r.Contains(":document/", StringComparison.Ordinal))).Resources;
+        Assert.Equal(["${CaptureDocumentLinux}", "${CaptureDocumentWindows}"], documents.Select(r => r[r.IndexOf("${C", StringComparison.Ordinal)..]).Order(StringComparer.Ordinal));
+        Assert.DoesNotContain("document/AWS-", File.ReadAllText(Path.Combine(Fixture.RepoRoot, "infra", "aws", "cloudmem-responder.yaml")));
+        (_, string[] instances, YamlMappingNode tagged) = Assert.Single(send, s => s.Resources.Any(r => r.Contains(":instance/", StringComparison.Ordinal)));
+        Assert.EndsWith(":instance/*", Assert.Single(instances), StringComparison.Ordinal);
+        var condition = (YamlMappingNode)tagged["Condition"]["StringEquals"];
+        Assert.Equal("aws:ResourceTag/cloudmem-capture", ((YamlScalarNode)Assert.Single(condition.Children).Key).Value);
+        foreach (string keyAction in AwsCapturePermissions.Actions(AwsResourceScope.EvidenceKey))
+        {
+            (_, string[] resources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains(keyAction));
+            Assert.Equal("EvidenceKey.Arn", Assert.Single(resources));
+        }
         foreach (string tableAction in AwsCapturePermissions.Actions(AwsResourceScope.LedgerTable))
         {
             (_, string[] resources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains(tableAction));
@@ -138,6 +150,18 @@ public sealed partial class ResponderInfraTests
         var bucket = (YamlMappingNode)Template()["Resources"]["EvidenceBucket"]["Properties"];
         Assert.Equal("Enabled", ((YamlScalarNode)bucket["VersioningConfiguration"]["Status"]).Value);
         Assert.All(Scalars(bucket["PublicAccessBlockConfiguration"]), v => Assert.Equal("true", v));
+        // Object Lock in COMPLIANCE mode by default, SSE-KMS with the stack's key by default.
+        var parameters = (YamlMappingNode)Template()["Parameters"];
+        Assert.Equal("true", ((YamlScalarNode)parameters["ObjectLock"]["Default"]).Value);
+        Assert.Contains("COMPLIANCE", Scalars(bucket["ObjectLockConfiguration"]));
+        Assert.DoesNotContain("GOVERNANCE", Scalars(bucket["ObjectLockConfiguration"]));
+        var sse = (YamlMappingNode)((YamlSequenceNode)bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]).Children[0]["ServerSideEncryptionByDefault"];
+        Assert.Equal("aws:kms", ((YamlScalarNode)sse["SSEAlgorithm"]).Value);
+        Assert.Equal("EvidenceKey.Arn", Assert.Single(Scalars(sse["KMSMasterKeyID"])));
+        // The function runs the stack's documents at the pinned version.
+        var variables = (YamlMappingNode)function["Environment"]["Variables"];
+        Assert.Equal("CaptureDocumentLinux", Assert.Single(Scalars(variables["CLOUDMEM_SSM_DOCUMENT_LINUX"])));
+        Assert.Equal("SsmDocumentVersion", Assert.Single(Scalars(variables["CLOUDMEM_SSM_DOCUMENT_VERSION"])));
         // Every variable the function reads is one `cloudmem lambda` knows.
         string responder = File.ReadAllText(Path.Combine(Fixture.RepoRoot, "src", "Cli", "Commands", "RespondCommands.cs"));
         foreach (string name in ((YamlMappingNode)function["Environment"]["Variables"]).Children.Keys.Select(k => ((YamlScalarNode)k).Value!).Where(n => n.StartsWith("CLOUDMEM_", StringComparison.Ordinal)))
@@ -161,10 +185,11 @@ public sealed partial class ResponderInfraTests
         Assert.Contains(http.RootElement.GetProperty("bindings").EnumerateArray(), b => b.GetProperty("type").GetString() == "http" && b.GetProperty("name").GetString() == "res");
 
         string bicep = File.ReadAllText(Path.Combine(dir, "cloudmem-responder.bicep"));
-        Assert.Contains("virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'", bicep);
-        Assert.Contains("storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'", bicep);
-        Assert.Contains("storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'", bicep);
-        Assert.Contains("scope: evidenceContainerResource", bicep);
+        // Custom roles only (their actions: AzurePermissionsTests), the evidence role on the evidence account.
+        Assert.Equal(2, Regex.Matches(bicep, "type: 'CustomRole'").Count);
+        Assert.Contains("roleDefinitionId: captureRole.id", bicep);
+        Assert.Contains("roleDefinitionId: evidenceRole.id", bicep);
+        Assert.Contains("scope: evidence\n", bicep.ReplaceLineEndings("\n"));
         Assert.DoesNotContain("targetScope = 'subscription'", bicep);
         Assert.DoesNotContain("Owner", bicep);
         string responder = File.ReadAllText(Path.Combine(Fixture.RepoRoot, "src", "Cli", "Commands", "RespondCommands.cs"));
