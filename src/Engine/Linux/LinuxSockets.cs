@@ -175,17 +175,17 @@ public static class LinuxSockets
         return state < s_tcpStates.Length ? s_tcpStates[state] : state.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static byte[]? ReadBytes(IVirtualMemory k, ulong va, int length)
+    internal static byte[]? ReadBytes(IVirtualMemory k, ulong va, int length)
     {
         byte[] b = new byte[length];
         return k.Read(va, b) == length ? b : null;
     }
 
-    private static ushort? ReadU16(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16LittleEndian(b) : null;
+    internal static ushort? ReadU16(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16LittleEndian(b) : null;
 
     private static int? ReadPort(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16BigEndian(b) : null;
 
-    private static byte? ReadU8(IVirtualMemory k, ulong va) => ReadBytes(k, va, 1) is { } b ? b[0] : null;
+    internal static byte? ReadU8(IVirtualMemory k, ulong va) => ReadBytes(k, va, 1) is { } b ? b[0] : null;
 
     /// <summary>Modules on the kernel's module list.</summary>
     public static (List<LinuxModule> Modules, List<string> Notes) Modules(LinuxContext context, CancellationToken ct = default)
