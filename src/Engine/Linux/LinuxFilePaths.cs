@@ -131,7 +131,8 @@ internal sealed class LinuxFilePaths
                 return new FilePathResult(special, special.EndsWith(" (deleted)", StringComparison.Ordinal), null);
             }
         }
-        bool deleted = DentryHash >= 0 && HashPprev >= 0 && Read64(dentry + (ulong)DentryHash, HashPprev) == 0;
+        // d_unlinked(): unhashed and not the root of its tree (a file system's root dentry is never hashed).
+        bool deleted = DentryHash >= 0 && HashPprev >= 0 && Read64(dentry + (ulong)DentryHash, HashPprev) == 0 && Read64(dentry, DentryParent) != dentry;
         var parts = new List<string>();
         string? doubt = null;
         int guard = 0;
