@@ -90,6 +90,9 @@ internal sealed class LinuxFilePaths
 
     private ulong Read64(ulong address, int offset) => offset >= 0 && address != 0 && _k.TryReadUInt64(address + (ulong)offset, out ulong v) ? v : 0;
 
+    /// <summary>A kernel dev_t (12-bit major above a 20-bit minor) as /proc/PID/mountinfo prints it: "major:minor".</summary>
+    public static string DeviceName(uint dev) => string.Create(CultureInfo.InvariantCulture, $"{dev >> 20}:{dev & 0xFFFFF}");
+
     /// <summary>The name of a dentry (its d_name), or "?" when unreadable.</summary>
     public string Name(ulong dentry)
     {

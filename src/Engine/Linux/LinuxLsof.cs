@@ -178,7 +178,7 @@ public static class LinuxLsof
             size = l.InodeSize >= 0 && k.TryReadUInt64(inode + (ulong)l.InodeSize, out ulong s) ? (long)s : null;
             if (l.InodeSb >= 0 && l.SbDev >= 0 && k.TryReadUInt64(inode + (ulong)l.InodeSb, out ulong sb) && k.TryReadUInt32(sb + (ulong)l.SbDev, out uint dev))
             {
-                device = string.Create(CultureInfo.InvariantCulture, $"{dev >> 20}:{dev & 0xFFFFF}"); // MAJOR/MINOR of a kernel dev_t
+                device = LinuxFilePaths.DeviceName(dev); // MAJOR/MINOR of a kernel dev_t
             }
             if (l.MtimeSec >= 0 && k.TryReadUInt64(inode + (ulong)l.MtimeSec, out ulong seconds) && (long)seconds is > 0 and < 253402300800)
             {

@@ -127,7 +127,7 @@ public static class LinuxMountInfo
         uint flags = l.VfsFlags >= 0 && k.TryReadUInt32(vfsmount + (ulong)l.VfsFlags, out uint f) ? f : 0;
         ulong sb = Read64(k, vfsmount, l.VfsSb);
         string? device = l.SbDev >= 0 && sb != 0 && k.TryReadUInt32(sb + (ulong)l.SbDev, out uint dev)
-            ? string.Create(CultureInfo.InvariantCulture, $"{dev >> 20}:{dev & 0xFFFFF}") : null;
+            ? LinuxFilePaths.DeviceName(dev) : null;
         ulong sbFlags = Read64(k, sb, l.SbFlags);
         string fsType = k.ReadCString(Read64(k, Read64(k, sb, l.SbType), l.FsName), 64) ?? "?";
         ulong subtype = Read64(k, sb, l.SbSubtype);
