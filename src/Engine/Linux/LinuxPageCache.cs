@@ -45,7 +45,6 @@ public static class LinuxPageCache
 {
     private const int MaxSuperblocks = 65_536;
     private const int MaxInodesPerSuperblock = 1 << 20;
-    private const int XaChunkShift = 6, XaSlots = 1 << XaChunkShift;
     private const long MaxFileBytes = 1L << 32;
     private const ulong DefaultVmemmap = 0xFFFFEA0000000000;
 
@@ -71,12 +70,9 @@ public static class LinuxPageCache
         public int MappingPages { get; } = O(t, "address_space", "i_pages");
         public int MappingNrPages { get; } = O(t, "address_space", "nrpages");
         public int XaHead { get; } = O(t, "xarray", "xa_head");
-        public int NodeShift { get; } = O(t, "xa_node", "shift");
-        public int NodeSlots { get; } = O(t, "xa_node", "slots");
         public int PageSize { get; } = t.TryGetSize("page", out int s) ? s : -1;
 
-        public bool Complete => SbList >= 0 && SbInodes >= 0 && InodeSbList >= 0 && InodeMapping >= 0 && MappingPages >= 0 && XaHead >= 0 && NodeShift >= 0
-            && NodeSlots >= 0 && PageSize > 0 && InodeMode >= 0 && InodeSize >= 0;
+        public bool Complete => SbList >= 0 && SbInodes >= 0 && InodeSbList >= 0 && InodeMapping >= 0 && MappingPages >= 0 && XaHead >= 0 && PageSize > 0 && InodeMode >= 0 && InodeSize >= 0;
     }
 
     private static ulong Read64(IVirtualMemory k, ulong address, int offset) => offset >= 0 && address != 0 && k.TryReadUInt64(address + (ulong)offset, out ulong v) ? v : 0;
@@ -148,55 +144,13 @@ public static class LinuxPageCache
     private static SortedDictionary<long, ulong> CachedPages(LinuxContext context, Layout l, ulong mapping, long maxIndex, List<string> notes)
     {
         IVirtualMemory k = context.Kernel.Kernel;
-        var pages = new SortedDictionary<long, ulong>();
         ulong vmemmap = context.Kernel.Symbols.TryGetAddress("vmemmap_base", out ulong at) && k.TryReadUInt64(at, out ulong v) ? v : DefaultVmemmap;
-        ulong Physical(ulong page) => page >= vmemmap ? (page - vmemmap) / (ulong)l.PageSize * 4096 : ulong.MaxValue;
-        ulong root = Read64(k, mapping + (ulong)l.MappingPages, l.XaHead);
-        var stack = new Stack<(ulong Entry, long Base, int Depth)>();
-        stack.Push((root, 0, 0));
-        int nodes = 0;
-        while (stack.Count > 0)
+        var pages = new SortedDictionary<long, ulong>();
+        foreach ((long index, (ulong page, int after)) in new KernelXArray(context.Types).Entries(k, Read64(k, mapping + (ulong)l.MappingPages, l.XaHead), maxIndex,
+            notes, $"page cache of address_space 0x{mapping:X}"))
         {
-            (ulong entry, long first, int depth) = stack.Pop();
-            bool internalEntry = (entry & 3) == 2;
-            if (entry == 0 || (entry & 1) != 0 || (internalEntry && entry <= 4096))
-            {
-                continue; // empty, a value (shadow of an evicted page), or a sibling handled with its head
-            }
-            if (!internalEntry)
-            {
-                pages[first] = Physical(entry);
-                continue;
-            }
-            ulong node = entry & ~3UL;
-            if (depth > 12 || ++nodes > 1 << 20 || LinuxSockets.ReadU8(k, node + (ulong)l.NodeShift) is not byte shift || shift > 60)
-            {
-                notes.Add($"page cache xarray node 0x{node:X}: unreadable, too deep or too large: the rest is missing");
-                break;
-            }
-            byte[] raw = new byte[XaSlots * 8];
-            if (k.Read(node + (ulong)l.NodeSlots, raw) != raw.Length)
-            {
-                notes.Add($"page cache xarray node 0x{node:X}: slots unreadable");
-                continue;
-            }
-            for (int slot = 0; slot < XaSlots; slot++)
-            {
-                ulong child = BitConverter.ToUInt64(raw, slot * 8);
-                long index = first + ((long)slot << shift);
-                if (index > maxIndex)
-                {
-                    break;
-                }
-                // A sibling entry (internal, value < 256 << 2) repeats the folio of an earlier slot: its next pages.
-                if ((child & 3) == 2 && child < 1024 && shift == 0 && (int)(child >> 2) is int headSlot && headSlot < slot
-                    && BitConverter.ToUInt64(raw, headSlot * 8) is ulong headPage && (headPage & 3) == 0 && headPage != 0)
-                {
-                    pages[index] = Physical(headPage) + (ulong)(slot - headSlot) * 4096;
-                    continue;
-                }
-                stack.Push((child, index, depth + 1));
-            }
+            // struct page * -> frame number through the vmemmap array; a sibling slot is a later page of the same folio.
+            pages[index] = page >= vmemmap ? ((page - vmemmap) / (ulong)l.PageSize * 4096) + ((ulong)after * 4096) : ulong.MaxValue;
         }
         return pages;
     }
