@@ -27,6 +27,10 @@ internal abstract class PluginSettings : CaptureSettings
     [Description("YARA rules: a rule file, or a directory of .yar/.yara files (the *.yarascan plugins; needs Debian's libyara9)")]
     public string? Yara { get; init; }
 
+    [CommandOption("--base <ADDRESS>")]
+    [Description("Only the object at this address (hex with 0x, or decimal); windows.dlldump, the hive of windows.registry.*, the inode of linux.pagecache.extract")]
+    public string? Base { get; init; }
+
     /// <summary>The symbol inputs as the engine takes them.</summary>
     public abstract SymbolOptions Symbols { get; }
 
@@ -37,7 +41,17 @@ internal abstract class PluginSettings : CaptureSettings
         OutputDirectory = Out,
         RevealSecrets = Reveal,
         YaraRules = Yara,
+        BaseAddress = Base is null ? null : ParseAddress(Base),
     };
+
+    public override ValidationResult Validate()
+        => (Base is not null && ParseAddress(Base) is null ? ValidationResult.Error($"--base '{Base}' is not an address (0x7ffb00000000 or decimal)") : null)
+            ?? base.Validate();
+
+    private static ulong? ParseAddress(string text)
+        => text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? ulong.TryParse(text.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong hex) ? hex : null
+            : ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out ulong dec) ? dec : null;
 }
 
 /// <summary>Settings of the Linux plugins: the optional symbol inputs (the kernel is found from the image alone).</summary>
@@ -65,27 +79,15 @@ internal class WindowsPluginSettings : PluginSettings
     [Description(SymbolServerOption.Description)]
     public string? SymbolServer { get; init; }
 
-    [CommandOption("--base <ADDRESS>")]
-    [Description("Only the object at this address (hex with 0x, or decimal); windows.dlldump, the hive of windows.registry.*")]
-    public string? Base { get; init; }
-
     [CommandOption("--key <PATH>")]
     [Description("A registry key path relative to each hive's root, e.g. ControlSet001\\Services (windows.registry.printkey)")]
     public string? Key { get; init; }
 
     public override SymbolOptions Symbols => new(SymbolDirectories, SymbolServerOption.Parse(SymbolServer));
 
-    public override PluginArguments Arguments => base.Arguments with { BaseAddress = Base is null ? null : ParseAddress(Base), KeyPath = Key };
+    public override PluginArguments Arguments => base.Arguments with { KeyPath = Key };
 
-    public override ValidationResult Validate()
-        => SymbolServerOption.Validate(SymbolServer)
-            ?? (Base is not null && ParseAddress(Base) is null ? ValidationResult.Error($"--base '{Base}' is not an address (0x7ffb00000000 or decimal)") : null)
-            ?? base.Validate();
-
-    private static ulong? ParseAddress(string text)
-        => text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-            ? ulong.TryParse(text.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong hex) ? hex : null
-            : ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out ulong dec) ? dec : null;
+    public override ValidationResult Validate() => SymbolServerOption.Validate(SymbolServer) ?? base.Validate();
 }
 
 /// <summary>

@@ -186,7 +186,7 @@ public static class LinuxKernelHooks
         return new RowsReport<LinuxKprobe>("linux.kprobes", rows, notes);
     }
 
-    private static string? Finding(KernelOwner owner, LinuxModuleView? module) => owner switch
+    internal static string? Finding(KernelOwner owner, LinuxModuleView? module) => owner switch
     {
         KernelOwner.NoModule => "handler in no module (code of a hidden module?)",
         KernelOwner.HiddenModule => $"handler in module {module!.Name}, which is not on the module list",

@@ -62,20 +62,8 @@ public static class LinuxMaps
         public int MmStartBrk { get; } = O(t, "mm_struct", "start_brk");
         public int MmBrk { get; } = O(t, "mm_struct", "brk");
         public int MmStartStack { get; } = O(t, "mm_struct", "start_stack");
-        public int FilePath { get; } = O(t, "file", "f_path");
         public int FileInode { get; } = O(t, "file", "f_inode");
         public int InodeIno { get; } = O(t, "inode", "i_ino");
-        public int PathMnt { get; } = O(t, "path", "mnt");
-        public int PathDentry { get; } = O(t, "path", "dentry");
-        public int DentryName { get; } = O(t, "dentry", "d_name");
-        public int QstrName { get; } = O(t, "qstr", "name");
-        public int DentryParent { get; } = O(t, "dentry", "d_parent");
-        public int DentryHash { get; } = O(t, "dentry", "d_hash");
-        public int HashPprev { get; } = O(t, "hlist_bl_node", "pprev");
-        public int MountMnt { get; } = O(t, "mount", "mnt");
-        public int MountParent { get; } = O(t, "mount", "mnt_parent");
-        public int MountPoint { get; } = O(t, "mount", "mnt_mountpoint");
-        public int VfsMountRoot { get; } = O(t, "vfsmount", "mnt_root");
     }
 
     /// <summary>Mappings of every user process (or of the given pids).</summary>
@@ -93,6 +81,7 @@ public static class LinuxMaps
         notes.AddRange(listNotes);
         IVirtualMemory k = context.Kernel.Kernel;
         context.Kernel.Symbols.TryGetAddress("special_mapping_vmops", out ulong specialOps);
+        var paths = new LinuxFilePaths(context);
         foreach (LinuxProcess process in processes.Where(p => p.Mm != 0 && (pids is null || pids.Contains(p.Pid))))
         {
             ct.ThrowIfCancellationRequested();
@@ -106,7 +95,7 @@ public static class LinuxMaps
                 ulong? inode = null;
                 if (file != 0)
                 {
-                    path = FilePath(k, l, file);
+                    path = paths.Resolve(file).Path;
                     inode = l.FileInode >= 0 && l.InodeIno >= 0 && k.TryReadUInt64(file + (ulong)l.FileInode, out ulong ino) && k.TryReadUInt64(ino + (ulong)l.InodeIno, out ulong n) ? n : null;
                 }
                 else if (start <= startBrk && end >= brk && brk != 0)
@@ -226,50 +215,6 @@ public static class LinuxMaps
         return [.. walk.Entries];
     }
 
-    /// <summary>The path of a struct file, across mounts, with " (deleted)" when its dentry is unhashed.</summary>
-    public static string FilePath(IVirtualMemory k, LinuxContext context, ulong file) => FilePath(k, new Layout(context.Types), file);
-
-    private static string FilePath(IVirtualMemory k, Layout l, ulong file)
-    {
-        if (l.FilePath < 0 || l.PathDentry < 0 || l.DentryName < 0 || l.QstrName < 0 || l.DentryParent < 0)
-        {
-            return "?";
-        }
-        ulong dentry = Read64(k, file + (ulong)l.FilePath, l.PathDentry);
-        ulong vfsmount = Read64(k, file + (ulong)l.FilePath, l.PathMnt);
-        ulong mount = l.MountMnt >= 0 && vfsmount != 0 ? vfsmount - (ulong)l.MountMnt : 0;
-        bool deleted = l.DentryHash >= 0 && l.HashPprev >= 0 && Read64(k, dentry + (ulong)l.DentryHash, l.HashPprev) == 0;
-        var parts = new List<string>();
-        for (int guard = 0; guard < 256 && dentry != 0; guard++)
-        {
-            ulong parent = Read64(k, dentry, l.DentryParent);
-            if (parent == dentry || parent == 0)
-            {
-                // A root dentry that is not its mount's root is a pseudo file (memfd, anonymous inode, socket):
-                // d_path shows its own name.
-                ulong mountRoot = mount != 0 && l.VfsMountRoot >= 0 ? Read64(k, mount + (ulong)l.MountMnt, l.VfsMountRoot) : 0;
-                if (mountRoot != 0 && mountRoot != dentry)
-                {
-                    ulong own = Read64(k, dentry + (ulong)l.DentryName, l.QstrName);
-                    parts.Add(own != 0 ? k.ReadCString(own, 256) ?? "?" : "?");
-                    break;
-                }
-                // Root of this mount: continue from where it is mounted, unless this is the top.
-                ulong mountParent = mount != 0 ? Read64(k, mount, l.MountParent) : 0;
-                if (mount == 0 || mountParent == 0 || mountParent == mount)
-                {
-                    break;
-                }
-                dentry = Read64(k, mount, l.MountPoint);
-                mount = mountParent;
-                continue;
-            }
-            ulong name = Read64(k, dentry + (ulong)l.DentryName, l.QstrName);
-            parts.Add(name != 0 ? k.ReadCString(name, 256) ?? "?" : "?");
-            dentry = parent;
-        }
-        parts.Reverse();
-        string path = "/" + string.Join('/', parts);
-        return deleted ? path + " (deleted)" : path;
-    }
+    /// <summary>The path of a struct file, across mounts, with " (deleted)" when its dentry is unhashed (as d_path gives it).</summary>
+    public static string FilePath(IVirtualMemory k, LinuxContext context, ulong file) => new LinuxFilePaths(context).Resolve(file).Path;
 }

@@ -18,6 +18,10 @@ public enum SecretKind
     AwsAccessKey,
     /// <summary>A JSON Web Token (header.payload.signature, the header decoding to JSON with "alg").</summary>
     Jwt,
+    /// <summary>An Azure shared access signature (the query string with sv= and a sig= that decodes to a 32-byte HMAC).</summary>
+    AzureSasToken,
+    /// <summary>An Azure connection string with an AccountKey (64-byte storage key) or SharedAccessKey (32-byte key).</summary>
+    AzureConnectionString,
 }
 
 /// <summary>A secret found in a process's memory (linux.secrets).</summary>
@@ -34,10 +38,11 @@ public sealed record LinuxSecret(int Pid, string Comm, [property: Hex] ulong Add
     string? Value, [property: Hex] ulong? SecretAddress);
 
 /// <summary>
-/// linux.secrets: scans the readable memory of every user process for private keys, AWS access key pairs and JWTs.
+/// linux.secrets: scans the readable memory of every user process for private keys, AWS access key pairs, JWTs, Azure
+/// shared access signatures and Azure connection strings.
 /// Pages not in the capture are skipped. Findings are redacted unless the caller asks for the values.
 /// </summary>
-public static class LinuxSecrets
+public static partial class LinuxSecrets
 {
     private const int Chunk = 1 << 20;
     private const int Overlap = 16 << 10;      // longest secret we match (an RSA-8192 PEM is about 6.5 KiB)
@@ -138,6 +143,7 @@ public static class LinuxSecrets
                 Add(at, SecretKind.Jwt, length, $"{token[..token.IndexOf('.', StringComparison.Ordinal)]}.{Redact(token[(token.IndexOf('.', StringComparison.Ordinal) + 1)..])}", token, null);
             }
         }
+        FindAzure(data, (at, kind, length, preview, value) => Add(at, kind, length, preview, value, null));
     }
 
     private static string Redact(string text) => text.Length <= PreviewChars ? "…" : $"{text[..PreviewChars]}… ({text.Length} chars)";
@@ -266,7 +272,7 @@ public static class LinuxSecrets
 #pragma warning restore CA2255
     internal static void Register()
         => PluginRegistry.Register(new PluginInfo("linux.secrets",
-            "Private keys (PEM, OpenSSH), AWS access key id + secret pairs and JWTs in process memory, redacted (--reveal: in full)",
+            "Private keys (PEM, OpenSSH), AWS access key pairs, JWTs, Azure SAS tokens and connection strings in process memory, redacted (--reveal: in full)",
             TargetOs.Linux, PluginInputs.ProcessFilter | PluginInputs.RevealSecrets),
             (c, a, ct) => Scan(c.Linux(ct), a.IntPids, a.RevealSecrets, ct));
 }

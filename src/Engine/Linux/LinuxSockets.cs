@@ -30,10 +30,6 @@ public static class LinuxSockets
     {
         // Resolved once per walk (these are read for every VMA / socket / dentry level).
         private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public readonly int TaskFiles = t.TryGetOffset("task_struct", "files", out int a) ? a : -1;
-        public int FilesFdt { get; } = O(t, "files_struct", "fdt");
-        public int FdtMax { get; } = O(t, "fdtable", "max_fds");
-        public int FdtFd { get; } = O(t, "fdtable", "fd");
         public int FileOp { get; } = O(t, "file", "f_op");
         public int FilePrivate { get; } = O(t, "file", "private_data");
         public int FileInode { get; } = O(t, "file", "f_inode");
@@ -68,7 +64,8 @@ public static class LinuxSockets
             notes.Add("socket_file_ops is not in kallsyms: sockets cannot be told from other files");
             return (rows, notes);
         }
-        if (layout.TaskFiles < 0 || layout.FilesFdt < 0 || layout.FdtFd < 0 || layout.FileOp < 0 || layout.SocketSk < 0 || layout.Family < 0)
+        var fdLayout = new LinuxLsof.FdLayout(context.Types);
+        if (!fdLayout.Complete || layout.FileOp < 0 || layout.SocketSk < 0 || layout.Family < 0)
         {
             notes.Add($"the type information ({context.Types.Source}) lacks the file or socket layouts");
             return (rows, notes);
@@ -77,20 +74,9 @@ public static class LinuxSockets
         notes.AddRange(listNotes);
         foreach (LinuxProcess process in processes.Where(p => !p.KernelThread))
         {
-            if (!k.TryReadUInt64(process.Offset + (ulong)layout.TaskFiles, out ulong files) || files == 0
-                || !k.TryReadUInt64(files + (ulong)layout.FilesFdt, out ulong fdt)
-                || !k.TryReadUInt32(fdt + (ulong)layout.FdtMax, out uint maxFds)
-                || !k.TryReadUInt64(fdt + (ulong)layout.FdtFd, out ulong fdArray))
+            foreach ((int fd, ulong file) in LinuxLsof.OpenFiles(k, fdLayout, process.Offset))
             {
-                continue;
-            }
-            maxFds = Math.Min(maxFds, (uint)AnalysisLimits.Default.MaxFileDescriptors);
-            byte[] pointers = new byte[maxFds * 8];
-            int got = k.Read(fdArray, pointers);
-            for (int fd = 0; fd < got / 8; fd++)
-            {
-                ulong file = BinaryPrimitives.ReadUInt64LittleEndian(pointers.AsSpan(fd * 8));
-                if (file == 0 || !k.TryReadUInt64(file + (ulong)layout.FileOp, out ulong op) || op != socketOps)
+                if (!k.TryReadUInt64(file + (ulong)layout.FileOp, out ulong op) || op != socketOps)
                 {
                     continue;
                 }
@@ -175,17 +161,17 @@ public static class LinuxSockets
         return state < s_tcpStates.Length ? s_tcpStates[state] : state.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static byte[]? ReadBytes(IVirtualMemory k, ulong va, int length)
+    internal static byte[]? ReadBytes(IVirtualMemory k, ulong va, int length)
     {
         byte[] b = new byte[length];
         return k.Read(va, b) == length ? b : null;
     }
 
-    private static ushort? ReadU16(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16LittleEndian(b) : null;
+    internal static ushort? ReadU16(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16LittleEndian(b) : null;
 
     private static int? ReadPort(IVirtualMemory k, ulong va) => ReadBytes(k, va, 2) is { } b ? BinaryPrimitives.ReadUInt16BigEndian(b) : null;
 
-    private static byte? ReadU8(IVirtualMemory k, ulong va) => ReadBytes(k, va, 1) is { } b ? b[0] : null;
+    internal static byte? ReadU8(IVirtualMemory k, ulong va) => ReadBytes(k, va, 1) is { } b ? b[0] : null;
 
     /// <summary>Modules on the kernel's module list.</summary>
     public static (List<LinuxModule> Modules, List<string> Notes) Modules(LinuxContext context, CancellationToken ct = default)

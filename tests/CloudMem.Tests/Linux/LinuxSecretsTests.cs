@@ -48,9 +48,43 @@ public sealed class LinuxSecretsTests
     }
 
     [SkippableFact]
-    public void The_clean_capture_holds_no_private_key_or_aws_key_pair()
+    public void The_planted_azure_sas_token_and_connection_string_are_found_once_with_their_keys_redacted()
     {
-        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw", "rootkit"));
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        JsonElement planted = truth.RootElement.GetProperty("rootkit").GetProperty("secrets");
+        int holder = planted.GetProperty("pid").GetInt32();
+        string sas = planted.GetProperty("azure_sas_token").GetString()!;
+        string connection = planted.GetProperty("azure_connection_string").GetString()!;
+        string signature = sas[(sas.IndexOf("sig=", StringComparison.Ordinal) + 4)..];
+        string accountKey = connection.Split(';').Single(p => p.StartsWith("AccountKey=", StringComparison.Ordinal))["AccountKey=".Length..];
+        LinuxContext context = LinuxContext.Open(memory);
+
+        var redacted = LinuxSecrets.Scan(context);
+        LinuxSecret token = Assert.Single(redacted.Rows, r => r.Kind == SecretKind.AzureSasToken);
+        LinuxSecret account = Assert.Single(redacted.Rows, r => r.Kind == SecretKind.AzureConnectionString);
+        Assert.Equal((holder, "[heap]", sas.Length), (token.Pid, token.Mapping, token.Length));
+        Assert.Equal((holder, "[heap]", connection.Length), (account.Pid, account.Mapping, account.Length));
+        Assert.DoesNotContain(signature, token.Preview, StringComparison.Ordinal);
+        Assert.DoesNotContain(accountKey, account.Preview, StringComparison.Ordinal);
+        Assert.StartsWith(sas[..sas.IndexOf("sig=", StringComparison.Ordinal)], token.Preview, StringComparison.Ordinal);
+        Assert.Contains("AccountName=cloudmemrk;AccountKey=" + accountKey[..4] + "…", account.Preview, StringComparison.Ordinal);
+
+        var full = LinuxSecrets.Scan(context, new HashSet<int> { holder }, reveal: true);
+        Assert.Equal(sas, Assert.Single(full.Rows, r => r.Kind == SecretKind.AzureSasToken).Value);
+        Assert.Equal(connection, Assert.Single(full.Rows, r => r.Kind == SecretKind.AzureConnectionString).Value);
+        var space = LinuxMalfind.UserSpace(context, holder, default)!;
+        byte[] at = new byte[connection.Length];
+        Assert.Equal(at.Length, space.Read(account.Address, at));
+        Assert.Equal(connection, Encoding.ASCII.GetString(at));
+    }
+
+    [SkippableTheory]
+    [InlineData("basic", "memory.raw")]
+    [InlineData("pti", "memory.elf")]
+    public void The_clean_capture_holds_no_secret(string variant, string file)
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require(file, variant));
         var report = LinuxSecrets.Scan(LinuxContext.Open(memory));
         // The basic scenario's AWS_ACCESS_KEY_ID=AKIAFAKEACCESSKEY00000 has 22 characters: not an access key id.
         Assert.Empty(report.Rows);
