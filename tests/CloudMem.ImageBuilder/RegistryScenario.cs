@@ -61,8 +61,27 @@ public sealed class RegistryScenario
     public static bool UsesAes(WindowsImageBuilder builder) => builder.EffectiveVersion.Build >= 14393;
 
     /// <summary><paramref name="scenario"/> plus the four hives, in the SAM era of <paramref name="builder"/>'s Windows.</summary>
-    public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null)
-        => scenario with { Name = "registry", Hives = Hives(UsesAes(builder), samPagedOutBins) };
+    public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null, bool preVistaLsa = false)
+        => scenario with { Name = "registry", Hives = Hives(UsesAes(builder), samPagedOutBins, preVistaLsa) };
+
+    /// <summary>The SECURITY hive's file path in the hive list.</summary>
+    public const string SecurityPath = @"\REGISTRY\MACHINE\SECURITY";
+
+    /// <summary>The index of the bin of <paramref name="regf"/> that holds <paramref name="needle"/> (-1: none).</summary>
+    public static int BinHolding(byte[] regf, ReadOnlySpan<byte> needle)
+    {
+        int found = regf.AsSpan().IndexOf(needle);
+        int index = 0;
+        for (int at = 0x1000; found >= 0 && at + 0x20 <= regf.Length && BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at)) == 0x6E696268; index++)
+        {
+            at += (int)BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at + 8));
+            if (found < at)
+            {
+                return index;
+            }
+        }
+        return -1;
+    }
 
     /// <summary>The number of bins of a regf file.</summary>
     public static int BinCount(byte[] regf)
@@ -75,8 +94,11 @@ public sealed class RegistryScenario
         return count;
     }
 
-    /// <summary>The four hives (SYSTEM, SOFTWARE, SAM, NTUSER.DAT); <paramref name="aes"/> picks the SAM's era.</summary>
-    public static IReadOnlyList<ScenarioHive> Hives(bool aes, IReadOnlyList<int>? samPagedOutBins = null)
+    /// <summary>
+    /// The five hives (SYSTEM, SOFTWARE, SAM, NTUSER.DAT, SECURITY); <paramref name="aes"/> picks the SAM's era;
+    /// <paramref name="preVistaLsa"/> writes the SECURITY hive with pre-Vista LSA encryption (RC4/DES).
+    /// </summary>
+    public static IReadOnlyList<ScenarioHive> Hives(bool aes, IReadOnlyList<int>? samPagedOutBins = null, bool preVistaLsa = false)
     {
         string[] lsaClasses = SamCrypto.ClassNames(BootKey);
         var system = new RegText(@"HKEY_LOCAL_MACHINE\SYSTEM")
@@ -122,6 +144,7 @@ public sealed class RegistryScenario
             new(@"\REGISTRY\MACHINE\SOFTWARE") { FileUserName = @"\SystemRoot\System32\Config\SOFTWARE", Bytes = RegistryHiveFiles.Merge("SOFTWARE", @"HKEY_LOCAL_MACHINE\SOFTWARE", software.ToString()) },
             new(@"\REGISTRY\MACHINE\SAM") { FileUserName = @"\SystemRoot\System32\Config\SAM", Bytes = Sam(aes), PagedOutBins = samPagedOutBins },
             new($@"\REGISTRY\USER\{AliceSid}") { FileUserName = @"\??\C:\Users\alice\ntuser.dat", Bytes = RegistryHiveFiles.Merge("USER", "HKEY_CURRENT_USER", ntuser.ToString()) },
+            new(SecurityPath) { FileUserName = @"\SystemRoot\System32\Config\SECURITY", Bytes = SecurityHive.Hive(BootKey, vista: !preVistaLsa) },
         ];
     }
 
@@ -232,56 +255,4 @@ public sealed class RegistryScenario
     }
 
     private static int Align4(int n) => (n + 3) & ~3;
-}
-
-/// <summary>MD4 (RFC 1320), for NT hashes (.NET has none).</summary>
-public static class Md4
-{
-    /// <summary>The MD4 digest of <paramref name="message"/>.</summary>
-    public static byte[] Hash(ReadOnlySpan<byte> message)
-    {
-        int padded = ((message.Length + 8) / 64 + 1) * 64;
-        byte[] m = new byte[padded];
-        message.CopyTo(m);
-        m[message.Length] = 0x80;
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(padded - 8), (ulong)message.Length * 8);
-        uint a = 0x67452301, b = 0xEFCDAB89, c = 0x98BADCFE, d = 0x10325476;
-        uint[] x = new uint[16];
-        for (int block = 0; block < padded; block += 64)
-        {
-            for (int i = 0; i < 16; i++)
-            {
-                x[i] = BinaryPrimitives.ReadUInt32LittleEndian(m.AsSpan(block + i * 4));
-            }
-            uint aa = a, bb = b, cc = c, dd = d;
-            static uint Rotl(uint v, int s) => (v << s) | (v >> (32 - s));
-            int[] s1 = [3, 7, 11, 19], s2 = [3, 5, 9, 13], s3 = [3, 9, 11, 15];
-            int[] order3 = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
-            for (int i = 0; i < 16; i++)
-            {
-                uint f = (b & c) | (~b & d);
-                (a, b, c, d) = (d, Rotl(a + f + x[i], s1[i % 4]), b, c);
-            }
-            for (int i = 0; i < 16; i++)
-            {
-                uint g = (b & c) | (b & d) | (c & d);
-                (a, b, c, d) = (d, Rotl(a + g + x[(i % 4) * 4 + i / 4] + 0x5A827999, s2[i % 4]), b, c);
-            }
-            for (int i = 0; i < 16; i++)
-            {
-                uint h = b ^ c ^ d;
-                (a, b, c, d) = (d, Rotl(a + h + x[order3[i]] + 0x6ED9EBA1, s3[i % 4]), b, c);
-            }
-            a += aa;
-            b += bb;
-            c += cc;
-            d += dd;
-        }
-        byte[] digest = new byte[16];
-        BinaryPrimitives.WriteUInt32LittleEndian(digest, a);
-        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(4), b);
-        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(8), c);
-        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(12), d);
-        return digest;
-    }
 }
