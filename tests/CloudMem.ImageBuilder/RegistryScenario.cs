@@ -64,6 +64,45 @@ public sealed class RegistryScenario
     public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null, bool preVistaLsa = false)
         => scenario with { Name = "registry", Hives = Hives(UsesAes(builder), samPagedOutBins, preVistaLsa) };
 
+    /// <summary>The ServiceDll of the planted EvilDll service (svchost-hosted).</summary>
+    public const string EvilServiceDll = @"C:\ProgramData\Microsoft\Crypto\evil.dll";
+
+    /// <summary>The planted Wow6432Node Run value: PowerShell with an encoded command.</summary>
+    public const string EncodedPowerShell = "powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA=";
+
+    /// <summary>The Task Scheduler's cache key in SOFTWARE.</summary>
+    public const string TaskCache = @"Microsoft\Windows NT\CurrentVersion\Schedule\TaskCache";
+
+    /// <summary>The id of an ordinary task (in the tree with its SD).</summary>
+    public const string ScanTaskId = "{2E5A8F0C-7B1D-4C39-9A64-0D8E3F2B1A57}";
+
+    /// <summary>The id of a task hidden from the scheduler: its tree key has no SD value.</summary>
+    public const string HiddenTaskId = "{9F3C2B1A-5D4E-4F60-8A7B-6C5D4E3F2A10}";
+
+    /// <summary>What the hidden task runs.</summary>
+    public const string HiddenTaskCommand = @"C:\ProgramData\svc\health.exe";
+
+    /// <summary>A version 3 Actions blob with one exec action (counted UTF-16 strings: context, id, command, arguments, directory; flags).</summary>
+    public static byte[] TaskActions(string context, string command, string arguments)
+    {
+        var blob = new List<byte>();
+        void Text(string text)
+        {
+            byte[] bytes = Encoding.Unicode.GetBytes(text);
+            blob.AddRange(BitConverter.GetBytes(bytes.Length));
+            blob.AddRange(bytes);
+        }
+        blob.AddRange(BitConverter.GetBytes((ushort)3));
+        Text(context);
+        blob.AddRange(BitConverter.GetBytes((ushort)0x6666));
+        Text("");
+        Text(command);
+        Text(arguments);
+        Text("");
+        blob.AddRange(BitConverter.GetBytes((ushort)0));
+        return [.. blob];
+    }
+
     /// <summary>The SECURITY hive's file path in the hive list.</summary>
     public const string SecurityPath = @"\REGISTRY\MACHINE\SECURITY";
 
@@ -110,6 +149,13 @@ public sealed class RegistryScenario
             .Key(@"ControlSet001\Services\EvilSvc")
             .Typed("ImagePath", 2, Encoding.Unicode.GetBytes(@"%SystemRoot%\Temp\evilsvc.exe" + "\0"))
             .Sz("DisplayName", "Windows Update Helper").Dword("Start", 2).Dword("Type", 0x10).Sz("ObjectName", "LocalSystem")
+            .Key(@"ControlSet001\Services\EvilDll")
+            .Typed("ImagePath", 2, Encoding.Unicode.GetBytes(@"%SystemRoot%\system32\svchost.exe -k netsvcs" + "\0"))
+            .Dword("Start", 2).Dword("Type", 0x20).Sz("ObjectName", "LocalSystem")
+            .Key(@"ControlSet001\Services\EvilDll\Parameters").Typed("ServiceDll", 2, Encoding.Unicode.GetBytes(EvilServiceDll + "\0"))
+            .Key(@"ControlSet001\Services\Fax").Typed("ImagePath", 2, Encoding.Unicode.GetBytes(@"%systemroot%\system32\fxssvc.exe" + "\0"))
+            .Dword("Start", 3).Dword("Type", 0x10)
+            .Key(@"ControlSet001\Services\Tcpip").Sz("ImagePath", @"System32\drivers\tcpip.sys").Dword("Start", 0).Dword("Type", 1)
             .Key(@"ControlSet001\Services\Tcpip\Parameters").Sz("Hostname", "WS-ALICE");
         byte[] systemHive = RegistryHiveFiles.WithClassNames(RegistryHiveFiles.Merge("SYSTEM", @"HKEY_LOCAL_MACHINE\SYSTEM", system.ToString()), "Lsa",
             new Dictionary<string, string> { ["JD"] = lsaClasses[0], ["Skew1"] = lsaClasses[1], ["GBG"] = lsaClasses[2], ["Data"] = lsaClasses[3] });
@@ -128,7 +174,16 @@ public sealed class RegistryScenario
             .Typed("InstallTime", 11, BitConverter.GetBytes(new DateTime(2024, 1, 15, 10, 0, 0, DateTimeKind.Utc).ToFileTimeUtc()))
             .Typed("Tags", 7, Encoding.Unicode.GetBytes("alpha\0beta\0\0"))
             .Typed("Blob", 3, big)
-            .Key(@"Microsoft\Windows NT\CurrentVersion\Winlogon").Sz("Shell", "explorer.exe").Sz("Userinit", @"C:\Windows\system32\userinit.exe,");
+            .Key(@"Microsoft\Windows NT\CurrentVersion\Winlogon").Sz("Shell", "explorer.exe").Sz("Userinit", @"C:\Windows\system32\userinit.exe,")
+            .Key(@"Microsoft\Windows NT\CurrentVersion\Image File Execution Options\sethc.exe").Sz("Debugger", @"C:\Windows\System32\cmd.exe")
+            .Key(@"Microsoft\Windows NT\CurrentVersion\Image File Execution Options\notepad.exe").Dword("GlobalFlag", 0x200)
+            .Key(@"Wow6432Node\Microsoft\Windows\CurrentVersion\Run").Sz("AdobeHelper", EncodedPowerShell)
+            .Key($@"{TaskCache}\Tree\Microsoft\Windows\UpdateOrchestrator\Schedule Scan").Sz("Id", ScanTaskId).Typed("SD", 3, [1, 0, 4, 0x80]).Dword("Index", 3)
+            .Key($@"{TaskCache}\Tree\SystemHealthCheck").Sz("Id", HiddenTaskId).Dword("Index", 3)
+            .Key($@"{TaskCache}\Tasks\{ScanTaskId}").Sz("Path", @"\Microsoft\Windows\UpdateOrchestrator\Schedule Scan")
+            .Typed("Actions", 3, TaskActions("LocalSystem", @"%systemroot%\system32\usoclient.exe", "StartScan"))
+            .Key($@"{TaskCache}\Tasks\{HiddenTaskId}").Sz("Path", @"\SystemHealthCheck")
+            .Typed("Actions", 3, TaskActions("Author", HiddenTaskCommand, "-silent"));
         var ntuser = new RegText(@"HKEY_CURRENT_USER")
             .Key(@"Software\Microsoft\Windows\CurrentVersion\Run").Sz("OneDriveSync", @"C:\Users\alice\AppData\Roaming\sync.exe -bg")
             .Key(@"Software\Microsoft\Windows\CurrentVersion\Explorer\UserAssist\{CEBFF5CD-ACE2-4F4F-9178-9926F41749EA}\Count")

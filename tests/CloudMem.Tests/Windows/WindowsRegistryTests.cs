@@ -184,7 +184,7 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
                  ("REG_DWORD", "Type", "16"), ("REG_SZ", "ObjectName", "LocalSystem")],
                 service.Rows.Select(r => (r.Type, r.Name!, r.Data!)));
             var services = WindowsRegistry.PrintKey(kernel, @"controlset001\SERVICES");      // case-insensitive, as Windows
-            Assert.Equal(["EvilSvc", "Tcpip"], services.Rows.Where(r => r.Type == "Key").Select(r => r.Name!).Order(StringComparer.Ordinal));
+            Assert.Equal(["EvilDll", "EvilSvc", "Fax", "Tcpip"], services.Rows.Where(r => r.Type == "Key").Select(r => r.Name!).Order(StringComparer.Ordinal));
 
             var version = WindowsRegistry.PrintKey(kernel, @"Microsoft\Windows NT\CurrentVersion");
             Assert.Contains(version.Rows, r => r is { Type: "Key", Name: "Winlogon", Volatile: false });
