@@ -62,7 +62,31 @@ public sealed class RegistryScenario
 
     /// <summary><paramref name="scenario"/> plus the four hives, in the SAM era of <paramref name="builder"/>'s Windows.</summary>
     public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null, bool preVistaLsa = false)
-        => scenario with { Name = "registry", Hives = Hives(UsesAes(builder), samPagedOutBins, preVistaLsa) };
+    {
+        ArgumentNullException.ThrowIfNull(scenario);
+        ArgumentNullException.ThrowIfNull(builder);
+        // The hidden driver sits within 128 MiB of the kernel so that a service table entry can reach it, and hooks one.
+        IReadOnlyList<ScenarioDriver>? drivers = scenario.Drivers?.Select(d => d.Name == HookDriver ? d with { Base = builder.KernelBase + HookDriverDistance } : d).ToList();
+        return scenario with
+        {
+            Name = "registry",
+            Hives = Hives(UsesAes(builder), samPagedOutBins, preVistaLsa),
+            Drivers = drivers,
+            ServiceTable = drivers?.Any(d => d.Name == HookDriver) == true ? new ScenarioServiceTable { Hooks = [new(HookedService, HookDriver, HookOffset)] } : null,
+        };
+    }
+
+    /// <summary>The unlinked driver (of the attack scenario) that hooks a system service.</summary>
+    public const string HookDriver = "rootkit.sys";
+
+    /// <summary>Where the hook driver is placed, above the kernel base.</summary>
+    public const ulong HookDriverDistance = 0x6000000;
+
+    /// <summary>The hooked KiServiceTable index.</summary>
+    public const int HookedService = 38;
+
+    /// <summary>The hook's offset in the driver.</summary>
+    public const uint HookOffset = 0x1230;
 
     /// <summary>The ServiceDll of the planted EvilDll service (svchost-hosted).</summary>
     public const string EvilServiceDll = @"C:\ProgramData\Microsoft\Crypto\evil.dll";

@@ -329,6 +329,10 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
                 highest = Math.Max(highest, at);
             }
         }
+        if (scenario.ServiceTable is { } table)
+        {
+            highest = Math.Max(highest, ServiceTableHighest(table));
+        }
         ulong kernelSize = (highest + 0x1000 + TwoMiB - 1) & ~(TwoMiB - 1);
         if (KernelPhysical + kernelSize > (ulong)ImageSize / 2)
         {
@@ -428,6 +432,10 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         if (scenario.Hives is { Count: > 0 } hives)
         {
             manifest.Hives = LayOutHives(hives);
+        }
+        if (scenario.ServiceTable is { } serviceTable)
+        {
+            manifest.ServiceTable = LayOutServiceTable(serviceTable, manifest);
         }
 
         // Kernel half last, so that every kernel mapping made above is shared.
