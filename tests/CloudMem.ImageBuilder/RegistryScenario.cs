@@ -60,7 +60,7 @@ public sealed class RegistryScenario
     /// <summary>Whether <paramref name="builder"/>'s Windows stores AES-era SAM hashes (Windows 10 1607, build 14393, and later).</summary>
     public static bool UsesAes(WindowsImageBuilder builder) => builder.EffectiveVersion.Build >= 14393;
 
-    /// <summary><paramref name="scenario"/> plus the four hives, in the SAM era of <paramref name="builder"/>'s Windows.</summary>
+    /// <summary><paramref name="scenario"/> plus the five hives (in the SAM era of <paramref name="builder"/>'s Windows), a service table hook and notification callbacks.</summary>
     public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null, bool preVistaLsa = false)
     {
         ArgumentNullException.ThrowIfNull(scenario);
@@ -73,8 +73,18 @@ public sealed class RegistryScenario
             Hives = Hives(UsesAes(builder), samPagedOutBins, preVistaLsa),
             Drivers = drivers,
             ServiceTable = drivers?.Any(d => d.Name == HookDriver) == true ? new ScenarioServiceTable { Hooks = [new(HookedService, HookDriver, HookOffset)] } : null,
+            Callbacks = drivers?.Any(d => d.Name == HookDriver) == true ? Callbacks : null,
         };
     }
+
+    /// <summary>The notification callbacks: ordinary ones in the kernel and tcpip.sys, two in the hidden driver.</summary>
+    public static IReadOnlyList<ScenarioCallback> Callbacks { get; } =
+    [
+        new("PspCreateProcessNotifyRoutine", "ntoskrnl.exe", 0x1000),
+        new("PspCreateProcessNotifyRoutine", HookDriver, 0x2000),
+        new("PspCreateThreadNotifyRoutine", "tcpip.sys", 0x5000),
+        new("PspLoadImageNotifyRoutine", HookDriver, 0x2400),
+    ];
 
     /// <summary>The unlinked driver (of the attack scenario) that hooks a system service.</summary>
     public const string HookDriver = "rootkit.sys";

@@ -60,4 +60,25 @@ public sealed partial class WindowsImageBuilder
         }
         return laid;
     }
+
+    /// <summary>
+    /// Notification callbacks: per callback an _EX_CALLBACK_ROUTINE_BLOCK (rundown reference, function at +8, context)
+    /// in a pool allocation, and the array's next free slot an _EX_FAST_REF to it (reference count 0xF in the low bits).
+    /// </summary>
+    private List<LaidOutCallback> LayOutCallbacks(IReadOnlyList<ScenarioCallback> callbacks, WindowsImageManifest manifest)
+    {
+        var laid = new List<LaidOutCallback>();
+        foreach (ScenarioCallback callback in callbacks)
+        {
+            LaidOutDriver driver = manifest.Drivers.FirstOrDefault(d => d.Name.Equals(callback.Driver, StringComparison.OrdinalIgnoreCase))
+                ?? throw new InvalidOperationException($"callback: no driver {callback.Driver}");
+            int slot = laid.Count(c => c.Array == callback.Array);
+            ulong block = AllocatePool(Tag("Cbrb"), 0x18);
+            ulong function = driver.Base + callback.Offset;
+            _image.Write64(Dtb, block + 8, function);
+            _image.Write64(Dtb, KernelBase + types.Symbols[callback.Array] + (ulong)slot * 8, block | 0xF);
+            laid.Add(new LaidOutCallback(callback.Array, slot, block, function, driver.Name));
+        }
+        return laid;
+    }
 }

@@ -57,8 +57,7 @@ public static class WindowsSsdt
             notes.Add($"KiServiceLimit {limit} is above the limit of {AnalysisLimits.Default.MaxServiceTableEntries}; not a service count (garbage or wrong symbols)");
             return new RowsReport<SsdtRow>("windows.ssdt", rows, notes);
         }
-        var symbols = new KernelSymbols(kernel);
-        List<WindowsScannedModule>? scanned = null;
+        var owners = new KernelAddressOwners(kernel, modules, ct, progress);
         for (int i = 0; i < limit; i++)
         {
             ct.ThrowIfCancellationRequested();
@@ -70,24 +69,35 @@ public static class WindowsSsdt
                 continue;
             }
             ulong target = (ulong)((long)table + ((int)raw >> 4));
-            WindowsModule? listed = modules.FirstOrDefault(m => target >= m.Base && target - m.Base < m.Size);
-            string? module = listed?.Name;
-            bool? onList = listed is null ? null : true;
-            if (listed is null)
-            {
-                // Not in a listed module: look among the module entries the pool scan finds (a hidden driver), once.
-                scanned ??= [.. WindowsModules.ModScan(kernel, ct, progress).Rows.Where(m => !m.OnList)];
-                if (scanned.FirstOrDefault(m => target >= m.Base && target - m.Base < m.Size) is { } hidden)
-                {
-                    (module, onList) = (hidden.Name, false);
-                }
-            }
-            bool inKernel = listed is not null && listed.Base == kernel.KernelBase;
+            (string? module, bool? onList, string? symbol, bool inKernel) = owners.Resolve(target);
             bool trusted = inKernel || (onList == true && module?.StartsWith("win32k", StringComparison.OrdinalIgnoreCase) == true);
-            rows.Add(new SsdtRow("KiServiceTable", i, target, module, onList, inKernel ? symbols.Name(target) : null, !trusted, null));
+            rows.Add(new SsdtRow("KiServiceTable", i, target, module, onList, symbol, !trusted, null));
         }
         notes.Add("win32k's shadow table (W32pServiceTable) is not read: it lives in session space, mapped only in GUI processes");
         return new RowsReport<SsdtRow>("windows.ssdt", rows, notes);
+    }
+
+    /// <summary>
+    /// Who holds a kernel address: a module on PsLoadedModuleList, else a module entry only the 'MmLd' pool scan finds (a
+    /// hidden driver; the scan runs once, on the first address no listed module holds), and in the kernel image the
+    /// nearest ISF symbol at or below it.
+    /// </summary>
+    internal sealed class KernelAddressOwners(WindowsKernel kernel, List<WindowsModule> modules, CancellationToken ct, IProgressSink? progress)
+    {
+        private readonly KernelSymbols _symbols = new(kernel);
+        private List<WindowsScannedModule>? _hidden;
+
+        /// <summary>The module (null: none), whether it is listed (null: no module), the kernel symbol, and whether the address is in the kernel image.</summary>
+        public (string? Module, bool? OnList, string? Symbol, bool InKernel) Resolve(ulong va)
+        {
+            if (modules.FirstOrDefault(m => va >= m.Base && va - m.Base < m.Size) is { } listed)
+            {
+                bool inKernel = listed.Base == kernel.KernelBase;
+                return (listed.Name, true, inKernel ? _symbols.Name(va) : null, inKernel);
+            }
+            _hidden ??= [.. WindowsModules.ModScan(kernel, ct, progress).Rows.Where(m => !m.OnList)];
+            return _hidden.FirstOrDefault(m => va >= m.Base && va - m.Base < m.Size) is { } hidden ? (hidden.Name, false, null, false) : (null, null, null, false);
+        }
     }
 
     /// <summary>The kernel's ISF symbols by address, for naming an address as symbol or symbol+0xOFFSET.</summary>

@@ -8,7 +8,8 @@ namespace CloudMem.Tests.Windows;
 
 /// <summary>
 /// windows.ssdt on the "registry" scenario's KiServiceTable (400 entries at the kernel's Nt* functions, entry 38 hooked
-/// into the unlinked rootkit.sys placed within 128 MiB of the kernel), against the manifest, on Windows 7/10/11 layouts.
+/// into the unlinked rootkit.sys placed within 128 MiB of the kernel) and windows.callbacks on its notification arrays
+/// (callbacks in the kernel, tcpip.sys and the hidden driver), against the manifest, on Windows 7/10/11 layouts.
 /// </summary>
 public sealed class WindowsSsdtTests(WindowsRegistryImages images, ITestOutputHelper output) : IClassFixture<WindowsRegistryImages>
 {
@@ -38,6 +39,27 @@ public sealed class WindowsSsdtTests(WindowsRegistryImages images, ITestOutputHe
             Assert.Equal((RegistryScenario.HookedService, rootkit.Base + RegistryScenario.HookOffset, "rootkit.sys", (bool?)false, (string?)null),
                 (hooked.Index, hooked.Address, hooked.Module, hooked.ModuleOnList, hooked.Symbol));
             Assert.Equal(400, report.Rows.Count);
+        }
+    }
+
+    [SkippableTheory]
+    [InlineData(WindowsSymbols.Win10)]
+    [InlineData(WindowsSymbols.Win7)]
+    [InlineData(WindowsSymbols.Win11)]
+    public void Callbacks_resolve_every_registered_routine_and_flag_those_in_the_hidden_driver(string guid)
+    {
+        WindowsRegistryImages.Built built = images.Get(guid);
+        List<LaidOutCallback> truth = built.Manifest.Callbacks!;
+        WindowsKernel kernel = WindowsRegistryImages.Open(built, out RunMappedMemory memory);
+        using (memory)
+        {
+            var report = WindowsCallbacks.Callbacks(kernel);
+            WindowsRegistryImages.Print(output, report);
+            Assert.Empty(report.Notes);
+            Assert.Equal(truth.Select(t => (t.Array, t.Slot, t.Block, t.Function, (string?)t.Driver, (bool?)(t.Driver != RegistryScenario.HookDriver), t.Driver == RegistryScenario.HookDriver)),
+                report.Rows.Select(r => (r.Type, r.Slot, r.Block, r.Callback, r.Module, r.ModuleOnList, r.Suspicious)));
+            Assert.StartsWith(kernel.Types.Symbols.Where(s => s.Value <= 0x1000).MaxBy(s => s.Value).Key, report.Rows[0].Symbol, StringComparison.Ordinal);
+            Assert.All(report.Rows.Skip(1), r => Assert.Null(r.Symbol));
         }
     }
 
