@@ -86,6 +86,14 @@ public sealed class WindowsLsaTests(WindowsRegistryImages images, ITestOutputHel
         }
     }
 
+    [Fact]
+    public void Only_lsadump_takes_reveal()
+    {
+        var reveal = new Engine.Core.PluginArguments { RevealSecrets = true };
+        Assert.Null(Engine.Core.PluginRegistry.Validate(Engine.Core.PluginRegistry.Get("windows.lsadump").Info, reveal));
+        Assert.StartsWith("windows.cachedump does not take --reveal", Engine.Core.PluginRegistry.Validate(Engine.Core.PluginRegistry.Get("windows.cachedump").Info, reveal), StringComparison.Ordinal);
+    }
+
     /// <summary>The builder's DCC2 against hashcat's published example for mode 2100 (user tom, password hashcat).</summary>
     [Fact]
     public void The_builders_dcc2_equals_hashcats_published_example()
