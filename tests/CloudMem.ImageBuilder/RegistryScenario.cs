@@ -60,9 +60,101 @@ public sealed class RegistryScenario
     /// <summary>Whether <paramref name="builder"/>'s Windows stores AES-era SAM hashes (Windows 10 1607, build 14393, and later).</summary>
     public static bool UsesAes(WindowsImageBuilder builder) => builder.EffectiveVersion.Build >= 14393;
 
-    /// <summary><paramref name="scenario"/> plus the four hives, in the SAM era of <paramref name="builder"/>'s Windows.</summary>
-    public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null)
-        => scenario with { Name = "registry", Hives = Hives(UsesAes(builder), samPagedOutBins) };
+    /// <summary><paramref name="scenario"/> plus the five hives (in the SAM era of <paramref name="builder"/>'s Windows), a service table hook and notification callbacks.</summary>
+    public static WindowsScenario With(WindowsScenario scenario, WindowsImageBuilder builder, IReadOnlyList<int>? samPagedOutBins = null, bool preVistaLsa = false)
+    {
+        ArgumentNullException.ThrowIfNull(scenario);
+        ArgumentNullException.ThrowIfNull(builder);
+        // The hidden driver sits within 128 MiB of the kernel so that a service table entry can reach it, and hooks one.
+        IReadOnlyList<ScenarioDriver>? drivers = scenario.Drivers?.Select(d => d.Name == HookDriver ? d with { Base = builder.KernelBase + HookDriverDistance } : d).ToList();
+        return scenario with
+        {
+            Name = "registry",
+            Hives = Hives(UsesAes(builder), samPagedOutBins, preVistaLsa),
+            Drivers = drivers,
+            ServiceTable = drivers?.Any(d => d.Name == HookDriver) == true ? new ScenarioServiceTable { Hooks = [new(HookedService, HookDriver, HookOffset)] } : null,
+            Callbacks = drivers?.Any(d => d.Name == HookDriver) == true ? Callbacks : null,
+        };
+    }
+
+    /// <summary>The notification callbacks: ordinary ones in the kernel and tcpip.sys, two in the hidden driver.</summary>
+    public static IReadOnlyList<ScenarioCallback> Callbacks { get; } =
+    [
+        new("PspCreateProcessNotifyRoutine", "ntoskrnl.exe", 0x1000),
+        new("PspCreateProcessNotifyRoutine", HookDriver, 0x2000),
+        new("PspCreateThreadNotifyRoutine", "tcpip.sys", 0x5000),
+        new("PspLoadImageNotifyRoutine", HookDriver, 0x2400),
+    ];
+
+    /// <summary>The unlinked driver (of the attack scenario) that hooks a system service.</summary>
+    public const string HookDriver = "rootkit.sys";
+
+    /// <summary>Where the hook driver is placed, above the kernel base.</summary>
+    public const ulong HookDriverDistance = 0x6000000;
+
+    /// <summary>The hooked KiServiceTable index.</summary>
+    public const int HookedService = 38;
+
+    /// <summary>The hook's offset in the driver.</summary>
+    public const uint HookOffset = 0x1230;
+
+    /// <summary>The ServiceDll of the planted EvilDll service (svchost-hosted).</summary>
+    public const string EvilServiceDll = @"C:\ProgramData\Microsoft\Crypto\evil.dll";
+
+    /// <summary>The planted Wow6432Node Run value: PowerShell with an encoded command.</summary>
+    public const string EncodedPowerShell = "powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA=";
+
+    /// <summary>The Task Scheduler's cache key in SOFTWARE.</summary>
+    public const string TaskCache = @"Microsoft\Windows NT\CurrentVersion\Schedule\TaskCache";
+
+    /// <summary>The id of an ordinary task (in the tree with its SD).</summary>
+    public const string ScanTaskId = "{2E5A8F0C-7B1D-4C39-9A64-0D8E3F2B1A57}";
+
+    /// <summary>The id of a task hidden from the scheduler: its tree key has no SD value.</summary>
+    public const string HiddenTaskId = "{9F3C2B1A-5D4E-4F60-8A7B-6C5D4E3F2A10}";
+
+    /// <summary>What the hidden task runs.</summary>
+    public const string HiddenTaskCommand = @"C:\ProgramData\svc\health.exe";
+
+    /// <summary>A version 3 Actions blob with one exec action (counted UTF-16 strings: context, id, command, arguments, directory; flags).</summary>
+    public static byte[] TaskActions(string context, string command, string arguments)
+    {
+        var blob = new List<byte>();
+        void Text(string text)
+        {
+            byte[] bytes = Encoding.Unicode.GetBytes(text);
+            blob.AddRange(BitConverter.GetBytes(bytes.Length));
+            blob.AddRange(bytes);
+        }
+        blob.AddRange(BitConverter.GetBytes((ushort)3));
+        Text(context);
+        blob.AddRange(BitConverter.GetBytes((ushort)0x6666));
+        Text("");
+        Text(command);
+        Text(arguments);
+        Text("");
+        blob.AddRange(BitConverter.GetBytes((ushort)0));
+        return [.. blob];
+    }
+
+    /// <summary>The SECURITY hive's file path in the hive list.</summary>
+    public const string SecurityPath = @"\REGISTRY\MACHINE\SECURITY";
+
+    /// <summary>The index of the bin of <paramref name="regf"/> that holds <paramref name="needle"/> (-1: none).</summary>
+    public static int BinHolding(byte[] regf, ReadOnlySpan<byte> needle)
+    {
+        int found = regf.AsSpan().IndexOf(needle);
+        int index = 0;
+        for (int at = 0x1000; found >= 0 && at + 0x20 <= regf.Length && BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at)) == 0x6E696268; index++)
+        {
+            at += (int)BinaryPrimitives.ReadUInt32LittleEndian(regf.AsSpan(at + 8));
+            if (found < at)
+            {
+                return index;
+            }
+        }
+        return -1;
+    }
 
     /// <summary>The number of bins of a regf file.</summary>
     public static int BinCount(byte[] regf)
@@ -75,8 +167,11 @@ public sealed class RegistryScenario
         return count;
     }
 
-    /// <summary>The four hives (SYSTEM, SOFTWARE, SAM, NTUSER.DAT); <paramref name="aes"/> picks the SAM's era.</summary>
-    public static IReadOnlyList<ScenarioHive> Hives(bool aes, IReadOnlyList<int>? samPagedOutBins = null)
+    /// <summary>
+    /// The five hives (SYSTEM, SOFTWARE, SAM, NTUSER.DAT, SECURITY); <paramref name="aes"/> picks the SAM's era;
+    /// <paramref name="preVistaLsa"/> writes the SECURITY hive with pre-Vista LSA encryption (RC4/DES).
+    /// </summary>
+    public static IReadOnlyList<ScenarioHive> Hives(bool aes, IReadOnlyList<int>? samPagedOutBins = null, bool preVistaLsa = false)
     {
         string[] lsaClasses = SamCrypto.ClassNames(BootKey);
         var system = new RegText(@"HKEY_LOCAL_MACHINE\SYSTEM")
@@ -88,6 +183,13 @@ public sealed class RegistryScenario
             .Key(@"ControlSet001\Services\EvilSvc")
             .Typed("ImagePath", 2, Encoding.Unicode.GetBytes(@"%SystemRoot%\Temp\evilsvc.exe" + "\0"))
             .Sz("DisplayName", "Windows Update Helper").Dword("Start", 2).Dword("Type", 0x10).Sz("ObjectName", "LocalSystem")
+            .Key(@"ControlSet001\Services\EvilDll")
+            .Typed("ImagePath", 2, Encoding.Unicode.GetBytes(@"%SystemRoot%\system32\svchost.exe -k netsvcs" + "\0"))
+            .Dword("Start", 2).Dword("Type", 0x20).Sz("ObjectName", "LocalSystem")
+            .Key(@"ControlSet001\Services\EvilDll\Parameters").Typed("ServiceDll", 2, Encoding.Unicode.GetBytes(EvilServiceDll + "\0"))
+            .Key(@"ControlSet001\Services\Fax").Typed("ImagePath", 2, Encoding.Unicode.GetBytes(@"%systemroot%\system32\fxssvc.exe" + "\0"))
+            .Dword("Start", 3).Dword("Type", 0x10)
+            .Key(@"ControlSet001\Services\Tcpip").Sz("ImagePath", @"System32\drivers\tcpip.sys").Dword("Start", 0).Dword("Type", 1)
             .Key(@"ControlSet001\Services\Tcpip\Parameters").Sz("Hostname", "WS-ALICE");
         byte[] systemHive = RegistryHiveFiles.WithClassNames(RegistryHiveFiles.Merge("SYSTEM", @"HKEY_LOCAL_MACHINE\SYSTEM", system.ToString()), "Lsa",
             new Dictionary<string, string> { ["JD"] = lsaClasses[0], ["Skew1"] = lsaClasses[1], ["GBG"] = lsaClasses[2], ["Data"] = lsaClasses[3] });
@@ -106,7 +208,16 @@ public sealed class RegistryScenario
             .Typed("InstallTime", 11, BitConverter.GetBytes(new DateTime(2024, 1, 15, 10, 0, 0, DateTimeKind.Utc).ToFileTimeUtc()))
             .Typed("Tags", 7, Encoding.Unicode.GetBytes("alpha\0beta\0\0"))
             .Typed("Blob", 3, big)
-            .Key(@"Microsoft\Windows NT\CurrentVersion\Winlogon").Sz("Shell", "explorer.exe").Sz("Userinit", @"C:\Windows\system32\userinit.exe,");
+            .Key(@"Microsoft\Windows NT\CurrentVersion\Winlogon").Sz("Shell", "explorer.exe").Sz("Userinit", @"C:\Windows\system32\userinit.exe,")
+            .Key(@"Microsoft\Windows NT\CurrentVersion\Image File Execution Options\sethc.exe").Sz("Debugger", @"C:\Windows\System32\cmd.exe")
+            .Key(@"Microsoft\Windows NT\CurrentVersion\Image File Execution Options\notepad.exe").Dword("GlobalFlag", 0x200)
+            .Key(@"Wow6432Node\Microsoft\Windows\CurrentVersion\Run").Sz("AdobeHelper", EncodedPowerShell)
+            .Key($@"{TaskCache}\Tree\Microsoft\Windows\UpdateOrchestrator\Schedule Scan").Sz("Id", ScanTaskId).Typed("SD", 3, [1, 0, 4, 0x80]).Dword("Index", 3)
+            .Key($@"{TaskCache}\Tree\SystemHealthCheck").Sz("Id", HiddenTaskId).Dword("Index", 3)
+            .Key($@"{TaskCache}\Tasks\{ScanTaskId}").Sz("Path", @"\Microsoft\Windows\UpdateOrchestrator\Schedule Scan")
+            .Typed("Actions", 3, TaskActions("LocalSystem", @"%systemroot%\system32\usoclient.exe", "StartScan"))
+            .Key($@"{TaskCache}\Tasks\{HiddenTaskId}").Sz("Path", @"\SystemHealthCheck")
+            .Typed("Actions", 3, TaskActions("Author", HiddenTaskCommand, "-silent"));
         var ntuser = new RegText(@"HKEY_CURRENT_USER")
             .Key(@"Software\Microsoft\Windows\CurrentVersion\Run").Sz("OneDriveSync", @"C:\Users\alice\AppData\Roaming\sync.exe -bg")
             .Key(@"Software\Microsoft\Windows\CurrentVersion\Explorer\UserAssist\{CEBFF5CD-ACE2-4F4F-9178-9926F41749EA}\Count")
@@ -122,6 +233,7 @@ public sealed class RegistryScenario
             new(@"\REGISTRY\MACHINE\SOFTWARE") { FileUserName = @"\SystemRoot\System32\Config\SOFTWARE", Bytes = RegistryHiveFiles.Merge("SOFTWARE", @"HKEY_LOCAL_MACHINE\SOFTWARE", software.ToString()) },
             new(@"\REGISTRY\MACHINE\SAM") { FileUserName = @"\SystemRoot\System32\Config\SAM", Bytes = Sam(aes), PagedOutBins = samPagedOutBins },
             new($@"\REGISTRY\USER\{AliceSid}") { FileUserName = @"\??\C:\Users\alice\ntuser.dat", Bytes = RegistryHiveFiles.Merge("USER", "HKEY_CURRENT_USER", ntuser.ToString()) },
+            new(SecurityPath) { FileUserName = @"\SystemRoot\System32\Config\SECURITY", Bytes = SecurityHive.Hive(BootKey, vista: !preVistaLsa) },
         ];
     }
 
@@ -232,56 +344,4 @@ public sealed class RegistryScenario
     }
 
     private static int Align4(int n) => (n + 3) & ~3;
-}
-
-/// <summary>MD4 (RFC 1320), for NT hashes (.NET has none).</summary>
-public static class Md4
-{
-    /// <summary>The MD4 digest of <paramref name="message"/>.</summary>
-    public static byte[] Hash(ReadOnlySpan<byte> message)
-    {
-        int padded = ((message.Length + 8) / 64 + 1) * 64;
-        byte[] m = new byte[padded];
-        message.CopyTo(m);
-        m[message.Length] = 0x80;
-        BinaryPrimitives.WriteUInt64LittleEndian(m.AsSpan(padded - 8), (ulong)message.Length * 8);
-        uint a = 0x67452301, b = 0xEFCDAB89, c = 0x98BADCFE, d = 0x10325476;
-        uint[] x = new uint[16];
-        for (int block = 0; block < padded; block += 64)
-        {
-            for (int i = 0; i < 16; i++)
-            {
-                x[i] = BinaryPrimitives.ReadUInt32LittleEndian(m.AsSpan(block + i * 4));
-            }
-            uint aa = a, bb = b, cc = c, dd = d;
-            static uint Rotl(uint v, int s) => (v << s) | (v >> (32 - s));
-            int[] s1 = [3, 7, 11, 19], s2 = [3, 5, 9, 13], s3 = [3, 9, 11, 15];
-            int[] order3 = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
-            for (int i = 0; i < 16; i++)
-            {
-                uint f = (b & c) | (~b & d);
-                (a, b, c, d) = (d, Rotl(a + f + x[i], s1[i % 4]), b, c);
-            }
-            for (int i = 0; i < 16; i++)
-            {
-                uint g = (b & c) | (b & d) | (c & d);
-                (a, b, c, d) = (d, Rotl(a + g + x[(i % 4) * 4 + i / 4] + 0x5A827999, s2[i % 4]), b, c);
-            }
-            for (int i = 0; i < 16; i++)
-            {
-                uint h = b ^ c ^ d;
-                (a, b, c, d) = (d, Rotl(a + h + x[order3[i]] + 0x6ED9EBA1, s3[i % 4]), b, c);
-            }
-            a += aa;
-            b += bb;
-            c += cc;
-            d += dd;
-        }
-        byte[] digest = new byte[16];
-        BinaryPrimitives.WriteUInt32LittleEndian(digest, a);
-        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(4), b);
-        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(8), c);
-        BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(12), d);
-        return digest;
-    }
 }

@@ -329,6 +329,14 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
                 highest = Math.Max(highest, at);
             }
         }
+        if (scenario.ServiceTable is { } table)
+        {
+            highest = Math.Max(highest, ServiceTableHighest(table));
+        }
+        foreach (ScenarioCallback callback in scenario.Callbacks ?? [])
+        {
+            highest = Math.Max(highest, types.Symbols[callback.Array] + 64 * 8);
+        }
         ulong kernelSize = (highest + 0x1000 + TwoMiB - 1) & ~(TwoMiB - 1);
         if (KernelPhysical + kernelSize > (ulong)ImageSize / 2)
         {
@@ -428,6 +436,14 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         if (scenario.Hives is { Count: > 0 } hives)
         {
             manifest.Hives = LayOutHives(hives);
+        }
+        if (scenario.ServiceTable is { } serviceTable)
+        {
+            manifest.ServiceTable = LayOutServiceTable(serviceTable, manifest);
+        }
+        if (scenario.Callbacks is { Count: > 0 } callbacks)
+        {
+            manifest.Callbacks = LayOutCallbacks(callbacks, manifest);
         }
 
         // Kernel half last, so that every kernel mapping made above is shared.

@@ -25,6 +25,12 @@ public sealed record WindowsScenario
     /// <summary>Registry hives on CmpHiveListHead (null: none, and the image is laid out exactly as before hives existed).</summary>
     public IReadOnlyList<ScenarioHive>? Hives { get; init; }
 
+    /// <summary>The system service table (KiServiceTable) with hooks (null: none laid out, and the image is laid out exactly as before).</summary>
+    public ScenarioServiceTable? ServiceTable { get; init; }
+
+    /// <summary>Notification callbacks (null: none laid out, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioCallback>? Callbacks { get; init; }
+
     /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -142,6 +148,25 @@ public sealed record ScenarioDriver(string Name)
     public bool Unlinked { get; init; }
 }
 
+/// <summary>
+/// KiServiceTable: <see cref="Count"/> entries pointing at the kernel's Nt* functions (ISF symbols in address order),
+/// the entries of <see cref="Hooks"/> pointing into a driver instead.
+/// </summary>
+public sealed record ScenarioServiceTable
+{
+    /// <summary>Entries (KiServiceLimit).</summary>
+    public int Count { get; init; } = 400;
+
+    /// <summary>Hooked entries.</summary>
+    public IReadOnlyList<ScenarioSsdtHook> Hooks { get; init; } = [];
+}
+
+/// <summary>A service table entry pointing at <see cref="Offset"/> in the driver <see cref="Driver"/> (which must lie within 128 MiB of the table).</summary>
+public sealed record ScenarioSsdtHook(int Index, string Driver, uint Offset);
+
+/// <summary>A notification callback in the kernel array <see cref="Array"/> (e.g. PspCreateProcessNotifyRoutine) at <see cref="Offset"/> in <see cref="Driver"/>.</summary>
+public sealed record ScenarioCallback(string Array, string Driver, uint Offset);
+
 /// <summary>A registry hive: a real regf file (header + bins) laid out in kernel memory as the configuration manager holds it.</summary>
 /// <param name="FileFullPath">_CMHIVE.FileFullPath, e.g. \REGISTRY\MACHINE\SYSTEM (Windows keeps the registry path there).</param>
 public sealed record ScenarioHive(string FileFullPath)
@@ -206,6 +231,12 @@ public sealed record WindowsImageManifest(
 
     /// <summary>Registry hives laid out (null when the scenario has none).</summary>
     public List<LaidOutHive>? Hives { get; set; }
+
+    /// <summary>Notification callbacks laid out (null when the scenario has none).</summary>
+    public List<LaidOutCallback>? Callbacks { get; set; }
+
+    /// <summary>KiServiceTable's entries laid out (null when the scenario has none).</summary>
+    public List<LaidOutServiceEntry>? ServiceTable { get; set; }
 
     /// <summary>All processes, listed first then unlinked.</summary>
     [JsonIgnore]
@@ -317,3 +348,9 @@ public sealed record ScenarioEndpoint(NetObjectKind Kind, int Pid, string LocalA
 public sealed record LaidOutEndpoint(
     NetObjectKind Kind, ulong Address, ulong Physical, string Proto, string LocalAddr, int LocalPort, string ForeignAddr, int ForeignPort,
     TcpState? State, int Pid, string Owner, DateTime CreateTime, bool InNetstat);
+
+/// <summary>One KiServiceTable entry: its target and the kernel symbol there (null for a hook) or the driver hooked into.</summary>
+public sealed record LaidOutServiceEntry(int Index, ulong Target, string? Symbol, string? Driver);
+
+/// <summary>One notification callback: its array and slot, its _EX_CALLBACK_ROUTINE_BLOCK, the function and its driver.</summary>
+public sealed record LaidOutCallback(string Array, int Slot, ulong Block, ulong Function, string Driver);

@@ -84,4 +84,7 @@ public sealed record AnalysisLimits
 
     /// <summary>Depth of a registry key path and of nested ri subkey indexes.</summary>
     public int MaxKeyDepth { get; init; } = 512;
+
+    /// <summary>Entries of a system service table (KiServiceLimit; Windows 11 has about 500).</summary>
+    public int MaxServiceTableEntries { get; init; } = 4096;
 }

@@ -46,8 +46,7 @@ public static class WindowsHashDump
         (List<RegistryHive> hives, List<string> notes) = RegistryHive.List(kernel, ct);
         var rows = new List<HashDumpRow>();
         var faults = new List<CellFault>();
-        RegistryHive? system = hives.FirstOrDefault(h => RegistryKeys.Open(h, "Select", out _, []) is not null && Named(h, "SYSTEM"))
-            ?? hives.FirstOrDefault(h => RegistryKeys.Open(h, "Select", out _, []) is not null);
+        RegistryHive? system = SystemHive(hives);
         RegistryHive? sam = hives.FirstOrDefault(h => RegistryKeys.Open(h, @"SAM\Domains\Account", out _, []) is not null);
         if (sam is null && hives.FirstOrDefault(h => Named(h, "SAM")) is { } named)
         {
@@ -100,7 +99,12 @@ public static class WindowsHashDump
         return new RowsReport<HashDumpRow>("windows.hashdump", rows, notes);
     }
 
-    private static bool Named(RegistryHive hive, string file)
+    /// <summary>The SYSTEM hive among <paramref name="hives"/>: the one named SYSTEM with a Select key, else any with a Select key.</summary>
+    public static RegistryHive? SystemHive(IReadOnlyList<RegistryHive> hives)
+        => hives.FirstOrDefault(h => RegistryKeys.Open(h, "Select", out _, []) is not null && Named(h, "SYSTEM"))
+            ?? hives.FirstOrDefault(h => RegistryKeys.Open(h, "Select", out _, []) is not null);
+
+    internal static bool Named(RegistryHive hive, string file)
         => hive.Name is { } name && name.EndsWith(@"\" + file, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The boot key from the SYSTEM hive (null with the reason).</summary>

@@ -37,13 +37,24 @@ public sealed class WindowsRegistryImages : IDisposable
         Skip.If(true, "hivexregedit not installed (apt-get install libwin-hivex-perl)");
     }
 
-    /// <summary>The registry image of <paramref name="guid"/>; <paramref name="pageOutSamHalf"/> pages out the SAM's last half of bins.</summary>
-    public Built Get(string guid, bool pageOutSamHalf = false) => _built.GetOrAdd($"{guid}-{pageOutSamHalf}", _ => new Lazy<Built>(() =>
+    /// <summary>
+    /// The registry image of <paramref name="guid"/>; <paramref name="pageOutSamHalf"/> pages out the SAM's last half of
+    /// bins, <paramref name="pageOutSecurityTail"/> the SECURITY hive's bin holding the cached logon NL$2; <paramref name="preVistaLsa"/> writes the
+    /// SECURITY hive with pre-Vista LSA encryption.
+    /// </summary>
+    public Built Get(string guid, bool pageOutSamHalf = false, bool preVistaLsa = false, bool pageOutSecurityTail = false)
+        => _built.GetOrAdd($"{guid}-{pageOutSamHalf}-{preVistaLsa}-{pageOutSecurityTail}", _ => new Lazy<Built>(() =>
     {
         RequireHivex();
         (string root, TypeModel types) = WindowsSymbols.Load(guid);
         var builder = new WindowsImageBuilder(types, guid, 1);
-        WindowsScenario scenario = RegistryScenario.With(WindowsImageBuilder.AttackScenario(), builder);
+        WindowsScenario scenario = RegistryScenario.With(WindowsImageBuilder.AttackScenario(), builder, preVistaLsa: preVistaLsa);
+        if (pageOutSecurityTail)
+        {
+            ScenarioHive security = scenario.Hives![4];
+            int bin = RegistryScenario.BinHolding(security.Bytes!, SecurityHive.IvOf("NL$2"));
+            scenario = scenario with { Hives = [.. scenario.Hives.Select(h => h == security ? h with { PagedOutBins = [bin] } : h)] };
+        }
         if (pageOutSamHalf)
         {
             ScenarioHive sam = scenario.Hives![2];
@@ -53,26 +64,21 @@ public sealed class WindowsRegistryImages : IDisposable
             scenario = scenario with { Hives = [.. scenario.Hives.Select(h => h == sam ? h with { PagedOutBins = [.. Enumerable.Range(first, bins / 2)] } : h)] };
         }
         (byte[] image, WindowsImageManifest manifest) = builder.Build(scenario);
-        return new Built(_dir.Write($"registry-{guid}-{pageOutSamHalf}.raw", image), root, manifest, scenario.Hives!, RegistryScenario.UsesAes(builder));
+        return new Built(_dir.Write($"registry-{guid}-{pageOutSamHalf}-{preVistaLsa}-{pageOutSecurityTail}.raw", image), root, manifest, scenario.Hives!, RegistryScenario.UsesAes(builder));
     })).Value;
 
     public void Dispose() => _dir.Dispose();
-}
 
-/// <summary>
-/// windows.registry.hivelist/printkey/userassist and windows.hashdump on hives laid out as the kernel holds them
-/// (Windows 7 BlockAddress maps, Windows 10/11 PermanentBinAddress maps), against the hives' known content, the known
-/// NT/LM hashes of "password", impacket's secretsdump on the same hive bytes, and with half a hive's bins paged out.
-/// </summary>
-public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutputHelper output) : IClassFixture<WindowsRegistryImages>
-{
-    private static WindowsKernel Open(WindowsRegistryImages.Built built, out RunMappedMemory memory)
+    /// <summary>Opens the built image with its symbols.</summary>
+    public static WindowsKernel Open(Built built, out RunMappedMemory memory)
     {
+        ArgumentNullException.ThrowIfNull(built);
         memory = CaptureOpener.Open(built.Raw);
         return WindowsKernel.Open(memory, new SymbolStore([built.Root]));
     }
 
-    private void Print<T>(Engine.Plugins.RowsReport<T> report) where T : notnull
+    /// <summary>Writes a report's rows and notes to the test output.</summary>
+    public static void Print<T>(ITestOutputHelper output, Engine.Plugins.RowsReport<T> report) where T : notnull
     {
         foreach (T row in report.Rows)
         {
@@ -83,6 +89,49 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
             output.WriteLine("note: " + note);
         }
     }
+
+    /// <summary>
+    /// impacket's secretsdump (tests/peers/windows-secretsdump-impacket.py, <paramref name="mode"/> sam or security) on
+    /// the SYSTEM hive and the hive <paramref name="hive"/> of <paramref name="built"/>, written beside the image; its
+    /// output lines. Skips when impacket is not installed (fails under CLOUDMEM_REQUIRE_FIXTURES=1).
+    /// </summary>
+    public static string[] Impacket(Built built, string mode, int hive, ITestOutputHelper output)
+    {
+        ArgumentNullException.ThrowIfNull(built);
+        ArgumentNullException.ThrowIfNull(output);
+        Skip.IfNot(File.Exists("/usr/bin/python3"), "no /usr/bin/python3 (Debian python with python3-impacket)");
+        string script = Path.Combine(Fixture.RepoRoot, "tests", "peers", "windows-secretsdump-impacket.py");
+        string system = built.Raw + ".SYSTEM.hive", other = $"{built.Raw}.{mode}.hive";
+        File.WriteAllBytes(system, built.Hives[0].Bytes!);
+        File.WriteAllBytes(other, built.Hives[hive].Bytes!);
+        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, StandardOutputEncoding = System.Text.Encoding.UTF8 };
+        foreach (string arg in new[] { script, mode, system, other })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        using Process process = Process.Start(start)!;
+        string stdout = process.StandardOutput.ReadToEnd(), stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        if (process.ExitCode == 3 && Environment.GetEnvironmentVariable("CLOUDMEM_REQUIRE_FIXTURES") != "1")
+        {
+            Skip.If(true, "python3-impacket not installed (apt-get install python3-impacket): " + stderr.Trim());
+        }
+        Assert.True(process.ExitCode == 0, $"impacket exited {process.ExitCode}: {stderr}");
+        output.WriteLine(stdout);
+        return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+}
+
+/// <summary>
+/// windows.registry.hivelist/printkey/userassist and windows.hashdump on hives laid out as the kernel holds them
+/// (Windows 7 BlockAddress maps, Windows 10/11 PermanentBinAddress maps), against the hives' known content, the known
+/// NT/LM hashes of "password", impacket's secretsdump on the same hive bytes, and with half a hive's bins paged out.
+/// </summary>
+public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutputHelper output) : IClassFixture<WindowsRegistryImages>
+{
+    private static WindowsKernel Open(WindowsRegistryImages.Built built, out RunMappedMemory memory) => WindowsRegistryImages.Open(built, out memory);
+
+    private void Print<T>(Engine.Plugins.RowsReport<T> report) where T : notnull => WindowsRegistryImages.Print(output, report);
 
     [SkippableTheory]
     [InlineData(WindowsSymbols.Win10)]
@@ -99,7 +148,7 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
             Assert.Empty(report.Notes);
             Assert.Equal(built.Manifest.Hives!.Select(h => (h.Address, (string?)h.FileFullPath, h.FileUserName, (ulong)h.StableLength)),
                 report.Rows.Select(r => (r.Offset, r.FileFullPath, r.FileUserName, r.StableLength)));
-            Assert.Equal([@"\REGISTRY\MACHINE\SYSTEM", @"\REGISTRY\MACHINE\SOFTWARE", @"\REGISTRY\MACHINE\SAM", $@"\REGISTRY\USER\{RegistryScenario.AliceSid}"],
+            Assert.Equal([@"\REGISTRY\MACHINE\SYSTEM", @"\REGISTRY\MACHINE\SOFTWARE", @"\REGISTRY\MACHINE\SAM", $@"\REGISTRY\USER\{RegistryScenario.AliceSid}", RegistryScenario.SecurityPath],
                 report.Rows.Select(r => r.FileFullPath));
             // Each hive's stable length is what its regf header says.
             Assert.Equal(built.Hives.Select(h => (ulong)BitConverter.ToUInt32(h.Bytes!, 0x28)), report.Rows.Select(r => r.StableLength));
@@ -135,7 +184,7 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
                  ("REG_DWORD", "Type", "16"), ("REG_SZ", "ObjectName", "LocalSystem")],
                 service.Rows.Select(r => (r.Type, r.Name!, r.Data!)));
             var services = WindowsRegistry.PrintKey(kernel, @"controlset001\SERVICES");      // case-insensitive, as Windows
-            Assert.Equal(["EvilSvc", "Tcpip"], services.Rows.Where(r => r.Type == "Key").Select(r => r.Name!).Order(StringComparer.Ordinal));
+            Assert.Equal(["EvilDll", "EvilSvc", "Fax", "Tcpip"], services.Rows.Where(r => r.Type == "Key").Select(r => r.Name!).Order(StringComparer.Ordinal));
 
             var version = WindowsRegistry.PrintKey(kernel, @"Microsoft\Windows NT\CurrentVersion");
             Assert.Contains(version.Rows, r => r is { Type: "Key", Name: "Winlogon", Volatile: false });
@@ -154,7 +203,7 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
             Assert.Contains(root.Rows, r => r is { Type: "Key", Name: "SAM" } && r.Key == @"\REGISTRY\MACHINE\SAM");
             var none = WindowsRegistry.PrintKey(kernel, @"No\Such\Key");
             Assert.Empty(none.Rows);
-            Assert.Contains("in none of the 4 hives", Assert.Single(none.Notes), StringComparison.Ordinal);
+            Assert.Contains("in none of the 5 hives", Assert.Single(none.Notes), StringComparison.Ordinal);
         }
     }
 
@@ -238,26 +287,7 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
     public void Hashdump_equals_impacket_secretsdump_on_the_same_hives(string guid)
     {
         WindowsRegistryImages.Built built = images.Get(guid);
-        string script = Path.Combine(Fixture.RepoRoot, "tests", "peers", "windows-hashdump-impacket.py");
-        string system = built.Raw + ".SYSTEM.hive", sam = built.Raw + ".SAM.hive";
-        File.WriteAllBytes(system, built.Hives[0].Bytes!);
-        File.WriteAllBytes(sam, built.Hives[2].Bytes!);
-        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string arg in new[] { script, system, sam })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        Skip.IfNot(File.Exists("/usr/bin/python3"), "no /usr/bin/python3 (Debian python with python3-impacket)");
-        using Process process = Process.Start(start)!;
-        string stdout = process.StandardOutput.ReadToEnd(), stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode == 3 && Environment.GetEnvironmentVariable("CLOUDMEM_REQUIRE_FIXTURES") != "1")
-        {
-            Skip.If(true, "python3-impacket not installed (apt-get install python3-impacket): " + stderr.Trim());
-        }
-        Assert.True(process.ExitCode == 0, $"impacket exited {process.ExitCode}: {stderr}");
-        output.WriteLine(stdout);
-        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string[] lines = WindowsRegistryImages.Impacket(built, "sam", 2, output);
         Assert.Equal("bootkey:" + Convert.ToHexString(RegistryScenario.BootKey).ToLowerInvariant(), lines[0]);
 
         WindowsKernel kernel = Open(built, out RunMappedMemory memory);
@@ -366,7 +396,7 @@ public sealed class WindowsRegistryTests(WindowsRegistryImages images, ITestOutp
             unsigned.Patch(Physical(hives[2].Address + (ulong)signature), [0, 0, 0, 0]);
             kernel = WindowsKernel.Open(unsigned, new SymbolStore([built.Root]));
             list = WindowsRegistry.HiveList(kernel);
-            Assert.Equal(3, list.Rows.Count);
+            Assert.Equal(4, list.Rows.Count);
             Assert.Equal($"_CMHIVE at 0x{hives[2].Address:X}: no hive signature (0x0); skipped", Assert.Single(list.Notes));
             Assert.Contains(WindowsHashDump.HashDump(kernel).Notes, n => n.StartsWith("no SAM hive", StringComparison.Ordinal));
 
