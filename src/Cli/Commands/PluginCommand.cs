@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Globalization;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Output;
+using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -27,6 +28,13 @@ internal abstract class PluginSettings : CaptureSettings
     [Description("YARA rules: a rule file, or a directory of .yar/.yara files (the *.yarascan plugins; needs Debian's libyara9)")]
     public string? Yara { get; init; }
 
+    [CommandOption("--no-cache")]
+    [Description("Neither read nor write the profile cache (parsed symbol files, a Linux kernel build's kallsyms and BTF; see `cloudmem cache list`)")]
+    public bool NoCache { get; init; }
+
+    /// <summary>The profile cache, or null with --no-cache (or when no cache directory is known).</summary>
+    protected ProfileCache? Cache => NoCache ? null : ProfileCache.Default();
+
     /// <summary>The symbol inputs as the engine takes them.</summary>
     public abstract SymbolOptions Symbols { get; }
 
@@ -51,7 +59,7 @@ internal sealed class LinuxPluginSettings : PluginSettings
     [Description("Optional: the kernel's System.map, used only when kallsyms cannot be found in memory")]
     public string? SystemMap { get; init; }
 
-    public override SymbolOptions Symbols => new([], IsfPath: Isf, SystemMapPath: SystemMap);
+    public override SymbolOptions Symbols => new([], IsfPath: Isf, SystemMapPath: SystemMap, Cache: Cache);
 }
 
 /// <summary>Settings of the Windows plugins.</summary>
@@ -73,7 +81,7 @@ internal class WindowsPluginSettings : PluginSettings
     [Description("A registry key path relative to each hive's root, e.g. ControlSet001\\Services (windows.registry.printkey)")]
     public string? Key { get; init; }
 
-    public override SymbolOptions Symbols => new(SymbolDirectories, SymbolServerOption.Parse(SymbolServer));
+    public override SymbolOptions Symbols => new(SymbolDirectories, SymbolServerOption.Parse(SymbolServer), Cache: Cache);
 
     public override PluginArguments Arguments => base.Arguments with { BaseAddress = Base is null ? null : ParseAddress(Base), KeyPath = Key };
 

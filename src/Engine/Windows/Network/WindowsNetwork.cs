@@ -341,5 +341,5 @@ public static class WindowsNetwork
 
     /// <summary>tcpip.sys and its symbols, found once per capture.</summary>
     private static TcpipModule Tcpip(this PluginContext context, CancellationToken ct)
-        => context.Get(c => TcpipModule.Open(c.Windows(ct), SymbolStore.WithUserCache(c.Symbols.SymbolDirectories, c.Symbols.SymbolServer), ct));
+        => context.Get(c => TcpipModule.Open(c.Windows(ct), c.Symbols.WindowsStore(), ct));
 }
