@@ -4,6 +4,7 @@ using CloudMem.Engine.Core;
 using CloudMem.Engine.Output;
 using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
+using Microsoft.Extensions.Logging;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -116,7 +117,8 @@ internal sealed class PluginCommand<TSettings> : Command<TSettings> where TSetti
         }
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
         using var progress = ProgressDisplay.ForTerminal();
-        var pluginContext = new PluginContext(memory, settings.Image, settings.Symbols, progress, StderrLogger.FromEnvironment());
+        ILogger logger = StderrLogger.FromEnvironment();
+        var pluginContext = new PluginContext(memory, settings.Image, settings.Symbols, TimingProgress.Wrap(progress, logger), logger);
         IReport report = plugin.Run(pluginContext, arguments, cancellationToken);
         progress?.Dispose();
         ReportWriter.Write(report, settings.OutputFormat, Console.Out, Console.Error);
