@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
         *) sed -n '2,18p' "$0" >&2; exit 2;;
     esac
 done
-mkdir -p "$work"
+mkdir -p "$work/vol3-cache" "$work/vol3-symbols/linux"
 export CLOUDMEM_CACHE_DIR="${CLOUDMEM_CACHE_DIR:-$work/profiles}"
 shared=""
 for candidate in "$root/../shared" "$root/../../shared" /work/shared; do
@@ -45,6 +45,8 @@ done
 symbols="${SYMBOLS:-$shared/symbols}"
 peers="${PEERS:-$shared/peers}"
 win_isf="$symbols/windows/ntkrnlmp.pdb/606FF669409B00F7FC8C61A9C1670129-1.json.xz"
+# Volatility's -s directory for Linux: DIR/linux/*.json.xz, linked from the shared peers ISFs (one per Debian kernel).
+for isf in "$peers"/linux-*.json.xz; do [ -e "$isf" ] && ln -sf "$isf" "$work/vol3-symbols/linux/"; done
 
 if [ $build -eq 1 ]; then
     "$root/tests/fixtures/make-fixture.sh" --variant dense >&2
@@ -95,7 +97,7 @@ compare() {   # os image plugins...
     local os="$1" image="$2"; shift 2
     local size; size=$(( $(stat -c %s "$image") >> 20 ))
     local ours_symbols=() vol_symbols=()
-    if [ "$os" = windows ]; then ours_symbols=(--symbols "$symbols"); vol_symbols=(-s "$symbols"); else vol_symbols=(-s "$peers"); fi
+    if [ "$os" = windows ]; then ours_symbols=(--symbols "$symbols"); vol_symbols=(-s "$symbols"); else vol_symbols=(-s "$work/vol3-symbols"); fi
     cat "$image" > /dev/null   # into the OS page cache
     for plugin in "$@"; do
         local ours=("$root/cloudmem" "$plugin" "$image" "${ours_symbols[@]}")
