@@ -49,7 +49,7 @@ win_isf="$symbols/windows/ntkrnlmp.pdb/606FF669409B00F7FC8C61A9C1670129-1.json.x
 for isf in "$peers"/linux-*.json.xz; do [ -e "$isf" ] && ln -sf "$isf" "$work/vol3-symbols/linux/"; done
 
 if [ $build -eq 1 ]; then
-    "$root/tests/fixtures/make-fixture.sh" --variant dense >&2
+    "$root/tests/fixtures/make-fixture.sh" --variant dense --timeout 3600 >&2   # TCG: filling 1.7 GiB takes a while
     if [ ! -f "$work/win4g-dense.raw" ]; then
         dotnet build "$root/tests/CloudMem.ImageBuilder" -nologo -v q >/dev/null
         dotnet "$root/tests/CloudMem.ImageBuilder/bin/Debug/net10.0/cloudmem-imagebuilder.dll" --isf "$win_isf" \
