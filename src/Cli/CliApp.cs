@@ -41,6 +41,14 @@ internal static class CliApp
                 symbols.AddCommand<SymbolsCheckCommand>("check").Also(() => index.Add<SymbolsCheckCommand>("symbols check", "Captures"))
                     .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
             });
+            config.AddBranch("cache", cache =>
+            {
+                cache.SetDescription("The profile cache: parsed symbol files and Linux kernel profiles kept between commands");
+                cache.AddCommand<CacheListCommand>("list").Also(() => index.Add<CacheListCommand>("cache list", "Captures"))
+                    .WithExample("cache", "list");
+                cache.AddCommand<CacheClearCommand>("clear").Also(() => index.Add<CacheClearCommand>("cache clear", "Captures"))
+                    .WithExample("cache", "clear");
+            });
             config.AddBranch("capture", capture =>
             {
                 capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");

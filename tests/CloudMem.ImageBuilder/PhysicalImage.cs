@@ -54,6 +54,19 @@ public sealed class PhysicalImage
         return null;
     }
 
+    /// <summary>Pages no allocation has handed out and no reservation covers (the rest of the page-table area and the gap
+    /// below the lowest data page): what <c>--dense</c> fills with data so that a scan reads real bytes in most pages.</summary>
+    public IEnumerable<ulong> FreePages()
+    {
+        for (ulong pa = _nextTable; pa + Page <= DataLow; pa += Page)
+        {
+            if (Overlap(pa, pa + Page) is null)
+            {
+                yield return pa;
+            }
+        }
+    }
+
     /// <summary>A zeroed page-table page.</summary>
     public ulong AllocTable()
     {

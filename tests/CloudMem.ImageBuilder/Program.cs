@@ -11,7 +11,7 @@ internal static partial class ImageBuilderCli
 {
     private const string Usage =
         "usage: cloudmem-imagebuilder --isf ISF(GUID-AGE.json[.xz]) --out IMAGE.raw [--manifest M.json] " +
-        "[--scenario FILE.json|typical|attack|network|registry] [--tcpip-isf GUID-AGE.json.xz] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX]; " +
+        "[--scenario FILE.json|typical|attack|network|registry] [--tcpip-isf GUID-AGE.json.xz] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX] [--dense yes] [--pad-to NNNg]; " +
         "or --write-scenario FILE.json [--scenario typical|attack|network]";
 
     public static int Run(string[] args)
@@ -72,7 +72,36 @@ internal static partial class ImageBuilderCli
                 builder.TcpipSymbols = IsfLoader.Load(table);
             }
             (byte[] image, WindowsImageManifest manifest) = builder.Build(scenario);
+            bool dense = options.GetValueOrDefault("dense") == "yes";
+            if (dense)
+            {
+                // Benchmarks: every page the layout left unused gets data (a seeded generator: the same image every time).
+                var random = new Random(0x5EED);
+                foreach (ulong page in builder.Image.FreePages())
+                {
+                    Filler(random, image.AsSpan((int)page, PhysicalImage.Page));
+                }
+            }
             File.WriteAllBytes(output, image);
+            if (options.TryGetValue("pad-to", out string? padTo) && ParseSize(padTo) is long padded && padded > image.Length)
+            {
+                // Physical memory above what the layout can address (its byte array stops at 2 GiB): data pages (--dense) or zeros.
+                using var file = new FileStream(output, FileMode.Append, FileAccess.Write);
+                byte[] chunk = new byte[4 << 20];
+                var random = new Random(0xF111);
+                for (long at = image.Length; at < padded; at += chunk.Length)
+                {
+                    int count = (int)Math.Min(chunk.Length, padded - at);
+                    if (dense)
+                    {
+                        for (int page = 0; page < count; page += PhysicalImage.Page)
+                        {
+                            Filler(random, chunk.AsSpan(page, Math.Min(PhysicalImage.Page, count - page)));
+                        }
+                    }
+                    file.Write(chunk, 0, count);
+                }
+            }
             foreach (ScenarioHive hive in scenario.Hives ?? [])
             {
                 // The regf files laid out, beside the image (for independent readers such as impacket's secretsdump).
@@ -89,6 +118,26 @@ internal static partial class ImageBuilderCli
             Console.Error.WriteLine($"cloudmem-imagebuilder: error: {e.Message}");
             Console.Error.WriteLine(Usage);
             return 2;
+        }
+    }
+
+    /// <summary>One page of filler: three in four pages text-like (words and numbers, as file and heap data), the rest random bytes.</summary>
+    private static void Filler(Random random, Span<byte> page)
+    {
+        if (random.Next(4) == 0)
+        {
+            random.NextBytes(page);
+            return;
+        }
+        ReadOnlySpan<byte> words = "the memory of a running machine holds text, code and data; 0123456789 config=value path=/var/lib user=svc "u8;
+        int start = random.Next(words.Length);
+        for (int i = 0; i < page.Length; i++)
+        {
+            page[i] = words[(start + i) % words.Length];
+        }
+        for (int i = 0; i + 8 <= page.Length; i += 256)
+        {
+            random.NextBytes(page.Slice(i, 8));
         }
     }
 

@@ -2,7 +2,9 @@ using System.ComponentModel;
 using System.Globalization;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Output;
+using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
+using Microsoft.Extensions.Logging;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -30,6 +32,13 @@ internal abstract class PluginSettings : CaptureSettings
     [CommandOption("--base <ADDRESS>")]
     [Description("Only the object at this address (hex with 0x, or decimal); windows.dlldump, the hive of windows.registry.*, the inode of linux.pagecache.extract")]
     public string? Base { get; init; }
+
+    [CommandOption("--no-cache")]
+    [Description("Neither read nor write the profile cache (parsed symbol files, a Linux kernel build's kallsyms and BTF; see `cloudmem cache list`)")]
+    public bool NoCache { get; init; }
+
+    /// <summary>The profile cache, or null with --no-cache (or when no cache directory is known).</summary>
+    protected ProfileCache? Cache => NoCache ? null : ProfileCache.Default();
 
     /// <summary>The symbol inputs as the engine takes them.</summary>
     public abstract SymbolOptions Symbols { get; }
@@ -65,7 +74,7 @@ internal sealed class LinuxPluginSettings : PluginSettings
     [Description("Optional: the kernel's System.map, used only when kallsyms cannot be found in memory")]
     public string? SystemMap { get; init; }
 
-    public override SymbolOptions Symbols => new([], IsfPath: Isf, SystemMapPath: SystemMap);
+    public override SymbolOptions Symbols => new([], IsfPath: Isf, SystemMapPath: SystemMap, Cache: Cache);
 }
 
 /// <summary>Settings of the Windows plugins.</summary>
@@ -83,7 +92,7 @@ internal class WindowsPluginSettings : PluginSettings
     [Description("A registry key path relative to each hive's root, e.g. ControlSet001\\Services (windows.registry.printkey)")]
     public string? Key { get; init; }
 
-    public override SymbolOptions Symbols => new(SymbolDirectories, SymbolServerOption.Parse(SymbolServer));
+    public override SymbolOptions Symbols => new(SymbolDirectories, SymbolServerOption.Parse(SymbolServer), Cache: Cache);
 
     public override PluginArguments Arguments => base.Arguments with { KeyPath = Key };
 
@@ -110,7 +119,8 @@ internal sealed class PluginCommand<TSettings> : Command<TSettings> where TSetti
         }
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
         using var progress = ProgressDisplay.ForTerminal();
-        var pluginContext = new PluginContext(memory, settings.Image, settings.Symbols, progress, StderrLogger.FromEnvironment());
+        ILogger logger = StderrLogger.FromEnvironment();
+        var pluginContext = new PluginContext(memory, settings.Image, settings.Symbols, TimingProgress.Wrap(progress, logger), logger);
         IReport report = plugin.Run(pluginContext, arguments, cancellationToken);
         progress?.Dispose();
         ReportWriter.Write(report, settings.OutputFormat, Console.Out, Console.Error);

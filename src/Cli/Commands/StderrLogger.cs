@@ -1,3 +1,4 @@
+using CloudMem.Engine.Core;
 using Microsoft.Extensions.Logging;
 
 namespace CloudMem.Cli.Commands;
@@ -21,6 +22,39 @@ internal sealed class StderrLogger(LogLevel minimum) : ILogger
         if (IsEnabled(logLevel))
         {
             Console.Error.WriteLine($"cloudmem: {formatter(state, exception)}");
+        }
+    }
+}
+
+/// <summary>With CLOUDMEM_TIMING=1: logs each progress stage's bytes, time and GB/s when it completes (the scan
+/// throughput figures of docs/BENCHMARKS.md), and passes every report on to <paramref name="inner"/>.</summary>
+internal sealed class TimingProgress(IProgressSink? inner, ILogger logger) : IProgressSink
+{
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, long> _started = new(StringComparer.Ordinal);
+
+    /// <summary>A timing sink over <paramref name="inner"/> when CLOUDMEM_TIMING=1, else <paramref name="inner"/>.</summary>
+    public static IProgressSink? Wrap(IProgressSink? inner, ILogger logger)
+        => Environment.GetEnvironmentVariable("CLOUDMEM_TIMING") == "1" ? new TimingProgress(inner, logger) : inner;
+
+    public void Report(string stage, long done, long total)
+    {
+        inner?.Report(stage, done, total);
+        lock (_lock)
+        {
+            long now = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (!_started.TryGetValue(stage, out long start))
+            {
+                _started[stage] = now;
+                return;
+            }
+            if (done >= total && total > 0)
+            {
+                double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start, now).TotalSeconds;
+                logger.LogDebug("timing: {Stage}: {Bytes:N0} bytes in {Milliseconds:0} ms = {Rate:0.00} GB/s ({Threads} scan threads)",
+                    stage, total, seconds * 1000, total / Math.Max(seconds, 1e-9) / 1e9, CloudMem.VmStateParsers.ParallelScan.DefaultDegreeOfParallelism);
+                _started.Remove(stage);
+            }
         }
     }
 }

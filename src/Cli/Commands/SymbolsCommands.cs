@@ -23,7 +23,7 @@ internal sealed class SymbolsCheckCommand : Command<SymbolsCheckSettings>
     public override int Execute(CommandContext context, SymbolsCheckSettings settings, CancellationToken cancellationToken)
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        SymbolStore store = SymbolStore.WithUserCache(settings.SymbolDirectories, SymbolServerOption.Parse(settings.SymbolServer));
+        SymbolStore store = settings.Symbols.WindowsStore();
         SymbolCheckReport report = SymbolCheck.Run(memory, settings.Image, store, cancellationToken);
         ReportWriter.Write(report, settings.OutputFormat, Console.Out);
         if (report.FailureSummary is { } failure)

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -10,9 +11,16 @@ namespace CloudMem.Engine.Core;
 /// <param name="SymbolServer">Windows: a symbol server to download missing PDBs from (opt-in), or null.</param>
 /// <param name="IsfPath">Linux: a Volatility ISF used instead of the BTF found in memory, or null.</param>
 /// <param name="SystemMapPath">Linux: a System.map used when kallsyms is not found, or null.</param>
+/// <param name="Cache">The profile cache (parsed symbol files, a Linux build's kallsyms and BTF), or null to parse
+/// everything again and write nothing (<c>--no-cache</c>).</param>
 public sealed record SymbolOptions(
-    IReadOnlyList<string> SymbolDirectories, Uri? SymbolServer = null, string? IsfPath = null, string? SystemMapPath = null)
+    IReadOnlyList<string> SymbolDirectories, Uri? SymbolServer = null, string? IsfPath = null, string? SystemMapPath = null,
+    ProfileCache? Cache = null)
 {
+    /// <summary>The Windows symbol store of these options: the directories, then the per-user symbol cache, the
+    /// symbol server if given, and the profile cache.</summary>
+    public SymbolStore WindowsStore() => SymbolStore.WithUserCache(SymbolDirectories, SymbolServer, Cache);
+
     /// <summary>No symbol inputs (Linux from the image alone; Windows from the per-user cache).</summary>
     public static SymbolOptions None { get; } = new([]);
 }

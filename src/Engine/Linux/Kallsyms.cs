@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
 
 namespace CloudMem.Engine.Linux;
@@ -20,19 +21,42 @@ public sealed class Kallsyms : IKernelSymbols
     private static readonly byte[] s_digits = "0\u00001\u00002\u00003\u00004\u00005\u00006\u00007\u00008\u00009\u0000"u8.ToArray();
     private const int MaxSymbols = 2_000_000;
 
-    private readonly Dictionary<string, ulong> _byName;
+    private readonly Dictionary<string, ulong>? _byName;
+    private readonly CachedNames? _cached;
+    private IReadOnlyList<(string Name, char Type, ulong Address)>? _symbols;
 
-    private Kallsyms(Dictionary<string, ulong> byName, List<(string Name, char Type, ulong Address)> symbols, ulong relativeBase, ulong tokenTablePhysical, bool absolutePercpu)
+    /// <summary>Names and type letters from the profile cache, looked up in place (no dictionary built).</summary>
+    private sealed record CachedNames(StringTable Names, byte[] Types, NameIndex Index);
+
+    private Kallsyms(Dictionary<string, ulong>? byName, List<(string Name, char Type, ulong Address)>? symbols, CachedNames? cached, ulong relativeBase,
+        ulong tokenTablePhysical, bool absolutePercpu, int[] storedOffsets, ulong relativeBasePhysical)
     {
         _byName = byName;
-        Symbols = symbols;
+        _symbols = symbols;
+        _cached = cached;
         RelativeBase = relativeBase;
         TokenTablePhysicalAddress = tokenTablePhysical;
         AbsolutePercpu = absolutePercpu;
+        StoredOffsets = storedOffsets;
+        RelativeBasePhysicalAddress = relativeBasePhysical;
     }
 
+    /// <summary>kallsyms_offsets as stored (what the profile cache keeps: the same for every boot of one build).</summary>
+    internal int[] StoredOffsets { get; }
+
+    /// <summary>Where kallsyms_relative_base was read (the one value that changes with each boot's KASLR slide).</summary>
+    internal ulong RelativeBasePhysicalAddress { get; }
+
     /// <summary>All symbols in table order (ascending address), with their nm-style type letter.</summary>
-    public IReadOnlyList<(string Name, char Type, ulong Address)> Symbols { get; }
+    public IReadOnlyList<(string Name, char Type, ulong Address)> Symbols => _symbols ?? LazyInitializer.EnsureInitialized(ref _symbols, () =>
+    {
+        var list = new List<(string, char, ulong)>(StoredOffsets.Length);
+        for (int i = 0; i < StoredOffsets.Length; i++)
+        {
+            list.Add((_cached!.Names[i], (char)_cached.Types[i], AddressOf(StoredOffsets[i])));
+        }
+        return list;
+    });
 
     /// <summary>kallsyms_relative_base as stored (relocated by KASLR at boot, so it is a run-time address).</summary>
     public ulong RelativeBase { get; }
@@ -47,10 +71,52 @@ public sealed class Kallsyms : IKernelSymbols
     public string Source => $"kallsyms in memory (token table at physical 0x{TokenTablePhysicalAddress:X})";
 
     /// <inheritdoc />
-    public int Count => Symbols.Count;
+    public int Count => StoredOffsets.Length;
 
     /// <summary>Looks a symbol up (the first one of that name).</summary>
-    public bool TryGetAddress(string name, out ulong address) => _byName.TryGetValue(name, out address);
+    public bool TryGetAddress(string name, out ulong address)
+    {
+        if (_byName is not null)
+        {
+            return _byName.TryGetValue(name, out address);
+        }
+        bool found = _cached!.Index.TryGet(name, out int index) && (uint)index < (uint)StoredOffsets.Length;
+        address = found ? AddressOf(StoredOffsets[index]) : 0;
+        return found;
+    }
+
+    /// <summary>The run-time address of a kallsyms_offsets value (relative to the base, or absolute per-CPU).</summary>
+    private ulong AddressOf(int value) => AddressOf(value, RelativeBase, AbsolutePercpu);
+
+    private static ulong AddressOf(int value, ulong relativeBase, bool absolutePercpu)
+        => !absolutePercpu ? relativeBase + (uint)value
+            : value >= 0 ? (ulong)value
+            : relativeBase - 1 - (ulong)(long)value;
+
+    /// <summary>The table as the profile cache recorded it (names, type letters, stored offsets and a sorted name
+    /// index), with this capture's relative base; null when it lacks _text and _stext.</summary>
+    internal static Kallsyms? FromCache(StringTable names, byte[] types, int[] stored, NameIndex index, ulong relativeBase, ulong relativeBaseAt, ulong tokenTable)
+    {
+        if (names.Count != stored.Length || types.Length != stored.Length || stored.Length == 0)
+        {
+            return null;
+        }
+        var table = new Kallsyms(null, null, new CachedNames(names, types, index), relativeBase, tokenTable, IsAbsolutePercpu(stored), stored, relativeBaseAt);
+        return table.TryGetAddress("_text", out _) || table.TryGetAddress("_stext", out _) ? table : null;
+    }
+
+    private static bool IsAbsolutePercpu(int[] stored)
+    {
+        int negative = 0;
+        foreach (int value in stored)
+        {
+            if (value < 0)
+            {
+                negative++;
+            }
+        }
+        return negative > stored.Length / 2;
+    }
 
     /// <summary>Scans physical memory for the tables; null with <paramref name="why"/> when they cannot be found.</summary>
     /// <param name="memory">The capture.</param>
@@ -379,48 +445,60 @@ public sealed class Kallsyms : IKernelSymbols
             {
                 continue;
             }
-            int negative = 0;
+            int[] stored = new int[count];
             for (int i = 0; i < count; i++)
             {
-                if (BinaryPrimitives.ReadInt32LittleEndian(raw.AsSpan(4 * i)) < 0)
-                {
-                    negative++;
-                }
+                stored[i] = BinaryPrimitives.ReadInt32LittleEndian(raw.AsSpan(4 * i));
             }
-            bool absolutePercpu = negative > count / 2;
-            var symbols = new List<(string, char, ulong)>(count);
-            var byName = new Dictionary<string, ulong>(count, StringComparer.Ordinal);
-            ulong previous = 0;
-            int descending = 0;
-            for (int i = 0; i < count; i++)
+            Kallsyms? table = FromTable(names.Select(n => (n[1..], n[0])).ToList(), stored, relativeBase, relativeBaseAt, tokenTable);
+            if (table is not null)
             {
-                int value = BinaryPrimitives.ReadInt32LittleEndian(raw.AsSpan(4 * i));
-                ulong address = !absolutePercpu ? relativeBase + (uint)value
-                    : value >= 0 ? (ulong)value
-                    : relativeBase - 1 - (ulong)(long)value;
-                string name = names[i];
-                char type = name[0];
-                string symbol = name[1..];
-                symbols.Add((symbol, type, address));
-                byName.TryAdd(symbol, address);
-                if (address < previous && address >= relativeBase)
-                {
-                    descending++;
-                }
-                if (address >= relativeBase)
-                {
-                    previous = address;
-                }
+                why = "";
+                return table;
             }
-            if (descending > count / 100 || !byName.ContainsKey("_text") && !byName.ContainsKey("_stext"))
-            {
-                continue;
-            }
-            why = "";
-            return new Kallsyms(byName, symbols, relativeBase, tokenTable, absolutePercpu);
         }
         why = $"kallsyms_offsets before 0x{relativeBaseAt:X} do not give ascending addresses";
         return null;
+    }
+
+    /// <summary>
+    /// The table from its parts: names with their type letters in table order, kallsyms_offsets as stored, and
+    /// kallsyms_relative_base (a run-time address); null when the addresses do not ascend or _text/_stext is missing
+    /// (the parts do not belong together). Used by the search and by the profile cache (which keeps names and offsets
+    /// and reads only the relative base of each capture).
+    /// </summary>
+    internal static Kallsyms? FromTable(IReadOnlyList<(string Name, char Type)> names, int[] stored, ulong relativeBase, ulong relativeBaseAt, ulong tokenTable)
+    {
+        int count = names.Count;
+        if (stored.Length != count || count == 0)
+        {
+            return null;
+        }
+        bool absolutePercpu = IsAbsolutePercpu(stored);
+        var symbols = new List<(string, char, ulong)>(count);
+        var byName = new Dictionary<string, ulong>(count, StringComparer.Ordinal);
+        ulong previous = 0;
+        int descending = 0;
+        for (int i = 0; i < count; i++)
+        {
+            ulong address = AddressOf(stored[i], relativeBase, absolutePercpu);
+            (string symbol, char type) = names[i];
+            symbols.Add((symbol, type, address));
+            byName.TryAdd(symbol, address);
+            if (address < previous && address >= relativeBase)
+            {
+                descending++;
+            }
+            if (address >= relativeBase)
+            {
+                previous = address;
+            }
+        }
+        if (descending > count / 100 || !byName.ContainsKey("_text") && !byName.ContainsKey("_stext"))
+        {
+            return null;
+        }
+        return new Kallsyms(byName, symbols, null, relativeBase, tokenTable, absolutePercpu, stored, relativeBaseAt);
     }
 
     private static uint ReadU32(IPhysicalMemory memory, ulong pa) => memory.TryReadUInt32(pa, out uint v) ? v : uint.MaxValue;

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using CloudMem.Engine.Capture;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Paging;
 using CloudMem.Engine.Symbols;
@@ -12,7 +13,9 @@ namespace CloudMem.Engine.Linux;
 /// used when kallsyms cannot be found.</param>
 /// <param name="SystemMapPath">A System.map for the kernel, used when kallsyms cannot be found.</param>
 /// <param name="Logger">Where diagnostics go (which symbol source was used, what was skipped); null for none.</param>
-public sealed record LinuxOptions(string? IsfPath = null, string? SystemMapPath = null, ILogger? Logger = null);
+/// <param name="Cache">The profile cache: this kernel build's kallsyms and BTF types (and a given ISF's types) are
+/// read from it when present and intact, and stored in it after a search; null (the default) neither reads nor writes.</param>
+public sealed record LinuxOptions(string? IsfPath = null, string? SystemMapPath = null, ILogger? Logger = null, ProfileCache? Cache = null);
 
 /// <summary>
 /// Everything the Linux plugins share: the located kernel, the type model (BTF carved from the capture, or a given
@@ -47,10 +50,18 @@ public sealed class LinuxContext
         var clock = System.Diagnostics.Stopwatch.StartNew();
         ILogger logger = options.Logger ?? NullLogger.Instance;
         void Mark(string phase) => logger.LogDebug("timing: {Phase} at {Milliseconds:0} ms", phase, clock.Elapsed.TotalMilliseconds);
-        TypeModel? isf = options.IsfPath is null ? null : IsfLoader.Load(options.IsfPath);
+        ProfileCache? cache = options.Cache;
+        TypeModel? isf = options.IsfPath is null ? null
+            : cache is null ? IsfLoader.Load(options.IsfPath) : cache.GetTypes(options.IsfPath, path => IsfLoader.Load(path));
         IReadOnlyDictionary<string, ulong>? linkTime = options.SystemMapPath is not null ? SlidSymbols.ParseSystemMap(options.SystemMapPath)
             : isf is { Symbols.Count: > 0 } ? isf.Symbols : null;
-        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cancellationToken, logger);
+        LinuxProfileCache? profile = null;
+        Func<KernelBanner, Kallsyms?>? cached = cache is null || isf is not null ? null : banner =>
+        {
+            profile = new LinuxProfileCache(cache, banner);
+            return profile.TryLoad(physical) ? profile.Kallsyms : null;
+        };
+        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cached, cancellationToken, logger);
         Mark("kernel located");
         if (isf is not null)
         {
@@ -61,11 +72,19 @@ public sealed class LinuxContext
         {
             types = isf;
         }
+        else if (profile?.Types is { } fromCache && ReferenceEquals(profile.Kallsyms, kernel.Symbols))
+        {
+            types = fromCache;
+        }
         else if (TryFindBtf(physical, kernel, out ulong btfAt, out int btfLength, cancellationToken))
         {
             byte[] blob = new byte[btfLength];
             physical.Read(btfAt, blob);
-            types = BtfLoader.Load(blob, $"BTF in memory at physical 0x{btfAt:X}");
+            types = BtfLoader.Load(blob, LinuxProfileCache.BtfSource(btfAt));
+            if (profile is not null && kernel.Symbols is Kallsyms kallsyms && kernel.Banner == profile.Banner)
+            {
+                profile.Save(physical, kallsyms, btfAt, blob, types);
+            }
         }
         else
         {

@@ -71,6 +71,13 @@ public sealed class LinuxKernel
     /// <param name="logger">Where diagnostics about the search go; null for none.</param>
     public static LinuxKernel Locate(IPhysicalMemory physical, IReadOnlyDictionary<string, ulong>? linkTimeSymbols = null, string? symbolSource = null,
         CancellationToken cancellationToken = default, ILogger? logger = null)
+        => Locate(physical, linkTimeSymbols, symbolSource, cached: null, cancellationToken, logger);
+
+    /// <summary>As the public <c>Locate</c>; <paramref name="cached"/> may give this build's kallsyms from the profile
+    /// cache once the banner is found (null: search memory). Cached tables go through the same page-table check, and
+    /// the search runs when they fail it.</summary>
+    internal static LinuxKernel Locate(IPhysicalMemory physical, IReadOnlyDictionary<string, ulong>? linkTimeSymbols, string? symbolSource,
+        Func<KernelBanner, Kallsyms?>? cached, CancellationToken cancellationToken, ILogger? logger)
     {
         var steps = new List<string>();
         if (linkTimeSymbols is not null && BannerAtLoadAddress(physical, linkTimeSymbols, steps, cancellationToken) is { } placed)
@@ -91,6 +98,18 @@ public sealed class LinuxKernel
             ?? throw new KernelNotFoundException("no Linux kernel banner (\"Linux version ...\") in physical memory: not a Linux capture, or the kernel image was not captured");
         steps.Add($"banner at physical 0x{banner.PhysicalAddress:X}");
         logger?.LogDebug("timing: banner found");
+        if (cached?.Invoke(banner) is { } fromCache)
+        {
+            try
+            {
+                var cachedSteps = new List<string>(steps) { $"kallsyms: {fromCache.Symbols.Count} symbols from the profile cache (token table at physical 0x{fromCache.TokenTablePhysicalAddress:X} as recorded), relative base 0x{fromCache.RelativeBase:X}" };
+                return FromSymbols(physical, banner, fromCache, cachedSteps);
+            }
+            catch (KernelNotFoundException e)
+            {
+                steps.Add($"profile cache's kallsyms rejected: {e.Message}");
+            }
+        }
         Kallsyms? kallsyms = Kallsyms.Find(physical, out string why, KernelImageWindow(banner), cancellationToken);
         if (kallsyms is not null)
         {

@@ -8,7 +8,7 @@ internal static class LinuxPluginSet
 {
     /// <summary>The Linux kernel and type model of a capture, located once per <see cref="PluginContext"/>.</summary>
     internal static LinuxContext Linux(this PluginContext context, CancellationToken ct)
-        => context.Get(c => LinuxContext.Open(c.Memory, new LinuxOptions(c.Symbols.IsfPath, c.Symbols.SystemMapPath, c.Logger), ct));
+        => context.Get(c => LinuxContext.Open(c.Memory, new LinuxOptions(c.Symbols.IsfPath, c.Symbols.SystemMapPath, c.Logger, c.Symbols.Cache), ct));
 
 #pragma warning disable CA2255 // a module initializer is how each plugin file registers itself (one file per plugin set, no reflection scan)
     [ModuleInitializer]

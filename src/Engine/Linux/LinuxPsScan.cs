@@ -38,7 +38,7 @@ public static class LinuxPsScan
 {
     private const int MaxPid = 4 * 1024 * 1024;
     private const int Step = 64; // task_struct objects are L1_CACHE_BYTES-aligned (slab and init_task)
-    private const int BlockSize = 1 << 20;
+    private const int BlockSize = 4 << 20;
     private const ulong Poison1 = 0xDEAD000000000100;
     private const ulong Poison2 = 0xDEAD000000000122;
     private const uint ExitZombie = 0x20;
@@ -52,7 +52,12 @@ public static class LinuxPsScan
     }
 
     /// <summary>The scan's rows in physical order, and notes.</summary>
-    public static (List<LinuxScannedTask> Tasks, List<string> Notes) Scan(LinuxContext context, CancellationToken ct = default, IProgressSink? progress = null)
+    /// <param name="context">The located kernel and types.</param>
+    /// <param name="ct">Cancellation.</param>
+    /// <param name="progress">Progress sink, or null.</param>
+    /// <param name="degreeOfParallelism">Scan threads; null for the default (the rows do not depend on it).</param>
+    public static (List<LinuxScannedTask> Tasks, List<string> Notes) Scan(LinuxContext context, CancellationToken ct = default, IProgressSink? progress = null,
+        int? degreeOfParallelism = null)
     {
         LinuxProfile p = context.Profile;
         IVirtualMemory kernel = context.Kernel.Kernel;
@@ -79,34 +84,28 @@ public static class LinuxPsScan
         var found = new List<(ulong Pa, byte[] Bytes)>();
         int maxResults = AnalysisLimits.Default.MaxTaskCandidates;
         int window = p.TaskSize;
-        byte[] buffer = new byte[BlockSize + window];
-        long total = (long)physical.Runs.Aggregate(0UL, (sum, r) => sum + r.Length), done = 0;
-        foreach ((ulong start, ulong end) in Coalesce(physical.Runs))
-        {
-            for (ulong pa = start; pa < end; pa += BlockSize)
+        // Adjacent runs are joined (a task_struct may straddle them); blocks run in parallel, candidates come in address order.
+        foreach ((ulong Pa, byte[] Bytes) candidate in ParallelScan.Blocks<(ulong Pa, byte[] Bytes)>(physical, BlockSize, window,
+            (in ScanBlock block, ReadOnlySpan<byte> data, List<(ulong Pa, byte[] Bytes)> hits) =>
             {
-                ct.ThrowIfCancellationRequested();
-                progress?.Report("task_struct scan", done, total);
-                done += (long)Math.Min((ulong)BlockSize, end - pa);
-                int want = (int)Math.Min((ulong)buffer.Length, end - pa);
-                int got = physical.Read(pa, buffer.AsSpan(0, want));
-                int limit = Math.Min(got - window + 1, BlockSize); // the next block starts at BlockSize
+                int limit = Math.Min(data.Length - window + 1, block.Owned);
                 for (int off = 0; off < limit; off += Step)
                 {
-                    ReadOnlySpan<byte> candidate = buffer.AsSpan(off, window);
-                    if (checker.Cheap(candidate))
+                    ReadOnlySpan<byte> bytes = data.Slice(off, window);
+                    if (checker.Cheap(bytes))
                     {
-                        found.Add((pa + (ulong)off, candidate.ToArray()));
-                        if (found.Count > maxResults)
-                        {
-                            notes.Add($"more than {maxResults} candidates: the scan stopped at physical 0x{pa:X}");
-                            goto Done;
-                        }
+                        hits.Add((block.PhysicalAddress + (ulong)off, bytes.ToArray()));
                     }
                 }
+            }, coalesce: true, degreeOfParallelism, progress is null ? null : (done, total) => progress.Report("task_struct scan", done, total), ct))
+        {
+            found.Add(candidate);
+            if (found.Count > maxResults)
+            {
+                notes.Add($"more than {maxResults} candidates: the scan stopped at physical 0x{candidate.Pa:X}");
+                break;
             }
         }
-    Done:
         ulong pageOffset = context.Kernel.PageOffsetBase;
         var rows = new List<LinuxScannedTask>();
         foreach ((ulong pa, byte[] bytes) in found)
@@ -141,23 +140,6 @@ public static class LinuxPsScan
             notes.Add($"pid {missing.Pid} ({missing.Comm}) at 0x{missing.Offset:X} is on the task list but the scan did not recognise it");
         }
         return (rows, notes);
-    }
-
-    private static List<(ulong Start, ulong End)> Coalesce(IReadOnlyList<PhysicalRun> runs)
-    {
-        var result = new List<(ulong Start, ulong End)>();
-        foreach (PhysicalRun run in runs.OrderBy(r => r.PhysicalAddress))
-        {
-            if (result.Count > 0 && result[^1].End == run.PhysicalAddress)
-            {
-                result[^1] = (result[^1].Start, run.End);
-            }
-            else
-            {
-                result.Add((run.PhysicalAddress, run.End));
-            }
-        }
-        return result;
     }
 
     internal static string Comm(ReadOnlySpan<byte> bytes)

@@ -28,12 +28,25 @@ public sealed class SymbolStore
     /// <param name="directories">Symbol directories.</param>
     /// <param name="server">A symbol server asked when no directory holds the symbols; null (the default) never
     /// touches the network.</param>
-    public SymbolStore(IEnumerable<string> directories, SymbolServerClient? server = null)
+    /// <param name="cache">Where parsed type models are kept between commands (<see cref="LoadTypes"/>); null (the
+    /// default): parse every time.</param>
+    public SymbolStore(IEnumerable<string> directories, SymbolServerClient? server = null, ProfileCache? cache = null)
     {
         ArgumentNullException.ThrowIfNull(directories);
         Directories = directories.Where(d => d.Length > 0).Select(Path.GetFullPath).Distinct(StringComparer.Ordinal).ToList();
         Server = server;
+        Cache = cache;
     }
+
+    /// <summary>The profile cache used by <see cref="LoadTypes"/>, or null.</summary>
+    public ProfileCache? Cache { get; }
+
+    /// <summary><see cref="Load"/> through the store's <see cref="Cache"/>: the model parsed before from a file with the
+    /// same content is read back from the cache (an entry that is damaged or for other content is rebuilt).</summary>
+    /// <param name="path">The symbol file.</param>
+    /// <param name="description">What it is, for <c>cache list</c> (e.g. "ntkrnlmp.pdb GUID-age").</param>
+    public TypeModel LoadTypes(string path, string? description = null)
+        => Cache is null ? Load(path) : Cache.GetTypes(path, file => Load(file), description);
 
     /// <summary>The directories searched, in order.</summary>
     public IReadOnlyList<string> Directories { get; }
@@ -80,15 +93,18 @@ public sealed class SymbolStore
     /// <paramref name="symbolServer"/> (the user's <c>--symbol-server</c>), PDBs missing from all of them are downloaded
     /// from that server into the per-user cache.</summary>
     /// <exception cref="ArgumentException">A symbol server was given but no per-user cache directory is known (no HOME).</exception>
-    public static SymbolStore WithUserCache(IEnumerable<string> directories, Uri? symbolServer = null)
+    /// <param name="directories">Symbol directories given by the user.</param>
+    /// <param name="symbolServer">The user's symbol server, or null.</param>
+    /// <param name="cache">The profile cache for parsed type models, or null.</param>
+    public static SymbolStore WithUserCache(IEnumerable<string> directories, Uri? symbolServer = null, ProfileCache? cache = null)
     {
-        string? cache = UserCacheDirectory();
-        if (symbolServer is not null && cache is null)
+        string? directory = UserCacheDirectory();
+        if (symbolServer is not null && directory is null)
         {
             throw new ArgumentException("--symbol-server needs a per-user cache directory to download into, but neither XDG_CACHE_HOME nor HOME is set");
         }
-        return new SymbolStore(cache is null ? directories : directories.Append(cache),
-            symbolServer is null ? null : new SymbolServerClient(symbolServer, cache!));
+        return new SymbolStore(directory is null ? directories : directories.Append(directory),
+            symbolServer is null ? null : new SymbolServerClient(symbolServer, directory!), cache);
     }
 
     /// <summary>Looks for the table of a Windows PDB identified by name, GUID (32 hex digits) and age: in each

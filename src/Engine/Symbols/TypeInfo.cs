@@ -68,16 +68,75 @@ public sealed class TypeInfo
     public bool IsSigned { get; internal set; }
 
     /// <summary>Pointee, array element, typedef target, function return type, or variable type; null when none.</summary>
-    public TypeInfo? Target { get; internal set; }
+    public TypeInfo? Target
+    {
+        get
+        {
+            Fill();
+            return _target;
+        }
+        internal set => _target = value;
+    }
 
     /// <summary>Element count of an array (0 for flexible arrays).</summary>
     public int ArrayLength { get; internal set; }
 
     /// <summary>Members of a struct or union in declaration (offset) order; anonymous members have the name "".</summary>
-    public IReadOnlyList<FieldInfo> Fields { get; internal set; } = s_noFields;
+    public IReadOnlyList<FieldInfo> Fields
+    {
+        get
+        {
+            Fill();
+            return _fields;
+        }
+        internal set => _fields = value;
+    }
 
     /// <summary>Enumerators of an enum.</summary>
-    public IReadOnlyDictionary<string, long> EnumValues { get; internal set; } = ReadOnlyDictionary<string, long>.Empty;
+    public IReadOnlyDictionary<string, long> EnumValues
+    {
+        get
+        {
+            Fill();
+            return _enumValues;
+        }
+        internal set => _enumValues = value;
+    }
+
+    // A type read from the profile cache gets its target, members and enumerators from its record on first use.
+    private TypeInfo? _target;
+    private IReadOnlyList<FieldInfo> _fields = s_noFields;
+    private IReadOnlyDictionary<string, long> _enumValues = ReadOnlyDictionary<string, long>.Empty;
+    private LazyTypeTable? _lazy;
+    private int _lazyIndex;
+    private bool _filled;
+
+    internal bool IsFilled => Volatile.Read(ref _filled);
+
+    internal void AttachLazy(LazyTypeTable table, int index)
+    {
+        _lazy = table;
+        _lazyIndex = index;
+    }
+
+    internal void CompleteFill(TypeInfo? target, IReadOnlyList<FieldInfo> fields, Dictionary<string, long>? enumValues)
+    {
+        _target = target;
+        _fields = fields.Count == 0 ? s_noFields : fields;
+        if (enumValues is not null)
+        {
+            _enumValues = new ReadOnlyDictionary<string, long>(enumValues);
+        }
+        Volatile.Write(ref _filled, true);
+    }
+
+    private void Fill()
+    {
+        if (_lazy is not null && !Volatile.Read(ref _filled))
+        {
+            _lazy.Fill(this, _lazyIndex);
+        }
+    }
 
     /// <summary>True for struct and union types.</summary>
     public bool IsAggregate => Kind is TypeKind.Struct or TypeKind.Union;

@@ -48,6 +48,23 @@ public sealed class TypeModel
         }
     }
 
+    private readonly LazyTypeTable? _lazy;
+    private readonly NameIndex? _lazyAggregates;
+    private readonly NameIndex? _lazyNamed;
+
+    /// <summary>A model read from the profile cache: types made on first use, names found in the cached indexes.</summary>
+    internal TypeModel(string source, LazyTypeTable table, int listed, int typeCount, IReadOnlyDictionary<string, ulong>? symbols,
+        NameIndex aggregates, NameIndex named)
+    {
+        Source = source;
+        Types = new LazyTypeList(table, listed);
+        TypeCount = typeCount;
+        Symbols = symbols ?? ReadOnlyDictionary<string, ulong>.Empty;
+        _lazy = table;
+        _lazyAggregates = aggregates;
+        _lazyNamed = named;
+    }
+
     /// <summary>Where the types came from, e.g. "BTF in memory at 0x1A2B000" or "ISF linux.json.xz".</summary>
     public string Source { get; }
 
@@ -66,11 +83,13 @@ public sealed class TypeModel
 
     /// <summary>The struct or union called <paramref name="name"/> (also reached through a typedef of that name);
     /// null when absent or only forward-declared.</summary>
-    public TypeInfo? FindStruct(string name) => _aggregates.GetValueOrDefault(name);
+    public TypeInfo? FindStruct(string name)
+        => _lazyAggregates is null ? _aggregates.GetValueOrDefault(name) : _lazyAggregates.TryGet(name, out int index) ? _lazy!.Get(index) : null;
 
     /// <summary>Any named type. When a name is used by several kinds, the first of: base type (int, float, void),
     /// typedef, enum, struct or union, forward declaration, anything else.</summary>
-    public TypeInfo? FindType(string name) => _named.GetValueOrDefault(name);
+    public TypeInfo? FindType(string name)
+        => _lazyNamed is null ? _named.GetValueOrDefault(name) : _lazyNamed.TryGet(name, out int index) ? _lazy!.Get(index) : null;
 
     /// <summary>
     /// Byte offset of a member from the start of <paramref name="structName"/>. <paramref name="fieldPath"/> is one

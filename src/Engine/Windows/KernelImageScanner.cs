@@ -55,7 +55,6 @@ public static class KernelImageScanner
     public const int DefaultMaxImages = 64;
 
     private const int PageSize = 0x1000;
-    private const long ReleaseEveryPages = 0x3FFF;   // 64 MiB
 
     // IMAGE_DOS_HEADER
     private const ushort DosMagic = 0x5A4D;          // "MZ"
@@ -100,7 +99,7 @@ public static class KernelImageScanner
     /// <summary>Scans every page-aligned physical address held by <paramref name="memory"/>.</summary>
     /// <param name="memory">The capture; only read.</param>
     /// <param name="maxImages">At most this many images are reported (kernels are kept before other images).</param>
-    /// <param name="cancellationToken">Checked between runs and every 16 K pages (64 MiB).</param>
+    /// <param name="cancellationToken">Checked between blocks of 4 MiB.</param>
     public static KernelImageScan Scan(IPhysicalMemory memory, int maxImages = DefaultMaxImages, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(memory);
@@ -109,58 +108,45 @@ public static class KernelImageScanner
         var others = new List<PeImageCandidate>();
         bool truncated = false;
         long pages = 0;
-        var direct = memory as IDirectSpanAccess;
-        byte[] header = new byte[PageSize];
-        Span<byte> magic = stackalloc byte[2];
         foreach (PhysicalRun run in memory.Runs)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (run.Storage == RunStorage.Zero)
+            ulong firstPage = (run.PhysicalAddress + PageSize - 1) & ~(ulong)(PageSize - 1);
+            if (run.Storage != RunStorage.Zero && run.End > firstPage)
             {
-                continue;
+                pages += (long)((run.End - firstPage + PageSize - 1) / PageSize);
             }
-            ulong first = (run.PhysicalAddress + PageSize - 1) & ~(ulong)(PageSize - 1);
-            for (ulong pa = first; pa < run.End && pa >= first; pa += PageSize)
+        }
+        // Every page start is tested for "MZ" (cheap) on all cores, block by block in place; only those pages are read further.
+        IEnumerable<PeImageCandidate> found = ParallelScan.Blocks<PeImageCandidate>(memory, 4 << 20, 1,
+            (in ScanBlock block, ReadOnlySpan<byte> data, List<PeImageCandidate> images) =>
             {
-                if ((++pages & ReleaseEveryPages) == 0)
+                ulong firstPage = (block.RangeStart + PageSize - 1) & ~(ulong)(PageSize - 1);
+                ulong at = Math.Max(firstPage, (block.PhysicalAddress + PageSize - 1) & ~(ulong)(PageSize - 1));
+                byte[]? header = null;
+                for (; at < block.PhysicalAddress + (ulong)block.Owned; at += PageSize)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    // Touching one word per page maps whole pages of a memory-mapped capture: drop them as we go.
-                    const ulong span = (ReleaseEveryPages + 1) * PageSize;
-                    direct?.ReleaseResident(pa + PageSize - span, span);
+                    int offset = (int)(at - block.PhysicalAddress);
+                    if (offset + 2 > data.Length || BinaryPrimitives.ReadUInt16LittleEndian(data[offset..]) != DosMagic)
+                    {
+                        continue;
+                    }
+                    header ??= new byte[PageSize];
+                    if (TryReadImage(memory, at, header, out PeImageCandidate? image))
+                    {
+                        images.Add(image);
+                    }
                 }
-                // Cheap test first: only "MZ" pages are read further.
-                ReadOnlySpan<byte> head = direct is not null && run.Storage == RunStorage.Direct ? direct.GetDirectSpan(pa, 2) : default;
-                ushort first2;
-                if (head.Length >= 2)
-                {
-                    first2 = BinaryPrimitives.ReadUInt16LittleEndian(head);
-                }
-                else if (memory.Read(pa, magic) == 2)
-                {
-                    first2 = BinaryPrimitives.ReadUInt16LittleEndian(magic);
-                }
-                else
-                {
-                    continue;
-                }
-                if (first2 != DosMagic)
-                {
-                    continue;
-                }
-                if (!TryReadImage(memory, pa, header, out PeImageCandidate? image))
-                {
-                    continue;
-                }
-                List<PeImageCandidate> list = image.IsKernel ? kernels : others;
-                if (list.Count < maxImages)
-                {
-                    list.Add(image);
-                }
-                else
-                {
-                    truncated = true;
-                }
+            }, coalesce: false, cancellationToken: cancellationToken);
+        foreach (PeImageCandidate image in found)
+        {
+            List<PeImageCandidate> list = image.IsKernel ? kernels : others;
+            if (list.Count < maxImages)
+            {
+                list.Add(image);
+            }
+            else
+            {
+                truncated = true;
             }
         }
         var images = new List<PeImageCandidate>(kernels);

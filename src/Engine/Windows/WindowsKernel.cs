@@ -99,7 +99,7 @@ public sealed class WindowsKernel
             }
             try
             {
-                types = SymbolStore.Load(lookup.Path!);
+                types = symbols.LoadTypes(lookup.Path!, $"{candidate.PdbName} {candidate.GuidAge}");
             }
             catch (SymbolFormatException e)
             {

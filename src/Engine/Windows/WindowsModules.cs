@@ -91,7 +91,8 @@ public static class WindowsModules
     /// <param name="kernel">The located kernel.</param>
     /// <param name="ct">Cancels the scan.</param>
     /// <param name="progress">Receives the pool scan's progress, or null.</param>
-    public static RowsReport<WindowsScannedModule> ModScan(WindowsKernel kernel, CancellationToken ct = default, IProgressSink? progress = null)
+    /// <param name="degreeOfParallelism">Scan threads; null for the default (the rows do not depend on it).</param>
+    public static RowsReport<WindowsScannedModule> ModScan(WindowsKernel kernel, CancellationToken ct = default, IProgressSink? progress = null, int? degreeOfParallelism = null)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         var layout = Layout.From(kernel.Types);
@@ -111,7 +112,7 @@ public static class WindowsModules
         byte[] entry = new byte[layout.Extent];
         var rows = new List<WindowsScannedModule>();
         int rejected = 0;
-        foreach ((ulong pool, _) in WindowsPoolScanner.ScanPool(physical, kernel.Types, s_tags, poolHeader + layout.Extent, ct, progress))
+        foreach ((ulong pool, _) in WindowsPoolScanner.ScanPool(physical, kernel.Types, s_tags, poolHeader + layout.Extent, ct, progress, degreeOfParallelism))
         {
             ulong candidate = pool + (ulong)poolHeader;
             if (physical.Read(candidate, entry) != entry.Length || !TryValidate(kernel.Kernel, layout, entry, out string? name, out string? path))

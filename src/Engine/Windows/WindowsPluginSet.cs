@@ -9,7 +9,7 @@ internal static class WindowsPluginSet
 {
     /// <summary>The Windows kernel of a capture and its symbols, located once per <see cref="PluginContext"/>.</summary>
     internal static WindowsKernel Windows(this PluginContext context, CancellationToken ct)
-        => context.Get(c => WindowsKernel.Open(c.Memory, SymbolStore.WithUserCache(c.Symbols.SymbolDirectories, c.Symbols.SymbolServer), ct));
+        => context.Get(c => WindowsKernel.Open(c.Memory, c.Symbols.WindowsStore(), ct));
 
 #pragma warning disable CA2255 // a module initializer is how each plugin file registers itself (no reflection scan)
     [ModuleInitializer]

@@ -37,7 +37,8 @@ public static class WindowsPoolScanner
     /// <param name="kernel">The located kernel.</param>
     /// <param name="ct">Cancels the scan.</param>
     /// <param name="progress">Receives the scan's progress (bytes of non-zero runs), or null.</param>
-    public static RowsReport<WindowsScannedProcess> PsScan(WindowsKernel kernel, CancellationToken ct = default, IProgressSink? progress = null)
+    /// <param name="degreeOfParallelism">Scan threads; null for the default (the rows do not depend on it).</param>
+    public static RowsReport<WindowsScannedProcess> PsScan(WindowsKernel kernel, CancellationToken ct = default, IProgressSink? progress = null, int? degreeOfParallelism = null)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         var notes = new List<string>();
@@ -56,7 +57,7 @@ public static class WindowsPoolScanner
         IPhysicalMemory physical = kernel.Physical;
         byte[] body = new byte[layout.Extent];
         int minimum = layout.PoolHeaderSize + layout.BodyOffset + layout.MinimumBody;
-        foreach ((ulong pool, ulong blockBytes) in ScanPool(physical, kernel.Types, s_tags, minimum, ct, progress))
+        foreach ((ulong pool, ulong blockBytes) in ScanPool(physical, kernel.Types, s_tags, minimum, ct, progress, degreeOfParallelism))
         {
             for (int optional = 0; optional <= MaxOptionalHeaderBytes; optional += PoolAlignment)
             {
@@ -89,55 +90,50 @@ public static class WindowsPoolScanner
     /// Field positions come from the ISF's _POOL_HEADER; reads never throw (unreadable pages are skipped).
     /// <paramref name="progress"/>, when given, hears of the bytes of non-zero runs scanned (stage "pool scan").
     /// </summary>
+    /// <param name="physical">The capture.</param>
+    /// <param name="types">The kernel's types (_POOL_HEADER).</param>
+    /// <param name="tags">Wanted tags (little-endian 32-bit).</param>
+    /// <param name="minimumBytes">Smallest allocation kept.</param>
+    /// <param name="ct">Cancellation.</param>
+    /// <param name="progress">Progress sink, or null.</param>
+    /// <param name="degreeOfParallelism">Threads; null for the default.</param>
+    /// <remarks>Runs on <paramref name="degreeOfParallelism"/> threads (null: <see cref="ParallelScan.DefaultDegreeOfParallelism"/>),
+    /// 4 MiB blocks read in place where the capture allows, tags found by vector compares; the hits come in address
+    /// order whatever the thread count.</remarks>
     public static IEnumerable<(ulong PoolHeader, ulong BlockBytes)> ScanPool(IPhysicalMemory physical, TypeModel types,
-        IReadOnlyCollection<uint> tags, int minimumBytes, CancellationToken ct = default, IProgressSink? progress = null)
+        IReadOnlyCollection<uint> tags, int minimumBytes, CancellationToken ct = default, IProgressSink? progress = null, int? degreeOfParallelism = null)
     {
         ArgumentNullException.ThrowIfNull(physical);
         ArgumentNullException.ThrowIfNull(types);
         ArgumentNullException.ThrowIfNull(tags);
         Layout layout = Layout.From(types);
-        uint[] wanted = [.. tags];                 // Array.IndexOf: no interface dispatch in the per-16-byte loop
-        byte[] page = new byte[PageSize];
-        long total = physical.Runs.Where(r => r.Storage != RunStorage.Zero).Sum(r => (long)(r.End - r.PhysicalAddress));
-        long done = 0;
-        progress?.Report(ProgressStage, 0, total);
-        foreach (PhysicalRun run in physical.Runs)
+        var search = new PoolTagSearch([.. tags], layout.TagOffset, layout.PoolHeaderSize);
+        return ParallelScan.Blocks<(ulong, ulong)>(physical, ScanBlockBytes, PoolAlignment, (in ScanBlock block, ReadOnlySpan<byte> data, List<(ulong, ulong)> hits) =>
         {
-            ct.ThrowIfCancellationRequested();
-            if (run.Storage == RunStorage.Zero)
+            // Only 16-byte slots of pages wholly inside the run (as the kernel's pool pages are), owned by this block.
+            ulong firstPage = (block.RangeStart + PageSize - 1) & ~(ulong)(PageSize - 1);
+            ulong lo = (Math.Max(block.PhysicalAddress, firstPage) + PoolAlignment - 1) & ~(ulong)(PoolAlignment - 1);
+            ulong hi = Math.Min(block.PhysicalAddress + (ulong)block.Owned, block.RangeEnd & ~(ulong)(PageSize - 1));
+            if (hi <= lo)
             {
-                continue;
+                return;
             }
-            ulong first = (run.PhysicalAddress + PageSize - 1) & ~(ulong)(PageSize - 1);
-            for (ulong pa = first; pa + PageSize <= run.End && pa >= first; pa += PageSize)
+            ulong at0 = block.PhysicalAddress;
+            int to = (int)Math.Min(hi - at0, (ulong)Math.Max(0, data.Length - layout.PoolHeaderSize + 1));
+            search.Find(data, (int)(lo - at0), to, (ReadOnlySpan<byte> d, int at) =>
             {
-                if (((pa >> 12) & 0x3FFF) == 0)
+                ulong header = BinaryPrimitives.ReadUInt64LittleEndian(d[at..]);
+                ulong blockBytes = Bits(header, layout.BlockSize) * PoolAlignment;
+                if (Bits(header, layout.PoolType) != 0 && blockBytes >= (ulong)minimumBytes)
                 {
-                    ct.ThrowIfCancellationRequested();
-                    progress?.Report(ProgressStage, done + (long)(pa - run.PhysicalAddress), total);
+                    hits.Add((at0 + (ulong)at, blockBytes));
                 }
-                if (physical.Read(pa, page) != PageSize)
-                {
-                    continue;
-                }
-                for (int at = 0; at + layout.PoolHeaderSize <= PageSize; at += PoolAlignment)
-                {
-                    if (Array.IndexOf(wanted, BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(at + layout.TagOffset))) < 0)
-                    {
-                        continue;
-                    }
-                    ulong header = BinaryPrimitives.ReadUInt64LittleEndian(page.AsSpan(at));
-                    ulong blockBytes = Bits(header, layout.BlockSize) * PoolAlignment;
-                    if (Bits(header, layout.PoolType) != 0 && blockBytes >= (ulong)minimumBytes)
-                    {
-                        yield return (pa + (ulong)at, blockBytes);
-                    }
-                }
-            }
-            done += (long)(run.End - run.PhysicalAddress);
-        }
-        progress?.Report(ProgressStage, total, total);
+            });
+        }, coalesce: false, degreeOfParallelism, progress is null ? null : (done, total) => progress.Report(ProgressStage, done, total), ct);
     }
+
+    /// <summary>Bytes per block of the parallel pool scan.</summary>
+    private const int ScanBlockBytes = 4 << 20;
 
     /// <summary>Checks an _EPROCESS candidate: pid/ppid range, printable name, page-aligned DTB, canonical kernel list pointers.</summary>
     private static bool TryDecode(Layout l, byte[] b, out (long Pid, long Ppid, string Name, ulong Created) decoded)

@@ -102,7 +102,7 @@ public sealed class TcpipModule
         }
         try
         {
-            return new TcpipModule(module, image, SymbolStore.Load(lookup.Path!), lookup.Path!);
+            return new TcpipModule(module, image, store.LoadTypes(lookup.Path!, $"{image.PdbName} {image.Guid}-{image.Age}"), lookup.Path!);
         }
         catch (Exception e) when (e is SymbolFormatException or IOException or UnauthorizedAccessException)
         {

@@ -47,7 +47,13 @@ public static class WindowsNetwork
 
     /// <summary>windows.netscan. <paramref name="tcpip"/> is asked for the netstat walk that sets InNetstat; when it
     /// throws (no tcpip symbols) the rows are still given, InNetstat is null and the reason is a note.</summary>
-    public static RowsReport<WindowsNetScanRow> NetScan(WindowsKernel kernel, Func<TcpipModule> tcpip, CancellationToken ct = default)
+    /// <param name="kernel">The located kernel.</param>
+    /// <param name="tcpip">tcpip.sys and its symbols, for InNetstat.</param>
+    /// <param name="ct">Cancellation.</param>
+    /// <param name="progress">Receives the pool scan's progress, or null.</param>
+    /// <param name="degreeOfParallelism">Pool-scan threads; null for the default (the rows do not depend on it).</param>
+    public static RowsReport<WindowsNetScanRow> NetScan(WindowsKernel kernel, Func<TcpipModule> tcpip, CancellationToken ct = default,
+        IProgressSink? progress = null, int? degreeOfParallelism = null)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(tcpip);
@@ -81,7 +87,7 @@ public static class WindowsNetwork
         var rows = new List<WindowsNetScanRow>();
         int invalid = 0;
         IPhysicalMemory physical = kernel.Physical;
-        foreach ((ulong pool, ulong blockBytes) in WindowsPoolScanner.ScanPool(physical, kernel.Types, tags.Select(t => t.Tag).ToArray(), smallest, ct))
+        foreach ((ulong pool, ulong blockBytes) in WindowsPoolScanner.ScanPool(physical, kernel.Types, tags.Select(t => t.Tag).ToArray(), smallest, ct, progress, degreeOfParallelism))
         {
             int got = physical.Read(pool, block);
             if (got < header + 8)
@@ -332,7 +338,7 @@ public static class WindowsNetwork
         PluginRegistry.Register(new PluginInfo("windows.netscan",
                 "Network objects found by scanning for tcpip pool allocations (TCP listeners/connections, UDP; IPv4/IPv6; owner, state, time), with InNetstat",
                 TargetOs.Windows, PluginInputs.ProcessFilter),
-            (c, a, ct) => a.OnlyPids(NetScan(c.Windows(ct), () => c.Tcpip(ct), ct), r => r.Pid ?? -1));
+            (c, a, ct) => a.OnlyPids(NetScan(c.Windows(ct), () => c.Tcpip(ct), ct, c.Progress), r => r.Pid ?? -1));
         PluginRegistry.Register(new PluginInfo("windows.netstat",
                 "Network objects reached from tcpip.sys's partition table and port pools (needs tcpip.pdb symbols)",
                 TargetOs.Windows, PluginInputs.ProcessFilter),
@@ -341,5 +347,5 @@ public static class WindowsNetwork
 
     /// <summary>tcpip.sys and its symbols, found once per capture.</summary>
     private static TcpipModule Tcpip(this PluginContext context, CancellationToken ct)
-        => context.Get(c => TcpipModule.Open(c.Windows(ct), SymbolStore.WithUserCache(c.Symbols.SymbolDirectories, c.Symbols.SymbolServer), ct));
+        => context.Get(c => TcpipModule.Open(c.Windows(ct), c.Symbols.WindowsStore(), ct));
 }

@@ -1,0 +1,172 @@
+using CloudMem.Engine.Core;
+using CloudMem.Engine.Linux;
+using CloudMem.Engine.Output;
+using CloudMem.Engine.Symbols;
+using CloudMem.Tests.Support;
+using CloudMem.VmStateParsers;
+
+namespace CloudMem.Tests.Symbols;
+
+/// <summary>The profile cache: a hit gives the rows of a miss; a damaged entry is rebuilt; --no-cache writes nothing.</summary>
+public sealed class ProfileCacheTests(WindowsAttackImages images) : IClassFixture<WindowsAttackImages>, IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static string Rows(IPhysicalMemory memory, string plugin, SymbolOptions symbols)
+    {
+        IReport report = PluginRegistry.Get(plugin).Run(new PluginContext(memory, "test", symbols), new PluginArguments(), default);
+        var text = new StringWriter();
+        ReportWriter.Write(report, OutputFormat.Json, text, TextWriter.Null);
+        return text.ToString();
+    }
+
+    private static string Entry(ProfileCache cache, string kind) => Assert.Single(cache.List(), e => e.Kind == kind).Path;
+
+    [SkippableFact]
+    public void Linux_warm_cache_gives_the_rows_of_a_cold_run_and_of_no_cache()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        var cache = new ProfileCache(_dir.File("profiles"));
+        string[] plugins = ["linux.pslist", "linux.sockstat", "linux.lsmod"];
+        var uncached = plugins.Select(p => Rows(memory, p, SymbolOptions.None)).ToList();
+        Assert.Empty(cache.List());
+
+        var cold = plugins.Select(p => Rows(memory, p, new SymbolOptions([], Cache: cache))).ToList();
+        ProfileCacheEntry entry = Assert.Single(cache.List());
+        Assert.True(entry.Valid);
+        Assert.StartsWith("Linux version ", entry.Description, StringComparison.Ordinal);
+        DateTime written = File.GetLastWriteTimeUtc(entry.Path);
+
+        LinuxContext warm = LinuxContext.Open(memory, new LinuxOptions(Cache: cache));
+        Assert.Contains(warm.Kernel.Steps, s => s.Contains("from the profile cache", StringComparison.Ordinal));
+        Assert.IsType<Kallsyms>(warm.Kernel.Symbols);
+        var hit = plugins.Select(p => Rows(memory, p, new SymbolOptions([], Cache: cache))).ToList();
+        Assert.Equal(uncached, cold);
+        Assert.Equal(uncached, hit);
+        Assert.Equal(written, File.GetLastWriteTimeUtc(entry.Path));   // a hit rewrites nothing
+    }
+
+    public static TheoryData<string> Damages() => ["flip-payload", "flip-header", "truncate", "empty", "version"];
+
+    [SkippableTheory]
+    [MemberData(nameof(Damages))]
+    public void A_damaged_linux_entry_is_rebuilt_and_gives_the_same_rows(string damage)
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        var cache = new ProfileCache(_dir.File("profiles-" + damage));
+        var symbols = new SymbolOptions([], Cache: cache);
+        string expected = Rows(memory, "linux.pslist", symbols);
+        string path = Entry(cache, "linux");
+        Damage(path, damage);
+        Assert.False(Assert.Single(cache.List()).Valid);
+
+        LinuxContext rebuilt = LinuxContext.Open(memory, new LinuxOptions(Cache: cache));
+        Assert.DoesNotContain(rebuilt.Kernel.Steps, s => s.Contains("profile cache", StringComparison.Ordinal));
+        Assert.Equal(expected, Rows(memory, "linux.pslist", symbols));
+        Assert.True(Assert.Single(cache.List()).Valid);   // rewritten
+        LinuxContext warm = LinuxContext.Open(memory, new LinuxOptions(Cache: cache));
+        Assert.Contains(warm.Kernel.Steps, s => s.Contains("from the profile cache", StringComparison.Ordinal));
+    }
+
+    private static void Damage(string path, string damage)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        switch (damage)
+        {
+            case "flip-payload":
+                bytes[bytes.Length / 2] ^= 0x5A;
+                bytes[bytes.Length - 1] ^= 0x01;
+                break;
+            case "flip-header":
+                bytes[30] ^= 0xFF;   // inside the checksum
+                break;
+            case "truncate":
+                bytes = bytes[..(bytes.Length * 2 / 3)];
+                break;
+            case "empty":
+                bytes = [];
+                break;
+            case "version":
+                bytes[8]++;
+                break;
+        }
+        File.WriteAllBytes(path, bytes);
+    }
+
+    [SkippableFact]
+    public void Windows_warm_cache_gives_the_rows_of_a_cold_run_and_a_damaged_entry_is_rebuilt()
+    {
+        WindowsAttackImages.Built image = images.Get(WindowsSymbols.Win10);
+        using RunMappedMemory memory = CaptureOpener.Open(image.Raw);
+        var cache = new ProfileCache(_dir.File("windows"));
+        string[] plugins = ["windows.pslist", "windows.modules", "windows.handles"];
+        var uncached = plugins.Select(p => Rows(memory, p, new SymbolOptions([image.Root]))).ToList();
+        var cold = plugins.Select(p => Rows(memory, p, new SymbolOptions([image.Root], Cache: cache))).ToList();
+        ProfileCacheEntry entry = Assert.Single(cache.List());
+        Assert.Equal("types", entry.Kind);
+        Assert.Contains(WindowsSymbols.Win10, entry.Description, StringComparison.Ordinal);
+        var warm = plugins.Select(p => Rows(memory, p, new SymbolOptions([image.Root], Cache: cache))).ToList();
+        Assert.Equal(uncached, cold);
+        Assert.Equal(uncached, warm);
+
+        Damage(entry.Path, "flip-payload");
+        Assert.Equal(uncached[0], Rows(memory, plugins[0], new SymbolOptions([image.Root], Cache: cache)));
+        Assert.True(Assert.Single(cache.List()).Valid);
+    }
+
+    [SkippableFact]
+    public void A_cached_isf_model_answers_every_lookup_as_the_parsed_one()
+    {
+        string isf = WindowsSymbols.Isf(WindowsSymbols.Win10);
+        TypeModel parsed = IsfLoader.Load(isf);
+        var cache = new ProfileCache(_dir.File("isf"));
+        cache.GetTypes(isf, path => IsfLoader.Load(path), "ntkrnlmp");
+        bool loaded = false;
+        TypeModel cached = cache.GetTypes(isf, path => { loaded = true; return IsfLoader.Load(path); });
+        Assert.False(loaded, "the second load parsed the ISF again");
+
+        Assert.Equal(parsed.Source, cached.Source);
+        Assert.Equal(parsed.TypeCount, cached.TypeCount);
+        Assert.Equal(parsed.Types.Count, cached.Types.Count);
+        Assert.Equal(parsed.Symbols.OrderBy(kv => kv.Key, StringComparer.Ordinal), cached.Symbols.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        Assert.Null(cached.FindStruct("no_such_struct_anywhere"));
+        foreach (string name in parsed.Types.Select(t => t.Name).Where(n => n.Length > 0).Distinct())
+        {
+            Assert.Equal(Describe(parsed.FindStruct(name)), Describe(cached.FindStruct(name)));
+            Assert.Equal(Describe(parsed.FindType(name)), Describe(cached.FindType(name)));
+        }
+        Assert.True(parsed.TryGetOffset("_EPROCESS", "Pcb.DirectoryTableBase", out int expected));
+        Assert.True(cached.TryGetOffset("_EPROCESS", "Pcb.DirectoryTableBase", out int offset));
+        Assert.Equal(expected, offset);
+    }
+
+    private static string? Describe(TypeInfo? type)
+        => type is null ? null
+            : $"{type.Id} {type} {type.Kind} {type.Size} {type.IsSigned} {type.ArrayLength} {type.Target} "
+              + string.Join(";", type.Fields.Select(f => $"{f.Name}@{f.BitOffset}:{f.BitSize}:{f.Type}"))
+              + string.Join(";", type.EnumValues.Select(kv => $"{kv.Key}={kv.Value}"));
+
+    [SkippableFact]
+    public void The_cli_no_cache_option_writes_nothing_and_cache_clear_empties_the_cache()
+    {
+        string capture = Fixture.Require("memory.raw");
+        string directory = _dir.File("cli");
+        var environment = new Dictionary<string, string> { ["CLOUDMEM_CACHE_DIR"] = directory };
+        (int exit, _, string err) = CliRunner.Run(environment, null, "linux.pslist", capture, "--no-cache", "-o", "json");
+        Assert.True(exit == 0, err);
+        Assert.False(Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any());
+
+        (exit, _, err) = CliRunner.Run(environment, null, "linux.pslist", capture, "-o", "json");
+        Assert.True(exit == 0, err);
+        Assert.Single(Directory.GetFiles(directory, "*.profile"));
+        (exit, string list, err) = CliRunner.Run(environment, null, "cache", "list", "-o", "json");
+        Assert.True(exit == 0, err);
+        Assert.Contains("Linux version", list, StringComparison.Ordinal);
+        (exit, string cleared, err) = CliRunner.Run(environment, null, "cache", "clear");
+        Assert.True(exit == 0, err);
+        Assert.Contains("1 entries deleted", cleared, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFiles(directory));
+    }
+}
