@@ -40,15 +40,16 @@ public sealed record AnalysisOptions
 
 /// <summary>
 /// <c>analyze</c>: finds which OS the capture holds, runs every plugin for it that needs nothing the user did not
-/// give (no single-process, output-directory or registry-key plugins, except printkey on the persistence keys of
-/// <see cref="PersistenceKeys"/>; YARA only with rules; secrets stay redacted),
+/// give (no single-process, output-directory or registry-key plugins; YARA only with rules; secrets stay redacted;
+/// never the <see cref="Excluded"/> ones),
 /// each timed and a failing one recorded with its error while the others go on; then applies the triage rules and
 /// builds the timeline. <see cref="Run"/> does not own the memory it reads.
 /// </summary>
 public static class Analyzer
 {
-    /// <summary>Plugins <c>analyze</c> never runs: hashdump would copy account password hashes into the case.</summary>
-    public static IReadOnlySet<string> Excluded { get; } = new HashSet<string>(StringComparer.Ordinal) { "windows.hashdump" };
+    /// <summary>Plugins <c>analyze</c> never runs: hashdump and cachedump would copy account password hashes (NT, DCC2)
+    /// into the case, which is shared more widely than the capture. Run them by hand when the case needs them.</summary>
+    public static IReadOnlySet<string> Excluded { get; } = new HashSet<string>(StringComparer.Ordinal) { "windows.hashdump", "windows.cachedump" };
 
     private const PluginInputs Unsupplied = PluginInputs.SingleProcess | PluginInputs.OutputDirectory | PluginInputs.KeyPath;
 
@@ -95,17 +96,6 @@ public static class Analyzer
             }
             options.Logger?.LogInformation("analyze: {Plugin} {Rows} rows in {Seconds:0.00}s{Error}", run.Plugin, run.Rows, run.Elapsed.TotalSeconds,
                 run.Error is null ? "" : ": " + run.Error);
-        }
-        if (os == TargetOs.Windows && (options.Plugins ?? PluginRegistry.All).FirstOrDefault(p => p.Info.Name == "windows.registry.printkey") is { } printkey)
-        {
-            stage.Prefix = "analyze: persistence keys: ";
-            stage.Start("analyze: persistence keys (windows.registry.printkey)");
-            (PluginRun run, IRowsReport? table) = PersistenceKeys.Read(printkey, context, ct);
-            runs.Add(run);
-            if (table is not null)
-            {
-                tables.Add(table);
-            }
         }
         stage.Prefix = "";
         stage.Start("analyze: rules and timeline");

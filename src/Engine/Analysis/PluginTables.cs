@@ -33,6 +33,16 @@ public static class PluginTables
         ["linux.netfilter"] = (typeof(LinuxNetfilterHook), ["Net", "Family", "HookPoint", "Position"]),
         ["linux.kprobes"] = (typeof(LinuxKprobe), ["Kprobe"]),
         ["linux.secrets"] = (typeof(LinuxSecret), ["Pid", "Address"]),
+        ["linux.ip.link"] = (typeof(LinuxInterface), ["NetNs", "Index"]),
+        ["linux.ip.addr"] = (typeof(LinuxInterfaceAddress), ["NetNs", "Index", "Address"]),
+        ["linux.lsof"] = (typeof(LinuxOpenFile), ["Pid", "Fd"]),
+        ["linux.mountinfo"] = (typeof(LinuxMount), ["Namespace", "MountId"]),
+        ["linux.elfs"] = (typeof(LinuxElf), ["Pid", "Start"]),
+        ["linux.check_idt"] = (typeof(LinuxIdtEntry), ["Vector"]),
+        ["linux.tty_check"] = (typeof(LinuxTtyHandler), ["Tty", "Function"]),
+        ["linux.keyboard_notifiers"] = (typeof(LinuxKeyboardNotifier), ["Block"]),
+        ["linux.ebpf"] = (typeof(LinuxBpfProgram), ["Id"]),
+        ["linux.pagecache.files"] = (typeof(LinuxCachedFile), ["Inode"]),
         ["linux.yarascan"] = (typeof(LinuxYaraHit), ["Pid", "Rule", "String", "VirtualAddress"]),
         ["linux.yarascan.physical"] = (typeof(YaraPhysicalHit), ["Rule", "String", "PhysicalAddress"]),
         ["windows.info"] = (typeof(WindowsInfoRow), ["Variable"]),
@@ -58,6 +68,11 @@ public static class PluginTables
         ["windows.registry.hivelist"] = (typeof(HiveRow), ["Offset"]),
         ["windows.registry.printkey"] = (typeof(PrintKeyRow), ["HiveOffset", "Key", "Type", "Name"]),
         ["windows.registry.userassist"] = (typeof(UserAssistRow), ["HiveOffset", "Path", "Name"]),
+        ["windows.registry.persistence"] = (typeof(PersistenceRow), ["HiveOffset", "KeyPath", "ValueName"]),
+        ["windows.lsadump"] = (typeof(LsaSecretRow), ["Name"]),
+        ["windows.ssdt"] = (typeof(SsdtRow), ["Table", "Index"]),
+        ["windows.callbacks"] = (typeof(CallbackRow), ["Type", "Slot"]),
+        ["windows.filescan"] = (typeof(FileScanRow), ["Offset"]),
     };
 
     /// <summary>The plugins rules may name.</summary>

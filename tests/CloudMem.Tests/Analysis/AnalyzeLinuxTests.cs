@@ -21,6 +21,7 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
     private static readonly (string, string, long?)[] s_basicFindings =
     [
         ("CM-LNX-006", "T1620", 104), ("CM-LNX-006", "T1620", 106), ("CM-LNX-009", "T1571", 95), ("CM-LNX-009", "T1571", 97),
+        ("CM-LNX-020", "T1070.004", null), // /tmp/fxdeleted: the deleted executable pid 106 runs, still in the page cache
     ];
 
     [SkippableFact]
@@ -52,9 +53,14 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         DateTimeOffset boot = DateTimeOffset.Parse(note["boot time ".Length..note.IndexOf(' ', "boot time ".Length)], System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(boot, created.AddMinutes(-15), created);
 
-        // truth.json rootkit dmesg: "[    7.466167] cloudmem_rk: loading out-of-tree module taints kernel."
-        TimelineEvent taint = Assert.Single(analyzed.Report.Timeline, e => e.Source == "linux.dmesg" && e.Description == "cloudmem_rk: loading out-of-tree module taints kernel.");
-        Assert.Equal(boot.AddTicks(74_661_670), taint.Time);
+        // truth.json rootkit dmesg: "[    7.466167] cloudmem_rk: loading out-of-tree module taints kernel." (the guest's
+        // own printk time: seconds since boot, microseconds)
+        const string Taint = "cloudmem_rk: loading out-of-tree module taints kernel.";
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        string line = truth.RootElement.GetProperty("rootkit").GetProperty("dmesg").EnumerateArray().Select(l => l.GetString()!).Single(l => l.EndsWith(Taint, StringComparison.Ordinal));
+        decimal seconds = decimal.Parse(line[1..line.IndexOf(']', StringComparison.Ordinal)].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        TimelineEvent taint = Assert.Single(analyzed.Report.Timeline, e => e.Source == "linux.dmesg" && e.Description == Taint);
+        Assert.Equal(boot.AddTicks((long)(seconds * TimeSpan.TicksPerSecond)), taint.Time);
         TimelineEvent hidden = Assert.Single(analyzed.Report.Timeline, e => e.Source == "linux.pslist" && e.Pid == 119);
         Assert.Equal("rkhelper pid 119", hidden.Description);
         Assert.Equal(hidden.Time, analyzed.Report.Processes.Single(p => p.Pid == 119).Start);
@@ -73,13 +79,15 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
             output.WriteLine($"{f.Severity} {f.RuleId} {f.Technique} {f.Pid} {f.Summary}");
         }
 
-        // truth.json "rootkit": hidden module cloudmem_rk, kill and getdents64 hooked, netfilter hook and kprobe in the
-        // module, task 113 hidden, secrets (PEM key, AWS key pair) in 119.
+        // truth.json "rootkit": hidden module cloudmem_rk, kill and getdents64 hooked, netfilter hook, kprobe and keyboard
+        // notifier in the module, task 113 hidden, secrets (PEM key, AWS key pair, Azure SAS token and connection string)
+        // in 119, a socket-filter eBPF program, the deleted dropper script still cached.
         (string, string, long?)[] planted =
         [
             ("CM-LNX-001", "T1014", null), ("CM-LNX-002", "T1014", null), ("CM-LNX-002", "T1014", null),
             ("CM-LNX-003", "T1014", null), ("CM-LNX-004", "T1014", null), ("CM-LNX-005", "T1014", 113),
-            ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119),
+            ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119),
+            ("CM-LNX-015", "T1056.001", null), ("CM-LNX-018", "T1205.002", null), ("CM-LNX-020", "T1070.004", null),
         ];
         Assert.Equal(planted.Concat(s_basicFindings).Order(), findings.Select(Key).Order());
         Assert.Equal(Severity.Critical, findings[0].Severity);
@@ -99,7 +107,7 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         LinuxScannedTask task = Assert.IsType<LinuxScannedTask>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-005").Evidence).Row);
         Assert.Equal((113, "sleep", Hex(rk.GetProperty("hidden_process").GetProperty("task"))), (task.Pid, task.Comm, task.Offset));
         Assert.Contains(analyzed.Report.Processes, p => p is { Pid: 113, Hidden: true });
-        Assert.Equal(["AwsAccessKey", "PemPrivateKey"], findings.Where(f => f.RuleId == "CM-LNX-011")
+        Assert.Equal(["AwsAccessKey", "AzureConnectionString", "AzureSasToken", "PemPrivateKey"], findings.Where(f => f.RuleId == "CM-LNX-011")
             .Select(f => Assert.IsType<LinuxSecret>(Assert.Single(f.Evidence).Row).Kind.ToString()).Order());
     }
 
@@ -128,9 +136,12 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         using var connection = new SqliteConnection($"Data Source={Path.Combine(analyzed.CaseDirectory, "case.sqlite")};Mode=ReadOnly;Pooling=False");
         connection.Open();
         // Kernel addresses above 2^63 are stored as their two's-complement INTEGER; printf('%X') prints them back.
-        Assert.Equal("FFFFFFFFC02E5000|integer|1|text", Scalar(connection,
+        using JsonDocument truth = Fixture.Truth("rootkit");
+        ulong moduleBase = Hex(truth.RootElement.GetProperty("rootkit").GetProperty("module").GetProperty("base"));
+        Assert.Equal($"{moduleBase:X}|integer|1|text", Scalar(connection,
             "SELECT printf('%X', Base) || '|' || typeof(Base) || '|' || Hidden || '|' || typeof(Finding) FROM linux_hidden_modules WHERE Name = 'cloudmem_rk'"));
-        Assert.Equal("name=cloudmem_rk,offset=0xFFFFFFFFC02E7140", Scalar(connection,
+        LinuxModuleView hidden = Assert.IsType<LinuxModuleView>(Assert.Single(analyzed.Report.Findings.Single(f => f.RuleId == "CM-LNX-001").Evidence).Row);
+        Assert.Equal($"name=cloudmem_rk,offset=0x{hidden.Offset:X}", Scalar(connection,
             "SELECT e.row_key FROM evidence e JOIN findings f ON f.id = e.finding_id WHERE f.rule_id = 'CM-LNX-001'"));
         Assert.Equal("1", Scalar(connection, "SELECT count(*) FROM linux_hidden_modules h JOIN evidence e ON e.row_key = h.row_key AND e.table_name = 'linux_hidden_modules'"));
         Assert.Equal("Linux", Scalar(connection, "SELECT value FROM provenance WHERE name = 'os'"));

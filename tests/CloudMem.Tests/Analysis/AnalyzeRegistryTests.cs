@@ -8,34 +8,61 @@ using CloudMem.VmStateParsers;
 namespace CloudMem.Tests.Analysis;
 
 /// <summary>
-/// analyze reads the persistence keys (Run/RunOnce, Winlogon, every service) with windows.registry.printkey: on the
-/// registry scenario (attack + hives written by hivexregedit) the planted Run values and service are findings.
+/// analyze on the registry scenario (attack + hives written by hivexregedit, SSDT hook and callbacks of a hidden
+/// driver): every planted persistence entry, kernel hook and stored logon password is a finding with its ATT&amp;CK id.
 /// </summary>
-public sealed class AnalyzeRegistryTests(WindowsRegistryImages images) : IClassFixture<WindowsRegistryImages>
+public sealed class AnalyzeRegistryTests(WindowsRegistryImages images, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<WindowsRegistryImages>
 {
     [SkippableFact]
-    public void Run_keys_and_a_service_in_a_temporary_folder_are_persistence_findings()
+    public void Planted_persistence_kernel_hooks_and_stored_password_are_each_a_finding()
     {
         WindowsRegistryImages.Built built = images.Get(WindowsSymbols.Win10);
         using RunMappedMemory memory = CaptureOpener.Open(built.Raw);
         CaseReport report = Analyzer.Run(memory, new AnalysisOptions { ImagePath = built.Raw, Symbols = new SymbolOptions([built.Root]) });
+        foreach (Finding f in report.Findings)
+        {
+            output.WriteLine($"FINDING {f.RuleId} {f.Technique} {f.Summary}");
+        }
 
-        // RegistryScenario: SOFTWARE Run SecurityHealth (%windir%\system32) and Updater (C:\Users\Public\update.exe),
-        // alice's NTUSER.DAT Run OneDriveSync (AppData\Roaming\sync.exe), SYSTEM service EvilSvc (%SystemRoot%\Temp\evilsvc.exe).
-        Assert.Equal(
+        // RegistryScenario plants: SOFTWARE Run Updater (C:\Users\Public\update.exe) and Wow6432Node Run AdobeHelper
+        // (encoded PowerShell), alice's Run OneDriveSync (AppData), services EvilSvc (%SystemRoot%\Temp) and EvilDll
+        // (ServiceDll in ProgramData), an IFEO Debugger on sethc.exe, the hidden task \SystemHealthCheck, KiServiceTable[38]
+        // and two notify callbacks in the hidden rootkit.sys, and an auto-logon DefaultPassword LSA secret. SecurityHealth
+        // (system32) is context only; Winlogon is default.
+        (string Rule, string Technique, string Names)[] planted =
         [
-            ("CM-WIN-016", "T1547.001", @"\REGISTRY\MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Run value Updater runs C:\Users\Public\update.exe"),
-            ("CM-WIN-016", "T1547.001", $@"\REGISTRY\USER\{RegistryScenario.AliceSid}\Software\Microsoft\Windows\CurrentVersion\Run value OneDriveSync runs C:\Users\alice\AppData\Roaming\sync.exe -bg"),
-            ("CM-WIN-018", "T1543.003", @"service \REGISTRY\MACHINE\SYSTEM\ControlSet001\Services\EvilSvc has ImagePath %SystemRoot%\Temp\evilsvc.exe"),
-        ], report.Findings.Where(f => f.RuleId is "CM-WIN-016" or "CM-WIN-018").Select(f => (f.RuleId, f.Technique, f.Summary)).Order());
-        Assert.Equal(3, report.Findings.Count(f => f.RuleId == "CM-WIN-017" && f.Severity == Severity.Info));
+            ("CM-WIN-016", "T1547.001", @"Run value Updater runs C:\Users\Public\update.exe"),
+            ("CM-WIN-016", "T1547.001", @"Wow6432Node\Microsoft\Windows\CurrentVersion\Run value AdobeHelper runs powershell.exe"),
+            ("CM-WIN-016", "T1547.001", @"Run value OneDriveSync runs C:\Users\alice\AppData\Roaming\sync.exe -bg"),
+            ("CM-WIN-018", "T1543.003", @"service ControlSet001\Services\EvilSvc runs %SystemRoot%\Temp\evilsvc.exe"),
+            ("CM-WIN-018", "T1543.003", @"(ServiceDll C:\ProgramData\Microsoft\Crypto\evil.dll"),
+            ("CM-WIN-020", "T1546.012", @"Image File Execution Options\sethc.exe Debugger runs C:\Windows\System32\cmd.exe"),
+            ("CM-WIN-021", "T1053.005", @"task \SystemHealthCheck runs C:\ProgramData\svc\health.exe"),
+            ("CM-WIN-022", "T1014", $"KiServiceTable[{RegistryScenario.HookedService}] points to"),
+            ("CM-WIN-023", "T1014", "PspCreateProcessNotifyRoutine callback"),
+            ("CM-WIN-023", "T1014", "PspLoadImageNotifyRoutine callback"),
+            ("CM-WIN-024", "T1552.002", "LSA secret DefaultPassword holds a plaintext logon password"),
+        ];
+        string[] persistenceRules = [.. planted.Select(p => p.Rule).Distinct()];
+        Finding[] found = [.. report.Findings.Where(f => persistenceRules.Contains(f.RuleId))];
+        Assert.Equal(planted.Length, found.Length);
+        foreach ((string rule, string technique, string names) in planted)
+        {
+            Finding f = Assert.Single(found, f => f.RuleId == rule && f.Summary.Contains(names, StringComparison.Ordinal));
+            Assert.Equal(technique, f.Technique);
+            Assert.NotEmpty(f.Evidence);
+        }
+        Assert.All(found.Where(f => f.RuleId is "CM-WIN-022" or "CM-WIN-023"), f => Assert.Contains(RegistryScenario.HookDriver, f.Summary, StringComparison.Ordinal));
+        Finding info = Assert.Single(report.Findings, f => f.RuleId == "CM-WIN-017");
+        Assert.Equal(Severity.Info, info.Severity);
+        Assert.Contains("SecurityHealth", info.Summary, StringComparison.Ordinal);
         Assert.DoesNotContain(report.Findings, f => f.RuleId == "CM-WIN-019");
-        Finding service = report.Findings.Single(f => f.RuleId == "CM-WIN-018");
-        PrintKeyRow row = Assert.IsType<PrintKeyRow>(Assert.Single(service.Evidence).Row);
-        Assert.Equal(("REG_EXPAND_SZ", "ImagePath"), (row.Type, row.Name));
-        PluginRun run = report.Runs.Single(r => r.Plugin == "windows.registry.printkey");
-        Assert.Null(run.Error);
-        // hashdump never runs: no account hash reaches the case.
-        Assert.DoesNotContain(report.Runs, r => r.Plugin == "windows.hashdump");
+        Finding service = report.Findings.Single(f => f.RuleId == "CM-WIN-018" && f.Summary.Contains("EvilSvc", StringComparison.Ordinal));
+        PersistenceRow row = Assert.IsType<PersistenceRow>(Assert.Single(service.Evidence).Row);
+        Assert.Equal((PersistenceKind.Service, @"%SystemRoot%\Temp\evilsvc.exe"), (row.Kind, row.Data));
+        Assert.All(report.Runs.Where(r => r.Plugin is "windows.registry.persistence" or "windows.ssdt" or "windows.callbacks" or "windows.lsadump"),
+            r => Assert.Null(r.Error));
+        // hashdump and cachedump never run: no account hash reaches the case.
+        Assert.DoesNotContain(report.Runs, r => r.Plugin is "windows.hashdump" or "windows.cachedump");
     }
 }
