@@ -65,7 +65,7 @@ public sealed class AnalyzeWindowsTests(AnalyzedImages images, ITestOutputHelper
         // The unlinked process is in the tree as hidden; the hashdump plugin (password hashes) never runs.
         Assert.Contains(analyzed.Report.Processes, p => p is { Pid: 7312, Hidden: true, Name: "rundll32.exe" });
         Assert.DoesNotContain(analyzed.Report.Runs, r => r.Plugin == "windows.hashdump");
-        Assert.All(analyzed.Report.Tables, t => Assert.True(PluginTables.TryGetRowType(t.Title, out Type type) && type == t.RowType, t.Title));
+        Assert.All(analyzed.Report.Tables.Where(t => t.RowType.Assembly == typeof(Analyzer).Assembly), t => Assert.True(PluginTables.TryGetRowType(t.Title, out Type type) && type == t.RowType, t.Title));
     }
 
     [SkippableFact]
