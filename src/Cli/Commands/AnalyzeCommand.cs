@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using CloudMem.Connectors.Core;
 using CloudMem.Engine.Analysis;
 using CloudMem.Engine.Core;
+using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -36,6 +37,10 @@ internal sealed class AnalyzeCommand : Command<AnalyzeCommand.Settings>
         [Description(SymbolServerOption.Description)]
         public string? SymbolServer { get; init; }
 
+        [CommandOption("--no-cache")]
+        [Description("Neither read nor write the profile cache (parsed symbol files, a Linux kernel build's kallsyms and BTF; see `cloudmem cache list`)")]
+        public bool NoCache { get; init; }
+
         [CommandOption("--isf <FILE>")]
         [Description("Linux: a Volatility ISF of the kernel, used instead of the BTF found in memory")]
         public string? Isf { get; init; }
@@ -56,21 +61,29 @@ internal sealed class AnalyzeCommand : Command<AnalyzeCommand.Settings>
         Analyzer.LoadRules(settings.Rules);
         (string image, string? sha256, IReadOnlyList<KeyValuePair<string, string>>? custody) = Resolve(settings.Image, cancellationToken);
         string directory = settings.Out ?? CaseWriter.DefaultDirectory(settings.Image);
-        CaseWriter.Prepare(directory);
-        using RunMappedMemory memory = CaptureFiles.Open(image, settings.Format);
+        bool existed = Directory.Exists(directory);
+        CaseWriter.Prepare(directory);   // refused before the analysis starts, not after it
         CaseReport report;
-        using (var progress = ProgressDisplay.ForTerminal())
+        try
         {
+            using RunMappedMemory memory = CaptureFiles.Open(image, settings.Format);
+            using var progress = ProgressDisplay.ForTerminal();
             report = Analyzer.Run(memory, new AnalysisOptions
             {
                 ImagePath = image,
-                Symbols = new SymbolOptions(settings.SymbolDirectories, SymbolServerOption.Parse(settings.SymbolServer), settings.Isf, settings.SystemMap),
+                Symbols = new SymbolOptions(settings.SymbolDirectories, SymbolServerOption.Parse(settings.SymbolServer), settings.Isf, settings.SystemMap,
+                    Cache: settings.NoCache ? null : ProfileCache.Default()),
                 YaraRules = settings.Yara,
                 RulesDirectory = settings.Rules,
                 Sha256 = sha256,
                 Custody = custody,
                 Logger = StderrLogger.FromEnvironment(),
             }, progress, cancellationToken);
+        }
+        catch when (!existed && Directory.Exists(directory) && !Directory.EnumerateFileSystemEntries(directory).Any())
+        {
+            Directory.Delete(directory);   // nothing was analysed: leave no empty case directory behind
+            throw;
         }
         CaseWriter.Write(report, directory);
         WriteSummary(report, directory, Console.Out);

@@ -37,6 +37,31 @@ public sealed class AnalyzeCliTests(AnalyzedImages images) : IClassFixture<Analy
         Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(directory, "case.sqlite")));
     }
 
+    [Fact]
+    public void A_capture_with_no_kernel_fails_with_one_line_and_leaves_no_case_directory()
+    {
+        string root = Directory.CreateTempSubdirectory("cloudmem-analyze-").FullName;
+        try
+        {
+            string image = Path.Combine(root, "noise.raw");
+            var noise = new byte[8 << 20];
+            new Random(7).NextBytes(noise);
+            File.WriteAllBytes(image, noise);
+            string directory = Path.Combine(root, "noise.case");
+            (int exit, string stdout, string stderr) = CliRunner.Run(null, null, "analyze", image, "--out", directory, "--no-cache");
+            Assert.Equal(2, exit);
+            Assert.Equal("", stdout);
+            string line = Assert.Single(stderr.TrimEnd().Split('\n'));
+            Assert.StartsWith($"cloudmem: error: {image}: no Linux kernel", line, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(directory), "an analysis that found nothing must not leave an empty case directory");
+            Assert.Equal(noise, File.ReadAllBytes(image));
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
     [SkippableFact]
     public void A_bad_user_rule_stops_analyze_with_one_line_before_anything_runs()
     {
