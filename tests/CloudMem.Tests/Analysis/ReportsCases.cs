@@ -36,22 +36,14 @@ internal static class ReportsCases
         runs.Add(Failed("linux.procdump", PluginRegistry.Validate(PluginRegistry.Get("linux.procdump").Info, PluginArguments.None)!));
 
         var pslist = Table<LinuxProcess>(tables, "linux.pslist");
-        var psaux = Table<LinuxProcessArgs>(tables, "linux.psaux");
-        var psscan = Table<LinuxScannedTask>(tables, "linux.psscan");
         var sockets = Table<LinuxSocket>(tables, "linux.sockstat");
         var modules = Table<LinuxModule>(tables, "linux.lsmod");
         var malfind = Table<LinuxMalfindRow>(tables, "linux.malfind");
         var dmesg = Table<LinuxDmesgRecord>(tables, "linux.dmesg");
 
-        Dictionary<int, string?> args = psaux.Rows.GroupBy(r => r.Pid).ToDictionary(g => g.Key, g => g.First().Args);
-        List<CaseProcess> processes = [.. pslist.Rows.Select(p => new CaseProcess(p.Pid, p.Ppid, p.Comm,
-            p.StartSeconds is { } s ? LinuxBoot.AddSeconds(s) : null, args.GetValueOrDefault(p.Pid), Hidden: false))];
-        // Off the task list and not exited: hidden (the basic fixture has none; its exited tasks are not drawn).
-        processes.AddRange(psscan.Rows.Where(t => !t.OnTaskList && t.ExitState is null && t.Pid == t.Tgid && processes.All(p => p.Pid != t.Pid))
-            .Select(t => new CaseProcess(t.Pid, t.Ppid, t.Comm, null, null, Hidden: true)));
-
-        List<CaseConnection> connections = [.. sockets.Rows.Where(s => s.LocalPort is not null).Select(s => new CaseConnection(s.Pid, s.Comm,
-            s.Protocol ?? s.Type, Endpoint(s.LocalAddress, s.LocalPort), s.RemotePort is > 0 ? Endpoint(s.RemoteAddress, s.RemotePort) : null, s.State))];
+        // The processes and endpoints as analyze derives them (hidden: off the task list, in the pid table, not exited).
+        IReadOnlyList<CaseProcess> processes = CaseViews.Processes(tables, LinuxBoot);
+        IReadOnlyList<CaseConnection> connections = CaseViews.Connections(tables);
 
         List<TimelineEvent> timeline = [.. pslist.Rows.Where(p => p.StartSeconds is not null)
             .Select(p => new TimelineEvent(LinuxBoot.AddSeconds(p.StartSeconds!.Value), "linux.pslist", "process start", $"{p.Pid} {p.Comm}", p.Pid))];
@@ -86,11 +78,8 @@ internal static class ReportsCases
         var context = new PluginContext(memory, built.Raw, new SymbolOptions([built.Root]));
         (List<PluginRun> runs, List<IRowsReport> tables) = Run(context, ["windows.pslist", "windows.psscan", "windows.cmdline", "windows.malfind", "windows.netscan"]);
         var pslist = Table<WindowsProcess>(tables, "windows.pslist");
-        var psscan = Table<WindowsScannedProcess>(tables, "windows.psscan");
         var malfind = Table<WindowsMalfindRow>(tables, "windows.malfind");
-        Dictionary<long, string?> args = Table<WindowsCmdLine>(tables, "windows.cmdline").Rows.GroupBy(r => r.Pid).ToDictionary(g => g.Key, g => g.First().Args);
-        List<CaseProcess> processes = [.. pslist.Rows.Select(p => new CaseProcess(p.Pid, p.Ppid, p.ImageFileName, p.CreateTime, args.GetValueOrDefault(p.Pid), false))];
-        processes.AddRange(psscan.Rows.Where(r => !r.OnList).Select(r => new CaseProcess(r.Pid, r.Ppid, r.ImageFileName, r.CreateTime, null, true)));
+        IReadOnlyList<CaseProcess> processes = CaseViews.Processes(tables, linuxBoot: null);
         List<TimelineEvent> timeline = [.. pslist.Rows.Where(p => p.CreateTime is not null)
             .Select(p => new TimelineEvent(p.CreateTime!.Value, "windows.pslist", "process start", $"{p.Pid} {p.ImageFileName}", p.Pid)).OrderBy(e => e.Time)];
         // TEST DATA: one hand-written finding per injected region, with the real malfind row as evidence.
@@ -151,9 +140,6 @@ internal static class ReportsCases
         }
         return (runs, tables);
     }
-
-    private static string Endpoint(string? address, int? port) => address is not null && address.Contains(':', StringComparison.Ordinal)
-        ? $"[{address}]:{port}" : $"{address}:{port}";
 
     private static PluginRun Failed(string plugin, string error) => new(plugin, TimeSpan.Zero, 0, error, []);
 
