@@ -61,7 +61,8 @@ public sealed class LinuxContext
             profile = new LinuxProfileCache(cache, banner);
             return profile.TryLoad(physical) ? profile.Kallsyms : null;
         };
-        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cached, cancellationToken, logger);
+        LinuxBannerHints? hints = cached is null ? null : new LinuxBannerHints(cache!);
+        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cached, cancellationToken, logger, hints?.Read());
         Mark("kernel located");
         if (isf is not null)
         {
@@ -89,6 +90,10 @@ public sealed class LinuxContext
         else
         {
             throw new KernelNotFoundException("no BTF type information in memory (kernel built without CONFIG_DEBUG_INFO_BTF?); supply the kernel's ISF with --isf FILE.json.xz");
+        }
+        if (hints is not null && kernel.Symbols is Kallsyms)
+        {
+            hints.Remember(kernel.Banner);
         }
         Mark($"types loaded ({types.TypeCount})");
         return new LinuxContext(physical, kernel, types, LinuxProfile.Create(types));

@@ -77,9 +77,15 @@ public sealed class LinuxKernel
     /// cache once the banner is found (null: search memory). Cached tables go through the same page-table check, and
     /// the search runs when they fail it.</summary>
     internal static LinuxKernel Locate(IPhysicalMemory physical, IReadOnlyDictionary<string, ulong>? linkTimeSymbols, string? symbolSource,
-        Func<KernelBanner, Kallsyms?>? cached, CancellationToken cancellationToken, ILogger? logger)
+        Func<KernelBanner, Kallsyms?>? cached, CancellationToken cancellationToken, ILogger? logger,
+        IReadOnlyList<(ulong Address, string Text)>? hints = null)
     {
         var steps = new List<string>();
+        if (cached is not null && hints is not null && FromHints(physical, hints, cached, steps) is { } hinted)
+        {
+            logger?.LogDebug("timing: kernel found where an earlier command found it");
+            return hinted;
+        }
         if (linkTimeSymbols is not null && BannerAtLoadAddress(physical, linkTimeSymbols, steps, cancellationToken) is { } placed)
         {
             // Symbols from a file tell where the banner must be: no scan of physical memory, no kallsyms search (what
@@ -122,6 +128,37 @@ public sealed class LinuxKernel
             throw new KernelNotFoundException($"kallsyms not found in memory ({why}); supply the kernel's symbols with --isf FILE.json.xz or --system-map System.map");
         }
         return FromLinkTimeSymbols(physical, banner, linkTimeSymbols, symbolSource ?? "symbol file", steps);
+    }
+
+    /// <summary>
+    /// The kernel at a place an earlier command found it (<see cref="LinuxBannerHints"/>): accepted only when a banner
+    /// with the recorded text is there, the profile cache's kallsyms for it match this capture and the page tables map
+    /// linux_banner to that address; null otherwise (the caller scans).
+    /// </summary>
+    private static LinuxKernel? FromHints(IPhysicalMemory physical, IReadOnlyList<(ulong Address, string Text)> hints,
+        Func<KernelBanner, Kallsyms?> cached, List<string> steps)
+    {
+        foreach ((ulong address, string text) in hints)
+        {
+            if (address >= physical.MaxAddress || BannerAt(physical, address) is not { } banner || banner.Text != text
+                || cached(banner) is not { } kallsyms)
+            {
+                continue;
+            }
+            try
+            {
+                return FromSymbols(physical, banner, kallsyms, new List<string>(steps)
+                {
+                    $"banner at physical 0x{address:X}, where an earlier command found this kernel (profile-cache hint; no scan)",
+                    $"kallsyms: {kallsyms.Symbols.Count} symbols from the profile cache (token table at physical 0x{kallsyms.TokenTablePhysicalAddress:X} as recorded), relative base 0x{kallsyms.RelativeBase:X}",
+                });
+            }
+            catch (KernelNotFoundException)
+            {
+                // not this capture's kernel after all: try the next hint, then scan
+            }
+        }
+        return null;
     }
 
     /// <summary>

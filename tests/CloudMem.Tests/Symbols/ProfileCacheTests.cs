@@ -1,3 +1,4 @@
+using CloudMem.Engine.Capture;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Linux;
 using CloudMem.Engine.Output;
@@ -34,7 +35,7 @@ public sealed class ProfileCacheTests(WindowsAttackImages images) : IClassFixtur
         Assert.Empty(cache.List());
 
         var cold = plugins.Select(p => Rows(memory, p, new SymbolOptions([], Cache: cache))).ToList();
-        ProfileCacheEntry entry = Assert.Single(cache.List());
+        ProfileCacheEntry entry = Assert.Single(cache.List(), e => e.Kind == "linux");
         Assert.True(entry.Valid);
         Assert.StartsWith("Linux version ", entry.Description, StringComparison.Ordinal);
         DateTime written = File.GetLastWriteTimeUtc(entry.Path);
@@ -46,6 +47,65 @@ public sealed class ProfileCacheTests(WindowsAttackImages images) : IClassFixtur
         Assert.Equal(uncached, cold);
         Assert.Equal(uncached, hit);
         Assert.Equal(written, File.GetLastWriteTimeUtc(entry.Path));   // a hit rewrites nothing
+    }
+
+    [SkippableFact]
+    public void A_warm_command_finds_the_kernel_where_the_last_one_did_and_a_wrong_hint_changes_nothing()
+    {
+        using RunMappedMemory memory = CaptureOpener.Open(Fixture.Require("memory.raw"));
+        var cache = new ProfileCache(_dir.File("profiles-hints"));
+        LinuxContext cold = LinuxContext.Open(memory, new LinuxOptions(Cache: cache));
+        var hints = new LinuxBannerHints(cache);
+        Assert.Equal((cold.Kernel.Banner.PhysicalAddress, cold.Kernel.Banner.Text), Assert.Single(hints.Read()));
+
+        LinuxContext warm = LinuxContext.Open(memory, new LinuxOptions(Cache: cache));
+        Assert.Contains(warm.Kernel.Steps, s => s.Contains("profile-cache hint; no scan", StringComparison.Ordinal));
+        Assert.Equal(cold.Kernel.DirectoryTableBase, warm.Kernel.DirectoryTableBase);
+        Assert.Equal(cold.Kernel.PhysBase, warm.Kernel.PhysBase);
+        string expected = Rows(memory, "linux.pslist", SymbolOptions.None);
+        Assert.Equal(expected, Rows(memory, "linux.pslist", new SymbolOptions([], Cache: cache)));
+
+        // Hints that do not hold this kernel: every other copy of the banner text in memory (printk's copy, /proc/version
+        // output: the text is right but the page tables do not map linux_banner there), a place 2 MiB off, an address
+        // past the capture.
+        KernelBanner real = cold.Kernel.Banner;
+        List<ulong> copies = Occurrences(memory, System.Text.Encoding.ASCII.GetBytes(real.Text)).Where(a => a != real.PhysicalAddress).ToList();
+        Assert.NotEmpty(copies);
+        var decoys = new List<KernelBanner> { new(real.Text, memory.MaxAddress + 0x1000), new(real.Text, real.PhysicalAddress + 0x200000) };
+        decoys.AddRange(copies.Select(a => new KernelBanner(real.Text, a)));
+        var wrong = new ProfileCache(_dir.File("profiles-wrong"));
+        LinuxContext.Open(memory, new LinuxOptions(Cache: wrong));   // fills the kallsyms entry
+        var wrongHints = new LinuxBannerHints(wrong);
+        foreach (KernelBanner decoy in decoys)
+        {
+            wrongHints.Remember(decoy);
+        }
+        Assert.Equal(decoys.Count + 1, wrongHints.Read().Count);
+        LinuxContext rescanned = LinuxContext.Open(memory, new LinuxOptions(Cache: wrong));
+        Assert.Equal(real.PhysicalAddress, rescanned.Kernel.Banner.PhysicalAddress);
+        Assert.Equal(cold.Kernel.DirectoryTableBase, rescanned.Kernel.DirectoryTableBase);
+        Assert.Equal(expected, Rows(memory, "linux.pslist", new SymbolOptions([], Cache: wrong)));
+        Assert.Equal(real.PhysicalAddress, wrongHints.Read()[0].Address);   // the real place goes first again
+    }
+
+    private static IEnumerable<ulong> Occurrences(IPhysicalMemory memory, byte[] needle)
+    {
+        const int Chunk = 16 << 20;
+        byte[] buffer = new byte[Chunk + needle.Length];
+        for (ulong at = 0; at < memory.MaxAddress; at += Chunk)
+        {
+            int read = memory.Read(at, buffer);
+            for (int from = 0; from < Math.Min(read, Chunk);)
+            {
+                int hit = buffer.AsSpan(from, read - from).IndexOf(needle);
+                if (hit < 0 || from + hit >= Chunk)
+                {
+                    break;
+                }
+                yield return at + (ulong)(from + hit);
+                from += hit + 1;
+            }
+        }
     }
 
     public static TheoryData<string> Damages() => ["flip-payload", "flip-header", "truncate", "empty", "version"];
@@ -60,12 +120,12 @@ public sealed class ProfileCacheTests(WindowsAttackImages images) : IClassFixtur
         string expected = Rows(memory, "linux.pslist", symbols);
         string path = Entry(cache, "linux");
         Damage(path, damage);
-        Assert.False(Assert.Single(cache.List()).Valid);
+        Assert.False(Assert.Single(cache.List(), e => e.Kind == "linux").Valid);
 
         LinuxContext rebuilt = LinuxContext.Open(memory, new LinuxOptions(Cache: cache));
         Assert.DoesNotContain(rebuilt.Kernel.Steps, s => s.Contains("profile cache", StringComparison.Ordinal));
         Assert.Equal(expected, Rows(memory, "linux.pslist", symbols));
-        Assert.True(Assert.Single(cache.List()).Valid);   // rewritten
+        Assert.True(Assert.Single(cache.List(), e => e.Kind == "linux").Valid);   // rewritten
         LinuxContext warm = LinuxContext.Open(memory, new LinuxOptions(Cache: cache));
         Assert.Contains(warm.Kernel.Steps, s => s.Contains("from the profile cache", StringComparison.Ordinal));
     }
@@ -160,13 +220,13 @@ public sealed class ProfileCacheTests(WindowsAttackImages images) : IClassFixtur
 
         (exit, _, err) = CliRunner.Run(environment, null, "linux.pslist", capture, "-o", "json");
         Assert.True(exit == 0, err);
-        Assert.Single(Directory.GetFiles(directory, "*.profile"));
+        Assert.Equal(["hints", "linux"], Directory.GetFiles(directory, "*.profile").Select(f => Path.GetFileName(f).Split('-')[0]).Order());
         (exit, string list, err) = CliRunner.Run(environment, null, "cache", "list", "-o", "json");
         Assert.True(exit == 0, err);
         Assert.Contains("Linux version", list, StringComparison.Ordinal);
         (exit, string cleared, err) = CliRunner.Run(environment, null, "cache", "clear");
         Assert.True(exit == 0, err);
-        Assert.Contains("1 entries deleted", cleared, StringComparison.Ordinal);
+        Assert.Contains("2 entries deleted", cleared, StringComparison.Ordinal);
         Assert.Empty(Directory.GetFiles(directory));
     }
 }
