@@ -5,7 +5,11 @@
 # cache). Writes a Markdown table (stdout and --out FILE) for docs/BENCHMARKS.md.
 #
 # Usage: tests/bench/vol-compare.sh [--linux IMAGE] [--windows IMAGE] [--runs 5] [--vol-runs 5] [--out FILE]
-#        [--linux-plugins "linux.pslist ..."] [--windows-plugins "windows.pslist ..."] [--build-images]
+#        [--linux-plugins "linux.pslist ..."] [--windows-plugins "windows.pslist ..."] [--build-images] [--reuse-vol]
+#   CloudMem is timed as installed: the published ReadyToRun binary (artifacts/cli/cloudmem, built by ./cloudmem),
+#   not the ./cloudmem wrapper, whose per-call check for changed sources is not part of the tool.
+#   --reuse-vol     take Volatility 3's figures for an image+plugin from an earlier run of this script on this machine
+#                   ($WORK/vol-IMAGE-PLUGIN.*) instead of measuring again; CloudMem is always measured
 #   --build-images  build the benchmark images first (cached): the 2 GiB Linux fixture
 #                   (tests/fixtures/make-fixture.sh --variant dense) and a 4 GiB dense Windows 10 image with 500
 #                   processes from the image builder (--size 2047m --extra-processes 491 --dense yes --pad-to 4g)
@@ -20,7 +24,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 vol3="${VOL3_DIR:-/tmp/vol3}"
 python="${PYTHON:-/usr/bin/python3}"
 work="${WORK:-${HOME:-/root}/.cache/cloudmem/bench}"
-linux="" ; windows=""; runs=5; volruns=5; out=""; build=0
+linux="" ; windows=""; runs=5; volruns=5; out=""; build=0; reuse=0
 linux_plugins="linux.pslist linux.psaux linux.pstree linux.psscan linux.lsmod linux.sockstat linux.malfind linux.bash linux.envars linux.check_syscall linux.check_modules linux.hidden_modules"
 windows_plugins="windows.pslist windows.pstree windows.psscan windows.dlllist windows.cmdline windows.envars windows.modules windows.modscan windows.handles windows.threads windows.getsids windows.vadinfo windows.malfind windows.info"
 while [ $# -gt 0 ]; do
@@ -33,7 +37,8 @@ while [ $# -gt 0 ]; do
         --linux-plugins) linux_plugins="$2"; shift 2;;
         --windows-plugins) windows_plugins="$2"; shift 2;;
         --build-images) build=1; shift;;
-        *) sed -n '2,18p' "$0" >&2; exit 2;;
+        --reuse-vol) reuse=1; shift;;
+        *) sed -n '2,23p' "$0" >&2; exit 2;;
     esac
 done
 mkdir -p "$work/vol3-cache" "$work/vol3-symbols/linux"
@@ -68,6 +73,7 @@ havevol=1
 [ -f "$vol3/vol.py" ] || { echo "note: no Volatility 3 at $vol3 (set VOL3_DIR): CloudMem only" >&2; havevol=0; }
 
 "$root/cloudmem" cache list >/dev/null   # builds the CLI (ReadyToRun) if needed
+cli="$root/artifacts/cli/cloudmem"
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "-"; else print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 wall() {   # name runs command... -> median seconds
     local name="$1" n="$2"; shift 2
@@ -100,16 +106,22 @@ compare() {   # os image plugins...
     if [ "$os" = windows ]; then ours_symbols=(--symbols "$symbols"); vol_symbols=(-s "$symbols"); else vol_symbols=(-s "$work/vol3-symbols"); fi
     cat "$image" > /dev/null   # into the OS page cache
     for plugin in "$@"; do
-        local ours=("$root/cloudmem" "$plugin" "$image" "${ours_symbols[@]}")
+        local ours=("$cli" "$plugin" "$image" "${ours_symbols[@]}")
         local vol=("$python" "$vol3/vol.py" -q --offline --cache-path "$work/vol3-cache" "${vol_symbols[@]}" -r json -f "$image" "$plugin")
         local o_rows v_rows="-" o_t v_t="-" o_rss v_rss="-" ratio="-"
         o_rows=$(rows_ours "${ours[@]}")
         o_t=$(wall "ours-$plugin" "$runs" "${ours[@]}" -o json)
         o_rss=$(rss "${ours[@]}" -o json)
-        if [ $havevol -eq 1 ]; then
+        local saved="$work/vol-$(basename "$image")-$plugin.txt"
+        if [ $reuse -eq 1 ] && [ -s "$saved" ]; then
+            read -r v_t v_rss v_rows < "$saved"
+        elif [ $havevol -eq 1 ]; then
             v_rows=$(rows_vol "${vol[@]}")
             v_t=$(wall "vol-$plugin" "$volruns" "${vol[@]}")
             v_rss=$(rss "${vol[@]}")
+            echo "$v_t $v_rss $v_rows" > "$saved"
+        fi
+        if [ "$v_t" != "-" ]; then
             ratio=$("$python" -c 'import sys; o, v = sys.argv[1], sys.argv[2]; print("%.1fx" % (float(v) / float(o)) if o not in "-?" and v not in "-?" else "-")' "$o_t" "$v_t")
         fi
         echo "| $(basename "$image") ($size MiB) | $plugin | $o_t | $v_t | $ratio | $o_rss | $v_rss | $o_rows / $v_rows |" | tee -a "$table" >&2
