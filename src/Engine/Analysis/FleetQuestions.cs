@@ -91,8 +91,8 @@ public static class FleetQuestions
         string text = value.Trim();
         string? address = text;
         long? port = null;
-        int colon = text.LastIndexOf(':');
         bool bracketed = text.StartsWith('[');
+        int colon = bracketed ? text.IndexOf("]:", StringComparison.Ordinal) is int end and >= 0 ? end + 1 : -1 : text.LastIndexOf(':');
         if (colon >= 0 && (bracketed || text.IndexOf(':') == colon))
         {
             if (!long.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out long p) || p > 65535)
