@@ -45,7 +45,7 @@ internal sealed class FleetWhoHasCommand : Command<FleetWhoHasCommand.Settings>
         public string? Yara { get; init; }
 
         [CommandOption("--connection <ENDPOINT>")]
-        [Description("IP, IP:PORT, [IPv6]:PORT, :PORT or *:PORT, local or remote side")]
+        [Description("IP, IP:PORT, [[IPv6]]:PORT, :PORT or *:PORT, local or remote side")]
         public string? Connection { get; init; }
 
         [CommandOption("--process <NAME>")]

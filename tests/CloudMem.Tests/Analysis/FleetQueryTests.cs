@@ -160,6 +160,18 @@ public sealed class FleetQueryTests(FleetCases fleet) : IClassFixture<FleetCases
         Assert.Contains("the port must be 0 to 65535", Assert.Single(stderr.TrimEnd().Split('\n')), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Help_of_both_commands_prints_their_options_and_examples()
+    {
+        (int exit, string stdout, string stderr) = CliRunner.Run(null, null, "fleet", "who-has", "--help");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("[IPv6]:PORT", stdout, StringComparison.Ordinal);
+        Assert.Contains("cloudmem fleet who-has IR-42.case --connection 203.0.113.7:4444", stdout, StringComparison.Ordinal);
+        (exit, stdout, stderr) = CliRunner.Run(null, null, "fleet", "query", "--help");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("<SQL>", stdout, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("203.0.113.7:4444", "203.0.113.7", 4444L)]
     [InlineData("203.0.113.7", "203.0.113.7", null)]
