@@ -5,8 +5,15 @@ using CloudMem.VmStateParsers;
 
 namespace CloudMem.Tests.Analysis;
 
+/// <summary>The fleet tests share one <see cref="FleetCases"/> (five analyses, built once).</summary>
+[CollectionDefinition(Name)]
+public sealed class FleetCollection : ICollectionFixture<FleetCases>
+{
+    public const string Name = "Fleet cases";
+}
+
 /// <summary>
-/// xunit class fixture: a fleet case laid out as the fleet runner writes it, <c>CASE/captures/ID/</c>, each capture
+/// xunit collection fixture: a fleet case laid out as the fleet runner writes it, <c>CASE/captures/ID/</c>, each capture
 /// analysed by the real path (<see cref="Analyzer.Run"/> then <see cref="CaseWriter.Write"/>): the Linux basic and rootkit
 /// fixtures (the rootkit with a YARA rule for the AWS key id planted in rkhelper's heap, when libyara is there) and the
 /// Windows builder images of the attack, network (reverse shell to 203.0.113.7:4444) and clean scenarios.

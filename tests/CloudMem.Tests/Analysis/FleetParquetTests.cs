@@ -13,7 +13,8 @@ namespace CloudMem.Tests.Analysis;
 /// and with as many rows as each CaseReport has; hyparquet (an independent JavaScript reader) reads the same values and
 /// types; the schema table of docs/ARCHITECTURE.md and the Athena DDL name exactly the columns the writer writes.
 /// </summary>
-public sealed class FleetParquetTests(FleetCases fleet) : IClassFixture<FleetCases>
+[Collection(FleetCollection.Name)]
+public sealed class FleetParquetTests(FleetCases fleet)
 {
     private static readonly string[] TableNames = ["captures", "findings", "processes", "connections", "yara", "runs"];
 

@@ -10,7 +10,8 @@ namespace CloudMem.Tests.Analysis;
 /// captures written out here from the fixtures' truth and the scenario files; SQL with GROUP BY in every output format;
 /// one-line errors with exit 2; exit 1 when no capture has what was asked.
 /// </summary>
-public sealed class FleetQueryTests(FleetCases fleet) : IClassFixture<FleetCases>
+[Collection(FleetCollection.Name)]
+public sealed class FleetQueryTests(FleetCases fleet)
 {
     private (int Exit, string Out, string Err) Cli(params string[] args)
     {
