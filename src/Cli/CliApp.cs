@@ -85,6 +85,17 @@ internal static class CliApp
                     .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
             });
+            // --- fleet: questions over many captures' cases (query, who-has; fleet analyze joins this branch) ---
+            config.AddBranch("fleet", fleet =>
+            {
+                fleet.SetDescription("Many captures as one case: ask questions of all their results");
+                fleet.AddCommand<FleetQueryCommand>("query").Also(() => index.Add<FleetQueryCommand>("fleet query", "Captures"))
+                    .WithExample("fleet", "query", "IR-42.case", "SELECT capture_id, count(*) AS high FROM findings WHERE severity_rank >= 3 GROUP BY capture_id");
+                fleet.AddCommand<FleetWhoHasCommand>("who-has").Also(() => index.Add<FleetWhoHasCommand>("fleet who-has", "Captures"))
+                    .WithExample("fleet", "who-has", "IR-42.case", "--connection", "203.0.113.7:4444")
+                    .WithExample("fleet", "who-has", "IR-42.case", "--finding", "CM-LNX-004");
+            });
+            // --- end fleet ---
             config.AddCommand<BenchCommand>("bench").Also(() => index.Add<BenchCommand>("bench", "Captures"))
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
@@ -138,6 +149,7 @@ internal static class CliApp
         CloudMem.Connectors.Core.CaptureException e => $"error: {e.Message}",
         CloudMem.Engine.Analysis.RuleException e => $"error: {e.Message}",
         CloudMem.Engine.Analysis.CaseDirectoryException e => $"error: {e.Message}",
+        CloudMem.Engine.Analysis.FleetQueryException e => $"error: {e.Message}",
         OperationCanceledException => "cancelled",
         UsageException e => $"usage: {e.Message} (see cloudmem {e.Command} --help)",
         ArgumentException e when e.TargetSite?.DeclaringType == typeof(PluginRegistry) => $"usage: {e.Message}",

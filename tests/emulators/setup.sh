@@ -45,5 +45,7 @@ npm_part s3rver 3.7.1
 npm_part azurite 3.37.0
 # --- AWS: dynalite (DynamoDB over its real wire protocol, LevelDB in memory; the dedupe/lock table and step state) ---
 npm_part dynalite 4.0.0
+# --- Fleet Parquet: hyparquet (a pure-JavaScript Parquet reader), the independent reader of the case Parquet files ---
+npm_part hyparquet 1.31.5
 
 exit 0

@@ -9,7 +9,8 @@ public sealed class CaseDirectoryException(string message) : IOException(message
 /// <summary>
 /// Writes a case directory: <c>case.sqlite</c> (<see cref="CaseDatabase"/>), <c>findings.jsonl</c> (one finding per
 /// line with its evidence rows), <c>timeline.body</c> (<see cref="CaseTimeline.WriteBody"/>) and the two reports people
-/// read, <c>report.html</c> and <c>report.md</c> (<see cref="Reports.CaseReports"/>). Every file is created
+/// read, <c>report.html</c> and <c>report.md</c> (<see cref="Reports.CaseReports"/>), and the Parquet files fleet
+/// queries read (<see cref="CaseParquet"/>: captures, findings, processes, connections, yara, runs). Every file is created
 /// new: an existing non-empty directory is refused before anything is written, and no file is ever overwritten.
 /// </summary>
 public static class CaseWriter
@@ -62,7 +63,8 @@ public static class CaseWriter
         string database = Path.Combine(directory, "case.sqlite");
         CaseDatabase.Write(report, database);
         Reports.CaseReports.WriteAll(report, directory);
+        IReadOnlyList<string> parquet = CaseParquet.Write(report, directory);
         return [database, findings, body, Path.Combine(directory, Reports.CaseReports.HtmlFileName),
-            Path.Combine(directory, Reports.CaseReports.MarkdownFileName)];
+            Path.Combine(directory, Reports.CaseReports.MarkdownFileName), .. parquet];
     }
 }

@@ -26,7 +26,8 @@ public sealed class AnalyzeCliTests(AnalyzedImages images) : IClassFixture<Analy
         Assert.StartsWith("  CRITICAL CM-WIN-005 T1055.012 pid 844 (svchost.exe)", lines[2], StringComparison.Ordinal);
         Assert.Contains($"case: {directory} (report.html, report.md, case.sqlite, findings.jsonl, timeline.body;", stdout, StringComparison.Ordinal);
         Assert.Matches(@"\n  windows\.malfind +\d+\.\d\ds  3 rows\n", stdout);
-        Assert.Equal(["case.sqlite", "findings.jsonl", "report.html", "report.md", "timeline.body"], Directory.GetFiles(directory).Select(Path.GetFileName).Order());
+        Assert.Equal(["captures.parquet", "case.sqlite", "connections.parquet", "findings.jsonl", "findings.parquet", "processes.parquet", "report.html", "report.md",
+            "runs.parquet", "timeline.body", "yara.parquet"], Directory.GetFiles(directory).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.Equal(11, File.ReadAllLines(Path.Combine(directory, "findings.jsonl")).Length);
 
         DateTime written = File.GetLastWriteTimeUtc(Path.Combine(directory, "case.sqlite"));
