@@ -29,9 +29,10 @@ if [ ! -f "$isf" ]; then echo "skipped: ISF $isf is missing (set ISF)"; exit 0; 
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rootkit-vol3.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/cache" "$work/symbols/linux"
+cache="${VOL3_CACHE:-$work/cache}"   # VOL3_CACHE: reuse a warm Volatility cache
+mkdir -p "$cache" "$work/symbols/linux"
 ln -s "$isf" "$work/symbols/linux/"
-vol() { (cd "$vol3" && "$python" vol.py -q --offline --cache-path "$work/cache" -s "$work/symbols" -r json -f "$raw" "$1") >"$work/vol.$2.json" 2>"$work/vol.err" \
+vol() { (cd "$vol3" && "$python" vol.py -q --offline --cache-path "$cache" -s "$work/symbols" -r json -f "$raw" "$1") >"$work/vol.$2.json" 2>"$work/vol.err" \
     || { echo "FAIL: volatility $1 failed:" >&2; cat "$work/vol.err" >&2; exit 1; }; }
 for pair in linux.ebpf.EBPF:ebpf linux.check_syscall.Check_syscall:check_syscall linux.check_idt.Check_idt:check_idt linux.tty_check.tty_check:tty_check; do
     vol "${pair%%:*}" "${pair#*:}"
