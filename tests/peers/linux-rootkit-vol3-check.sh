@@ -4,7 +4,8 @@
 #   - ebpf: the same programs (name, tag, type). Volatility 3 lists programs only; our maps and links (linux.ebpf.maps,
 #     linux.ebpf.links) have no peer and are checked against the guest's fdinfo in the unit tests.
 #   - check_syscall: the same handler address in every slot both list, and the same slots pointing outside the kernel
-#     (Volatility names them UNKNOWN: its module list no longer holds the hidden rootkit module).
+#     (Volatility names them UNKNOWN: its module list no longer holds the hidden rootkit module). Volatility prints
+#     addresses as their low 48 bits; those are compared.
 #   - check_idt: Volatility checks vectors 0-19 and 0x80 only; their handlers must equal ours. The hooked gate 0xee is
 #     outside what it checks: only we report it (owner: the hidden module).
 #   - tty_check: Volatility shows each terminal's receive_buf; it must equal our receive_buf row for that terminal, and
@@ -46,6 +47,7 @@ vol = lambda n: json.load(open(f"{w}/vol.{n}.json"))
 ours = lambda n: json.load(open(f"{w}/ours.{n}.json"))["rows"]
 num = lambda v: v if isinstance(v, int) else int(str(v), 16 if str(v).lower().startswith("0x") else 10)
 failures = []
+M = (1 << 48) - 1
 def check(name, ok, detail):
     print(("ok   " if ok else "FAIL ") + name + ": " + detail)
     if not ok:
@@ -56,23 +58,22 @@ vp = sorted((r["Name"], r["Tag"], r["Type"].removeprefix("BPF_PROG_TYPE_")) for 
 op = sorted((r["name"], r["tag"], r["type"]) for r in ours("ebpf"))
 check("ebpf programs", vp == op and len(op) > 0, f"volatility {vp}, cloudmem {op}")
 
-# sys_call_table: every slot both list has the same handler; the same slots point outside kernel and module text
-vs = {(r["Table Name"], num(r["Index"])): (num(r["Handler Address"]), r["Handler Symbol"]) for r in vol("check_syscall")}
-os_ = {(r["table"], r["index"]): r for r in ours("check_syscall")}
-table_names = {"64bit": "sys_call_table", "32bit": "ia32_sys_call_table", "x32": "x32_sys_call_table"}
-vs = {(table_names.get(t, t), i): v for (t, i), v in vs.items()}
+# sys_call_table: every slot both list has the same handler; the same slots point outside kernel and module text.
+# Volatility prints addresses as their low 48 bits: compare those.
+vs = {(num(r["Table Address"]) & M, num(r["Index"])): (num(r["Handler Address"]) & M, r["Handler Symbol"]) for r in vol("check_syscall")}
+os_ = {(num(r["tableAddress"]) & M, r["index"]): r for r in ours("check_syscall")}
 both = sorted(set(vs) & set(os_))
-differ = [k for k in both if vs[k][0] != num(os_[k]["handler"])]
+differ = [k for k in both if vs[k][0] != num(os_[k]["handler"]) & M]
 check("check_syscall handlers", len(both) > 300 and not differ, f"{len(both)} slots in both, {len(differ)} differ {differ[:5]}")
 vol_unknown = sorted(k for k in both if vs[k][1] == "UNKNOWN")
 our_hooked = sorted(k for k in both if os_[k]["hooked"])
-want = sorted(("sys_call_table", h["nr"]) for h in truth["rootkit"]["hooked_syscalls"])
+want = sorted((int(h["table"], 16) & M, h["nr"]) for h in truth["rootkit"]["hooked_syscalls"])
 check("check_syscall hooked slots", vol_unknown == our_hooked == want, f"volatility UNKNOWN {vol_unknown}, cloudmem hooked {our_hooked}, truth {want}")
 
 # IDT: Volatility checks 0-19 and 0x80
-vi = {num(r["Index"]): num(r["Address"]) for r in vol("check_idt")}
+vi = {num(r["Index"]): num(r["Address"]) & M for r in vol("check_idt")}
 oi = {r["vector"]: r for r in ours("check_idt")}
-differ = [v for v in vi if v not in oi or num(oi[v]["handler"]) != vi[v]]
+differ = [v for v in vi if v not in oi or num(oi[v]["handler"]) & M != vi[v]]
 check("check_idt vectors 0-19, 0x80", len(vi) >= 20 and not differ, f"{len(vi)} vectors, differing {differ}")
 gate = truth["rootkit"]["hooked_idt"]
 flagged = [(r["vector"], num(r["handler"]), r["owner"].lower()) for r in ours("check_idt") if r["finding"]]
@@ -80,11 +81,11 @@ check("check_idt hooked gate (cloudmem only)", flagged == [(gate["vector"], int(
       f"cloudmem flags {flagged}; volatility does not look at vector {gate['vector']}")
 
 # tty: receive_buf per terminal
-vt = {r["Name"]: (num(r["Address"]), r["Module"], r["Symbol"]) for r in vol("tty_check")}
+vt = {r["Name"]: (num(r["Address"]) & M, r["Module"], r["Symbol"]) for r in vol("tty_check")}
 ot = {r["tty"]: r for r in ours("tty_check") if r["function"] == "receive_buf"}
-differ = [t for t in vt if t not in ot or num(ot[t]["handler"]) != vt[t][0]]
+differ = [t for t in vt if t not in ot or num(ot[t]["handler"]) & M != vt[t][0]]
 check("tty_check receive_buf", vt and not differ, f"{sorted(vt)} in both, differing {differ}")
-hooked = {h["tty"]: int(h["hook"], 16) for h in truth["rootkit"]["hooked_tty"] if h["function"] == "receive_buf"}
+hooked = {h["tty"]: int(h["hook"], 16) & M for h in truth["rootkit"]["hooked_tty"] if h["function"] == "receive_buf"}
 check("tty_check hooked terminal", all(vt.get(t, (0, "", ""))[0] == a and ot[t]["owner"].lower() == "hiddenmodule" for t, a in hooked.items()) and hooked,
       f"truth {hooked}; volatility {[(t, hex(v[0]), v[1], v[2]) for t, v in vt.items() if t in hooked]}; cloudmem {[(t, ot[t]['owner'], ot[t]['module']) for t in hooked]}")
 print("PASS" if not failures else "FAIL"); sys.exit(1 if failures else 0)
