@@ -59,15 +59,17 @@ op = sorted((r["name"], r["tag"], r["type"]) for r in ours("ebpf"))
 check("ebpf programs", vp == op and len(op) > 0, f"volatility {vp}, cloudmem {op}")
 
 # sys_call_table: every slot both list has the same handler; the same slots point outside kernel and module text.
-# Volatility prints addresses as their low 48 bits: compare those.
-vs = {(num(r["Table Address"]) & M, num(r["Index"])): (num(r["Handler Address"]) & M, r["Handler Symbol"]) for r in vol("check_syscall")}
-os_ = {(num(r["tableAddress"]) & M, r["index"]): r for r in ours("check_syscall")}
+# Volatility prints addresses as their low 48 bits: compare those. Its "Table Address" is the link-time address (no
+# KASLR slide), so slots are keyed by table name: its 64bit is sys_call_table, its 32bit ia32_sys_call_table.
+tables = {"64bit": "sys_call_table", "32bit": "ia32_sys_call_table"}
+vs = {(tables.get(r["Table Name"], r["Table Name"]), num(r["Index"])): (num(r["Handler Address"]) & M, r["Handler Symbol"]) for r in vol("check_syscall")}
+os_ = {(r["table"], r["index"]): r for r in ours("check_syscall")}
 both = sorted(set(vs) & set(os_))
 differ = [k for k in both if vs[k][0] != num(os_[k]["handler"]) & M]
 check("check_syscall handlers", len(both) > 300 and not differ, f"{len(both)} slots in both, {len(differ)} differ {differ[:5]}")
 vol_unknown = sorted(k for k in both if vs[k][1] == "UNKNOWN")
 our_hooked = sorted(k for k in both if os_[k]["hooked"])
-want = sorted((int(h["table"], 16) & M, h["nr"]) for h in truth["rootkit"]["hooked_syscalls"])
+want = sorted(("sys_call_table", h["nr"]) for h in truth["rootkit"]["hooked_syscalls"])
 check("check_syscall hooked slots", vol_unknown == our_hooked == want, f"volatility UNKNOWN {vol_unknown}, cloudmem hooked {our_hooked}, truth {want}")
 
 # IDT: Volatility checks 0-19 and 0x80
