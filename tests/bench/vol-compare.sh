@@ -15,6 +15,11 @@
 #                   processes from the image builder (--size 2047m --extra-processes 491 --dense yes --pad-to 4g)
 #   Without images the defaults are .fixtures/dense/memory.raw (else .fixtures/basic/memory.raw) and
 #   $WORK/win4g-dense.raw when present.
+#   A plugin list entry OURS=VOL names Volatility's plugin when it differs. linux.secrets=yarascan.YaraScan: Volatility 3
+#   has no secrets scan; its YARA scan runs tests/bench/secrets.yar (the same patterns) over the kernel's view of memory,
+#   which holds every page. (Its linux.vmayarascan, the per-process scan, reads nothing in 2.11.0: it takes each VMA's
+#   size for its end, so every read has a negative length.)
+#   Volatility 3 2.11 has no interface plugin (linux.ip.addr/link, ifconfig): those are not in the default list.
 # Env:   VOL3_DIR (default /tmp/vol3), PYTHON (/usr/bin/python3), SYMBOLS (../shared/symbols), PEERS (../shared/peers),
 #        WORK (default ~/.cache/cloudmem/bench: images and caches), CLOUDMEM_CACHE_DIR (default WORK/profiles)
 # Time: with the default plugin lists and 5 runs each, about 3 min for CloudMem and 25-40 min for Volatility 3 on a
@@ -25,7 +30,7 @@ vol3="${VOL3_DIR:-/tmp/vol3}"
 python="${PYTHON:-/usr/bin/python3}"
 work="${WORK:-${HOME:-/root}/.cache/cloudmem/bench}"
 linux="" ; windows=""; runs=5; volruns=5; out=""; build=0; reuse=0
-linux_plugins="linux.pslist linux.psaux linux.pstree linux.psscan linux.lsmod linux.sockstat linux.malfind linux.bash linux.envars linux.check_syscall linux.check_modules linux.hidden_modules"
+linux_plugins="linux.pslist linux.psaux linux.pstree linux.psscan linux.lsmod linux.sockstat linux.malfind linux.bash linux.envars linux.check_syscall linux.check_modules linux.hidden_modules linux.lsof linux.mountinfo linux.elfs linux.ebpf linux.netfilter linux.check_idt linux.tty_check linux.keyboard_notifiers linux.secrets=yarascan.YaraScan"
 windows_plugins="windows.pslist windows.pstree windows.psscan windows.dlllist windows.cmdline windows.envars windows.modules windows.modscan windows.handles windows.threads windows.getsids windows.vadinfo windows.malfind windows.info"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -105,9 +110,11 @@ compare() {   # os image plugins...
     local ours_symbols=() vol_symbols=()
     if [ "$os" = windows ]; then ours_symbols=(--symbols "$symbols"); vol_symbols=(-s "$symbols"); else vol_symbols=(-s "$work/vol3-symbols"); fi
     cat "$image" > /dev/null   # into the OS page cache
-    for plugin in "$@"; do
+    for entry in "$@"; do
+        local plugin="${entry%%=*}" volplugin="${entry#*=}" volargs=()
+        case "$volplugin" in *yarascan*|*YaraScan*) volargs=(--yara-file "$root/tests/bench/secrets.yar");; esac
         local ours=("$cli" "$plugin" "$image" "${ours_symbols[@]}")
-        local vol=("$python" "$vol3/vol.py" -q --offline --cache-path "$work/vol3-cache" "${vol_symbols[@]}" -r json -f "$image" "$plugin")
+        local vol=("$python" "$vol3/vol.py" -q --offline --cache-path "$work/vol3-cache" "${vol_symbols[@]}" -r json -f "$image" "$volplugin" "${volargs[@]}")
         local o_rows v_rows="-" o_t v_t="-" o_rss v_rss="-" ratio="-"
         o_rows=$(rows_ours "${ours[@]}")
         o_t=$(wall "ours-$plugin" "$runs" "${ours[@]}" -o json)
@@ -124,6 +131,7 @@ compare() {   # os image plugins...
         if [ "$v_t" != "-" ]; then
             ratio=$("$python" -c 'import sys; o, v = sys.argv[1], sys.argv[2]; print("%.1fx" % (float(v) / float(o)) if o not in "-?" and v not in "-?" else "-")' "$o_t" "$v_t")
         fi
+        [ "$volplugin" = "$plugin" ] || plugin="$plugin (Vol: $volplugin)"
         echo "| $(basename "$image") ($size MiB) | $plugin | $o_t | $v_t | $ratio | $o_rss | $v_rss | $o_rows / $v_rows |" | tee -a "$table" >&2
     done
 }

@@ -28,7 +28,7 @@ public sealed record LinuxBpfProgram(int Id, string Type, string Name, string? T
 /// linux.ebpf: the programs in the kernel's prog_idr (every loaded eBPF program, whatever holds it: a file descriptor, a pin, a
 /// link), read from the IDR's xarray. Type and attach-type names come from the kernel's own BTF enums.
 /// </summary>
-public static class LinuxEbpf
+public static partial class LinuxEbpf
 {
     private const long MaxPrograms = 1 << 20;
 
@@ -40,33 +40,26 @@ public static class LinuxEbpf
         TypeModel t = context.Types;
         IVirtualMemory k = context.Kernel.Kernel;
         int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        int head = O("idr", "idr_rt.xa_head"), progType = O("bpf_prog", "type"), progAux = O("bpf_prog", "aux"), auxId = O("bpf_prog_aux", "id"),
+        int progType = O("bpf_prog", "type"), progAux = O("bpf_prog", "aux"), auxId = O("bpf_prog_aux", "id"),
             auxName = O("bpf_prog_aux", "name"), tag = O("bpf_prog", "tag"), len = O("bpf_prog", "len"), jitedLen = O("bpf_prog", "jited_len"),
             func = O("bpf_prog", "bpf_func"), attachType = O("bpf_prog", "expected_attach_type"), attachName = O("bpf_prog_aux", "attach_func_name"),
-            loadTime = O("bpf_prog_aux", "load_time"), idrBase = O("idr", "idr_base");
-        var xarray = new KernelXArray(t);
-        if (!context.Kernel.Symbols.TryGetAddress("prog_idr", out ulong idr) || head < 0 || progType < 0 || progAux < 0 || auxId < 0 || !xarray.Available)
+            loadTime = O("bpf_prog_aux", "load_time");
+        if (progType < 0 || progAux < 0 || auxId < 0 || Idr(context, "prog_idr", notes) is not { } idr)
         {
             notes.Add($"prog_idr (kallsyms; a kernel without CONFIG_BPF_SYSCALL?) or idr, xa_node, bpf_prog.type/aux, bpf_prog_aux.id ({t.Source}) is not available");
             return new RowsReport<LinuxBpfProgram>("linux.ebpf", rows, notes);
         }
-        IReadOnlyDictionary<string, long> types = t.FindType("bpf_prog_type")?.Resolve().EnumValues ?? new Dictionary<string, long>();
-        IReadOnlyDictionary<string, long> attachTypes = t.FindType("bpf_attach_type")?.Resolve().EnumValues ?? new Dictionary<string, long>();
-        uint first = idrBase >= 0 && k.TryReadUInt32(idr + (ulong)idrBase, out uint b) ? b : 0;
-        if (!k.TryReadUInt64(idr + (ulong)head, out ulong root))
-        {
-            notes.Add($"prog_idr at 0x{idr:X} is unreadable");
-            return new RowsReport<LinuxBpfProgram>("linux.ebpf", rows, notes);
-        }
-        foreach ((long index, (ulong prog, _)) in xarray.Entries(k, root, MaxPrograms, notes, "prog_idr"))
+        IReadOnlyDictionary<string, long> types = EnumValues(t, "bpf_prog_type");
+        IReadOnlyDictionary<string, long> attachTypes = EnumValues(t, "bpf_attach_type");
+        foreach ((int index, ulong prog) in idr)
         {
             ct.ThrowIfCancellationRequested();
             var doubts = new List<string>();
             ulong aux = k.TryReadUInt64(prog + (ulong)progAux, out ulong a) ? a : 0;
-            int id = aux != 0 && k.TryReadUInt32(aux + (ulong)auxId, out uint i) ? (int)i : (int)(index + first);
-            if (id != index + first)
+            int id = aux != 0 && k.TryReadUInt32(aux + (ulong)auxId, out uint i) ? (int)i : index;
+            if (id != index)
             {
-                doubts.Add($"aux.id {id} is not its IDR index {index + first}");
+                doubts.Add($"aux.id {id} is not its IDR index {index}");
             }
             uint typeValue = k.TryReadUInt32(prog + (ulong)progType, out uint tv) ? tv : uint.MaxValue;
             string name = auxName >= 0 && aux != 0 ? k.ReadCString(aux + (ulong)auxName, 16) ?? "?" : "?";
@@ -86,6 +79,29 @@ public static class LinuxEbpf
         }
         return new RowsReport<LinuxBpfProgram>("linux.ebpf", rows, notes);
     }
+
+    /// <summary>The entries of the kernel IDR <paramref name="symbol"/> (prog_idr, map_idr, link_idr) as (id, pointer), in id order;
+    /// null when the symbol or the IDR layout is not available, empty (with a note) when its root does not read.</summary>
+    private static List<(int Id, ulong Pointer)>? Idr(LinuxContext context, string symbol, List<string> notes)
+    {
+        TypeModel t = context.Types;
+        IVirtualMemory k = context.Kernel.Kernel;
+        var xarray = new KernelXArray(t);
+        if (!context.Kernel.Symbols.TryGetAddress(symbol, out ulong idr) || !t.TryGetOffset("idr", "idr_rt.xa_head", out int head) || !xarray.Available)
+        {
+            return null;
+        }
+        uint first = t.TryGetOffset("idr", "idr_base", out int idrBase) && k.TryReadUInt32(idr + (ulong)idrBase, out uint b) ? b : 0;
+        if (!k.TryReadUInt64(idr + (ulong)head, out ulong root))
+        {
+            notes.Add($"{symbol} at 0x{idr:X} is unreadable");
+            return [];
+        }
+        return xarray.Entries(k, root, MaxPrograms, notes, symbol).Select(e => ((int)(e.Key + first), e.Value.Entry)).ToList();
+    }
+
+    private static IReadOnlyDictionary<string, long> EnumValues(TypeModel t, string name)
+        => t.FindType(name)?.Resolve().EnumValues ?? new Dictionary<string, long>();
 
     private static string EnumName(IReadOnlyDictionary<string, long> values, uint value, string prefix)
     {

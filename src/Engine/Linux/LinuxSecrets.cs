@@ -146,7 +146,7 @@ public static partial class LinuxSecrets
         FindAzure(data, (at, kind, length, preview, value) => Add(at, kind, length, preview, value, null));
     }
 
-    private static string Redact(string text) => text.Length <= PreviewChars ? "…" : $"{text[..PreviewChars]}… ({text.Length} chars)";
+    internal static string Redact(string text) => text.Length <= PreviewChars ? "…" : $"{text[..PreviewChars]}… ({text.Length} chars)";
 
     private static IEnumerable<int> All(ReadOnlySpan<byte> data, ReadOnlySpan<byte> needle)
     {

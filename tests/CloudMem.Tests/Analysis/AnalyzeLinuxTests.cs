@@ -81,14 +81,17 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         }
 
         // truth.json "rootkit": hidden module cloudmem_rk, kill and getdents64 hooked, netfilter hook, kprobe and keyboard
-        // notifier in the module, task 113 hidden, secrets (PEM key, AWS key pair, Azure SAS token and connection string)
-        // in 119, a socket-filter eBPF program, the deleted dropper script still cached.
+        // notifier in the module, IDT gate 0xee and ttyS0's receive_buf/receive_buf2 pointing into it, task 113 hidden, secrets
+        // (PEM key, AWS key pair, Azure SAS token and connection string) in 119, a socket-filter and a raw-tracepoint eBPF program,
+        // a user and a logon key in root's keyring, the deleted dropper script still cached.
         (string, string, long?)[] planted =
         [
             ("CM-LNX-001", "T1014", null), ("CM-LNX-002", "T1014", null), ("CM-LNX-002", "T1014", null),
             ("CM-LNX-003", "T1014", null), ("CM-LNX-004", "T1014", null), ("CM-LNX-005", "T1014", 113),
             ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119), ("CM-LNX-011", "T1552", 119),
             ("CM-LNX-015", "T1056.001", null), ("CM-LNX-018", "T1205.002", null), ("CM-LNX-020", "T1070.004", null),
+            ("CM-LNX-016", "T1014", null), ("CM-LNX-017", "T1056.001", null), ("CM-LNX-017", "T1056.001", null),
+            ("CM-LNX-019", "T1014", null), ("CM-LNX-021", "T1552", null), ("CM-LNX-021", "T1552", null),
         ];
         Assert.Equal(planted.Concat(s_basicFindings).Order(), findings.Select(Key).Order());
         Assert.Equal(Severity.Critical, findings[0].Severity);
@@ -110,6 +113,16 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         Assert.Contains(analyzed.Report.Processes, p => p is { Pid: 113, Hidden: true });
         Assert.Equal(["AwsAccessKey", "AzureConnectionString", "AzureSasToken", "PemPrivateKey"], findings.Where(f => f.RuleId == "CM-LNX-011")
             .Select(f => Assert.IsType<LinuxSecret>(Assert.Single(f.Evidence).Row).Kind.ToString()).Order());
+
+        LinuxIdtEntry gate = Assert.IsType<LinuxIdtEntry>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-016").Evidence).Row);
+        Assert.Equal((rk.GetProperty("hooked_idt").GetProperty("vector").GetInt32(), Hex(rk.GetProperty("hooked_idt").GetProperty("hook")), "cloudmem_rk"),
+            (gate.Vector, gate.Handler, gate.Module));
+        Assert.Equal(rk.GetProperty("hooked_tty").EnumerateArray().Select(h => (h.GetProperty("function").GetString(), Hex(h.GetProperty("hook")))).Order(),
+            findings.Where(f => f.RuleId == "CM-LNX-017").Select(f => Assert.IsType<LinuxTtyHandler>(Assert.Single(f.Evidence).Row))
+                .Select(r => ((string?)r.Function, r.Handler)).Order());
+        Assert.Equal("cloudmem_rk_rtp", Assert.IsType<LinuxBpfProgram>(Assert.Single(findings.Single(f => f.RuleId == "CM-LNX-019").Evidence).Row).Name);
+        Assert.Equal(rk.GetProperty("keys").EnumerateArray().Select(k => k.GetProperty("serial").GetInt32()).Order(),
+            findings.Where(f => f.RuleId == "CM-LNX-021").Select(f => Assert.IsType<LinuxKey>(Assert.Single(f.Evidence).Row).Serial).Order());
     }
 
     [SkippableFact]
@@ -123,7 +136,9 @@ public sealed class AnalyzeLinuxTests(AnalyzedImages images, ITestOutputHelper o
         string jsonl = File.ReadAllText(Path.Combine(analyzed.CaseDirectory, "findings.jsonl"));
         Assert.Contains("rkhelper", jsonl, StringComparison.Ordinal);
         byte[] database = File.ReadAllBytes(Path.Combine(analyzed.CaseDirectory, "case.sqlite"));
-        foreach (string needle in new[] { secret, keyLine })
+        string[] keyPayloads = [.. truth.RootElement.GetProperty("rootkit").GetProperty("keys").EnumerateArray().Select(k => k.GetProperty("payload").GetString()![4..])];
+        Assert.Equal(2, keyPayloads.Length);
+        foreach (string needle in keyPayloads.Append(secret).Append(keyLine))
         {
             Assert.DoesNotContain(needle, jsonl, StringComparison.Ordinal);
             Assert.Equal(-1, database.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(needle)));
