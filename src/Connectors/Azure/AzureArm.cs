@@ -64,71 +64,6 @@ internal sealed class AzureArm
         options.SetApiVersion(s_nsg, NetworkApiVersion);
         options.AddPolicy(Log, HttpPipelinePosition.PerRetry);
         _client = new ArmClient(credential, subscriptionId, options);
-        _endpoint = settings.Endpoint ?? ArmEnvironment.AzurePublicCloud.Endpoint;
-        string audience = (settings.Audience ?? settings.Endpoint?.GetLeftPart(UriPartial.Authority) ?? ArmEnvironment.AzurePublicCloud.Audience).TrimEnd('/');
-        _pipeline = HttpPipelineBuilder.Build(options, new BearerTokenAuthenticationPolicy(credential, audience + "/.default"));
-    }
-
-    private readonly Uri _endpoint;
-    private readonly HttpPipeline _pipeline;
-
-    /// <summary>
-    /// One GET of a long-running operation's Azure-AsyncOperation URL (saved by an earlier worker), and of its Location
-    /// (<paramref name="result"/>) when it succeeded without the Run Command output in its body. Both must be on the ARM
-    /// endpoint's host: the bearer token goes to no other host, whatever the saved state says.
-    /// </summary>
-    public async Task<AzureOperationStatus> GetOperationAsync(Uri operation, Uri? result, CancellationToken cancellationToken)
-    {
-        using JsonDocument status = await GetJsonAsync(operation, cancellationToken).ConfigureAwait(false);
-        JsonElement root = status.RootElement;
-        string state = root.TryGetProperty("status", out JsonElement s) && s.ValueKind == JsonValueKind.String ? s.GetString()! : "unknown";
-        bool done = state is "Succeeded" or "Failed" or "Canceled";
-        string? error = root.TryGetProperty("error", out JsonElement e) && e.ValueKind == JsonValueKind.Object && e.TryGetProperty("message", out JsonElement m) ? m.ToString() : null;
-        if (!done || state != "Succeeded")
-        {
-            return new AzureOperationStatus(done, state, null, error);
-        }
-        if (root.TryGetProperty("properties", out JsonElement properties) && properties.ValueKind == JsonValueKind.Object
-            && properties.TryGetProperty("output", out JsonElement output))
-        {
-            return new AzureOperationStatus(true, state, Messages(output), error);
-        }
-        if (result is null)
-        {
-            return new AzureOperationStatus(true, state, "", error);
-        }
-        using JsonDocument final = await GetJsonAsync(result, cancellationToken).ConfigureAwait(false);
-        return new AzureOperationStatus(true, state, Messages(final.RootElement), error);
-    }
-
-    private static string Messages(JsonElement output)
-        => output.ValueKind == JsonValueKind.Object && output.TryGetProperty("value", out JsonElement values) && values.ValueKind == JsonValueKind.Array
-            ? string.Join("\n", values.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Object && v.TryGetProperty("message", out JsonElement m) ? m.ToString() : ""))
-            : "";
-
-    private async Task<JsonDocument> GetJsonAsync(Uri url, CancellationToken cancellationToken)
-    {
-        if (!string.Equals(url.Host, _endpoint.Host, StringComparison.OrdinalIgnoreCase) || url.Port != _endpoint.Port || url.Scheme != _endpoint.Scheme)
-        {
-            throw new CaptureException($"operation URL {url.GetLeftPart(UriPartial.Path)} is not on the ARM endpoint {_endpoint.GetLeftPart(UriPartial.Authority)}: not followed");
-        }
-        using HttpMessage message = _pipeline.CreateMessage();
-        message.Request.Method = RequestMethod.Get;
-        message.Request.Uri.Reset(url);
-        await _pipeline.SendAsync(message, cancellationToken).ConfigureAwait(false);
-        Response response = message.Response;
-        if (response.Status is < 200 or > 299)
-        {
-            throw new CaptureException($"GET {url.AbsolutePath} answered HTTP {response.Status}: {AzureCaptureConnector.Describe(new RequestFailedException(response))}");
-        }
-        try
-        {
-            return JsonDocument.Parse(response.Content.ToMemory());
-        }
-        catch (JsonException ex)
-        {
-            throw new CaptureException($"GET {url.AbsolutePath}: the body is not JSON ({CaptureException.OneLine(ex.Message)})", ex);
-        }
     }
 
     /// <summary>Request ids of every ARM response.</summary>
@@ -159,16 +94,47 @@ internal sealed class AzureArm
             data.NetworkProfile?.NetworkInterfaces?.Where(n => n.Id is not null).Select(n => n.Id!.ToString()).ToArray() ?? []);
     }
 
-    /// <summary>POST runCommand; returns the started long-running operation.</summary>
-    public async Task<ArmOperation<VirtualMachineRunCommandResult>> StartRunCommandAsync(
-        ResourceIdentifier vmId, string commandId, IReadOnlyList<string> script, CancellationToken cancellationToken)
+    /// <summary>
+    /// PUT virtualMachines/{vm}/runCommands/{name} (managed Run Command, v2): our script as its source, the SAS URLs as
+    /// protectedParameters only, asyncExecution (the PUT completes once the script starts; we poll the instance view)
+    /// and timeoutInSeconds (Azure stops the script then). Waits only until ARM accepted the resource.
+    /// </summary>
+    public async Task StartManagedRunCommandAsync(ResourceIdentifier vmId, string name, string location, string script,
+        IReadOnlyDictionary<string, string> protectedParameters, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var input = new RunCommandInput(commandId);
-        foreach (string line in script)
+        var data = new VirtualMachineRunCommandData(new AzureLocation(location))
         {
-            input.Script.Add(line);
+            Source = new VirtualMachineRunCommandScriptSource { Script = script },
+            AsyncExecution = true,
+            TimeoutInSeconds = checked((int)Math.Ceiling(timeout.TotalSeconds)),
+        };
+        foreach ((string key, string value) in protectedParameters)
+        {
+            data.ProtectedParameters.Add(new RunCommandInputParameter(key, value));
         }
-        return await Vm(vmId).RunCommandAsync(WaitUntil.Started, input, cancellationToken).ConfigureAwait(false);
+        await Vm(vmId).GetVirtualMachineRunCommands().CreateOrUpdateAsync(WaitUntil.Started, name, data, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>GET runCommands/{name}?$expand=instanceView; null when the run command does not exist (an instance view may be absent right after the PUT).</summary>
+    public async Task<(bool Exists, VirtualMachineRunCommandInstanceView? View)> GetManagedRunCommandAsync(ResourceIdentifier vmId, string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            Response<VirtualMachineRunCommandResource> found = await Vm(vmId).GetVirtualMachineRunCommandAsync(name, "instanceView", cancellationToken).ConfigureAwait(false);
+            return (true, found.Value.Data.InstanceView);
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return (false, null);
+        }
+    }
+
+    /// <summary>DELETE runCommands/{name} (started; Azure removes the extension state and its stored protected parameters).</summary>
+    public async Task DeleteManagedRunCommandAsync(ResourceIdentifier vmId, string name, CancellationToken cancellationToken)
+    {
+        VirtualMachineRunCommandResource command = _client.GetVirtualMachineRunCommandResource(
+            VirtualMachineRunCommandResource.CreateResourceIdentifier(vmId.SubscriptionId!, vmId.ResourceGroupName!, vmId.Name, name));
+        await command.DeleteAsync(WaitUntil.Started, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>POST deallocate?hibernate=true; returns the started operation.</summary>

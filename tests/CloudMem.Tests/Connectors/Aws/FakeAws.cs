@@ -66,6 +66,9 @@ public sealed partial class FakeAws : IDisposable
     /// <summary>Called when a command arrives, before the guest script runs (tests tamper with the world here).</summary>
     public Action? BeforeRun { get; set; }
 
+    /// <summary>A command put before the guest's bash (e.g. strace and its options).</summary>
+    public IReadOnlyList<string> GuestPrefix { get; set; } = [];
+
     /// <summary>Environment for the guest script (e.g. CLOUDMEM_GUEST_MEMINFO).</summary>
     public Dictionary<string, string> GuestEnvironment { get; } = [];
 
@@ -372,7 +375,7 @@ public sealed partial class FakeAws : IDisposable
         {
             string path = Path.Combine(Path.GetTempPath(), $"cloudmem-fake-ssm-{id}.sh");
             File.WriteAllText(path, script);
-            var start = new ProcessStartInfo("bash", [path]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            var start = new ProcessStartInfo(GuestPrefix.Count > 0 ? GuestPrefix[0] : "bash", [.. GuestPrefix.Skip(1), .. GuestPrefix.Count > 0 ? new[] { "bash" } : [], path]) { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach ((string key, string value) in GuestEnvironment)
             {
                 start.Environment[key] = value;
