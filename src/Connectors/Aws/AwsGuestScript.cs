@@ -121,7 +121,7 @@ part_put() {
     fi
     curl -sS -f -X PUT "${md5header[@]}" --upload-file "$2" -D "$ram/headers" -o /dev/null \
         --connect-timeout 10 --max-time 1800 "${urls[$1]}" 2>"$ram/curl.err" || rc=$?
-    [ "$rc" -eq 0 ] || { echo "CLOUDMEM_CURL_EXIT $1 $rc" >&2; return 1; }
+    [ "$rc" -eq 0 ] || { echo "curl=$rc" > "$ram/why"; return 1; }
     tr -d '\r"' < "$ram/headers" | awk 'tolower($1) == "etag:" {print $2}' | tail -n 1
 }
 @UPLOAD@

@@ -6,6 +6,7 @@ using Azure.Core.Pipeline;
 using Azure.ResourceManager;
 using Azure.ResourceManager.Compute;
 using Azure.ResourceManager.Compute.Models;
+using Azure.ResourceManager.Models;
 using Azure.ResourceManager.Resources;
 using CloudMem.Connectors.Core;
 
@@ -177,33 +178,104 @@ internal sealed class AzureArm
     /// <summary>GET the NIC, set properties.networkSecurityGroup, PUT it back; returns the NSG id it had before.</summary>
     public async Task<string?> SetNicNsgAsync(string nicId, string nsgId, CancellationToken cancellationToken)
     {
-        GenericResource nic = (await _client.GetGenericResource(new ResourceIdentifier(nicId)).GetAsync(cancellationToken).ConfigureAwait(false)).Value;
-        string? previous = NsgOf(nic.Data);
-        JsonObject properties = nic.Data.Properties is null
-            ? new JsonObject()
-            : JsonNode.Parse(nic.Data.Properties.ToString())?.AsObject() ?? new JsonObject();
-        properties["networkSecurityGroup"] = new JsonObject { ["id"] = nsgId };
-        // Read-only members must not be sent back.
-        properties.Remove("provisioningState");
-        properties.Remove("resourceGuid");
-        var update = new GenericResourceData(nic.Data.Location)
+        string? previous = null;
+        GenericResourceData after = await UpdateAsync(nicId, properties =>
         {
-            Properties = BinaryData.FromString(properties.ToJsonString()),
-            Kind = nic.Data.Kind,
-        };
-        foreach ((string key, string value) in nic.Data.Tags)
-        {
-            update.Tags[key] = value;
-        }
-        // PUT (networkInterfaces PATCH only changes tags).
-        ArmOperation<GenericResource> operation = await _client.GetGenericResources()
-            .CreateOrUpdateAsync(WaitUntil.Completed, nic.Id, update, cancellationToken).ConfigureAwait(false);
-        string? now = NsgOf(operation.Value.Data);
+            previous = properties["networkSecurityGroup"]?["id"]?.GetValue<string>();
+            properties["networkSecurityGroup"] = new JsonObject { ["id"] = nsgId };
+            return true;
+        }, cancellationToken).ConfigureAwait(false);
+        string? now = NsgOf(after);
         if (!string.Equals(now, nsgId, StringComparison.OrdinalIgnoreCase))
         {
             throw new InvalidOperationException($"NIC {nicId} reports NSG '{now ?? "none"}' after the update, not {nsgId}");
         }
         return previous;
+    }
+
+    /// <summary>
+    /// Sets properties.flushConnection = true on an NSG (Azure then re-evaluates the flows it already allowed when its
+    /// rules change or it is attached, instead of letting established connections live on); false when it already was.
+    /// </summary>
+    public async Task<bool> EnableFlushConnectionAsync(string nsgId, CancellationToken cancellationToken)
+    {
+        bool changed = false;
+        GenericResourceData after = await UpdateAsync(nsgId, properties =>
+        {
+            changed = properties["flushConnection"]?.GetValue<bool>() != true;
+            properties["flushConnection"] = true;
+            return changed;
+        }, cancellationToken).ConfigureAwait(false);
+        JsonNode? now = after.Properties is null ? null : JsonNode.Parse(after.Properties.ToString())?["flushConnection"];
+        if (now?.GetValue<bool>() != true)
+        {
+            throw new InvalidOperationException($"NSG {nsgId} does not report flushConnection = true after the update");
+        }
+        return changed;
+    }
+
+    /// <summary>Removes the public IP address from every IP configuration of a NIC; returns (ipConfiguration, public IP id) removed.</summary>
+    public async Task<IReadOnlyList<(string IpConfiguration, string PublicIp)>> RemoveNicPublicIpsAsync(string nicId, CancellationToken cancellationToken)
+    {
+        var removed = new List<(string, string)>();
+        await UpdateAsync(nicId, properties =>
+        {
+            foreach (JsonNode? config in properties["ipConfigurations"]?.AsArray() ?? [])
+            {
+                if (config?["properties"]?.AsObject() is { } ipProperties && ipProperties["publicIPAddress"]?["id"]?.GetValue<string>() is { } publicIp)
+                {
+                    removed.Add((config["name"]?.GetValue<string>() ?? "?", publicIp));
+                    ipProperties.Remove("publicIPAddress");
+                }
+            }
+            return removed.Count > 0;
+        }, cancellationToken).ConfigureAwait(false);
+        return removed;
+    }
+
+    /// <summary>PATCH the VM with identity type None (system- and user-assigned identities removed); returns what it had.</summary>
+    public async Task<string?> RemoveVmIdentityAsync(ResourceIdentifier vmId, CancellationToken cancellationToken)
+    {
+        VirtualMachineResource vm = (await Vm(vmId).GetAsync(cancellationToken: cancellationToken).ConfigureAwait(false)).Value;
+        if (vm.Data.Identity is not { } identity || identity.ManagedServiceIdentityType == ManagedServiceIdentityType.None)
+        {
+            return null;
+        }
+        string before = $"{identity.ManagedServiceIdentityType}{(identity.PrincipalId is { } p ? $" (principal {p})" : "")}"
+            + (identity.UserAssignedIdentities.Count > 0 ? "; user-assigned: " + string.Join(", ", identity.UserAssignedIdentities.Keys) : "");
+        await vm.UpdateAsync(WaitUntil.Completed, new VirtualMachinePatch { Identity = new ManagedServiceIdentity(ManagedServiceIdentityType.None) }, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return before;
+    }
+
+    /// <summary>
+    /// GET a network resource, let <paramref name="change"/> edit its properties (returning false: nothing to write),
+    /// drop the read-only members and PUT it back (network resources' PATCH only changes tags). Returns the resource as
+    /// ARM answered.
+    /// </summary>
+    private async Task<GenericResourceData> UpdateAsync(string id, Func<JsonObject, bool> change, CancellationToken cancellationToken)
+    {
+        GenericResource resource = (await _client.GetGenericResource(new ResourceIdentifier(id)).GetAsync(cancellationToken).ConfigureAwait(false)).Value;
+        JsonObject properties = resource.Data.Properties is null
+            ? new JsonObject()
+            : JsonNode.Parse(resource.Data.Properties.ToString())?.AsObject() ?? new JsonObject();
+        if (!change(properties))
+        {
+            return resource.Data;
+        }
+        properties.Remove("provisioningState");
+        properties.Remove("resourceGuid");
+        var update = new GenericResourceData(resource.Data.Location)
+        {
+            Properties = BinaryData.FromString(properties.ToJsonString()),
+            Kind = resource.Data.Kind,
+        };
+        foreach ((string key, string value) in resource.Data.Tags)
+        {
+            update.Tags[key] = value;
+        }
+        ArmOperation<GenericResource> operation = await _client.GetGenericResources()
+            .CreateOrUpdateAsync(WaitUntil.Completed, resource.Id, update, cancellationToken).ConfigureAwait(false);
+        return operation.Value.Data;
     }
 
     private static string? NsgOf(GenericResourceData data)

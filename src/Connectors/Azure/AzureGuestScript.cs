@@ -106,7 +106,8 @@ part_put() {
     bid=$(printf 'cloudmem-%08d' "$1" | base64 | tr -d '\n')
     enc=$(printf %s "$bid" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
     curl -sS -f -X PUT -H 'x-ms-version: 2021-08-06' -H 'Content-Type: application/octet-stream' --upload-file "$2" \
-        -o /dev/null --connect-timeout 10 --max-time 1800 "$@UPLOADURL@&comp=block&blockid=$enc" 2>"$ram/curl.err" || return 1
+        -o /dev/null --connect-timeout 10 --max-time 1800 "$@UPLOADURL@&comp=block&blockid=$enc" 2>"$ram/curl.err" \
+        || { rc=$?; echo "curl=$rc" > "$ram/why"; return 1; }
     echo "$bid"
 }
 @UPLOAD@

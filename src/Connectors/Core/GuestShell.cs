@@ -12,7 +12,8 @@ namespace CloudMem.Connectors.Core;
 /// <remarks>
 /// The fragments expect the caller to define <c>attempts</c> (tries per request) and, for <see cref="StreamUpload"/>,
 /// <c>part_bytes</c> (a multiple of 1 MiB) and the functions <c>part_put N FILE</c> (uploads one part; prints the
-/// service's identifier of it, e.g. the ETag, and returns non-zero on failure), <c>part_allowed N</c> and
+/// service's identifier of it, e.g. the ETag, and returns non-zero on failure, writing the reason, e.g. <c>curl=56</c>,
+/// to <c>$ram/why</c>), <c>part_allowed N</c> and
 /// <c>part_done N ID BYTES</c>.
 /// </remarks>
 public static class GuestShell
@@ -80,8 +81,9 @@ stream_upload() {
         attempt=0
         while :; do
             attempt=$((attempt + 1))
+            rm -f "$ram/why"
             if id=$(part_put "$part" "$ram/part") && [ -n "$id" ]; then break; fi
-            echo "CLOUDMEM_RETRY $part $attempt"
+            echo "CLOUDMEM_RETRY $part $attempt $(cat "$ram/why" 2>/dev/null || echo no-id)"
             [ "$attempt" -lt "$attempts" ] || fail "part $part failed $attempt times"
             sleep "$attempt"
         done

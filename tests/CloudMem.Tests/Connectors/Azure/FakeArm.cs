@@ -149,6 +149,24 @@ public sealed class FakeArm : IAsyncDisposable
         return vmId;
     }
 
+    /// <summary>Gives a VM a system-assigned and one user-assigned identity.</summary>
+    public void AddIdentity(string vmId, string userAssigned)
+        => _resources[vmId]["identity"] = new JsonObject
+        {
+            ["type"] = "SystemAssigned, UserAssigned",
+            ["principalId"] = "11111111-2222-3333-4444-555555555555",
+            ["tenantId"] = "ab1f708d-0000-0000-0000-000000000000",
+            ["userAssignedIdentities"] = new JsonObject { [userAssigned] = new JsonObject { ["principalId"] = "66666666-7777-8888-9999-000000000000", ["clientId"] = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" } },
+        };
+
+    /// <summary>Puts a public IP on the first IP configuration of a NIC.</summary>
+    public void AddPublicIp(string nicId, string publicIpId)
+        => _resources[nicId]["properties"]!["ipConfigurations"] = new JsonArray(new JsonObject
+        {
+            ["name"] = "ipconfig1",
+            ["properties"] = new JsonObject { ["privateIPAddress"] = "10.0.0.4", ["publicIPAddress"] = new JsonObject { ["id"] = publicIpId } },
+        });
+
     /// <summary>Adds a network security group.</summary>
     public string AddNsg(string subscription, string group, string name)
     {
@@ -242,7 +260,19 @@ public sealed class FakeArm : IAsyncDisposable
             }
             return;
         }
-        if (method == "PUT" && path.Contains("/providers/Microsoft.Network/networkInterfaces/", StringComparison.OrdinalIgnoreCase))
+        if (method == "PATCH" && path.Contains("/providers/Microsoft.Compute/virtualMachines/", StringComparison.OrdinalIgnoreCase)
+            && _resources.TryGetValue(path, out JsonObject? patchedVm))
+        {
+            JsonObject patch = JsonNode.Parse(body)!.AsObject();
+            if (patch["identity"]?["type"]?.GetValue<string>() is "None")
+            {
+                patchedVm.Remove("identity");
+            }
+            await Json(context, 200, patchedVm);
+            return;
+        }
+        if (method == "PUT" && (path.Contains("/providers/Microsoft.Network/networkInterfaces/", StringComparison.OrdinalIgnoreCase)
+            || path.Contains("/providers/Microsoft.Network/networkSecurityGroups/", StringComparison.OrdinalIgnoreCase)))
         {
             if (!_resources.TryGetValue(path, out JsonObject? nic))
             {
