@@ -102,7 +102,9 @@ stream_upload() {
     /// PowerShell (Windows): starts the verified WinPmem (<c>$tool</c>) writing the raw image to its standard output
     /// ('-', WinPmem's stdout mode), so no image file is written on any drive (only the small tool binary is a file);
     /// sets <c>$run</c>, <c>$errors</c> (its stderr, read asynchronously), <c>$sha</c> (SHA-256 of the stream) and
-    /// <c>Read-Part BUFFER</c>, which fills one in-memory part from the stream and returns its length (0 at the end).
+    /// <c>Read-Part BUFFER</c>, which fills one in-memory part from the stream and returns its length (0 at the end),
+    /// refusing a stream that starts or ends with WinPmem's own status text (a build that prints into stdout in '-'
+    /// mode would otherwise shift the whole raw image).
     /// </summary>
     public const string PowerShellStartTool = """
 $psi = New-Object System.Diagnostics.ProcessStartInfo -ArgumentList @($tool, '-')
@@ -113,7 +115,20 @@ $run = [System.Diagnostics.Process]::Start($psi)
 $errors = $run.StandardError.ReadToEndAsync()
 $stream = $run.StandardOutput.BaseStream
 $sha = [Security.Cryptography.SHA256]::Create()
-function Read-Part([byte[]]$Into) { $n = 0; while ($n -lt $Into.Length) { $r = $stream.Read($Into, $n, $Into.Length - $n); if ($r -le 0) { break }; $n += $r }; return $n }
+# WinPmem's mini imager (Velocidex/WinPmem src/executable/winpmem.cpp, write_raw_image) printf's "The system time is:"
+# status lines to stdout even in '-' mode: a build that does would shift every offset of the raw image. Refused, never
+# uploaded as evidence: the pinned build must write only the image to stdout.
+$script:firstPart = $true
+$marker = [Text.Encoding]::ASCII.GetBytes('The system time is: ')
+function Test-Marker([byte[]]$B, [int]$At, [int]$Limit) { if ($At + $marker.Length -gt $Limit) { return $false }; for ($i = 0; $i -lt $marker.Length; $i++) { if ($B[$At + $i] -ne $marker[$i]) { return $false } }; return $true }
+function Read-Part([byte[]]$Into) {
+    $n = 0; while ($n -lt $Into.Length) { $r = $stream.Read($Into, $n, $Into.Length - $n); if ($r -le 0) { break }; $n += $r }
+    $polluted = $script:firstPart -and $n -gt 0 -and (Test-Marker $Into 0 $n)
+    $script:firstPart = $false
+    if ($n -lt $Into.Length) { for ($at = [Math]::Max(0, $n - 64); $at -lt $n -and -not $polluted; $at++) { $polluted = Test-Marker $Into $at $n } }
+    if ($polluted) { try { $run.Kill() } catch { }; Fail "WinPmem wrote status text into its standard output ('-' mode): this build cannot stream an image; pin one whose '-' mode writes only the image" }
+    return $n
+}
 """;
 
     /// <summary>

@@ -70,6 +70,8 @@ public sealed class AzureUnitTests
         Assert.Contains("comp=block&blockid=", script);
         Assert.Contains("comp=blocklist", script);
         Assert.Contains("'If-None-Match', '*'", script);
+        // A WinPmem build that prints its status lines into the '-' stream is refused, not uploaded.
+        Assert.Contains("GetBytes('The system time is: ')", script);
         Assert.DoesNotContain("memory.raw", script);
         Assert.DoesNotContain("://", script);
         Assert.DoesNotContain("sig=", script);
