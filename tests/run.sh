@@ -32,6 +32,13 @@ if ! command -v chromium >/dev/null || ! command -v sqlite3 >/dev/null || ! comm
     apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
     apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends chromium sqlite3 sleuthkit >&2
 fi
+# strace: the guest-script tests trace every file the Linux capture script creates or writes, to prove the capture
+# never touches a disk-backed directory (only a RAM-backed one).
+if ! command -v strace >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
+    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends strace >&2
+fi
 # Local emulators for the capture-connector tests (s3rver, azurite, vcsim), cached outside git.
 tests/emulators/setup.sh >&2
 # The fixture exists now: tests that need it must run, not skip.

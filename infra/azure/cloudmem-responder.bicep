@@ -150,17 +150,18 @@ resource captureRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, name, 'cloudmem-capture')
   properties: {
     roleName: 'cloudmem capture (${name}, ${resourceGroup().name})'
-    description: 'cloudmem: read VMs and their instance view, Run Command, poll its operation'
+    description: 'cloudmem: read VMs and their instance view; create, read and delete managed run commands'
     type: 'CustomRole'
     assignableScopes: [ resourceGroup().id ]
     permissions: [
       {
         // cloudmem-permissions: capture actions
         actions: [
-          'Microsoft.Compute/locations/operations/read'
           'Microsoft.Compute/virtualMachines/instanceView/read'
           'Microsoft.Compute/virtualMachines/read'
-          'Microsoft.Compute/virtualMachines/runCommand/action'
+          'Microsoft.Compute/virtualMachines/runCommands/delete'
+          'Microsoft.Compute/virtualMachines/runCommands/read'
+          'Microsoft.Compute/virtualMachines/runCommands/write'
         ]
         notActions: []
         dataActions: []

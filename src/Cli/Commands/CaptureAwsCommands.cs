@@ -43,6 +43,7 @@ internal class AwsCommandSettings : CaptureCommandSettings
             S3 = Endpoint("S3"),
             Sts = Endpoint("STS"),
             AutoScaling = Endpoint("AUTO_SCALING"),
+            Iam = Endpoint("IAM"),
             DynamoDb = Endpoint("DYNAMODB"),
             Kms = Endpoint("KMS"),
         },
@@ -164,6 +165,10 @@ internal sealed class AwsIsolateCommand : AsyncCommand<AwsIsolateCommand.Setting
         [Description("Instance profile to put in place of the current one (default: disassociate)")]
         public string? ReplaceProfile { get; init; }
 
+        [CommandOption("--revoke-role-sessions")]
+        [Description("Also revoke the sessions the instance's role already issued (inline deny policy on aws:TokenIssueTime before now; affects every older session of that role)")]
+        public bool RevokeRoleSessions { get; init; }
+
         public override ValidationResult Validate()
         {
             if (!IsolationSg.StartsWith("sg-", StringComparison.Ordinal) || !TransitionSg.StartsWith("sg-", StringComparison.Ordinal))
@@ -191,6 +196,7 @@ internal sealed class AwsIsolateCommand : AsyncCommand<AwsIsolateCommand.Setting
                 IsolationSecurityGroup = settings.IsolationSg,
                 TransitionSecurityGroup = settings.TransitionSg,
                 ReplacementInstanceProfile = settings.ReplaceProfile,
+                RevokeRoleSessions = settings.RevokeRoleSessions,
             }, settings.ToRequest(), log);
             if (settings.Plan)
             {

@@ -161,6 +161,14 @@ internal sealed class IsolateAzureCommand : AsyncCommand<IsolateAzureCommand.Set
         [Description("ARM endpoint (default https://management.azure.com)")]
         public string? ArmEndpoint { get; init; }
 
+        [CommandOption("--remove-public-ips")]
+        [Description("Also detach the public IP of every NIC IP configuration (recorded in the manifest for restore)")]
+        public bool RemovePublicIps { get; init; }
+
+        [CommandOption("--remove-identity")]
+        [Description("Also remove the VM's managed identities (identity type None; recorded in the manifest)")]
+        public bool RemoveIdentity { get; init; }
+
         public override ValidationResult Validate()
         {
             ValidationResult common = base.Validate();
@@ -192,7 +200,8 @@ internal sealed class IsolateAzureCommand : AsyncCommand<IsolateAzureCommand.Set
         await using (logFile)
         {
             var isolator = new AzureIsolator(AzureTarget.ParseVmId(settings.VmId), AzureTarget.ParseNsgId(settings.Nsg!),
-                AzureCli.CredentialFactory(), AzureCli.Arm(settings.ArmEndpoint), settings.ToRequest(), log);
+                AzureCli.CredentialFactory(), AzureCli.Arm(settings.ArmEndpoint), settings.ToRequest(), log,
+                new AzureIsolationExtras(settings.RemovePublicIps, settings.RemoveIdentity));
             if (settings.Plan)
             {
                 CapturePlan plan = await isolator.PlanAsync(cancellationToken);

@@ -109,4 +109,28 @@ public sealed partial class AwsCaptureConnector
         }
         return last;
     }
+
+    /// <summary>
+    /// When the presigned URLs must stop working: now + command timeout + URL margin (the guest needs them until its
+    /// upload ends). A URL signed with temporary credentials (AssumeRole, SSO, an instance or task role) stops working
+    /// when those credentials expire, whatever its X-Amz-Expires says; so the credentials are fetched first (refreshing
+    /// credentials renew themselves when near their end) and, when they still end before the URLs must, the capture
+    /// is refused in one line before anything is created. Long-term keys have no expiry.
+    /// </summary>
+    internal async Task<DateTime> PresignExpiryAsync(CustodyRecorder? recorder)
+    {
+        DateTime wanted = DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin;
+        await _clients.Credentials.GetCredentialsAsync().ConfigureAwait(false);
+        if (_clients.Credentials.Expiration is { } ends)
+        {
+            DateTime endsUtc = ends.ToUniversalTime();
+            if (endsUtc < wanted)
+            {
+                throw new CaptureException(string.Create(CultureInfo.InvariantCulture,
+                    $"the signing credentials expire at {endsUtc:yyyy-MM-dd'T'HH:mm:ss'Z'}, before the presigned URLs must stop working ({wanted:yyyy-MM-dd'T'HH:mm:ss'Z'}: command timeout {Resilience.Describe(_request.Timeouts.Command)} + URL margin {Resilience.Describe(_options.UrlMargin)}): use a longer session (AssumeRole DurationSeconds, SSO session length) or a shorter command timeout"));
+            }
+            recorder?.Step("presign", string.Create(CultureInfo.InvariantCulture, $"signing credentials valid until {endsUtc:O}, after the URLs' expiry {wanted:O}"));
+        }
+        return wanted;
+    }
 }

@@ -207,6 +207,7 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
             recorder.Step("resume", $"command {state.CommandId} was already sent (upload {state.UploadId}): not sent again");
             return;
         }
+        DateTime expires = await PresignExpiryAsync(recorder).ConfigureAwait(false);
 
         // 1. The tool: staged (content-addressed key) or already there; its SHA-256 always from the stored bytes.
         if (state.ToolSha256 is null)
@@ -266,7 +267,6 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
             recorder.Step("resume", $"upload {state.UploadId} of s3://{bucket}/{layout.EvidenceKey} was already started: reused");
         }
         string uploadId = state.UploadId;
-        DateTime expires = DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin;
         var urls = new List<string>(layout.Parts + 1) { await PresignAsync(facts.ToolKey, HttpVerb.GET, null, 0, expires).ConfigureAwait(false) };
         for (int part = 1; part <= layout.Parts; part++)
         {
@@ -288,7 +288,7 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
             ContentType = "text/plain",
             UseChunkEncoding = false,
         }, t), cancellationToken).ConfigureAwait(false);
-        string ticketUrl = await PresignAsync(layout.TicketKey, HttpVerb.GET, null, 0, DateTime.UtcNow + _request.Timeouts.Command + _options.UrlMargin).ConfigureAwait(false);
+        string ticketUrl = await PresignAsync(layout.TicketKey, HttpVerb.GET, null, 0, expires).ConfigureAwait(false);
         scrubber.RegisterUrl(ticketUrl);
         bool again = state.ParameterPut;
         state.ParameterPut = true;

@@ -13,6 +13,11 @@ public enum AwsResourceScope
     Bucket,
     /// <summary>Objects under the evidence prefix: arn:aws:s3:::BUCKET/PREFIX/*.</summary>
     EvidenceObjects,
+    /// <summary>
+    /// The one-time ticket objects only (arn:aws:s3:::BUCKET/PREFIX/*/.ticket-*): the one thing the role may delete, so
+    /// the capturing identity can add evidence but never remove it (Object Lock COMPLIANCE keeps it from overwrites).
+    /// </summary>
+    TicketObjects,
     /// <summary>The one-time ticket parameters: arn:aws:ssm:REGION:ACCOUNT:parameter/cloudmem/ticket/*.</summary>
     TicketParameter,
     /// <summary>
@@ -60,7 +65,7 @@ public static class AwsCapturePermissions
         new("ssm:CancelCommand", "ssm:CancelCommand", AwsResourceScope.Any, "cancel on timeout"),
         new("s3:CompleteMultipartUpload", "s3:PutObject", AwsResourceScope.EvidenceObjects, "finish the evidence object"),
         new("ssm:DeleteParameter", "ssm:DeleteParameter", AwsResourceScope.TicketParameter, "cleanup: the ticket parameter"),
-        new("s3:DeleteObject", "s3:DeleteObject", AwsResourceScope.EvidenceObjects, "cleanup: the ticket object (never evidence)"),
+        new("s3:DeleteObject", "s3:DeleteObject", AwsResourceScope.TicketObjects, "cleanup: the ticket object (the IAM resource admits no evidence key)"),
         new("s3:AbortMultipartUpload", "s3:AbortMultipartUpload", AwsResourceScope.EvidenceObjects, "cleanup on failure"),
         new("s3:PutObject / UploadPart (SSE-KMS)", "kms:GenerateDataKey", AwsResourceScope.EvidenceKey, "S3 encrypts every object and part with a data key of the evidence key"),
         new("s3:GetObject / CompleteMultipartUpload (SSE-KMS)", "kms:Decrypt", AwsResourceScope.EvidenceKey, "S3 decrypts the data key to read back (and to complete a multipart upload)"),
@@ -83,6 +88,8 @@ public static class AwsCapturePermissions
         ["ec2:ReplaceIamInstanceProfileAssociation"] = "isolation (manual)",
         ["autoscaling:DescribeAutoScalingInstances"] = "isolation (manual)",
         ["autoscaling:EnterStandby"] = "isolation (manual)",
+        ["iam:GetInstanceProfile"] = "isolation's opt-in session revocation (manual)",
+        ["iam:PutRolePolicy"] = "isolation's opt-in session revocation (manual)",
         ["kms:GetPublicKey"] = "manifest signing with a KMS key (opt-in: add it for the key, with kms:Sign)",
         ["kms:Sign"] = "manifest signing with a KMS key (opt-in: add it for the key, with kms:GetPublicKey)",
     };

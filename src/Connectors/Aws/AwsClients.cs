@@ -15,8 +15,9 @@ namespace CloudMem.Connectors.Aws;
 /// <remarks>Thread-safe (the SDK clients are). Owns and disposes the clients.</remarks>
 public sealed class AwsClients : IDisposable
 {
-    private AwsClients(AwsConnection connection, AWSCredentials credentials, IAmazonEC2 ec2, IAmazonSimpleSystemsManagement ssm, IAmazonS3 s3, IAmazonSecurityTokenService sts, AutoScalingClient autoScaling)
+    private AwsClients(AwsConnection connection, AWSCredentials credentials, IAmazonEC2 ec2, IAmazonSimpleSystemsManagement ssm, IAmazonS3 s3, IAmazonSecurityTokenService sts, AutoScalingClient autoScaling, IamClient iam)
     {
+        Iam = iam;
         Connection = connection;
         Credentials = credentials;
         Ec2 = ec2;
@@ -43,6 +44,9 @@ public sealed class AwsClients : IDisposable
 
     /// <summary>STS.</summary>
     public IAmazonSecurityTokenService Sts { get; }
+
+    /// <summary>IAM (our own small Query client: no IAM SDK package is available to us).</summary>
+    public IamClient Iam { get; }
 
     /// <summary>Auto Scaling (our own small Query client: no Auto Scaling SDK package is available to us).</summary>
     public AutoScalingClient AutoScaling { get; }
@@ -73,7 +77,8 @@ public sealed class AwsClients : IDisposable
             new AmazonSimpleSystemsManagementClient(credentials, Configure(new AmazonSimpleSystemsManagementConfig(), connection.Endpoints.Ssm)),
             new AmazonS3Client(credentials, s3Config),
             new AmazonSecurityTokenServiceClient(credentials, Configure(new AmazonSecurityTokenServiceConfig(), connection.Endpoints.Sts)),
-            new AutoScalingClient(credentials, regionName, connection.Endpoints.AutoScaling));
+            new AutoScalingClient(credentials, regionName, connection.Endpoints.AutoScaling),
+            new IamClient(credentials, connection.Endpoints.Iam));
     }
 
     /// <summary>
@@ -107,5 +112,6 @@ public sealed class AwsClients : IDisposable
         S3.Dispose();
         Sts.Dispose();
         AutoScaling.Dispose();
+        Iam.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using CloudMem.Connectors.Core;
 
 namespace CloudMem.Connectors.Aws;
 
@@ -24,7 +25,7 @@ public static partial class AwsGuestScript
     /// <summary>Attempts per part before the script gives up.</summary>
     public const int PartAttempts = 6;
 
-    /// <summary>The bash script (Linux, AVML: LiME streamed through a pipe, one part buffered in a temporary file).</summary>
+    /// <summary>The bash script (Linux, AVML: the image streamed through a pipe, one part buffered in a RAM-backed directory).</summary>
     public static string Bash(GuestScriptInput input)
     {
         Validate(input);
@@ -33,11 +34,13 @@ public static partial class AwsGuestScript
             .Replace("@TOOLSHA@", input.ToolSha256, StringComparison.Ordinal)
             .Replace("@PARTBYTES@", input.PartBytes.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
             .Replace("@BOUND@", input.BoundBytes.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
-            .Replace("@ATTEMPTS@", PartAttempts.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
+            .Replace("@ATTEMPTS@", PartAttempts.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            .Replace("@PRELUDE@", GuestShell.Prelude, StringComparison.Ordinal)
+            .Replace("@UPLOAD@", GuestShell.StreamUpload, StringComparison.Ordinal);
         return script.ReplaceLineEndings("\n");
     }
 
-    /// <summary>The PowerShell script (Windows, WinPmem: raw image to a local temporary file, then uploaded in parts).</summary>
+    /// <summary>The PowerShell script (Windows, WinPmem: the raw image read from the tool's standard output into one in-memory part at a time).</summary>
     public static string PowerShell(GuestScriptInput input)
     {
         Validate(input);
@@ -46,7 +49,9 @@ public static partial class AwsGuestScript
             .Replace("@TOOLSHA@", input.ToolSha256, StringComparison.Ordinal)
             .Replace("@PARTBYTES@", input.PartBytes.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
             .Replace("@BOUND@", input.BoundBytes.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
-            .Replace("@ATTEMPTS@", PartAttempts.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
+            .Replace("@ATTEMPTS@", PartAttempts.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            .Replace("@STARTTOOL@", GuestShell.PowerShellStartTool, StringComparison.Ordinal)
+            .Replace("@PSPRELUDE@", GuestShell.PowerShellPrelude, StringComparison.Ordinal);
         return script.ReplaceLineEndings("\r\n");
     }
 
@@ -81,6 +86,7 @@ public static partial class AwsGuestScript
 # cloudmem guest script (Linux): acquire memory with the staged tool and stream it to S3 in parts.
 # No AWS credential is used here: every request goes to a presigned URL from the ticket that Systems Manager
 # delivers through the parameter below. Output lines starting with CLOUDMEM_ are read by cloudmem.
+# Nothing is written to the disk: the tool, the ticket and the part being uploaded live in a RAM-backed directory.
 set -euo pipefail
 umask 077
 ticket_url='@TICKET@'
@@ -89,71 +95,40 @@ part_bytes=@PARTBYTES@
 bound_bytes=@BOUND@
 attempts=@ATTEMPTS@
 meminfo="${CLOUDMEM_GUEST_MEMINFO:-/proc/meminfo}"
-
-fail() { echo "CLOUDMEM_ERROR $*"; echo "cloudmem: $*" >&2; exit 3; }
-for c in curl sha256sum dd awk stat mktemp; do
-    command -v "$c" >/dev/null 2>&1 || fail "the guest lacks the command '$c'"
-done
-work=$(mktemp -d "${TMPDIR:-/tmp}/cloudmem.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-fetch() { curl -fsS --retry 5 --retry-delay 1 --connect-timeout 10 -o "$2" "$1"; }
-
-fetch "$ticket_url" "$work/ticket" || fail "could not download the ticket"
-mapfile -t urls < <(tr -d '\r' < "$work/ticket")
-rm -f "$work/ticket"
+@PRELUDE@
+command -v awk >/dev/null 2>&1 || fail "the guest lacks the command 'awk'"
+fetch "$ticket_url" "$ram/ticket" || fail "could not download the ticket"
+mapfile -t urls < <(tr -d '\r' < "$ram/ticket")
+rm -f "$ram/ticket"
 [ "${#urls[@]}" -ge 2 ] || fail "the ticket holds no part URL"
-fetch "${urls[0]}" "$work/tool" || fail "could not download the acquisition tool"
-actual=$(sha256sum "$work/tool" | awk '{print $1}')
+fetch "${urls[0]}" "$ram/tool" || fail "could not download the acquisition tool"
+actual=$(sha256sum "$ram/tool" | awk '{print $1}')
 [ "$actual" = "$tool_sha256" ] || fail "acquisition tool SHA-256 is $actual, expected $tool_sha256: not run"
 echo "CLOUDMEM_TOOL_SHA256 $actual"
-chmod 700 "$work/tool"
+chmod 700 "$ram/tool"
 
 memtotal=$(( $(awk '/^MemTotal:/ {print $2}' "$meminfo") * 1024 ))
 echo "CLOUDMEM_MEMTOTAL $memtotal"
 [ "$memtotal" -le "$bound_bytes" ] || fail "MemTotal $memtotal bytes exceeds the upload bound $bound_bytes bytes"
 
-# Reads the image from stdin one part at a time (the only copy on disk is the current part, kept for retries).
-upload() {
-    local part=0 total=0 size attempt rc etag md5header
-    mkfifo "$work/hash"
-    sha256sum < "$work/hash" > "$work/sum" &
-    local hashpid=$!
-    exec 4>"$work/hash"
-    while :; do
-        dd bs=1M count=$((part_bytes / 1048576)) iflag=fullblock status=none of="$work/part"
-        size=$(stat -c %s "$work/part")
-        [ "$size" -gt 0 ] || break
-        part=$((part + 1))
-        [ "$part" -lt "${#urls[@]}" ] || fail "the image is larger than the upload bound ($bound_bytes bytes)"
-        cat "$work/part" >&4
-        md5header=()
-        if command -v openssl >/dev/null 2>&1; then
-            md5header=(-H "Content-MD5: $(openssl dgst -md5 -binary "$work/part" | base64)")
-        fi
-        attempt=0
-        while :; do
-            attempt=$((attempt + 1))
-            rc=0
-            curl -sS -f -X PUT "${md5header[@]}" --upload-file "$work/part" -D "$work/headers" -o /dev/null \
-                --connect-timeout 10 --max-time 1800 "${urls[$part]}" 2>"$work/curl.err" || rc=$?
-            etag=$(tr -d '\r"' < "$work/headers" 2>/dev/null | awk 'tolower($1) == "etag:" {print $2}' | tail -n 1)
-            [ "$rc" -ne 0 ] || [ -z "$etag" ] || break
-            echo "CLOUDMEM_RETRY $part $attempt curl=$rc"
-            [ "$attempt" -lt "$attempts" ] || fail "part $part failed $attempt times (curl exit $rc)"
-            sleep "$attempt"
-        done
-        total=$((total + size))
-        echo "CLOUDMEM_PART $part $etag $size"
-        [ "$size" -eq "$part_bytes" ] || break
-    done
-    exec 4>&-
-    wait "$hashpid"
-    echo "CLOUDMEM_RESULT $total $(awk '{print $1}' "$work/sum") $part"
+part_allowed() { [ "$1" -lt "${#urls[@]}" ]; }
+part_done() { echo "CLOUDMEM_PART $1 $2 $3"; }
+# One presigned UploadPart PUT (Content-MD5 when openssl is there); prints the part's ETag.
+part_put() {
+    local md5header=() rc=0
+    if command -v openssl >/dev/null 2>&1; then
+        md5header=(-H "Content-MD5: $(openssl dgst -md5 -binary "$2" | base64)")
+    fi
+    curl -sS -f -X PUT "${md5header[@]}" --upload-file "$2" -D "$ram/headers" -o /dev/null \
+        --connect-timeout 10 --max-time 1800 "${urls[$1]}" 2>"$ram/curl.err" || rc=$?
+    [ "$rc" -eq 0 ] || { echo "curl=$rc" > "$ram/why"; return 1; }
+    tr -d '\r"' < "$ram/headers" | awk 'tolower($1) == "etag:" {print $2}' | tail -n 1
 }
-
-# The tool writes the image to the pipe (AVML accepts /dev/stdout as its destination and then picks one memory
-# source up front, since it cannot start over); a failing tool or upload fails the whole pipeline.
-{ "$work/tool" /dev/stdout 2>"$work/tool.log" || fail "acquisition tool exited with status $? ($(tail -c 300 "$work/tool.log" | tr '\n' ' '))"; } | upload
+@UPLOAD@
+# The tool writes the image to the pipe (AVML and the test stand-in take /dev/stdout as their destination); a failing
+# tool or upload fails the whole pipeline.
+exec 3>&1
+{ "$ram/tool" /dev/stdout 2>"$ram/tool.log" || { rc=$?; echo "CLOUDMEM_ERROR acquisition tool exited with status $rc ($(tail -c 300 "$ram/tool.log" | tr '\n' ' '))" >&3; exit 3; }; } | stream_upload
 """;
 
     private const string PowerShellTemplate = """
@@ -166,14 +141,8 @@ $ToolSha256 = '@TOOLSHA@'
 $PartBytes = [long]@PARTBYTES@
 $BoundBytes = [long]@BOUND@
 $Attempts = @ATTEMPTS@
-function Fail([string]$Message) { Write-Output "CLOUDMEM_ERROR $Message"; exit 3 }
-$work = Join-Path $env:TEMP ('cloudmem-' + [guid]::NewGuid().ToString('N'))
-New-Item -ItemType Directory -Path $work | Out-Null
+@PSPRELUDE@
 try {
-    [Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12
-    Add-Type -AssemblyName System.Net.Http
-    $client = New-Object System.Net.Http.HttpClient
-    $client.Timeout = [TimeSpan]::FromMinutes(30)
     $ticket = $client.GetStringAsync($TicketUrl).GetAwaiter().GetResult()
     $urls = @($ticket -split "`n" | ForEach-Object { $_.Trim() } | Where-Object { $_ })
     if ($urls.Count -lt 2) { Fail 'the ticket holds no part URL' }
@@ -185,23 +154,18 @@ try {
     $memtotal = [long](Get-CimInstance -ClassName Win32_ComputerSystem).TotalPhysicalMemory
     Write-Output "CLOUDMEM_MEMTOTAL $memtotal"
     if ($memtotal -gt $BoundBytes) { Fail "MemTotal $memtotal bytes exceeds the upload bound $BoundBytes bytes" }
-    # WinPmem writes a raw image to a file (it cannot write to a pipe): the system drive needs room for it.
-    $image = Join-Path $work 'memory.raw'
-    $run = Start-Process -FilePath $tool -ArgumentList @($image) -Wait -PassThru -NoNewWindow -RedirectStandardOutput (Join-Path $work 'tool.log')
-    if ($run.ExitCode -ne 0) { Fail "acquisition tool exited with status $($run.ExitCode)" }
-    $length = (Get-Item $image).Length
-    if ($length -gt ($urls.Count - 1) * $PartBytes) { Fail "the image is larger than the upload bound ($BoundBytes bytes)" }
-    $sha = [Security.Cryptography.SHA256]::Create()
+    # WinPmem writes the raw image to its standard output ('-'), read here part by part into memory: no image file on
+    # any drive. Only the tool itself (a few hundred KB) is a file, in the TEMP directory, removed at the end.
+@STARTTOOL@
     $md5 = [Security.Cryptography.MD5]::Create()
-    $buffer = New-Object byte[] ([int][Math]::Min($PartBytes, $length + 1))
-    $stream = [IO.File]::OpenRead($image)
+    $buffer = New-Object byte[] ([int]$PartBytes)
     $part = 0; $total = [long]0
     try {
         while ($true) {
-            $n = 0
-            while ($n -lt $buffer.Length) { $r = $stream.Read($buffer, $n, $buffer.Length - $n); if ($r -le 0) { break }; $n += $r }
+            $n = Read-Part $buffer
             if ($n -eq 0) { break }
             $part++
+            if ($part -ge $urls.Count) { $run.Kill(); Fail "the image is larger than the upload bound ($BoundBytes bytes)" }
             [void]$sha.TransformBlock($buffer, 0, $n, $null, 0)
             $digest = $md5.ComputeHash($buffer, 0, $n)
             for ($attempt = 1; ; $attempt++) {
@@ -222,6 +186,8 @@ try {
             if ($n -lt $PartBytes) { break }
         }
     } finally { $stream.Dispose() }
+    $run.WaitForExit()
+    if ($run.ExitCode -ne 0) { Fail "acquisition tool exited with status $($run.ExitCode): $($errors.Result)" }
     [void]$sha.TransformFinalBlock($buffer, 0, 0)
     $hex = ([BitConverter]::ToString($sha.Hash) -replace '-', '').ToLowerInvariant()
     Write-Output "CLOUDMEM_RESULT $total $hex $part"

@@ -101,9 +101,14 @@ public sealed class AwsIsolationConnector
         }, t), cancellationToken).ConfigureAwait(false);
         SecurityGroup? transition = groups.SecurityGroups?.FirstOrDefault(g => g.GroupId == _options.TransitionSecurityGroup);
         SecurityGroup? isolation = groups.SecurityGroups?.FirstOrDefault(g => g.GroupId == _options.IsolationSecurityGroup);
-        plan.Check("transition group", transition is not null && AllOpen(transition.IpPermissions) && AllOpen(transition.IpPermissionsEgress) && transition.VpcId == instance.VpcId,
+        // The transition group makes tracked connections untracked only for the families it opens: an instance with
+        // IPv6 addresses needs ::/0 all-traffic rules too, or its IPv6 flows stay tracked and outlive the isolation.
+        bool ipv6 = facts.Interfaces.Any(e => e.Ipv6Addresses is { Count: > 0 });
+        bool openIn = transition is not null && AllOpen(transition.IpPermissions, ipv6), openOut = transition is not null && AllOpen(transition.IpPermissionsEgress, ipv6);
+        string families = ipv6 ? "0.0.0.0/0 and ::/0 (the instance has IPv6 addresses)" : "0.0.0.0/0";
+        plan.Check("transition group", transition is not null && openIn && openOut && transition.VpcId == instance.VpcId,
             transition is null ? $"{_options.TransitionSecurityGroup} not found"
-            : $"{transition.GroupId} in {transition.VpcId}: {(AllOpen(transition.IpPermissions) ? "all traffic in" : "NOT all traffic in")}, {(AllOpen(transition.IpPermissionsEgress) ? "all traffic out" : "NOT all traffic out")} from 0.0.0.0/0{(transition.VpcId == instance.VpcId ? "" : $"; NOT in the instance's VPC {instance.VpcId}")}");
+            : $"{transition.GroupId} in {transition.VpcId}: {(openIn ? "all traffic in" : "NOT all traffic in")}, {(openOut ? "all traffic out" : "NOT all traffic out")} from {families}{(transition.VpcId == instance.VpcId ? "" : $"; NOT in the instance's VPC {instance.VpcId}")}");
         plan.Check("isolation group", isolation is not null && (isolation.IpPermissions?.Count ?? 0) == 0 && (isolation.IpPermissionsEgress?.Count ?? 0) == 0 && isolation.VpcId == instance.VpcId,
             isolation is null ? $"{_options.IsolationSecurityGroup} not found"
             : $"{isolation.GroupId} in {isolation.VpcId}: {isolation.IpPermissions?.Count ?? 0} inbound and {isolation.IpPermissionsEgress?.Count ?? 0} outbound rules (both must be 0){(isolation.VpcId == instance.VpcId ? "" : $"; NOT in the instance's VPC {instance.VpcId}")}");
@@ -124,8 +129,33 @@ public sealed class AwsIsolationConnector
         return facts;
     }
 
-    private static bool AllOpen(List<IpPermission>? permissions)
-        => permissions?.Any(p => p.IpProtocol == "-1" && (p.Ipv4Ranges?.Any(r => r.CidrIp == "0.0.0.0/0") ?? false)) ?? false;
+    /// <summary>The opt-in AWSRevokeOlderSessions step: a deny-all inline policy for the role's sessions issued before now.</summary>
+    private async Task RevokeRoleSessionsAsync(CustodyRecorder recorder, AwsCalls calls, string profileArn, CancellationToken cancellationToken)
+    {
+        // arn:aws:iam::ACCOUNT:instance-profile[/path]/NAME: GetInstanceProfile takes the name.
+        string profileName = profileArn[(profileArn.LastIndexOf('/') + 1)..];
+        (IReadOnlyList<string> roles, string? requestId) = await _clients.Iam.GetInstanceProfileRolesAsync(profileName, cancellationToken).ConfigureAwait(false);
+        calls.Note("iam", "GetInstanceProfile", requestId);
+        DateTimeOffset now = DateTimeOffset.UtcNow;
+        string policy = IamClient.RevokeOlderSessionsPolicy(now);
+        foreach (string role in roles)
+        {
+            calls.Note("iam", "PutRolePolicy", await _clients.Iam.PutRolePolicyAsync(role, RevokePolicyName, policy, cancellationToken).ConfigureAwait(false));
+            recorder.Resource("role-sessions-revoked", role, $"inline policy {RevokePolicyName}: Deny * to sessions with aws:TokenIssueTime before {now.UtcDateTime:O} (delete the policy to undo)");
+            recorder.Step("revoke role sessions", $"{role} (from {profileArn}): sessions issued before {now.UtcDateTime:O} denied");
+        }
+        if (roles.Count == 0)
+        {
+            recorder.Step("revoke role sessions", $"{profileArn} holds no role: nothing to revoke");
+        }
+    }
+
+    /// <summary>The inline policy name isolation puts on the instance's role when revoking its sessions.</summary>
+    public const string RevokePolicyName = "cloudmem-revoke-older-sessions";
+
+    private static bool AllOpen(List<IpPermission>? permissions, bool ipv6)
+        => (permissions?.Any(p => p.IpProtocol == "-1" && (p.Ipv4Ranges?.Any(r => r.CidrIp == "0.0.0.0/0") ?? false)) ?? false)
+            && (!ipv6 || (permissions?.Any(p => p.IpProtocol == "-1" && (p.Ipv6Ranges?.Any(r => r.CidrIpv6 == "::/0") ?? false)) ?? false));
 
     private void Describe(CapturePlan plan, Facts facts)
     {
@@ -147,6 +177,10 @@ public sealed class AwsIsolationConnector
             plan.Step("instance profile", _options.ReplacementInstanceProfile is null
                 ? $"DisassociateIamInstanceProfile {facts.Association.AssociationId}"
                 : $"ReplaceIamInstanceProfileAssociation {facts.Association.AssociationId} -> {_options.ReplacementInstanceProfile}");
+        }
+        if (_options.RevokeRoleSessions)
+        {
+            plan.Step("revoke role sessions", $"GetInstanceProfile, then PutRolePolicy {RevokePolicyName} on its role: Deny * for sessions issued before now (aws:TokenIssueTime; every older session of the role, other instances included, until they refresh)");
         }
         plan.Step("tag instance", $"CreateTags cloudmem:isolated, cloudmem:case-id={_request.CaseId ?? "(none)"}");
         plan.Step("manifest", "write the custody manifest", mutating: false);
@@ -210,6 +244,11 @@ public sealed class AwsIsolationConnector
                 }, t), cancellationToken).ConfigureAwait(false);
                 recorder.Step("instance profile", $"{facts.Association.IamInstanceProfile?.Arn} replaced by {replacement}");
             }
+        }
+
+        if (_options.RevokeRoleSessions && facts.Association?.IamInstanceProfile?.Arn is { } profileArn)
+        {
+            await RevokeRoleSessionsAsync(recorder, calls, profileArn, cancellationToken).ConfigureAwait(false);
         }
 
         var tags = new List<Ec2Tag> { new("cloudmem:isolated", DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture)) };

@@ -46,6 +46,9 @@ public sealed record AwsEndpoints
 
     /// <summary>KMS (manifest signing with an asymmetric key).</summary>
     public string? Kms { get; init; }
+
+    /// <summary>IAM (Query protocol, our own signed client: isolation's opt-in session revocation).</summary>
+    public string? Iam { get; init; }
 }
 
 /// <summary>Where and how to reach AWS: region, endpoints, credentials (null = the SDK default chain).</summary>
@@ -122,6 +125,14 @@ public sealed record AwsIsolationOptions
 
     /// <summary>Instance profile (name or ARN) to put in place of the current one; null = disassociate.</summary>
     public string? ReplacementInstanceProfile { get; init; }
+
+    /// <summary>
+    /// Opt-in: after the profile is removed, revoke the sessions its role had already issued (credentials the
+    /// instance, or an intruder, took from the metadata service stay valid for hours otherwise): an inline deny-all
+    /// policy on the role for sessions issued before now (aws:TokenIssueTime, the AWSRevokeOlderSessions pattern).
+    /// It applies to every holder of an older session of that role, other instances included, until they refresh.
+    /// </summary>
+    public bool RevokeRoleSessions { get; init; }
 }
 
 /// <summary>

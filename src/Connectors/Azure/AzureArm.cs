@@ -6,6 +6,7 @@ using Azure.Core.Pipeline;
 using Azure.ResourceManager;
 using Azure.ResourceManager.Compute;
 using Azure.ResourceManager.Compute.Models;
+using Azure.ResourceManager.Models;
 using Azure.ResourceManager.Resources;
 using CloudMem.Connectors.Core;
 
@@ -64,71 +65,6 @@ internal sealed class AzureArm
         options.SetApiVersion(s_nsg, NetworkApiVersion);
         options.AddPolicy(Log, HttpPipelinePosition.PerRetry);
         _client = new ArmClient(credential, subscriptionId, options);
-        _endpoint = settings.Endpoint ?? ArmEnvironment.AzurePublicCloud.Endpoint;
-        string audience = (settings.Audience ?? settings.Endpoint?.GetLeftPart(UriPartial.Authority) ?? ArmEnvironment.AzurePublicCloud.Audience).TrimEnd('/');
-        _pipeline = HttpPipelineBuilder.Build(options, new BearerTokenAuthenticationPolicy(credential, audience + "/.default"));
-    }
-
-    private readonly Uri _endpoint;
-    private readonly HttpPipeline _pipeline;
-
-    /// <summary>
-    /// One GET of a long-running operation's Azure-AsyncOperation URL (saved by an earlier worker), and of its Location
-    /// (<paramref name="result"/>) when it succeeded without the Run Command output in its body. Both must be on the ARM
-    /// endpoint's host: the bearer token goes to no other host, whatever the saved state says.
-    /// </summary>
-    public async Task<AzureOperationStatus> GetOperationAsync(Uri operation, Uri? result, CancellationToken cancellationToken)
-    {
-        using JsonDocument status = await GetJsonAsync(operation, cancellationToken).ConfigureAwait(false);
-        JsonElement root = status.RootElement;
-        string state = root.TryGetProperty("status", out JsonElement s) && s.ValueKind == JsonValueKind.String ? s.GetString()! : "unknown";
-        bool done = state is "Succeeded" or "Failed" or "Canceled";
-        string? error = root.TryGetProperty("error", out JsonElement e) && e.ValueKind == JsonValueKind.Object && e.TryGetProperty("message", out JsonElement m) ? m.ToString() : null;
-        if (!done || state != "Succeeded")
-        {
-            return new AzureOperationStatus(done, state, null, error);
-        }
-        if (root.TryGetProperty("properties", out JsonElement properties) && properties.ValueKind == JsonValueKind.Object
-            && properties.TryGetProperty("output", out JsonElement output))
-        {
-            return new AzureOperationStatus(true, state, Messages(output), error);
-        }
-        if (result is null)
-        {
-            return new AzureOperationStatus(true, state, "", error);
-        }
-        using JsonDocument final = await GetJsonAsync(result, cancellationToken).ConfigureAwait(false);
-        return new AzureOperationStatus(true, state, Messages(final.RootElement), error);
-    }
-
-    private static string Messages(JsonElement output)
-        => output.ValueKind == JsonValueKind.Object && output.TryGetProperty("value", out JsonElement values) && values.ValueKind == JsonValueKind.Array
-            ? string.Join("\n", values.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Object && v.TryGetProperty("message", out JsonElement m) ? m.ToString() : ""))
-            : "";
-
-    private async Task<JsonDocument> GetJsonAsync(Uri url, CancellationToken cancellationToken)
-    {
-        if (!string.Equals(url.Host, _endpoint.Host, StringComparison.OrdinalIgnoreCase) || url.Port != _endpoint.Port || url.Scheme != _endpoint.Scheme)
-        {
-            throw new CaptureException($"operation URL {url.GetLeftPart(UriPartial.Path)} is not on the ARM endpoint {_endpoint.GetLeftPart(UriPartial.Authority)}: not followed");
-        }
-        using HttpMessage message = _pipeline.CreateMessage();
-        message.Request.Method = RequestMethod.Get;
-        message.Request.Uri.Reset(url);
-        await _pipeline.SendAsync(message, cancellationToken).ConfigureAwait(false);
-        Response response = message.Response;
-        if (response.Status is < 200 or > 299)
-        {
-            throw new CaptureException($"GET {url.AbsolutePath} answered HTTP {response.Status}: {AzureCaptureConnector.Describe(new RequestFailedException(response))}");
-        }
-        try
-        {
-            return JsonDocument.Parse(response.Content.ToMemory());
-        }
-        catch (JsonException ex)
-        {
-            throw new CaptureException($"GET {url.AbsolutePath}: the body is not JSON ({CaptureException.OneLine(ex.Message)})", ex);
-        }
     }
 
     /// <summary>Request ids of every ARM response.</summary>
@@ -159,16 +95,47 @@ internal sealed class AzureArm
             data.NetworkProfile?.NetworkInterfaces?.Where(n => n.Id is not null).Select(n => n.Id!.ToString()).ToArray() ?? []);
     }
 
-    /// <summary>POST runCommand; returns the started long-running operation.</summary>
-    public async Task<ArmOperation<VirtualMachineRunCommandResult>> StartRunCommandAsync(
-        ResourceIdentifier vmId, string commandId, IReadOnlyList<string> script, CancellationToken cancellationToken)
+    /// <summary>
+    /// PUT virtualMachines/{vm}/runCommands/{name} (managed Run Command, v2): our script as its source, the SAS URLs as
+    /// protectedParameters only, asyncExecution (the PUT completes once the script starts; we poll the instance view)
+    /// and timeoutInSeconds (Azure stops the script then). Waits only until ARM accepted the resource.
+    /// </summary>
+    public async Task StartManagedRunCommandAsync(ResourceIdentifier vmId, string name, string location, string script,
+        IReadOnlyDictionary<string, string> protectedParameters, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var input = new RunCommandInput(commandId);
-        foreach (string line in script)
+        var data = new VirtualMachineRunCommandData(new AzureLocation(location))
         {
-            input.Script.Add(line);
+            Source = new VirtualMachineRunCommandScriptSource { Script = script },
+            AsyncExecution = true,
+            TimeoutInSeconds = checked((int)Math.Ceiling(timeout.TotalSeconds)),
+        };
+        foreach ((string key, string value) in protectedParameters)
+        {
+            data.ProtectedParameters.Add(new RunCommandInputParameter(key, value));
         }
-        return await Vm(vmId).RunCommandAsync(WaitUntil.Started, input, cancellationToken).ConfigureAwait(false);
+        await Vm(vmId).GetVirtualMachineRunCommands().CreateOrUpdateAsync(WaitUntil.Started, name, data, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>GET runCommands/{name}?$expand=instanceView; null when the run command does not exist (an instance view may be absent right after the PUT).</summary>
+    public async Task<(bool Exists, VirtualMachineRunCommandInstanceView? View)> GetManagedRunCommandAsync(ResourceIdentifier vmId, string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            Response<VirtualMachineRunCommandResource> found = await Vm(vmId).GetVirtualMachineRunCommandAsync(name, "instanceView", cancellationToken).ConfigureAwait(false);
+            return (true, found.Value.Data.InstanceView);
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return (false, null);
+        }
+    }
+
+    /// <summary>DELETE runCommands/{name} (started; Azure removes the extension state and its stored protected parameters).</summary>
+    public async Task DeleteManagedRunCommandAsync(ResourceIdentifier vmId, string name, CancellationToken cancellationToken)
+    {
+        VirtualMachineRunCommandResource command = _client.GetVirtualMachineRunCommandResource(
+            VirtualMachineRunCommandResource.CreateResourceIdentifier(vmId.SubscriptionId!, vmId.ResourceGroupName!, vmId.Name, name));
+        await command.DeleteAsync(WaitUntil.Started, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>POST deallocate?hibernate=true; returns the started operation.</summary>
@@ -211,33 +178,104 @@ internal sealed class AzureArm
     /// <summary>GET the NIC, set properties.networkSecurityGroup, PUT it back; returns the NSG id it had before.</summary>
     public async Task<string?> SetNicNsgAsync(string nicId, string nsgId, CancellationToken cancellationToken)
     {
-        GenericResource nic = (await _client.GetGenericResource(new ResourceIdentifier(nicId)).GetAsync(cancellationToken).ConfigureAwait(false)).Value;
-        string? previous = NsgOf(nic.Data);
-        JsonObject properties = nic.Data.Properties is null
-            ? new JsonObject()
-            : JsonNode.Parse(nic.Data.Properties.ToString())?.AsObject() ?? new JsonObject();
-        properties["networkSecurityGroup"] = new JsonObject { ["id"] = nsgId };
-        // Read-only members must not be sent back.
-        properties.Remove("provisioningState");
-        properties.Remove("resourceGuid");
-        var update = new GenericResourceData(nic.Data.Location)
+        string? previous = null;
+        GenericResourceData after = await UpdateAsync(nicId, properties =>
         {
-            Properties = BinaryData.FromString(properties.ToJsonString()),
-            Kind = nic.Data.Kind,
-        };
-        foreach ((string key, string value) in nic.Data.Tags)
-        {
-            update.Tags[key] = value;
-        }
-        // PUT (networkInterfaces PATCH only changes tags).
-        ArmOperation<GenericResource> operation = await _client.GetGenericResources()
-            .CreateOrUpdateAsync(WaitUntil.Completed, nic.Id, update, cancellationToken).ConfigureAwait(false);
-        string? now = NsgOf(operation.Value.Data);
+            previous = properties["networkSecurityGroup"]?["id"]?.GetValue<string>();
+            properties["networkSecurityGroup"] = new JsonObject { ["id"] = nsgId };
+            return true;
+        }, cancellationToken).ConfigureAwait(false);
+        string? now = NsgOf(after);
         if (!string.Equals(now, nsgId, StringComparison.OrdinalIgnoreCase))
         {
             throw new InvalidOperationException($"NIC {nicId} reports NSG '{now ?? "none"}' after the update, not {nsgId}");
         }
         return previous;
+    }
+
+    /// <summary>
+    /// Sets properties.flushConnection = true on an NSG (Azure then re-evaluates the flows it already allowed when its
+    /// rules change or it is attached, instead of letting established connections live on); false when it already was.
+    /// </summary>
+    public async Task<bool> EnableFlushConnectionAsync(string nsgId, CancellationToken cancellationToken)
+    {
+        bool changed = false;
+        GenericResourceData after = await UpdateAsync(nsgId, properties =>
+        {
+            changed = properties["flushConnection"]?.GetValue<bool>() != true;
+            properties["flushConnection"] = true;
+            return changed;
+        }, cancellationToken).ConfigureAwait(false);
+        JsonNode? now = after.Properties is null ? null : JsonNode.Parse(after.Properties.ToString())?["flushConnection"];
+        if (now?.GetValue<bool>() != true)
+        {
+            throw new InvalidOperationException($"NSG {nsgId} does not report flushConnection = true after the update");
+        }
+        return changed;
+    }
+
+    /// <summary>Removes the public IP address from every IP configuration of a NIC; returns (ipConfiguration, public IP id) removed.</summary>
+    public async Task<IReadOnlyList<(string IpConfiguration, string PublicIp)>> RemoveNicPublicIpsAsync(string nicId, CancellationToken cancellationToken)
+    {
+        var removed = new List<(string, string)>();
+        await UpdateAsync(nicId, properties =>
+        {
+            foreach (JsonNode? config in properties["ipConfigurations"]?.AsArray() ?? [])
+            {
+                if (config?["properties"]?.AsObject() is { } ipProperties && ipProperties["publicIPAddress"]?["id"]?.GetValue<string>() is { } publicIp)
+                {
+                    removed.Add((config["name"]?.GetValue<string>() ?? "?", publicIp));
+                    ipProperties.Remove("publicIPAddress");
+                }
+            }
+            return removed.Count > 0;
+        }, cancellationToken).ConfigureAwait(false);
+        return removed;
+    }
+
+    /// <summary>PATCH the VM with identity type None (system- and user-assigned identities removed); returns what it had.</summary>
+    public async Task<string?> RemoveVmIdentityAsync(ResourceIdentifier vmId, CancellationToken cancellationToken)
+    {
+        VirtualMachineResource vm = (await Vm(vmId).GetAsync(cancellationToken: cancellationToken).ConfigureAwait(false)).Value;
+        if (vm.Data.Identity is not { } identity || identity.ManagedServiceIdentityType == ManagedServiceIdentityType.None)
+        {
+            return null;
+        }
+        string before = $"{identity.ManagedServiceIdentityType}{(identity.PrincipalId is { } p ? $" (principal {p})" : "")}"
+            + (identity.UserAssignedIdentities.Count > 0 ? "; user-assigned: " + string.Join(", ", identity.UserAssignedIdentities.Keys) : "");
+        await vm.UpdateAsync(WaitUntil.Completed, new VirtualMachinePatch { Identity = new ManagedServiceIdentity(ManagedServiceIdentityType.None) }, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return before;
+    }
+
+    /// <summary>
+    /// GET a network resource, let <paramref name="change"/> edit its properties (returning false: nothing to write),
+    /// drop the read-only members and PUT it back (network resources' PATCH only changes tags). Returns the resource as
+    /// ARM answered.
+    /// </summary>
+    private async Task<GenericResourceData> UpdateAsync(string id, Func<JsonObject, bool> change, CancellationToken cancellationToken)
+    {
+        GenericResource resource = (await _client.GetGenericResource(new ResourceIdentifier(id)).GetAsync(cancellationToken).ConfigureAwait(false)).Value;
+        JsonObject properties = resource.Data.Properties is null
+            ? new JsonObject()
+            : JsonNode.Parse(resource.Data.Properties.ToString())?.AsObject() ?? new JsonObject();
+        if (!change(properties))
+        {
+            return resource.Data;
+        }
+        properties.Remove("provisioningState");
+        properties.Remove("resourceGuid");
+        var update = new GenericResourceData(resource.Data.Location)
+        {
+            Properties = BinaryData.FromString(properties.ToJsonString()),
+            Kind = resource.Data.Kind,
+        };
+        foreach ((string key, string value) in resource.Data.Tags)
+        {
+            update.Tags[key] = value;
+        }
+        ArmOperation<GenericResource> operation = await _client.GetGenericResources()
+            .CreateOrUpdateAsync(WaitUntil.Completed, resource.Id, update, cancellationToken).ConfigureAwait(false);
+        return operation.Value.Data;
     }
 
     private static string? NsgOf(GenericResourceData data)

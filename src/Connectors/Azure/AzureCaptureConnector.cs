@@ -16,8 +16,8 @@ namespace CloudMem.Connectors.Azure;
 
 /// <summary>
 /// Azure memory capture. Run Command: preflight (VM running, OS type, VM agent ready, container reachable), stage the
-/// tool in the container, issue a read-only SAS for the tool blob and a create-only SAS for exactly one evidence blob,
-/// send both only inside the Run Command script, poll the operation under our timeout, then stream the blob back
+/// tool in the container, issue a read-only SAS for the tool blob and a write SAS for exactly one evidence blob,
+/// pass both only as protected parameters of a managed run command, poll its instance view, then stream the blob back
 /// (our SHA-256 while streaming), compare with the guest's hash and size, open the copy with our parsers, and write the
 /// custody manifest with every ARM and Blob request id. Hibernate (opt-in): deallocate with hibernate=true and a full
 /// snapshot of the OS disk.
@@ -117,11 +117,11 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
                     ? $"{_options.ToolFile} ({new FileInfo(_options.ToolFile).Length} bytes)" : $"{_options.ToolFile} does not exist");
             }
             plan.Step("stage tool", $"upload {ToolName} to {_account}/{_containerName}/{ToolBlobName("<sha256>")} unless present (same SHA-256)");
-            plan.Step("issue SAS", $"{SasKind}: read-only for the tool blob, create-only for one evidence blob, expiry <= {Resilience.Describe(SasLifetime)}", mutating: false);
-            plan.Step("run command", $"{AzureGuestScript.CommandId(tool)} on {_options.VmId.Name}: download tool, check SHA-256, capture, upload; poll up to {Resilience.Describe(_request.Timeouts.Command)}");
+            plan.Step("issue SAS", $"{SasKind}: read-only for the tool blob, write (Put Block/Put Block List) for one evidence blob, expiry <= {Resilience.Describe(SasLifetime)}", mutating: false);
+            plan.Step("run command", $"managed run command on {_options.VmId.Name} (timeoutInSeconds {(int)Math.Ceiling(_request.Timeouts.Command.TotalSeconds)}, SAS URLs as protected parameters): download tool into RAM, check SHA-256, stream the capture by blocks (nothing written to the guest's disks); poll the instance view up to {Resilience.Describe(PollBudget)}, then delete the run command");
             plan.Step("verify", $"stream the blob back (SHA-256 on our side), compare with the guest's hash and size, open with our parsers{(_request.Download ? ", keep the copy in " + _request.OutputDirectory : "")}", mutating: false);
             plan.Step("manifest", $"write the custody manifest in {_request.OutputDirectory}", mutating: false);
-            plan.Notes.Add("Run Command (action) runs at most 90 minutes on Azure; the SAS signature goes only into the script (never into parameters, manifest or logs).");
+            plan.Notes.Add("Managed Run Command (v2): Azure stops the script at timeoutInSeconds; the SAS URLs go only into protectedParameters (never into the script, plain parameters, manifest or logs).");
             if (_options.StorageKey is null)
             {
                 plan.Notes.Add("user delegation SAS: the identity needs Storage Blob Delegator and Storage Blob Data Contributor on the account.");
@@ -206,191 +206,6 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
         {
             recorder.Step("manifest", $"NOT uploaded beside the evidence: {CaptureException.OneLine(e.Message)}");
             return recorder.Write();
-        }
-    }
-
-    private async Task RunCommandCaptureAsync(CustodyRecorder recorder, AzureGuestTool tool, CancellationToken cancellationToken)
-    {
-        AzureRunCommandState state = PlanLayout(recorder, tool);
-        static Task NoSave(AzureRunCommandState _, CancellationToken __) => Task.CompletedTask;
-        await StartRunCommandAsync(recorder, state, NoSave, cancellationToken).ConfigureAwait(false);
-        string output = await Resilience.PollUntilAsync(
-            $"Run Command {AzureGuestScript.CommandId(tool)} on {_options.VmId.Name}",
-            async token =>
-            {
-                AzureOperationStatus status = await RunCommandStatusAsync(state, token).ConfigureAwait(false);
-                return status.Done
-                    ? PollState<string>.Finished(status.Status, status.Output ?? "")
-                    : PollState<string>.Pending(status.Status);
-            },
-            _request.Timeouts.PollInterval, _request.Timeouts.Command, cancellationToken).ConfigureAwait(false);
-        await VerifyAsync(recorder, state, output, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Where this run's blobs go: <c>{case}/{vm}-{start}</c> (the recorder's start time, so a resumed run keeps it)
-    /// plus the tool's extension for the evidence and <c>.custody.json</c> for the manifest.
-    /// </summary>
-    internal AzureRunCommandState PlanLayout(CustodyRecorder recorder, AzureGuestTool tool)
-    {
-        string stamp = recorder.Build().StartedUtc.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
-        return new AzureRunCommandState { Tool = tool, BaseName = $"{_request.CaseId ?? "nocase"}/{_options.VmId.Name}-{stamp}" };
-    }
-
-    /// <summary>
-    /// Stages the tool, issues the two SAS and sends Run Command, saving the state before the request (RequestedUtc)
-    /// and after it (the operation's URL), so a restarted worker polls the same operation and never sends the command
-    /// twice: a state with RequestedUtc but no operation (the worker died during the request) is refused, because
-    /// whether the guest ran the tool is unknown and running it again would overwrite memory the first run changed.
-    /// </summary>
-    internal async Task StartRunCommandAsync(CustodyRecorder recorder, AzureRunCommandState state, Func<AzureRunCommandState, CancellationToken, Task> save, CancellationToken cancellationToken)
-    {
-        if (state.OperationUrl is not null)
-        {
-            recorder.Step("run command", $"already sent at {state.RequestedUtc:O} (operation saved): not sent again, polling it");
-            return;
-        }
-        if (state.RequestedUtc is { } requested)
-        {
-            throw new CaptureException($"Run Command was requested at {requested:O} but its operation was not saved (the worker stopped during the request): not sent again; check the VM's run command history");
-        }
-        AzureGuestTool tool = state.Tool;
-
-        // 1. Stage the tool (content-addressed: the blob name is its SHA-256).
-        (string toolSha, long toolSize) = await Sha256Sink.HashFileAsync(_options.ToolFile!, cancellationToken).ConfigureAwait(false);
-        BlobClient toolBlob = _container.GetBlobClient(ToolBlobName(toolSha));
-        try
-        {
-            await using FileStream file = File.OpenRead(_options.ToolFile!);
-            await toolBlob.UploadAsync(file, new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } }, cancellationToken).ConfigureAwait(false);
-            recorder.Step("stage tool", $"{ToolName} ({toolSize} bytes, sha256 {toolSha}) uploaded to {toolBlob.Name}");
-        }
-        catch (RequestFailedException e) when (e.Status == 409 || e.ErrorCode == BlobErrorCode.BlobAlreadyExists)
-        {
-            (string stagedSha, _) = await HashBlobAsync(toolBlob, null, cancellationToken).ConfigureAwait(false);
-            if (stagedSha != toolSha)
-            {
-                throw new CaptureException($"staged tool {toolBlob.Name} has SHA-256 {stagedSha}, not {toolSha}: refusing to use it");
-            }
-            recorder.Step("stage tool", $"{ToolName} already staged as {toolBlob.Name} (sha256 {toolSha} checked)");
-        }
-        recorder.Tool(ToolName, _options.ToolVersion, toolSha, toolBlob.Uri.AbsoluteUri);
-
-        // 2. One evidence blob name, two scoped SAS.
-        string evidenceName = state.EvidenceName;
-        var issuer = new BlobSasIssuer(_blobService, _options.StorageKey);
-        ScopedSas toolSas = await issuer.ReadOnlyAsync(_containerName, toolBlob.Name, SasLifetime, cancellationToken).ConfigureAwait(false);
-        ScopedSas uploadSas = await issuer.CreateOnlyAsync(_containerName, evidenceName, SasLifetime, cancellationToken).ConfigureAwait(false);
-        foreach (ScopedSas sas in new[] { toolSas, uploadSas })
-        {
-            _log.Scrubber.RegisterUrl(sas.Uri.AbsoluteUri);
-            _log.Scrubber.Register(sas.Signature);
-            _log.Scrubber.Register(Uri.EscapeDataString(sas.Signature));
-            recorder.Step("issue SAS", sas.ToString());
-        }
-
-        // 3. Run Command with the script (the SAS URLs are only in there).
-        IReadOnlyList<string> script = AzureGuestScript.Build(tool, toolSas.Uri, toolSha, uploadSas.Uri,
-            $"case {_request.CaseId ?? "none"}, blob {evidenceName}");
-        string commandId = AzureGuestScript.CommandId(tool);
-        state.RequestedUtc = DateTimeOffset.UtcNow;
-        await save(state, cancellationToken).ConfigureAwait(false);
-        ArmOperation<VirtualMachineRunCommandResult> operation =
-            await _arm.StartRunCommandAsync(_options.VmId, commandId, script, cancellationToken).ConfigureAwait(false);
-        Response accepted = operation.GetRawResponse();
-        state.OperationUrl = accepted.Headers.TryGetValue("Azure-AsyncOperation", out string? asyncOperation) ? asyncOperation
-            : accepted.Headers.TryGetValue("Location", out string? location) ? location
-            : throw new CaptureException($"runCommand on {_options.VmId.Name} answered HTTP {accepted.Status} without Azure-AsyncOperation or Location: cannot follow it");
-        state.ResultUrl = accepted.Headers.TryGetValue("Location", out string? result) ? result : null;
-        recorder.Step("run command", $"{commandId} started on {_options.VmId.Name} ({script.Count} script lines; output to {_containerName}/{evidenceName})");
-        await save(state, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>One status read of the saved Run Command operation (GET on its Azure-AsyncOperation URL, with our ARM credential).</summary>
-    internal async Task<AzureOperationStatus> RunCommandStatusAsync(AzureRunCommandState state, CancellationToken cancellationToken)
-    {
-        Uri url = new(state.OperationUrl ?? throw new CaptureException("Run Command has not been started (no operation saved)"));
-        AzureOperationStatus status = await _arm.GetOperationAsync(url, state.ResultUrl is null ? null : new Uri(state.ResultUrl), cancellationToken).ConfigureAwait(false);
-        if (status.Done && status.Status != "Succeeded")
-        {
-            throw new CaptureException($"Run Command on {_options.VmId.Name} ended {status.Status}: {status.Error ?? "no error text"}");
-        }
-        return status;
-    }
-
-    /// <summary>Reads the guest's report, streams the blob back (our SHA-256), compares, opens it with our parsers and records the evidence.</summary>
-    internal async Task VerifyAsync(CustodyRecorder recorder, AzureRunCommandState state, string output, CancellationToken cancellationToken)
-    {
-        GuestReport report = AzureGuestScript.ParseOutput(output);
-        recorder.Step("run command", $"finished: {Excerpt(output)}");
-        if (report.Error is not null)
-        {
-            throw new CaptureException($"the guest script failed: {report.Error} (output: {Excerpt(output)})");
-        }
-        if (report.Sha256 is null || report.SizeBytes is null)
-        {
-            throw new CaptureException($"the guest script did not report CLOUDMEM_SHA256/CLOUDMEM_SIZE (output: {Excerpt(output)})");
-        }
-        string evidenceName = state.EvidenceName;
-
-        // 4. Verify: read the blob back, hash on our side, compare, open with our parsers.
-        BlobClient evidence = _container.GetBlobClient(evidenceName);
-        BlobProperties properties;
-        try
-        {
-            properties = (await evidence.GetPropertiesAsync(cancellationToken: cancellationToken).ConfigureAwait(false)).Value;
-        }
-        catch (RequestFailedException e) when (e.Status == 404)
-        {
-            throw new CaptureException($"the guest reported success but {_containerName}/{evidenceName} does not exist");
-        }
-        recorder.Resource("blob", SecretScrubber.WithoutQuery(evidence.Uri.AbsoluteUri), $"{properties.ContentLength} bytes, etag {properties.ETag}");
-        Directory.CreateDirectory(_request.OutputDirectory);
-        string localName = Path.GetFileName(evidenceName);
-        string finalPath = Path.GetFullPath(Path.Combine(_request.OutputDirectory, localName));
-        string partial = Path.Combine(_request.OutputDirectory, $".{localName}.{Guid.NewGuid():N}.partial");
-        string ourSha;
-        long ourSize;
-        try
-        {
-            (ourSha, ourSize) = await HashBlobAsync(evidence, partial, cancellationToken).ConfigureAwait(false);
-            recorder.Step("read back", $"{evidenceName}: {ourSize} bytes streamed, sha256 {ourSha} (computed while streaming)");
-            string? openedAs = null, problem = null;
-            try
-            {
-                openedAs = _opener(partial);
-            }
-            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
-            {
-                problem = CaptureException.OneLine(e.Message);
-            }
-            string? localPath = null;
-            if (_request.Download)
-            {
-                if (File.Exists(finalPath))
-                {
-                    throw new CaptureException($"{finalPath} exists: refusing to overwrite evidence");
-                }
-                File.Move(partial, finalPath);
-                localPath = finalPath;
-            }
-            recorder.Evidence(evidenceName, evidence.Uri.AbsoluteUri, localPath, ourSize, report.SizeBytes.Value,
-                ourSha, report.Sha256, openedAs, problem, StoredObject(properties));
-            if (properties.ContentLength != ourSize)
-            {
-                throw new CaptureException($"blob {evidenceName} reports {properties.ContentLength} bytes but {ourSize} were read");
-            }
-        }
-        finally
-        {
-            if (File.Exists(partial))
-            {
-                File.Delete(partial);
-                if (!_request.Download)
-                {
-                    recorder.Step("read back", "temporary local copy (opened with our parsers) deleted; --download keeps it");
-                }
-            }
         }
     }
 

@@ -47,4 +47,10 @@ internal sealed record AzureCaptureOptions
 
     /// <summary>Run Command or the hibernate + snapshot path.</summary>
     public AzureCaptureMethod Method { get; init; } = AzureCaptureMethod.RunCommand;
+
+    /// <summary>
+    /// How long after the run command's timeoutInSeconds (the capture's command timeout) we keep polling its instance
+    /// view: Azure stops the script at its timeout and then needs a moment to report TimedOut.
+    /// </summary>
+    public TimeSpan StatusMargin { get; init; } = TimeSpan.FromMinutes(3);
 }

@@ -43,11 +43,12 @@ public static class AzureCapturePermissions
     [
         new("arm", "GET", Vm, "Microsoft.Compute/virtualMachines/read", AzurePermissionKind.Action, "preflight: OS, size, location"),
         new("arm", "GET", Vm + "/instanceView", "Microsoft.Compute/virtualMachines/instanceView/read", AzurePermissionKind.Action, "preflight: power state, VM agent"),
-        new("arm", "POST", Vm + "/runCommand", "Microsoft.Compute/virtualMachines/runCommand/action", AzurePermissionKind.Action, "AVML/WinPmem through Run Command"),
-        new("arm", "GET", "/subscriptions/[^/]+/providers/Microsoft\\.Compute/locations/[^/]+/operations/[^/]+", "Microsoft.Compute/locations/operations/read", AzurePermissionKind.Action, "poll the Run Command operation"),
+        new("arm", "PUT", Vm + "/runCommands/[^/]+", "Microsoft.Compute/virtualMachines/runCommands/write", AzurePermissionKind.Action, "AVML/WinPmem through a managed run command (SAS in protectedParameters)"),
+        new("arm", "GET", Vm + "/runCommands/[^/]+", "Microsoft.Compute/virtualMachines/runCommands/read", AzurePermissionKind.Action, "poll the run command's instance view; a resumed worker finds it"),
+        new("arm", "DELETE", Vm + "/runCommands/[^/]+", "Microsoft.Compute/virtualMachines/runCommands/delete", AzurePermissionKind.Action, "remove the run command (and its stored protected parameters) once over"),
         new("blob", "GET", Container, "Microsoft.Storage/storageAccounts/blobServices/containers/read", AzurePermissionKind.Action, "preflight: the evidence container exists"),
         new("blob", "POST", "/?", "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action", AzurePermissionKind.Action, "user delegation key for the one-blob SAS"),
-        new("blob", "PUT", Blob, "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", AzurePermissionKind.DataAction, "stage the tool, upload the manifest (create-only)"),
+        new("blob", "PUT", Blob, "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", AzurePermissionKind.DataAction, "stage the tool, upload the manifest (create-only); the guest's Put Block/Put Block List go through the SAS"),
         new("blob", "GET", Blob, "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", AzurePermissionKind.DataAction, "read back and hash the evidence, check a staged tool"),
         new("blob", "HEAD", Blob, "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", AzurePermissionKind.DataAction, "evidence properties (size, ETag, version, MD5)"),
     ];

@@ -4,9 +4,17 @@ using CloudMem.Connectors.Core;
 
 namespace CloudMem.Connectors.Azure;
 
+/// <summary>What isolation removes besides swapping the NSG (both opt-in: they change what a restore must put back).</summary>
+/// <param name="RemovePublicIps">Detach the public IP address from every IP configuration of every NIC (recorded for restore).</param>
+/// <param name="RemoveManagedIdentity">Remove the VM's managed identities (identity type None), so a token stolen
+/// through the instance metadata service stops being renewable.</param>
+internal sealed record AzureIsolationExtras(bool RemovePublicIps = false, bool RemoveManagedIdentity = false);
+
 /// <summary>
-/// Network isolation of a VM: attach an isolation network security group to every NIC, recording the NSG each NIC had
-/// before (so it can be restored) and every step and request id in a custody manifest.
+/// Network isolation of a VM: enable flushConnection on the isolation network security group (so Azure re-evaluates
+/// the flows it had already allowed instead of letting established connections live on), attach it to every NIC,
+/// recording the NSG each NIC had before (so it can be restored), optionally detach public IPs and remove the managed
+/// identity, and record every step and request id in a custody manifest.
 /// </summary>
 internal sealed class AzureIsolator
 {
@@ -15,10 +23,12 @@ internal sealed class AzureIsolator
     private readonly CaptureRequest _request;
     private readonly CaptureLog _log;
     private readonly AzureArm _arm;
+    private readonly AzureIsolationExtras _extras;
 
     public AzureIsolator(ResourceIdentifier vmId, ResourceIdentifier nsgId, TokenCredential credential, AzureArmSettings arm,
-        CaptureRequest request, CaptureLog log)
+        CaptureRequest request, CaptureLog log, AzureIsolationExtras? extras = null)
     {
+        _extras = extras ?? new AzureIsolationExtras();
         _vmId = vmId;
         _nsgId = nsgId;
         _request = request;
@@ -71,6 +81,15 @@ internal sealed class AzureIsolator
                 }
             }
         }
+        plan.Step("flush connections", $"set flushConnection = true on {_nsgId.Name} (established flows are re-evaluated against its rules)");
+        if (_extras.RemovePublicIps)
+        {
+            plan.Step("remove public ips", "detach the public IP of every NIC IP configuration (recorded for restore)");
+        }
+        if (_extras.RemoveManagedIdentity)
+        {
+            plan.Step("remove identity", $"PATCH {_vmId.Name} identity type None (system- and user-assigned identities removed; recorded)");
+        }
         plan.Step("manifest", $"write the custody manifest (previous NSG of every NIC) in {_request.OutputDirectory}", mutating: false);
         plan.Notes.Add("NIC and subnet NSGs both apply: a deny-all NIC NSG cuts traffic the subnet allows. Azure platform traffic (168.63.129.16: VM agent, Run Command) is not blocked by NSGs.");
         return (plan, nics);
@@ -84,6 +103,8 @@ internal sealed class AzureIsolator
         {
             (CapturePlan plan, IReadOnlyList<(string Nic, string? Nsg)> nics) = await PreflightAsync(cancellationToken).ConfigureAwait(false);
             recorder.Preflight(plan);
+            bool flushed = await _arm.EnableFlushConnectionAsync(_nsgId.ToString(), cancellationToken).ConfigureAwait(false);
+            recorder.Step("flush connections", flushed ? $"flushConnection enabled on {_nsgId}" : $"flushConnection already enabled on {_nsgId}");
             foreach ((string nic, string? before) in nics)
             {
                 if (string.Equals(before, _nsgId.ToString(), StringComparison.OrdinalIgnoreCase))
@@ -94,6 +115,26 @@ internal sealed class AzureIsolator
                 string? previous = await _arm.SetNicNsgAsync(nic, _nsgId.ToString(), cancellationToken).ConfigureAwait(false);
                 recorder.Resource("networkInterface", nic, $"networkSecurityGroup {previous ?? "none"} -> {_nsgId} (previous recorded for restore)");
                 recorder.Step("attach nsg", $"{nic}: {previous ?? "no NSG"} -> {_nsgId}");
+            }
+            if (_extras.RemovePublicIps)
+            {
+                foreach ((string nic, _) in nics)
+                {
+                    foreach ((string config, string publicIp) in await _arm.RemoveNicPublicIpsAsync(nic, cancellationToken).ConfigureAwait(false))
+                    {
+                        recorder.Resource("networkInterface", nic, $"ipConfiguration {config}: publicIPAddress {publicIp} detached (recorded for restore)");
+                        recorder.Step("remove public ips", $"{nic} {config}: {publicIp} detached");
+                    }
+                }
+            }
+            if (_extras.RemoveManagedIdentity)
+            {
+                string? identity = await _arm.RemoveVmIdentityAsync(_vmId, cancellationToken).ConfigureAwait(false);
+                if (identity is not null)
+                {
+                    recorder.Resource("virtualMachine", _vmId.ToString(), $"identity {identity} removed (type None; recorded for restore)");
+                }
+                recorder.Step("remove identity", identity is null ? $"{_vmId.Name} has no managed identity" : $"{_vmId.Name}: {identity} -> None");
             }
             Record(recorder);
             recorder.Complete();

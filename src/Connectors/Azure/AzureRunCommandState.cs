@@ -15,19 +15,22 @@ internal sealed class AzureRunCommandState
     /// <summary><c>{case}/{vm}-{start}</c>: the evidence blob is this plus the tool's extension.</summary>
     public required string BaseName { get; init; }
 
-    /// <summary>When Run Command was requested (saved before the request).</summary>
+    /// <summary>When the run command was requested (saved before the PUT).</summary>
     public DateTimeOffset? RequestedUtc { get; set; }
 
-    /// <summary>The operation's Azure-AsyncOperation URL (saved once ARM accepted the command).</summary>
-    public string? OperationUrl { get; set; }
+    /// <summary>The managed run command's name (derived from <see cref="BaseName"/>).</summary>
+    public required string RunCommandName { get; init; }
 
-    /// <summary>The operation's Location URL (the result, when the status body carries none).</summary>
-    public string? ResultUrl { get; set; }
+    /// <summary>ARM accepted the PUT of the run command (saved right after).</summary>
+    public bool Accepted { get; set; }
+
+    /// <summary>The run command was deleted after it ended.</summary>
+    public bool Deleted { get; set; }
 
     /// <summary>The evidence blob's name.</summary>
     [JsonIgnore]
     public string EvidenceName => $"{BaseName}.{(Tool == AzureGuestTool.Avml ? "avml" : "raw")}";
 }
 
-/// <summary>One read of an ARM long-running operation: finished or not, its status, the Run Command output once done, the error text.</summary>
+/// <summary>One read of the run command's instance view: finished or not, its executionState, the output, the error stream.</summary>
 internal sealed record AzureOperationStatus(bool Done, string Status, string? Output, string? Error);

@@ -134,9 +134,10 @@ public sealed class AzureWorkflowSteps : WorkflowStepSettings
     private async Task<WorkflowResult> PollAsync(AzureCaptureConnector connector, AlertEvent alert, AzureRunCommandState state, CancellationToken cancellationToken)
     {
         AzureOperationStatus status = await connector.RunCommandStatusAsync(state, cancellationToken).ConfigureAwait(false);
-        if (!status.Done && state.RequestedUtc is { } sent && DateTimeOffset.UtcNow - sent > Timeouts.Command)
+        TimeSpan budget = connector.PollBudget;
+        if (!status.Done && state.RequestedUtc is { } sent && DateTimeOffset.UtcNow - sent > budget)
         {
-            throw new CaptureTimeoutException($"Run Command on {alert.Target}", Timeouts.Command, status.Status);
+            throw new CaptureTimeoutException($"Run Command on {alert.Target}", budget, status.Status);
         }
         return new WorkflowResult { Status = status.Done ? "Ready" : "Running", Done = status.Done, Reason = $"Run Command: {status.Status}" };
     }
@@ -158,6 +159,7 @@ public sealed class AzureWorkflowSteps : WorkflowStepSettings
 
     private async Task<WorkflowResult> FinalizeAsync(AzureCaptureConnector connector, CustodyRecorder recorder, LedgerClaim claim, Func<AzureRunCommandState?, CancellationToken, Task> save, AzureRunCommandState? state, CancellationToken cancellationToken)
     {
+        await connector.DeleteRunCommandAsync(recorder, state).ConfigureAwait(false);
         connector.RecordRequestIds(recorder);
         recorder.Complete();
         string manifest = await connector.WriteManifestAsync(recorder, cancellationToken).ConfigureAwait(false);
@@ -169,6 +171,7 @@ public sealed class AzureWorkflowSteps : WorkflowStepSettings
     private async Task<WorkflowResult> FailAsync(AzureCaptureConnector connector, CustodyRecorder recorder, LedgerClaim claim, WorkflowInput input, Func<AzureRunCommandState?, CancellationToken, Task> save, AzureRunCommandState? state, CancellationToken cancellationToken)
     {
         string cause = WorkflowStepKit.FailureCause(input);
+        await connector.DeleteRunCommandAsync(recorder, state).ConfigureAwait(false);
         connector.RecordRequestIds(recorder);
         recorder.Fail(new CaptureException(cause));
         string manifest;

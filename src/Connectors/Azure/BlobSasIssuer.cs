@@ -41,18 +41,18 @@ internal sealed class BlobSasIssuer
     public string Kind => _accountKey is null ? "user-delegation" : "account-key";
 
     /// <summary>
-    /// Create-only SAS ("c": a new blob only, by Put Blob or Put Block + Put Block List; no overwrite, read or list).
-    /// Azure accepts "c" for Put Block / Put Block List from service version 2026-04-06 on (this SDK signs a later one).
-    /// Emulators (a path-style loopback or IP endpoint: azurite 3.37) still demand "w" for blocks, so there the SAS is
-    /// "cw" for the same single blob; <see cref="EmulatorNeedsWrite"/> says when.
+    /// The SAS for uploading one block blob with Put Block + Put Block List: "w" only. Microsoft's SAS permission
+    /// tables (Create a service SAS / Create a user delegation SAS) grant "Create or write content, properties,
+    /// metadata, or block list" to Write (w), while Create (c) only covers "write a new blob, snapshot a blob, or copy a
+    /// blob to a new blob"; so writing blocks and the block list needs "w", and "c" adds nothing to it. That an existing
+    /// blob is never replaced is enforced by the guest's If-None-Match: * on Put Block List (and by the container's
+    /// immutability policy), not by the permission. Azure and azurite get the same string.
     /// </summary>
-    public Task<ScopedSas> CreateOnlyAsync(string container, string blobName, TimeSpan lifetime, CancellationToken cancellationToken)
-        => IssueAsync(container, blobName,
-            EmulatorNeedsWrite(_service.Uri) ? BlobSasPermissions.Create | BlobSasPermissions.Write : BlobSasPermissions.Create,
-            lifetime, cancellationToken);
+    public Task<ScopedSas> BlockUploadAsync(string container, string blobName, TimeSpan lifetime, CancellationToken cancellationToken)
+        => IssueAsync(container, blobName, BlockUploadPermissions, lifetime, cancellationToken);
 
-    /// <summary>True for an emulator endpoint (IP or loopback host, account in the path), where block uploads need "w".</summary>
-    public static bool EmulatorNeedsWrite(Uri serviceUri) => serviceUri.IsLoopback || System.Net.IPAddress.TryParse(serviceUri.Host, out _);
+    /// <summary>The permissions of <see cref="BlockUploadAsync"/>.</summary>
+    public const BlobSasPermissions BlockUploadPermissions = BlobSasPermissions.Write;
 
     /// <summary>Read-only SAS for one blob (the staged tool).</summary>
     public Task<ScopedSas> ReadOnlyAsync(string container, string blobName, TimeSpan lifetime, CancellationToken cancellationToken)

@@ -30,15 +30,20 @@ public sealed class AwsGuestScriptTests
         Assert.DoesNotContain("http", script.Replace("https?", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase);
         Assert.False(new SecretScrubber().ContainsSecret(script));
         Assert.DoesNotContain("\r", script, StringComparison.Ordinal);
+        Assert.DoesNotContain("/var/tmp", script, StringComparison.Ordinal);
+        Assert.DoesNotContain("TMPDIR", script, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void PowerShell_script_checks_the_tool_hash_before_running_it()
+    public void PowerShell_script_checks_the_tool_hash_before_running_it_and_streams_its_stdout()
     {
         string script = AwsGuestScript.PowerShell(s_input);
         int check = script.IndexOf("Get-FileHash", StringComparison.Ordinal);
-        int run = script.IndexOf("Start-Process -FilePath $tool", StringComparison.Ordinal);
+        int run = script.IndexOf("ProcessStartInfo -ArgumentList @($tool, '-')", StringComparison.Ordinal);
         Assert.True(check > 0 && run > check);
+        // WinPmem writes to its standard output ('-'): no image file on any drive.
+        Assert.DoesNotContain("memory.raw", script, StringComparison.Ordinal);
+        Assert.Contains("$run.StandardOutput.BaseStream", script, StringComparison.Ordinal);
         Assert.Contains("$PartBytes = [long]67108864", script, StringComparison.Ordinal);
         Assert.Contains("\r\n", script, StringComparison.Ordinal);
     }

@@ -19,7 +19,7 @@ public sealed class AwsHarness : IDisposable
 
     private readonly TempDir _dir = new();
 
-    public AwsHarness(string fixtureFile, int? cutPart = null, long memTotalBytes = 200_000 * 1024L)
+    public AwsHarness(string fixtureFile, int? cutPart = null, long memTotalBytes = 200_000 * 1024L, AWSCredentials? credentials = null)
     {
         Fixture = fixtureFile;
         S3 = new S3Emulator(Bucket, AccessKey, SecretKey);
@@ -34,7 +34,7 @@ public sealed class AwsHarness : IDisposable
         Connection = new AwsConnection
         {
             Region = "us-east-1",
-            Credentials = new SessionAWSCredentials(AccessKey, SecretKey, SessionToken),
+            Credentials = credentials ?? new SessionAWSCredentials(AccessKey, SecretKey, SessionToken),
             Endpoints = new AwsEndpoints
             {
                 Ec2 = Fake.Url,

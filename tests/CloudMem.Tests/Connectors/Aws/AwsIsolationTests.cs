@@ -12,13 +12,13 @@ public sealed class AwsIsolationTests : IDisposable
     private readonly TempDir _dir = new();
     private readonly StringWriter _log = new();
 
-    private AwsIsolationConnector Connector(string? replacement = null, string isolation = "sg-0closed", string transition = "sg-0open")
+    private AwsIsolationConnector Connector(string? replacement = null, string isolation = "sg-0closed", string transition = "sg-0open", bool revoke = false)
     {
         var clients = AwsClients.Create(new AwsConnection
         {
             Region = "eu-west-1",
             Credentials = new BasicAWSCredentials(AwsHarness.AccessKey, AwsHarness.SecretKey),
-            Endpoints = new AwsEndpoints { Ec2 = _fake.Url, Ssm = _fake.Url, Sts = _fake.Url, AutoScaling = _fake.Url, S3 = _fake.Url },
+            Endpoints = new AwsEndpoints { Ec2 = _fake.Url, Ssm = _fake.Url, Sts = _fake.Url, AutoScaling = _fake.Url, Iam = _fake.Url, S3 = _fake.Url },
         });
         return new AwsIsolationConnector(clients, new AwsIsolationOptions
         {
@@ -26,6 +26,7 @@ public sealed class AwsIsolationTests : IDisposable
             IsolationSecurityGroup = isolation,
             TransitionSecurityGroup = transition,
             ReplacementInstanceProfile = replacement,
+            RevokeRoleSessions = revoke,
         }, new CaptureRequest { CaseId = "IR-7", OutputDirectory = _dir.Path }, new CaptureLog(new SecretScrubber(), _log));
     }
 
@@ -109,6 +110,52 @@ public sealed class AwsIsolationTests : IDisposable
         Assert.Contains("1 inbound and 1 outbound rules (both must be 0)", error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain(_fake.Operations, o => o.Contains("Modify", StringComparison.Ordinal));
         Assert.All(Directory.GetFiles(_dir.Path, "*.custody.json"), p => Assert.Equal(CustodyStatus.Failed, CustodyManifest.Read(p).Status));
+    }
+
+    [Fact]
+    public async Task Dual_stack_instance_needs_a_transition_group_open_to_ipv6_too()
+    {
+        _fake.Ipv6 = true;
+        var error = await Assert.ThrowsAsync<CaptureException>(() => Connector().IsolateAsync(CancellationToken.None));
+        Assert.Contains("preflight 'transition group' failed", error.Message, StringComparison.Ordinal);
+        Assert.Contains("NOT all traffic in, NOT all traffic out from 0.0.0.0/0 and ::/0 (the instance has IPv6 addresses)", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(_fake.Operations, o => o.Contains("Modify", StringComparison.Ordinal));
+
+        _fake.Ipv6OpenGroups.Add("sg-0open");
+        CapturePlan plan = await Connector().PlanAsync(CancellationToken.None);
+        Assert.True(plan.Ready, plan.ToText());
+        Assert.Contains(plan.Checks, c => c.Name == "transition group" && c.Reason.Contains("all traffic in, all traffic out from 0.0.0.0/0 and ::/0", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Opt_in_revokes_the_sessions_the_instance_role_already_issued()
+    {
+        DateTimeOffset before = DateTimeOffset.UtcNow.AddSeconds(-1);
+        CaptureResult result = await Connector(revoke: true).IsolateAsync(CancellationToken.None);
+
+        Assert.Equal(CustodyStatus.Completed, result.Manifest.Status);
+        // The profile is disassociated first (no new credentials from the metadata service), then the role's older
+        // sessions are denied: the AWSRevokeOlderSessions pattern, an inline policy keyed on aws:TokenIssueTime.
+        List<string> operations = [.. _fake.Operations];
+        Assert.True(operations.IndexOf("ec2:DisassociateIamInstanceProfile") < operations.IndexOf("iam:PutRolePolicy"), string.Join(", ", operations));
+        Assert.Contains("iam:GetInstanceProfile", operations);
+        string document = _fake.RolePolicies[("web-role", AwsIsolationConnector.RevokePolicyName)];
+        using var policy = System.Text.Json.JsonDocument.Parse(document);
+        var statement = policy.RootElement.GetProperty("Statement")[0];
+        Assert.Equal("Deny", statement.GetProperty("Effect").GetString());
+        Assert.Equal("*", statement.GetProperty("Action")[0].GetString());
+        Assert.Equal("*", statement.GetProperty("Resource")[0].GetString());
+        DateTimeOffset cutoff = DateTimeOffset.Parse(statement.GetProperty("Condition").GetProperty("DateLessThan").GetProperty("aws:TokenIssueTime").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(cutoff, before, DateTimeOffset.UtcNow.AddSeconds(1));
+        Assert.Contains(result.Manifest.Resources, r => r.Kind == "role-sessions-revoked" && r.Id == "web-role");
+        Assert.Contains(result.Manifest.RequestIds, r => r.Service == "iam" && r.Operation.Contains("PutRolePolicy", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Without_the_opt_in_no_iam_call_is_made()
+    {
+        await Connector().IsolateAsync(CancellationToken.None);
+        Assert.DoesNotContain(_fake.Operations, o => o.StartsWith("iam:", StringComparison.Ordinal));
     }
 
     public void Dispose()

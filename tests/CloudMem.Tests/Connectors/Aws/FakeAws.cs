@@ -53,6 +53,12 @@ public sealed partial class FakeAws : IDisposable
     public string? AutoScalingGroup { get; set; }
     public string? ProfileAssociation { get; set; } = "iip-assoc-0aa";
     public List<(string Eni, string[] Groups)> Interfaces { get; } = [("eni-0aa", ["sg-0web"]), ("eni-0bb", ["sg-0db"])];
+    /// <summary>When true, every ENI carries an IPv6 address (dual-stack subnet).</summary>
+    public bool Ipv6 { get; set; }
+
+    /// <summary>Groups whose all-traffic rules also cover ::/0.</summary>
+    public HashSet<string> Ipv6OpenGroups { get; } = [];
+
     public Dictionary<string, (bool OpenIn, bool OpenOut, int Rules)> SecurityGroups { get; } = new()
     {
         ["sg-0open"] = (true, true, 1),
@@ -65,6 +71,9 @@ public sealed partial class FakeAws : IDisposable
 
     /// <summary>Called when a command arrives, before the guest script runs (tests tamper with the world here).</summary>
     public Action? BeforeRun { get; set; }
+
+    /// <summary>A command put before the guest's bash (e.g. strace and its options).</summary>
+    public IReadOnlyList<string> GuestPrefix { get; set; } = [];
 
     /// <summary>Environment for the guest script (e.g. CLOUDMEM_GUEST_MEMINFO).</summary>
     public Dictionary<string, string> GuestEnvironment { get; } = [];
@@ -143,6 +152,7 @@ public sealed partial class FakeAws : IDisposable
                 {
                     "sts" => (200, Sts(action, requestId)),
                     "autoscaling" => (200, AutoScaling(action, form, requestId)),
+                    "iam" => (200, Iam(action, form, requestId)),
                     _ => Ec2(action, form, requestId),
                 };
             }
@@ -171,7 +181,7 @@ public sealed partial class FakeAws : IDisposable
         Match m = CredentialScope().Match(authorization);
         if (m.Success)
         {
-            return m.Groups[1].Value switch { "sts" => "sts", "autoscaling" => "autoscaling", _ => "ec2" };
+            return m.Groups[1].Value switch { "sts" => "sts", "autoscaling" => "autoscaling", "iam" => "iam", _ => "ec2" };
         }
         return action == "GetCallerIdentity" ? "sts" : "ec2";
     }
@@ -220,7 +230,8 @@ public sealed partial class FakeAws : IDisposable
                 {
                     if (SecurityGroups.TryGetValue(id, out var group))
                     {
-                        string open = "<item><ipProtocol>-1</ipProtocol><groups/><ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges><ipv6Ranges/><prefixListIds/></item>";
+                        string v6 = Ipv6OpenGroups.Contains(id) ? "<ipv6Ranges><item><cidrIpv6>::/0</cidrIpv6></item></ipv6Ranges>" : "<ipv6Ranges/>";
+                        string open = $"<item><ipProtocol>-1</ipProtocol><groups/><ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges>{v6}<prefixListIds/></item>";
                         string closedRule = "<item><ipProtocol>tcp</ipProtocol><fromPort>22</fromPort><toPort>22</toPort><groups/><ipRanges><item><cidrIp>10.0.0.0/8</cidrIp></item></ipRanges></item>";
                         string inbound = group.OpenIn ? open : group.Rules > 0 ? closedRule : "";
                         string outbound = group.OpenOut ? open : group.Rules > 0 ? closedRule : "";
@@ -261,7 +272,7 @@ public sealed partial class FakeAws : IDisposable
         var enis = new StringBuilder();
         foreach ((string eni, string[] groups) in Interfaces)
         {
-            enis.Append($"<item><networkInterfaceId>{eni}</networkInterfaceId><subnetId>subnet-0fake</subnetId><vpcId>vpc-0fake</vpcId><groupSet>{string.Concat(groups.Select(g => $"<item><groupId>{g}</groupId><groupName>{g}</groupName></item>"))}</groupSet></item>");
+            enis.Append($"<item><networkInterfaceId>{eni}</networkInterfaceId><subnetId>subnet-0fake</subnetId><vpcId>vpc-0fake</vpcId><groupSet>{string.Concat(groups.Select(g => $"<item><groupId>{g}</groupId><groupName>{g}</groupName></item>"))}</groupSet>{(Ipv6 ? "<ipv6AddressesSet><item><ipv6Address>2001:db8::10</ipv6Address></item></ipv6AddressesSet>" : "")}</item>");
         }
         return $"<item><instanceId>{InstanceId}</instanceId><imageId>ami-0fake</imageId><instanceState><code>{stateCode}</code><name>{InstanceState}</name></instanceState>"
             + $"<instanceType>{InstanceType}</instanceType><placement><availabilityZone>us-east-1a</availabilityZone></placement>"
@@ -277,6 +288,27 @@ public sealed partial class FakeAws : IDisposable
         => action != "GetCallerIdentity"
             ? throw new InvalidOperationException($"sts {action}")
             : $"<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/responder</Arn><UserId>AIDAFAKEUSERID</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{requestId}</RequestId></ResponseMetadata></GetCallerIdentityResponse>";
+
+    /// <summary>Inline role policies put through IAM: (role, policy name) -> document.</summary>
+    public ConcurrentDictionary<(string Role, string Policy), string> RolePolicies { get; } = new();
+
+    private string Iam(string action, System.Collections.Specialized.NameValueCollection form, string requestId)
+    {
+        const string ns = "https://iam.amazonaws.com/doc/2010-05-08/";
+        string meta = $"<ResponseMetadata><RequestId>{requestId}</RequestId></ResponseMetadata>";
+        switch (action)
+        {
+            case "GetInstanceProfile":
+                string name = form["InstanceProfileName"]!;
+                return $"<GetInstanceProfileResponse xmlns=\"{ns}\"><GetInstanceProfileResult><InstanceProfile><InstanceProfileName>{name}</InstanceProfileName>"
+                    + $"<Roles><member><RoleName>{name}-role</RoleName><Arn>arn:aws:iam::123456789012:role/{name}-role</Arn></member></Roles></InstanceProfile></GetInstanceProfileResult>{meta}</GetInstanceProfileResponse>";
+            case "PutRolePolicy":
+                RolePolicies[(form["RoleName"]!, form["PolicyName"]!)] = form["PolicyDocument"]!;
+                return $"<PutRolePolicyResponse xmlns=\"{ns}\">{meta}</PutRolePolicyResponse>";
+            default:
+                throw new InvalidOperationException($"iam {action}");
+        }
+    }
 
     private string AutoScaling(string action, System.Collections.Specialized.NameValueCollection form, string requestId)
     {
@@ -372,7 +404,7 @@ public sealed partial class FakeAws : IDisposable
         {
             string path = Path.Combine(Path.GetTempPath(), $"cloudmem-fake-ssm-{id}.sh");
             File.WriteAllText(path, script);
-            var start = new ProcessStartInfo("bash", [path]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            var start = new ProcessStartInfo(GuestPrefix.Count > 0 ? GuestPrefix[0] : "bash", [.. GuestPrefix.Skip(1), .. GuestPrefix.Count > 0 ? new[] { "bash" } : [], path]) { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach ((string key, string value) in GuestEnvironment)
             {
                 start.Environment[key] = value;

@@ -62,7 +62,7 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         string besideEvidence = Path.ChangeExtension(evidence.Name, null) + ".custody.json";
         Assert.Equal(File.ReadAllBytes(result.ManifestPath), (await bed.ContainerClient.GetBlobClient(besideEvidence).DownloadContentAsync()).Value.Content.ToArray());
         Assert.Contains(manifest.RequestIds, r => r.Service == "blob" && r.Operation.StartsWith("GET /devstoreaccount1/" + bed.Container));
-        Assert.Contains(manifest.RequestIds, r => r.Service == "arm" && r.Operation.Contains("/runCommand"));
+        Assert.Contains(manifest.RequestIds, r => r.Service == "arm" && r.Operation.Contains("/runCommands/"));
 
         (int exit, string stdout, string stderr) = CliRunner.Run(null, null, "info", evidence.LocalPath!, "--output", "json");
         Assert.True(exit == 0, stderr);
@@ -70,7 +70,7 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
     }
 
     [SkippableFact]
-    public async Task Secrets_OnlyTheScopedSasInTheScript_NowhereElse()
+    public async Task Secrets_OnlyInProtectedParameters_NeverInTheScript_AndTheRunCommandIsDeleted()
     {
         string fixture = Fixture.Require("memory.avml");
         await using var bed = new AzureTestBed(azurite, fixture);
@@ -81,14 +81,26 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         Assert.Null(result.Manifest.Evidence[0].LocalPath);
         Assert.Empty(Directory.GetFiles(bed.OutDir, "*.partial*", SearchOption.AllDirectories));
 
-        string script = Assert.Single(bed.Arm.Scripts);
-        string[] sasUrls = [.. SasUrl().Matches(script).Select(m => m.Value).Distinct()];
-        Assert.Equal(2, sasUrls.Length);
-        var upload = new Uri(sasUrls.Single(u => u.Contains("sp=c", StringComparison.Ordinal)));
-        var toolUrl = new Uri(sasUrls.Single(u => !u.Contains("sp=c", StringComparison.Ordinal)));
+        // The recorded PUT of the managed run command: SAS URLs in protectedParameters only, none in the script or in
+        // plain parameters; asyncExecution and timeoutInSeconds = the capture's command timeout (3 minutes here).
+        ArmCall put = bed.Arm.Calls.Single(c => c.Method == "PUT" && c.Path.Contains("/runCommands/", StringComparison.Ordinal));
+        Assert.Matches("^/subscriptions/[^/]+/resourceGroups/rg-ir/providers/Microsoft.Compute/virtualMachines/vm1/runCommands/cloudmem-[0-9a-f]{16}$", put.Path);
+        JsonElement props = JsonDocument.Parse(put.Body).RootElement.GetProperty("properties");
+        Assert.True(props.GetProperty("asyncExecution").GetBoolean());
+        Assert.Equal(180, props.GetProperty("timeoutInSeconds").GetInt32());
+        Assert.False(props.TryGetProperty("parameters", out JsonElement plain) && plain.GetArrayLength() > 0);
+        Dictionary<string, string> protectedParameters = props.GetProperty("protectedParameters").EnumerateArray()
+            .ToDictionary(p => p.GetProperty("name").GetString()!, p => p.GetProperty("value").GetString()!);
+        Assert.Equal(["CLOUDMEM_TOOL_URL", "CLOUDMEM_UPLOAD_URL"], protectedParameters.Keys.Order());
+        string script = props.GetProperty("source").GetProperty("script").GetString()!;
+        Assert.Equal(script, Assert.Single(bed.Arm.Scripts));
+        Assert.Empty(SasUrl().Matches(script));
+        Assert.DoesNotContain("sig=", script);
+        var upload = new Uri(protectedParameters["CLOUDMEM_UPLOAD_URL"]);
+        var toolUrl = new Uri(protectedParameters["CLOUDMEM_TOOL_URL"]);
         var query = HttpUtility.ParseQueryString(upload.Query);
-        // azurite 3.37 wants "w" for Put Block: "cw" on the emulator only (Azure gets "c": BlobSasIssuerTests).
-        Assert.Equal("cw", query["sp"]);
+        // The same permission string on azurite as on Azure: "w" (Put Block / Put Block List write a block list).
+        Assert.Equal("w", query["sp"]);
         Assert.Equal("b", query["sr"]);
         Assert.Equal($"/{AzuriteHost.Account}/{bed.Container}/{result.Manifest.Evidence[0].Name}", Uri.UnescapeDataString(upload.AbsolutePath));
         DateTimeOffset expiry = DateTimeOffset.Parse(query["se"]!, System.Globalization.CultureInfo.InvariantCulture);
@@ -96,33 +108,30 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         var toolQuery = HttpUtility.ParseQueryString(toolUrl.Query);
         Assert.Equal("r", toolQuery["sp"]);
         Assert.Equal("b", toolQuery["sr"]);
+        // The guest got them (as environment variables, like Linux managed Run Command) and used them.
+        Assert.Equal(protectedParameters["CLOUDMEM_UPLOAD_URL"], bed.Arm.LastGuestParameters!["CLOUDMEM_UPLOAD_URL"]);
 
-        // Each SAS appears exactly once in the script, and nowhere else: not in the manifest, the log, the other ARM
-        // requests, nor the Run Command parameters. Neither do the account key or the tokens.
-        string[] secrets =
-        [
-            query["sig"]!, toolQuery["sig"]!, AzuriteHost.Key, .. bed.Credential.Issued,
-        ];
-        Assert.Single(Regex.Matches(script, Regex.Escape(upload.Query.TrimStart('?'))));
-        Assert.Single(Regex.Matches(script, Regex.Escape(toolUrl.Query.TrimStart('?'))));
+        // No secret anywhere else: not in the manifest, the log, any other ARM request or any ARM response we read.
+        string[] secrets = [query["sig"]!, toolQuery["sig"]!, AzuriteHost.Key, .. bed.Credential.Issued];
         string manifestText = File.ReadAllText(result.ManifestPath);
         string logText = bed.LogText.ToString();
-        ArmCall runCommand = bed.Arm.Calls.Single(c => c.Path.EndsWith("/runCommand", StringComparison.Ordinal));
-        using JsonDocument body = JsonDocument.Parse(runCommand.Body);
-        Assert.False(body.RootElement.TryGetProperty("parameters", out JsonElement parameters) && parameters.GetArrayLength() > 0);
-        string everythingElse = string.Join("\n", bed.Arm.Calls.Where(c => c != runCommand).Select(c => c.Path + c.Query + c.Body));
+        string everythingElse = string.Join("\n", bed.Arm.Calls.Where(c => c != put).Select(c => c.Path + c.Query + c.Body));
         foreach (string secret in secrets)
         {
             Assert.DoesNotContain(secret, manifestText);
             Assert.DoesNotContain(secret, logText);
             Assert.DoesNotContain(secret, everythingElse);
+            Assert.DoesNotContain(secret, script);
             Assert.DoesNotContain(Uri.EscapeDataString(secret), manifestText);
             Assert.DoesNotContain(Uri.EscapeDataString(secret), logText);
         }
-        Assert.Contains("sp=c", script);
         Assert.False(bed.Scrubber.ContainsSecret(manifestText));
-        Assert.Contains("SAS 'cw' for blob IR-42/vm1-", logText, StringComparison.Ordinal);
+        Assert.Contains("SAS 'w' for blob IR-42/vm1-", logText, StringComparison.Ordinal);
         Assert.Contains("SAS 'r' for blob cloudmem-tools/", logText, StringComparison.Ordinal);
+        // Polled through the instance view, then deleted.
+        Assert.Contains(bed.Arm.Calls, c => c.Method == "GET" && c.Path == put.Path && c.Query.Contains("$expand=instanceView", StringComparison.Ordinal));
+        Assert.Equal(put.Path[(put.Path.LastIndexOf('/') + 1)..], Assert.Single(bed.Arm.DeletedRunCommands));
+        Assert.Contains(result.Manifest.Steps, s => s.Action == "delete run command" && !s.Detail.Contains("FAILED", StringComparison.Ordinal));
     }
 
     [SkippableTheory]
@@ -156,13 +165,15 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         var error = await Assert.ThrowsAsync<CaptureTimeoutException>(
             () => bed.Connector(bed.Request(commandTimeout: TimeSpan.FromSeconds(2))).CaptureAsync(CancellationToken.None));
 
-        Assert.Equal("Run Command RunShellScript on vm1 did not finish within 2 s (last state: InProgress)", error.Message);
+        // The poll budget is the run command's own timeoutInSeconds plus the status margin, no more.
+        Assert.Matches(@"^Run Command cloudmem-[0-9a-f]{16} on vm1 did not finish within 3 s \(last state: Running\)$", error.Message);
         string manifestPath = Assert.Single(Directory.GetFiles(bed.OutDir, "*.custody.json"));
         CustodyManifest manifest = CustodyManifest.Read(manifestPath);
         Assert.Equal(CustodyStatus.Failed, manifest.Status);
         Assert.Equal(error.Message, manifest.Error);
         Assert.Empty(manifest.Evidence);
-        Assert.Contains(manifest.RequestIds, r => r.Operation.StartsWith("GET /subscriptions/", StringComparison.Ordinal) && r.Operation.Contains("/operations/", StringComparison.Ordinal));
+        Assert.Contains(manifest.RequestIds, r => r.Operation.StartsWith("GET /subscriptions/", StringComparison.Ordinal) && r.Operation.Contains("/runCommands/", StringComparison.Ordinal));
+        Assert.Single(bed.Arm.DeletedRunCommands);
     }
 
     [SkippableFact]

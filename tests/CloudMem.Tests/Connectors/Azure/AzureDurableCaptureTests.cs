@@ -165,10 +165,12 @@ public sealed class AzureDurableCaptureTests(DurableAzurite azurite) : IClassFix
         Assert.True((string?)output["status"] == "Failed", state.Output + "\n" + bed.LogText);
         CustodyManifest manifest = CustodyManifest.Read((string)output["manifest"]!);
         Assert.Equal(CustodyStatus.Failed, manifest.Status);
-        Assert.Contains("guest script failed", manifest.Error);
-        // verify was retried (3 attempts) without running the tool again, then the fail step wrote the manifest.
+        Assert.Contains("ended Failed (exit 3): avml exited with status 3", manifest.Error);
+        // The run command's instance view said Failed (exit 3): the steps were retried without running the tool again,
+        // then the fail step deleted the run command and wrote the manifest.
         Assert.Single(bed.Arm.Scripts);
-        Assert.Contains(manifest.Steps, s => s.Detail.StartsWith("verify attempt 3", StringComparison.Ordinal));
+        Assert.Single(bed.Arm.DeletedRunCommands);
+        Assert.Contains(manifest.Steps, s => s.Action == "delete run command" && !s.Detail.Contains("FAILED", StringComparison.Ordinal));
         var blobs = new List<string>();
         await foreach (var item in bed.ContainerClient.GetBlobsAsync())
         {

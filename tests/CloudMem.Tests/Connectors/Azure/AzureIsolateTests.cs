@@ -40,7 +40,14 @@ public sealed class AzureIsolateTests
             string nic = $"/subscriptions/{Sub}/resourceGroups/rg-ir/providers/Microsoft.Network/networkInterfaces/vm1-nic{i}";
             Assert.Equal(isolation, arm.Resource(nic)!["properties"]!["networkSecurityGroup"]!["id"]!.GetValue<string>());
         }
-        Assert.Equal(2, arm.MutatingCalls.Count(c => c.Method == "PUT"));
+        // One PUT of the isolation NSG (flushConnection: true, so flows it had allowed are re-evaluated), one per NIC.
+        Assert.Equal(3, arm.MutatingCalls.Count(c => c.Method == "PUT"));
+        ArmCall nsgPut = arm.MutatingCalls.First(c => c.Method == "PUT");
+        Assert.Equal(isolation, nsgPut.Path);
+        Assert.True(System.Text.Json.JsonDocument.Parse(nsgPut.Body).RootElement.GetProperty("properties").GetProperty("flushConnection").GetBoolean());
+        Assert.True(arm.Resource(isolation)!["properties"]!["flushConnection"]!.GetValue<bool>());
+        Assert.Contains(result.Manifest.Steps, s => s.Action == "flush connections" && s.Detail.StartsWith("flushConnection enabled on", StringComparison.Ordinal));
+        Assert.DoesNotContain(arm.MutatingCalls, c => c.Method == "PATCH");
         HashSet<string> recorded = [.. result.Manifest.RequestIds.Select(r => r.RequestId)];
         Assert.All(arm.Calls.Zip(arm.ResponseIds.Where((_, i) => i % 2 == 0)), pair => Assert.Contains(pair.Second, recorded));
         Assert.True(File.Exists(result.ManifestPath));
@@ -48,6 +55,42 @@ public sealed class AzureIsolateTests
         {
             Assert.DoesNotContain(token, File.ReadAllText(result.ManifestPath));
         }
+    }
+
+    [Fact]
+    public async Task Isolate_OptIn_DetachesPublicIps_AndRemovesTheManagedIdentity_RecordingBoth()
+    {
+        await using var arm = new FakeArm();
+        string vm = arm.AddVm(Sub, "rg-ir", "vm1", nics: 1);
+        string nic = $"/subscriptions/{Sub}/resourceGroups/rg-ir/providers/Microsoft.Network/networkInterfaces/vm1-nic0";
+        string publicIp = $"/subscriptions/{Sub}/resourceGroups/rg-ir/providers/Microsoft.Network/publicIPAddresses/vm1-pip";
+        string userAssigned = $"/subscriptions/{Sub}/resourceGroups/rg-ir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web-id";
+        arm.AddPublicIp(nic, publicIp);
+        arm.AddIdentity(vm, userAssigned);
+        string isolation = arm.AddNsg(Sub, "rg-ir", "isolate");
+        arm.Resource(isolation)!["properties"]!["flushConnection"] = true;
+        using var temp = new TempDir();
+        var isolator = new AzureIsolator(AzureTarget.ParseVmId(vm), AzureTarget.ParseNsgId(isolation), new FakeTokenCredential(),
+            new AzureArmSettings(arm.Endpoint, "https://management.azure.com", new HttpClientTransport(arm.CreateHandler())),
+            new CaptureRequest { CaseId = "IR-8", OutputDirectory = temp.Path }, new CaptureLog(new SecretScrubber()),
+            new AzureIsolationExtras(RemovePublicIps: true, RemoveManagedIdentity: true));
+
+        CaptureResult result = await isolator.IsolateAsync(CancellationToken.None);
+
+        Assert.Equal(CustodyStatus.Completed, result.Manifest.Status);
+        // flushConnection was already on: the NSG is not written again.
+        Assert.DoesNotContain(arm.MutatingCalls, c => c.Path == isolation);
+        Assert.Contains(result.Manifest.Steps, s => s.Detail.StartsWith("flushConnection already enabled", StringComparison.Ordinal));
+        Assert.Null(arm.Resource(nic)!["properties"]!["ipConfigurations"]![0]!["properties"]!["publicIPAddress"]);
+        Assert.Equal(isolation, arm.Resource(nic)!["properties"]!["networkSecurityGroup"]!["id"]!.GetValue<string>());
+        Assert.Contains(result.Manifest.Resources, r => r.Id == nic && r.Detail.Contains($"publicIPAddress {publicIp} detached", StringComparison.Ordinal));
+        ArmCall patch = Assert.Single(arm.MutatingCalls, c => c.Method == "PATCH");
+        Assert.Equal(vm, patch.Path);
+        Assert.Equal("None", System.Text.Json.JsonDocument.Parse(patch.Body).RootElement.GetProperty("identity").GetProperty("type").GetString());
+        Assert.Null(arm.Resource(vm)!["identity"]);
+        ResourceRecord identity = Assert.Single(result.Manifest.Resources, r => r.Kind == "virtualMachine");
+        Assert.Contains("SystemAssigned", identity.Detail, StringComparison.Ordinal);
+        Assert.Contains(userAssigned, identity.Detail, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -36,53 +36,78 @@ public sealed class AzureUnitTests
         => Assert.Contains(expected, Assert.Throws<ArgumentException>(() => AzureTarget.ParseContainerUrl(new Uri(url))).Message);
 
     [Fact]
-    public async Task Sas_OnAzure_IsCreateOnly_OneBlob_HttpsOnly_AndBounded()
+    public async Task Sas_ForBlockUpload_IsWriteOnly_OneBlob_HttpsOnly_AndBounded()
     {
         var key = new StorageSharedKeyCredential("acct", Convert.ToBase64String(new byte[64]));
         var issuer = new BlobSasIssuer(new BlobServiceClient(new Uri("https://acct.blob.core.windows.net"), key), key);
         DateTimeOffset before = DateTimeOffset.UtcNow;
 
-        ScopedSas sas = await issuer.CreateOnlyAsync("evidence", "IR-1/vm1.avml", TimeSpan.FromMinutes(70), CancellationToken.None);
+        ScopedSas sas = await issuer.BlockUploadAsync("evidence", "IR-1/vm1.avml", TimeSpan.FromMinutes(70), CancellationToken.None);
 
         var query = HttpUtility.ParseQueryString(sas.Uri.Query);
-        Assert.Equal("c", query["sp"]);
+        // Put Block / Put Block List write a block list: "w" in Microsoft's SAS permission table; the same on azurite.
+        Assert.Equal("w", query["sp"]);
         Assert.Equal("b", query["sr"]);
         Assert.Equal("https", query["spr"]);
         Assert.Equal("/evidence/IR-1/vm1.avml", Uri.UnescapeDataString(sas.Uri.AbsolutePath));
         Assert.InRange(sas.ExpiresOn, before.AddMinutes(69), DateTimeOffset.UtcNow.AddMinutes(70));
         Assert.DoesNotContain(sas.Signature, sas.ToString());
         Assert.DoesNotContain("sig=", sas.ToString());
-        Assert.Throws<ArgumentOutOfRangeException>(() => issuer.CreateOnlyAsync("evidence", "x", TimeSpan.FromHours(7), CancellationToken.None).GetAwaiter().GetResult());
+        Assert.Throws<ArgumentOutOfRangeException>(() => issuer.BlockUploadAsync("evidence", "x", TimeSpan.FromHours(7), CancellationToken.None).GetAwaiter().GetResult());
     }
 
     [Fact]
-    public void WindowsScript_ChecksTheToolHash_UploadsByBlocks_AndHoldsEachSasOnce()
+    public void WindowsScript_ChecksTheToolHash_StreamsWinPmemStdoutByBlocks_AndHoldsNoUrl()
     {
-        var tool = new Uri("https://acct.blob.core.windows.net/evidence/cloudmem-tools/abc?sv=2026-10-06&sr=b&sp=r&sig=TOOLSIG");
-        var upload = new Uri("https://acct.blob.core.windows.net/evidence/IR-1/vm1.raw?sv=2026-10-06&sr=b&sp=c&sig=UPLOADSIG");
         string sha = new('a', 64);
 
-        string script = string.Join("\n", AzureGuestScript.Build(AzureGuestTool.WinPmem, tool, sha, upload, "case IR-1"));
+        string script = AzureGuestScript.Build(AzureGuestTool.WinPmem, sha, "case IR-1");
 
-        Assert.Equal("RunPowerShellScript", AzureGuestScript.CommandId(AzureGuestTool.WinPmem));
-        Assert.Contains($"Get-FileHash -Algorithm SHA256 -Path $tool).Hash.ToLowerInvariant() -ne '{sha}'", script);
+        Assert.StartsWith("param([string]$CLOUDMEM_TOOL_URL, [string]$CLOUDMEM_UPLOAD_URL)", script);
+        int check = script.IndexOf($"-ne '{sha}'", StringComparison.Ordinal);
+        int run = script.IndexOf("ProcessStartInfo -ArgumentList @($tool, '-')", StringComparison.Ordinal);
+        Assert.True(check > 0 && run > check, "the hash is checked before WinPmem runs, and WinPmem writes to stdout ('-')");
         Assert.Contains("comp=block&blockid=", script);
         Assert.Contains("comp=blocklist", script);
-        Assert.Single(System.Text.RegularExpressions.Regex.Matches(script, "TOOLSIG"));
-        Assert.Single(System.Text.RegularExpressions.Regex.Matches(script, "UPLOADSIG"));
-        Assert.Throws<ArgumentException>(() => AzureGuestScript.Build(AzureGuestTool.Avml, new Uri("https://a/b?x='y"), sha, upload, "x"));
-        Assert.Throws<ArgumentException>(() => AzureGuestScript.Build(AzureGuestTool.Avml, tool, "not-a-hash", upload, "x"));
+        Assert.Contains("'If-None-Match', '*'", script);
+        // A WinPmem build that prints its status lines into the '-' stream is refused, not uploaded.
+        Assert.Contains("GetBytes('The system time is: ')", script);
+        Assert.DoesNotContain("memory.raw", script);
+        Assert.DoesNotContain("://", script);
+        Assert.DoesNotContain("sig=", script);
+        Assert.Contains("\r\n", script);
+        Assert.Throws<ArgumentException>(() => AzureGuestScript.ParameterValue(new Uri("https://a/b?x='y")));
+        Assert.Throws<ArgumentException>(() => AzureGuestScript.Build(AzureGuestTool.Avml, "not-a-hash", "x"));
+    }
+
+    [Fact]
+    public void LinuxScript_IsValidSh_AndHoldsNoUrl()
+    {
+        string script = AzureGuestScript.Build(AzureGuestTool.Avml, new string('b', 64), "case IR-1");
+        using var temp = new Support.TempDir();
+        string path = temp.File("guest.sh");
+        File.WriteAllText(path, script);
+        foreach (string shell in new[] { "sh", "bash" })
+        {
+            using var check = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(shell, ["-n", path]) { RedirectStandardError = true })!;
+            string errors = check.StandardError.ReadToEnd();
+            check.WaitForExit();
+            Assert.True(check.ExitCode == 0, $"{shell} -n: {errors}");
+        }
+        Assert.DoesNotContain("http", script, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("/var/tmp", script);
+        Assert.Contains("\"$CLOUDMEM_UPLOAD_URL&comp=block&blockid=$enc\"", script);
     }
 
     [Fact]
     public void GuestOutput_Parsed()
     {
         GuestReport report = AzureGuestScript.ParseOutput(
-            "Enable succeeded: \n[stdout]\nCLOUDMEM_SHA256=" + new string('F', 64) + "\nCLOUDMEM_SIZE=47195325\n[stderr]\n");
+            "CLOUDMEM_SCRATCH /dev/shm/cloudmem.1 tmpfs\nCLOUDMEM_PART 1 Y2xvdWRtZW0tMDAwMDAwMDE= 16777216\nCLOUDMEM_RESULT 47195325 " + new string('F', 64) + " 3\nCLOUDMEM_COMMITTED\n");
         Assert.Equal(new string('f', 64), report.Sha256);
         Assert.Equal(47195325, report.SizeBytes);
         Assert.Null(report.Error);
-        Assert.Equal("staged tool SHA-256 mismatch", AzureGuestScript.ParseOutput("[stdout]\nCLOUDMEM_ERROR=staged tool SHA-256 mismatch\n").Error);
+        Assert.Equal("staged tool SHA-256 mismatch", AzureGuestScript.ParseOutput("CLOUDMEM_ERROR staged tool SHA-256 mismatch\n").Error);
     }
 
     [Fact]

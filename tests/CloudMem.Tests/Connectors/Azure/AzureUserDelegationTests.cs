@@ -33,9 +33,9 @@ public sealed class AzureUserDelegationTests(HttpsAzurite azurite) : IClassFixtu
         {
             Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(file)), result.Manifest.Evidence[0].Sha256);
         }
-        string script = Assert.Single(bed.Arm.Scripts);
-        Match upload = Regex.Match(script, @"https://[^'\s]+sp=c[^'\s]*");
-        var query = HttpUtility.ParseQueryString(new Uri(upload.Value).Query);
+        Assert.Single(bed.Arm.Scripts);
+        var query = HttpUtility.ParseQueryString(new Uri(bed.Arm.LastGuestParameters!["CLOUDMEM_UPLOAD_URL"]).Query);
+        Assert.Equal("w", query["sp"]);
         Assert.Equal("00000000-0000-0000-0000-00000000c10d", query["skoid"]);
         Assert.Equal("b", query["sr"]);
         Assert.Equal("https", query["spr"]);

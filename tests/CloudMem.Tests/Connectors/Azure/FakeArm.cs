@@ -20,10 +20,11 @@ namespace CloudMem.Tests.Connectors.Azure;
 public sealed record ArmCall(string Method, string Path, string Query, string Body, string? Authorization);
 
 /// <summary>
-/// A local HTTPS server speaking the ARM REST calls the Azure connector makes (VM, instance view, runCommand as a
-/// long-running operation with Azure-AsyncOperation + Location, deallocate with hibernate, NICs, NSGs, snapshots).
-/// Its runCommand really runs the guest script (sh) on this machine, so the script's downloads and uploads hit
-/// azurite. TLS with a certificate made here; clients trust exactly that certificate (<see cref="CreateHandler"/>).
+/// A local HTTPS server speaking the ARM REST calls the Azure connector makes (VM, instance view, managed run commands
+/// (PUT/GET with $expand=instanceView/DELETE), deallocate with hibernate, NICs, NSGs, snapshots).
+/// Its run command really runs the guest script (sh) on this machine, its parameters and protectedParameters in the
+/// environment as on Linux, so the script's downloads and uploads hit azurite; the protected parameters are never
+/// returned by a GET, as on Azure. TLS with a certificate made here; clients trust exactly that certificate (<see cref="CreateHandler"/>).
 /// Every response carries x-ms-request-id and x-ms-correlation-request-id.
 /// </summary>
 public sealed class FakeArm : IAsyncDisposable
@@ -38,7 +39,6 @@ public sealed class FakeArm : IAsyncDisposable
     {
         public volatile bool Done;
         public string Status = "InProgress";
-        public JsonObject? Properties;
         public Action? OnDone;
     }
 
@@ -67,6 +67,9 @@ public sealed class FakeArm : IAsyncDisposable
 
     /// <summary>When true, runCommand is accepted but never finishes.</summary>
     public bool RunCommandNeverFinishes { get; set; }
+
+    /// <summary>A command put before the guest's shell (e.g. strace and its options).</summary>
+    public IReadOnlyList<string> GuestPrefix { get; set; } = [];
 
     /// <summary>Extra environment for the guest script (e.g. PATH for test tools).</summary>
     public Dictionary<string, string> GuestEnvironment { get; } = new();
@@ -146,6 +149,24 @@ public sealed class FakeArm : IAsyncDisposable
         return vmId;
     }
 
+    /// <summary>Gives a VM a system-assigned and one user-assigned identity.</summary>
+    public void AddIdentity(string vmId, string userAssigned)
+        => _resources[vmId]["identity"] = new JsonObject
+        {
+            ["type"] = "SystemAssigned, UserAssigned",
+            ["principalId"] = "11111111-2222-3333-4444-555555555555",
+            ["tenantId"] = "ab1f708d-0000-0000-0000-000000000000",
+            ["userAssignedIdentities"] = new JsonObject { [userAssigned] = new JsonObject { ["principalId"] = "66666666-7777-8888-9999-000000000000", ["clientId"] = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" } },
+        };
+
+    /// <summary>Puts a public IP on the first IP configuration of a NIC.</summary>
+    public void AddPublicIp(string nicId, string publicIpId)
+        => _resources[nicId]["properties"]!["ipConfigurations"] = new JsonArray(new JsonObject
+        {
+            ["name"] = "ipconfig1",
+            ["properties"] = new JsonObject { ["privateIPAddress"] = "10.0.0.4", ["publicIPAddress"] = new JsonObject { ["id"] = publicIpId } },
+        });
+
     /// <summary>Adds a network security group.</summary>
     public string AddNsg(string subscription, string group, string name)
     {
@@ -193,25 +214,9 @@ public sealed class FakeArm : IAsyncDisposable
             return;
         }
         string method = request.Method;
-        if (method == "POST" && path.EndsWith("/runCommand", StringComparison.OrdinalIgnoreCase))
+        if (s_runCommand.Match(path) is { Success: true } rc)
         {
-            string vmId = path[..^"/runCommand".Length];
-            if (!_resources.ContainsKey(vmId))
-            {
-                await NotFound(context, vmId);
-                return;
-            }
-            JsonNode input = JsonNode.Parse(body)!;
-            string script = string.Join("\n", input["script"]!.AsArray().Select(n => n!.GetValue<string>()));
-            Scripts.Enqueue(script);
-            string commandId = input["commandId"]!.GetValue<string>();
-            var op = new Operation();
-            string opId = Start(op);
-            if (!RunCommandNeverFinishes)
-            {
-                _ = Task.Run(() => RunGuest(op, commandId, script));
-            }
-            Accepted(context, opId);
+            await ManagedRunCommandAsync(context, method, path, rc.Groups[1].Value, body);
             return;
         }
         if (method == "POST" && path.EndsWith("/deallocate", StringComparison.OrdinalIgnoreCase))
@@ -255,7 +260,19 @@ public sealed class FakeArm : IAsyncDisposable
             }
             return;
         }
-        if (method == "PUT" && path.Contains("/providers/Microsoft.Network/networkInterfaces/", StringComparison.OrdinalIgnoreCase))
+        if (method == "PATCH" && path.Contains("/providers/Microsoft.Compute/virtualMachines/", StringComparison.OrdinalIgnoreCase)
+            && _resources.TryGetValue(path, out JsonObject? patchedVm))
+        {
+            JsonObject patch = JsonNode.Parse(body)!.AsObject();
+            if (patch["identity"]?["type"]?.GetValue<string>() is "None")
+            {
+                patchedVm.Remove("identity");
+            }
+            await Json(context, 200, patchedVm);
+            return;
+        }
+        if (method == "PUT" && (path.Contains("/providers/Microsoft.Network/networkInterfaces/", StringComparison.OrdinalIgnoreCase)
+            || path.Contains("/providers/Microsoft.Network/networkSecurityGroups/", StringComparison.OrdinalIgnoreCase)))
         {
             if (!_resources.TryGetValue(path, out JsonObject? nic))
             {
@@ -347,14 +364,10 @@ public sealed class FakeArm : IAsyncDisposable
         }
         if (result)
         {
-            await Json(context, 200, op.Properties?["output"]?.DeepClone().AsObject() ?? new JsonObject());
+            await Json(context, 200, new JsonObject());
             return;
         }
         var status = new JsonObject { ["status"] = op.Status, ["name"] = id };
-        if (op.Properties is not null)
-        {
-            status["properties"] = op.Properties.DeepClone();
-        }
         if (op.Status == "Failed")
         {
             status["error"] = Error("VMExtensionProvisioningError", "guest script failed");
@@ -362,57 +375,138 @@ public sealed class FakeArm : IAsyncDisposable
         await Json(context, 200, status);
     }
 
-    private void RunGuest(Operation op, string commandId, string script)
+    // .../virtualMachines/{vm}/runCommands/{name}: the managed (v2) run command resource.
+    private static readonly System.Text.RegularExpressions.Regex s_runCommand = new("^(/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.Compute/virtualMachines/[^/]+)/runCommands/[^/]+$", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+
+    /// <summary>Names of the run commands deleted, in order.</summary>
+    public ConcurrentQueue<string> DeletedRunCommands { get; } = new();
+
+    /// <summary>The environment the guest script got from parameters and protectedParameters (last run).</summary>
+    public IReadOnlyDictionary<string, string>? LastGuestParameters { get; private set; }
+
+    private async Task ManagedRunCommandAsync(HttpContext context, string method, string path, string vmId, string body)
     {
-        string file = Path.Combine(Path.GetTempPath(), "cloudmem-fakearm-" + Guid.NewGuid().ToString("N") + ".sh");
-        File.WriteAllText(file, script);
-        string stdout = "", stderr = "";
-        int exit;
-        try
+        if (!_resources.ContainsKey(vmId))
         {
-            if (commandId != "RunShellScript")
+            await NotFound(context, vmId);
+            return;
+        }
+        if (method == "GET")
+        {
+            if (_resources.TryGetValue(path, out JsonObject? found))
             {
-                stderr = $"the fake ARM runs only RunShellScript, not {commandId}";
-                exit = 1;
+                JsonObject copy = found.DeepClone().AsObject();
+                if (!string.Equals(context.Request.Query["$expand"], "instanceView", StringComparison.Ordinal))
+                {
+                    copy["properties"]!.AsObject().Remove("instanceView");
+                }
+                await Json(context, 200, copy);
             }
             else
             {
-                var start = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true };
-                start.ArgumentList.Add(file);
-                foreach ((string key, string value) in GuestEnvironment)
-                {
-                    start.Environment[key] = value;
-                }
-                using Process process = Process.Start(start)!;
-                Task<string> o = process.StandardOutput.ReadToEndAsync();
-                Task<string> e = process.StandardError.ReadToEndAsync();
-                process.WaitForExit();
-                stdout = o.Result;
-                stderr = e.Result;
-                exit = process.ExitCode;
+                await NotFound(context, path);
             }
+            return;
+        }
+        if (method == "DELETE")
+        {
+            DeletedRunCommands.Enqueue(path[(path.LastIndexOf('/') + 1)..]);
+            context.Response.StatusCode = _resources.TryRemove(path, out _) ? 200 : 204;
+            return;
+        }
+        if (method != "PUT")
+        {
+            await Json(context, 405, new JsonObject { ["error"] = Error("NotSupportedByFake", $"{method} {path}") });
+            return;
+        }
+        JsonObject input = JsonNode.Parse(body)!.AsObject();
+        JsonObject props = input["properties"]!.AsObject();
+        string script = props["source"]?["script"]?.GetValue<string>() ?? "";
+        Scripts.Enqueue(script);
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string list in new[] { "parameters", "protectedParameters" })
+        {
+            foreach (JsonNode? p in props[list]?.AsArray() ?? [])
+            {
+                environment[p!["name"]!.GetValue<string>()] = p["value"]!.GetValue<string>();
+            }
+        }
+        int timeout = props["timeoutInSeconds"]?.GetValue<int>() ?? 5400;
+        // What ARM stores and returns: never the protected parameters.
+        JsonObject stored = input.DeepClone().AsObject();
+        stored["id"] = path;
+        stored["name"] = path[(path.LastIndexOf('/') + 1)..];
+        stored["type"] = "Microsoft.Compute/virtualMachines/runCommands";
+        JsonObject storedProps = stored["properties"]!.AsObject();
+        storedProps.Remove("protectedParameters");
+        storedProps["provisioningState"] = "Succeeded";
+        storedProps["instanceView"] = new JsonObject { ["executionState"] = "Pending" };
+        _resources[path] = stored;
+        if (!RunCommandNeverFinishes)
+        {
+            _ = Task.Run(() => RunGuest(stored, script, environment, timeout));
+        }
+        else
+        {
+            storedProps["instanceView"] = new JsonObject { ["executionState"] = "Running" };
+        }
+        var op = new Operation { Status = "Succeeded", Done = true };
+        context.Response.Headers["Azure-AsyncOperation"] = OperationUri(Start(op));
+        await Json(context, 201, stored);
+    }
+
+    private void RunGuest(JsonObject stored, string script, Dictionary<string, string> parameters, int timeoutSeconds)
+    {
+        string file = Path.Combine(Path.GetTempPath(), "cloudmem-fakearm-" + Guid.NewGuid().ToString("N") + ".sh");
+        File.WriteAllText(file, script);
+        string stdout, stderr;
+        int exit;
+        string state;
+        DateTimeOffset started = DateTimeOffset.UtcNow;
+        stored["properties"]!["instanceView"] = new JsonObject { ["executionState"] = "Running", ["startTime"] = started.ToString("O") };
+        try
+        {
+            // Linux managed Run Command: named parameters (protected or not) reach the script as environment variables.
+            var start = new ProcessStartInfo(GuestPrefix.Count > 0 ? GuestPrefix[0] : "/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string arg in GuestPrefix.Skip(1).Concat(GuestPrefix.Count > 0 ? ["/bin/sh"] : []))
+            {
+                start.ArgumentList.Add(arg);
+            }
+            start.ArgumentList.Add(file);
+            foreach ((string key, string value) in GuestEnvironment.Concat(parameters))
+            {
+                start.Environment[key] = value;
+            }
+            LastGuestParameters = parameters;
+            using Process process = Process.Start(start)!;
+            Task<string> o = process.StandardOutput.ReadToEndAsync();
+            Task<string> e = process.StandardError.ReadToEndAsync();
+            bool finished = process.WaitForExit(TimeSpan.FromSeconds(timeoutSeconds));
+            if (!finished)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit();
+            }
+            stdout = o.Result;
+            stderr = e.Result;
+            exit = finished ? process.ExitCode : -1;
+            state = !finished ? "TimedOut" : exit == 0 ? "Succeeded" : "Failed";
         }
         finally
         {
             File.Delete(file);
         }
         LastGuestOutput = stdout + stderr;
-        // Linux Run Command reports one status whose message holds both streams (and succeeds even on exit != 0).
-        op.Properties = new JsonObject
+        stored["properties"]!["instanceView"] = new JsonObject
         {
-            ["output"] = new JsonObject
-            {
-                ["value"] = new JsonArray(new JsonObject
-                {
-                    ["code"] = "ProvisioningState/succeeded",
-                    ["level"] = "Info",
-                    ["displayStatus"] = "Provisioning succeeded",
-                    ["message"] = $"Enable succeeded: \n[stdout]\n{stdout}\n[stderr]\n{stderr}\n[exit code {exit}]",
-                }),
-            },
+            ["executionState"] = state,
+            ["executionMessage"] = state == "Succeeded" ? "" : $"script {state.ToLowerInvariant()}",
+            ["exitCode"] = exit,
+            ["output"] = stdout,
+            ["error"] = stderr,
+            ["startTime"] = started.ToString("O"),
+            ["endTime"] = DateTimeOffset.UtcNow.ToString("O"),
         };
-        op.Status = "Succeeded";
-        op.Done = true;
     }
 
     private static JsonObject Error(string code, string message) => new() { ["code"] = code, ["message"] = message };

@@ -70,11 +70,22 @@ public sealed partial class ResponderInfraTests
                 Assert.All(actions, a => Assert.Contains(a, anyScope));
             }
         }
-        foreach (string s3Write in new[] { "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObject" })
+        foreach (string s3Write in new[] { "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject" })
         {
             (_, string[] resources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains(s3Write));
             string resource = Assert.Single(resources);
             Assert.Equal("${EvidenceBucket.Arn}/${EvidencePrefix}/*", resource);
+        }
+        // DeleteObject: the ticket objects only; the IAM pattern admits a ticket key and no evidence, manifest or tool key.
+        (string[] deleteActions, string[] deleteResources, _) = Assert.Single(RoleStatements(), s => s.Actions.Contains("s3:DeleteObject"));
+        Assert.Equal(["s3:DeleteObject"], deleteActions);
+        string ticketArn = Assert.Single(deleteResources);
+        Assert.Equal("${EvidenceBucket.Arn}/${EvidencePrefix}/*/.ticket-*", ticketArn);
+        var iam = new Regex("^" + Regex.Escape(ticketArn.Replace("${EvidenceBucket.Arn}/${EvidencePrefix}/", "cloudmem/", StringComparison.Ordinal)).Replace("\\*", ".*", StringComparison.Ordinal) + "$");
+        Assert.Matches(iam, "cloudmem/IR-42/i-0abc/20261206T170000Z/.ticket-0123456789abcdef01234567");
+        foreach (string kept in new[] { "cloudmem/IR-42/i-0abc/20261206T170000Z/memory.lime", "cloudmem/IR-42/i-0abc/20261206T170000Z/memory.lime.custody.json", "cloudmem/tools/0a1b" })
+        {
+            Assert.DoesNotMatch(iam, kept);
         }
         // SendCommand: the stack's two documents (no AWS-owned one anywhere), and instances only with the capture tag.
         var send = RoleStatements().Where(s => s.Actions.Contains("ssm:SendCommand")).ToList();
