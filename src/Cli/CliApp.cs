@@ -85,6 +85,18 @@ internal static class CliApp
                     .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
             });
+            // ---- fleet: many captures at once (fleet analyze / worker / step; query and who-has come from the fleet data work) ----
+            config.AddBranch("fleet", fleet =>
+            {
+                fleet.SetDescription("Many captures at once: analyse a fleet of captures on a Durable Task hub (or one capture per AWS Step Functions item), and query the results");
+                fleet.AddCommand<FleetAnalyzeCommand>("analyze").Also(() => index.Add<FleetAnalyzeCommand>("fleet analyze", "Captures"))
+                    .WithExample("fleet", "analyze", "captures/", "--out", "IR-42.fleet", "--workers", "3")
+                    .WithExample("fleet", "analyze", "s3://evidence/IR-42/", "--out", "IR-42.fleet", "--storage", "UseDevelopmentStorage=true");
+                fleet.AddCommand<FleetWorkerCommand>("worker").Also(() => index.Add<FleetWorkerCommand>("fleet worker", "Captures"));
+                fleet.AddCommand<FleetStepCommand>("step").Also(() => index.Add<FleetStepCommand>("fleet step", "Captures"))
+                    .WithExample("fleet", "step", "s3://evidence/IR-42/web01.lime", "--case", "s3://cases/IR-42");
+            });
+            // ---- end fleet ----
             config.AddCommand<BenchCommand>("bench").Also(() => index.Add<BenchCommand>("bench", "Captures"))
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>
