@@ -39,6 +39,7 @@ internal sealed class FleetCaseStore
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
@@ -161,7 +162,7 @@ internal sealed class FleetCaseStore
     private static void WriteAtomically(string path, string text)
     {
         string temporary = path + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp";
-        File.WriteAllText(temporary, text, Encoding.UTF8);
+        File.WriteAllText(temporary, text);   // UTF-8 without a byte order mark
         File.Move(temporary, path, overwrite: true);
     }
 
