@@ -53,6 +53,8 @@ internal sealed class FleetStepCommand : AsyncCommand<FleetStepCommand.Settings>
         string name = RemoteLocation.IsRemote(settings.Image) ? Uri.UnescapeDataString(new Uri(settings.Image).AbsolutePath.Split('/')[^1]) : Path.GetFileName(settings.Image);
         string id = settings.Id ?? FleetCaseStore.Safe(name);
         string marker = Key($".fleet/done/{id}.json");
+        // Every upload is sent plain (UseChunkEncoding = false): S3-compatible stores (s3rver, some MinIO setups) would
+        // keep aws-chunked framing as the object's content.
         using IAmazonS3 s3 = S3RangeReader.CreateClient(Environment.GetEnvironmentVariable);
 
         if (await ExistsAsync(s3, bucket, marker, cancellationToken))
@@ -65,6 +67,7 @@ internal sealed class FleetStepCommand : AsyncCommand<FleetStepCommand.Settings>
         {
             BucketName = bucket, Key = Key($".fleet/attempts/{id}/{DateTime.UtcNow:yyyyMMddTHHmmss.fffffff}-{FleetCaseStore.Safe(worker)}.started"),
             ContentBody = JsonSerializer.Serialize(new { worker, capture = settings.Image, startedUtc = DateTime.UtcNow }, FleetCaseStore.Json),
+            UseChunkEncoding = false,
         }, cancellationToken);
 
         var clock = Stopwatch.StartNew();
@@ -78,7 +81,7 @@ internal sealed class FleetStepCommand : AsyncCommand<FleetStepCommand.Settings>
             foreach (string path in Directory.GetFiles(local, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
             {
                 string relative = Path.GetRelativePath(local, path).Replace(Path.DirectorySeparatorChar, '/');
-                await s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = Key($"captures/{id}/{relative}"), FilePath = path }, cancellationToken);
+                await s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = Key($"captures/{id}/{relative}"), FilePath = path, UseChunkEncoding = false }, cancellationToken);
                 files.Add(new { name = relative, size = new FileInfo(path).Length, sha256 = Sha256(path) });
             }
             var outcome = new
@@ -88,7 +91,7 @@ internal sealed class FleetStepCommand : AsyncCommand<FleetStepCommand.Settings>
                 files,
             };
             string json = JsonSerializer.Serialize(outcome, FleetCaseStore.Json);
-            await s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = marker, ContentBody = json, ContentType = "application/json" }, cancellationToken);
+            await s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = marker, ContentBody = json, ContentType = "application/json", UseChunkEncoding = false }, cancellationToken);
             Console.Out.WriteLine(json);
             return (int)ExitCode.Ok;
         }
