@@ -72,6 +72,43 @@ public sealed class FleetStepTests(AnalyzedImages images, ITestOutputHelper outp
         Assert.Empty(await List(s3, "IR-9/case/captures/missing.raw/"));
     }
 
+    [SkippableFact]
+    public async Task Fleet_analyze_over_an_s3_prefix_reads_each_capture_in_place()
+    {
+        (string attack, string symbols) = images.WindowsBuilt("attack");
+        (string clean, _) = images.WindowsBuilt("clean");
+        using var s3rver = new S3Emulator(RemoteStores.Bucket, RemoteStores.AccessKey, RemoteStores.SecretKey);
+        using var azurite = new Connectors.Azure.DurableAzurite();
+        var environment = new Dictionary<string, string>
+        {
+            ["AWS_ACCESS_KEY_ID"] = RemoteStores.AccessKey,
+            ["AWS_SECRET_ACCESS_KEY"] = RemoteStores.SecretKey,
+            ["AWS_ENDPOINT_URL_S3"] = s3rver.Url,
+            ["AWS_REGION"] = "us-east-1",
+        };
+        using IAmazonS3 s3 = CloudMem.RemoteCaptures.S3RangeReader.CreateClient(RemoteStores.Lookup(environment));
+        foreach ((string key, string path) in new[] { ("IR-5/hosts/dc01.raw", attack), ("IR-5/hosts/ws01.raw", clean), ("IR-5/other/ws09.raw", clean) })
+        {
+            await s3.PutObjectAsync(new PutObjectRequest { BucketName = RemoteStores.Bucket, Key = key, FilePath = path, UseChunkEncoding = false });
+        }
+        await s3.PutObjectAsync(new PutObjectRequest { BucketName = RemoteStores.Bucket, Key = "IR-5/hosts/dc01.custody.json", ContentBody = "{}", UseChunkEncoding = false });
+        using var dir = new TempDir();
+        string caseDir = Path.Combine(dir.Path, "IR-5.fleet");
+        using var fleet = new CliProcess(["fleet", "analyze", $"s3://{RemoteStores.Bucket}/IR-5/hosts/", "--out", caseDir, "--workers", "2",
+            "--storage", azurite.Host.ConnectionString, "--symbols", symbols], environment);
+        Assert.True(fleet.WaitForExit(TimeSpan.FromMinutes(4)), fleet.Output);
+        output.WriteLine(fleet.Output);
+
+        Assert.True(fleet.ExitCode == 0, fleet.Output);
+        // Only the captures under the prefix (not the manifest beside them, not another prefix), by their names.
+        Assert.Equal(["dc01.raw", "ws01.raw"], Directory.GetDirectories(Path.Combine(caseDir, "captures")).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        using JsonDocument fleetJson = JsonDocument.Parse(File.ReadAllText(Path.Combine(caseDir, "fleet.json")));
+        Assert.Equal([$"s3://{RemoteStores.Bucket}/IR-5/hosts/dc01.raw", $"s3://{RemoteStores.Bucket}/IR-5/hosts/ws01.raw"],
+            fleetJson.RootElement.GetProperty("captures").EnumerateArray().Select(c => c.GetProperty("capture").GetString()));
+        Assert.Contains("\"ruleId\":\"CM-WIN-008\"", File.ReadAllText(Path.Combine(caseDir, "captures", "dc01.raw", "findings.jsonl")), StringComparison.Ordinal);
+        Assert.DoesNotContain("\"severity\":\"critical\"", File.ReadAllText(Path.Combine(caseDir, "captures", "ws01.raw", "findings.jsonl")), StringComparison.Ordinal);
+    }
+
     private static async Task<string> Text(IAmazonS3 s3, string key)
     {
         using GetObjectResponse response = await s3.GetObjectAsync(RemoteStores.Bucket, key);
