@@ -54,7 +54,7 @@ build ws02-win11.raw clean 0CE4A95C0CD782A7596B034D8648E585
 
 cloudmem="$root/cloudmem"
 "$cloudmem" --version >/dev/null   # builds the Release CLI once, outside the timings
-echo "fleet-bench: $(ls "$caps" | wc -l) captures, $(nproc) cores"
+echo "fleet-bench: $(ls "$caps" | grep -vc '\.json$') captures, $(nproc) cores"
 for n in $counts; do
     load="$(cut -d' ' -f1-3 /proc/loadavg)"
     start=$(date +%s.%N)

@@ -22,13 +22,7 @@ public sealed class FleetStepTests(AnalyzedImages images, ITestOutputHelper outp
     {
         (string raw, string symbols) = images.WindowsBuilt("attack");
         using var s3rver = new S3Emulator(RemoteStores.Bucket, RemoteStores.AccessKey, RemoteStores.SecretKey);
-        var environment = new Dictionary<string, string>
-        {
-            ["AWS_ACCESS_KEY_ID"] = RemoteStores.AccessKey,
-            ["AWS_SECRET_ACCESS_KEY"] = RemoteStores.SecretKey,
-            ["AWS_ENDPOINT_URL_S3"] = s3rver.Url,
-            ["AWS_REGION"] = "us-east-1",
-        };
+        Dictionary<string, string> environment = S3Environment(s3rver);
         using IAmazonS3 s3 = CloudMem.RemoteCaptures.S3RangeReader.CreateClient(RemoteStores.Lookup(environment));
         await s3.PutObjectAsync(new PutObjectRequest { BucketName = RemoteStores.Bucket, Key = "IR-9/captures-in/dc01 win10.raw", FilePath = raw, UseChunkEncoding = false });
         string[] args = ["fleet", "step", $"s3://{RemoteStores.Bucket}/IR-9/captures-in/dc01%20win10.raw", "--case", $"s3://{RemoteStores.Bucket}/IR-9/case", "--symbols", symbols];
@@ -79,13 +73,7 @@ public sealed class FleetStepTests(AnalyzedImages images, ITestOutputHelper outp
         (string clean, _) = images.WindowsBuilt("clean");
         using var s3rver = new S3Emulator(RemoteStores.Bucket, RemoteStores.AccessKey, RemoteStores.SecretKey);
         using var azurite = new Connectors.Azure.DurableAzurite();
-        var environment = new Dictionary<string, string>
-        {
-            ["AWS_ACCESS_KEY_ID"] = RemoteStores.AccessKey,
-            ["AWS_SECRET_ACCESS_KEY"] = RemoteStores.SecretKey,
-            ["AWS_ENDPOINT_URL_S3"] = s3rver.Url,
-            ["AWS_REGION"] = "us-east-1",
-        };
+        Dictionary<string, string> environment = S3Environment(s3rver);
         using IAmazonS3 s3 = CloudMem.RemoteCaptures.S3RangeReader.CreateClient(RemoteStores.Lookup(environment));
         foreach ((string key, string path) in new[] { ("IR-5/hosts/dc01.raw", attack), ("IR-5/hosts/ws01.raw", clean), ("IR-5/other/ws09.raw", clean) })
         {
@@ -108,6 +96,15 @@ public sealed class FleetStepTests(AnalyzedImages images, ITestOutputHelper outp
         Assert.Contains("\"ruleId\":\"CM-WIN-008\"", File.ReadAllText(Path.Combine(caseDir, "captures", "dc01.raw", "findings.jsonl")), StringComparison.Ordinal);
         Assert.DoesNotContain("\"severity\":\"critical\"", File.ReadAllText(Path.Combine(caseDir, "captures", "ws01.raw", "findings.jsonl")), StringComparison.Ordinal);
     }
+
+    /// <summary>What a user of s3rver has in the environment (the CLI under test reads it there).</summary>
+    private static Dictionary<string, string> S3Environment(S3Emulator s3rver) => new()
+    {
+        ["AWS_ACCESS_KEY_ID"] = RemoteStores.AccessKey,
+        ["AWS_SECRET_ACCESS_KEY"] = RemoteStores.SecretKey,
+        ["AWS_ENDPOINT_URL_S3"] = s3rver.Url,
+        ["AWS_REGION"] = "us-east-1",
+    };
 
     private static async Task<string> Text(IAmazonS3 s3, string key)
     {
