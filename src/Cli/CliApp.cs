@@ -85,17 +85,23 @@ internal static class CliApp
                     .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
                         "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
             });
-            // --- fleet: questions over many captures' cases (query, who-has; fleet analyze joins this branch) ---
+            // ---- fleet: many captures at once (analyze on a Durable Task hub, worker, step for AWS) and questions over all their results ----
             config.AddBranch("fleet", fleet =>
             {
-                fleet.SetDescription("Many captures as one case: ask questions of all their results");
+                fleet.SetDescription("Many captures at once: analyse a fleet of captures on a Durable Task hub (or one capture per AWS Step Functions item), and ask questions of all their results");
+                fleet.AddCommand<FleetAnalyzeCommand>("analyze").Also(() => index.Add<FleetAnalyzeCommand>("fleet analyze", "Captures"))
+                    .WithExample("fleet", "analyze", "captures/", "--out", "IR-42.fleet", "--workers", "3")
+                    .WithExample("fleet", "analyze", "s3://evidence/IR-42/", "--out", "IR-42.fleet", "--storage", "UseDevelopmentStorage=true");
+                fleet.AddCommand<FleetWorkerCommand>("worker").Also(() => index.Add<FleetWorkerCommand>("fleet worker", "Captures"));
+                fleet.AddCommand<FleetStepCommand>("step").Also(() => index.Add<FleetStepCommand>("fleet step", "Captures"))
+                    .WithExample("fleet", "step", "s3://evidence/IR-42/web01.lime", "--case", "s3://cases/IR-42");
                 fleet.AddCommand<FleetQueryCommand>("query").Also(() => index.Add<FleetQueryCommand>("fleet query", "Captures"))
-                    .WithExample("fleet", "query", "IR-42.case", "SELECT capture_id, count(*) AS high FROM findings WHERE severity_rank >= 3 GROUP BY capture_id");
+                    .WithExample("fleet", "query", "IR-42.fleet", "SELECT capture_id, count(*) AS high FROM findings WHERE severity_rank >= 3 GROUP BY capture_id");
                 fleet.AddCommand<FleetWhoHasCommand>("who-has").Also(() => index.Add<FleetWhoHasCommand>("fleet who-has", "Captures"))
-                    .WithExample("fleet", "who-has", "IR-42.case", "--connection", "203.0.113.7:4444")
-                    .WithExample("fleet", "who-has", "IR-42.case", "--finding", "CM-LNX-004");
+                    .WithExample("fleet", "who-has", "IR-42.fleet", "--connection", "203.0.113.7:4444")
+                    .WithExample("fleet", "who-has", "IR-42.fleet", "--finding", "CM-LNX-004");
             });
-            // --- end fleet ---
+            // ---- end fleet ----
             config.AddCommand<BenchCommand>("bench").Also(() => index.Add<BenchCommand>("bench", "Captures"))
                 .WithExample("bench", "memory.raw", "memory.lime");
             config.SetExceptionHandler((exception, _) =>

@@ -15,50 +15,21 @@ namespace CloudMem.Cli.Commands;
 [Description("Triage a capture in one command: run every plugin that applies, apply the triage rules (ATT&CK-mapped findings with evidence rows), build the timeline, write a case directory (case.sqlite, findings.jsonl, timeline.body)")]
 internal sealed class AnalyzeCommand : Command<AnalyzeCommand.Settings>
 {
-    internal sealed class Settings : CaptureSettings
+    internal sealed class Settings : AnalysisSettings
     {
         [CommandOption("--out <DIR>")]
         [Description("The case directory to create (default: IMAGE.case next to the image, or NAME.case next to NAME.custody.json); an existing non-empty directory is refused")]
         public string? Out { get; init; }
 
-        [CommandOption("--rules <DIR>")]
-        [Description("A directory of rule files (*.json) added to the shipped triage rules (docs/ARCHITECTURE.md, Analysis)")]
-        public string? Rules { get; init; }
-
-        [CommandOption("--yara <FILE|DIR>")]
-        [Description("YARA rules to run over each process's memory and over physical memory (needs Debian's libyara9); without it no YARA plugin runs")]
-        public string? Yara { get; init; }
-
-        [CommandOption("--symbols <DIR>")]
-        [Description("Windows: a symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz or <pdb>/<GUID><age hex>/<pdb> (repeatable; then the per-user cache)")]
-        public string[] SymbolDirectories { get; init; } = [];
-
-        [CommandOption(SymbolServerOption.Template)]
-        [Description(SymbolServerOption.Description)]
-        public string? SymbolServer { get; init; }
-
-        [CommandOption("--no-cache")]
-        [Description("Neither read nor write the profile cache (parsed symbol files, a Linux kernel build's kallsyms and BTF; see `cloudmem cache list`)")]
-        public bool NoCache { get; init; }
-
-        [CommandOption("--isf <FILE>")]
-        [Description("Linux: a Volatility ISF of the kernel, used instead of the BTF found in memory")]
-        public string? Isf { get; init; }
-
-        [CommandOption("--system-map <FILE>")]
-        [Description("Linux: the kernel's System.map, used only when kallsyms cannot be found in memory")]
-        public string? SystemMap { get; init; }
-
         public override ValidationResult Validate()
-            => SymbolServerOption.Validate(SymbolServer)
-               ?? (OutputFormat != Engine.Output.OutputFormat.Table
-                   ? ValidationResult.Error("analyze prints a summary; its results are the case files (report.html, report.md, case.sqlite, findings.jsonl), so --output does not apply")
-                   : base.Validate());
+            => OutputFormat != Engine.Output.OutputFormat.Table
+                ? ValidationResult.Error("analyze prints a summary; its results are the case files (report.html, report.md, case.sqlite, findings.jsonl), so --output does not apply")
+                : base.Validate();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
-        Analyzer.LoadRules(settings.Rules);
+        Analyzer.LoadRules(settings.Rules);   // a broken rule file is refused before anything is read
         (string image, string? sha256, IReadOnlyList<KeyValuePair<string, string>>? custody) = Resolve(settings.Image, cancellationToken);
         string directory = settings.Out ?? CaseWriter.DefaultDirectory(settings.Image);
         bool existed = Directory.Exists(directory);
@@ -66,19 +37,8 @@ internal sealed class AnalyzeCommand : Command<AnalyzeCommand.Settings>
         CaseReport report;
         try
         {
-            using RunMappedMemory memory = CaptureFiles.Open(image, settings.Format);
             using var progress = ProgressDisplay.ForTerminal();
-            report = Analyzer.Run(memory, new AnalysisOptions
-            {
-                ImagePath = image,
-                Symbols = new SymbolOptions(settings.SymbolDirectories, SymbolServerOption.Parse(settings.SymbolServer), settings.Isf, settings.SystemMap,
-                    Cache: settings.NoCache ? null : ProfileCache.Default()),
-                YaraRules = settings.Yara,
-                RulesDirectory = settings.Rules,
-                Sha256 = sha256,
-                Custody = custody,
-                Logger = StderrLogger.FromEnvironment(),
-            }, progress, cancellationToken);
+            report = AnalysisRequest.From(settings).Run(image, sha256, custody, progress, cancellationToken);
         }
         catch when (!existed && Directory.Exists(directory) && !Directory.EnumerateFileSystemEntries(directory).Any())
         {
@@ -199,5 +159,69 @@ internal sealed class AnalyzeCommand : Command<AnalyzeCommand.Settings>
         {
             writer.WriteLine($"  {run.Plugin.PadRight(width)}  {run.Elapsed.TotalSeconds,7:0.00}s  " + (run.Error is null ? $"{run.Rows} rows" : "failed: " + run.Error));
         }
+    }
+}
+
+/// <summary>The options of every command that analyses captures (analyze, fleet analyze, fleet step).</summary>
+internal class AnalysisSettings : CaptureSettings
+{
+    [CommandOption("--rules <DIR>")]
+    [Description("A directory of rule files (*.json) added to the shipped triage rules (docs/ARCHITECTURE.md, Analysis)")]
+    public string? Rules { get; init; }
+
+    [CommandOption("--yara <FILE|DIR>")]
+    [Description("YARA rules to run over each process's memory and over physical memory (needs Debian's libyara9); without it no YARA plugin runs")]
+    public string? Yara { get; init; }
+
+    [CommandOption("--symbols <DIR>")]
+    [Description("Windows: a symbol directory holding windows/<pdb>/<GUID>-<age>.json.xz or <pdb>/<GUID><age hex>/<pdb> (repeatable; then the per-user cache)")]
+    public string[] SymbolDirectories { get; init; } = [];
+
+    [CommandOption(SymbolServerOption.Template)]
+    [Description(SymbolServerOption.Description)]
+    public string? SymbolServer { get; init; }
+
+    [CommandOption("--no-cache")]
+    [Description("Neither read nor write the profile cache (parsed symbol files, a Linux kernel build's kallsyms and BTF; see `cloudmem cache list`)")]
+    public bool NoCache { get; init; }
+
+    [CommandOption("--isf <FILE>")]
+    [Description("Linux: a Volatility ISF of the kernel, used instead of the BTF found in memory")]
+    public string? Isf { get; init; }
+
+    [CommandOption("--system-map <FILE>")]
+    [Description("Linux: the kernel's System.map, used only when kallsyms cannot be found in memory")]
+    public string? SystemMap { get; init; }
+
+    public override ValidationResult Validate() => SymbolServerOption.Validate(SymbolServer) ?? base.Validate();
+}
+
+/// <summary>
+/// One analysis as <c>analyze</c> runs it, with every option a plain value (local paths made absolute), so that it can
+/// travel as JSON to a fleet worker or a container and run there exactly as here.
+/// </summary>
+internal sealed record AnalysisRequest(string? Format, string? Rules, string? Yara, string[] Symbols, string? SymbolServer, bool NoCache, string? Isf, string? SystemMap)
+{
+    public static AnalysisRequest From(AnalysisSettings s)
+    {
+        static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);
+        return new AnalysisRequest(s.Format, Full(s.Rules), Full(s.Yara), s.SymbolDirectories.Select(Path.GetFullPath).ToArray(), s.SymbolServer, s.NoCache, Full(s.Isf), Full(s.SystemMap));
+    }
+
+    /// <summary>Opens <paramref name="image"/> (a path or a remote address) and analyses it.</summary>
+    public CaseReport Run(string image, string? sha256, IReadOnlyList<KeyValuePair<string, string>>? custody, IProgressSink? progress, CancellationToken cancellationToken)
+    {
+        using RunMappedMemory memory = CaptureFiles.Open(image, Format);
+        return Analyzer.Run(memory, new AnalysisOptions
+        {
+            ImagePath = image,
+            Symbols = new SymbolOptions(Symbols, SymbolServerOption.Parse(SymbolServer), Isf, SystemMap,
+                Cache: NoCache ? null : ProfileCache.Default()),
+            YaraRules = Yara,
+            RulesDirectory = Rules,
+            Sha256 = sha256,
+            Custody = custody,
+            Logger = StderrLogger.FromEnvironment(),
+        }, progress, cancellationToken);
     }
 }
