@@ -75,6 +75,9 @@ public static class AwsCapturePermissions
     {
         ["ec2:StopInstances"] = "hibernate method (opt-in, manual)",
         ["ec2:CreateSnapshots"] = "hibernate method (opt-in, manual)",
+        ["ec2:DescribeSnapshots"] = "hibernate method (opt-in, manual): wait for the root snapshot",
+        ["ebs:ListSnapshotBlocks"] = "hibernate method (opt-in, manual): read the hibernation image back",
+        ["ebs:GetSnapshotBlock"] = "hibernate method (opt-in, manual): read the hibernation image back",
         ["ec2:DescribeSecurityGroups"] = "isolation (manual)",
         ["ec2:DescribeIamInstanceProfileAssociations"] = "isolation (manual)",
         ["ec2:ModifyInstanceAttribute"] = "isolation (manual)",

@@ -46,6 +46,9 @@ public sealed record AwsEndpoints
 
     /// <summary>KMS (manifest signing with an asymmetric key).</summary>
     public string? Kms { get; init; }
+
+    /// <summary>EBS direct APIs (hibernation read-back: ListSnapshotBlocks/GetSnapshotBlock).</summary>
+    public string? Ebs { get; init; }
 }
 
 /// <summary>Where and how to reach AWS: region, endpoints, credentials (null = the SDK default chain).</summary>

@@ -110,9 +110,31 @@ public sealed partial class FakeAws : IDisposable
         }
     }
 
+    /// <summary>The EBS direct APIs (GET /snapshots/...), serving disk images per snapshot id.</summary>
+    public FakeEbsDirect Ebs { get; } = new(AwsHarness.AccessKey, AwsHarness.SecretKey);
+
+    /// <summary>State DescribeSnapshots reports (after this many "pending" answers: completed).</summary>
+    public int PendingSnapshotPolls { get; set; } = 1;
+
     private async Task HandleAsync(HttpListenerContext context)
     {
         string requestId = $"fake-req-{Interlocked.Increment(ref _requests):D6}";
+        if (context.Request.HttpMethod == "GET" && context.Request.Url!.AbsolutePath.StartsWith("/snapshots/", StringComparison.Ordinal))
+        {
+            var (code, type, data, extra, operation) = Ebs.Handle(context.Request);
+            _calls.Enqueue(new FakeCall("ebs", operation, context.Request.Url.PathAndQuery, requestId, context.Request.Headers["Authorization"] ?? ""));
+            context.Response.StatusCode = code;
+            context.Response.ContentType = type;
+            context.Response.Headers["x-amzn-RequestId"] = requestId;
+            foreach ((string name, string value) in extra)
+            {
+                context.Response.Headers[name] = value;
+            }
+            context.Response.ContentLength64 = data.Length;
+            await context.Response.OutputStream.WriteAsync(data);
+            context.Response.Close();
+            return;
+        }
         string body;
         using (var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8))
         {
@@ -241,7 +263,11 @@ public sealed partial class FakeAws : IDisposable
                 InstanceState = "stopping";
                 return (200, Wrap($"<instancesSet><item><instanceId>{InstanceId}</instanceId><currentState><code>64</code><name>stopping</name></currentState><previousState><code>16</code><name>{previous}</name></previousState></item></instancesSet>"));
             case "CreateSnapshots":
+                PendingSnapshotPolls = 1;
                 return (200, Wrap("<snapshotSet><item><snapshotId>snap-0root</snapshotId><volumeId>vol-0root</volumeId><state>pending</state><volumeSize>8</volumeSize><startTime>2026-01-01T00:00:00.000Z</startTime><progress/><ownerId>123456789012</ownerId></item></snapshotSet>"));
+            case "DescribeSnapshots":
+                string snapshotState = PendingSnapshotPolls-- > 0 ? "pending" : "completed";
+                return (200, Wrap($"<snapshotSet><item><snapshotId>{form["SnapshotId.1"]}</snapshotId><volumeId>vol-0root</volumeId><status>{snapshotState}</status><volumeSize>8</volumeSize><startTime>2026-01-01T00:00:00.000Z</startTime><progress>{(snapshotState == "completed" ? "100%" : "40%")}</progress><ownerId>123456789012</ownerId></item></snapshotSet>"));
             default:
                 return (400, Ec2Error("InvalidAction", $"The action {action} is not valid for this web service.", requestId));
         }
