@@ -34,6 +34,8 @@ internal sealed record ResponderConfig
     public string? SignKey { get; init; }
     public string? SignKmsKey { get; init; }
     public string? SignKeyVaultKey { get; init; }
+    public bool DiskSnapshots { get; init; } = true;
+    public string? ForensicAccount { get; init; }
     public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
     public string? DurableStorage { get; init; }
     public string DurableHub { get; init; } = "cloudmem";
@@ -74,6 +76,8 @@ internal sealed record ResponderConfig
             SignKey = Get("CLOUDMEM_SIGN_KEY"),
             SignKmsKey = Get("CLOUDMEM_SIGN_KMS_KEY"),
             SignKeyVaultKey = Get("CLOUDMEM_SIGN_KEYVAULT_KEY"),
+            DiskSnapshots = !string.Equals(Get("CLOUDMEM_DISK_SNAPSHOTS"), "false", StringComparison.OrdinalIgnoreCase),
+            ForensicAccount = Get("CLOUDMEM_FORENSIC_ACCOUNT"),
             Documents = new SsmDocuments(
                 Get("CLOUDMEM_SSM_DOCUMENT_LINUX") ?? SsmDocuments.AwsOwned.Linux,
                 Get("CLOUDMEM_SSM_DOCUMENT_WINDOWS") ?? SsmDocuments.AwsOwned.Windows,
@@ -132,6 +136,8 @@ internal sealed record ResponderConfig
             MinPartBytes = MinPartMiB is { } mib ? (long)mib << 20 : null,
             Signer = CaptureCli.Signer(SignKey, SignKmsKey, SignKeyVaultKey),
             Documents = Documents,
+            DiskSnapshots = DiskSnapshots,
+            ForensicAccount = ForensicAccount,
         };
     }
 

@@ -37,6 +37,9 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
         RegisterCredentials(clients.Credentials, log.Scrubber);
     }
 
+    /// <summary>The clients (workflow steps share them).</summary>
+    internal AwsClients Clients => _clients;
+
     private string Method => _options.Method == AwsCaptureMethod.Hibernate ? "hibernate" : "ssm";
 
     /// <summary>Registers the credential values with the scrubber (they must never appear anywhere).</summary>
@@ -529,4 +532,6 @@ internal sealed class SsmCaptureState
     public string? CommandId { get; set; }
     public DateTimeOffset? CommandSentUtc { get; set; }
     public bool Completed { get; set; }
+    /// <summary>Disk evidence: EBS volume id -> snapshot id (workflow step "snapshots").</summary>
+    public Dictionary<string, string> DiskSnapshots { get; set; } = [];
 }
