@@ -27,7 +27,7 @@ internal static class AzureCli
     {
         if (!Uri.TryCreate(keyUrl, UriKind.Absolute, out Uri? uri))
         {
-            throw new CaptureException($"Key Vault key '{keyUrl}' is not a URL (https://VAULT.vault.azure.net/keys/NAME[/VERSION])");
+            throw new CaptureException($"Key Vault key '{keyUrl}' is not a URL (https://VAULT.vault.azure.net/keys/NAME or .../NAME/VERSION)");
         }
         return KeyVaultManifestSigner.Create(CredentialFactory(), new KeyVaultKeySettings(uri, Transport: ArmTransportFactory()));
     }

@@ -50,7 +50,7 @@ internal class CaptureCommandSettings : CommandSettings
     public string? SignKmsKey { get; init; }
 
     [CommandOption("--sign-keyvault-key <KEY_URL>")]
-    [Description("Sign every manifest with this Azure Key Vault key (https://VAULT.vault.azure.net/keys/NAME[/VERSION]; EC P-256 -> ES256, RSA -> PS256; default Azure credential)")]
+    [Description("Sign every manifest with this Azure Key Vault key (https://VAULT.vault.azure.net/keys/NAME[[/VERSION]]; EC P-256 -> ES256, RSA -> PS256; default Azure credential)")]
     public string? SignKeyVaultKey { get; init; }
 
     public override ValidationResult Validate()

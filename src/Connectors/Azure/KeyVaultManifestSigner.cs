@@ -67,7 +67,7 @@ public sealed class KeyVaultManifestSigner : IManifestSigner
         string[] segments = keyUri.AbsolutePath.Trim('/').Split('/');
         if (keyUri.Scheme != Uri.UriSchemeHttps || segments.Length is < 2 or > 3 || segments[0] != "keys")
         {
-            throw new CaptureException($"Key Vault key {keyUri}: expected https://VAULT.vault.azure.net/keys/NAME[/VERSION]");
+            throw new CaptureException($"Key Vault key {keyUri}: expected https://VAULT.vault.azure.net/keys/NAME or .../keys/NAME/VERSION");
         }
         var options = new VaultClientOptions();
         if (settings.Transport is not null)
