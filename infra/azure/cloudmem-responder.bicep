@@ -34,7 +34,12 @@ param lockImmutability bool = true
 @description('Also send the Security category of the activity log (Defender alerts) to the function through an action group')
 param wireActivityLogAlert bool = true
 
+@description('Container image running `cloudmem durable-worker` (infra/container/Dockerfile); set it to deploy the durable worker as a Container App (cloudmem-worker.bicep) and have the Function start orchestrations instead of capturing itself; empty = no worker')
+param workerImage string = ''
+
 var suffix = uniqueString(resourceGroup().id, name)
+var deployWorker = !empty(workerImage)
+var durableSecretName = 'cloudmem-durable-storage'
 
 // Evidence: private, https only, versioned blobs, no shared key (the function uses its identity and user delegation SAS).
 resource evidence 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -95,6 +100,40 @@ resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
+// The Durable Task hub's storage (worker only): its connection string goes to Key Vault, never to an output.
+resource durableStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (deployWorker) {
+  name: toLower(take('${name}dt${suffix}', 24))
+  location: location
+  sku: { name: 'Standard_LRS' }
+  kind: 'StorageV2'
+  properties: {
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+  }
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = if (deployWorker) {
+  name: toLower(take('${name}kv${suffix}', 24))
+  location: location
+  properties: {
+    tenantId: subscription().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    enablePurgeProtection: true
+    softDeleteRetentionInDays: 90
+  }
+}
+
+resource durableSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (deployWorker) {
+  parent: vault
+  name: durableSecretName
+  properties: {
+    value: 'DefaultEndpointsProtocol=https;AccountName=${durableStorage.name};AccountKey=${durableStorage!.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
+  }
+}
+
 // Elastic Premium: captures take longer than the Consumption plan's 10-minute limit.
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   name: '${name}-plan-${suffix}'
@@ -137,6 +176,8 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         { name: 'CLOUDMEM_TOOL_FILE', value: '/home/site/wwwroot/tools/avml' }
         { name: 'CLOUDMEM_TIMEOUT_MINUTES', value: '110' }
         { name: 'DOTNET_SYSTEM_GLOBALIZATION_INVARIANT', value: '1' }
+        // With the worker: the Function only starts the orchestration (a Key Vault reference, read with its identity).
+        { name: 'CLOUDMEM_DURABLE_STORAGE', value: deployWorker ? '@Microsoft.KeyVault(VaultName=${toLower(take('${name}kv${suffix}', 24))};SecretName=${durableSecretName})' : '' }
       ]
     }
   }
@@ -215,6 +256,39 @@ resource evidenceAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01'
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
     description: 'cloudmem: one-blob SAS, tool staging, read back, manifests (no delete)'
+  }
+}
+
+// Key Vault Secrets User for the Function on the vault (its CLOUDMEM_DURABLE_STORAGE Key Vault reference).
+resource functionSecretsAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployWorker) {
+  name: guid(resourceGroup().id, app.id, 'cloudmem-kv-secrets-user')
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4633458b-17de-408a-b874-0445c86b69e6')
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+    description: 'cloudmem function: read the task hub connection string'
+  }
+}
+
+// The durable worker (Container App, user-assigned identity with the same two custom roles).
+module worker 'cloudmem-worker.bicep' = if (deployWorker) {
+  name: '${name}-worker'
+  dependsOn: [ durableSecret ]
+  params: {
+    name: name
+    location: location
+    suffix: suffix
+    workerImage: workerImage
+    containerUrl: '${evidence.properties.primaryEndpoints.blob}${evidenceContainer}'
+    minSeverity: minSeverity
+    dryRun: dryRun
+    durableStorageName: durableStorage.name
+    vaultName: vault.name
+    durableSecretName: durableSecretName
+    captureRoleId: captureRole.id
+    evidenceRoleId: evidenceRole.id
+    evidenceAccountName: evidence.name
   }
 }
 

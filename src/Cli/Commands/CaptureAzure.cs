@@ -22,6 +22,16 @@ internal static class AzureCli
     /// <summary>Name of the environment variable holding a storage account key (emulators, legacy accounts).</summary>
     public const string StorageKeyVariable = "AZURE_STORAGE_KEY";
 
+    /// <summary>A Key Vault key as manifest signer (or, for verify, the source of the trusted public key).</summary>
+    public static KeyVaultManifestSigner KeyVaultSigner(string keyUrl)
+    {
+        if (!Uri.TryCreate(keyUrl, UriKind.Absolute, out Uri? uri))
+        {
+            throw new CaptureException($"Key Vault key '{keyUrl}' is not a URL (https://VAULT.vault.azure.net/keys/NAME or .../NAME/VERSION)");
+        }
+        return KeyVaultManifestSigner.Create(CredentialFactory(), new KeyVaultKeySettings(uri, Transport: ArmTransportFactory()));
+    }
+
     public static AzureArmSettings Arm(string? endpoint) => new(
         endpoint is null ? null : new Uri(endpoint),
         endpoint is null ? null : "https://management.azure.com",

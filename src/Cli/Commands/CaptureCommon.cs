@@ -49,15 +49,19 @@ internal class CaptureCommandSettings : CommandSettings
     [Description("Sign every manifest with this AWS KMS key (ECC_NIST_P256, SIGN_VERIFY; id, ARN or alias; AWS default credentials)")]
     public string? SignKmsKey { get; init; }
 
+    [CommandOption("--sign-keyvault-key <KEY_URL>")]
+    [Description("Sign every manifest with this Azure Key Vault key (https://VAULT.vault.azure.net/keys/NAME[[/VERSION]]; EC P-256 -> ES256, RSA -> PS256; default Azure credential)")]
+    public string? SignKeyVaultKey { get; init; }
+
     public override ValidationResult Validate()
     {
         if (TimeoutMinutes <= 0 || PollSeconds <= 0)
         {
             return ValidationResult.Error("--timeout and --poll must be positive");
         }
-        if (SignKey is not null && SignKmsKey is not null)
+        if ((SignKey is not null ? 1 : 0) + (SignKmsKey is not null ? 1 : 0) + (SignKeyVaultKey is not null ? 1 : 0) > 1)
         {
-            return ValidationResult.Error("give --sign-key or --sign-kms-key, not both");
+            return ValidationResult.Error("give one of --sign-key, --sign-kms-key, --sign-keyvault-key");
         }
         try
         {
@@ -80,17 +84,18 @@ internal class CaptureCommandSettings : CommandSettings
         PlanOnly = Plan,
         Download = download,
         Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
-        Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+        Signer = CaptureCli.Signer(SignKey, SignKmsKey, SignKeyVaultKey),
     };
 }
 
 /// <summary>What capture commands share: the log, the evidence opener, printing plans and results.</summary>
 internal static class CaptureCli
 {
-    /// <summary>The manifest signer: a local key file, an AWS KMS key (region and endpoint as for capture aws), or none.</summary>
-    public static IManifestSigner? Signer(string? keyFile, string? kmsKey)
+    /// <summary>The manifest signer: a local key file, an AWS KMS key (region and endpoint as for capture aws), an Azure Key Vault key, or none.</summary>
+    public static IManifestSigner? Signer(string? keyFile, string? kmsKey, string? keyVaultKey = null)
         => keyFile is not null ? LocalKeySigner.Load(keyFile)
             : kmsKey is not null ? CloudMem.Connectors.Aws.KmsManifestSigner.Create(AwsCommandSettings.ConnectionFor(null), kmsKey)
+            : keyVaultKey is not null ? AzureCli.KeyVaultSigner(keyVaultKey)
             : null;
 
     /// <summary>Opens evidence with our parsers (content detection) and returns the format name.</summary>

@@ -19,14 +19,23 @@ internal sealed class CustodyVerifyCommand : Command<CustodyVerifyCommand.Settin
         [Description("PEM public key the manifest must be signed with (without it the key in the signature file is used, and not trusted)")]
         public string? Key { get; init; }
 
+        [CommandOption("--keyvault-key <KEY_URL>")]
+        [Description("Azure Key Vault key (https://VAULT.vault.azure.net/keys/NAME/VERSION) whose public key the manifest must be signed with; fetched with the default Azure credential")]
+        public string? KeyVaultKey { get; init; }
+
         [CommandOption("--signature <FILE>")]
         [Description("Signature file; default MANIFEST.sig")]
         public string? Signature { get; init; }
+
+        public override ValidationResult Validate()
+            => Key is not null && KeyVaultKey is not null ? ValidationResult.Error("give --key or --keyvault-key, not both") : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
-        ManifestVerification result = ManifestSigning.Verify(settings.Manifest, settings.Signature, settings.Key);
+        ManifestVerification result = settings.KeyVaultKey is { } vaultKey
+            ? ManifestSigning.Verify(settings.Manifest, settings.Signature, AzureCli.KeyVaultSigner(vaultKey).PublicKey, vaultKey)
+            : ManifestSigning.Verify(settings.Manifest, settings.Signature, settings.Key);
         if (!result.Valid)
         {
             Console.Error.WriteLine($"cloudmem: error: {result.Reason}");

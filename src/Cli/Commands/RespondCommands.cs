@@ -33,6 +33,9 @@ internal sealed record ResponderConfig
     public string? DedupeTable { get; init; }
     public string? SignKey { get; init; }
     public string? SignKmsKey { get; init; }
+    public string? SignKeyVaultKey { get; init; }
+    public bool DiskSnapshots { get; init; } = true;
+    public string? ForensicAccount { get; init; }
     public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
     public string? DurableStorage { get; init; }
     public string DurableHub { get; init; } = "cloudmem";
@@ -72,6 +75,9 @@ internal sealed record ResponderConfig
             DedupeTable = Get("CLOUDMEM_DEDUPE_TABLE"),
             SignKey = Get("CLOUDMEM_SIGN_KEY"),
             SignKmsKey = Get("CLOUDMEM_SIGN_KMS_KEY"),
+            SignKeyVaultKey = Get("CLOUDMEM_SIGN_KEYVAULT_KEY"),
+            DiskSnapshots = !string.Equals(Get("CLOUDMEM_DISK_SNAPSHOTS"), "false", StringComparison.OrdinalIgnoreCase),
+            ForensicAccount = Get("CLOUDMEM_FORENSIC_ACCOUNT"),
             Documents = new SsmDocuments(
                 Get("CLOUDMEM_SSM_DOCUMENT_LINUX") ?? SsmDocuments.AwsOwned.Linux,
                 Get("CLOUDMEM_SSM_DOCUMENT_WINDOWS") ?? SsmDocuments.AwsOwned.Windows,
@@ -107,7 +113,7 @@ internal sealed record ResponderConfig
         {
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             OutputDirectory = Out,
-            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey, SignKeyVaultKey),
         };
         return (new DurableCaptureHub(DurableStorage, DurableHub, log, DurableTimings), steps, ledger);
     }
@@ -128,8 +134,10 @@ internal sealed record ResponderConfig
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             OutputDirectory = Out,
             MinPartBytes = MinPartMiB is { } mib ? (long)mib << 20 : null,
-            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey, SignKeyVaultKey),
             Documents = Documents,
+            DiskSnapshots = DiskSnapshots,
+            ForensicAccount = ForensicAccount,
         };
     }
 
@@ -163,7 +171,7 @@ internal sealed record ResponderConfig
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             // The table is in the responder's own region (AWS_REGION), whatever the finding's.
             Ledger = DedupeTable is null ? null : DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log),
-            Signer = CaptureCli.Signer(SignKey, SignKmsKey),
+            Signer = CaptureCli.Signer(SignKey, SignKmsKey, SignKeyVaultKey),
         };
     }
 }

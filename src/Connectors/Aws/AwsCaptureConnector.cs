@@ -37,6 +37,9 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
         RegisterCredentials(clients.Credentials, log.Scrubber);
     }
 
+    /// <summary>The clients (workflow steps share them).</summary>
+    internal AwsClients Clients => _clients;
+
     private string Method => _options.Method == AwsCaptureMethod.Hibernate ? "hibernate" : "ssm";
 
     /// <summary>Registers the credential values with the scrubber (they must never appear anywhere).</summary>
@@ -75,8 +78,7 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
             recorder.Preflight(plan);
             if (_options.Method == AwsCaptureMethod.Hibernate)
             {
-                await HibernateAsync(recorder, calls, facts, cancellationToken).ConfigureAwait(false);
-                string path = recorder.Write();
+                string path = await HibernateAsync(recorder, calls, facts, cancellationToken).ConfigureAwait(false);
                 return new CaptureResult(recorder.Build(), path);
             }
             string manifestPath = await CaptureWithSsmAsync(recorder, calls, facts, cancellationToken).ConfigureAwait(false);
@@ -143,8 +145,8 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
             plan.Step("tag instance", $"CreateTags cloudmem:case-id={_request.CaseId ?? "(none)"}");
             plan.Step("hibernate", "StopInstances Hibernate=true, then DescribeInstances until stopped");
             plan.Step("snapshot", "CreateSnapshots of the instance's volumes (root volume holds the hibernation image), record snapshot ids");
-            plan.Step("manifest", "write the custody manifest (status stays InProgress: the image is not yet read back)", mutating: false);
-            plan.Notes.Add("reading the hibernation image back from the snapshot needs the EBS direct APIs (ListSnapshotBlocks/GetSnapshotBlock); cloudmem does not do that yet: restore the snapshot to a volume and read the swap/hiberfil from it, then run cloudmem info on it.");
+            plan.Step("read back", "wait for the root snapshot to complete, read its written blocks with the EBS direct APIs (ListSnapshotBlocks/GetSnapshotBlock, SHA-256 per block), find the swsusp/hiberfil image, copy it out, hash it and open it with our parsers", mutating: false);
+            plan.Step("manifest", $"write the custody manifest locally and as custody.json under s3://{_options.Bucket}/{_options.Prefix}");
             return;
         }
         if (!plan.Ready || facts.MemoryMiB is null)
@@ -402,10 +404,14 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
     internal Func<CancellationToken, Task>? BeforeComplete { get; set; }
 
     /// <summary>Writes the manifest locally and beside the evidence (with its signature); returns the local path.</summary>
-    internal async Task<string> WriteManifestAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, CancellationToken cancellationToken)
+    internal Task<string> WriteManifestAsync(CustodyRecorder recorder, AwsCalls calls, Layout layout, CancellationToken cancellationToken)
+        => WriteManifestAsync(recorder, calls, Path.GetDirectoryName(layout.EvidenceKey)!.Replace('\\', '/'), cancellationToken);
+
+    /// <summary>Writes the manifest locally and as DIRECTORY/custody.json (with its signature); returns the local path.</summary>
+    internal async Task<string> WriteManifestAsync(CustodyRecorder recorder, AwsCalls calls, string directoryKey, CancellationToken cancellationToken)
     {
         string bucket = _options.Bucket;
-        string manifestKey = AwsKeys.Join(Path.GetDirectoryName(layout.EvidenceKey)!.Replace('\\', '/'), "custody.json");
+        string manifestKey = AwsKeys.Join(directoryKey, "custody.json");
         recorder.Step("manifest", $"written locally and as s3://{bucket}/{manifestKey}");
         string path = recorder.Write();
         await calls.Run("s3", "PutObject", t => _clients.S3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = manifestKey, FilePath = path, ContentType = "application/json", UseChunkEncoding = false }, t), cancellationToken).ConfigureAwait(false);
@@ -508,43 +514,6 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
         return await _clients.S3.GetPreSignedURLAsync(request).ConfigureAwait(false);
     }
 
-    private async Task HibernateAsync(CustodyRecorder recorder, AwsCalls calls, AwsFacts facts, CancellationToken cancellationToken)
-    {
-        if (_options.TagInstance && _request.CaseId is not null)
-        {
-            await calls.Run("ec2", "CreateTags", t => _clients.Ec2.CreateTagsAsync(new CreateTagsRequest { Resources = [_options.InstanceId], Tags = [new Ec2Tag("cloudmem:case-id", _request.CaseId)] }, t), cancellationToken).ConfigureAwait(false);
-            recorder.Step("tag instance", $"cloudmem:case-id={_request.CaseId}");
-        }
-        await calls.Run("ec2", "StopInstances", t => _clients.Ec2.StopInstancesAsync(new StopInstancesRequest { InstanceIds = [_options.InstanceId], Hibernate = true }, t), cancellationToken).ConfigureAwait(false);
-        recorder.Step("hibernate", $"StopInstances Hibernate=true {_options.InstanceId}");
-        await Resilience.PollUntilAsync($"hibernation of {_options.InstanceId}", async token =>
-        {
-            Instance? instance = await AwsPreflight.DescribeInstanceAsync(_clients, calls, _options.InstanceId, token).ConfigureAwait(false);
-            string state = instance?.State?.Name?.Value ?? "unknown";
-            return state == "stopped" ? PollState<bool>.Finished(state, true) : PollState<bool>.Pending(state);
-        }, _request.Timeouts.PollInterval, _request.Timeouts.Operation, cancellationToken).ConfigureAwait(false);
-        recorder.Step("stopped", $"{_options.InstanceId} is stopped (hibernated)");
-        var tags = new List<Ec2Tag> { new("cloudmem:source", _options.InstanceId) };
-        if (_request.CaseId is not null)
-        {
-            tags.Add(new Ec2Tag("cloudmem:case-id", _request.CaseId));
-        }
-        CreateSnapshotsResponse snapshots = await calls.Run("ec2", "CreateSnapshots", t => _clients.Ec2.CreateSnapshotsAsync(new CreateSnapshotsRequest
-        {
-            InstanceSpecification = new InstanceSpecification { InstanceId = _options.InstanceId, ExcludeBootVolume = false },
-            Description = Truncate($"cloudmem hibernation capture {_request.CaseId ?? ""} of {_options.InstanceId}", 255),
-            CopyTagsFromSource = Amazon.EC2.CopyTagsFromSource.Volume,
-            TagSpecifications = [new TagSpecification { ResourceType = Amazon.EC2.ResourceType.Snapshot, Tags = tags }],
-        }, t), cancellationToken).ConfigureAwait(false);
-        foreach (SnapshotInfo snapshot in snapshots.Snapshots ?? [])
-        {
-            bool root = facts.Instance?.BlockDeviceMappings?.Any(b => b.DeviceName == facts.Instance.RootDeviceName && b.Ebs?.VolumeId == snapshot.VolumeId) == true;
-            recorder.Resource("ebs-snapshot", snapshot.SnapshotId, $"of {snapshot.VolumeId}{(root ? " (root volume: holds the hibernation image)" : "")}, {snapshot.VolumeSize} GiB, {snapshot.State?.Value}");
-        }
-        recorder.Step("snapshot", $"CreateSnapshots: {string.Join(", ", (snapshots.Snapshots ?? []).Select(s => s.SnapshotId))}");
-        recorder.Step("not done", "the hibernation image was not read back: that needs the EBS direct APIs (ListSnapshotBlocks/GetSnapshotBlock), which cloudmem does not implement yet; restore the root snapshot to a volume and open the swap partition/file or hiberfil.sys with cloudmem info. Status stays InProgress.");
-    }
-
     private static string Truncate(string text, int max) => text.Length <= max ? text : text[..max];
 }
 
@@ -563,4 +532,6 @@ internal sealed class SsmCaptureState
     public string? CommandId { get; set; }
     public DateTimeOffset? CommandSentUtc { get; set; }
     public bool Completed { get; set; }
+    /// <summary>Disk evidence: EBS volume id -> snapshot id (workflow step "snapshots").</summary>
+    public Dictionary<string, string> DiskSnapshots { get; set; } = [];
 }

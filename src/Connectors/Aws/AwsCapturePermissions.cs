@@ -29,6 +29,9 @@ public enum AwsResourceScope
     EvidenceKey,
     /// <summary>The responder's DynamoDB table (de-duplication and per-instance lock).</summary>
     LedgerTable,
+
+    /// <summary>EBS volumes and snapshots (disk evidence: CreateSnapshot on the volume and the new snapshot; sharing only cloudmem-tagged snapshots).</summary>
+    Snapshots,
 }
 
 /// <summary>One operation the connector calls and the IAM action that allows it.</summary>
@@ -69,6 +72,9 @@ public static class AwsCapturePermissions
         new("s3:AbortMultipartUpload", "s3:AbortMultipartUpload", AwsResourceScope.EvidenceObjects, "cleanup on failure"),
         new("s3:PutObject / UploadPart (SSE-KMS)", "kms:GenerateDataKey", AwsResourceScope.EvidenceKey, "S3 encrypts every object and part with a data key of the evidence key"),
         new("s3:GetObject / CompleteMultipartUpload (SSE-KMS)", "kms:Decrypt", AwsResourceScope.EvidenceKey, "S3 decrypts the data key to read back (and to complete a multipart upload)"),
+        new("ec2:CreateSnapshot", "ec2:CreateSnapshot", AwsResourceScope.Snapshots, "disk evidence: one snapshot per attached volume (workflow step snapshots; tags on create)"),
+        new("ec2:DescribeSnapshots", "ec2:DescribeSnapshots", AwsResourceScope.Any, "disk evidence: which snapshots are completed before sharing (and the hibernate read-back's wait)"),
+        new("ec2:ModifySnapshotAttribute", "ec2:ModifySnapshotAttribute", AwsResourceScope.Snapshots, "disk evidence: createVolumePermission for the forensic account (cloudmem-tagged snapshots only)"),
         new("dynamodb:PutItem", "dynamodb:PutItem", AwsResourceScope.LedgerTable, "claim the finding on the instance and the instance's lock (conditional writes)"),
         new("dynamodb:GetItem", "dynamodb:GetItem", AwsResourceScope.LedgerTable, "who holds a duplicate's claim or the lock (for the outcome's reason)"),
         new("dynamodb:UpdateItem", "dynamodb:UpdateItem", AwsResourceScope.LedgerTable, "record the outcome on the finding's item"),
@@ -80,6 +86,8 @@ public static class AwsCapturePermissions
     {
         ["ec2:StopInstances"] = "hibernate method (opt-in, manual)",
         ["ec2:CreateSnapshots"] = "hibernate method (opt-in, manual)",
+        ["ebs:ListSnapshotBlocks"] = "hibernate method (opt-in, manual): read the hibernation image back",
+        ["ebs:GetSnapshotBlock"] = "hibernate method (opt-in, manual): read the hibernation image back",
         ["ec2:DescribeSecurityGroups"] = "isolation (manual)",
         ["ec2:DescribeIamInstanceProfileAssociations"] = "isolation (manual)",
         ["ec2:ModifyInstanceAttribute"] = "isolation (manual)",

@@ -49,6 +49,9 @@ public sealed record AwsEndpoints
 
     /// <summary>IAM (Query protocol, our own signed client: isolation's opt-in session revocation).</summary>
     public string? Iam { get; init; }
+
+    /// <summary>EBS direct APIs (hibernation read-back: ListSnapshotBlocks/GetSnapshotBlock).</summary>
+    public string? Ebs { get; init; }
 }
 
 /// <summary>Where and how to reach AWS: region, endpoints, credentials (null = the SDK default chain).</summary>

@@ -119,6 +119,12 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
     /// <summary>The SSM documents SendCommand runs (the stack's pinned copies in production).</summary>
     public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
 
+    /// <summary>Take EBS snapshots of every attached volume in the "snapshots" step (CLOUDMEM_DISK_SNAPSHOTS=false opts out).</summary>
+    public bool DiskSnapshots { get; init; } = true;
+
+    /// <summary>Account the disk snapshots are shared with at finalize (CLOUDMEM_FORENSIC_ACCOUNT); null: not shared.</summary>
+    public string? ForensicAccount { get; init; }
+
     /// <summary>Test seam handed to the connector (runs just before CompleteMultipartUpload).</summary>
     internal Func<CancellationToken, Task>? BeforeComplete { get; init; }
 
@@ -173,10 +179,11 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
             WorkflowResult result = step switch
             {
                 "start" => await StartAsync(connector, clients, calls, recorder, options, state, Save, cancellationToken).ConfigureAwait(false),
+                "snapshots" => await SnapshotsAsync(clients, calls, recorder, options, alert, state ?? throw NoState(step), Save, cancellationToken).ConfigureAwait(false),
                 "poll" => await PollAsync(connector, calls, recorder, options, state ?? throw NoState(step), cancellationToken).ConfigureAwait(false),
                 "finalize" => await FinalizeAsync(connector, calls, recorder, claim, options, state ?? throw NoState(step), Save, cancellationToken).ConfigureAwait(false),
                 "fail" => await FailAsync(connector, calls, recorder, claim, input, state, cancellationToken).ConfigureAwait(false),
-                _ => throw new TriggerEventException("$.step", $"'{input.Step}' is not start, poll, finalize or fail"),
+                _ => throw new TriggerEventException("$.step", $"'{input.Step}' is not start, snapshots, poll, finalize or fail"),
             };
             if (state is not null && result.Status is not ("Captured" or "Failed"))
             {
@@ -213,6 +220,17 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
         return new WorkflowResult { Status = "Started", Reason = $"command {state.CommandId} sent to {options.InstanceId}, upload {state.UploadId}" };
     }
 
+    private async Task<WorkflowResult> SnapshotsAsync(AwsClients clients, AwsCalls calls, CustodyRecorder recorder, AwsCaptureOptions options, AlertEvent alert, SsmCaptureState state, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
+    {
+        if (!DiskSnapshots)
+        {
+            recorder.Step("disk snapshots", "skipped (CLOUDMEM_DISK_SNAPSHOTS=false)");
+            return new WorkflowResult { Status = "Skipped", Reason = "disk snapshots are turned off" };
+        }
+        await AwsDiskSnapshots.SnapshotVolumesAsync(clients, calls, recorder, options.InstanceId, recorder.Build().CaseId, alert.Id, state.DiskSnapshots, token => save(state, token), cancellationToken).ConfigureAwait(false);
+        return new WorkflowResult { Status = "Snapshotted", Reason = $"{state.DiskSnapshots.Count} EBS snapshot(s) of {options.InstanceId}" };
+    }
+
     private async Task<WorkflowResult> PollAsync(AwsCaptureConnector connector, AwsCalls calls, CustodyRecorder recorder, AwsCaptureOptions options, SsmCaptureState state, CancellationToken cancellationToken)
     {
         (string status, _) = await connector.CommandStatusAsync(calls, state.CommandId!, cancellationToken).ConfigureAwait(false);
@@ -234,6 +252,10 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
         }
         connector.Succeeded(recorder, state.CommandId!, invocation);
         await connector.FinishSsmAsync(recorder, calls, state, invocation, save, cancellationToken).ConfigureAwait(false);
+        if (ForensicAccount is not null)
+        {
+            await AwsDiskSnapshots.ShareAsync(connector.Clients, calls, recorder, state.DiskSnapshots, ForensicAccount, cancellationToken).ConfigureAwait(false);
+        }
         await connector.CleanUpAsync(recorder, calls, state).ConfigureAwait(false);
         recorder.Complete();
         string manifest = await connector.WriteManifestAsync(recorder, calls, state.Layout, cancellationToken).ConfigureAwait(false);

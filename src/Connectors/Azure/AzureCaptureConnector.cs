@@ -187,15 +187,11 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
     }
 
     /// <summary>
-    /// The manifest beside the evidence (Run Command: the container is ours to write) and locally; when the upload
-    /// itself fails, the local manifest records that and stays the only copy (the run's own outcome is kept).
+    /// The manifest beside the evidence in the container (every method, hibernation included) and locally; when the
+    /// upload itself fails, the local manifest records that and stays the only copy (the run's own outcome is kept).
     /// </summary>
     private async Task<string> FinalManifestAsync(CustodyRecorder recorder, CancellationToken cancellationToken)
     {
-        if (_options.Method != AzureCaptureMethod.RunCommand)
-        {
-            return recorder.Write();
-        }
         try
         {
             using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -6,20 +6,49 @@ using System.Text.Json.Serialization;
 namespace CloudMem.Connectors.Core;
 
 /// <summary>
-/// Signs custody manifests: ECDSA P-256 over the SHA-256 of the manifest file's exact bytes, the signature DER-encoded
-/// (RFC 3279), as AWS KMS returns it for ECDSA_SHA_256 and as .NET produces it with
-/// <see cref="DSASignatureFormat.Rfc3279DerSequence"/>, so one verifier checks every backend.
+/// Signs custody manifests over the SHA-256 of the manifest file's exact bytes. ECDSA P-256 signatures are DER-encoded
+/// (RFC 3279), as AWS KMS returns them for ECDSA_SHA_256 and as .NET produces them with
+/// <see cref="DSASignatureFormat.Rfc3279DerSequence"/>; RSA signatures (Azure Key Vault RS256/PS256) are the raw
+/// PKCS#1 v1.5 or PSS (salt = 32 bytes) signature. One verifier checks every backend (<see cref="ManifestSignatureAlgorithms"/>).
 /// </summary>
 public interface IManifestSigner
 {
-    /// <summary>Where the key lives, for the signature file: "local-key", "aws-kms:ARN".</summary>
+    /// <summary>Where the key lives, for the signature file: "local-key", "aws-kms:ARN", "azure-keyvault:KID".</summary>
     string Signer { get; }
 
     /// <summary>The public key, DER SubjectPublicKeyInfo.</summary>
     byte[] PublicKey { get; }
 
-    /// <summary>Signs a SHA-256 digest; returns the DER signature.</summary>
+    /// <summary>The algorithm of <see cref="SignDigest"/>'s signatures (one of <see cref="ManifestSignatureAlgorithms"/>).</summary>
+    string SignatureAlgorithm => ManifestSignatureAlgorithms.EcdsaP256;
+
+    /// <summary>Signs a SHA-256 digest; returns the signature in the form <see cref="SignatureAlgorithm"/> names.</summary>
     byte[] SignDigest(byte[] sha256);
+}
+
+/// <summary>The signature algorithms a manifest signature file may name.</summary>
+public static class ManifestSignatureAlgorithms
+{
+    /// <summary>ECDSA on P-256 over SHA-256, DER signature (local key, AWS KMS, Key Vault ES256 re-encoded).</summary>
+    public const string EcdsaP256 = "ECDSA-P256-SHA256";
+
+    /// <summary>RSA PKCS#1 v1.5 over SHA-256 (Key Vault RS256), at least 2048 bits.</summary>
+    public const string RsaPkcs1 = "RSA-PKCS1-SHA256";
+
+    /// <summary>RSA-PSS over SHA-256 with MGF1-SHA-256 and a 32-byte salt (Key Vault PS256), at least 2048 bits.</summary>
+    public const string RsaPss = "RSA-PSS-SHA256";
+
+    /// <summary>Whether this version verifies <paramref name="algorithm"/>.</summary>
+    public static bool IsKnown(string? algorithm) => algorithm is EcdsaP256 or RsaPkcs1 or RsaPss;
+
+    /// <summary>The algorithm a JWS name (ES256, RS256, PS256) stands for.</summary>
+    public static string FromJws(string jws) => jws switch
+    {
+        "ES256" => EcdsaP256,
+        "RS256" => RsaPkcs1,
+        "PS256" => RsaPss,
+        _ => throw new CaptureException($"signature algorithm {jws} is not ES256, RS256 or PS256"),
+    };
 }
 
 /// <summary>
@@ -93,13 +122,13 @@ public sealed record ManifestSignature
     /// <summary>The only format this version writes and reads.</summary>
     public const string CurrentFormat = "cloudmem-manifest-signature/1";
 
-    /// <summary>The only algorithm.</summary>
-    public const string Algorithm = "ECDSA-P256-SHA256";
+    /// <summary>The default algorithm (<see cref="ManifestSignatureAlgorithms.EcdsaP256"/>).</summary>
+    public const string Algorithm = ManifestSignatureAlgorithms.EcdsaP256;
 
     /// <summary><see cref="CurrentFormat"/>.</summary>
     public required string Format { get; init; }
 
-    /// <summary><see cref="Algorithm"/>.</summary>
+    /// <summary>One of <see cref="ManifestSignatureAlgorithms"/>.</summary>
     public required string SignatureAlgorithm { get; init; }
 
     /// <summary>Where the key lives ("local-key", "aws-kms:ARN").</summary>
@@ -126,7 +155,7 @@ public sealed record ManifestSignature
     internal static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web) { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 }
 
-/// <summary>The result of <see cref="ManifestSigning.Verify"/>: valid or not, with a one-line reason.</summary>
+/// <summary>The result of <see cref="ManifestSigning.Verify(string, string?, string?)"/>: valid or not, with a one-line reason.</summary>
 public sealed record ManifestVerification(bool Valid, string Reason, string? KeyId, bool KeyPinned);
 
 /// <summary>Signs manifest files and verifies them (<c>cloudmem custody verify</c>).</summary>
@@ -146,7 +175,7 @@ public static class ManifestSigning
         var signature = new ManifestSignature
         {
             Format = ManifestSignature.CurrentFormat,
-            SignatureAlgorithm = ManifestSignature.Algorithm,
+            SignatureAlgorithm = signer.SignatureAlgorithm,
             Signer = signer.Signer,
             KeyId = ManifestKeys.KeyId(signer.PublicKey),
             PublicKey = Convert.ToBase64String(signer.PublicKey),
@@ -179,6 +208,13 @@ public static class ManifestSigning
     /// </summary>
     /// <exception cref="CaptureException">a file is missing, too large or not what it should be (one line naming it).</exception>
     public static ManifestVerification Verify(string manifestPath, string? signaturePath = null, string? trustedPublicKeyPath = null)
+        => Verify(manifestPath, signaturePath, trustedPublicKeyPath is null ? null : ManifestKeys.LoadPublicSpki(trustedPublicKeyPath), trustedPublicKeyPath);
+
+    /// <summary>
+    /// As above with the trusted key given as DER SubjectPublicKeyInfo (e.g. fetched from Key Vault), named
+    /// <paramref name="trustedKeyName"/> in messages.
+    /// </summary>
+    public static ManifestVerification Verify(string manifestPath, string? signaturePath, byte[]? trustedSpki, string? trustedKeyName)
     {
         signaturePath ??= SignaturePath(manifestPath);
         byte[] manifest = ReadBounded(manifestPath, "manifest");
@@ -192,9 +228,9 @@ public static class ManifestSigning
         {
             throw new CaptureException($"{signaturePath}: not a manifest signature: {CaptureException.OneLine(e.Message)}", e);
         }
-        if (signature.Format != ManifestSignature.CurrentFormat || signature.SignatureAlgorithm != ManifestSignature.Algorithm)
+        if (signature.Format != ManifestSignature.CurrentFormat || !ManifestSignatureAlgorithms.IsKnown(signature.SignatureAlgorithm))
         {
-            throw new CaptureException($"{signaturePath}: format '{signature.Format}' / algorithm '{signature.SignatureAlgorithm}' is not {ManifestSignature.CurrentFormat} / {ManifestSignature.Algorithm}");
+            throw new CaptureException($"{signaturePath}: format '{signature.Format}' / algorithm '{signature.SignatureAlgorithm}' is not {ManifestSignature.CurrentFormat} / one of {ManifestSignatureAlgorithms.EcdsaP256}, {ManifestSignatureAlgorithms.RsaPkcs1}, {ManifestSignatureAlgorithms.RsaPss}");
         }
         byte[] embedded = Base64(signature.PublicKey, signaturePath, "publicKey");
         byte[] der = Base64(signature.Signature, signaturePath, "signature");
@@ -204,15 +240,14 @@ public static class ManifestSigning
             return new(false, $"{signaturePath}: keyId {signature.KeyId} does not match its publicKey ({embeddedId})", signature.KeyId, false);
         }
         byte[] key = embedded;
-        bool pinned = trustedPublicKeyPath is not null;
+        bool pinned = trustedSpki is not null;
         if (pinned)
         {
-            using ECDsa trusted = ManifestKeys.LoadEc(trustedPublicKeyPath!, isPrivate: false);
-            key = trusted.ExportSubjectPublicKeyInfo();
+            key = trustedSpki!;
             string trustedId = ManifestKeys.KeyId(key);
             if (trustedId != signature.KeyId)
             {
-                return new(false, $"signed by key {signature.KeyId}, not by the given key {trustedId} ({trustedPublicKeyPath})", signature.KeyId, true);
+                return new(false, $"signed by key {signature.KeyId}, not by the given key {trustedId} ({trustedKeyName})", signature.KeyId, true);
             }
         }
         byte[] digest = SHA256.HashData(manifest);
@@ -221,23 +256,43 @@ public static class ManifestSigning
         {
             return new(false, $"{manifestPath} changed since it was signed: sha256 {actual}, signed {signature.ManifestSha256}", signature.KeyId, pinned);
         }
-        using ECDsa verifier = ECDsa.Create();
+        string? problem = VerifyDigest(signature.SignatureAlgorithm, key, digest, der, signaturePath);
+        if (problem is not null)
+        {
+            return new(false, problem, signature.KeyId, pinned);
+        }
+        return new(true, string.Create(CultureInfo.InvariantCulture, $"{Path.GetFileName(manifestPath)}: signature valid ({signature.SignatureAlgorithm}), key {signature.KeyId} ({signature.Signer}{(pinned ? ", the given key" : "; NOT pinned: pass --key to check who signed")}), signed {signature.SignedUtc:O}"), signature.KeyId, pinned);
+    }
+
+    /// <summary>Checks one signature; null when valid, else the one-line reason.</summary>
+    private static string? VerifyDigest(string algorithm, byte[] spki, byte[] digest, byte[] signature, string signaturePath)
+    {
+        string notVerified = $"{Path.GetFileName(signaturePath)}: the signature does not verify with key {ManifestKeys.KeyId(spki)} ({algorithm})";
         try
         {
-            verifier.ImportSubjectPublicKeyInfo(key, out _);
+            if (algorithm == ManifestSignatureAlgorithms.EcdsaP256)
+            {
+                using ECDsa ec = ECDsa.Create();
+                ec.ImportSubjectPublicKeyInfo(spki, out _);
+                if (ec.KeySize != 256)
+                {
+                    return $"{signaturePath}: the key is {ec.KeySize}-bit, not P-256";
+                }
+                return ec.VerifyHash(digest, signature, DSASignatureFormat.Rfc3279DerSequence) ? null : notVerified;
+            }
+            using RSA rsa = RSA.Create();
+            rsa.ImportSubjectPublicKeyInfo(spki, out _);
+            if (rsa.KeySize < 2048)
+            {
+                return $"{signaturePath}: the key is RSA-{rsa.KeySize}, under 2048 bits";
+            }
+            RSASignaturePadding padding = algorithm == ManifestSignatureAlgorithms.RsaPss ? RSASignaturePadding.Pss : RSASignaturePadding.Pkcs1;
+            return rsa.VerifyHash(digest, signature, HashAlgorithmName.SHA256, padding) ? null : notVerified;
         }
         catch (CryptographicException e)
         {
-            throw new CaptureException($"{signaturePath}: publicKey is not an EC public key: {e.Message}", e);
+            throw new CaptureException($"{signaturePath}: publicKey is not a {algorithm} public key: {CaptureException.OneLine(e.Message)}", e);
         }
-        if (verifier.KeySize != 256)
-        {
-            return new(false, $"{signaturePath}: the key is {verifier.KeySize}-bit, not P-256", signature.KeyId, pinned);
-        }
-        bool valid = verifier.VerifyHash(digest, der, DSASignatureFormat.Rfc3279DerSequence);
-        return valid
-            ? new(true, string.Create(CultureInfo.InvariantCulture, $"{Path.GetFileName(manifestPath)}: signature valid, key {signature.KeyId} ({signature.Signer}{(pinned ? ", the given key" : "; NOT pinned: pass --key to check who signed")}), signed {signature.SignedUtc:O}"), signature.KeyId, pinned)
-            : new(false, $"{Path.GetFileName(manifestPath)}: the signature does not verify with key {signature.KeyId}", signature.KeyId, pinned);
     }
 
     private static byte[] Base64(string text, string file, string field)
@@ -272,6 +327,31 @@ public static class ManifestKeys
 {
     /// <summary>"sha256:" + hex SHA-256 of a DER SubjectPublicKeyInfo.</summary>
     public static string KeyId(byte[] subjectPublicKeyInfo) => "sha256:" + Convert.ToHexStringLower(SHA256.HashData(subjectPublicKeyInfo));
+
+    /// <summary>
+    /// A PEM public key ("PUBLIC KEY", SubjectPublicKeyInfo: EC P-256 or RSA, e.g. a Key Vault key exported with
+    /// `az keyvault key download --encoding PEM`) as DER.
+    /// </summary>
+    public static byte[] LoadPublicSpki(string path)
+    {
+        string pem = System.Text.Encoding.ASCII.GetString(ManifestSigning.ReadBounded(path, "public key"));
+        if (!PemEncoding.TryFind(pem, out PemFields fields) || pem[fields.Label] != "PUBLIC KEY")
+        {
+            throw new CaptureException($"{path}: not a PEM public key (-----BEGIN PUBLIC KEY-----)");
+        }
+        byte[] der = Convert.FromBase64String(pem[fields.Base64Data]);
+        try
+        {
+            using RSA rsa = RSA.Create();
+            rsa.ImportSubjectPublicKeyInfo(der, out _);
+            return der;
+        }
+        catch (CryptographicException)
+        {
+        }
+        using ECDsa ec = LoadEc(path, isPrivate: false);
+        return ec.ExportSubjectPublicKeyInfo();
+    }
 
     /// <summary>Loads a P-256 key from PEM (private: PKCS#8 or SEC1; public: SubjectPublicKeyInfo).</summary>
     public static ECDsa LoadEc(string path, bool isPrivate)

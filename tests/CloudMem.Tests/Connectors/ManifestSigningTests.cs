@@ -16,7 +16,7 @@ public sealed class ManifestSigningTests
     }
 
     /// <summary>A manifest written by the recorder, signed on write.</summary>
-    private static string SignedManifest(TempDir dir, IManifestSigner signer)
+    internal static string SignedManifest(TempDir dir, IManifestSigner signer)
     {
         var request = new CaptureRequest { CaseId = "IR-7", OutputDirectory = dir.Path, Signer = signer };
         var recorder = new CustodyRecorder("vsphere", "vm-42", "snapshot", request, new CaptureLog(new SecretScrubber(), TextWriter.Null));

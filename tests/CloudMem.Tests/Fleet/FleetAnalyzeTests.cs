@@ -114,6 +114,23 @@ public sealed class FleetAnalyzeTests(AnalyzedImages images, DurableAzurite azur
             Assert.Equal(s_planted.Contains(name), findings.Any(f => f.Severity == "critical"));
         }
         Assert.Contains("12 done, 0 failed", fleet.Output, StringComparison.Ordinal);
+
+        // One place to ask: who-has over the fleet's Parquet files names exactly the captures with the planted traces.
+        string[] rootkit = [.. names.Where(n => n.StartsWith("db", StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
+        string[] attack = [.. names.Where(n => n.StartsWith("dc", StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
+        Assert.Equal(rootkit, WhoHas(caseDir, "--finding", "CM-LNX-002"));   // hooked system calls
+        Assert.Equal(rootkit, WhoHas(caseDir, "--process", "rkhelper"));      // the rootkit fixture's helper process
+        Assert.Equal(attack, WhoHas(caseDir, "--finding", "CM-WIN-008"));     // the unlinked driver
+        Assert.Empty(WhoHas(caseDir, "--connection", "198.51.100.250:1"));   // in no capture: exit 1, no rows
+    }
+
+    /// <summary>The captures <c>fleet who-has</c> names (exit 0), or none (exit 1).</summary>
+    private static string[] WhoHas(string caseDir, params string[] question)
+    {
+        (int exit, string stdout, string stderr) = CliRunner.Run(null, null, ["fleet", "who-has", caseDir, .. question, "-o", "csv"]);
+        Assert.True(exit is 0 or 1, $"who-has {string.Join(' ', question)}: exit {exit}: {stderr}");
+        return [.. stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Skip(1)
+            .Select(line => line.Split(',')[0].Trim('"')).Order(StringComparer.Ordinal)];
     }
 
     [SkippableFact]

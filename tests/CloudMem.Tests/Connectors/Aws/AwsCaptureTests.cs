@@ -186,25 +186,6 @@ public sealed class AwsCaptureTests
     }
 
     [SkippableFact]
-    public async Task Hibernate_path_stops_snapshots_and_says_what_is_not_done()
-    {
-        string fixture = Fixture.Require("memory.avml");
-        using var world = new AwsHarness(fixture);
-        var options = world.Options() with { Method = AwsCaptureMethod.Hibernate };
-        await Assert.ThrowsAsync<CaptureException>(() => world.Connector(options).CaptureAsync(CancellationToken.None));
-        Assert.DoesNotContain("ec2:StopInstances", world.Fake.Operations);
-
-        world.Fake.HibernationConfigured = true;
-        CaptureResult result = await world.Connector(options).CaptureAsync(CancellationToken.None);
-        Assert.Equal(CustodyStatus.InProgress, result.Manifest.Status);
-        Assert.Contains(result.Manifest.Resources, r => r.Kind == "ebs-snapshot" && r.Id == "snap-0root" && r.Detail.Contains("root volume", StringComparison.Ordinal));
-        Assert.Contains(result.Manifest.Steps, s => s.Action == "not done" && s.Detail.Contains("EBS direct APIs", StringComparison.Ordinal));
-        var mutating = world.Fake.Operations.Where(o => o is "ec2:StopInstances" or "ec2:CreateSnapshots").ToList();
-        Assert.Equal(["ec2:StopInstances", "ec2:CreateSnapshots"], mutating);
-        Assert.Contains("Hibernate=true", world.Fake.Calls.First(c => c.Operation == "StopInstances").Body, StringComparison.Ordinal);
-    }
-
-    [SkippableFact]
     public async Task The_guest_refuses_a_tool_that_changed_after_it_was_hashed()
     {
         string fixture = Fixture.Require("memory.avml");

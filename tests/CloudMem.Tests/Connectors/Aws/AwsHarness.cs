@@ -41,6 +41,7 @@ public sealed class AwsHarness : IDisposable
                 Ssm = Fake.Url,
                 Sts = Fake.Url,
                 AutoScaling = Fake.Url,
+                Ebs = Fake.Url,
                 S3 = Proxy?.Url ?? S3.Url,
             },
         };

@@ -41,7 +41,7 @@ public sealed class AwsWorkflowTests
         public string Runs { get; }
 
         /// <summary>One step in a fresh sandbox.</summary>
-        public async Task<WorkflowResult> StepAsync(WorkflowInput input, EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null)
+        public async Task<WorkflowResult> StepAsync(WorkflowInput input, EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null, string? forensicAccount = null, bool diskSnapshots = true)
         {
             using DynamoCaptureLedger ledger = Dynalite.Ledger(Harness.Log);
             var steps = new AwsWorkflowSteps(new TriggerPolicy(), _ => Harness.Connection, ledger, AwsHarness.Bucket, "cases", Harness.ToolFile, opener ?? CloudMem.Cli.Commands.CaptureCli.ParserOpener, Harness.Log)
@@ -50,6 +50,8 @@ public sealed class AwsWorkflowTests
                 OutputDirectory = Harness.OutputDirectory,
                 MinPartBytes = 8L << 20,
                 BeforeComplete = beforeComplete,
+                ForensicAccount = forensicAccount,
+                DiskSnapshots = diskSnapshots,
                 // The stack's pinned documents, as infra/aws/cloudmem-responder.yaml configures the function.
                 Documents = new SsmDocuments("cloudmem-capture-linux", "cloudmem-capture-windows", "1"),
             };
@@ -96,6 +98,46 @@ public sealed class AwsWorkflowTests
             Dynalite.Dispose();
             Harness.Dispose();
         }
+    }
+
+    [SkippableFact]
+    public async Task The_snapshots_step_takes_every_volume_once_tagged_and_finalize_shares_them_with_the_forensic_account()
+    {
+        using var world = new World();
+        world.Harness.Fake.ExtraVolumes.Add(("/dev/sdf", "vol-0data"));
+        Assert.Equal("Started", (await world.StepAsync(Input("start"))).Status);
+        Assert.Equal("Skipped", (await world.StepAsync(Input("snapshots"), diskSnapshots: false)).Status);
+        Assert.DoesNotContain(world.Harness.Fake.Calls, c => c.Operation == "CreateSnapshot");
+
+        WorkflowResult snapshotted = await world.StepAsync(Input("snapshots"));
+        Assert.Equal("Snapshotted", snapshotted.Status);
+        // A retried step (the state machine's Retry) snapshots nothing again: the ids were saved per volume.
+        await world.StepAsync(Input("snapshots"));
+        FakeCall[] creates = [.. world.Harness.Fake.Calls.Where(c => c.Operation == "CreateSnapshot")];
+        Assert.Equal(["vol-0root", "vol-0data"], creates.Select(c => System.Web.HttpUtility.ParseQueryString(c.Body)["VolumeId"]));
+        foreach (FakeCall create in creates)
+        {
+            var form = System.Web.HttpUtility.ParseQueryString(create.Body);
+            var tags = Enumerable.Range(1, 4).ToDictionary(i => form[$"TagSpecification.1.Tag.{i}.Key"]!, i => form[$"TagSpecification.1.Tag.{i}.Value"]!);
+            Assert.Equal("i-0123456789abcdef0", tags["cloudmem:instance"]);
+            Assert.Equal("c4ab91f07e2d3b5a8c6d1e0f2a3b4c5d", tags["cloudmem:finding"]);
+            Assert.Equal("snapshot", form["TagSpecification.1.ResourceType"]);
+        }
+
+        await world.PollUntilDoneAsync();
+        world.Harness.Fake.PendingSnapshotPolls = 0;
+        WorkflowResult captured = await world.StepAsync(Input("finalize"), forensicAccount: "210987654321");
+        Assert.Equal("Captured", captured.Status);
+        CustodyManifest manifest = CustodyManifest.Read(captured.Manifest!);
+        ResourceRecord[] snapshots = [.. manifest.Resources.Where(r => r.Kind == "ebs-snapshot")];
+        Assert.Equal(2, snapshots.Length);
+        Assert.Contains(snapshots, r => r.Detail.StartsWith("volume vol-0root (/dev/xvda, root), 8 GiB, started 20", StringComparison.Ordinal));
+        Assert.Contains(snapshots, r => r.Detail.StartsWith("volume vol-0data (/dev/sdf), 8 GiB", StringComparison.Ordinal));
+        // Both completed by finalize: each shared with the forensic account (createVolumePermission add), recorded.
+        string[] shared = [.. world.Harness.Fake.Calls.Where(c => c.Operation == "ModifySnapshotAttribute").Select(c => System.Web.HttpUtility.ParseQueryString(c.Body)["SnapshotId"]!)];
+        Assert.Equal(snapshots.Select(r => r.Id).Order(), shared.Order());
+        Assert.All(world.Harness.Fake.Calls.Where(c => c.Operation == "ModifySnapshotAttribute"), c => Assert.Contains("210987654321", c.Body));
+        Assert.Equal(2, manifest.Resources.Count(r => r.Kind == "ebs-snapshot-share"));
     }
 
     [SkippableFact]

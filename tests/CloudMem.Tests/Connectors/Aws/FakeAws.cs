@@ -119,9 +119,36 @@ public sealed partial class FakeAws : IDisposable
         }
     }
 
+    /// <summary>The EBS direct APIs (GET /snapshots/...), serving disk images per snapshot id.</summary>
+    public FakeEbsDirect Ebs { get; } = new(AwsHarness.AccessKey, AwsHarness.SecretKey);
+
+    private int _snapshots;
+
+    /// <summary>Extra EBS volumes attached to the instance (device, volume id) besides the root /dev/xvda = vol-0root.</summary>
+    public List<(string Device, string Volume)> ExtraVolumes { get; } = [];
+
+    /// <summary>State DescribeSnapshots reports (after this many "pending" answers: completed).</summary>
+    public int PendingSnapshotPolls { get; set; } = 1;
+
     private async Task HandleAsync(HttpListenerContext context)
     {
         string requestId = $"fake-req-{Interlocked.Increment(ref _requests):D6}";
+        if (context.Request.HttpMethod == "GET" && context.Request.Url!.AbsolutePath.StartsWith("/snapshots/", StringComparison.Ordinal))
+        {
+            var (code, type, data, extra, operation) = Ebs.Handle(context.Request);
+            _calls.Enqueue(new FakeCall("ebs", operation, context.Request.Url.PathAndQuery, requestId, context.Request.Headers["Authorization"] ?? ""));
+            context.Response.StatusCode = code;
+            context.Response.ContentType = type;
+            context.Response.Headers["x-amzn-RequestId"] = requestId;
+            foreach ((string name, string value) in extra)
+            {
+                context.Response.Headers[name] = value;
+            }
+            context.Response.ContentLength64 = data.Length;
+            await context.Response.OutputStream.WriteAsync(data);
+            context.Response.Close();
+            return;
+        }
         string body;
         using (var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8))
         {
@@ -252,7 +279,21 @@ public sealed partial class FakeAws : IDisposable
                 InstanceState = "stopping";
                 return (200, Wrap($"<instancesSet><item><instanceId>{InstanceId}</instanceId><currentState><code>64</code><name>stopping</name></currentState><previousState><code>16</code><name>{previous}</name></previousState></item></instancesSet>"));
             case "CreateSnapshots":
+                PendingSnapshotPolls = 1;
                 return (200, Wrap("<snapshotSet><item><snapshotId>snap-0root</snapshotId><volumeId>vol-0root</volumeId><state>pending</state><volumeSize>8</volumeSize><startTime>2026-01-01T00:00:00.000Z</startTime><progress/><ownerId>123456789012</ownerId></item></snapshotSet>"));
+            case "DescribeSnapshots":
+                string snapshotState = PendingSnapshotPolls-- > 0 ? "pending" : "completed";
+                var described = new StringBuilder();
+                for (int i = 1; form[$"SnapshotId.{i}"] is { } id; i++)
+                {
+                    described.Append($"<item><snapshotId>{id}</snapshotId><volumeId>vol-0root</volumeId><status>{snapshotState}</status><volumeSize>8</volumeSize><startTime>2026-01-01T00:00:00.000Z</startTime><progress>{(snapshotState == "completed" ? "100%" : "40%")}</progress><ownerId>123456789012</ownerId></item>");
+                }
+                return (200, Wrap($"<snapshotSet>{described}</snapshotSet>"));
+            case "CreateSnapshot":
+                string newSnapshot = $"snap-0{form["VolumeId"]![4..]}{Interlocked.Increment(ref _snapshots)}";
+                return (200, Wrap($"<snapshotId>{newSnapshot}</snapshotId><volumeId>{form["VolumeId"]}</volumeId><status>pending</status><startTime>{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ}</startTime><progress/><ownerId>123456789012</ownerId><volumeSize>8</volumeSize><description>{WebUtility.HtmlEncode(form["Description"])}</description>"));
+            case "ModifySnapshotAttribute":
+                return (200, Wrap("<return>true</return>"));
             default:
                 return (400, Ec2Error("InvalidAction", $"The action {action} is not valid for this web service.", requestId));
         }
@@ -278,7 +319,9 @@ public sealed partial class FakeAws : IDisposable
             + $"<instanceType>{InstanceType}</instanceType><placement><availabilityZone>us-east-1a</availabilityZone></placement>"
             + (Windows ? "<platform>windows</platform><platformDetails>Windows</platformDetails>" : "<platformDetails>Linux/UNIX</platformDetails>")
             + "<vpcId>vpc-0fake</vpcId><subnetId>subnet-0fake</subnetId><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/xvda</rootDeviceName>"
-            + "<blockDeviceMapping><item><deviceName>/dev/xvda</deviceName><ebs><volumeId>vol-0root</volumeId><status>attached</status><deleteOnTermination>true</deleteOnTermination></ebs></item></blockDeviceMapping>"
+            + "<blockDeviceMapping><item><deviceName>/dev/xvda</deviceName><ebs><volumeId>vol-0root</volumeId><status>attached</status><deleteOnTermination>true</deleteOnTermination></ebs></item>"
+            + string.Concat(ExtraVolumes.Select(v => $"<item><deviceName>{v.Device}</deviceName><ebs><volumeId>{v.Volume}</volumeId><status>attached</status><deleteOnTermination>false</deleteOnTermination></ebs></item>"))
+            + "</blockDeviceMapping>"
             + $"<tagSet>{tags}</tagSet><networkInterfaceSet>{enis}</networkInterfaceSet>"
             + $"<hibernationOptions><configured>{(HibernationConfigured ? "true" : "false")}</configured></hibernationOptions></item>";
     }

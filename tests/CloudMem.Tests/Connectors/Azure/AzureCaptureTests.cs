@@ -233,6 +233,9 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
         ResourceRecord recorded = Assert.Single(result.Manifest.Resources);
         Assert.Equal(snapshot.Path, recorded.Id);
         Assert.Contains(result.Manifest.Steps, s => s.Detail.Contains("PowerState/deallocated", StringComparison.Ordinal));
+        // The manifest is uploaded beside the evidence on this path too (it was local-only).
+        BlobItem uploaded = Assert.Single(bed.ContainerClient.GetBlobs(), b => b.Name.EndsWith(".custody.json", StringComparison.Ordinal));
+        Assert.Equal(await File.ReadAllTextAsync(result.ManifestPath), (await bed.ContainerClient.GetBlobClient(uploaded.Name).DownloadContentAsync()).Value.Content.ToString());
     }
 
     [SkippableFact]

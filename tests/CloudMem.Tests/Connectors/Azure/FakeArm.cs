@@ -521,7 +521,7 @@ public sealed class FakeArm : IAsyncDisposable
         await context.Response.WriteAsync(body.ToJsonString());
     }
 
-    private static X509Certificate2 MakeCertificate()
+    internal static X509Certificate2 MakeCertificate()
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);

@@ -203,8 +203,21 @@ public sealed partial class ResponderInfraTests
         Assert.Contains("scope: evidence\n", bicep.ReplaceLineEndings("\n"));
         Assert.DoesNotContain("targetScope = 'subscription'", bicep);
         Assert.DoesNotContain("Owner", bicep);
+        // The durable worker: a Container App with a user-assigned identity, the hub connection string only through a
+        // Key Vault reference read with that identity, the same two custom roles (bicep build: infra/validate.sh).
+        string worker = File.ReadAllText(Path.Combine(dir, "cloudmem-worker.bicep"));
+        Assert.Contains("module worker 'cloudmem-worker.bicep' = if (deployWorker)", bicep);
+        Assert.Contains("'Microsoft.App/containerApps@", worker);
+        Assert.Contains("'Microsoft.App/managedEnvironments@", worker);
+        Assert.Contains("type: 'UserAssigned'", worker);
+        Assert.Contains("keyVaultUrl: durableSecret.properties.secretUri", worker);
+        Assert.Contains("{ name: 'CLOUDMEM_DURABLE_STORAGE', secretRef: 'durable-storage' }", worker);
+        Assert.Contains("args: [ 'durable-worker' ]", worker);
+        Assert.Contains("roleDefinitionId: captureRoleId", worker);
+        Assert.Contains("roleDefinitionId: evidenceRoleId", worker);
+        Assert.DoesNotContain("listKeys().keys", worker);
         string responder = File.ReadAllText(Path.Combine(Fixture.RepoRoot, "src", "Cli", "Commands", "RespondCommands.cs"));
-        foreach (Match match in Regex.Matches(bicep, "name: '(CLOUDMEM_[A-Z_]+)'"))
+        foreach (Match match in Regex.Matches(bicep + worker, "name: '(CLOUDMEM_[A-Z_]+)'"))
         {
             Assert.Contains($"\"{match.Groups[1].Value}\"", responder);
         }

@@ -1,0 +1,158 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+
+namespace CloudMem.Connectors.Core;
+
+/// <summary>Where a hibernation image starts on a disk image read back from a snapshot, and how far it may reach.</summary>
+/// <param name="Kind">"swsusp" (Linux swap area) or "hiberfil" (Windows hiberfil.sys).</param>
+/// <param name="Offset">Byte offset of the swap header page / hiberfil header on the disk.</param>
+/// <param name="End">End of the partition holding it (or of the disk when no partition table says otherwise).</param>
+public sealed record HibernationCandidate(string Kind, long Offset, long End)
+{
+    /// <summary>Bytes from <see cref="Offset"/> to <see cref="End"/>.</summary>
+    public long Length => End - Offset;
+}
+
+/// <summary>
+/// Finds hibernation images on a raw disk image (the snapshot read back) without opening them: a Linux swap header page
+/// whose last bytes hold the kernel's hibernation signature ("S1SUSPEND", older "LINHIB0001" at 0xFF6), or a page whose
+/// first four bytes are a hiberfil.sys signature (HIBR, WAKE, RSTR, HORM, hibr, wake), on 4 KiB boundaries of the
+/// written ranges only; the partition (MBR or GPT) that holds it bounds it. Which candidate really is an image is
+/// decided by our parsers (the <see cref="EvidenceOpener"/>) on the carved copy. Connectors reference no parser, so
+/// the signatures are listed here again (the parsers' own: src/VmStateParsers/Formats/Swsusp, Hibernation).
+/// Limits: hiberfil.sys must be contiguous on the NTFS volume (a fragmented file needs NTFS extent mapping, which is
+/// not done here); a swap file (rather than a partition) must be contiguous likewise.
+/// </summary>
+public static class HibernationLocator
+{
+    /// <summary>Page size the signatures are looked for at.</summary>
+    public const int Page = 4096;
+
+    /// <summary>Most candidates returned.</summary>
+    public const int MaxCandidates = 16;
+
+    private static ReadOnlySpan<byte> Swsusp => "S1SUSPEND\0"u8;
+    private static ReadOnlySpan<byte> SwsuspOld => "LINHIB0001"u8;
+    private const int SwsuspSigOffset = 0xFF6;
+    private static readonly uint[] s_hiberfil = [0x52424948, 0x454B4157, 0x52545352, 0x4D524F48, 0x72626968, 0x656B6177];
+
+    /// <summary>Candidates in disk order, searched in <paramref name="written"/> (offset, length) ranges of <paramref name="disk"/>.</summary>
+    public static IReadOnlyList<HibernationCandidate> Find(string disk, IReadOnlyList<(long Offset, long Length)> written, CancellationToken cancellationToken = default)
+    {
+        using var file = new FileStream(disk, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        long size = file.Length;
+        IReadOnlyList<(long Start, long End)> partitions = Partitions(file);
+        var found = new List<HibernationCandidate>();
+        byte[] buffer = new byte[1 << 20];
+        foreach ((long offset, long length) in written.OrderBy(r => r.Offset))
+        {
+            long start = offset / Page * Page;
+            long end = Math.Min(size, offset + length);
+            for (long at = start; at < end && found.Count < MaxCandidates; at += buffer.Length)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                file.Position = at;
+                int read = file.ReadAtLeast(buffer.AsSpan(0, (int)Math.Min(buffer.Length, end - at)), Page, throwOnEndOfStream: false);
+                for (int page = 0; page + Page <= read && found.Count < MaxCandidates; page += Page)
+                {
+                    ReadOnlySpan<byte> bytes = buffer.AsSpan(page, Page);
+                    string? kind = bytes.Slice(SwsuspSigOffset, 10) is var sig && (sig.SequenceEqual(Swsusp) || sig.SequenceEqual(SwsuspOld)) ? "swsusp"
+                        : s_hiberfil.Contains(BinaryPrimitives.ReadUInt32LittleEndian(bytes)) ? "hiberfil"
+                        : null;
+                    if (kind is not null)
+                    {
+                        long position = at + page;
+                        long limit = partitions.Where(p => p.Start <= position && position < p.End).Select(p => p.End).DefaultIfEmpty(size).First();
+                        found.Add(new HibernationCandidate(kind, position, Math.Min(limit, size)));
+                    }
+                }
+            }
+        }
+        return found;
+    }
+
+    /// <summary>
+    /// Copies a candidate's bytes into <paramref name="destination"/>, skipping runs of zero pages (left as holes of a
+    /// sparse file), and returns the SHA-256 of the bytes copied (holes included, as zeros).
+    /// </summary>
+    public static string Carve(string disk, HibernationCandidate candidate, string destination, CancellationToken cancellationToken = default)
+    {
+        using var source = new FileStream(disk, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using var output = new FileStream(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        byte[] buffer = new byte[1 << 20];
+        source.Position = candidate.Offset;
+        long left = candidate.Length;
+        while (left > 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int read = source.ReadAtLeast(buffer.AsSpan(0, (int)Math.Min(buffer.Length, left)), (int)Math.Min(buffer.Length, left), throwOnEndOfStream: true);
+            hash.AppendData(buffer, 0, read);
+            if (buffer.AsSpan(0, read).ContainsAnyExcept((byte)0))
+            {
+                output.Write(buffer, 0, read);
+            }
+            else
+            {
+                output.Seek(read, SeekOrigin.Current);
+            }
+            left -= read;
+        }
+        output.SetLength(candidate.Length);
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    /// <summary>SHA-256 of a whole file, read back from disk.</summary>
+    public static string Sha256OfFile(string path)
+    {
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        return Convert.ToHexStringLower(SHA256.HashData(file));
+    }
+
+    /// <summary>Partition extents (bytes) from a protective-MBR GPT or an MBR (primary entries); none when neither is there.</summary>
+    internal static IReadOnlyList<(long Start, long End)> Partitions(FileStream disk)
+    {
+        const int Sector = 512;
+        const int MaxGptEntries = 256;
+        var result = new List<(long, long)>();
+        byte[] head = new byte[Sector * 2];
+        disk.Position = 0;
+        if (disk.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) < head.Length || head[510] != 0x55 || head[511] != 0xAA)
+        {
+            return result;
+        }
+        if (head[446 + 4] == 0xEE && head.AsSpan(Sector, 8).SequenceEqual("EFI PART"u8))
+        {
+            long entriesLba = BinaryPrimitives.ReadInt64LittleEndian(head.AsSpan(Sector + 72));
+            uint count = Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(head.AsSpan(Sector + 80)), MaxGptEntries);
+            uint entrySize = BinaryPrimitives.ReadUInt32LittleEndian(head.AsSpan(Sector + 84));
+            if (entrySize is < 128 or > 1024 || entriesLba <= 0 || entriesLba > disk.Length / Sector)
+            {
+                return result;
+            }
+            byte[] entries = new byte[count * entrySize];
+            disk.Position = entriesLba * Sector;
+            int read = disk.ReadAtLeast(entries, entries.Length, throwOnEndOfStream: false);
+            for (int i = 0; (i + 1) * entrySize <= read; i++)
+            {
+                ReadOnlySpan<byte> entry = entries.AsSpan((int)(i * entrySize), (int)entrySize);
+                long first = BinaryPrimitives.ReadInt64LittleEndian(entry[32..]), last = BinaryPrimitives.ReadInt64LittleEndian(entry[40..]);
+                if (entry[..16].ContainsAnyExcept((byte)0) && first > 0 && last >= first && last < disk.Length / Sector)
+                {
+                    result.Add((first * Sector, (last + 1) * Sector));
+                }
+            }
+            return result;
+        }
+        for (int i = 0; i < 4; i++)
+        {
+            ReadOnlySpan<byte> entry = head.AsSpan(446 + (i * 16), 16);
+            long first = BinaryPrimitives.ReadUInt32LittleEndian(entry[8..]), sectors = BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]);
+            if (entry[4] != 0 && sectors > 0)
+            {
+                result.Add((first * Sector, Math.Min(disk.Length, (first + sectors) * Sector)));
+            }
+        }
+        return result;
+    }
+}
