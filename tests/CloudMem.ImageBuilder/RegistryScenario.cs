@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using CloudMem.Engine.Windows;
+using CloudMem.Engine.Windows.Services;
 
 namespace CloudMem.ImageBuilder;
 
@@ -74,8 +75,21 @@ public sealed class RegistryScenario
             Drivers = drivers,
             ServiceTable = drivers?.Any(d => d.Name == HookDriver) == true ? new ScenarioServiceTable { Hooks = [new(HookedService, HookDriver, HookOffset)] } : null,
             Callbacks = drivers?.Any(d => d.Name == HookDriver) == true ? Callbacks : null,
+            Services = scenario.Processes.Any(p => p.ImageFileName == "services.exe") ? Services : null,
         };
     }
+
+    /// <summary>
+    /// services.exe's records of the SYSTEM hive's services: tcpip (a running boot driver), EvilDll (running in the
+    /// hollowed svchost 844), Fax (stopped) and EvilSvc (running from %SystemRoot%\Temp as pid 1288).
+    /// </summary>
+    public static IReadOnlyList<ScenarioService> Services { get; } =
+    [
+        new("Tcpip", ServiceTypes.KernelDriver, ServiceStartType.Boot, ServiceState.Running) { DisplayName = "TCP/IP Protocol Driver", Binary = @"\Driver\Tcpip" },
+        new("EvilDll", ServiceTypes.Win32ShareProcess, ServiceStartType.Automatic, ServiceState.Running) { Binary = @"C:\Windows\system32\svchost.exe -k netsvcs", Pid = 844 },
+        new("Fax", ServiceTypes.Win32OwnProcess, ServiceStartType.Manual, ServiceState.Stopped),
+        new("EvilSvc", ServiceTypes.Win32OwnProcess, ServiceStartType.Automatic, ServiceState.Running) { DisplayName = "Windows Update Helper", Binary = @"C:\Windows\Temp\evilsvc.exe", Pid = 1288 },
+    ];
 
     /// <summary>The notification callbacks: ordinary ones in the kernel and tcpip.sys, two in the hidden driver.</summary>
     public static IReadOnlyList<ScenarioCallback> Callbacks { get; } =

@@ -365,6 +365,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         int size = SizeOf("_EPROCESS");
         int links = Off("_EPROCESS", "ActiveProcessLinks");
         var all = new List<WindowsLaidOutProcess>();
+        List<LaidOutService>? laidServices = null;
         foreach (WindowsScenarioProcess p in processes)
         {
             ulong va = AllocateObject(Tag("Proc"), "Process", size, quota: true);
@@ -418,6 +419,11 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             LayOutToken(process);
             LayOutThreads(process);
             LayOutHandles(process, all);
+            if (scenario.Services is { Count: > 0 } services && !processes[i].NoUserSpace
+                && processes[i].ImageFileName.Equals("services.exe", StringComparison.OrdinalIgnoreCase))
+            {
+                laidServices = LayOutServices(process, services);
+            }
             LayOutVads(process);
         }
         var manifest = new WindowsImageManifest(Dtb, SelfRefIndex, KernelBase, KernelPhysical, headVa, laid)
@@ -426,6 +432,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             PdbGuid = guid,
             PdbAge = age,
             ImageSize = ImageSize,
+            Services = laidServices,
         };
         _manifest = manifest;
         LayOutDrivers(scenario.Drivers, manifest);

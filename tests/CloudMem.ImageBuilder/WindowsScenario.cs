@@ -1,6 +1,8 @@
+using CloudMem.Engine.Windows;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using CloudMem.Engine.Windows.Network;
+using CloudMem.Engine.Windows.Services;
 
 namespace CloudMem.ImageBuilder;
 
@@ -30,6 +32,9 @@ public sealed record WindowsScenario
 
     /// <summary>Notification callbacks (null: none laid out, and the image is laid out exactly as before).</summary>
     public IReadOnlyList<ScenarioCallback>? Callbacks { get; init; }
+
+    /// <summary>services.exe's service database (null: none laid out, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioService>? Services { get; init; }
 
     /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
@@ -235,6 +240,9 @@ public sealed record WindowsImageManifest(
     /// <summary>Notification callbacks laid out (null when the scenario has none).</summary>
     public List<LaidOutCallback>? Callbacks { get; set; }
 
+    /// <summary>Service records laid out in services.exe, oldest first (null when the scenario has none).</summary>
+    public List<LaidOutService>? Services { get; set; }
+
     /// <summary>KiServiceTable's entries laid out (null when the scenario has none).</summary>
     public List<LaidOutServiceEntry>? ServiceTable { get; set; }
 
@@ -354,3 +362,24 @@ public sealed record LaidOutServiceEntry(int Index, ulong Target, string? Symbol
 
 /// <summary>One notification callback: its array and slot, its _EX_CALLBACK_ROUTINE_BLOCK, the function and its driver.</summary>
 public sealed record LaidOutCallback(string Array, int Slot, ulong Block, ulong Function, string Driver);
+
+/// <summary>
+/// A service of the service control manager's database: a record in services.exe (with an image record holding
+/// <see cref="Binary"/> and <see cref="Pid"/> for a Win32 service that is not stopped; a driver's record points at
+/// <see cref="Binary"/> as its driver object name).
+/// </summary>
+public sealed record ScenarioService(string Name, ServiceTypes Type, ServiceStartType Start, ServiceState State)
+{
+    /// <summary>Display name (default: the name).</summary>
+    public string? DisplayName { get; init; }
+
+    /// <summary>Binary path with arguments (Win32) or driver object name (drivers).</summary>
+    public string? Binary { get; init; }
+
+    /// <summary>The service's process (running Win32 services).</summary>
+    public int? Pid { get; init; }
+}
+
+/// <summary>A service record laid out: what windows.svcscan must give for it.</summary>
+public sealed record LaidOutService(ulong Record, uint Order, long? Pid, ServiceStartType Start, ServiceState State, ServiceTypes Type, string Name,
+    string DisplayName, string? Binary);
