@@ -36,6 +36,12 @@ public sealed record WindowsScenario
     /// <summary>services.exe's service database (null: none laid out, and the image is laid out exactly as before).</summary>
     public IReadOnlyList<ScenarioService>? Services { get; init; }
 
+    /// <summary>Driver objects with their IRP dispatch tables (null: none laid out, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioDriverObject>? DriverObjects { get; init; }
+
+    /// <summary>NTFS FILE records written into free physical pages (null: none, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioMftRecord>? MftRecords { get; init; }
+
     /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -243,6 +249,12 @@ public sealed record WindowsImageManifest(
     /// <summary>Service records laid out in services.exe, oldest first (null when the scenario has none).</summary>
     public List<LaidOutService>? Services { get; set; }
 
+    /// <summary>Driver objects laid out (null when the scenario has none).</summary>
+    public List<LaidOutDriverObject>? DriverObjects { get; set; }
+
+    /// <summary>MFT records laid out (null when the scenario has none).</summary>
+    public List<LaidOutMftRecord>? MftRecords { get; set; }
+
     /// <summary>KiServiceTable's entries laid out (null when the scenario has none).</summary>
     public List<LaidOutServiceEntry>? ServiceTable { get; set; }
 
@@ -383,3 +395,19 @@ public sealed record ScenarioService(string Name, ServiceTypes Type, ServiceStar
 /// <summary>A service record laid out: what windows.svcscan must give for it.</summary>
 public sealed record LaidOutService(ulong Record, uint Order, long? Pid, ServiceStartType Start, ServiceState State, ServiceTypes Type, string Name,
     string DisplayName, string? Binary);
+
+/// <summary>
+/// A _DRIVER_OBJECT named <see cref="Name"/> (e.g. \Driver\Tcpip) for the module <see cref="Driver"/>: its dispatch
+/// table points into the driver for the majors a driver handles and at the kernel's IopInvalidDeviceRequest for the
+/// others, except the <see cref="Hooks"/>.
+/// </summary>
+public sealed record ScenarioDriverObject(string Name, string Driver)
+{
+    public IReadOnlyList<ScenarioIrpHook> Hooks { get; init; } = [];
+}
+
+/// <summary>IRP major <see cref="Major"/> pointing at <see cref="Offset"/> in <see cref="Driver"/>, or (Driver null) at code in a kernel pool allocation that no module holds.</summary>
+public sealed record ScenarioIrpHook(int Major, string? Driver, uint Offset);
+
+/// <summary>A driver object laid out: its address (virtual and physical), name, image range and the 28 dispatch pointers with the module of each (null: none).</summary>
+public sealed record LaidOutDriverObject(ulong Address, ulong Physical, string Name, ulong Start, uint Size, IReadOnlyList<ulong> Irps, IReadOnlyList<string?> Modules);

@@ -73,6 +73,8 @@ public static class PluginTables
         ["windows.ssdt"] = (typeof(SsdtRow), ["Table", "Index"]),
         ["windows.callbacks"] = (typeof(CallbackRow), ["Type", "Slot"]),
         ["windows.filescan"] = (typeof(FileScanRow), ["Offset"]),
+        ["windows.svcscan"] = (typeof(Windows.Services.ServiceRow), ["Offset"]),
+        ["windows.driverirp"] = (typeof(DriverIrpRow), ["Offset", "Irp"]),
     };
 
     /// <summary>The plugins rules may name.</summary>

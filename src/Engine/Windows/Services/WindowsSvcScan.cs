@@ -37,10 +37,12 @@ public enum ServiceState
 /// <param name="Name">Service name (the registry key under Services).</param>
 /// <param name="DisplayName">Display name.</param>
 /// <param name="Binary">The image record's binary path (Win32 services) or the driver object name (drivers); null when the record has none (a stopped service).</param>
+/// <param name="Suspicious">The binary lies in a user-writable directory, runs encoded PowerShell or a URL (the registry persistence view's judgement).</param>
+/// <param name="Reason">Why it is suspicious.</param>
 /// <param name="ScmPid">The services.exe process the record was found in.</param>
 /// <param name="Doubt">Why a name, the image record or the pid did not read.</param>
 public sealed record ServiceRow([property: Hex] ulong Offset, uint Order, long? Pid, ServiceStartType Start, ServiceState State, ServiceTypes Type,
-    string? Name, string? DisplayName, string? Binary, long ScmPid, string? Doubt);
+    string? Name, string? DisplayName, string? Binary, bool Suspicious, string? Reason, long ScmPid, string? Doubt);
 
 /// <summary>
 /// windows.svcscan: the service control manager's records in services.exe. Every VAD of each services.exe is searched
@@ -200,7 +202,9 @@ public static class WindowsSvcScan
             {
                 binary = String(record + (ulong)layout.DriverName, "driver name", doubts);
             }
-            return new ServiceRow(record, order, pid, (ServiceStartType)start, (ServiceState)state, (ServiceTypes)(int)type, name, display, binary, scmPid,
+            string? reason = WindowsPersistence.Judge(binary);
+            return new ServiceRow(record, order, pid, (ServiceStartType)start, (ServiceState)state, (ServiceTypes)(int)type, name, display, binary,
+                reason is not null, reason, scmPid,
                 doubts.Count == 0 ? null : string.Join("; ", doubts));
         }
 
