@@ -77,6 +77,7 @@ public sealed class RegistryScenario
             Callbacks = drivers?.Any(d => d.Name == HookDriver) == true ? Callbacks : null,
             Services = scenario.Processes.Any(p => p.ImageFileName == "services.exe") ? Services : null,
             MftRecords = MftRecords,
+            CachedFiles = [new(CachedFileName, CachedFileContent) { MissingPages = [2], TransitionPages = [3] }],
             DriverObjects = drivers?.Any(d => d.Name == HookDriver) == true && drivers.Any(d => d.Name == "tcpip.sys") ? DriverObjects : null,
         };
     }
@@ -95,6 +96,13 @@ public sealed class RegistryScenario
     public const int IrpHookMajor = 14;
 
     public const uint IrpHookOffset = 0x2800;
+
+    /// <summary>The cached file's name (_FILE_OBJECT.FileName).</summary>
+    public const string CachedFileName = @"\Windows\Temp\evilsvc.log";
+
+    /// <summary>The cached file's four pages: numbered log lines (page 2 is paged out, page 3 on the standby list).</summary>
+    public static byte[] CachedFileContent { get; } = [.. System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, 1000).Select(i => $"beacon {i:D5} ok\n")))
+        .Concat(new byte[4 * 4096]).Take(4 * 4096)];
 
     /// <summary>The resident content of evilsvc.cfg (small enough to live in its MFT record).</summary>
     public static readonly byte[] EvilConfig = System.Text.Encoding.ASCII.GetBytes("c2=203.0.113.7:443\nsleep=60\njitter=0.2\n");

@@ -460,6 +460,10 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         {
             manifest.Callbacks = LayOutCallbacks(callbacks, manifest);
         }
+        if (scenario.CachedFiles is { Count: > 0 } cached)
+        {
+            manifest.CachedFiles = [.. cached.Select(LayOutCachedFile)];
+        }
         if (scenario.MftRecords is { Count: > 0 } mft)
         {
             // Four records per page, in free physical pages (where the MFT's cached pages would be).

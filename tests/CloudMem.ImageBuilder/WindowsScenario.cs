@@ -42,6 +42,9 @@ public sealed record WindowsScenario
     /// <summary>NTFS FILE records written into free physical pages (null: none, and the image is laid out exactly as before).</summary>
     public IReadOnlyList<ScenarioMftRecord>? MftRecords { get; init; }
 
+    /// <summary>Files cached through a data section (null: none, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioCachedFile>? CachedFiles { get; init; }
+
     /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -255,6 +258,9 @@ public sealed record WindowsImageManifest(
     /// <summary>MFT records laid out (null when the scenario has none).</summary>
     public List<LaidOutMftRecord>? MftRecords { get; set; }
 
+    /// <summary>Cached files laid out (null when the scenario has none).</summary>
+    public List<LaidOutCachedFile>? CachedFiles { get; set; }
+
     /// <summary>KiServiceTable's entries laid out (null when the scenario has none).</summary>
     public List<LaidOutServiceEntry>? ServiceTable { get; set; }
 
@@ -411,3 +417,18 @@ public sealed record ScenarioIrpHook(int Major, string? Driver, uint Offset);
 
 /// <summary>A driver object laid out: its address (virtual and physical), name, image range and the 28 dispatch pointers with the module of each (null: none).</summary>
 public sealed record LaidOutDriverObject(ulong Address, ulong Physical, string Name, ulong Start, uint Size, IReadOnlyList<ulong> Irps, IReadOnlyList<string?> Modules);
+
+/// <summary>
+/// A file whose data section maps <see cref="Content"/> (a whole number of pages): a 'File' object whose
+/// SectionObjectPointer's DataSectionObject is a control area with one subsection of prototype PTEs; the pages of
+/// <see cref="MissingPages"/> are paged out (pagefile PTEs), those of <see cref="TransitionPages"/> on the standby list
+/// (transition PTEs), the others valid.
+/// </summary>
+public sealed record ScenarioCachedFile(string Name, byte[] Content)
+{
+    public IReadOnlyList<int> MissingPages { get; init; } = [];
+    public IReadOnlyList<int> TransitionPages { get; init; } = [];
+}
+
+/// <summary>A cached file laid out: its file object and control area, and the file offsets of the pages not in memory.</summary>
+public sealed record LaidOutCachedFile(ulong FileObject, ulong ControlArea, string Name, byte[] Content, IReadOnlyList<long> MissingOffsets);

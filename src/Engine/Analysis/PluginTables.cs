@@ -75,6 +75,8 @@ public static class PluginTables
         ["windows.filescan"] = (typeof(FileScanRow), ["Offset"]),
         ["windows.svcscan"] = (typeof(Windows.Services.ServiceRow), ["Offset"]),
         ["windows.driverirp"] = (typeof(DriverIrpRow), ["Offset", "Irp"]),
+        ["windows.mftscan"] = (typeof(Windows.Files.MftScanRow), ["Offset", "Name", "Namespace"]),
+        ["windows.dumpfiles"] = (typeof(Windows.Files.DumpFileRow), ["FileObject", "Section"]),
     };
 
     /// <summary>The plugins rules may name.</summary>

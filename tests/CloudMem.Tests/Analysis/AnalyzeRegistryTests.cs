@@ -48,6 +48,7 @@ public sealed class AnalyzeRegistryTests(WindowsRegistryImages images, Xunit.Abs
             ("CM-WIN-025", "T1543.003", @"service EvilSvc (Running, start Automatic) runs C:\Windows\Temp\evilsvc.exe"),
             ("CM-WIN-026", "T1014", @"\Driver\Tcpip IRP_MJ_DEVICE_CONTROL points to"),
             ("CM-WIN-026", "T1014", @"\Driver\Tcpip IRP_MJ_INTERNAL_DEVICE_CONTROL points to"),
+            ("CM-WIN-027", "T1070.006", "MFT record 10817 evilsvc.exe: $STANDARD_INFORMATION created 2019-12-07"),
         ];
         string[] persistenceRules = [.. planted.Select(p => p.Rule).Distinct()];
         Finding[] found = [.. report.Findings.Where(f => persistenceRules.Contains(f.RuleId))];
@@ -67,7 +68,7 @@ public sealed class AnalyzeRegistryTests(WindowsRegistryImages images, Xunit.Abs
         Finding service = report.Findings.Single(f => f.RuleId == "CM-WIN-018" && f.Summary.Contains("EvilSvc", StringComparison.Ordinal));
         PersistenceRow row = Assert.IsType<PersistenceRow>(Assert.Single(service.Evidence).Row);
         Assert.Equal((PersistenceKind.Service, @"%SystemRoot%\Temp\evilsvc.exe"), (row.Kind, row.Data));
-        Assert.All(report.Runs.Where(r => r.Plugin is "windows.registry.persistence" or "windows.ssdt" or "windows.callbacks" or "windows.lsadump" or "windows.svcscan" or "windows.driverirp"),
+        Assert.All(report.Runs.Where(r => r.Plugin is "windows.registry.persistence" or "windows.ssdt" or "windows.callbacks" or "windows.lsadump" or "windows.svcscan" or "windows.driverirp" or "windows.mftscan"),
             r => Assert.Null(r.Error));
         // hashdump and cachedump never run: no account hash reaches the case.
         Assert.DoesNotContain(report.Runs, r => r.Plugin is "windows.hashdump" or "windows.cachedump");
