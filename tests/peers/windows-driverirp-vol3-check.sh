@@ -3,7 +3,8 @@
 # IRP_MJ_DEVICE_CONTROL hooked into the unlinked rootkit.sys and IRP_MJ_INTERNAL_DEVICE_CONTROL pointing at pool code
 # in no module; \Driver\rootkit) for the real Windows 10 19041, Windows 7 SP1 and Windows 11 22000 ISFs. Volatility 3
 # finds the same driver objects by its 'Driv' pool scan; compared per driver object and major: physical offset,
-# driver name, IRP name, address (48 bits) and module. Where they differ by design: Volatility names the driver by its
+# driver name, IRP name, address (48 bits) and module. Where they differ by design: the offset (physical here, virtual
+# in Volatility on Windows 10/11: compared within the page); Volatility names the driver by its
 # object name (Tcpip) where cloudmem prints DriverName (\Driver\Tcpip; compared by the last component), prints one
 # row per symbol alias at a kernel address (folded here), and names no module for the hidden rootkit.sys (it only
 # looks at PsLoadedModuleList) where cloudmem names it with ModuleOnList false (compared as no module).
@@ -23,9 +24,11 @@ work, name = sys.argv[1], sys.argv[2]
 M48 = (1 << 48) - 1
 h = lambda a: (int(a, 16) if isinstance(a, str) else a)
 mod = lambda m: m.rsplit(".", 1)[0].lower() if isinstance(m, str) and m else None
-vol = sorted({(h(r["Offset"]), r["Driver Name"], r["IRP"], h(r["Address"]) & M48, mod(r["Module"]))
+# Volatility prints the driver object's physical offset on Windows 7 and its kernel virtual address on 10/11 (its pool
+# scan runs on the virtual layer there); cloudmem prints the physical offset: the offset within the page is compared.
+vol = sorted({(h(r["Offset"]) & 0xFFF, r["Driver Name"], r["IRP"], h(r["Address"]) & M48, mod(r["Module"]))
               for r in json.load(open(os.path.join(work, "vol-driverirp.json")))})
-ours = sorted((h(r["offset"]), (r["driver"] or "").rsplit("\\", 1)[-1], r["irpName"], h(r["address"]) & M48,
+ours = sorted((h(r["offset"]) & 0xFFF, (r["driver"] or "").rsplit("\\", 1)[-1], r["irpName"], h(r["address"]) & M48,
                mod(r["module"]) if r["moduleOnList"] is True else None)
               for r in json.load(open(os.path.join(work, "ours-driverirp.json")))["rows"])
 flagged = sorted({(r["driver"], r["irpName"], r["module"]) for r in json.load(open(os.path.join(work, "ours-driverirp.json")))["rows"] if r["suspicious"] and r["driver"].endswith("Tcpip")})
