@@ -96,10 +96,10 @@ internal static class CliApp
                 fleet.AddCommand<FleetStepCommand>("step").Also(() => index.Add<FleetStepCommand>("fleet step", "Captures"))
                     .WithExample("fleet", "step", "s3://evidence/IR-42/web01.lime", "--case", "s3://cases/IR-42");
                 fleet.AddCommand<FleetQueryCommand>("query").Also(() => index.Add<FleetQueryCommand>("fleet query", "Captures"))
-                    .WithExample("fleet", "query", "IR-42.fleet", "SELECT capture_id, count(*) AS high FROM findings WHERE severity_rank >= 3 GROUP BY capture_id");
+                    .WithExample("fleet", "query", "IR-42.case", "SELECT capture_id, count(*) AS high FROM findings WHERE severity_rank >= 3 GROUP BY capture_id");
                 fleet.AddCommand<FleetWhoHasCommand>("who-has").Also(() => index.Add<FleetWhoHasCommand>("fleet who-has", "Captures"))
-                    .WithExample("fleet", "who-has", "IR-42.fleet", "--connection", "203.0.113.7:4444")
-                    .WithExample("fleet", "who-has", "IR-42.fleet", "--finding", "CM-LNX-004");
+                    .WithExample("fleet", "who-has", "IR-42.case", "--connection", "203.0.113.7:4444")
+                    .WithExample("fleet", "who-has", "IR-42.case", "--finding", "CM-LNX-004");
             });
             // ---- end fleet ----
             config.AddCommand<BenchCommand>("bench").Also(() => index.Add<BenchCommand>("bench", "Captures"))

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using CloudMem.Engine.Windows;
+using CloudMem.Engine.Windows.Services;
 
 namespace CloudMem.ImageBuilder;
 
@@ -74,16 +75,71 @@ public sealed class RegistryScenario
             Drivers = drivers,
             ServiceTable = drivers?.Any(d => d.Name == HookDriver) == true ? new ScenarioServiceTable { Hooks = [new(HookedService, HookDriver, HookOffset)] } : null,
             Callbacks = drivers?.Any(d => d.Name == HookDriver) == true ? Callbacks : null,
+            Services = scenario.Processes.Any(p => p.ImageFileName == "services.exe") ? Services : null,
+            MftRecords = MftRecords,
+            CachedFiles = [new(CachedFileName, CachedFileContent) { MissingPages = [2], TransitionPages = [3] }],
+            DriverObjects = drivers?.Any(d => d.Name == HookDriver) == true && drivers.Any(d => d.Name == "tcpip.sys") ? DriverObjects : null,
         };
     }
 
-    /// <summary>The notification callbacks: ordinary ones in the kernel and tcpip.sys, two in the hidden driver.</summary>
+    /// <summary>
+    /// Driver objects: tcpip's, whose IRP_MJ_DEVICE_CONTROL points into the hidden rootkit.sys and whose
+    /// IRP_MJ_INTERNAL_DEVICE_CONTROL points at code in the kernel pool (no module), and the rootkit's own.
+    /// </summary>
+    public static IReadOnlyList<ScenarioDriverObject> DriverObjects { get; } =
+    [
+        new(@"\Driver\Tcpip", "tcpip.sys") { Hooks = [new(IrpHookMajor, HookDriver, IrpHookOffset), new(15, null, 0)] },
+        new(@"\Driver\rootkit", HookDriver),
+    ];
+
+    /// <summary>The hooked IRP major of \Driver\Tcpip (IRP_MJ_DEVICE_CONTROL) and the hook's offset in rootkit.sys.</summary>
+    public const int IrpHookMajor = 14;
+
+    public const uint IrpHookOffset = 0x2800;
+
+    /// <summary>The cached file's name (_FILE_OBJECT.FileName).</summary>
+    public const string CachedFileName = @"\Windows\Temp\evilsvc.log";
+
+    /// <summary>The cached file's four pages: numbered log lines (page 2 is paged out, page 3 on the standby list).</summary>
+    public static byte[] CachedFileContent { get; } = [.. System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, 1000).Select(i => $"beacon {i:D5} ok\n")))
+        .Concat(new byte[4 * 4096]).Take(4 * 4096)];
+
+    /// <summary>The resident content of evilsvc.cfg (small enough to live in its MFT record).</summary>
+    public static readonly byte[] EvilConfig = System.Text.Encoding.ASCII.GetBytes("c2=203.0.113.7:443\nsleep=60\njitter=0.2\n");
+
+    /// <summary>
+    /// MFT records: C:\Windows\Temp (a directory), evilsvc.exe in it with $STANDARD_INFORMATION times stomped back to 2019,
+    /// evilsvc.cfg with resident data, a deleted dropper whose record is not reused, and a record torn in its second sector.
+    /// </summary>
+    public static IReadOnlyList<ScenarioMftRecord> MftRecords { get; } =
+    [
+        new(0x1F3A, "Temp", 0x1C, new DateTime(2021, 3, 4, 8, 0, 0, DateTimeKind.Utc), new DateTime(2021, 3, 4, 8, 0, 0, DateTimeKind.Utc)) { Directory = true },
+        new(0x2A41, "evilsvc.exe", 0x1F3A, new DateTime(2024, 7, 7, 10, 12, 5, DateTimeKind.Utc), new DateTime(2019, 12, 7, 9, 9, 27, DateTimeKind.Utc)) { NonResidentSize = 73_728 },
+        new(0x2A42, "evilsvc.cfg", 0x1F3A, new DateTime(2024, 7, 7, 10, 12, 9, DateTimeKind.Utc), new DateTime(2024, 7, 7, 10, 12, 9, DateTimeKind.Utc)) { Content = EvilConfig },
+        new(0x2A43, "dropper.ps1", 0x1F3A, new DateTime(2024, 7, 7, 10, 11, 0, DateTimeKind.Utc), new DateTime(2024, 7, 7, 10, 11, 0, DateTimeKind.Utc)) { Deleted = true, Sequence = 3, Content = [0x23, 0x20, 0x78] },
+        new(0x2A44, "notes.txt", 0x1F3A, new DateTime(2024, 7, 6, 18, 0, 0, DateTimeKind.Utc), new DateTime(2024, 7, 6, 18, 0, 0, DateTimeKind.Utc)) { Torn = true, Content = [0x68, 0x69] },
+    ];
+
+    /// <summary>
+    /// services.exe's records of the SYSTEM hive's services: tcpip (a running boot driver), EvilDll (running in the
+    /// hollowed svchost 844), Fax (stopped) and EvilSvc (running from %SystemRoot%\Temp as pid 1288).
+    /// </summary>
+    public static IReadOnlyList<ScenarioService> Services { get; } =
+    [
+        new("Tcpip", ServiceTypes.KernelDriver, ServiceStartType.Boot, ServiceState.Running) { DisplayName = "TCP/IP Protocol Driver", Binary = @"\Driver\Tcpip" },
+        new("EvilDll", ServiceTypes.Win32ShareProcess, ServiceStartType.Automatic, ServiceState.Running) { Binary = @"C:\Windows\system32\svchost.exe -k netsvcs", Pid = 844 },
+        new("Fax", ServiceTypes.Win32OwnProcess, ServiceStartType.Manual, ServiceState.Stopped),
+        new("EvilSvc", ServiceTypes.Win32OwnProcess, ServiceStartType.Automatic, ServiceState.Running) { DisplayName = "Windows Update Helper", Binary = @"C:\Windows\Temp\evilsvc.exe", Pid = 1288 },
+    ];
+
+    /// <summary>The notification callbacks: ordinary ones in the kernel and tcpip.sys, two in the hidden driver, and a registry callback (CmRegisterCallbackEx) in it.</summary>
     public static IReadOnlyList<ScenarioCallback> Callbacks { get; } =
     [
         new("PspCreateProcessNotifyRoutine", "ntoskrnl.exe", 0x1000),
         new("PspCreateProcessNotifyRoutine", HookDriver, 0x2000),
         new("PspCreateThreadNotifyRoutine", "tcpip.sys", 0x5000),
         new("PspLoadImageNotifyRoutine", HookDriver, 0x2400),
+        new(WindowsImageBuilder.RegistryCallbackList, HookDriver, 0x2600),
     ];
 
     /// <summary>The unlinked driver (of the attack scenario) that hooks a system service.</summary>

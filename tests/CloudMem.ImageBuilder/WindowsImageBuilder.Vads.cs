@@ -188,4 +188,49 @@ public sealed partial class WindowsImageBuilder
             _image.Write32(Dtb, KernelBase + rva + (ulong)(i * 4), ProtectToValue[i]);
         }
     }
+
+    /// <summary>A file cached through its data section (see <see cref="ScenarioCachedFile"/>).</summary>
+    private LaidOutCachedFile LayOutCachedFile(ScenarioCachedFile f)
+    {
+        const int page = Page;
+        if (f.Content.Length % page != 0)
+        {
+            throw new InvalidOperationException($"cached file {f.Name}: content is not a whole number of pages");
+        }
+        int pages = f.Content.Length / page;
+        ulong file = AllocateObject(Tag("File"), "File", SizeOf("_FILE_OBJECT"));
+        PutKernel(file, "_FILE_OBJECT", "Type", 5);
+        PutKernel(file, "_FILE_OBJECT", "Size", (ulong)SizeOf("_FILE_OBJECT"));
+        PutKernelUnicodeString(file + (ulong)Off("_FILE_OBJECT", "FileName"), f.Name);
+        ulong pointers = AllocateKernel(SizeOf("_SECTION_OBJECT_POINTERS"));
+        PutKernel(file, "_FILE_OBJECT", "SectionObjectPointer", pointers);
+        int controlSize = SizeOf("_CONTROL_AREA");
+        ulong controlArea = AllocatePool(Tag("MmCa"), controlSize + SizeOf("_SUBSECTION"));
+        ulong subsection = controlArea + (ulong)controlSize;
+        PutKernel(pointers, "_SECTION_OBJECT_POINTERS", "DataSectionObject", controlArea);
+        PutKernel(controlArea, "_CONTROL_AREA", "FilePointer.Value", file | 0x7);
+        PutKernel(controlArea, "_CONTROL_AREA", "u.Flags.File", 1);
+        ulong ptes = AllocateKernel(pages * 8);
+        PutKernel(subsection, "_SUBSECTION", "ControlArea", controlArea);
+        PutKernel(subsection, "_SUBSECTION", "SubsectionBase", ptes);
+        PutKernel(subsection, "_SUBSECTION", "PtesInSubsection", (ulong)pages);
+        var missing = new List<long>();
+        for (int i = 0; i < pages; i++)
+        {
+            ulong pte;
+            if (f.MissingPages.Contains(i))
+            {
+                pte = (0x2C41UL << 32) | 0x80;                   // a pagefile PTE: not valid, not transition, read-write protection
+                missing.Add((long)i * page);
+            }
+            else
+            {
+                ulong pa = _image.AllocData();
+                f.Content.AsSpan(i * page, page).CopyTo(_image.Bytes.AsSpan(checked((int)pa)));
+                pte = f.TransitionPages.Contains(i) ? pa | 0x880 : pa | 0x121;    // transition (bit 11, protection 4) or valid+accessed
+            }
+            _image.Write64(Dtb, ptes + (ulong)i * 8, pte);
+        }
+        return new LaidOutCachedFile(file, controlArea, f.Name, f.Content, missing);
+    }
 }

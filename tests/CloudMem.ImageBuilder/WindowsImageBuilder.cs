@@ -333,9 +333,17 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         {
             highest = Math.Max(highest, ServiceTableHighest(table));
         }
+        if (scenario.DriverObjects is { Count: > 0 } && types.Symbols.TryGetValue("IopInvalidDeviceRequest", out ulong invalidRequest))
+        {
+            highest = Math.Max(highest, invalidRequest);
+        }
         foreach (ScenarioCallback callback in scenario.Callbacks ?? [])
         {
             highest = Math.Max(highest, types.Symbols[callback.Array] + 64 * 8);
+            if (callback.Array == RegistryCallbackList)
+            {
+                highest = Math.Max(highest, types.Symbols["CmpCallBackCount"] + 8);
+            }
         }
         ulong kernelSize = (highest + 0x1000 + TwoMiB - 1) & ~(TwoMiB - 1);
         if (KernelPhysical + kernelSize > (ulong)ImageSize / 2)
@@ -365,6 +373,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         int size = SizeOf("_EPROCESS");
         int links = Off("_EPROCESS", "ActiveProcessLinks");
         var all = new List<WindowsLaidOutProcess>();
+        List<LaidOutService>? laidServices = null;
         foreach (WindowsScenarioProcess p in processes)
         {
             ulong va = AllocateObject(Tag("Proc"), "Process", size, quota: true);
@@ -418,6 +427,11 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             LayOutToken(process);
             LayOutThreads(process);
             LayOutHandles(process, all);
+            if (scenario.Services is { Count: > 0 } services && !processes[i].NoUserSpace
+                && processes[i].ImageFileName.Equals("services.exe", StringComparison.OrdinalIgnoreCase))
+            {
+                laidServices = LayOutServices(process, services);
+            }
             LayOutVads(process);
         }
         var manifest = new WindowsImageManifest(Dtb, SelfRefIndex, KernelBase, KernelPhysical, headVa, laid)
@@ -426,6 +440,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             PdbGuid = guid,
             PdbAge = age,
             ImageSize = ImageSize,
+            Services = laidServices,
         };
         _manifest = manifest;
         LayOutDrivers(scenario.Drivers, manifest);
@@ -444,6 +459,26 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
         if (scenario.Callbacks is { Count: > 0 } callbacks)
         {
             manifest.Callbacks = LayOutCallbacks(callbacks, manifest);
+        }
+        if (scenario.CachedFiles is { Count: > 0 } cached)
+        {
+            manifest.CachedFiles = [.. cached.Select(LayOutCachedFile)];
+        }
+        if (scenario.MftRecords is { Count: > 0 } mft)
+        {
+            // Four records per page, in free physical pages (where the MFT's cached pages would be).
+            manifest.MftRecords = [];
+            for (int i = 0; i < mft.Count; i++)
+            {
+                ulong page = i % 4 == 0 ? _image.AllocData() : manifest.MftRecords[^1].Physical & ~(ulong)(Page - 1);
+                ulong pa = page + (ulong)(i % 4 * MftRecordWriter.RecordSize);
+                MftRecordWriter.Write(mft[i]).CopyTo(_image.Bytes.AsSpan(checked((int)pa)));
+                manifest.MftRecords.Add(new LaidOutMftRecord(pa, mft[i]));
+            }
+        }
+        if (scenario.DriverObjects is { Count: > 0 } driverObjects)
+        {
+            manifest.DriverObjects = LayOutDriverObjects(driverObjects, manifest);
         }
 
         // Kernel half last, so that every kernel mapping made above is shared.

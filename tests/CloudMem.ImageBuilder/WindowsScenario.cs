@@ -1,6 +1,8 @@
+using CloudMem.Engine.Windows;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using CloudMem.Engine.Windows.Network;
+using CloudMem.Engine.Windows.Services;
 
 namespace CloudMem.ImageBuilder;
 
@@ -30,6 +32,18 @@ public sealed record WindowsScenario
 
     /// <summary>Notification callbacks (null: none laid out, and the image is laid out exactly as before).</summary>
     public IReadOnlyList<ScenarioCallback>? Callbacks { get; init; }
+
+    /// <summary>services.exe's service database (null: none laid out, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioService>? Services { get; init; }
+
+    /// <summary>Driver objects with their IRP dispatch tables (null: none laid out, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioDriverObject>? DriverObjects { get; init; }
+
+    /// <summary>NTFS FILE records written into free physical pages (null: none, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioMftRecord>? MftRecords { get; init; }
+
+    /// <summary>Files cached through a data section (null: none, and the image is laid out exactly as before).</summary>
+    public IReadOnlyList<ScenarioCachedFile>? CachedFiles { get; init; }
 
     /// <summary>JSON options shared by scenario and manifest files (camelCase, enums as strings).</summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
@@ -235,6 +249,18 @@ public sealed record WindowsImageManifest(
     /// <summary>Notification callbacks laid out (null when the scenario has none).</summary>
     public List<LaidOutCallback>? Callbacks { get; set; }
 
+    /// <summary>Service records laid out in services.exe, oldest first (null when the scenario has none).</summary>
+    public List<LaidOutService>? Services { get; set; }
+
+    /// <summary>Driver objects laid out (null when the scenario has none).</summary>
+    public List<LaidOutDriverObject>? DriverObjects { get; set; }
+
+    /// <summary>MFT records laid out (null when the scenario has none).</summary>
+    public List<LaidOutMftRecord>? MftRecords { get; set; }
+
+    /// <summary>Cached files laid out (null when the scenario has none).</summary>
+    public List<LaidOutCachedFile>? CachedFiles { get; set; }
+
     /// <summary>KiServiceTable's entries laid out (null when the scenario has none).</summary>
     public List<LaidOutServiceEntry>? ServiceTable { get; set; }
 
@@ -354,3 +380,55 @@ public sealed record LaidOutServiceEntry(int Index, ulong Target, string? Symbol
 
 /// <summary>One notification callback: its array and slot, its _EX_CALLBACK_ROUTINE_BLOCK, the function and its driver.</summary>
 public sealed record LaidOutCallback(string Array, int Slot, ulong Block, ulong Function, string Driver);
+
+/// <summary>
+/// A service of the service control manager's database: a record in services.exe (with an image record holding
+/// <see cref="Binary"/> and <see cref="Pid"/> for a Win32 service that is not stopped; a driver's record points at
+/// <see cref="Binary"/> as its driver object name).
+/// </summary>
+public sealed record ScenarioService(string Name, ServiceTypes Type, ServiceStartType Start, ServiceState State)
+{
+    /// <summary>Display name (default: the name).</summary>
+    public string? DisplayName { get; init; }
+
+    /// <summary>Binary path with arguments (Win32) or driver object name (drivers).</summary>
+    public string? Binary { get; init; }
+
+    /// <summary>The service's process (running Win32 services).</summary>
+    public int? Pid { get; init; }
+}
+
+/// <summary>A service record laid out: what windows.svcscan must give for it.</summary>
+public sealed record LaidOutService(ulong Record, uint Order, long? Pid, ServiceStartType Start, ServiceState State, ServiceTypes Type, string Name,
+    string DisplayName, string? Binary);
+
+/// <summary>
+/// A _DRIVER_OBJECT named <see cref="Name"/> (e.g. \Driver\Tcpip) for the module <see cref="Driver"/>: its dispatch
+/// table points into the driver for the majors a driver handles and at the kernel's IopInvalidDeviceRequest for the
+/// others, except the <see cref="Hooks"/>.
+/// </summary>
+public sealed record ScenarioDriverObject(string Name, string Driver)
+{
+    public IReadOnlyList<ScenarioIrpHook> Hooks { get; init; } = [];
+}
+
+/// <summary>IRP major <see cref="Major"/> pointing at <see cref="Offset"/> in <see cref="Driver"/>, or (Driver null) at code in a kernel pool allocation that no module holds.</summary>
+public sealed record ScenarioIrpHook(int Major, string? Driver, uint Offset);
+
+/// <summary>A driver object laid out: its address (virtual and physical), name, image range and the 28 dispatch pointers with the module of each (null: none).</summary>
+public sealed record LaidOutDriverObject(ulong Address, ulong Physical, string Name, ulong Start, uint Size, IReadOnlyList<ulong> Irps, IReadOnlyList<string?> Modules);
+
+/// <summary>
+/// A file whose data section maps <see cref="Content"/> (a whole number of pages): a 'File' object whose
+/// SectionObjectPointer's DataSectionObject is a control area with one subsection of prototype PTEs; the pages of
+/// <see cref="MissingPages"/> are paged out (pagefile PTEs), those of <see cref="TransitionPages"/> on the standby list
+/// (transition PTEs), the others valid.
+/// </summary>
+public sealed record ScenarioCachedFile(string Name, byte[] Content)
+{
+    public IReadOnlyList<int> MissingPages { get; init; } = [];
+    public IReadOnlyList<int> TransitionPages { get; init; } = [];
+}
+
+/// <summary>A cached file laid out: its file object and control area, and the file offsets of the pages not in memory.</summary>
+public sealed record LaidOutCachedFile(ulong FileObject, ulong ControlArea, string Name, byte[] Content, IReadOnlyList<long> MissingOffsets);

@@ -22,6 +22,8 @@
 #   Volatility 3 2.11 has no interface plugin (linux.ip.addr/link, ifconfig): those are not in the default list.
 # Env:   VOL3_DIR (default /tmp/vol3), PYTHON (/usr/bin/python3), SYMBOLS (../shared/symbols), PEERS (../shared/peers),
 #        WORK (default ~/.cache/cloudmem/bench: images and caches), CLOUDMEM_CACHE_DIR (default WORK/profiles)
+# The Windows list includes the scans both tools have (netscan, filescan, svcscan, driverirp); on the attack image
+# netscan, svcscan and driverirp find nothing to list (no tcpip/service/driver objects laid out) but still time the scan.
 # Time: with the default plugin lists and 5 runs each, about 3 min for CloudMem and 25-40 min for Volatility 3 on a
 # quiet 2-core machine (Volatility spends 10-25 s per Linux command); --vol-runs 1 gives a quick look.
 set -euo pipefail
@@ -31,7 +33,7 @@ python="${PYTHON:-/usr/bin/python3}"
 work="${WORK:-${HOME:-/root}/.cache/cloudmem/bench}"
 linux="" ; windows=""; runs=5; volruns=5; out=""; build=0; reuse=0
 linux_plugins="linux.pslist linux.psaux linux.pstree linux.psscan linux.lsmod linux.sockstat linux.malfind linux.bash linux.envars linux.check_syscall linux.check_modules linux.hidden_modules linux.lsof linux.mountinfo linux.elfs linux.ebpf linux.netfilter linux.check_idt linux.tty_check linux.keyboard_notifiers linux.secrets=yarascan.YaraScan"
-windows_plugins="windows.pslist windows.pstree windows.psscan windows.dlllist windows.cmdline windows.envars windows.modules windows.modscan windows.handles windows.threads windows.getsids windows.vadinfo windows.malfind windows.info"
+windows_plugins="windows.pslist windows.pstree windows.psscan windows.dlllist windows.cmdline windows.envars windows.modules windows.modscan windows.handles windows.threads windows.getsids windows.vadinfo windows.malfind windows.info windows.netscan windows.filescan windows.svcscan windows.driverirp"
 while [ $# -gt 0 ]; do
     case "$1" in
         --linux) linux="$2"; shift 2;;

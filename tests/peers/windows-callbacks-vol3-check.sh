@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Independent reader check for windows.callbacks: the "registry" scenario's notification callbacks (process creation in
-# the kernel and in the unlinked rootkit.sys, thread creation in tcpip.sys, image load in rootkit.sys) for the real
+# the kernel and in the unlinked rootkit.sys, thread creation in tcpip.sys, image load in rootkit.sys) and its registry
+# callback (CallbackListHead, Volatility's CmRegisterCallbackEx rows) in rootkit.sys for the real
 # Windows 10 19041, Windows 7 SP1 and Windows 11 22000 ISFs. Volatility 3 walks the same three arrays (and also prints
 # each block again as GenericKernelCallback from its pool scan of 'Cbrb' allocations, which is left out here); per
 # array the same callback addresses (48 bits, one row per address: Volatility repeats a callback once per symbol
@@ -23,8 +24,8 @@ M48 = (1 << 48) - 1
 h = lambda a: (int(a, 16) if isinstance(a, str) else a) & M48
 # Volatility prints a callback once per symbol at its address (aliases): one row per callback here.
 vol = sorted({(r["Type"], r["Callback"] & M48, r["Module"]) for r in json.load(open(os.path.join(work, "vol-callbacks.json")))
-              if r["Type"].startswith("Psp")})
-ours = sorted((r["type"], h(r["callback"]), None if r["moduleOnList"] is not True else r["module"].rsplit(".", 1)[0])
+              if r["Type"].startswith("Psp") or r["Type"] == "CmRegisterCallbackEx"})
+ours = sorted((r["type"].replace("CallbackListHead", "CmRegisterCallbackEx"), h(r["callback"]), None if r["moduleOnList"] is not True else r["module"].rsplit(".", 1)[0])
               for r in json.load(open(os.path.join(work, "ours-callbacks.json")))["rows"])
 hidden = sorted(r["module"] for r in json.load(open(os.path.join(work, "ours-callbacks.json")))["rows"] if r["moduleOnList"] is False)
 same = vol == ours

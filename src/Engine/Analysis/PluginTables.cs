@@ -76,6 +76,10 @@ public static class PluginTables
         ["windows.ssdt"] = (typeof(SsdtRow), ["Table", "Index"]),
         ["windows.callbacks"] = (typeof(CallbackRow), ["Type", "Slot"]),
         ["windows.filescan"] = (typeof(FileScanRow), ["Offset"]),
+        ["windows.svcscan"] = (typeof(Windows.Services.ServiceRow), ["Offset"]),
+        ["windows.driverirp"] = (typeof(DriverIrpRow), ["Offset", "Irp"]),
+        ["windows.mftscan"] = (typeof(Windows.Files.MftScanRow), ["Offset", "Name", "Namespace"]),
+        ["windows.dumpfiles"] = (typeof(Windows.Files.DumpFileRow), ["FileObject", "Section"]),
     };
 
     /// <summary>The plugins rules may name.</summary>

@@ -87,4 +87,7 @@ public sealed record AnalysisLimits
 
     /// <summary>Entries of a system service table (KiServiceLimit; Windows 11 has about 500).</summary>
     public int MaxServiceTableEntries { get; init; } = 4096;
+
+    /// <summary>Service control manager records read (windows.svcscan; a system has a few hundred).</summary>
+    public int MaxServiceRecords { get; init; } = 65_536;
 }

@@ -209,4 +209,24 @@ public static class VirtualMemoryExtensions
         int nul = Array.IndexOf(buffer, (byte)0, 0, got);
         return System.Text.Encoding.UTF8.GetString(buffer, 0, nul >= 0 ? nul : got);
     }
+
+    /// <summary>
+    /// Reads a NUL-terminated UTF-16LE string of at most <paramref name="maxBytes"/> bytes (a PWSTR); null when not even
+    /// the first character reads. A string cut by an unreadable page ends there.
+    /// </summary>
+    public static string? ReadWideCString(this IVirtualMemory memory, ulong va, int maxBytes)
+    {
+        byte[] buffer = new byte[maxBytes & ~1];
+        int got = memory.Read(va, buffer) & ~1;
+        if (got == 0)
+        {
+            return null;
+        }
+        int end = 0;
+        while (end < got && (buffer[end] | buffer[end + 1]) != 0)
+        {
+            end += 2;
+        }
+        return System.Text.Encoding.Unicode.GetString(buffer, 0, end);
+    }
 }

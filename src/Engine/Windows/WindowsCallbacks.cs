@@ -7,9 +7,9 @@ using CloudMem.Engine.Plugins;
 namespace CloudMem.Engine.Windows;
 
 /// <summary>A kernel notification callback (windows.callbacks).</summary>
-/// <param name="Type">The kernel array holding it (PspCreateProcessNotifyRoutine, PspCreateThreadNotifyRoutine, PspLoadImageNotifyRoutine).</param>
-/// <param name="Slot">Its slot in the array.</param>
-/// <param name="Block">The _EX_CALLBACK_ROUTINE_BLOCK (the slot's _EX_FAST_REF without its reference bits).</param>
+/// <param name="Type">The kernel array or list holding it (PspCreateProcessNotifyRoutine, PspCreateThreadNotifyRoutine, PspLoadImageNotifyRoutine, CallbackListHead).</param>
+/// <param name="Slot">Its slot in the array (its position on the list).</param>
+/// <param name="Block">The _EX_CALLBACK_ROUTINE_BLOCK (the slot's _EX_FAST_REF without its reference bits), or the registry callback's list entry.</param>
 /// <param name="Callback">The function called.</param>
 /// <param name="Module">The module holding it (listed, or found only by the 'MmLd' pool scan), null when none.</param>
 /// <param name="ModuleOnList">Whether that module is on PsLoadedModuleList (null when no module holds the callback).</param>
@@ -23,12 +23,20 @@ public sealed record CallbackRow(string Type, int Slot, [property: Hex] ulong Bl
 /// windows.callbacks: the process-creation, thread-creation and image-load notification arrays. Each slot is an
 /// _EX_FAST_REF (the low 4 bits are a reference count) to an _EX_CALLBACK_ROUTINE_BLOCK (rundown reference, function,
 /// context); every non-empty slot's function is resolved like an SSDT target. The arrays hold 64 entries (the image-load
-/// array 8 before Windows 8, told by NtBuildNumber). Registry (CmRegisterCallback) and object callbacks are not read.
+/// array 8 before Windows 8, told by NtBuildNumber). Registry callbacks (CmRegisterCallback/Ex, Vista and later) are the
+/// entries of the CallbackListHead list (LIST_ENTRY at 0, cookie at 0x18, function at 0x28, altitude at 0x30), walked
+/// when CmpCallBackCount is not zero. Object (ObRegisterCallbacks) and bug-check callbacks are not read.
 /// </summary>
 public static class WindowsCallbacks
 {
     private const int FunctionOffset = 8;
     private const int WideArray = 64, NarrowArray = 8, Windows8 = 9200;
+
+    /// <summary>Offset of the function in a registry callback's list entry (CM_CALLBACK_CONTEXT_BLOCKEX: Link, then the object and cookie).</summary>
+    public const int RegistryCallbackFunction = 0x28;
+
+    /// <summary>The most registry callbacks Windows allows (CmRegisterCallbackEx refuses more).</summary>
+    private const int MaxRegistryCallbacks = 100;
 
 #pragma warning disable CA2255 // a module initializer is how each plugin file registers itself (no reflection scan)
     [ModuleInitializer]
@@ -85,6 +93,48 @@ public static class WindowsCallbacks
                 rows.Add(new CallbackRow(array, slot, block, function, module, onList, symbol, onList != true, null));
             }
         }
+        RegistryCallbacks(kernel, owners, rows, notes, ct);
         return new RowsReport<CallbackRow>("windows.callbacks", rows, notes);
+    }
+
+    /// <summary>The CmRegisterCallback(Ex) list: one row per entry of CallbackListHead, when CmpCallBackCount says there are any.</summary>
+    private static void RegistryCallbacks(WindowsKernel kernel, WindowsSsdt.KernelAddressOwners owners, List<CallbackRow> rows, List<string> notes, CancellationToken ct)
+    {
+        const string list = "CallbackListHead";
+        if (!kernel.TryGetSymbol(list, out ulong head) || !kernel.TryGetSymbol("CmpCallBackCount", out ulong countVa))
+        {
+            notes.Add($"{kernel.Types.Source} has no {list}/CmpCallBackCount symbols: registry callbacks are not read");
+            return;
+        }
+        AddressSpace space = kernel.Kernel;
+        if (!space.TryReadUInt32(countVa, out uint count))
+        {
+            notes.Add($"CmpCallBackCount at 0x{countVa:X} does not read: registry callbacks are not read");
+            return;
+        }
+        if (count == 0)
+        {
+            return;
+        }
+        ListWalk walk = KernelLists.Circular(space, head, "registry callbacks", MaxRegistryCallbacks, KernelLists.IsKernelAddress, cancellationToken: ct);
+        if (walk.Note is not null)
+        {
+            notes.Add(walk.Note);
+        }
+        for (int slot = 0; slot < walk.Entries.Count; slot++)
+        {
+            ulong entry = walk.Entries[slot];
+            if (!space.TryReadUInt64(entry + RegistryCallbackFunction, out ulong function))
+            {
+                rows.Add(new CallbackRow(list, slot, entry, 0, null, null, null, false, $"registry callback entry 0x{entry:X} does not read"));
+                continue;
+            }
+            (string? module, bool? onList, string? symbol, _) = owners.Resolve(function);
+            rows.Add(new CallbackRow(list, slot, entry, function, module, onList, symbol, onList != true, null));
+        }
+        if (walk.Entries.Count != count)
+        {
+            notes.Add($"CmpCallBackCount says {count} registry callbacks; {walk.Entries.Count} are on {list}");
+        }
     }
 }

@@ -46,30 +46,14 @@ public static class WindowsFileScan
         AddressSpace space = kernel.Kernel;
         var rows = new List<FileScanRow>();
         var notes = new List<string>();
-        byte[] body = new byte[l.Size];
-        int poolHeader = kernel.Types.RequiredSize("_POOL_HEADER");
-        foreach ((ulong pool, ulong blockBytes) in WindowsPoolScanner.ScanPool(kernel.Physical, kernel.Types, s_tags, poolHeader + l.BodyOffset + l.Size, ct, progress))
+        foreach ((ulong candidate, byte[] body) in WindowsPoolScanner.ScanIoObjects(kernel, s_tags, l.Size, l.Type, l.SizeField, 5, ct, progress))
         {
-            for (int optional = 0; optional <= WindowsPoolScanner.MaxOptionalHeaderBytes; optional += 16)
+            if (rows.Count >= AnalysisLimits.Default.MaxScanResults)
             {
-                ulong candidate = pool + (ulong)(poolHeader + optional + l.BodyOffset);
-                if (candidate + (ulong)l.Size > pool + blockBytes)
-                {
-                    break;
-                }
-                if (kernel.Physical.Read(candidate, body) != body.Length
-                    || BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(l.Type)) != 5 || BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(l.SizeField)) != l.Size)
-                {
-                    continue;
-                }
-                if (rows.Count >= AnalysisLimits.Default.MaxScanResults)
-                {
-                    notes.Add($"more than {AnalysisLimits.Default.MaxScanResults} file objects; scan stopped");
-                    return new RowsReport<FileScanRow>("windows.filescan", rows, notes);
-                }
-                rows.Add(Row(space, objects, l, candidate, body));
-                break;
+                notes.Add($"more than {AnalysisLimits.Default.MaxScanResults} file objects; scan stopped");
+                return new RowsReport<FileScanRow>("windows.filescan", rows, notes);
             }
+            rows.Add(Row(space, objects, l, candidate, body));
         }
         return new RowsReport<FileScanRow>("windows.filescan", rows, notes);
     }

@@ -84,6 +84,39 @@ public static class WindowsPoolScanner
     }
 
     /// <summary>
+    /// I/O manager objects (file, driver, device objects) in pool allocations tagged <paramref name="tags"/>: the body
+    /// right after the object header, optional headers tried in 16-byte steps, kept when its Type field (u16 at
+    /// <paramref name="typeField"/>) is <paramref name="ioType"/> and its Size field (u16 at <paramref name="sizeField"/>) is
+    /// <paramref name="size"/>. Yields the body's physical address and its bytes (the buffer is reused: read it before
+    /// the next item).
+    /// </summary>
+    internal static IEnumerable<(ulong Physical, byte[] Body)> ScanIoObjects(WindowsKernel kernel, IReadOnlyCollection<uint> tags, int size, int typeField,
+        int sizeField, ushort ioType, CancellationToken ct, IProgressSink? progress)
+    {
+        int bodyOffset = kernel.Types.RequiredOffset("_OBJECT_HEADER", "Body");
+        int poolHeader = kernel.Types.RequiredSize("_POOL_HEADER");
+        byte[] body = new byte[size];
+        foreach ((ulong pool, ulong blockBytes) in ScanPool(kernel.Physical, kernel.Types, tags, poolHeader + bodyOffset + size, ct, progress))
+        {
+            for (int optional = 0; optional <= MaxOptionalHeaderBytes; optional += 16)
+            {
+                ulong candidate = pool + (ulong)(poolHeader + optional + bodyOffset);
+                if (candidate + (ulong)size > pool + blockBytes)
+                {
+                    break;
+                }
+                if (kernel.Physical.Read(candidate, body) == body.Length
+                    && System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(typeField)) == ioType
+                    && System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(sizeField)) == size)
+                {
+                    yield return (candidate, body);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// The shared pool walker: every 16-byte aligned _POOL_HEADER in non-zero runs whose PoolTag is one of
     /// <paramref name="tags"/>, that is allocated (PoolType non-zero) and whose BlockSize covers at least
     /// <paramref name="minimumBytes"/>. Yields the physical address of the header and the allocation's size in bytes.

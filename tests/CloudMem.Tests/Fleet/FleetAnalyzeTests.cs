@@ -129,8 +129,14 @@ public sealed class FleetAnalyzeTests(AnalyzedImages images, DurableAzurite azur
     {
         (int exit, string stdout, string stderr) = CliRunner.Run(null, null, ["fleet", "who-has", caseDir, .. question, "-o", "csv"]);
         Assert.True(exit is 0 or 1, $"who-has {string.Join(' ', question)}: exit {exit}: {stderr}");
-        return [.. stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Skip(1)
-            .Select(line => line.Split(',')[0].Trim('"')).Order(StringComparer.Ordinal)];
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (lines.Length == 0)
+        {
+            return [];
+        }
+        int column = Array.IndexOf(lines[0].Split(','), "Capture");
+        Assert.True(column >= 0, $"no Capture column in: {lines[0]}");
+        return [.. lines.Skip(1).Select(line => line.Split(',')[column].Trim('"')).Order(StringComparer.Ordinal)];
     }
 
     [SkippableFact]
