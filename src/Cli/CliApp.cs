@@ -28,7 +28,10 @@ internal static class CliApp
             config.AddCommand<AnalyzeCommand>("analyze").Also(() => index.Add<AnalyzeCommand>("analyze", "Captures"))
                 .WithExample("analyze", "memory.lime")
                 .WithExample("analyze", "case/aws-i-0abc-IR-42.custody.json", "--out", "IR-42.case", "--yara", "rules/");
-            foreach (IPlugin plugin in PluginRegistry.All)
+            // A plugin command registers only its own plugin with Spectre: building the command model reflects over every
+            // registered command, which cost more CPU than a warm windows.pslist itself (the index above knows them all).
+            string? onlyPlugin = args is [var first, ..] && PluginRegistry.All.Any(p => p.Info.Name == first) ? first : null;
+            foreach (IPlugin plugin in PluginRegistry.All.Where(p => onlyPlugin is null || p.Info.Name == onlyPlugin))
             {
                 ICommandConfigurator command = plugin.Info.Os == TargetOs.Windows
                     ? config.AddCommand<PluginCommand<WindowsPluginSettings>>(plugin.Info.Name)

@@ -11,7 +11,7 @@ internal static partial class ImageBuilderCli
 {
     private const string Usage =
         "usage: cloudmem-imagebuilder --isf ISF(GUID-AGE.json[.xz]) --out IMAGE.raw [--manifest M.json] " +
-        "[--scenario FILE.json|typical|attack|network|registry] [--tcpip-isf GUID-AGE.json.xz] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX] [--dense yes] [--pad-to NNNg]; " +
+        "[--scenario FILE.json|typical|attack|network|registry] [--tcpip-isf GUID-AGE.json.xz] [--size BYTES|NNNm|Ng] [--extra-processes N] [--self-ref HEX] [--dense yes] [--pad-to NNNg] [--low-stub no]; " +
         "or --write-scenario FILE.json [--scenario typical|attack|network]";
 
     public static int Run(string[] args)
@@ -50,6 +50,8 @@ internal static partial class ImageBuilderCli
             {
                 ImageSize = options.TryGetValue("size", out string? size) ? ParseSize(size) : 64 << 20,
                 SelfRefIndex = options.TryGetValue("self-ref", out string? selfRef) ? Convert.ToInt32(selfRef, 16) : 0x1ED,
+                // --low-stub no: no PROCESSOR_START_BLOCK in the first megabyte (kernel discovery must fall back to scanning)
+                LowStub = options.GetValueOrDefault("low-stub") == "no" ? null : 0x13000,
             };
             WindowsScenario scenario = options.GetValueOrDefault("scenario", "attack") switch
             {

@@ -38,6 +38,13 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
     /// <summary>Physical address of the kernel's PML4 (the System process's DTB).</summary>
     public ulong Dtb { get; init; } = 0x1AA000;
 
+    /// <summary>
+    /// Physical address of the x64 low stub (PROCESSOR_START_BLOCK) Windows leaves in the first megabyte: a near jump,
+    /// the kernel's CR3 (<see cref="Dtb"/>) at 0xA0 and a kernel entry address (inside the kernel image) at 0x70.
+    /// Null: no stub (discovery falls back to scanning physical memory).
+    /// </summary>
+    public ulong? LowStub { get; init; } = 0x13000;
+
     public TypeModel Types => types;
 
     /// <summary>
@@ -365,6 +372,18 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             _image.Map2M(Dtb, KernelBase + o, KernelPhysical + o);
         }
         ulong headVa = KernelBase + headRva;
+        if (LowStub is ulong stub)
+        {
+            // Jump (E9 + displacement), then the fixed fields the signature covers; LmTarget: an address in the middle of
+            // the kernel image, 16-byte aligned, as the boot processor records its long-mode entry.
+            byte[] image = _image.Bytes;
+            image[(int)stub] = 0xE9;
+            image[(int)stub + 1] = 0x5D;
+            image[(int)stub + 2] = 0x06;
+            image[(int)stub + 4] = 0x01;
+            _image.Put64(stub + 0x70, KernelBase + ((kernelSize / 2 + 0x1230) & ~0xFUL));
+            _image.Put64(stub + 0xA0, Dtb);
+        }
         LayOutSharedData();
 
         LayOutObjectTypes();
@@ -441,6 +460,7 @@ public sealed partial class WindowsImageBuilder(TypeModel types, string guid, ui
             PdbAge = age,
             ImageSize = ImageSize,
             Services = laidServices,
+            LowStub = LowStub,
         };
         _manifest = manifest;
         LayOutDrivers(scenario.Drivers, manifest);

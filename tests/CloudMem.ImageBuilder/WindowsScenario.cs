@@ -225,6 +225,9 @@ public sealed record WindowsImageManifest(
     /// <summary>Processes laid out (with pool headers) but not on the list.</summary>
     public IReadOnlyList<WindowsLaidOutProcess> Unlinked { get; init; } = [];
 
+    /// <summary>Physical address of the low stub (PROCESSOR_START_BLOCK), null when the image has none.</summary>
+    public ulong? LowStub { get; init; }
+
     /// <summary>Kernel modules laid out (linked and unlinked).</summary>
     public List<LaidOutDriver> Drivers { get; init; } = [];
 

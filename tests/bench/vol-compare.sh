@@ -61,8 +61,9 @@ win_isf="$symbols/windows/ntkrnlmp.pdb/606FF669409B00F7FC8C61A9C1670129-1.json.x
 for isf in "$peers"/linux-*.json.xz; do [ -e "$isf" ] && ln -sf "$isf" "$work/vol3-symbols/linux/"; done
 
 if [ $build -eq 1 ]; then
-    "$root/tests/fixtures/make-fixture.sh" --variant dense --timeout 3600 >&2   # TCG: filling 1.7 GiB takes a while
-    if [ ! -f "$work/win4g-dense.raw" ]; then
+    "$root/tests/fixtures/make-fixture.sh" --variant dense --timeout 5400 >&2   # TCG: filling 1.7 GiB takes a while
+    # rebuilt when made by a builder without the low stub (its manifest has no lowStub): discovery would fall back to scans
+    if [ ! -f "$work/win4g-dense.raw" ] || ! grep -q '"lowStub"' "$work/win4g-dense.manifest.json" 2>/dev/null; then
         dotnet build "$root/tests/CloudMem.ImageBuilder" -nologo -v q >/dev/null
         dotnet "$root/tests/CloudMem.ImageBuilder/bin/Debug/net10.0/cloudmem-imagebuilder.dll" --isf "$win_isf" \
             --out "$work/win4g-dense.raw.tmp" --manifest "$work/win4g-dense.manifest.json" --scenario attack --size 2047m \

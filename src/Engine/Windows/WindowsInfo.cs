@@ -31,6 +31,7 @@ public static class WindowsInfo
         Add("Kernel Physical", $"0x{kernel.Image.PhysicalAddress:X}");
         Add("DTB", $"0x{kernel.Dtb:X}");
         Add("DTB source", kernel.DtbSource);
+        Add("Discovery", kernel.DiscoveryPath);
         Add("Self-Reference Index", $"0x{kernel.SelfRefIndex:X} ({kernel.SelfRefIndex})");
         Add("PDB", kernel.Image.PdbName);
         Add("PDB GUID/Age", kernel.Image.GuidAge);

@@ -12,7 +12,7 @@ namespace CloudMem.Engine.Windows;
 /// the kernel image) and from them the kernel's virtual base.
 /// </summary>
 /// <remarks>Immutable after <see cref="Open"/>; reads go through <see cref="Kernel"/> and never throw.</remarks>
-public sealed class WindowsKernel
+public sealed partial class WindowsKernel
 {
     private const int PageSize = 0x1000;
     private const ulong Present = 1, Write = 2, UserBit = 4, LargePage = 0x80;
@@ -73,58 +73,6 @@ public sealed class WindowsKernel
         return found;
     }
 
-    /// <summary>Locates the kernel, its symbol table and its page tables.</summary>
-    /// <exception cref="KernelNotFoundException">With one line saying what was not found.</exception>
-    public static WindowsKernel Open(IPhysicalMemory physical, SymbolStore symbols, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(physical);
-        ArgumentNullException.ThrowIfNull(symbols);
-        KernelImageScan scan = KernelImageScanner.Scan(physical, cancellationToken: cancellationToken);
-        IReadOnlyList<PeImageCandidate> kernels = scan.Kernels;
-        if (kernels.Count == 0)
-        {
-            throw new KernelNotFoundException($"no Windows x64 kernel image (ntkrnlmp/ntoskrnl.pdb RSDS record) found in physical memory ({scan.PagesScanned} pages scanned)");
-        }
-        PeImageCandidate? image = null;
-        TypeModel? types = null;
-        string? path = null;
-        var misses = new List<string>();
-        foreach (PeImageCandidate candidate in kernels)
-        {
-            SymbolLookup lookup = symbols.FindWindows(candidate.PdbName, candidate.Guid, candidate.Age, cancellationToken);
-            if (!lookup.Found)
-            {
-                misses.Add($"{candidate.PdbName} {candidate.GuidAge} at 0x{candidate.PhysicalAddress:X}: no table (looked in {string.Join(", ", lookup.Tried)})");
-                continue;
-            }
-            try
-            {
-                types = symbols.LoadTypes(lookup.Path!, $"{candidate.PdbName} {candidate.GuidAge}");
-            }
-            catch (SymbolFormatException e)
-            {
-                misses.Add($"{candidate.PdbName} {candidate.GuidAge}: {lookup.Path} unreadable: {e.Message}");
-                continue;
-            }
-            image = candidate;
-            path = lookup.Path;
-            break;
-        }
-        if (image is null || types is null || path is null)
-        {
-            throw new KernelNotFoundException($"no symbol table for the Windows kernel: {string.Join(" | ", misses)}");
-        }
-        (ulong dtb, int selfRef, ulong kernelBase, int candidates) = FindDtb(physical, image.PhysicalAddress, cancellationToken);
-        if (candidates < 0)
-        {
-            throw new KernelNotFoundException(candidates == -1
-                ? $"no page directory maps the kernel image at physical 0x{image.PhysicalAddress:X}: no self-referencing PML4 page found"
-                : $"no page directory maps the kernel image at physical 0x{image.PhysicalAddress:X} ({-candidates - 1} self-referencing PML4 candidates checked)");
-        }
-        var kernel = new WindowsKernel(physical, image, types, path, dtb, selfRef, kernelBase);
-        return ConfirmWithSystem(kernel, cancellationToken);
-    }
-
     /// <summary>
     /// Every process's PML4 has a self-reference and maps the kernel, so the first page the scan finds may belong to any
     /// process. The kernel's own page tables are System's (pid 4) _KPROCESS.DirectoryTableBase: read the process list
@@ -137,12 +85,12 @@ public sealed class WindowsKernel
         WindowsProcess? system = processes.FirstOrDefault(p => p.Pid == 4);
         if (system is null)
         {
-            return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, "self-referencing PML4 scan; not confirmed: no System process (pid 4) on PsActiveProcessHead");
+            return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, $"{kernel.DtbSource}; not confirmed: no System process (pid 4) on PsActiveProcessHead");
         }
         ulong systemDtb = system.Dtb & AddressMask;
         if (systemDtb == kernel.Dtb)
         {
-            return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, "self-referencing PML4 scan, confirmed: System's DirectoryTableBase");
+            return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex, $"{kernel.DtbSource}, confirmed: System's DirectoryTableBase");
         }
         byte[] page = new byte[PageSize];
         if (kernel.Physical.Read(systemDtb, page) == PageSize)
@@ -158,11 +106,11 @@ public sealed class WindowsKernel
             }
         }
         return kernel.WithDtb(kernel.Dtb, kernel.SelfRefIndex,
-            $"self-referencing PML4 scan; System's DirectoryTableBase 0x{systemDtb:X} is not a PML4 mapping the kernel");
+            $"{kernel.DtbSource}; System's DirectoryTableBase 0x{systemDtb:X} is not a PML4 mapping the kernel");
     }
 
     private WindowsKernel WithDtb(ulong dtb, int selfRef, string source)
-        => new(Physical, Image, Types, SymbolPath, dtb, selfRef, KernelBase, source);
+        => new(Physical, Image, Types, SymbolPath, dtb, selfRef, KernelBase, source) { DiscoveryPath = DiscoveryPath, DiscoveryMilliseconds = DiscoveryMilliseconds };
 
     /// <summary>
     /// Scans physical pages for a PML4 with a present, writable, supervisor entry in the upper half pointing at the page

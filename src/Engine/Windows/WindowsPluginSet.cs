@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using CloudMem.Engine.Core;
 using CloudMem.Engine.Symbols;
+using Microsoft.Extensions.Logging;
 
 namespace CloudMem.Engine.Windows;
 
@@ -9,7 +10,14 @@ internal static class WindowsPluginSet
 {
     /// <summary>The Windows kernel of a capture and its symbols, located once per <see cref="PluginContext"/>.</summary>
     internal static WindowsKernel Windows(this PluginContext context, CancellationToken ct)
-        => context.Get(c => WindowsKernel.Open(c.Memory, c.Symbols.WindowsStore(), ct));
+        => context.Get(c =>
+        {
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
+            WindowsKernel kernel = WindowsKernel.Open(c.Memory, c.Symbols.WindowsStore(), ct);
+            c.Logger.LogDebug("windows kernel located by {Path} in {Discovery:0.0} ms (with symbols and System check {Total:0.0} ms): {Source}",
+                kernel.DiscoveryPath, kernel.DiscoveryMilliseconds, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds, kernel.DtbSource);
+            return kernel;
+        });
 
 #pragma warning disable CA2255 // a module initializer is how each plugin file registers itself (no reflection scan)
     [ModuleInitializer]

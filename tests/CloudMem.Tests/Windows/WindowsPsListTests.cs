@@ -92,7 +92,7 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
         // System's PML4 near the top of memory: every process's PML4 (self-reference, kernel half) lies below it, so the
         // scan meets a process's page tables first; System's _KPROCESS.DirectoryTableBase must win.
         const long size = 64 << 20;
-        (string raw, string root, WindowsImageManifest manifest) = Build(guid, t => new WindowsImageBuilder(t, guid, 1) { ImageSize = size, Dtb = (ulong)size - 0x8000 });
+        (string raw, string root, WindowsImageManifest manifest) = Build(guid, t => new WindowsImageBuilder(t, guid, 1) { ImageSize = size, Dtb = (ulong)size - 0x8000, LowStub = null });
         Assert.Contains(manifest.Processes, p => p.Dtb < manifest.Dtb);
         using RunMappedMemory memory = CaptureOpener.Open(raw);
 
@@ -106,7 +106,7 @@ public sealed class WindowsPsListTests(ITestOutputHelper output) : IDisposable
     [SkippableFact]
     public void The_usual_layout_is_confirmed_by_System()
     {
-        (string raw, string root, _) = Build(Win10);
+        (string raw, string root, _) = Build(Win10, t => new WindowsImageBuilder(t, Win10, 1) { LowStub = null });
         using RunMappedMemory memory = CaptureOpener.Open(raw);
         Assert.Equal("self-referencing PML4 scan, confirmed: System's DirectoryTableBase", WindowsKernel.Open(memory, new SymbolStore([root])).DtbSource);
     }
