@@ -44,7 +44,7 @@ internal static class FleetAnalysis
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            FleetCaseStore.Discard(temporary);
+            FleetCaseStore.DiscardAttempt(temporary);
             var failed = new FleetOutcome
             {
                 Id = item.Id, Capture = item.Address, Status = "failed", Attempts = store.Attempts(item.Id), Worker = WorkerName,

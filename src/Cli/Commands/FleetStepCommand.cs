@@ -71,7 +71,8 @@ internal sealed class FleetStepCommand : AsyncCommand<FleetStepCommand.Settings>
         }, cancellationToken);
 
         var clock = Stopwatch.StartNew();
-        string local = Directory.CreateTempSubdirectory("cloudmem-step-").FullName;
+        // The case directory's own name is the capture id: the Parquet files take capture_id from it.
+        string local = Directory.CreateDirectory(Path.Combine(Directory.CreateTempSubdirectory("cloudmem-step-").FullName, id)).FullName;
         try
         {
             CaseReport report = AnalysisRequest.From(settings).Run(settings.Image, null, null, null, cancellationToken);
@@ -97,7 +98,7 @@ internal sealed class FleetStepCommand : AsyncCommand<FleetStepCommand.Settings>
         }
         finally
         {
-            FleetCaseStore.Discard(local);
+            FleetCaseStore.DiscardAttempt(local);
         }
     }
 

@@ -88,10 +88,12 @@ internal sealed class FleetCaseStore
         return Directory.Exists(dir) ? Directory.GetFiles(dir, "*.started").Length : 0;
     }
 
-    /// <summary>A new, empty directory to analyse into (same file system as captures/, so the rename is atomic).</summary>
+    /// <summary>A new, empty directory to analyse into (same file system as captures/, so the rename is atomic). Its
+    /// own name is the capture id (inside a directory unique to this attempt), because a case's Parquet files take the
+    /// capture id from the name of the directory they are written to.</summary>
     public string NewTemporary(string id, string worker)
     {
-        string dir = Path.Combine(Work, "tmp", $"{id}.{Safe(worker)}.{Guid.NewGuid():N}");
+        string dir = Path.Combine(Work, "tmp", $"{Safe(worker)}.{Guid.NewGuid():N}", id);
         Directory.CreateDirectory(dir);
         return dir;
     }
@@ -105,15 +107,21 @@ internal sealed class FleetCaseStore
         try
         {
             Directory.Move(temporary, CaptureDirectory(id));
+            Directory.Delete(Path.GetDirectoryName(temporary)!);   // the attempt's own directory, empty now
             return true;
         }
         catch (IOException) when (IsComplete(id))
         {
-            Discard(temporary);
+            DiscardAttempt(temporary);
             return false;
         }
     }
 
+    /// <summary>Removes what <see cref="NewTemporary"/> made for an attempt: the directory unique to the attempt, with
+    /// the case directory in it.</summary>
+    public static void DiscardAttempt(string temporary) => Discard(Path.GetDirectoryName(temporary)!);
+
+    /// <summary>Removes a directory and everything in it (best effort).</summary>
     public static void Discard(string temporary)
     {
         try
