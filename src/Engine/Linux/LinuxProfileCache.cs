@@ -1,4 +1,4 @@
-using System.Security.Cryptography;
+using System.IO.Hashing;
 using CloudMem.Engine.Capture;
 using CloudMem.Engine.Symbols;
 using CloudMem.VmStateParsers;
@@ -8,7 +8,7 @@ namespace CloudMem.Engine.Linux;
 /// <summary>
 /// The profile-cache entry of one Linux kernel build, keyed by its banner: the decoded kallsyms (names, type letters and
 /// kallsyms_offsets as stored, with where the token table and the relative base sit relative to the banner) and the
-/// BTF type model (with where the blob sits relative to the banner, its length and SHA-256).
+/// BTF type model (with where the blob sits relative to the banner, its length and XxHash128).
 /// </summary>
 /// <remarks>
 /// On a later command only what changes with each boot is read from the capture: kallsyms_relative_base (the KASLR
@@ -63,7 +63,7 @@ internal sealed class LinuxProfileCache(ProfileCache cache, KernelBanner banner)
             }
             ulong btfAt = at + (ulong)reader.Int64();
             int btfLength = reader.Int32();
-            ReadOnlySpan<byte> hash = reader.Span(32);
+            ReadOnlySpan<byte> hash = reader.Span(16);
             if (btfLength is > 0 and <= MaxBtfBytes && BlobHash(physical, btfAt, btfLength) is { } found && hash.SequenceEqual(found))
             {
                 Types = TypeModelCodec.Decode(reader, BtfSource(btfAt));
@@ -107,7 +107,7 @@ internal sealed class LinuxProfileCache(ProfileCache cache, KernelBanner banner)
         NameIndex.Write(writer, symbols.Select((s, i) => (s.Name, i, i)));
         writer.Int64((long)(btfAt - at));
         writer.Int32(btfBlob.Length);
-        writer.Bytes(SHA256.HashData(btfBlob));
+        writer.Bytes(XxHash128.Hash(btfBlob));
         TypeModelCodec.Encode(types, writer);
         cache.Write(Kind, Key, banner.Text.Trim(), writer.ToArray());
     }
@@ -115,6 +115,6 @@ internal sealed class LinuxProfileCache(ProfileCache cache, KernelBanner banner)
     private static byte[]? BlobHash(IPhysicalMemory physical, ulong at, int length)
     {
         byte[] blob = new byte[length];
-        return physical.Read(at, blob) == length ? SHA256.HashData(blob) : null;
+        return physical.Read(at, blob) == length ? XxHash128.Hash(blob) : null;
     }
 }

@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
+using System.IO.Hashing;
 using System.Text;
 
 namespace CloudMem.Engine.Symbols;
@@ -15,24 +15,28 @@ public sealed record ProfileCacheEntry(string Path, string Kind, string Descript
 
 /// <summary>
 /// The per-user cache of what is derived once per kernel build: a symbol file's parsed type model (keyed by the file's
-/// SHA-256, so a changed file is a new entry) and a Linux kernel's kallsyms and BTF type model (keyed by its banner),
+/// XxHash128, so a changed file is a new entry) and a Linux kernel's kallsyms and BTF type model (keyed by its banner),
 /// stored in a compact binary form and read back on the next command instead of decompressing and parsing again.
 /// </summary>
 /// <remarks>
-/// <para>Every entry starts with a header: magic, format version, payload length and the SHA-256 of key, description
+/// <para>Every entry starts with a header: magic, format version, payload length and the XxHash128 of key, description
 /// and payload. An entry that is truncated, altered, of another version or made for another key is never trusted:
 /// reading it reports a miss and the caller rebuilds (and rewrites) it; nothing about a bad entry throws. Writes go
-/// to a temporary file moved into place, so concurrent commands see either the old or the new entry.</para>
+/// to a temporary file moved into place, so concurrent commands see either the old or the new entry. The checksum is
+/// a guard against damage, not a signature (whoever can write the user's cache can change anything the user runs):
+/// XxHash128 rather than SHA-256, because the first SHA-256 of a process loads OpenSSL and, with the hashing of a
+/// 10 MB entry, cost a short command about 20 ms.</para>
 /// <para>Directory: <c>CLOUDMEM_CACHE_DIR</c> when set, else <c>${XDG_CACHE_HOME:-~/.cache}/cloudmem/profiles</c>.
 /// Thread-safe (no mutable state besides the files).</para>
 /// </remarks>
 public sealed class ProfileCache
 {
     /// <summary>The entry format version; entries of another version are rebuilt.</summary>
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
 
     private const string Extension = ".profile";
     private const int HeaderBytes = 8 + 4 + 4 + 8 + 32;
+    private const int ChecksumBytes = 16;   // XxHash128 in the first 16 of the 32 checksum bytes, zeros after
     private static ReadOnlySpan<byte> Magic => "CMPROF\0\0"u8;
 
     /// <summary>A cache in <paramref name="directory"/> (created on the first write).</summary>
@@ -124,7 +128,7 @@ public sealed class ProfileCache
 
     /// <summary>The file an entry of <paramref name="kind"/> for <paramref name="key"/> lives in.</summary>
     internal string PathFor(string kind, string key)
-        => System.IO.Path.Combine(Directory, $"{kind}-{System.Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..24]}{Extension}");
+        => System.IO.Path.Combine(Directory, $"{kind}-{System.Convert.ToHexStringLower(XxHash128.Hash(Encoding.UTF8.GetBytes(key)))[..24]}{Extension}");
 
     /// <summary>The payload of the entry for <paramref name="key"/>, as a reader over the file's bytes; false (a miss)
     /// when it is absent, unreadable, of another version or key, or its checksum does not match.</summary>
@@ -177,7 +181,7 @@ public sealed class ProfileCache
             Magic.CopyTo(header);
             BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(8), FormatVersion);
             BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(16), bytes.Length);
-            SHA256.HashData(bytes, header.AsSpan(24));
+            XxHash128.Hash(bytes, header.AsSpan(24, ChecksumBytes));
             using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
             {
                 stream.Write(header);
@@ -219,9 +223,9 @@ public sealed class ProfileCache
         {
             return false;
         }
-        Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(file.AsSpan(HeaderBytes), hash);
-        return hash.SequenceEqual(file.AsSpan(24, 32));
+        Span<byte> hash = stackalloc byte[ChecksumBytes];
+        XxHash128.Hash(file.AsSpan(HeaderBytes), hash);
+        return hash.SequenceEqual(file.AsSpan(24, ChecksumBytes)) && !file.AsSpan(24 + ChecksumBytes, 32 - ChecksumBytes).ContainsAnyExcept((byte)0);
     }
 
     private static (bool Valid, string Description) ReadDescription(string file)
@@ -245,6 +249,8 @@ public sealed class ProfileCache
     private static string HashFile(string path)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        return System.Convert.ToHexStringLower(SHA256.HashData(stream));
+        var hash = new XxHash128();
+        hash.Append(stream);
+        return System.Convert.ToHexStringLower(hash.GetCurrentHash());
     }
 }

@@ -103,7 +103,7 @@ public sealed partial class WindowsKernel
             bytes += run.End - run.PhysicalAddress;
             runs++;
         }
-        string hash = System.Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(low));
+        string hash = System.Convert.ToHexStringLower(System.IO.Hashing.XxHash128.Hash(low));
         return $"windows|{format}|{runs}|{bytes}|{end}|{hash}";
     }
 
