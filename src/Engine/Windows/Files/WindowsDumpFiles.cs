@@ -9,6 +9,7 @@ using CloudMem.Engine.Symbols;
 namespace CloudMem.Engine.Windows.Files;
 
 /// <summary>One section of a file object written out (windows.dumpfiles).</summary>
+/// <param name="Pid">The process whose File handle led to the file (--pid); null when chosen by --base.</param>
 /// <param name="FileObject">The _FILE_OBJECT (virtual address).</param>
 /// <param name="FileName">_FILE_OBJECT.FileName.</param>
 /// <param name="Section">DataSectionObject or ImageSectionObject.</param>
@@ -19,7 +20,7 @@ namespace CloudMem.Engine.Windows.Files;
 /// <param name="PagesMissing">Pages not in memory (left as zeros in the file).</param>
 /// <param name="MissingOffsets">File offsets of the missing pages (the first 64).</param>
 /// <param name="Doubt">Why a subsection or the section could not be read.</param>
-public sealed record DumpFileRow([property: Hex] ulong FileObject, string? FileName, string Section, [property: Hex] ulong ControlArea, string? OutputFile,
+public sealed record DumpFileRow(long? Pid, [property: Hex] ulong FileObject, string? FileName, string Section, [property: Hex] ulong ControlArea, string? OutputFile,
     [property: Hex] long Bytes, int PagesWritten, int PagesMissing, string? MissingOffsets, string? Doubt);
 
 /// <summary>
@@ -52,16 +53,16 @@ public static class WindowsDumpFiles
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentException.ThrowIfNullOrEmpty(outputDirectory);
         var notes = new List<string>();
-        var objects = new List<ulong>();
+        var objects = new List<(ulong File, long? Pid)>();
         if (fileObject is { } one)
         {
-            objects.Add(one);
+            objects.Add((one, null));
         }
         else if (pids is { Count: > 0 })
         {
             var handles = WindowsHandles.Handles(kernel, pids, ct);
             notes.AddRange(handles.Notes);
-            objects.AddRange(handles.Rows.Where(h => h.Type == "File").Select(h => h.Offset).Distinct());
+            objects.AddRange(handles.Rows.Where(h => h.Type == "File").DistinctBy(h => h.Offset).Select(h => (h.Offset, (long?)h.Pid)));
         }
         else
         {
@@ -75,7 +76,7 @@ public static class WindowsDumpFiles
         var layout = new SubsectionLayout(t.RequiredOffset("_SUBSECTION", "SubsectionBase"), t.RequiredOffset("_SUBSECTION", "NextSubsection"),
             t.RequiredOffset("_SUBSECTION", "PtesInSubsection"), t.RequiredOffset("_SUBSECTION", "StartingSector"));
         var rows = new List<DumpFileRow>();
-        foreach (ulong file in objects)
+        foreach ((ulong file, long? pid) in objects)
         {
             ct.ThrowIfCancellationRequested();
             string? name = WindowsMemoryReader.UnicodeString(space, file + (ulong)fileName, UnicodeStringLayout.Of(t));
@@ -91,7 +92,7 @@ public static class WindowsDumpFiles
                 {
                     continue;
                 }
-                rows.Add(Dump(kernel, outputDirectory, file, name, section, controlArea, controlArea + (ulong)controlAreaSize, layout, ct));
+                rows.Add(Dump(kernel, outputDirectory, pid, file, name, section, controlArea, controlArea + (ulong)controlAreaSize, layout, ct));
             }
         }
         return new RowsReport<DumpFileRow>("windows.dumpfiles", rows, notes);
@@ -99,7 +100,7 @@ public static class WindowsDumpFiles
 
     private sealed record SubsectionLayout(int Base, int Next, int Ptes, int StartingSector);
 
-    private static DumpFileRow Dump(WindowsKernel kernel, string directory, ulong file, string? name, string section, ulong controlArea, ulong first,
+    private static DumpFileRow Dump(WindowsKernel kernel, string directory, long? pid, ulong file, string? name, string section, ulong controlArea, ulong first,
         SubsectionLayout l, CancellationToken ct)
     {
         AddressSpace space = kernel.Kernel;
@@ -141,7 +142,7 @@ public static class WindowsDumpFiles
         {
             if (output is null)
             {
-                return new DumpFileRow(file, name, section, controlArea, null, end, 0, missing.Count, null, result);
+                return new DumpFileRow(pid, file, name, section, controlArea, null, end, 0, missing.Count, null, result);
             }
             output.SetLength(end);
             foreach ((long offset, ulong frame) in pages)
@@ -159,6 +160,6 @@ public static class WindowsDumpFiles
         string path = Path.Combine(directory, fileName);
         missing.Sort();
         string? listed = missing.Count == 0 ? null : string.Join(",", missing.Take(MaxListedMissing).Select(o => $"0x{o:X}")) + (missing.Count > MaxListedMissing ? ",..." : "");
-        return new DumpFileRow(file, name, section, controlArea, path, end, written, missing.Count, listed, doubt);
+        return new DumpFileRow(pid, file, name, section, controlArea, path, end, written, missing.Count, listed, doubt);
     }
 }
