@@ -13,7 +13,8 @@ namespace CloudMem.Tests.Core;
 /// TestData/golden), on the basic Linux fixture and the attack images of Windows 7, 10 and 11. The only differences
 /// allowed are the ones the change made on purpose: absent values written as null instead of omitted, and hex numbers
 /// in one form (upper case, no zero padding: compared by value). One recording was edited on purpose since:
-/// linux.bash's note saying why it found nothing (it had no rows and no notes). The recordings belong to one fixture build (its truth.json) and one builder output (the
+/// linux.bash's note saying why it found nothing (it had no rows and no notes); and windows.info on the attack images
+/// (issue 16: the builder lays out a low stub, so "DTB source" says the low stub found it and a "Discovery" row was added). The recordings belong to one fixture build (its truth.json) and one builder output (the
 /// images' SHA-256): a rebuilt fixture or a changed scenario skips with that reason instead of comparing different memory.
 /// </summary>
 public sealed class GoldenOutputTests(WindowsAttackImages images) : IClassFixture<WindowsAttackImages>
