@@ -8,7 +8,7 @@ namespace CloudMem.Engine.Linux;
 /// <summary>
 /// The profile-cache entry of one Linux kernel build, keyed by its banner: the decoded kallsyms (names, type letters and
 /// kallsyms_offsets as stored, with where the token table and the relative base sit relative to the banner) and the
-/// BTF type model (with where the blob sits relative to the banner, its length and XxHash128).
+/// BTF type model (with where the blob sits relative to the banner, its length and the XxHash128 of its ends).
 /// </summary>
 /// <remarks>
 /// On a later command only what changes with each boot is read from the capture: kallsyms_relative_base (the KASLR
@@ -107,14 +107,39 @@ internal sealed class LinuxProfileCache(ProfileCache cache, KernelBanner banner)
         NameIndex.Write(writer, symbols.Select((s, i) => (s.Name, i, i)));
         writer.Int64((long)(btfAt - at));
         writer.Int32(btfBlob.Length);
-        writer.Bytes(XxHash128.Hash(btfBlob));
+        writer.Bytes(SampleHash(btfBlob.Length, SampleOf(btfBlob)));
         TypeModelCodec.Encode(types, writer);
         cache.Write(Kind, Key, banner.Text.Trim(), writer.ToArray());
     }
 
+    private const int BlobSample = 64 << 10;
+
+    /// <summary>
+    /// The check that the BTF blob is the recorded one: XxHash128 of its length and its first and last 64 KiB (the
+    /// whole blob when it is smaller). The entry is already keyed by the banner and its kallsyms token table was
+    /// compared; hashing all 5 MB of BTF again on every command would be most of what a warm command reads from a
+    /// remote capture.
+    /// </summary>
     private static byte[]? BlobHash(IPhysicalMemory physical, ulong at, int length)
     {
-        byte[] blob = new byte[length];
-        return physical.Read(at, blob) == length ? XxHash128.Hash(blob) : null;
+        byte[] sample = new byte[Math.Min(length, 2 * BlobSample)];
+        bool read = length <= 2 * BlobSample
+            ? physical.Read(at, sample) == length
+            : physical.Read(at, sample.AsSpan(0, BlobSample)) == BlobSample
+              && physical.Read(at + (ulong)(length - BlobSample), sample.AsSpan(BlobSample)) == BlobSample;
+        return read ? SampleHash(length, sample) : null;
+    }
+
+    private static byte[] SampleOf(byte[] blob)
+        => blob.Length <= 2 * BlobSample ? blob : [.. blob.AsSpan(0, BlobSample), .. blob.AsSpan(blob.Length - BlobSample)];
+
+    private static byte[] SampleHash(int length, ReadOnlySpan<byte> sample)
+    {
+        var hash = new XxHash128();
+        Span<byte> size = stackalloc byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(size, length);
+        hash.Append(size);
+        hash.Append(sample);
+        return hash.GetCurrentHash();
     }
 }

@@ -98,6 +98,34 @@ public sealed class RemoteCaptureTests(RemoteStores stores, ITestOutputHelper ou
         Assert.Equal(0, remote.RemoteStats!.Failures);
     }
 
+    [SkippableTheory]
+    [InlineData("s3", "memory.lime")]
+    [InlineData("blob", "memory.kdump-snappy")]
+    public void From_the_image_alone_a_warm_profile_cache_keeps_a_remote_pslist_to_at_most_5_percent(string store, string file)
+    {
+        // No symbol file: the first command finds the kernel by scanning (half the object or more); it leaves this
+        // kernel build's kallsyms and BTF types and the banner's place in the profile cache, so the next command on the
+        // same capture reads the banner, the KASLR slide, the BTF blob to check it, and what pslist walks.
+        using var dir = new TempDir();
+        var options = new LinuxOptions(Cache: new ProfileCache(dir.File("profiles")));
+        (string expected, string cold, RunMappedMemory first) = LocalAndRemote(store, file, new LinuxOptions());
+        first.Dispose();
+        Assert.Equal(expected, cold);
+        using (RunMappedMemory filling = RemoteCaptureOpener.Open(stores.Url(store, Fixture.Require(file), file), environment: stores.Environment(store)))
+        {
+            Assert.Equal(expected, Rows(LinuxContext.Open(filling, options)));
+            output.WriteLine($"cold, filling the cache: {filling.RemoteStats}");
+        }
+
+        using RunMappedMemory warm = RemoteCaptureOpener.Open(stores.Url(store, Fixture.Require(file), file), environment: stores.Environment(store));
+        LinuxContext context = LinuxContext.Open(warm, options);
+        Assert.Contains(context.Kernel.Steps, s => s.Contains("profile-cache hint; no scan", StringComparison.Ordinal));
+        Assert.Equal(expected, Rows(context));
+        output.WriteLine($"warm: {warm.RemoteStats}");
+        Assert.Equal(0, warm.RemoteStats!.Failures);
+        Assert.True(warm.RemoteStats.PercentFetched <= 5.0, $"fetched {warm.RemoteStats.PercentFetched:0.00}% of the object: {warm.RemoteStats}");
+    }
+
     [SkippableFact]
     public void Dropped_connections_503s_and_slow_responses_change_nothing_in_the_rows()
     {
