@@ -65,6 +65,27 @@ public sealed record RemoteLocation(RemoteKind Kind, Uri Uri, string DisplayName
         return new RemoteLocation(RemoteKind.Http, uri, display, null, null);
     }
 
+    /// <summary>
+    /// A prefix of objects rather than one object: s3://BUCKET[/PREFIX], or a Blob container URL with an optional
+    /// prefix (query, e.g. a SAS, kept in <see cref="Uri"/>). <see cref="Key"/> is the prefix as written after the
+    /// bucket or container ("" for all of it).
+    /// </summary>
+    /// <exception cref="FormatException">not an s3:// or Blob container address.</exception>
+    public static RemoteLocation ParsePrefix(string text, string? connectionString = null)
+    {
+        const string Placeholder = "/.prefix";   // makes the prefix parse as an object address
+        int query = text.IndexOf('?', StringComparison.Ordinal);
+        string withName = query < 0 ? text + Placeholder : text[..query] + Placeholder + text[query..];
+        RemoteLocation location = Parse(withName, connectionString);
+        string display = location.DisplayName[..^Placeholder.Length];
+        if (location.Kind == RemoteKind.Http)
+        {
+            throw new FormatException($"{display}: not an s3:// or Blob container prefix");
+        }
+        string key = location.Key!;
+        return location with { Key = key.Length >= Placeholder.Length ? key[..^Placeholder.Length] : "", DisplayName = display };
+    }
+
     /// <summary>scheme://host[:port]/path: user info and query (credentials, SAS signatures) removed.</summary>
     private static string Display(Uri uri) => uri.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped);
 

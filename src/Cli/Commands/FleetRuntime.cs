@@ -139,13 +139,19 @@ internal static class FleetListing
     /// <summary>The objects under an s3://BUCKET/PREFIX or Blob container URL prefix (not probed: read in place by the workers).</summary>
     private static List<(string, string)> ListRemote(string source)
     {
-        string display = source.Split('?')[0];
         var found = new List<(string, string)>();
-        if (source.StartsWith("s3://", StringComparison.OrdinalIgnoreCase))
+        RemoteLocation location;
+        try
         {
-            string rest = source["s3://".Length..];
-            string bucket = rest.Split('/', 2)[0];
-            string prefix = rest.Length > bucket.Length ? rest[(bucket.Length + 1)..] : "";
+            location = RemoteLocation.ParsePrefix(source, Environment.GetEnvironmentVariable("AZURE_STORAGE_CONNECTION_STRING"));
+        }
+        catch (FormatException e)
+        {
+            throw new CaptureException(e.Message);
+        }
+        if (location.Kind == RemoteKind.S3)
+        {
+            string bucket = location.Container!, prefix = location.Key!;
             using Amazon.S3.IAmazonS3 s3 = S3RangeReader.CreateClient(Environment.GetEnvironmentVariable);
             var request = new Amazon.S3.Model.ListObjectsV2Request { BucketName = bucket, Prefix = prefix };
             Amazon.S3.Model.ListObjectsV2Response page;
@@ -165,13 +171,7 @@ internal static class FleetListing
             return found;
         }
         // A Blob prefix: https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX (or the emulator's http://host:port/ACCOUNT/CONTAINER/PREFIX).
-        string withName = source.Contains('?', StringComparison.Ordinal) ? source.Insert(source.IndexOf('?', StringComparison.Ordinal), "/x") : source.TrimEnd('/') + "/x";
-        RemoteLocation location = RemoteLocation.Parse(withName, Environment.GetEnvironmentVariable("AZURE_STORAGE_CONNECTION_STRING"));
-        if (location.Kind != RemoteKind.Blob)
-        {
-            throw new CaptureException($"{display}: not an s3:// or Blob container prefix");
-        }
-        string blobPrefix = location.Key![..^1].TrimStart('/');
+        string blobPrefix = location.Key!.Length == 0 ? "" : location.Key.TrimEnd('/') + "/";
         BlobClient probe = BlobRangeReader.CreateClient(location, Environment.GetEnvironmentVariable);
         BlobContainerClient container = probe.GetParentBlobContainerClient();
         foreach (Azure.Storage.Blobs.Models.BlobItem blob in container.GetBlobs(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = blobPrefix.Length == 0 ? null : blobPrefix }))

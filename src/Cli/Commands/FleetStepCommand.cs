@@ -46,9 +46,8 @@ internal sealed class FleetStepCommand : AsyncCommand<FleetStepCommand.Settings>
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         Analyzer.LoadRules(settings.Rules);
-        string rest = settings.Case!["s3://".Length..];
-        string bucket = rest.Split('/', 2)[0];
-        string prefix = rest.Length > bucket.Length ? rest[(bucket.Length + 1)..].Trim('/') : "";
+        RemoteLocation caseLocation = RemoteLocation.ParsePrefix(settings.Case!);
+        string bucket = caseLocation.Container!, prefix = caseLocation.Key!.Trim('/');
         string Key(string relative) => prefix.Length == 0 ? relative : prefix + "/" + relative;
         string name = RemoteLocation.IsRemote(settings.Image) ? Uri.UnescapeDataString(new Uri(settings.Image).AbsolutePath.Split('/')[^1]) : Path.GetFileName(settings.Image);
         string id = settings.Id ?? FleetCaseStore.Safe(name);

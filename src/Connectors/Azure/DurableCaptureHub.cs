@@ -23,6 +23,22 @@ public sealed record DurableHubTimings
 
     /// <summary>Longest wait between two queue polls when idle. Default 10 s.</summary>
     public TimeSpan MaxPollingInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The Azure Storage task-hub settings with these timings (one partition, leases renewed at a third of
+    /// their length, no app lease): what every CloudMem hub (capture, fleet) runs on.</summary>
+    internal AzureStorageOrchestrationServiceSettings ServiceSettings(string connectionString, string taskHub) => new()
+    {
+        StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
+        TaskHubName = taskHub,
+        PartitionCount = 1,
+        WorkItemQueueVisibilityTimeout = WorkItemVisibility,
+        ControlQueueVisibilityTimeout = ControlVisibility,
+        LeaseInterval = Lease,
+        LeaseRenewInterval = Lease / 3,
+        LeaseAcquireInterval = Lease / 3,
+        MaxQueuePollingInterval = MaxPollingInterval,
+        UseAppLease = false,
+    };
 }
 
 /// <summary>How <see cref="DurableCaptureHub.StartAsync"/> answered.</summary>
@@ -64,19 +80,7 @@ public sealed class DurableCaptureHub
         timings ??= new DurableHubTimings();
         _log = log;
         TaskHub = taskHub;
-        _service = new AzureStorageOrchestrationService(new AzureStorageOrchestrationServiceSettings
-        {
-            StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
-            TaskHubName = taskHub,
-            PartitionCount = 1,
-            WorkItemQueueVisibilityTimeout = timings.WorkItemVisibility,
-            ControlQueueVisibilityTimeout = timings.ControlVisibility,
-            LeaseInterval = timings.Lease,
-            LeaseRenewInterval = timings.Lease / 3,
-            LeaseAcquireInterval = timings.Lease / 3,
-            MaxQueuePollingInterval = timings.MaxPollingInterval,
-            UseAppLease = false,
-        });
+        _service = new AzureStorageOrchestrationService(timings.ServiceSettings(connectionString, taskHub));
         _client = new TaskHubClient(_service);
     }
 

@@ -37,20 +37,9 @@ internal sealed class FleetHub
     public FleetHub(string connectionString, string taskHub, DurableHubTimings timings, int activitiesPerWorker = 1)
     {
         TaskHub = taskHub;
-        _service = new AzureStorageOrchestrationService(new AzureStorageOrchestrationServiceSettings
-        {
-            StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
-            TaskHubName = taskHub,
-            PartitionCount = 1,
-            WorkItemQueueVisibilityTimeout = timings.WorkItemVisibility,
-            ControlQueueVisibilityTimeout = timings.ControlVisibility,
-            LeaseInterval = timings.Lease,
-            LeaseRenewInterval = timings.Lease / 3,
-            LeaseAcquireInterval = timings.Lease / 3,
-            MaxQueuePollingInterval = timings.MaxPollingInterval,
-            MaxConcurrentTaskActivityWorkItems = activitiesPerWorker,
-            UseAppLease = false,
-        });
+        AzureStorageOrchestrationServiceSettings settings = timings.ServiceSettings(connectionString, taskHub);
+        settings.MaxConcurrentTaskActivityWorkItems = activitiesPerWorker;
+        _service = new AzureStorageOrchestrationService(settings);
         _client = new TaskHubClient(_service);
     }
 

@@ -44,10 +44,10 @@ internal sealed class LinuxBannerHints(ProfileCache cache)
         return hints;
     }
 
-    /// <summary>Puts <paramref name="banner"/> first in the list (dropping the oldest beyond the limit).</summary>
-    public void Remember(KernelBanner banner)
+    /// <summary>Puts <paramref name="banner"/> first in the list (dropping the oldest beyond the limit);
+    /// <paramref name="known"/> is the list as <see cref="Read"/> gave it to this command.</summary>
+    public void Remember(KernelBanner banner, IReadOnlyList<(ulong Address, string Text)> known)
     {
-        IReadOnlyList<(ulong Address, string Text)> known = Read();
         if (known.Count > 0 && known[0].Address == banner.PhysicalAddress && known[0].Text == banner.Text)
         {
             return;

@@ -62,7 +62,8 @@ public sealed class LinuxContext
             return profile.TryLoad(physical) ? profile.Kallsyms : null;
         };
         LinuxBannerHints? hints = cached is null ? null : new LinuxBannerHints(cache!);
-        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cached, cancellationToken, logger, hints?.Read());
+        IReadOnlyList<(ulong Address, string Text)>? known = hints?.Read();
+        LinuxKernel kernel = LinuxKernel.Locate(physical, linkTime, options.SystemMapPath ?? options.IsfPath, cached, cancellationToken, logger, known);
         Mark("kernel located");
         if (isf is not null)
         {
@@ -93,7 +94,7 @@ public sealed class LinuxContext
         }
         if (hints is not null && kernel.Symbols is Kallsyms)
         {
-            hints.Remember(kernel.Banner);
+            hints.Remember(kernel.Banner, known!);
         }
         Mark($"types loaded ({types.TypeCount})");
         return new LinuxContext(physical, kernel, types, LinuxProfile.Create(types));

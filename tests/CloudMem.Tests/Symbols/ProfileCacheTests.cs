@@ -78,7 +78,7 @@ public sealed class ProfileCacheTests(WindowsAttackImages images) : IClassFixtur
         var wrongHints = new LinuxBannerHints(wrong);
         foreach (KernelBanner decoy in decoys)
         {
-            wrongHints.Remember(decoy);
+            wrongHints.Remember(decoy, wrongHints.Read());
         }
         Assert.Equal(decoys.Count + 1, wrongHints.Read().Count);
         LinuxContext rescanned = LinuxContext.Open(memory, new LinuxOptions(Cache: wrong));
