@@ -117,13 +117,17 @@ internal sealed class PluginCommand<TSettings> : Command<TSettings> where TSetti
         {
             throw new DirectoryNotFoundException($"output directory '{directory}' does not exist (create it first)");
         }
-        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
-        using var progress = ProgressDisplay.ForTerminal();
         ILogger logger = StderrLogger.FromEnvironment();
+        var phases = PhaseTimer.Start(logger);
+        using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
+        phases.Mark("open capture");
+        using var progress = ProgressDisplay.ForTerminal();
         var pluginContext = new PluginContext(memory, settings.Image, settings.Symbols, TimingProgress.Wrap(progress, logger), logger);
         IReport report = plugin.Run(pluginContext, arguments, cancellationToken);
         progress?.Dispose();
+        phases.Mark("run plugin");
         ReportWriter.Write(report, settings.OutputFormat, Console.Out, Console.Error);
+        phases.Mark("write output");
         return (int)ExitCode.Ok;
     }
 }

@@ -58,3 +58,32 @@ internal sealed class TimingProgress(IProgressSink? inner, ILogger logger) : IPr
         }
     }
 }
+
+/// <summary>With CLOUDMEM_TIMING=1: logs the time from process start to the command, then each phase of it.</summary>
+internal readonly struct PhaseTimer
+{
+    private readonly ILogger? _logger;
+    private readonly System.Diagnostics.Stopwatch? _watch;
+
+    private PhaseTimer(ILogger logger)
+    {
+        _logger = logger;
+        _watch = System.Diagnostics.Stopwatch.StartNew();
+        double sinceStart = (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalMilliseconds;
+        logger.LogDebug("phase: process start to command {Ms:F1} ms (runtime start-up, argument parsing)", sinceStart);
+    }
+
+    /// <summary>A timer that logs when <paramref name="logger"/> takes debug messages, else one that does nothing.</summary>
+    public static PhaseTimer Start(ILogger logger) => logger.IsEnabled(LogLevel.Debug) ? new PhaseTimer(logger) : default;
+
+    /// <summary>Logs the time since the last mark as <paramref name="phase"/>.</summary>
+    public void Mark(string phase)
+    {
+        if (_watch is null)
+        {
+            return;
+        }
+        _logger!.LogDebug("phase: {Phase} {Ms:F1} ms", phase, _watch.Elapsed.TotalMilliseconds);
+        _watch.Restart();
+    }
+}

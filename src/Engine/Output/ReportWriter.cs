@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CloudMem.Engine.Plugins;
 
 namespace CloudMem.Engine.Output;
 
@@ -33,7 +34,14 @@ public static class ReportWriter
         switch (format)
         {
             case OutputFormat.Json:
-                writer.WriteLine(JsonSerializer.Serialize(report.ToJsonModel(), s_indented));
+                writer.WriteLine(IsRows(report, out IRowsReport? rows) ? RowsJson.Document(rows, s_indented)
+                    : JsonSerializer.Serialize(report.ToJsonModel(), s_indented));
+                break;
+            case OutputFormat.Jsonl when IsRows(report, out IRowsReport? table):
+                foreach (string line in RowsJson.Lines(table, s_compact))
+                {
+                    writer.WriteLine(line);
+                }
                 break;
             case OutputFormat.Jsonl:
                 IEnumerable<object>? lines = report.ToJsonLines();
@@ -62,6 +70,20 @@ public static class ReportWriter
                 break;
         }
     }
+
+    /// <summary>A plugin's typed rows (<see cref="RowsReport{TRow}"/>), written by <see cref="RowsJson"/> without the serializer's reflection.</summary>
+    private static bool IsRows(IReport report, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IRowsReport? rows)
+    {
+        rows = report as IRowsReport;
+        return rows is not null && report.GetType().IsGenericType && report.GetType().GetGenericTypeDefinition() == typeof(RowsReport<>);
+    }
+
+    /// <summary>The serializer's JSON of <paramref name="report"/>, compact or indented (what <see cref="RowsJson"/> must equal).</summary>
+    internal static string SerializerJson(IReport report, bool indented) => JsonSerializer.Serialize(report.ToJsonModel(), indented ? s_indented : s_compact);
+
+    /// <summary>The JSON <see cref="Write"/> prints for <paramref name="report"/>, compact or indented.</summary>
+    internal static string Json(IReport report, bool indented)
+        => IsRows(report, out IRowsReport? rows) ? RowsJson.Document(rows, indented ? s_indented : s_compact) : SerializerJson(report, indented);
 
     /// <summary>Serialises any object the way JSON output does.</summary>
     public static string ToJson(object value, bool indented = true) => JsonSerializer.Serialize(value, value.GetType(), indented ? s_indented : s_compact);

@@ -86,61 +86,126 @@ internal sealed class StringTable
 /// </summary>
 internal sealed class NameIndex
 {
-    private readonly byte[] _data;
-    private readonly int _at;
-    private readonly int _count;
-    private readonly StringTable _strings;
+    private readonly SortedNames _names;
 
-    private NameIndex(byte[] data, int at, int count, StringTable strings)
-    {
-        _data = data;
-        _at = at;
-        _count = count;
-        _strings = strings;
-    }
+    private NameIndex(SortedNames names) => _names = names;
 
     /// <summary>Writes (string index, value) pairs sorted by the strings' UTF-8 bytes; the first value of a name wins.</summary>
     public static void Write(CacheWriter writer, IEnumerable<(string Name, int NameIndex, int Value)> entries)
-    {
-        var sorted = new List<(byte[] Key, int Name, int Value)>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach ((string name, int nameIndex, int value) in entries)
-        {
-            if (seen.Add(name))
-            {
-                sorted.Add((Encoding.UTF8.GetBytes(name), nameIndex, value));
-            }
-        }
-        sorted.Sort((a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
-        writer.Int32(sorted.Count);
-        foreach ((_, int name, int value) in sorted)
-        {
-            writer.Int32(name);
-            writer.Int32(value);
-        }
-    }
+        => SortedNames.Write(writer, entries, e => e.Name, e => { writer.Int32(e.NameIndex); writer.Int32(e.Value); });
 
-    public static NameIndex Read(CacheReader reader, StringTable strings)
-    {
-        int count = reader.Count(8);
-        return new NameIndex(reader.Data, reader.Skip(8 * count), count, strings);
-    }
+    public static NameIndex Read(CacheReader reader, StringTable strings) => new(SortedNames.Read(reader, strings, 8));
 
     public bool TryGet(string name, out int value)
+    {
+        int entry = _names.Find(name);
+        value = entry < 0 ? -1 : BinaryPrimitives.ReadInt32LittleEndian(_names.Data.AsSpan(entry + 4));
+        return entry >= 0;
+    }
+}
+
+/// <summary>
+/// A model's symbols (name to address) as a sorted table in the payload: <see cref="TryGetValue"/> is a binary search
+/// over the bytes, so opening a cached Windows kernel model no longer makes 40,000 strings and a dictionary for the
+/// handful of symbols a plugin asks for. Enumerating (rare: reverse lookups) makes the names once.
+/// </summary>
+internal sealed class SymbolIndex : IReadOnlyDictionary<string, ulong>
+{
+    private const int EntryBytes = 12;
+    private readonly SortedNames _names;
+
+    private SymbolIndex(SortedNames names) => _names = names;
+
+    /// <summary>Writes (string index, address) entries sorted by the names' UTF-8 bytes; the first of a name wins.</summary>
+    public static void Write(CacheWriter writer, IEnumerable<(string Name, int NameIndex, ulong Address)> entries)
+        => SortedNames.Write(writer, entries, e => e.Name, e => { writer.Int32(e.NameIndex); writer.Int64((long)e.Address); });
+
+    public static SymbolIndex Read(CacheReader reader, StringTable strings) => new(SortedNames.Read(reader, strings, EntryBytes));
+
+    public int Count => _names.Count;
+
+    public ulong this[string key] => TryGetValue(key, out ulong value) ? value : throw new KeyNotFoundException($"no symbol '{key}'");
+
+    public IEnumerable<string> Keys => this.Select(p => p.Key);
+
+    public IEnumerable<ulong> Values => this.Select(p => p.Value);
+
+    public bool ContainsKey(string key) => _names.Find(key) >= 0;
+
+    public bool TryGetValue(string key, out ulong value)
+    {
+        int entry = _names.Find(key);
+        value = entry < 0 ? 0 : BinaryPrimitives.ReadUInt64LittleEndian(_names.Data.AsSpan(entry + 4));
+        return entry >= 0;
+    }
+
+    public IEnumerator<KeyValuePair<string, ulong>> GetEnumerator()
+    {
+        for (int i = 0; i < _names.Count; i++)
+        {
+            int entry = _names.EntryAt(i);
+            yield return new(_names.NameAt(entry), BinaryPrimitives.ReadUInt64LittleEndian(_names.Data.AsSpan(entry + 4)));
+        }
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
+
+/// <summary>Fixed-size entries in a payload that start with a string index, sorted by those strings' UTF-8 bytes.</summary>
+internal readonly struct SortedNames(byte[] data, int at, int count, int stride, StringTable strings)
+{
+    public byte[] Data => data;
+
+    public int Count => count;
+
+    public static SortedNames Read(CacheReader reader, StringTable strings, int stride)
+    {
+        int count = reader.Count(stride);
+        return new SortedNames(reader.Data, reader.Skip(stride * count), count, stride, strings);
+    }
+
+    /// <summary>Writes the count, then each entry (first of each name only) in UTF-8 byte order of the names.</summary>
+    public static void Write<T>(CacheWriter writer, IEnumerable<T> entries, Func<T, string> name, Action<T> write)
+    {
+        List<T> sorted = Sort(entries, name);
+        writer.Int32(sorted.Count);
+        sorted.ForEach(write);
+    }
+
+    private static List<T> Sort<T>(IEnumerable<T> entries, Func<T, string> name)
+    {
+        var keyed = new List<(byte[] Key, T Entry)>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (T entry in entries)
+        {
+            if (seen.Add(name(entry)))
+            {
+                keyed.Add((Encoding.UTF8.GetBytes(name(entry)), entry));
+            }
+        }
+        keyed.Sort((a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
+        return keyed.ConvertAll(k => k.Entry);
+    }
+
+    public int EntryAt(int index) => at + stride * index;
+
+    public string NameAt(int entry) => strings[BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(entry))];
+
+    /// <summary>The payload position of the entry named <paramref name="name"/>, or -1.</summary>
+    public int Find(string name)
     {
         Span<byte> key = name.Length <= 256 ? stackalloc byte[name.Length * 3] : new byte[Encoding.UTF8.GetMaxByteCount(name.Length)];
         key = key[..Encoding.UTF8.GetBytes(name, key)];
         int low = 0;
-        int high = _count - 1;
+        int high = count - 1;
         while (low <= high)
         {
             int middle = (low + high) >>> 1;
-            int entry = _at + 8 * middle;
-            int compared = _strings.Bytes(BinaryPrimitives.ReadInt32LittleEndian(_data.AsSpan(entry))).SequenceCompareTo(key);
+            int entry = at + stride * middle;
+            int compared = strings.Bytes(BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(entry))).SequenceCompareTo(key);
             if (compared == 0)
             {
-                value = BinaryPrimitives.ReadInt32LittleEndian(_data.AsSpan(entry + 4));
-                return true;
+                return entry;
             }
             if (compared < 0)
             {
@@ -151,7 +216,6 @@ internal sealed class NameIndex
                 high = middle - 1;
             }
         }
-        value = -1;
-        return false;
+        return -1;
     }
 }

@@ -32,7 +32,7 @@ public sealed record ProfileCacheEntry(string Path, string Kind, string Descript
 public sealed class ProfileCache
 {
     /// <summary>The entry format version; entries of another version are rebuilt.</summary>
-    public const int FormatVersion = 2;
+    public const int FormatVersion = 3;
 
     private const string Extension = ".profile";
     private const int HeaderBytes = 8 + 4 + 4 + 8 + 32;

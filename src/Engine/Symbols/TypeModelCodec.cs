@@ -211,7 +211,7 @@ internal static class TypeModelCodec
                 named.Add((name, Name(name), index[type]));
             }
         }
-        var symbols = model.Symbols.Select(kv => (Name: Name(kv.Key), Address: kv.Value)).ToList();
+        var symbols = model.Symbols.Select(kv => (kv.Key, Name(kv.Key), kv.Value)).ToList();
 
         writer.String(model.Source);
         writer.Int32(model.TypeCount);
@@ -229,12 +229,7 @@ internal static class TypeModelCodec
         writer.Bytes(recordBytes);
         NameIndex.Write(writer, aggregates);
         NameIndex.Write(writer, named);
-        writer.Int32(symbols.Count);
-        foreach ((int name, ulong address) in symbols)
-        {
-            writer.Int32(name);
-            writer.Int64((long)address);
-        }
+        SymbolIndex.Write(writer, symbols);
     }
 
     /// <summary>Decodes a whole payload; false (never an exception) when it is not a complete, consistent model.</summary>
@@ -275,12 +270,7 @@ internal static class TypeModelCodec
         var table = new LazyTypeTable(reader.Data, strings, total, offsetsAt, recordsAt, recordsLength);
         NameIndex aggregates = NameIndex.Read(reader, strings);
         NameIndex named = NameIndex.Read(reader, strings);
-        int symbolCount = reader.Count(12);
-        Dictionary<string, ulong>? symbols = symbolCount == 0 ? null : new(symbolCount, StringComparer.Ordinal);
-        for (int s = 0; s < symbolCount; s++)
-        {
-            symbols!.TryAdd(strings[reader.Int32()], (ulong)reader.Int64());
-        }
+        SymbolIndex symbols = SymbolIndex.Read(reader, strings);
         return new TypeModel(source ?? storedSource, table, listed, typeCount, symbols, aggregates, named)
         {
             KernelBanner = hasBanner ? banner : null,

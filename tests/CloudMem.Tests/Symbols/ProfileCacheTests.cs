@@ -192,6 +192,13 @@ public sealed class ProfileCacheTests(WindowsAttackImages images) : IClassFixtur
         Assert.Equal(parsed.TypeCount, cached.TypeCount);
         Assert.Equal(parsed.Types.Count, cached.Types.Count);
         Assert.Equal(parsed.Symbols.OrderBy(kv => kv.Key, StringComparer.Ordinal), cached.Symbols.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        Assert.Equal(parsed.Symbols.Count, cached.Symbols.Count);
+        foreach ((string name, ulong address) in parsed.Symbols)
+        {
+            Assert.True(cached.Symbols.TryGetValue(name, out ulong found) && found == address, $"symbol {name}");   // the binary search
+        }
+        Assert.False(cached.Symbols.TryGetValue("NoSuchSymbolAnywhere", out _));
+        Assert.False(cached.Symbols.ContainsKey(""));
         Assert.Null(cached.FindStruct("no_such_struct_anywhere"));
         foreach (string name in parsed.Types.Select(t => t.Name).Where(n => n.Length > 0).Distinct())
         {
