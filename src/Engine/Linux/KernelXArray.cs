@@ -15,7 +15,7 @@ internal sealed class KernelXArray(TypeModel t)
     private const int ChunkShift = 6, Slots = 1 << ChunkShift;
     private const int MaxNodes = 1 << 20;
     private readonly int _nodeShift = t.TryGetOffset("xa_node", "shift", out int s) ? s : -1;
-    private readonly int _nodeSlots = t.TryGetOffset("xa_node", "slots", out int o) ? o : -1;
+    private readonly int _nodeSlots = t.OptionalOffset("xa_node", "slots");
 
     /// <summary>Whether the type model has struct xa_node's shift and slots.</summary>
     public bool Available => _nodeShift >= 0 && _nodeSlots >= 0;

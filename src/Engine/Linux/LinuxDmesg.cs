@@ -31,7 +31,7 @@ public static class LinuxDmesg
 
     private sealed class Layout(TypeModel t)
     {
-        private int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        private int O(string s, string f) => t.OptionalOffset(s, f);
         private int S(string s) => t.TryGetSize(s, out int n) ? n : -1;
         public int CountBits => O("printk_ringbuffer", "desc_ring.count_bits");
         public int Descs => O("printk_ringbuffer", "desc_ring.descs");

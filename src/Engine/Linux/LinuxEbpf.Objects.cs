@@ -42,7 +42,7 @@ public static partial class LinuxEbpf
         var rows = new List<LinuxBpfMap>();
         TypeModel t = context.Types;
         IVirtualMemory k = context.Kernel.Kernel;
-        int O(string f) => t.TryGetOffset("bpf_map", f, out int o) ? o : -1;
+        int O(string f) => t.OptionalOffset("bpf_map", f);
         int mapType = O("map_type"), keySize = O("key_size"), valueSize = O("value_size"), maxEntries = O("max_entries"), flags = O("map_flags"),
             id = O("id"), name = O("name");
         if (mapType < 0 || id < 0 || Idr(context, "map_idr", notes) is not { } idr)
@@ -71,7 +71,7 @@ public static partial class LinuxEbpf
         var rows = new List<LinuxBpfLink>();
         TypeModel t = context.Types;
         IVirtualMemory k = context.Kernel.Kernel;
-        int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        int O(string s, string f) => t.OptionalOffset(s, f);
         int linkType = O("bpf_link", "type"), linkProg = O("bpf_link", "prog"), linkId = O("bpf_link", "id"), progType = O("bpf_prog", "type"),
             progAux = O("bpf_prog", "aux"), auxId = O("bpf_prog_aux", "id"), auxName = O("bpf_prog_aux", "name"),
             rawTp = O("bpf_raw_tp_link", "btp"), btpTp = O("bpf_raw_event_map", "tp"), tpName = O("tracepoint", "name");

@@ -39,7 +39,7 @@ public static partial class LinuxEbpf
         var rows = new List<LinuxBpfProgram>();
         TypeModel t = context.Types;
         IVirtualMemory k = context.Kernel.Kernel;
-        int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        int O(string s, string f) => t.OptionalOffset(s, f);
         int progType = O("bpf_prog", "type"), progAux = O("bpf_prog", "aux"), auxId = O("bpf_prog_aux", "id"),
             auxName = O("bpf_prog_aux", "name"), tag = O("bpf_prog", "tag"), len = O("bpf_prog", "len"), jitedLen = O("bpf_prog", "jited_len"),
             func = O("bpf_prog", "bpf_func"), attachType = O("bpf_prog", "expected_attach_type"), attachName = O("bpf_prog_aux", "attach_func_name"),

@@ -24,32 +24,30 @@ internal sealed class LinuxFilePaths
     private readonly IVirtualMemory _k;
     private readonly Dictionary<ulong, string> _dnames = [];
 
-    private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-
     public LinuxFilePaths(LinuxContext context)
     {
         _k = context.Kernel.Kernel;
         TypeModel t = context.Types;
-        FilePath = O(t, "file", "f_path");
-        PathMnt = O(t, "path", "mnt");
-        PathDentry = O(t, "path", "dentry");
-        DentryName = O(t, "dentry", "d_name");
-        QstrName = O(t, "qstr", "name");
-        DentryParent = O(t, "dentry", "d_parent");
-        DentryHash = O(t, "dentry", "d_hash");
-        HashPprev = O(t, "hlist_bl_node", "pprev");
-        DentryOp = O(t, "dentry", "d_op");
-        DentryInode = O(t, "dentry", "d_inode");
-        DnameOp = O(t, "dentry_operations", "d_dname");
-        InodeIno = O(t, "inode", "i_ino");
-        InodePrivate = O(t, "inode", "i_private");
-        NsOps = O(t, "ns_common", "ops");
-        NsInum = O(t, "ns_common", "inum");
-        NsOpsName = O(t, "proc_ns_operations", "name");
-        MountMnt = O(t, "mount", "mnt");
-        MountParent = O(t, "mount", "mnt_parent");
-        MountPoint = O(t, "mount", "mnt_mountpoint");
-        VfsMountRoot = O(t, "vfsmount", "mnt_root");
+        FilePath = t.OptionalOffset("file", "f_path");
+        PathMnt = t.OptionalOffset("path", "mnt");
+        PathDentry = t.OptionalOffset("path", "dentry");
+        DentryName = t.OptionalOffset("dentry", "d_name");
+        QstrName = t.OptionalOffset("qstr", "name");
+        DentryParent = t.OptionalOffset("dentry", "d_parent");
+        DentryHash = t.OptionalOffset("dentry", "d_hash");
+        HashPprev = t.OptionalOffset("hlist_bl_node", "pprev");
+        DentryOp = t.OptionalOffset("dentry", "d_op");
+        DentryInode = t.OptionalOffset("dentry", "d_inode");
+        DnameOp = t.OptionalOffset("dentry_operations", "d_dname");
+        InodeIno = t.OptionalOffset("inode", "i_ino");
+        InodePrivate = t.OptionalOffset("inode", "i_private");
+        NsOps = t.OptionalOffset("ns_common", "ops");
+        NsInum = t.OptionalOffset("ns_common", "inum");
+        NsOpsName = t.OptionalOffset("proc_ns_operations", "name");
+        MountMnt = t.OptionalOffset("mount", "mnt");
+        MountParent = t.OptionalOffset("mount", "mnt_parent");
+        MountPoint = t.OptionalOffset("mount", "mnt_mountpoint");
+        VfsMountRoot = t.OptionalOffset("vfsmount", "mnt_root");
         foreach (string name in new[] { "pipefs_dname", "sockfs_dname", "anon_inodefs_dname", "ns_dname", "simple_dname", "dmabuffs_dname" })
         {
             if (context.Kernel.Symbols.TryGetAddress(name, out ulong address))

@@ -84,40 +84,39 @@ public static class LinuxInterfaces
 
     private sealed class Layout(TypeModel t)
     {
-        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int NetList { get; } = O(t, "net", "list");
-        public int NetInum { get; } = O(t, "net", "ns.inum");
-        public int NetDevBase { get; } = O(t, "net", "dev_base_head");
-        public int DevList { get; } = O(t, "net_device", "dev_list");
-        public int DevName { get; } = O(t, "net_device", "name");
-        public int DevIndex { get; } = O(t, "net_device", "ifindex");
-        public int DevMtu { get; } = O(t, "net_device", "mtu");
-        public int DevFlags { get; } = O(t, "net_device", "flags");
-        public int DevGflags { get; } = O(t, "net_device", "gflags");
-        public int DevPromiscuity { get; } = O(t, "net_device", "promiscuity");
-        public int DevState { get; } = O(t, "net_device", "state");
-        public int DevOperState { get; } = O(t, "net_device", "operstate");
-        public int DevType { get; } = O(t, "net_device", "type");
-        public int DevAddrLen { get; } = O(t, "net_device", "addr_len");
-        public int DevAddr { get; } = O(t, "net_device", "dev_addr");
+        public int NetList { get; } = t.OptionalOffset("net", "list");
+        public int NetInum { get; } = t.OptionalOffset("net", "ns.inum");
+        public int NetDevBase { get; } = t.OptionalOffset("net", "dev_base_head");
+        public int DevList { get; } = t.OptionalOffset("net_device", "dev_list");
+        public int DevName { get; } = t.OptionalOffset("net_device", "name");
+        public int DevIndex { get; } = t.OptionalOffset("net_device", "ifindex");
+        public int DevMtu { get; } = t.OptionalOffset("net_device", "mtu");
+        public int DevFlags { get; } = t.OptionalOffset("net_device", "flags");
+        public int DevGflags { get; } = t.OptionalOffset("net_device", "gflags");
+        public int DevPromiscuity { get; } = t.OptionalOffset("net_device", "promiscuity");
+        public int DevState { get; } = t.OptionalOffset("net_device", "state");
+        public int DevOperState { get; } = t.OptionalOffset("net_device", "operstate");
+        public int DevType { get; } = t.OptionalOffset("net_device", "type");
+        public int DevAddrLen { get; } = t.OptionalOffset("net_device", "addr_len");
+        public int DevAddr { get; } = t.OptionalOffset("net_device", "dev_addr");
         public bool DevAddrIsPointer { get; } = t.FindField("net_device", "dev_addr")?.Type.Resolve().Kind == TypeKind.Pointer;
-        public int DevIp { get; } = O(t, "net_device", "ip_ptr");
-        public int DevIp6 { get; } = O(t, "net_device", "ip6_ptr");
-        public int DevQdisc { get; } = O(t, "net_device", "qdisc");
-        public int DevTxQueueLen { get; } = O(t, "net_device", "tx_queue_len");
-        public int QdiscOps { get; } = O(t, "Qdisc", "ops");
-        public int QdiscOpsId { get; } = O(t, "Qdisc_ops", "id");
-        public int InIfaList { get; } = O(t, "in_device", "ifa_list");
-        public int IfaNext { get; } = O(t, "in_ifaddr", "ifa_next");
-        public int IfaLocal { get; } = O(t, "in_ifaddr", "ifa_local");
-        public int IfaPrefix { get; } = O(t, "in_ifaddr", "ifa_prefixlen");
-        public int IfaScope { get; } = O(t, "in_ifaddr", "ifa_scope");
-        public int IfaLabel { get; } = O(t, "in_ifaddr", "ifa_label");
-        public int In6AddrList { get; } = O(t, "inet6_dev", "addr_list");
-        public int If6List { get; } = O(t, "inet6_ifaddr", "if_list");
-        public int If6Addr { get; } = O(t, "inet6_ifaddr", "addr");
-        public int If6Prefix { get; } = O(t, "inet6_ifaddr", "prefix_len");
-        public int If6Scope { get; } = O(t, "inet6_ifaddr", "scope");
+        public int DevIp { get; } = t.OptionalOffset("net_device", "ip_ptr");
+        public int DevIp6 { get; } = t.OptionalOffset("net_device", "ip6_ptr");
+        public int DevQdisc { get; } = t.OptionalOffset("net_device", "qdisc");
+        public int DevTxQueueLen { get; } = t.OptionalOffset("net_device", "tx_queue_len");
+        public int QdiscOps { get; } = t.OptionalOffset("Qdisc", "ops");
+        public int QdiscOpsId { get; } = t.OptionalOffset("Qdisc_ops", "id");
+        public int InIfaList { get; } = t.OptionalOffset("in_device", "ifa_list");
+        public int IfaNext { get; } = t.OptionalOffset("in_ifaddr", "ifa_next");
+        public int IfaLocal { get; } = t.OptionalOffset("in_ifaddr", "ifa_local");
+        public int IfaPrefix { get; } = t.OptionalOffset("in_ifaddr", "ifa_prefixlen");
+        public int IfaScope { get; } = t.OptionalOffset("in_ifaddr", "ifa_scope");
+        public int IfaLabel { get; } = t.OptionalOffset("in_ifaddr", "ifa_label");
+        public int In6AddrList { get; } = t.OptionalOffset("inet6_dev", "addr_list");
+        public int If6List { get; } = t.OptionalOffset("inet6_ifaddr", "if_list");
+        public int If6Addr { get; } = t.OptionalOffset("inet6_ifaddr", "addr");
+        public int If6Prefix { get; } = t.OptionalOffset("inet6_ifaddr", "prefix_len");
+        public int If6Scope { get; } = t.OptionalOffset("inet6_ifaddr", "scope");
     }
 
     /// <summary>linux.ip.link: every interface of every network namespace.</summary>

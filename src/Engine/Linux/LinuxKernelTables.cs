@@ -114,7 +114,7 @@ public static class LinuxKernelTables
         var rows = new List<LinuxTtyHandler>();
         TypeModel t = context.Types;
         IVirtualMemory k = context.Kernel.Kernel;
-        int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        int O(string s, string f) => t.OptionalOffset(s, f);
         int driverList = O("tty_driver", "tty_drivers"), driverTtys = O("tty_driver", "ttys"), driverNum = O("tty_driver", "num"),
             driverName = O("tty_driver", "name"), ttyLdisc = O("tty_struct", "ldisc"), ttyName = O("tty_struct", "name"), ldiscOps = O("tty_ldisc", "ops"),
             opsName = O("tty_ldisc_ops", "name");

@@ -54,7 +54,7 @@ public static class LinuxKeys
         var rows = new List<LinuxKey>();
         TypeModel t = context.Types;
         IVirtualMemory k = context.Kernel.Kernel;
-        int O(string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
+        int O(string s, string f) => t.OptionalOffset(s, f);
         int node = O("key", "serial_node"), serial = O("key", "serial"), type = O("key", "type"), description = O("key", "description"),
             uid = O("key", "uid"), gid = O("key", "gid"), perm = O("key", "perm"), state = O("key", "state"), flags = O("key", "flags"),
             expiry = O("key", "expiry"), datalen = O("key", "datalen"), payload = O("key", "payload"), typeName = O("key_type", "name"),

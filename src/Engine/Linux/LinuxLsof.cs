@@ -62,11 +62,10 @@ public static class LinuxLsof
     /// <summary>The offsets of the file descriptor table, resolved once per walk.</summary>
     internal sealed class FdLayout(TypeModel t)
     {
-        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int TaskFiles { get; } = O(t, "task_struct", "files");
-        public int FilesFdt { get; } = O(t, "files_struct", "fdt");
-        public int FdtMax { get; } = O(t, "fdtable", "max_fds");
-        public int FdtFd { get; } = O(t, "fdtable", "fd");
+        public int TaskFiles { get; } = t.OptionalOffset("task_struct", "files");
+        public int FilesFdt { get; } = t.OptionalOffset("files_struct", "fdt");
+        public int FdtMax { get; } = t.OptionalOffset("fdtable", "max_fds");
+        public int FdtFd { get; } = t.OptionalOffset("fdtable", "fd");
 
         /// <summary>Whether the type model has everything the walk needs.</summary>
         public bool Complete => TaskFiles >= 0 && FilesFdt >= 0 && FdtMax >= 0 && FdtFd >= 0;
@@ -102,19 +101,18 @@ public static class LinuxLsof
 
     private sealed class Layout(TypeModel t)
     {
-        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int FileInode { get; } = O(t, "file", "f_inode");
-        public int FileFlags { get; } = O(t, "file", "f_flags");
-        public int FileMode { get; } = O(t, "file", "f_mode");
-        public int FilePos { get; } = O(t, "file", "f_pos");
-        public int InodeIno { get; } = O(t, "inode", "i_ino");
-        public int InodeMode { get; } = O(t, "inode", "i_mode");
-        public int InodeSize { get; } = O(t, "inode", "i_size");
-        public int InodeSb { get; } = O(t, "inode", "i_sb");
-        public int SbDev { get; } = O(t, "super_block", "s_dev");
+        public int FileInode { get; } = t.OptionalOffset("file", "f_inode");
+        public int FileFlags { get; } = t.OptionalOffset("file", "f_flags");
+        public int FileMode { get; } = t.OptionalOffset("file", "f_mode");
+        public int FilePos { get; } = t.OptionalOffset("file", "f_pos");
+        public int InodeIno { get; } = t.OptionalOffset("inode", "i_ino");
+        public int InodeMode { get; } = t.OptionalOffset("inode", "i_mode");
+        public int InodeSize { get; } = t.OptionalOffset("inode", "i_size");
+        public int InodeSb { get; } = t.OptionalOffset("inode", "i_sb");
+        public int SbDev { get; } = t.OptionalOffset("super_block", "s_dev");
         // 6.1 keeps struct timespec64 i_mtime; 6.6+ splits it into i_mtime_sec / i_mtime_nsec.
-        public int MtimeSec { get; } = t.TryGetOffset("inode", "i_mtime.tv_sec", out int a) ? a : O(t, "inode", "i_mtime_sec");
-        public int MtimeNsec { get; } = t.TryGetOffset("inode", "i_mtime.tv_nsec", out int b) ? b : O(t, "inode", "i_mtime_nsec");
+        public int MtimeSec { get; } = t.TryGetOffset("inode", "i_mtime.tv_sec", out int a) ? a : t.OptionalOffset("inode", "i_mtime_sec");
+        public int MtimeNsec { get; } = t.TryGetOffset("inode", "i_mtime.tv_nsec", out int b) ? b : t.OptionalOffset("inode", "i_mtime_nsec");
     }
 
     /// <summary>linux.lsof: the open files of every process on the task list (or of <paramref name="pids"/>).</summary>

@@ -42,28 +42,27 @@ public static class LinuxMaps
     private sealed class Layout(TypeModel t)
     {
         // Resolved once per walk (these are read for every VMA / socket / dentry level).
-        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int MmMt { get; } = O(t, "mm_struct", "mm_mt");
-        public int MmMmap { get; } = O(t, "mm_struct", "mmap");
-        public int MaRoot { get; } = O(t, "maple_tree", "ma_root");
-        public int Range64Slot { get; } = O(t, "maple_range_64", "slot");
-        public int Arange64Slot { get; } = O(t, "maple_arange_64", "slot");
-        public int NodeSlot { get; } = O(t, "maple_node", "slot");
-        public int VmStart { get; } = O(t, "vm_area_struct", "vm_start");
-        public int VmEnd { get; } = O(t, "vm_area_struct", "vm_end");
-        public int VmNext { get; } = O(t, "vm_area_struct", "vm_next");
-        public int VmFlags { get; } = O(t, "vm_area_struct", "vm_flags");
-        public int VmPgoff { get; } = O(t, "vm_area_struct", "vm_pgoff");
-        public int VmFile { get; } = O(t, "vm_area_struct", "vm_file");
-        public int VmMm { get; } = O(t, "vm_area_struct", "vm_mm");
-        public int VmOps { get; } = O(t, "vm_area_struct", "vm_ops");
-        public int VmPrivate { get; } = O(t, "vm_area_struct", "vm_private_data");
-        public int SpecialName { get; } = O(t, "vm_special_mapping", "name");
-        public int MmStartBrk { get; } = O(t, "mm_struct", "start_brk");
-        public int MmBrk { get; } = O(t, "mm_struct", "brk");
-        public int MmStartStack { get; } = O(t, "mm_struct", "start_stack");
-        public int FileInode { get; } = O(t, "file", "f_inode");
-        public int InodeIno { get; } = O(t, "inode", "i_ino");
+        public int MmMt { get; } = t.OptionalOffset("mm_struct", "mm_mt");
+        public int MmMmap { get; } = t.OptionalOffset("mm_struct", "mmap");
+        public int MaRoot { get; } = t.OptionalOffset("maple_tree", "ma_root");
+        public int Range64Slot { get; } = t.OptionalOffset("maple_range_64", "slot");
+        public int Arange64Slot { get; } = t.OptionalOffset("maple_arange_64", "slot");
+        public int NodeSlot { get; } = t.OptionalOffset("maple_node", "slot");
+        public int VmStart { get; } = t.OptionalOffset("vm_area_struct", "vm_start");
+        public int VmEnd { get; } = t.OptionalOffset("vm_area_struct", "vm_end");
+        public int VmNext { get; } = t.OptionalOffset("vm_area_struct", "vm_next");
+        public int VmFlags { get; } = t.OptionalOffset("vm_area_struct", "vm_flags");
+        public int VmPgoff { get; } = t.OptionalOffset("vm_area_struct", "vm_pgoff");
+        public int VmFile { get; } = t.OptionalOffset("vm_area_struct", "vm_file");
+        public int VmMm { get; } = t.OptionalOffset("vm_area_struct", "vm_mm");
+        public int VmOps { get; } = t.OptionalOffset("vm_area_struct", "vm_ops");
+        public int VmPrivate { get; } = t.OptionalOffset("vm_area_struct", "vm_private_data");
+        public int SpecialName { get; } = t.OptionalOffset("vm_special_mapping", "name");
+        public int MmStartBrk { get; } = t.OptionalOffset("mm_struct", "start_brk");
+        public int MmBrk { get; } = t.OptionalOffset("mm_struct", "brk");
+        public int MmStartStack { get; } = t.OptionalOffset("mm_struct", "start_stack");
+        public int FileInode { get; } = t.OptionalOffset("file", "f_inode");
+        public int InodeIno { get; } = t.OptionalOffset("inode", "i_ino");
     }
 
     /// <summary>Mappings of every user process (or of the given pids).</summary>

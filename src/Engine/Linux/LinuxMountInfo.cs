@@ -42,24 +42,23 @@ public static class LinuxMountInfo
 
     private sealed class Layout(TypeModel t)
     {
-        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int TaskNsProxy { get; } = O(t, "task_struct", "nsproxy");
-        public int NsProxyMnt { get; } = O(t, "nsproxy", "mnt_ns");
-        public int NsList { get; } = O(t, "mnt_namespace", "list");
-        public int NsInum { get; } = O(t, "mnt_namespace", "ns.inum");
-        public int MntList { get; } = O(t, "mount", "mnt_list");
-        public int MntId { get; } = O(t, "mount", "mnt_id");
-        public int MntGroupId { get; } = O(t, "mount", "mnt_group_id");
-        public int MntMaster { get; } = O(t, "mount", "mnt_master");
-        public int MntDevName { get; } = O(t, "mount", "mnt_devname");
-        public int VfsSb { get; } = O(t, "vfsmount", "mnt_sb");
-        public int VfsFlags { get; } = O(t, "vfsmount", "mnt_flags");
-        public int SbDev { get; } = O(t, "super_block", "s_dev");
-        public int SbFlags { get; } = O(t, "super_block", "s_flags");
-        public int SbType { get; } = O(t, "super_block", "s_type");
-        public int SbSubtype { get; } = O(t, "super_block", "s_subtype");
-        public int FsName { get; } = O(t, "file_system_type", "name");
-        public int DentryParent { get; } = O(t, "dentry", "d_parent");
+        public int TaskNsProxy { get; } = t.OptionalOffset("task_struct", "nsproxy");
+        public int NsProxyMnt { get; } = t.OptionalOffset("nsproxy", "mnt_ns");
+        public int NsList { get; } = t.OptionalOffset("mnt_namespace", "list");
+        public int NsInum { get; } = t.OptionalOffset("mnt_namespace", "ns.inum");
+        public int MntList { get; } = t.OptionalOffset("mount", "mnt_list");
+        public int MntId { get; } = t.OptionalOffset("mount", "mnt_id");
+        public int MntGroupId { get; } = t.OptionalOffset("mount", "mnt_group_id");
+        public int MntMaster { get; } = t.OptionalOffset("mount", "mnt_master");
+        public int MntDevName { get; } = t.OptionalOffset("mount", "mnt_devname");
+        public int VfsSb { get; } = t.OptionalOffset("vfsmount", "mnt_sb");
+        public int VfsFlags { get; } = t.OptionalOffset("vfsmount", "mnt_flags");
+        public int SbDev { get; } = t.OptionalOffset("super_block", "s_dev");
+        public int SbFlags { get; } = t.OptionalOffset("super_block", "s_flags");
+        public int SbType { get; } = t.OptionalOffset("super_block", "s_type");
+        public int SbSubtype { get; } = t.OptionalOffset("super_block", "s_subtype");
+        public int FsName { get; } = t.OptionalOffset("file_system_type", "name");
+        public int DentryParent { get; } = t.OptionalOffset("dentry", "d_parent");
     }
 
     /// <summary>linux.mountinfo.</summary>

@@ -50,26 +50,25 @@ public static class LinuxPageCache
 
     private sealed class Layout(TypeModel t)
     {
-        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int SbList { get; } = O(t, "super_block", "s_list");
-        public int SbInodes { get; } = O(t, "super_block", "s_inodes");
-        public int SbMounts { get; } = O(t, "super_block", "s_mounts");
-        public int SbType { get; } = O(t, "super_block", "s_type");
-        public int SbDev { get; } = O(t, "super_block", "s_dev");
-        public int FsName { get; } = O(t, "file_system_type", "name");
-        public int MountInstance { get; } = O(t, "mount", "mnt_instance");
-        public int InodeSbList { get; } = O(t, "inode", "i_sb_list");
-        public int InodeIno { get; } = O(t, "inode", "i_ino");
-        public int InodeMode { get; } = O(t, "inode", "i_mode");
-        public int InodeSize { get; } = O(t, "inode", "i_size");
-        public int InodeNlink { get; } = t.TryGetOffset("inode", "i_nlink", out int a) ? a : O(t, "inode", "__i_nlink");
-        public int InodeMapping { get; } = O(t, "inode", "i_mapping");
-        public int InodeDentry { get; } = O(t, "inode", "i_dentry");
-        public int MtimeSec { get; } = t.TryGetOffset("inode", "i_mtime.tv_sec", out int b) ? b : O(t, "inode", "i_mtime_sec");
-        public int DentryAlias { get; } = O(t, "dentry", "d_u.d_alias");
-        public int MappingPages { get; } = O(t, "address_space", "i_pages");
-        public int MappingNrPages { get; } = O(t, "address_space", "nrpages");
-        public int XaHead { get; } = O(t, "xarray", "xa_head");
+        public int SbList { get; } = t.OptionalOffset("super_block", "s_list");
+        public int SbInodes { get; } = t.OptionalOffset("super_block", "s_inodes");
+        public int SbMounts { get; } = t.OptionalOffset("super_block", "s_mounts");
+        public int SbType { get; } = t.OptionalOffset("super_block", "s_type");
+        public int SbDev { get; } = t.OptionalOffset("super_block", "s_dev");
+        public int FsName { get; } = t.OptionalOffset("file_system_type", "name");
+        public int MountInstance { get; } = t.OptionalOffset("mount", "mnt_instance");
+        public int InodeSbList { get; } = t.OptionalOffset("inode", "i_sb_list");
+        public int InodeIno { get; } = t.OptionalOffset("inode", "i_ino");
+        public int InodeMode { get; } = t.OptionalOffset("inode", "i_mode");
+        public int InodeSize { get; } = t.OptionalOffset("inode", "i_size");
+        public int InodeNlink { get; } = t.TryGetOffset("inode", "i_nlink", out int a) ? a : t.OptionalOffset("inode", "__i_nlink");
+        public int InodeMapping { get; } = t.OptionalOffset("inode", "i_mapping");
+        public int InodeDentry { get; } = t.OptionalOffset("inode", "i_dentry");
+        public int MtimeSec { get; } = t.TryGetOffset("inode", "i_mtime.tv_sec", out int b) ? b : t.OptionalOffset("inode", "i_mtime_sec");
+        public int DentryAlias { get; } = t.OptionalOffset("dentry", "d_u.d_alias");
+        public int MappingPages { get; } = t.OptionalOffset("address_space", "i_pages");
+        public int MappingNrPages { get; } = t.OptionalOffset("address_space", "nrpages");
+        public int XaHead { get; } = t.OptionalOffset("xarray", "xa_head");
         public int PageSize { get; } = t.TryGetSize("page", out int s) ? s : -1;
 
         public bool Complete => SbList >= 0 && SbInodes >= 0 && InodeSbList >= 0 && InodeMapping >= 0 && MappingPages >= 0 && XaHead >= 0 && PageSize > 0 && InodeMode >= 0 && InodeSize >= 0;

@@ -29,27 +29,26 @@ public static class LinuxSockets
     private sealed class Layout(TypeModel t)
     {
         // Resolved once per walk (these are read for every VMA / socket / dentry level).
-        private static int O(TypeModel t, string s, string f) => t.TryGetOffset(s, f, out int o) ? o : -1;
-        public int FileOp { get; } = O(t, "file", "f_op");
-        public int FilePrivate { get; } = O(t, "file", "private_data");
-        public int FileInode { get; } = O(t, "file", "f_inode");
-        public int InodeIno { get; } = O(t, "inode", "i_ino");
-        public int SocketSk { get; } = O(t, "socket", "sk");
-        public int SocketType { get; } = O(t, "socket", "type");
-        public int Family { get; } = O(t, "sock_common", "skc_family");
-        public int State { get; } = O(t, "sock_common", "skc_state");
-        public int RcvSaddr { get; } = O(t, "sock_common", "skc_rcv_saddr");
-        public int Daddr { get; } = O(t, "sock_common", "skc_daddr");
-        public int Num { get; } = O(t, "sock_common", "skc_num");
-        public int Dport { get; } = O(t, "sock_common", "skc_dport");
-        public int V6Daddr { get; } = O(t, "sock_common", "skc_v6_daddr");
-        public int V6Saddr { get; } = O(t, "sock_common", "skc_v6_rcv_saddr");
-        public int SkCommon { get; } = O(t, "sock", "__sk_common");
-        public int SkProtocol { get; } = O(t, "sock", "sk_protocol");
-        public int SkType { get; } = O(t, "sock", "sk_type");
-        public int UnixAddr { get; } = O(t, "unix_sock", "addr");
-        public int UnixAddrLen { get; } = O(t, "unix_address", "len");
-        public int UnixAddrName { get; } = O(t, "unix_address", "name");
+        public int FileOp { get; } = t.OptionalOffset("file", "f_op");
+        public int FilePrivate { get; } = t.OptionalOffset("file", "private_data");
+        public int FileInode { get; } = t.OptionalOffset("file", "f_inode");
+        public int InodeIno { get; } = t.OptionalOffset("inode", "i_ino");
+        public int SocketSk { get; } = t.OptionalOffset("socket", "sk");
+        public int SocketType { get; } = t.OptionalOffset("socket", "type");
+        public int Family { get; } = t.OptionalOffset("sock_common", "skc_family");
+        public int State { get; } = t.OptionalOffset("sock_common", "skc_state");
+        public int RcvSaddr { get; } = t.OptionalOffset("sock_common", "skc_rcv_saddr");
+        public int Daddr { get; } = t.OptionalOffset("sock_common", "skc_daddr");
+        public int Num { get; } = t.OptionalOffset("sock_common", "skc_num");
+        public int Dport { get; } = t.OptionalOffset("sock_common", "skc_dport");
+        public int V6Daddr { get; } = t.OptionalOffset("sock_common", "skc_v6_daddr");
+        public int V6Saddr { get; } = t.OptionalOffset("sock_common", "skc_v6_rcv_saddr");
+        public int SkCommon { get; } = t.OptionalOffset("sock", "__sk_common");
+        public int SkProtocol { get; } = t.OptionalOffset("sock", "sk_protocol");
+        public int SkType { get; } = t.OptionalOffset("sock", "sk_type");
+        public int UnixAddr { get; } = t.OptionalOffset("unix_sock", "addr");
+        public int UnixAddrLen { get; } = t.OptionalOffset("unix_address", "len");
+        public int UnixAddrName { get; } = t.OptionalOffset("unix_address", "name");
     }
 
     /// <summary>Sockets held open by every process.</summary>

@@ -91,6 +91,10 @@ public sealed class TypeModel
     public TypeInfo? FindType(string name)
         => _lazyNamed is null ? _named.GetValueOrDefault(name) : _lazyNamed.TryGet(name, out int index) ? _lazy!.Get(index) : null;
 
+    /// <summary>The offset <see cref="TryGetOffset"/> finds, or -1 when the member is absent (for layout tables whose
+    /// optional members are checked before use; never for row values).</summary>
+    public int OptionalOffset(string structName, string fieldPath) => TryGetOffset(structName, fieldPath, out int offset) ? offset : -1;
+
     /// <summary>
     /// Byte offset of a member from the start of <paramref name="structName"/>. <paramref name="fieldPath"/> is one
     /// member name ("mm") or a dotted path through embedded structs and unions ("tasks.next"); members of anonymous
