@@ -170,5 +170,7 @@ public sealed class AzureDiskSnapshotTests(DurableAzurite azurite) : IClassFixtu
             new CustodyRecorder("azure", bed.VmId, "runcommand-durable", bed.Request(), bed.Log), "capture-2", "alert-2", new Dictionary<string, string>(done), new Dictionary<string, string>(), null, Save, null, CancellationToken.None));
         Assert.Contains("exists already for capture capture-1", clash.Message, StringComparison.Ordinal);
         Assert.Equal(puts.Count, SnapshotPuts(bed).Count);
+        // Every ARM request is one the capture role allows for disk snapshots.
+        Assert.All(bed.Arm.Calls, c => Assert.True(AzureCapturePermissions.For("arm", c.Method, c.Path, AzureCapturePermissions.DiskSnapshots) is not null, $"{c.Method} {c.Path}: not in AzureCapturePermissions.DiskSnapshots"));
     }
 }

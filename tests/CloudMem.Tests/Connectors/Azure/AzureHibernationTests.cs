@@ -130,6 +130,8 @@ public sealed class AzureHibernationTests(AzuriteHost azurite) : IClassFixture<A
         Assert.DoesNotContain(sig, text, StringComparison.Ordinal);
         Assert.DoesNotContain(sig, bed.LogText.ToString(), StringComparison.Ordinal);
         Assert.Equal(text, await UploadedManifestAsync(bed));
+        // Every ARM request is one the hibernation role allows.
+        Assert.All(bed.Arm.Calls, c => Assert.True(AzureCapturePermissions.For("arm", c.Method, c.Path, AzureCapturePermissions.Hibernation) is not null, $"{c.Method} {c.Path}: not in AzureCapturePermissions.Hibernation"));
     }
 
     [SkippableFact]
