@@ -15,7 +15,8 @@ namespace CloudMem.Connectors.Azure;
 /// Disk evidence: the durable workflow's managed-disk snapshots (<see cref="SnapshotDisksAsync"/>, over
 /// <see cref="AzureDiskSnapshots"/>), and the hibernation method: deallocate with hibernate=true, a full snapshot of the
 /// OS disk, then the snapshot read back without attaching it anywhere: Grant Access (a read SAS on the snapshot's VHD,
-/// a page blob), Get Page Ranges, ranged GETs of the written pages (each range's MD5 checked) into a sparse local disk
+/// a page blob), Get Page Ranges, ranged GETs of the written pages (each range's MD5 checked here against the
+/// service's) into a sparse local disk
 /// image, the hibernation image found on it (Linux swsusp in the swap area, Windows hiberfil.sys;
 /// <see cref="HibernationLocator"/>), copied out, hashed on our side and opened with our parsers; Revoke Access on
 /// every outcome.
@@ -177,13 +178,16 @@ internal sealed partial class AzureCaptureConnector
             $"{ranges.Count} written page ranges", cancellationToken);
     }
 
-    /// <summary>One ranged GET (at most 4 MiB) with the service's range MD5 checked by the SDK; the whole buffer must arrive.</summary>
+    /// <summary>
+    /// One ranged GET (at most 4 MiB) asking for the range's MD5 (x-ms-range-get-content-md5); the whole buffer must
+    /// arrive and its MD5, computed here, must equal the service's.
+    /// </summary>
     private static async Task ReadRangeAsync(PageBlobClient blob, long offset, byte[] buffer, CancellationToken cancellationToken)
     {
         var options = new BlobDownloadOptions
         {
             Range = new HttpRange(offset, buffer.Length),
-            TransferValidation = new global::Azure.Storage.DownloadTransferValidationOptions { ChecksumAlgorithm = global::Azure.Storage.StorageChecksumAlgorithm.MD5, AutoValidateChecksum = true },
+            TransferValidation = new global::Azure.Storage.DownloadTransferValidationOptions { ChecksumAlgorithm = global::Azure.Storage.StorageChecksumAlgorithm.MD5, AutoValidateChecksum = false },
         };
         BlobDownloadStreamingResult download = (await blob.DownloadStreamingAsync(options, cancellationToken).ConfigureAwait(false)).Value;
         await using Stream content = download.Content;
@@ -191,6 +195,16 @@ internal sealed partial class AzureCaptureConnector
         if (read != buffer.Length)
         {
             throw new CaptureException($"snapshot read at 0x{offset:X}: {read} bytes returned, {buffer.Length} asked");
+        }
+        byte[]? stated = download.Details.ContentHash;
+        if (stated is not { Length: 16 })
+        {
+            throw new CaptureException($"snapshot read at 0x{offset:X}+{buffer.Length}: the service returned no range MD5");
+        }
+        byte[] ours = System.Security.Cryptography.MD5.HashData(buffer);
+        if (!ours.AsSpan().SequenceEqual(stated))
+        {
+            throw new CaptureException($"snapshot read at 0x{offset:X}+{buffer.Length}: MD5 {Convert.ToHexStringLower(ours)} differs from the service's {Convert.ToHexStringLower(stated)}");
         }
     }
 }

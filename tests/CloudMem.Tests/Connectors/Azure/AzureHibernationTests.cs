@@ -76,6 +76,15 @@ public sealed class AzureHibernationTests(AzuriteHost azurite) : IClassFixture<A
         return blob.GenerateSasUri(BlobSasPermissions.Read, DateTimeOffset.UtcNow.AddHours(1)).AbsoluteUri;
     }
 
+    /// <summary>A snapshot VHD of a disk with random partitions and no hibernation image; returns its read SAS URL.</summary>
+    private async Task<string> JunkSnapshotAsync(TempDir dir)
+    {
+        string junk = dir.File("junk.bin");
+        File.WriteAllBytes(junk, RandomNumberGenerator.GetBytes((int)(2 * HibernationDisks.MiB)));
+        (string disk, _, _) = HibernationDisks.Disk(dir, 0x83, junk, 0);
+        return await SnapshotVhdAsync(disk);
+    }
+
     private static async Task<string> UploadedManifestAsync(AzureTestBed bed)
     {
         BlobItem uploaded = Assert.Single(bed.ContainerClient.GetBlobs(), b => b.Name.EndsWith(".custody.json", StringComparison.Ordinal));
@@ -138,11 +147,8 @@ public sealed class AzureHibernationTests(AzuriteHost azurite) : IClassFixture<A
     public async Task A_snapshot_without_a_hibernation_image_fails_access_is_still_revoked_and_the_failed_manifest_is_uploaded()
     {
         using var dir = new TempDir();
-        string junk = dir.File("junk.bin");
-        File.WriteAllBytes(junk, RandomNumberGenerator.GetBytes((int)(2 * HibernationDisks.MiB)));
-        (string disk, _, _) = HibernationDisks.Disk(dir, 0x83, junk, 0);
         await using var bed = new AzureTestBed(azurite, Fixture.Require("memory.lime"), hibernationEnabled: true);
-        string sas = await SnapshotVhdAsync(disk);
+        string sas = await JunkSnapshotAsync(dir);
         bed.Arm.SnapshotAccess = _ => sas;
 
         CaptureException error = await Assert.ThrowsAsync<CaptureException>(
@@ -152,5 +158,23 @@ public sealed class AzureHibernationTests(AzuriteHost azurite) : IClassFixture<A
         Assert.Single(bed.Arm.RevokedAccess);
         Assert.Empty(bed.Arm.OpenAccess);
         Assert.Contains("\"status\": \"Failed\"", await UploadedManifestAsync(bed), StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task A_byte_corrupted_on_the_way_fails_the_range_md5_check_and_access_is_revoked()
+    {
+        using var dir = new TempDir();
+        await using var bed = new AzureTestBed(azurite, Fixture.Require("memory.lime"), hibernationEnabled: true);
+        string sas = await JunkSnapshotAsync(dir);
+        // 1.5 MB into a connection is inside a 4 MiB range's body.
+        using var proxy = new FaultProxy(new Uri(sas), ProxyFault.CorruptOnce, 1_500_000);
+        bed.Arm.SnapshotAccess = _ => new UriBuilder(sas) { Port = proxy.Url.Port }.Uri.AbsoluteUri;
+
+        CaptureException error = await Assert.ThrowsAsync<CaptureException>(
+            () => bed.Connector(bed.Request(), AzureCaptureMethod.Hibernate).CaptureAsync(CancellationToken.None));
+
+        Assert.Equal(1, proxy.Fired);
+        Assert.Matches("snapshot read at 0x[0-9A-F]+\\+[0-9]+: MD5 [0-9a-f]{32} differs from the service's [0-9a-f]{32}", error.Message);
+        Assert.Single(bed.Arm.RevokedAccess);
     }
 }
