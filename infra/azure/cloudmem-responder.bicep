@@ -37,6 +37,13 @@ param wireActivityLogAlert bool = true
 @description('Container image running `cloudmem durable-worker` (infra/container/Dockerfile); set it to deploy the durable worker as a Container App (cloudmem-worker.bicep) and have the Function start orchestrations instead of capturing itself; empty = no worker')
 param workerImage string = ''
 
+@description('Durable worker: snapshot every managed disk of the VM beside the memory capture (CLOUDMEM_DISK_SNAPSHOTS); false = opt out')
+param diskSnapshots bool = true
+
+@description('Durable worker: subscription and resource group the disk snapshots are copied into (CLOUDMEM_FORENSIC_SUBSCRIPTION / _RESOURCE_GROUP); empty = no copy. Grant the worker Microsoft.Compute/snapshots/write there.')
+param forensicSubscription string = ''
+param forensicResourceGroup string = ''
+
 var suffix = uniqueString(resourceGroup().id, name)
 var deployWorker = !empty(workerImage)
 var durableSecretName = 'cloudmem-durable-storage'
@@ -183,26 +190,61 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
   }
 }
 
-// Least privilege: two custom roles holding exactly what the capture calls (src/Connectors/Azure/AzureCapturePermissions.cs;
-// a test compares them): no VM Contributor, no blob delete, no NIC/NSG/snapshot rights (isolation and hibernation stay
-// manual). The capture role is assignable and assigned on this resource group only, the evidence role on the evidence
-// account only.
+// Least privilege: custom roles holding exactly what the capture calls (src/Connectors/Azure/AzureCapturePermissions.cs;
+// a test compares them): no VM Contributor, no blob delete, no NIC/NSG rights (isolation stays manual). The capture role
+// (Run Command and the workflow's disk snapshots) is assignable and assigned on this resource group only, the evidence
+// role on the evidence account only. The hibernation role is defined here and assigned to no one: the operator assigns
+// it to whoever runs `cloudmem capture azure --method hibernate`. Forensic copies of the snapshots need
+// Microsoft.Compute/snapshots/write in the forensic resource group, granted there by its owner.
 resource captureRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, name, 'cloudmem-capture')
   properties: {
     roleName: 'cloudmem capture (${name}, ${resourceGroup().name})'
-    description: 'cloudmem: read VMs and their instance view; create, read and delete managed run commands'
+    description: 'cloudmem: read VMs and their instance view; create, read and delete managed run commands; snapshot managed disks (no delete)'
     type: 'CustomRole'
     assignableScopes: [ resourceGroup().id ]
     permissions: [
       {
         // cloudmem-permissions: capture actions
         actions: [
+          'Microsoft.Compute/disks/read'
+          'Microsoft.Compute/locations/operations/read'
+          'Microsoft.Compute/snapshots/read'
+          'Microsoft.Compute/snapshots/write'
           'Microsoft.Compute/virtualMachines/instanceView/read'
           'Microsoft.Compute/virtualMachines/read'
           'Microsoft.Compute/virtualMachines/runCommands/delete'
           'Microsoft.Compute/virtualMachines/runCommands/read'
           'Microsoft.Compute/virtualMachines/runCommands/write'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource hibernationRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, name, 'cloudmem-hibernation')
+  properties: {
+    roleName: 'cloudmem hibernation (${name}, ${resourceGroup().name})'
+    description: 'cloudmem: hibernate a VM, snapshot its OS disk and read the snapshot back through a read SAS (no delete)'
+    type: 'CustomRole'
+    assignableScopes: [ resourceGroup().id ]
+    permissions: [
+      {
+        // cloudmem-permissions: hibernation actions
+        actions: [
+          'Microsoft.Compute/disks/read'
+          'Microsoft.Compute/locations/operations/read'
+          'Microsoft.Compute/snapshots/beginGetAccess/action'
+          'Microsoft.Compute/snapshots/endGetAccess/action'
+          'Microsoft.Compute/snapshots/read'
+          'Microsoft.Compute/snapshots/write'
+          'Microsoft.Compute/virtualMachines/deallocate/action'
+          'Microsoft.Compute/virtualMachines/instanceView/read'
+          'Microsoft.Compute/virtualMachines/read'
         ]
         notActions: []
         dataActions: []
@@ -288,6 +330,9 @@ module worker 'cloudmem-worker.bicep' = if (deployWorker) {
     durableSecretName: durableSecretName
     captureRoleId: captureRole.id
     evidenceRoleId: evidenceRole.id
+    diskSnapshots: diskSnapshots ? 'true' : 'false'
+    forensicSubscription: forensicSubscription
+    forensicResourceGroup: forensicResourceGroup
     evidenceAccountName: evidence.name
   }
 }
@@ -332,3 +377,4 @@ resource securityAlert 'Microsoft.Insights/activityLogAlerts@2020-10-01' = if (w
 output functionApp string = app.name
 output evidenceContainerUrl string = '${evidence.properties.primaryEndpoints.blob}${evidenceContainer}'
 output principalId string = app.identity.principalId
+output hibernationRoleId string = hibernationRole.id

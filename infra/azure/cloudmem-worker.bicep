@@ -44,6 +44,13 @@ param evidenceRoleId string
 @description('The evidence storage account name (for the evidence role assignment scope)')
 param evidenceAccountName string
 
+@description('true = snapshot every managed disk beside the memory capture (CLOUDMEM_DISK_SNAPSHOTS)')
+param diskSnapshots string
+
+@description('Where the disk snapshots are copied (CLOUDMEM_FORENSIC_SUBSCRIPTION / _RESOURCE_GROUP); empty = no copy')
+param forensicSubscription string
+param forensicResourceGroup string
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: vaultName
 }
@@ -156,6 +163,9 @@ resource worker 'Microsoft.App/containerApps@2024-03-01' = {
             { name: 'CLOUDMEM_MIN_SEVERITY', value: minSeverity }
             { name: 'CLOUDMEM_DRY_RUN', value: dryRun }
             { name: 'CLOUDMEM_TIMEOUT_MINUTES', value: '110' }
+            { name: 'CLOUDMEM_DISK_SNAPSHOTS', value: diskSnapshots }
+            { name: 'CLOUDMEM_FORENSIC_SUBSCRIPTION', value: forensicSubscription }
+            { name: 'CLOUDMEM_FORENSIC_RESOURCE_GROUP', value: forensicResourceGroup }
             // DefaultAzureCredential picks the user-assigned identity by its client id.
             { name: 'AZURE_CLIENT_ID', value: identity.properties.clientId }
             { name: 'DOTNET_SYSTEM_GLOBALIZATION_INVARIANT', value: '1' }

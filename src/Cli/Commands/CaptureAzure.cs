@@ -77,7 +77,7 @@ internal sealed class CaptureAzureCommand : AsyncCommand<CaptureAzureCommand.Set
         public string? ToolVersion { get; init; }
 
         [CommandOption("--method <METHOD>")]
-        [Description("runcommand (default) or hibernate (opt-in: deallocate with hibernate=true + OS disk snapshot; needs hibernation enabled)")]
+        [Description("runcommand (default) or hibernate (opt-in: deallocate with hibernate=true, OS disk snapshot read back through Grant Access, hibernation image opened; needs hibernation enabled)")]
         [DefaultValue("runcommand")]
         public string Method { get; init; } = "runcommand";
 

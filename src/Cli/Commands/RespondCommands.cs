@@ -36,6 +36,7 @@ internal sealed record ResponderConfig
     public string? SignKeyVaultKey { get; init; }
     public bool DiskSnapshots { get; init; } = true;
     public string? ForensicAccount { get; init; }
+    public AzureForensicTarget? ForensicAzure { get; init; }
     public SsmDocuments Documents { get; init; } = SsmDocuments.AwsOwned;
     public string? DurableStorage { get; init; }
     public string DurableHub { get; init; } = "cloudmem";
@@ -78,6 +79,12 @@ internal sealed record ResponderConfig
             SignKeyVaultKey = Get("CLOUDMEM_SIGN_KEYVAULT_KEY"),
             DiskSnapshots = !string.Equals(Get("CLOUDMEM_DISK_SNAPSHOTS"), "false", StringComparison.OrdinalIgnoreCase),
             ForensicAccount = Get("CLOUDMEM_FORENSIC_ACCOUNT"),
+            ForensicAzure = (Get("CLOUDMEM_FORENSIC_SUBSCRIPTION"), Get("CLOUDMEM_FORENSIC_RESOURCE_GROUP")) switch
+            {
+                (null, null) => null,
+                ({ } subscription, { } group) => new AzureForensicTarget(subscription, group, Get("CLOUDMEM_FORENSIC_LOCATION")),
+                _ => throw new CaptureException("CLOUDMEM_FORENSIC_SUBSCRIPTION and CLOUDMEM_FORENSIC_RESOURCE_GROUP go together (where the disk snapshots are copied)"),
+            },
             Documents = new SsmDocuments(
                 Get("CLOUDMEM_SSM_DOCUMENT_LINUX") ?? SsmDocuments.AwsOwned.Linux,
                 Get("CLOUDMEM_SSM_DOCUMENT_WINDOWS") ?? SsmDocuments.AwsOwned.Windows,
@@ -114,6 +121,8 @@ internal sealed record ResponderConfig
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             OutputDirectory = Out,
             Signer = CaptureCli.Signer(SignKey, SignKmsKey, SignKeyVaultKey),
+            DiskSnapshots = DiskSnapshots,
+            ForensicTarget = ForensicAzure,
         };
         return (new DurableCaptureHub(DurableStorage, DurableHub, log, DurableTimings), steps, ledger);
     }

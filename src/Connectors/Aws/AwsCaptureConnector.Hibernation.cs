@@ -149,31 +149,8 @@ public sealed partial class AwsCaptureConnector
         recorder.Resource("disk-image", disk, $"snapshot {snapshotId} read back with GetSnapshotBlock: {blocks.Count} blocks, each SHA-256 checked against x-amz-Checksum; unwritten blocks are holes (zeros)");
         recorder.Step("read back", $"GetSnapshotBlock x{blocks.Count} ({(long)blocks.Count * blockSize} bytes) into {Path.GetFileName(disk)}");
 
-        IReadOnlyList<HibernationCandidate> candidates = HibernationLocator.Find(disk, blocks.Select(b => ((long)b.BlockIndex * blockSize, (long)blockSize)).ToList(), cancellationToken);
-        var problems = new List<string>();
-        foreach (HibernationCandidate candidate in candidates)
-        {
-            string name = $"hibernation-{candidate.Kind}-{candidate.Offset:X}.img";
-            string path = Path.Combine(_request.OutputDirectory, $"{_options.InstanceId}-{stamp}-{name}");
-            string fromBlocks = HibernationLocator.Carve(disk, candidate, path, cancellationToken);
-            string? openedAs = null;
-            try
-            {
-                openedAs = _opener(path);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                problems.Add($"{candidate.Kind} at 0x{candidate.Offset:X}: {CaptureException.OneLine(e.Message)}");
-                File.Delete(path);
-                continue;
-            }
-            recorder.Step("hibernation image", $"{candidate.Kind} signature at disk offset 0x{candidate.Offset:X} (partition ends at 0x{candidate.End:X}): {candidate.Length} bytes copied out");
-            recorder.Evidence(name, $"ebs://{snapshotId}/{candidate.Offset}+{candidate.Length}", path, new FileInfo(path).Length, candidate.Length,
-                HibernationLocator.Sha256OfFile(path), fromBlocks, openedAs, null);
-            return;
-        }
-        throw new CaptureException(candidates.Count == 0
-            ? $"no hibernation image on snapshot {snapshotId}: no swsusp or hiberfil signature in its {blocks.Count} written blocks"
-            : $"no hibernation image on snapshot {snapshotId} opens with our parsers: {string.Join("; ", problems)}");
+        HibernationLocator.RecordFirstImage(recorder, disk, blocks.Select(b => ((long)b.BlockIndex * blockSize, (long)blockSize)).ToList(),
+            _request.OutputDirectory, $"{_options.InstanceId}-{stamp}", candidate => $"ebs://{snapshotId}/{candidate.Offset}+{candidate.Length}",
+            _opener, $"snapshot {snapshotId}", $"{blocks.Count} written blocks", cancellationToken);
     }
 }

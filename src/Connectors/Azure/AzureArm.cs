@@ -25,7 +25,11 @@ internal sealed record AzureVmFacts(
     string? AgentVersion,
     bool HibernationEnabled,
     string? OsDiskId,
-    IReadOnlyList<string> NicIds);
+    IReadOnlyList<string> NicIds,
+    IReadOnlyList<AzureDataDisk> DataDisks);
+
+/// <summary>A managed data disk attached to a VM (LUN, name, ARM id).</summary>
+internal sealed record AzureDataDisk(int Lun, string Name, string Id);
 
 /// <summary>Where the ARM endpoint is and how to reach it (public cloud by default; tests point it at a local server).</summary>
 /// <param name="Endpoint">ARM base URL, e.g. https://management.azure.com.</param>
@@ -39,7 +43,7 @@ internal sealed record AzureArmSettings(Uri? Endpoint = null, string? Audience =
 /// retries; every response's request ids are recorded by <see cref="Log"/>. Long-running operations are started
 /// with <see cref="WaitUntil.Started"/> and polled by the caller under its own timeout.
 /// </summary>
-internal sealed class AzureArm
+internal sealed partial class AzureArm
 {
     /// <summary>API version used for NICs and NSGs (GenericResource needs one; fixed so no provider lookup happens).</summary>
     public const string NetworkApiVersion = "2023-09-01";
@@ -92,7 +96,9 @@ internal sealed class AzureArm
             view.VmAgent?.VmAgentVersion,
             data.AdditionalCapabilities?.HibernationEnabled == true,
             data.StorageProfile?.OSDisk?.ManagedDisk?.Id?.ToString(),
-            data.NetworkProfile?.NetworkInterfaces?.Where(n => n.Id is not null).Select(n => n.Id!.ToString()).ToArray() ?? []);
+            data.NetworkProfile?.NetworkInterfaces?.Where(n => n.Id is not null).Select(n => n.Id!.ToString()).ToArray() ?? [],
+            data.StorageProfile?.DataDisks?.Where(d => d.ManagedDisk?.Id is not null)
+                .Select(d => new AzureDataDisk(d.Lun, d.Name ?? d.ManagedDisk!.Id!.Name, d.ManagedDisk!.Id!.ToString())).ToArray() ?? []);
     }
 
     /// <summary>
@@ -143,23 +149,12 @@ internal sealed class AzureArm
         => await Vm(vmId).DeallocateAsync(WaitUntil.Started, hibernate: true, cancellationToken).ConfigureAwait(false);
 
     /// <summary>PUT a full-copy snapshot of a managed disk in the VM's resource group; returns the started operation.</summary>
-    public async Task<ArmOperation<SnapshotResource>> StartSnapshotAsync(
+    public Task<ArmOperation<SnapshotResource>> StartSnapshotAsync(
         ResourceIdentifier vmId, string snapshotName, string diskId, string location, IReadOnlyDictionary<string, string> tags,
         CancellationToken cancellationToken)
-    {
-        ResourceGroupResource group = _client.GetResourceGroupResource(
-            ResourceGroupResource.CreateResourceIdentifier(vmId.SubscriptionId!, vmId.ResourceGroupName!));
-        var data = new SnapshotData(new AzureLocation(location))
-        {
-            CreationData = new DiskCreationData(DiskCreateOption.Copy) { SourceResourceId = new ResourceIdentifier(diskId) },
-            Incremental = false,
-        };
-        foreach ((string key, string value) in tags)
-        {
-            data.Tags[key] = value;
-        }
-        return await group.GetSnapshots().CreateOrUpdateAsync(WaitUntil.Started, snapshotName, data, cancellationToken).ConfigureAwait(false);
-    }
+        => StartSnapshotAsync(
+            SnapshotResource.CreateResourceIdentifier(vmId.SubscriptionId!, vmId.ResourceGroupName!, snapshotName),
+            new AzureSnapshotSource(diskId, DiskCreateOption.Copy, Incremental: false), location, tags, cancellationToken);
 
     /// <summary>The NSG id attached to a NIC (null when none).</summary>
     public async Task<string?> GetNicNsgAsync(string nicId, CancellationToken cancellationToken)

@@ -19,8 +19,8 @@ namespace CloudMem.Connectors.Azure;
 /// tool in the container, issue a read-only SAS for the tool blob and a write SAS for exactly one evidence blob,
 /// pass both only as protected parameters of a managed run command, poll its instance view, then stream the blob back
 /// (our SHA-256 while streaming), compare with the guest's hash and size, open the copy with our parsers, and write the
-/// custody manifest with every ARM and Blob request id. Hibernate (opt-in): deallocate with hibernate=true and a full
-/// snapshot of the OS disk.
+/// custody manifest with every ARM and Blob request id. Hibernate (opt-in): deallocate with hibernate=true, a full
+/// snapshot of the OS disk, read back through a Grant Access SAS, the hibernation image found, opened and hashed.
 /// </summary>
 internal sealed partial class AzureCaptureConnector : ICaptureConnector
 {
@@ -30,6 +30,7 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
     private readonly EvidenceOpener _opener;
     private readonly AzureArm _arm;
     private readonly AzureRequestLog _blobLog = new("blob");
+    private readonly BlobClientOptions _blobOptions;
     private readonly BlobServiceClient _blobService;
     private readonly BlobContainerClient _container;
     private readonly string _account;
@@ -45,6 +46,7 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
         _arm = new AzureArm(options.Credential, options.VmId.SubscriptionId!, options.Arm);
         BlobClientOptions blobOptions = options.BlobOptions ?? new BlobClientOptions();
         blobOptions.AddPolicy(_blobLog, HttpPipelinePosition.PerRetry);
+        _blobOptions = blobOptions;
         Uri serviceUri = new(options.ContainerUrl.AbsoluteUri[..options.ContainerUrl.AbsoluteUri.TrimEnd('/').LastIndexOf('/')]);
         _blobService = options.StorageKey is not null
             ? new BlobServiceClient(serviceUri, options.StorageKey, blobOptions)
@@ -131,8 +133,10 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
         {
             plan.Step("hibernate", $"POST deallocate?hibernate=true on {_options.VmId.Name}; poll up to {Resilience.Describe(_request.Timeouts.Operation)}");
             plan.Step("snapshot", $"full snapshot of {facts?.OsDiskId ?? "the OS disk"} in resource group {_options.VmId.ResourceGroupName}");
+            plan.Step("read back", "beginGetAccess (read SAS on the snapshot's VHD), Get Page Ranges, ranged GETs of the written pages into a local disk image; endGetAccess");
+            plan.Step("verify", $"find the hibernation image (swsusp in a swap area, hiberfil.sys), copy it out into {_request.OutputDirectory}, hash it, open it with our parsers", mutating: false);
             plan.Step("manifest", $"write the custody manifest in {_request.OutputDirectory}", mutating: false);
-            plan.Notes.Add("The VM stays deallocated (hibernated) afterwards. The snapshot holds the hibernation file (hiberfil.sys / swap); exporting it and extracting the file is not automated (cloudmem info opens both formats).");
+            plan.Notes.Add("The VM stays deallocated (hibernated) afterwards. hiberfil.sys must be contiguous on its NTFS volume (no NTFS extent mapping is done).");
         }
         return (plan, facts, tool);
     }
@@ -258,45 +262,6 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
         }
     }
 
-    private async Task HibernateAsync(CustodyRecorder recorder, AzureVmFacts facts, CancellationToken cancellationToken)
-    {
-        ArmOperation hibernate = await _arm.StartHibernateAsync(_options.VmId, cancellationToken).ConfigureAwait(false);
-        recorder.Step("hibernate", $"POST deallocate?hibernate=true on {facts.Name} accepted");
-        await Resilience.PollUntilAsync(
-            $"hibernation of {facts.Name}",
-            async token =>
-            {
-                await hibernate.UpdateStatusAsync(token).ConfigureAwait(false);
-                return hibernate.HasCompleted ? PollState<bool>.Finished("Succeeded", true) : PollState<bool>.Pending(OperationState(hibernate.GetRawResponse()));
-            },
-            _request.Timeouts.PollInterval, _request.Timeouts.Operation, cancellationToken).ConfigureAwait(false);
-        AzureVmFacts after = await _arm.DescribeAsync(_options.VmId, cancellationToken).ConfigureAwait(false);
-        recorder.Step("hibernate", $"{facts.Name} is now PowerState/{after.PowerState ?? "unknown"}");
-        string stamp = DateTimeOffset.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
-        string name = $"cloudmem-{(_request.CaseId ?? "nocase")}-{facts.Name}-{stamp}";
-        if (name.Length > 80)
-        {
-            name = name[..80];
-        }
-        var tags = new Dictionary<string, string> { ["cloudmem-source-vm"] = facts.Name, ["cloudmem-trigger"] = _request.Trigger.ToString() };
-        if (_request.CaseId is not null)
-        {
-            tags["cloudmem-case"] = _request.CaseId;
-        }
-        ArmOperation<SnapshotResource> snapshot = await _arm.StartSnapshotAsync(_options.VmId, name, facts.OsDiskId!, facts.Location, tags, cancellationToken).ConfigureAwait(false);
-        recorder.Step("snapshot", $"PUT snapshot {name} of {facts.OsDiskId} accepted");
-        SnapshotResource done = await Resilience.PollUntilAsync(
-            $"snapshot {name}",
-            async token =>
-            {
-                await snapshot.UpdateStatusAsync(token).ConfigureAwait(false);
-                return snapshot.HasCompleted ? PollState<SnapshotResource>.Finished("Succeeded", snapshot.Value) : PollState<SnapshotResource>.Pending(OperationState(snapshot.GetRawResponse()));
-            },
-            _request.Timeouts.PollInterval, _request.Timeouts.Operation, cancellationToken).ConfigureAwait(false);
-        recorder.Resource("snapshot", done.Id.ToString(), $"full copy of {facts.OsDiskId} (unique id {done.Data.UniqueId}, state {done.Data.ProvisioningState})");
-        recorder.Step("snapshot", $"{done.Id} created; the hibernation file inside it is not extracted by this command");
-    }
-
     /// <summary>
     /// Version id, ETag and the content MD5 the Blob service returned for the evidence blob (the service keeps no
     /// whole-blob CRC64 in its properties: x-ms-content-crc64 comes only with individual writes and ranged reads).
@@ -386,22 +351,6 @@ internal sealed partial class AzureCaptureConnector : ICaptureConnector
                 recorder.RequestId(record.Service + "-correlation", operation, record.CorrelationId);
             }
         }
-    }
-
-    private static string OperationState(Response response)
-    {
-        try
-        {
-            using JsonDocument body = JsonDocument.Parse(response.Content.ToMemory());
-            if (body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty("status", out JsonElement status))
-            {
-                return status.GetString() ?? $"HTTP {response.Status}";
-            }
-        }
-        catch (JsonException)
-        {
-        }
-        return $"HTTP {response.Status}";
     }
 
     private static string Excerpt(string text)

@@ -30,11 +30,15 @@ public sealed record AzurePermission(string Service, string Method, string PathP
 /// the evidence role on the container): every ARM and Blob request the Run Command capture and the durable workflow
 /// send, with the one action that allows it. Tests check that every request a whole capture sent matches an entry,
 /// and that the Bicep roles grant exactly these actions and data actions, nothing more (no VM Contributor, no delete).
-/// Isolation (NICs, NSGs) and hibernation (deallocate, snapshots) are not granted: they stay manual.
+/// The durable workflow's disk snapshots (<see cref="DiskSnapshots"/>) are granted by the same capture role; the
+/// hibernation method (<see cref="Hibernation"/>) has a role of its own, defined but assigned to no one (the operator
+/// assigns it to whoever runs <c>capture azure --method hibernate</c>); isolation (NICs, NSGs) stays manual.
 /// </summary>
 public static class AzureCapturePermissions
 {
     private const string Vm = "/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\\.Compute/virtualMachines/[^/]+";
+    private const string Snapshot = "/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\\.Compute/snapshots/[^/]+";
+    private const string Operation = "/subscriptions/[^/]+/providers/Microsoft\\.Compute/locations/[^/]+/operations/[^/]+";
     private const string Container = "/[^/]+";
     private const string Blob = "/[^/]+/.+";
 
@@ -53,10 +57,41 @@ public static class AzureCapturePermissions
         new("blob", "HEAD", Blob, "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", AzurePermissionKind.DataAction, "evidence properties (size, ETag, version, MD5)"),
     ];
 
-    /// <summary>The distinct actions of <paramref name="kind"/>, sorted.</summary>
-    public static IReadOnlyList<string> Actions(AzurePermissionKind kind)
-        => [.. Capture.Where(p => p.Kind == kind).Select(p => p.Action).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+    /// <summary>
+    /// The durable workflow's snapshots step (ARM only; granted by the capture role): the VM read again for its disks,
+    /// snapshots created and read (reused on a retry), their operations polled. A snapshot of a disk also needs read
+    /// access to the disk (<c>disks/read</c>, checked by ARM on the source, not a request of ours). A forensic copy
+    /// needs <c>snapshots/write</c> in the forensic resource group, granted there (not by this template).
+    /// </summary>
+    public static IReadOnlyList<AzurePermission> DiskSnapshots { get; } =
+    [
+        new("arm", "GET", Vm, "Microsoft.Compute/virtualMachines/read", AzurePermissionKind.Action, "the VM's OS and data disks"),
+        new("arm", "GET", Vm + "/instanceView", "Microsoft.Compute/virtualMachines/instanceView/read", AzurePermissionKind.Action, "read with the VM (location, state)"),
+        new("arm", "PUT", Snapshot, "Microsoft.Compute/snapshots/write", AzurePermissionKind.Action, "incremental snapshot of each disk (and the copy, in the forensic resource group)"),
+        new("arm", "GET", Snapshot, "Microsoft.Compute/snapshots/read", AzurePermissionKind.Action, "a retried step finds the snapshot an earlier attempt made; provisioning state"),
+        new("arm", "GET", Operation, "Microsoft.Compute/locations/operations/read", AzurePermissionKind.Action, "poll the snapshot's Azure-AsyncOperation"),
+        new("arm", "GET", "/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\\.Compute/disks/[^/]+", "Microsoft.Compute/disks/read", AzurePermissionKind.Action, "read access to the source disk (checked by ARM when the snapshot is created)"),
+    ];
 
-    /// <summary>The entry covering a request, or null.</summary>
-    public static AzurePermission? For(string service, string method, string path) => Capture.FirstOrDefault(p => p.Matches(service, method, path));
+    /// <summary>The hibernation method (<c>capture azure --method hibernate</c>, ARM only; its own role).</summary>
+    public static IReadOnlyList<AzurePermission> Hibernation { get; } =
+    [
+        new("arm", "GET", Vm, "Microsoft.Compute/virtualMachines/read", AzurePermissionKind.Action, "preflight: hibernation enabled, OS disk"),
+        new("arm", "GET", Vm + "/instanceView", "Microsoft.Compute/virtualMachines/instanceView/read", AzurePermissionKind.Action, "preflight and after: power state"),
+        new("arm", "POST", Vm + "/deallocate", "Microsoft.Compute/virtualMachines/deallocate/action", AzurePermissionKind.Action, "deallocate with hibernate=true"),
+        new("arm", "PUT", Snapshot, "Microsoft.Compute/snapshots/write", AzurePermissionKind.Action, "full snapshot of the OS disk"),
+        new("arm", "GET", Snapshot, "Microsoft.Compute/snapshots/read", AzurePermissionKind.Action, "snapshot provisioning state"),
+        new("arm", "POST", Snapshot + "/beginGetAccess", "Microsoft.Compute/snapshots/beginGetAccess/action", AzurePermissionKind.Action, "read SAS on the snapshot's VHD"),
+        new("arm", "POST", Snapshot + "/endGetAccess", "Microsoft.Compute/snapshots/endGetAccess/action", AzurePermissionKind.Action, "revoke the read SAS"),
+        new("arm", "GET", Operation, "Microsoft.Compute/locations/operations/read", AzurePermissionKind.Action, "poll deallocate, snapshot and access operations"),
+        new("arm", "GET", "/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\\.Compute/disks/[^/]+", "Microsoft.Compute/disks/read", AzurePermissionKind.Action, "read access to the OS disk (checked by ARM when the snapshot is created)"),
+    ];
+
+    /// <summary>The distinct actions of <paramref name="kind"/> in <paramref name="tables"/> (default: <see cref="Capture"/>), sorted.</summary>
+    public static IReadOnlyList<string> Actions(AzurePermissionKind kind, params IReadOnlyList<AzurePermission>[] tables)
+        => [.. (tables.Length == 0 ? [Capture] : tables).SelectMany(t => t).Where(p => p.Kind == kind).Select(p => p.Action).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+
+    /// <summary>The entry of <paramref name="table"/> (default: <see cref="Capture"/>) covering a request, or null.</summary>
+    public static AzurePermission? For(string service, string method, string path, IReadOnlyList<AzurePermission>? table = null)
+        => (table ?? Capture).FirstOrDefault(p => p.Matches(service, method, path));
 }

@@ -27,6 +27,12 @@ internal sealed class AzureRunCommandState
     /// <summary>The run command was deleted after it ended.</summary>
     public bool Deleted { get; set; }
 
+    /// <summary>Managed-disk snapshots made by the snapshots step: disk id to snapshot id (saved as soon as each PUT is accepted).</summary>
+    public Dictionary<string, string> DiskSnapshots { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Forensic copies: snapshot id to the copy's id in the forensic subscription.</summary>
+    public Dictionary<string, string> SnapshotCopies { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
     /// <summary>The evidence blob's name.</summary>
     [JsonIgnore]
     public string EvidenceName => $"{BaseName}.{(Tool == AzureGuestTool.Avml ? "avml" : "raw")}";

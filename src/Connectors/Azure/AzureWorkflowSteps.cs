@@ -9,7 +9,8 @@ namespace CloudMem.Connectors.Azure;
 /// The durable Azure capture as short, resumable steps (the activities of <see cref="DurableCaptureHub"/>'s
 /// orchestration; the Azure twin of <see cref="AwsWorkflowSteps"/>, with the same <see cref="WorkflowInput"/> and
 /// <see cref="WorkflowResult"/>): <c>start</c> (claim the Defender alert on the VM with the orchestration instance as
-/// owner, preflight, stage the tool, SAS, Run Command), <c>poll</c> (one read of the saved operation), <c>verify</c>
+/// owner, preflight, stage the tool, SAS, Run Command), <c>snapshots</c> (incremental snapshots of the VM's managed
+/// disks, optionally copied to a forensic subscription: <see cref="AzureDiskSnapshots"/>), <c>poll</c> (one read of the saved operation), <c>verify</c>
 /// (guest report, read back with our SHA-256, open with our parsers), <c>finalize</c> (Completed manifest beside the
 /// evidence, release: the notification is the claim's final state) and <c>fail</c> (Failed manifest beside the
 /// evidence, release). The Run Command state and the manifest so far live in the claim's table entity
@@ -33,6 +34,15 @@ public sealed class AzureWorkflowSteps : WorkflowStepSettings
         _ledger = ledger;
         _log = log;
     }
+
+    /// <summary>Snapshot the VM's managed disks in the "snapshots" step (CLOUDMEM_DISK_SNAPSHOTS=false opts out).</summary>
+    public bool DiskSnapshots { get; init; } = true;
+
+    /// <summary>Where the disk snapshots are copied at once (CLOUDMEM_FORENSIC_SUBSCRIPTION, _RESOURCE_GROUP, _LOCATION); null: not copied.</summary>
+    public AzureForensicTarget? ForensicTarget { get; init; }
+
+    /// <summary>Test seam: runs after a snapshot's PUT was accepted, before its id is saved (a test fails the step there).</summary>
+    internal Func<string, CancellationToken, Task>? AfterSnapshotCreate { get; init; }
 
     /// <summary>Test seam: runs inside <c>verify</c> after the state is loaded (a test kills the worker there).</summary>
     internal Func<string, CancellationToken, Task>? BeforeStep { get; init; }
@@ -96,11 +106,12 @@ public sealed class AzureWorkflowSteps : WorkflowStepSettings
             WorkflowResult result = step switch
             {
                 "start" => await StartAsync(connector, recorder, state, Save, cancellationToken).ConfigureAwait(false),
+                "snapshots" => await SnapshotsAsync(connector, recorder, alert, input.Execution, state ?? throw NoState(step), Save, cancellationToken).ConfigureAwait(false),
                 "poll" => await PollAsync(connector, alert, state ?? throw NoState(step), cancellationToken).ConfigureAwait(false),
                 "verify" => await VerifyAsync(connector, recorder, state ?? throw NoState(step), cancellationToken).ConfigureAwait(false),
                 "finalize" => await FinalizeAsync(connector, recorder, claim, Save, state, cancellationToken).ConfigureAwait(false),
                 "fail" => await FailAsync(connector, recorder, claim, input, Save, state, cancellationToken).ConfigureAwait(false),
-                _ => throw new TriggerEventException("$.step", $"'{input.Step}' is not start, poll, verify, finalize or fail"),
+                _ => throw new TriggerEventException("$.step", $"'{input.Step}' is not start, snapshots, poll, verify, finalize or fail"),
             };
             if (result.Status is not ("Captured" or "Failed"))
             {
@@ -129,6 +140,19 @@ public sealed class AzureWorkflowSteps : WorkflowStepSettings
         }
         await connector.StartRunCommandAsync(recorder, state, (s, t) => save(s, t), cancellationToken).ConfigureAwait(false);
         return new WorkflowResult { Status = "Started", Reason = $"Run Command sent at {state.RequestedUtc:O}; evidence {state.EvidenceName}" };
+    }
+
+    private async Task<WorkflowResult> SnapshotsAsync(AzureCaptureConnector connector, CustodyRecorder recorder, AlertEvent alert, string execution, AzureRunCommandState state,
+        Func<AzureRunCommandState?, CancellationToken, Task> save, CancellationToken cancellationToken)
+    {
+        if (!DiskSnapshots)
+        {
+            recorder.Step("disk snapshots", "skipped (CLOUDMEM_DISK_SNAPSHOTS=false)");
+            return new WorkflowResult { Status = "Skipped", Reason = "disk snapshots are turned off" };
+        }
+        await connector.SnapshotDisksAsync(recorder, execution, alert.Id, state.DiskSnapshots, state.SnapshotCopies, ForensicTarget,
+            token => save(state, token), AfterSnapshotCreate, cancellationToken).ConfigureAwait(false);
+        return new WorkflowResult { Status = "Snapshotted", Reason = $"{state.DiskSnapshots.Count} managed-disk snapshot(s) of {alert.Target}, {state.SnapshotCopies.Count} forensic copies" };
     }
 
     private async Task<WorkflowResult> PollAsync(AzureCaptureConnector connector, AlertEvent alert, AzureRunCommandState state, CancellationToken cancellationToken)

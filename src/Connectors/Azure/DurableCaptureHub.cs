@@ -62,7 +62,7 @@ public sealed record DurableStart(DurableStartStatus Status, string? InstanceId,
 /// (<see cref="InstanceId"/>; Event Grid delivers at least once, and a second start with the same id is refused
 /// whatever the first one's state), answering at once; a long-running worker (<see cref="RunWorkerAsync"/>, <c>cloudmem
 /// durable-worker</c>) runs the orchestration, whose activities are <see cref="AzureWorkflowSteps"/>' steps: start,
-/// poll (a durable timer between polls), verify, finalize, or fail on any step's final failure. The claim in
+/// disk snapshots, poll (a durable timer between polls), verify, finalize, or fail on any step's final failure. The claim in
 /// <see cref="TableCaptureLedger"/> (owner = instance id) is the second guard: another orchestration for the same alert
 /// or VM never runs the tool.
 /// </summary>
@@ -198,7 +198,7 @@ public sealed class DurableCaptureHub
     }
 
     /// <summary>
-    /// The orchestration: start, poll until done (a durable timer between polls, so no worker waits), verify, finalize;
+    /// The orchestration: start, disk snapshots (a failure there is recorded and the capture goes on), poll until done (a durable timer between polls, so no worker waits), verify, finalize;
     /// any step that fails after its retries sends the orchestration to the fail step, which writes and uploads the Failed
     /// manifest. Deterministic: only activity results and durable timers decide the flow.
     /// </summary>
@@ -229,6 +229,14 @@ public sealed class DurableCaptureHub
                 if (started["done"]?.GetValue<bool>() == true)
                 {
                     return started.ToJsonString();
+                }
+                try
+                {
+                    await Run("snapshots").ConfigureAwait(true);
+                }
+                catch (TaskFailedException)
+                {
+                    // Disk evidence is recorded as failed in the manifest by the step itself; the memory capture goes on.
                 }
                 while (true)
                 {

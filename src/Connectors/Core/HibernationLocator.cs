@@ -102,6 +102,45 @@ public static class HibernationLocator
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
+    /// <summary>
+    /// The part every snapshot read-back shares once the disk image is local: finds the candidates in the
+    /// <paramref name="written"/> ranges, carves each into <paramref name="outputDirectory"/> as
+    /// <c>{filePrefix}-hibernation-{kind}-{offset}.img</c> and records the first one our parsers open as evidence (the
+    /// SHA-256 of the bytes as carved from the disk, and of the copy read back from disk; <paramref name="uri"/> names
+    /// its place in the snapshot). Copies that do not open are deleted. <paramref name="source"/> names the disk in
+    /// messages ("snapshot snap-0abc"), <paramref name="writtenWhat"/> what the written ranges are ("12 written blocks").
+    /// </summary>
+    /// <exception cref="CaptureException">no candidate, or none opens (each one's problem in the message).</exception>
+    public static EvidenceRecord RecordFirstImage(CustodyRecorder recorder, string disk, IReadOnlyList<(long Offset, long Length)> written,
+        string outputDirectory, string filePrefix, Func<HibernationCandidate, string> uri, EvidenceOpener opener, string source, string writtenWhat,
+        CancellationToken cancellationToken)
+    {
+        IReadOnlyList<HibernationCandidate> candidates = Find(disk, written, cancellationToken);
+        var problems = new List<string>();
+        foreach (HibernationCandidate candidate in candidates)
+        {
+            string name = $"hibernation-{candidate.Kind}-{candidate.Offset:X}.img";
+            string path = Path.Combine(outputDirectory, $"{filePrefix}-{name}");
+            string fromDisk = Carve(disk, candidate, path, cancellationToken);
+            string? openedAs;
+            try
+            {
+                openedAs = opener(path);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                problems.Add($"{candidate.Kind} at 0x{candidate.Offset:X}: {CaptureException.OneLine(e.Message)}");
+                File.Delete(path);
+                continue;
+            }
+            recorder.Step("hibernation image", $"{candidate.Kind} signature at disk offset 0x{candidate.Offset:X} (partition ends at 0x{candidate.End:X}): {candidate.Length} bytes copied out");
+            return recorder.Evidence(name, uri(candidate), path, new FileInfo(path).Length, candidate.Length, Sha256OfFile(path), fromDisk, openedAs, null);
+        }
+        throw new CaptureException(candidates.Count == 0
+            ? $"no hibernation image on {source}: no swsusp or hiberfil signature in its {writtenWhat}"
+            : $"no hibernation image on {source} opens with our parsers: {string.Join("; ", problems)}");
+    }
+
     /// <summary>SHA-256 of a whole file, read back from disk.</summary>
     public static string Sha256OfFile(string path)
     {

@@ -215,30 +215,6 @@ public sealed partial class AzureCaptureTests(AzuriteHost azurite) : IClassFixtu
     }
 
     [SkippableFact]
-    public async Task Hibernate_DeallocatesWithHibernateTrue_AndSnapshotsTheOsDisk()
-    {
-        string fixture = Fixture.Require("memory.lime");
-        await using var bed = new AzureTestBed(azurite, fixture, hibernationEnabled: true);
-
-        CaptureResult result = await bed.Connector(bed.Request(), AzureCaptureMethod.Hibernate).CaptureAsync(CancellationToken.None);
-
-        Assert.Equal(CustodyStatus.Completed, result.Manifest.Status);
-        ArmCall deallocate = bed.Arm.MutatingCalls.Single(c => c.Path.EndsWith("/deallocate", StringComparison.Ordinal));
-        Assert.Contains("hibernate=true", deallocate.Query);
-        ArmCall snapshot = bed.Arm.MutatingCalls.Single(c => c.Method == "PUT");
-        Assert.Contains("/providers/Microsoft.Compute/snapshots/cloudmem-IR-42-vm1-", snapshot.Path);
-        using JsonDocument body = JsonDocument.Parse(snapshot.Body);
-        Assert.Equal("Copy", body.RootElement.GetProperty("properties").GetProperty("creationData").GetProperty("createOption").GetString());
-        Assert.EndsWith("/disks/vm1-osdisk", body.RootElement.GetProperty("properties").GetProperty("creationData").GetProperty("sourceResourceId").GetString());
-        ResourceRecord recorded = Assert.Single(result.Manifest.Resources);
-        Assert.Equal(snapshot.Path, recorded.Id);
-        Assert.Contains(result.Manifest.Steps, s => s.Detail.Contains("PowerState/deallocated", StringComparison.Ordinal));
-        // The manifest is uploaded beside the evidence on this path too (it was local-only).
-        BlobItem uploaded = Assert.Single(bed.ContainerClient.GetBlobs(), b => b.Name.EndsWith(".custody.json", StringComparison.Ordinal));
-        Assert.Equal(await File.ReadAllTextAsync(result.ManifestPath), (await bed.ContainerClient.GetBlobClient(uploaded.Name).DownloadContentAsync()).Value.Content.ToString());
-    }
-
-    [SkippableFact]
     public async Task Hibernate_RefusedWhenTheVmHasNoHibernationCapability()
     {
         string fixture = Fixture.Require("memory.lime");

@@ -17,6 +17,23 @@ public sealed class DurableAzurite : IDisposable
 {
     public AzuriteHost Host { get; } = new(https: false, allServices: true);
 
+    /// <summary>Hub timings short enough that a killed worker's work returns within seconds.</summary>
+    internal static DurableHubTimings Fast { get; } = new()
+    {
+        WorkItemVisibility = TimeSpan.FromSeconds(8),
+        ControlVisibility = TimeSpan.FromSeconds(8),
+        Lease = TimeSpan.FromSeconds(6),
+        MaxPollingInterval = TimeSpan.FromMilliseconds(500),
+    };
+
+    /// <summary>The high-severity Defender alert test event, aimed at the test bed's VM.</summary>
+    internal static string Alert(AzureTestBed bed)
+        => File.ReadAllText(Triggers.AlertEventParserTests.Event("defender-alert-high.json"))
+            .Replace("/subscriptions/5a7c9e11-2b4d-4f60-8a1c-3e5f7a9b0c2d/resourceGroups/prod-web/providers/Microsoft.Compute/virtualMachines/web-vm-07", bed.VmId, StringComparison.Ordinal);
+
+    /// <summary>A fresh table or hub name.</summary>
+    internal static string Unique(string prefix) => prefix + Guid.NewGuid().ToString("N")[..10];
+
     public void Dispose() => Host.Dispose();
 }
 
@@ -27,19 +44,11 @@ public sealed class DurableAzurite : IDisposable
 /// </summary>
 public sealed class AzureDurableCaptureTests(DurableAzurite azurite) : IClassFixture<DurableAzurite>
 {
-    private static readonly DurableHubTimings s_fast = new()
-    {
-        WorkItemVisibility = TimeSpan.FromSeconds(8),
-        ControlVisibility = TimeSpan.FromSeconds(8),
-        Lease = TimeSpan.FromSeconds(6),
-        MaxPollingInterval = TimeSpan.FromMilliseconds(500),
-    };
+    private static readonly DurableHubTimings s_fast = DurableAzurite.Fast;
 
-    private static string Alert(AzureTestBed bed)
-        => File.ReadAllText(Triggers.AlertEventParserTests.Event("defender-alert-high.json"))
-            .Replace("/subscriptions/5a7c9e11-2b4d-4f60-8a1c-3e5f7a9b0c2d/resourceGroups/prod-web/providers/Microsoft.Compute/virtualMachines/web-vm-07", bed.VmId, StringComparison.Ordinal);
+    private static string Alert(AzureTestBed bed) => DurableAzurite.Alert(bed);
 
-    private static string Unique(string prefix) => prefix + Guid.NewGuid().ToString("N")[..10];
+    private static string Unique(string prefix) => DurableAzurite.Unique(prefix);
 
     [SkippableFact]
     public async Task SameAlertTwiceConcurrently_OneOrchestration_GuestRunsOnce_ManifestBesideEvidence()

@@ -25,8 +25,9 @@ public sealed partial class AzurePermissionsTests(HttpsAzurite azurite) : IClass
     [Fact]
     public void BicepRoles_GrantExactlyTheTable()
     {
-        string[] actions = [.. AzureCapturePermissions.Actions(AzurePermissionKind.Action)];
+        string[] actions = [.. AzureCapturePermissions.Actions(AzurePermissionKind.Action, AzureCapturePermissions.Capture, AzureCapturePermissions.DiskSnapshots)];
         Assert.Equal(actions.Where(a => a.StartsWith("Microsoft.Compute/", StringComparison.Ordinal)), BicepList("capture actions"));
+        Assert.Equal(AzureCapturePermissions.Actions(AzurePermissionKind.Action, AzureCapturePermissions.Hibernation), BicepList("hibernation actions"));
         Assert.Equal(actions.Where(a => a.StartsWith("Microsoft.Storage/", StringComparison.Ordinal)), BicepList("evidence actions"));
         Assert.Equal(AzureCapturePermissions.Actions(AzurePermissionKind.DataAction), BicepList("evidence dataActions"));
         // No built-in broad role is assigned any more (VM Contributor, Storage Blob Data Contributor).

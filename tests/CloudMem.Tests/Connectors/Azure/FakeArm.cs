@@ -21,13 +21,14 @@ public sealed record ArmCall(string Method, string Path, string Query, string Bo
 
 /// <summary>
 /// A local HTTPS server speaking the ARM REST calls the Azure connector makes (VM, instance view, managed run commands
-/// (PUT/GET with $expand=instanceView/DELETE), deallocate with hibernate, NICs, NSGs, snapshots).
+/// (PUT/GET with $expand=instanceView/DELETE), deallocate with hibernate, NICs, NSGs, managed disks and snapshots
+/// (<c>FakeArm.Disks.cs</c>).
 /// Its run command really runs the guest script (sh) on this machine, its parameters and protectedParameters in the
 /// environment as on Linux, so the script's downloads and uploads hit azurite; the protected parameters are never
 /// returned by a GET, as on Azure. TLS with a certificate made here; clients trust exactly that certificate (<see cref="CreateHandler"/>).
 /// Every response carries x-ms-request-id and x-ms-correlation-request-id.
 /// </summary>
-public sealed class FakeArm : IAsyncDisposable
+public sealed partial class FakeArm : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly ConcurrentDictionary<string, JsonObject> _resources = new(StringComparer.OrdinalIgnoreCase);
@@ -40,6 +41,7 @@ public sealed class FakeArm : IAsyncDisposable
         public volatile bool Done;
         public string Status = "InProgress";
         public Action? OnDone;
+        public JsonObject? Result;
     }
 
     public FakeArm()
@@ -109,7 +111,7 @@ public sealed class FakeArm : IAsyncDisposable
             };
             nicRefs.Add(new JsonObject { ["id"] = nicId, ["properties"] = new JsonObject { ["primary"] = i == 0 } });
         }
-        string diskId = $"{rg}/providers/Microsoft.Compute/disks/{name}-osdisk";
+        string diskId = AddDisk(rg, $"{name}-osdisk");
         _resources[vmId] = new JsonObject
         {
             ["id"] = vmId, ["name"] = name, ["type"] = "Microsoft.Compute/virtualMachines", ["location"] = "westeurope",
@@ -236,6 +238,10 @@ public sealed class FakeArm : IAsyncDisposable
             Accepted(context, opId);
             return;
         }
+        if (await SnapshotAsync(context, method, path, body))
+        {
+            return;
+        }
         if (method == "GET" && path.EndsWith("/instanceView", StringComparison.OrdinalIgnoreCase))
         {
             if (_resources.TryGetValue(path, out JsonObject? view))
@@ -284,23 +290,6 @@ public sealed class FakeArm : IAsyncDisposable
             props["provisioningState"] = "Succeeded";
             nic["properties"] = props.DeepClone();
             await Json(context, 200, nic);
-            return;
-        }
-        if (method == "PUT" && path.Contains("/providers/Microsoft.Compute/snapshots/", StringComparison.OrdinalIgnoreCase))
-        {
-            JsonObject snapshot = JsonNode.Parse(body)!.AsObject();
-            snapshot["id"] = path;
-            snapshot["name"] = path[(path.LastIndexOf('/') + 1)..];
-            snapshot["type"] = "Microsoft.Compute/snapshots";
-            JsonObject props = snapshot["properties"]?.AsObject() ?? new JsonObject();
-            props["provisioningState"] = "Succeeded";
-            props["uniqueId"] = Guid.NewGuid().ToString();
-            props["timeCreated"] = DateTimeOffset.UtcNow.ToString("O");
-            _resources[path] = snapshot;
-            var op = new Operation { Status = "Succeeded", Done = true };
-            string opId = Start(op);
-            context.Response.Headers["Azure-AsyncOperation"] = OperationUri(opId);
-            await Json(context, 202, snapshot);
             return;
         }
         await Json(context, 405, new JsonObject { ["error"] = Error("NotSupportedByFake", $"{method} {path}") });
@@ -364,7 +353,7 @@ public sealed class FakeArm : IAsyncDisposable
         }
         if (result)
         {
-            await Json(context, 200, new JsonObject());
+            await Json(context, 200, op.Result?.DeepClone().AsObject() ?? new JsonObject());
             return;
         }
         var status = new JsonObject { ["status"] = op.Status, ["name"] = id };

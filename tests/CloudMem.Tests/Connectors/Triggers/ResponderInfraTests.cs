@@ -197,7 +197,10 @@ public sealed partial class ResponderInfraTests
 
         string bicep = File.ReadAllText(Path.Combine(dir, "cloudmem-responder.bicep"));
         // Custom roles only (their actions: AzurePermissionsTests), the evidence role on the evidence account.
-        Assert.Equal(2, Regex.Matches(bicep, "type: 'CustomRole'").Count);
+        // The third, the hibernation role, is defined for the operator to assign and assigned to no one here.
+        Assert.Equal(3, Regex.Matches(bicep, "type: 'CustomRole'").Count);
+        Assert.Contains("resource hibernationRole 'Microsoft.Authorization/roleDefinitions@", bicep);
+        Assert.DoesNotContain("roleDefinitionId: hibernationRole.id", bicep);
         Assert.Contains("roleDefinitionId: captureRole.id", bicep);
         Assert.Contains("roleDefinitionId: evidenceRole.id", bicep);
         Assert.Contains("scope: evidence\n", bicep.ReplaceLineEndings("\n"));
