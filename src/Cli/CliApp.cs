@@ -20,16 +20,9 @@ internal static class CliApp
         {
             config.SetApplicationName("cloudmem");
             config.SetInterceptor(new CaptureStatsInterceptor());
-            config.AddCommand<InfoCommand>("info").Also(() => index.Add<InfoCommand>("info", "Captures"))
-                .WithExample("info", "memory.lime")
-                .WithExample("info", "memory.kdump", "--output", "json");
-            config.AddCommand<ConvertCommand>("convert").Also(() => index.Add<ConvertCommand>("convert", "Captures"))
-                .WithExample("convert", "memory.kdump", "--to", "raw", "--out", "memory.raw");
-            config.AddCommand<AnalyzeCommand>("analyze").Also(() => index.Add<AnalyzeCommand>("analyze", "Captures"))
-                .WithExample("analyze", "memory.lime")
-                .WithExample("analyze", "case/aws-i-0abc-IR-42.custody.json", "--out", "IR-42.case", "--yara", "rules/");
-            // A plugin command registers only its own plugin with Spectre: building the command model reflects over every
-            // registered command, which cost more CPU than a warm windows.pslist itself (the index above knows them all).
+            // A plugin command registers only its own plugin with Spectre, and none of the other commands: building the
+            // command model reflects over every registered command's settings, which cost more CPU than a warm
+            // windows.pslist itself (the index above knows every plugin, for usage checks and help).
             string? onlyPlugin = args is [var first, ..] && PluginRegistry.All.Any(p => p.Info.Name == first) ? first : null;
             foreach (IPlugin plugin in PluginRegistry.All.Where(p => onlyPlugin is null || p.Info.Name == onlyPlugin))
             {
@@ -38,75 +31,10 @@ internal static class CliApp
                     : config.AddCommand<PluginCommand<LinuxPluginSettings>>(plugin.Info.Name);
                 command.WithDescription(Spectre.Console.Markup.Escape(plugin.Info.Description));
             }
-            config.AddBranch("symbols", symbols =>
+            if (onlyPlugin is null)
             {
-                symbols.SetDescription("Symbol tables: find what a capture needs and where it is");
-                symbols.AddCommand<SymbolsCheckCommand>("check").Also(() => index.Add<SymbolsCheckCommand>("symbols check", "Captures"))
-                    .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
-            });
-            config.AddBranch("cache", cache =>
-            {
-                cache.SetDescription("The profile cache: parsed symbol files and Linux kernel profiles kept between commands");
-                cache.AddCommand<CacheListCommand>("list").Also(() => index.Add<CacheListCommand>("cache list", "Captures"))
-                    .WithExample("cache", "list");
-                cache.AddCommand<CacheClearCommand>("clear").Also(() => index.Add<CacheClearCommand>("cache clear", "Captures"))
-                    .WithExample("cache", "clear");
-            });
-            config.AddBranch("capture", capture =>
-            {
-                capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
-                capture.AddCommand<AwsCaptureCommand>("aws").Also(() => index.Add<AwsCaptureCommand>("capture aws", "Capture and response (cloud, hypervisor)"))
-                    .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
-                capture.AddCommand<CaptureVSphereCommand>("vsphere").Also(() => index.Add<CaptureVSphereCommand>("capture vsphere", "Capture and response (cloud, hypervisor)"))
-                    .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
-                capture.AddCommand<CaptureHyperVCommand>("hyperv").Also(() => index.Add<CaptureHyperVCommand>("capture hyperv", "Capture and response (cloud, hypervisor)"))
-                    .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
-                capture.AddCommand<CaptureAzureCommand>("azure").Also(() => index.Add<CaptureAzureCommand>("capture azure", "Capture and response (cloud, hypervisor)"))
-                    .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
-                        "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
-            });
-            config.AddBranch("custody", custody =>
-            {
-                custody.SetDescription("Custody manifests: sign and verify");
-                custody.AddCommand<CustodyVerifyCommand>("verify").Also(() => index.Add<CustodyVerifyCommand>("custody verify", "Capture and response (cloud, hypervisor)"))
-                    .WithExample("custody", "verify", "aws-i-0abc-IR-42.custody.json", "--key", "cloudmem.pub");
-                custody.AddCommand<CustodySignCommand>("sign").Also(() => index.Add<CustodySignCommand>("custody sign", "Capture and response (cloud, hypervisor)"));
-                custody.AddCommand<CustodyKeygenCommand>("keygen").Also(() => index.Add<CustodyKeygenCommand>("custody keygen", "Capture and response (cloud, hypervisor)"));
-            });
-            config.AddCommand<RespondCommand>("respond").Also(() => index.Add<RespondCommand>("respond", "Capture and response (cloud, hypervisor)"))
-                .WithExample("respond", "finding.json", "--bucket", "evidence", "--plan");
-            config.AddCommand<LambdaCommand>("lambda").Also(() => index.Add<LambdaCommand>("lambda", "Capture and response (cloud, hypervisor)"));
-            config.AddCommand<ServeFunctionCommand>("serve-function").Also(() => index.Add<ServeFunctionCommand>("serve-function", "Capture and response (cloud, hypervisor)"));
-            config.AddCommand<DurableWorkerCommand>("durable-worker").Also(() => index.Add<DurableWorkerCommand>("durable-worker", "Capture and response (cloud, hypervisor)"));
-            config.AddCommand<WorkflowStepCommand>("workflow-step").Also(() => index.Add<WorkflowStepCommand>("workflow-step", "Capture and response (cloud, hypervisor)"));
-            config.AddBranch("isolate", isolate =>
-            {
-                isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
-                isolate.AddCommand<AwsIsolateCommand>("aws").Also(() => index.Add<AwsIsolateCommand>("isolate aws", "Capture and response (cloud, hypervisor)"))
-                    .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
-                isolate.AddCommand<IsolateAzureCommand>("azure").Also(() => index.Add<IsolateAzureCommand>("isolate azure", "Capture and response (cloud, hypervisor)"))
-                    .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
-                        "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
-            });
-            // ---- fleet: many captures at once (analyze on a Durable Task hub, worker, step for AWS) and questions over all their results ----
-            config.AddBranch("fleet", fleet =>
-            {
-                fleet.SetDescription("Many captures at once: analyse a fleet of captures on a Durable Task hub (or one capture per AWS Step Functions item), and ask questions of all their results");
-                fleet.AddCommand<FleetAnalyzeCommand>("analyze").Also(() => index.Add<FleetAnalyzeCommand>("fleet analyze", "Captures"))
-                    .WithExample("fleet", "analyze", "captures/", "--out", "IR-42.fleet", "--workers", "3")
-                    .WithExample("fleet", "analyze", "s3://evidence/IR-42/", "--out", "IR-42.fleet", "--storage", "UseDevelopmentStorage=true");
-                fleet.AddCommand<FleetWorkerCommand>("worker").Also(() => index.Add<FleetWorkerCommand>("fleet worker", "Captures"));
-                fleet.AddCommand<FleetStepCommand>("step").Also(() => index.Add<FleetStepCommand>("fleet step", "Captures"))
-                    .WithExample("fleet", "step", "s3://evidence/IR-42/web01.lime", "--case", "s3://cases/IR-42");
-                fleet.AddCommand<FleetQueryCommand>("query").Also(() => index.Add<FleetQueryCommand>("fleet query", "Captures"))
-                    .WithExample("fleet", "query", "IR-42.case", "SELECT capture_id, count(*) AS high FROM findings WHERE severity_rank >= 3 GROUP BY capture_id");
-                fleet.AddCommand<FleetWhoHasCommand>("who-has").Also(() => index.Add<FleetWhoHasCommand>("fleet who-has", "Captures"))
-                    .WithExample("fleet", "who-has", "IR-42.case", "--connection", "203.0.113.7:4444")
-                    .WithExample("fleet", "who-has", "IR-42.case", "--finding", "CM-LNX-004");
-            });
-            // ---- end fleet ----
-            config.AddCommand<BenchCommand>("bench").Also(() => index.Add<BenchCommand>("bench", "Captures"))
-                .WithExample("bench", "memory.raw", "memory.lime");
+                Configure(config, index);
+            }
             config.SetExceptionHandler((exception, _) =>
             {
                 error.WriteLine($"cloudmem: {Describe(exception)}");
@@ -144,6 +72,88 @@ internal static class CliApp
         {
             Console.CancelKeyPress -= handler;
         }
+    }
+
+    /// <summary>Every command besides the plugins (not registered when the command is a plugin: see <see cref="Run"/>).</summary>
+    private static void Configure(IConfigurator config, CommandIndex index)
+    {
+        config.AddCommand<InfoCommand>("info").Also(() => index.Add<InfoCommand>("info", "Captures"))
+            .WithExample("info", "memory.lime")
+            .WithExample("info", "memory.kdump", "--output", "json");
+        config.AddCommand<ConvertCommand>("convert").Also(() => index.Add<ConvertCommand>("convert", "Captures"))
+            .WithExample("convert", "memory.kdump", "--to", "raw", "--out", "memory.raw");
+        config.AddCommand<AnalyzeCommand>("analyze").Also(() => index.Add<AnalyzeCommand>("analyze", "Captures"))
+            .WithExample("analyze", "memory.lime")
+            .WithExample("analyze", "case/aws-i-0abc-IR-42.custody.json", "--out", "IR-42.case", "--yara", "rules/");
+        config.AddBranch("symbols", symbols =>
+        {
+            symbols.SetDescription("Symbol tables: find what a capture needs and where it is");
+            symbols.AddCommand<SymbolsCheckCommand>("check").Also(() => index.Add<SymbolsCheckCommand>("symbols check", "Captures"))
+                .WithExample("symbols", "check", "memory.raw", "--symbols", "/data/symbols");
+        });
+        config.AddBranch("cache", cache =>
+        {
+            cache.SetDescription("The profile cache: parsed symbol files and Linux kernel profiles kept between commands");
+            cache.AddCommand<CacheListCommand>("list").Also(() => index.Add<CacheListCommand>("cache list", "Captures"))
+                .WithExample("cache", "list");
+            cache.AddCommand<CacheClearCommand>("clear").Also(() => index.Add<CacheClearCommand>("cache clear", "Captures"))
+                .WithExample("cache", "clear");
+        });
+        config.AddBranch("capture", capture =>
+        {
+            capture.SetDescription("Capture a cloud VM's memory into the provider's storage, verified, with a custody manifest");
+            capture.AddCommand<AwsCaptureCommand>("aws").Also(() => index.Add<AwsCaptureCommand>("capture aws", "Capture and response (cloud, hypervisor)"))
+                .WithExample("capture", "aws", "i-0123456789abcdef0", "--bucket", "evidence", "--case-id", "IR-42", "--plan");
+            capture.AddCommand<CaptureVSphereCommand>("vsphere").Also(() => index.Add<CaptureVSphereCommand>("capture vsphere", "Capture and response (cloud, hypervisor)"))
+                .WithExample("capture", "vsphere", "vm-42", "--server", "https://vc.example.org", "--case-id", "IR-1");
+            capture.AddCommand<CaptureHyperVCommand>("hyperv").Also(() => index.Add<CaptureHyperVCommand>("capture hyperv", "Capture and response (cloud, hypervisor)"))
+                .WithExample("capture", "hyperv", "web01", "--host", "hv01.corp.example", "--method", "checkpoint");
+            capture.AddCommand<CaptureAzureCommand>("azure").Also(() => index.Add<CaptureAzureCommand>("capture azure", "Capture and response (cloud, hypervisor)"))
+                .WithExample("capture", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
+                    "--container-url", "https://acct.blob.core.windows.net/evidence", "--tool-file", "avml", "--case-id", "IR-42");
+        });
+        config.AddBranch("custody", custody =>
+        {
+            custody.SetDescription("Custody manifests: sign and verify");
+            custody.AddCommand<CustodyVerifyCommand>("verify").Also(() => index.Add<CustodyVerifyCommand>("custody verify", "Capture and response (cloud, hypervisor)"))
+                .WithExample("custody", "verify", "aws-i-0abc-IR-42.custody.json", "--key", "cloudmem.pub");
+            custody.AddCommand<CustodySignCommand>("sign").Also(() => index.Add<CustodySignCommand>("custody sign", "Capture and response (cloud, hypervisor)"));
+            custody.AddCommand<CustodyKeygenCommand>("keygen").Also(() => index.Add<CustodyKeygenCommand>("custody keygen", "Capture and response (cloud, hypervisor)"));
+        });
+        config.AddCommand<RespondCommand>("respond").Also(() => index.Add<RespondCommand>("respond", "Capture and response (cloud, hypervisor)"))
+            .WithExample("respond", "finding.json", "--bucket", "evidence", "--plan");
+        config.AddCommand<LambdaCommand>("lambda").Also(() => index.Add<LambdaCommand>("lambda", "Capture and response (cloud, hypervisor)"));
+        config.AddCommand<ServeFunctionCommand>("serve-function").Also(() => index.Add<ServeFunctionCommand>("serve-function", "Capture and response (cloud, hypervisor)"));
+        config.AddCommand<DurableWorkerCommand>("durable-worker").Also(() => index.Add<DurableWorkerCommand>("durable-worker", "Capture and response (cloud, hypervisor)"));
+        config.AddCommand<WorkflowStepCommand>("workflow-step").Also(() => index.Add<WorkflowStepCommand>("workflow-step", "Capture and response (cloud, hypervisor)"));
+        config.AddBranch("isolate", isolate =>
+        {
+            isolate.SetDescription("Contain a cloud VM without stopping it, each step recorded in a custody manifest");
+            isolate.AddCommand<AwsIsolateCommand>("aws").Also(() => index.Add<AwsIsolateCommand>("isolate aws", "Capture and response (cloud, hypervisor)"))
+                .WithExample("isolate", "aws", "i-0123456789abcdef0", "--transition-sg", "sg-open", "--isolation-sg", "sg-closed", "--plan");
+            isolate.AddCommand<IsolateAzureCommand>("azure").Also(() => index.Add<IsolateAzureCommand>("isolate azure", "Capture and response (cloud, hypervisor)"))
+                .WithExample("isolate", "azure", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm1",
+                    "--nsg", "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/networkSecurityGroups/isolate");
+        });
+        // ---- fleet: many captures at once (analyze on a Durable Task hub, worker, step for AWS) and questions over all their results ----
+        config.AddBranch("fleet", fleet =>
+        {
+            fleet.SetDescription("Many captures at once: analyse a fleet of captures on a Durable Task hub (or one capture per AWS Step Functions item), and ask questions of all their results");
+            fleet.AddCommand<FleetAnalyzeCommand>("analyze").Also(() => index.Add<FleetAnalyzeCommand>("fleet analyze", "Captures"))
+                .WithExample("fleet", "analyze", "captures/", "--out", "IR-42.fleet", "--workers", "3")
+                .WithExample("fleet", "analyze", "s3://evidence/IR-42/", "--out", "IR-42.fleet", "--storage", "UseDevelopmentStorage=true");
+            fleet.AddCommand<FleetWorkerCommand>("worker").Also(() => index.Add<FleetWorkerCommand>("fleet worker", "Captures"));
+            fleet.AddCommand<FleetStepCommand>("step").Also(() => index.Add<FleetStepCommand>("fleet step", "Captures"))
+                .WithExample("fleet", "step", "s3://evidence/IR-42/web01.lime", "--case", "s3://cases/IR-42");
+            fleet.AddCommand<FleetQueryCommand>("query").Also(() => index.Add<FleetQueryCommand>("fleet query", "Captures"))
+                .WithExample("fleet", "query", "IR-42.case", "SELECT capture_id, count(*) AS high FROM findings WHERE severity_rank >= 3 GROUP BY capture_id");
+            fleet.AddCommand<FleetWhoHasCommand>("who-has").Also(() => index.Add<FleetWhoHasCommand>("fleet who-has", "Captures"))
+                .WithExample("fleet", "who-has", "IR-42.case", "--connection", "203.0.113.7:4444")
+                .WithExample("fleet", "who-has", "IR-42.case", "--finding", "CM-LNX-004");
+        });
+        // ---- end fleet ----
+        config.AddCommand<BenchCommand>("bench").Also(() => index.Add<BenchCommand>("bench", "Captures"))
+            .WithExample("bench", "memory.raw", "memory.lime");
     }
 
     /// <summary>One line, no stack trace.</summary>
