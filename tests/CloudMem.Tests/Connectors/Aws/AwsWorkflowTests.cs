@@ -16,7 +16,7 @@ public sealed class AwsWorkflowTests
 {
     private const string Execution = "arn:aws:states:eu-west-1:123456789012:execution:cloudmem-capture:7f0e";
 
-    private static WorkflowInput Input(string step, string execution = Execution, string? error = null) => new()
+    internal static WorkflowInput Input(string step, string execution = Execution, string? error = null) => new()
     {
         Step = step,
         Event = JsonDocument.Parse(File.ReadAllText(AlertEventParserTests.Event("guardduty-eventbridge-high.json"))).RootElement.Clone(),
@@ -24,11 +24,11 @@ public sealed class AwsWorkflowTests
         Error = error is null ? null : JsonDocument.Parse(error).RootElement.Clone(),
     };
 
-    private sealed class World : IDisposable
+    internal sealed class World : IDisposable
     {
-        public World()
+        public World(string? fixture = null, long memTotalBytes = 200_000 * 1024L)
         {
-            Harness = new AwsHarness(Fixture.Require("memory.lime"));
+            Harness = new AwsHarness(fixture ?? Fixture.Require("memory.lime"), memTotalBytes: memTotalBytes);
             Dynalite = new DynaliteEmulator();
             Runs = Path.Combine(Harness.OutputDirectory, "..", "tool-runs");
             File.WriteAllText(Harness.ToolFile, $"#!/bin/bash\necho run >> '{Runs}'\nexec cat '{Harness.Fixture}' > \"$1\"\n");
@@ -40,15 +40,27 @@ public sealed class AwsWorkflowTests
 
         public string Runs { get; }
 
+        /// <summary>Each step's budget (the stand-in for Lambda's 15 minutes); null: none.</summary>
+        public TimeSpan? StepBudget { get; init; }
+
+        /// <summary>What finalize keeps of the budget after its read-back checkpoint.</summary>
+        public TimeSpan CheckpointMargin { get; init; } = TimeSpan.FromMinutes(2);
+
+        public long MinPartBytes { get; init; } = 8L << 20;
+
+        public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromMinutes(3);
+
         /// <summary>One step in a fresh sandbox.</summary>
-        public async Task<WorkflowResult> StepAsync(WorkflowInput input, EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null, string? forensicAccount = null, bool diskSnapshots = true)
+        public async Task<WorkflowResult> StepAsync(WorkflowInput input, S3EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null, string? forensicAccount = null, bool diskSnapshots = true)
         {
             using DynamoCaptureLedger ledger = Dynalite.Ledger(Harness.Log);
-            var steps = new AwsWorkflowSteps(new TriggerPolicy(), _ => Harness.Connection, ledger, AwsHarness.Bucket, "cases", Harness.ToolFile, opener ?? CloudMem.Cli.Commands.CaptureCli.ParserOpener, Harness.Log)
+            var steps = new AwsWorkflowSteps(new TriggerPolicy(), _ => Harness.Connection, ledger, AwsHarness.Bucket, "cases", Harness.ToolFile, opener ?? CloudMem.Cli.Commands.CaptureCli.S3InPlaceOpener, Harness.Log)
             {
-                Timeouts = new CaptureTimeouts { Command = TimeSpan.FromMinutes(3), PollInterval = TimeSpan.FromMilliseconds(200), Operation = TimeSpan.FromMinutes(1) },
+                Timeouts = new CaptureTimeouts { Command = CommandTimeout, PollInterval = TimeSpan.FromMilliseconds(200), Operation = TimeSpan.FromMinutes(1) },
                 OutputDirectory = Harness.OutputDirectory,
-                MinPartBytes = 8L << 20,
+                MinPartBytes = MinPartBytes,
+                StepBudget = StepBudget,
+                CheckpointMargin = CheckpointMargin,
                 BeforeComplete = beforeComplete,
                 ForensicAccount = forensicAccount,
                 DiskSnapshots = diskSnapshots,
@@ -157,7 +169,7 @@ public sealed class AwsWorkflowTests
 
         // Attempt 1 stops before CompleteMultipartUpload (the Lambda's deadline), attempt 2 after it, while verifying.
         await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), beforeComplete: _ => throw new OperationCanceledException("step deadline")));
-        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: _ => throw new OperationCanceledException("step deadline")));
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: (_, _, _) => throw new OperationCanceledException("step deadline")));
         WorkflowResult captured = await world.StepAsync(Input("finalize"));
 
         Assert.Equal("Captured", captured.Status);
@@ -186,7 +198,8 @@ public sealed class AwsWorkflowTests
         Assert.Contains(workflow, d => d.StartsWith("finalize attempt 2 stopped: step deadline", StringComparison.Ordinal));
         Assert.Contains(workflow, d => d.StartsWith("finalize attempt 3 ", StringComparison.Ordinal));
         Assert.Contains(manifest.Steps, s => s.Action == "resume" && s.Detail.Contains("command", StringComparison.Ordinal) && s.Detail.Contains("not sent again", StringComparison.Ordinal));
-        Assert.Contains(manifest.Steps, s => s.Action == "resume" && s.Detail.Contains("already completed", StringComparison.Ordinal));
+        // Attempt 3 goes on from the read-back attempt 2 saved (hashed to the end): the upload is not completed again.
+        Assert.Contains(manifest.Steps, s => s.Action == "read back" && s.Detail.Contains($"bytes 0-{evidence.SizeBytes - 1} of {evidence.SizeBytes} hashed here", StringComparison.Ordinal));
         Assert.DoesNotContain(manifest.Steps, s => s.Action == "abort upload");
 
         Dictionary<string, AttributeValue> item = await world.ItemAsync();
@@ -259,7 +272,7 @@ public sealed class AwsWorkflowTests
         await world.PollUntilDoneAsync();
         // The Lambda finalize ran out of time after CompleteMultipartUpload (States.Timeout): the state machine starts the
         // Fargate task, whose container runs `cloudmem workflow-step` with the step in its environment overrides.
-        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: _ => throw new OperationCanceledException("lambda deadline")));
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: (_, _, _) => throw new OperationCanceledException("lambda deadline")));
         Dictionary<string, string> environment = world.CliEnvironment();
         environment["CLOUDMEM_WORKFLOW_STEP"] = "finalize";
         environment["CLOUDMEM_WORKFLOW_EVENT"] = File.ReadAllText(AlertEventParserTests.Event("guardduty-eventbridge-high.json"));
