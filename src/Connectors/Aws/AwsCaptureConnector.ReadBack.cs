@@ -90,11 +90,16 @@ public sealed partial class AwsCaptureConnector
     /// <summary>How often a running read-back saves its place (a step killed mid-way loses at most this much work).</summary>
     internal TimeSpan ReadBackSaveEvery { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Test seam: runs after each piece of the read-back with the bytes hashed so far (a test stops a step there).</summary>
+    internal Func<long, CancellationToken, Task>? AfterReadBackPiece { get; init; }
+
     // One ranged GetObject from the saved offset to the end (conditional on the ETag), hashed in 1 MiB pieces, until the
-    // end or the checkpoint; at least one piece is read, so every invocation makes progress.
+    // end or the checkpoint; at least one piece is read, so every invocation makes progress. The offset and the hash
+    // state in the saved state move together: a step stopped between saves goes on from the last save.
     private async Task ReadRangeAsync(CustodyRecorder recorder, AwsCalls calls, SsmCaptureState state, ReadBackState back, ResumableSha256 hash, string uri, DateTimeOffset checkpointBy, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
     {
         long from = back.Offset;
+        long offset = from;
         var clock = Stopwatch.StartNew();
         TimeSpan nextSave = ReadBackSaveEvery;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(ReadBackChunk);
@@ -108,23 +113,27 @@ public sealed partial class AwsCaptureConnector
                 EtagToMatch = back.ETag,
             }, t), cancellationToken).ConfigureAwait(false);
             Stream body = get.ResponseStream;
-            while (back.Offset < back.Length)
+            while (offset < back.Length)
             {
-                int want = (int)Math.Min(ReadBackChunk, back.Length - back.Offset);
+                int want = (int)Math.Min(ReadBackChunk, back.Length - offset);
                 int n = await body.ReadAtLeastAsync(buffer.AsMemory(0, want), want, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
                 if (n < want)
                 {
-                    throw new CaptureException($"{uri}: the ranged read from byte {from} ended at byte {back.Offset + n} of {back.Length}");
+                    throw new CaptureException($"{uri}: the ranged read from byte {from} ended at byte {offset + n} of {back.Length}");
                 }
                 hash.Append(buffer.AsSpan(0, n));
-                back.Offset += n;
+                offset += n;
+                if (AfterReadBackPiece is not null)
+                {
+                    await AfterReadBackPiece(offset, cancellationToken).ConfigureAwait(false);
+                }
                 if (DateTimeOffset.UtcNow >= checkpointBy)
                 {
                     break;
                 }
-                if (clock.Elapsed >= nextSave && back.Offset < back.Length)
+                if (clock.Elapsed >= nextSave && offset < back.Length)
                 {
-                    back.Hash = hash.Export();
+                    (back.Offset, back.Hash) = (offset, hash.Export());
                     await save(state, cancellationToken).ConfigureAwait(false);
                     nextSave = clock.Elapsed + ReadBackSaveEvery;
                 }
@@ -134,7 +143,7 @@ public sealed partial class AwsCaptureConnector
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
-        back.Hash = hash.Export();
+        (back.Offset, back.Hash) = (offset, hash.Export());
         back.Steps++;
         await save(state, cancellationToken).ConfigureAwait(false);
         double seconds = clock.Elapsed.TotalSeconds;

@@ -146,6 +146,12 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
     /// <summary>Test seam handed to the connector (runs just before CompleteMultipartUpload).</summary>
     internal Func<CancellationToken, Task>? BeforeComplete { get; init; }
 
+    /// <summary>Test seam handed to the connector (runs after each read-back piece with the bytes hashed so far).</summary>
+    internal Func<long, CancellationToken, Task>? AfterReadBackPiece { get; init; }
+
+    /// <summary>How often finalize's read-back saves its place (tests: every piece).</summary>
+    internal TimeSpan ReadBackSaveEvery { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Runs one step; <paramref name="deadline"/> is when the runtime stops it (Lambda's invocation deadline).</summary>
     /// <exception cref="CaptureException">the step failed (the state machine retries or takes the failure path).</exception>
     public async Task<WorkflowResult> RunAsync(WorkflowInput input, CancellationToken cancellationToken, DateTimeOffset? deadline = null)
@@ -186,7 +192,7 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
         {
             options = options with { MinPartBytes = part };
         }
-        var connector = new AwsCaptureConnector(clients, options, request, _log, NoLocalCopy) { BeforeComplete = BeforeComplete };
+        var connector = new AwsCaptureConnector(clients, options, request, _log, NoLocalCopy) { BeforeComplete = BeforeComplete, AfterReadBackPiece = AfterReadBackPiece, ReadBackSaveEvery = ReadBackSaveEvery };
 
         async Task Save(SsmCaptureState current, CancellationToken token)
         {

@@ -93,7 +93,7 @@ public sealed class AwsWorkflowFourGiBTests(ITestOutputHelper output)
         // Hashed outside the guest (by range over the finalize steps) = the guest's = the source's.
         Assert.Equal(await expected, evidence.Sha256);
         Assert.Equal(evidence.Sha256, evidence.SourceSha256);
-        Assert.Equal("lime", evidence.OpenedAs);
+        Assert.Equal("LiME", evidence.OpenedAs);
         Assert.Null(evidence.LocalPath);
         // The read-back ranges tile the object, in order, each recorded with its time in the manifest.
         long next = 0;

@@ -41,7 +41,7 @@ public sealed class AwsWorkflowTests
         public string Runs { get; }
 
         /// <summary>Each step's budget (the stand-in for Lambda's 15 minutes); null: none.</summary>
-        public TimeSpan? StepBudget { get; init; }
+        public TimeSpan? StepBudget { get; set; }
 
         /// <summary>What finalize keeps of the budget after its read-back checkpoint.</summary>
         public TimeSpan CheckpointMargin { get; init; } = TimeSpan.FromMinutes(2);
@@ -50,8 +50,10 @@ public sealed class AwsWorkflowTests
 
         public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromMinutes(3);
 
+        public TimeSpan ReadBackSaveEvery { get; init; } = TimeSpan.FromSeconds(30);
+
         /// <summary>One step in a fresh sandbox.</summary>
-        public async Task<WorkflowResult> StepAsync(WorkflowInput input, S3EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null, string? forensicAccount = null, bool diskSnapshots = true)
+        public async Task<WorkflowResult> StepAsync(WorkflowInput input, S3EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null, string? forensicAccount = null, bool diskSnapshots = true, Func<long, CancellationToken, Task>? afterReadBackPiece = null)
         {
             using DynamoCaptureLedger ledger = Dynalite.Ledger(Harness.Log);
             var steps = new AwsWorkflowSteps(new TriggerPolicy(), _ => Harness.Connection, ledger, AwsHarness.Bucket, "cases", Harness.ToolFile, opener ?? CloudMem.Cli.Commands.CaptureCli.S3InPlaceOpener, Harness.Log)
@@ -62,6 +64,8 @@ public sealed class AwsWorkflowTests
                 StepBudget = StepBudget,
                 CheckpointMargin = CheckpointMargin,
                 BeforeComplete = beforeComplete,
+                AfterReadBackPiece = afterReadBackPiece,
+                ReadBackSaveEvery = ReadBackSaveEvery,
                 ForensicAccount = forensicAccount,
                 DiskSnapshots = diskSnapshots,
                 // The stack's pinned documents, as infra/aws/cloudmem-responder.yaml configures the function.
@@ -110,6 +114,37 @@ public sealed class AwsWorkflowTests
             Dynalite.Dispose();
             Harness.Dispose();
         }
+    }
+
+    [Fact]
+    public void The_state_machine_loops_finalize_until_done_and_selects_only_fields_every_step_result_has()
+    {
+        using JsonDocument asl = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixture.RepoRoot, "infra", "aws", "cloudmem-workflow.asl.json")));
+        JsonElement states = asl.RootElement.GetProperty("States");
+        // A Verifying finalize (the read-back stopped at its checkpoint) has no manifest: a selector naming a field the
+        // result lacks would fail the execution (States.Runtime), so every selected field must be written always.
+        string verifying = new WorkflowResult { Status = "Verifying", Reason = "checkpoint" }.ToJson();
+        using JsonDocument result = JsonDocument.Parse(verifying);
+        foreach (JsonProperty state in states.EnumerateObject())
+        {
+            if (state.Value.TryGetProperty("ResultSelector", out JsonElement selector) && state.Value.GetProperty("Resource").GetString() == "arn:aws:states:::lambda:invoke")
+            {
+                foreach (JsonProperty field in selector.EnumerateObject())
+                {
+                    string path = field.Value.GetString()!;
+                    Assert.StartsWith("$.Payload.", path, StringComparison.Ordinal);
+                    Assert.True(result.RootElement.TryGetProperty(path["$.Payload.".Length..], out _), $"{state.Name} selects {path}, absent from {verifying}");
+                }
+            }
+        }
+        JsonElement finalize = states.GetProperty("Finalize");
+        Assert.Equal("FinalizeDone", finalize.GetProperty("Next").GetString());
+        JsonElement done = states.GetProperty("FinalizeDone");
+        Assert.Equal("Finalize", done.GetProperty("Default").GetString());
+        JsonElement choice = Assert.Single(done.GetProperty("Choices").EnumerateArray());
+        Assert.Equal("$.finalize.done", choice.GetProperty("Variable").GetString());
+        Assert.Equal("$.finalize", finalize.GetProperty("ResultPath").GetString());
+        Assert.Equal("Captured", choice.GetProperty("Next").GetString());
     }
 
     [SkippableFact]
@@ -209,6 +244,48 @@ public sealed class AwsWorkflowTests
         Assert.Equal("Duplicate", duplicate.Status);
         Assert.True(duplicate.Done);
         Assert.Single(world.Harness.Fake.SendCommandBodies);
+    }
+
+    [SkippableFact]
+    public async Task A_finalize_stopped_mid_read_back_and_finalizes_out_of_budget_go_on_from_the_saved_hash_state()
+    {
+        // The read-back saves its place after every piece.
+        using var world = new World { ReadBackSaveEvery = TimeSpan.Zero, CheckpointMargin = TimeSpan.FromSeconds(1) };
+        Assert.Equal("Started", (await world.StepAsync(Input("start"))).Status);
+        await world.PollUntilDoneAsync();
+        long length = new FileInfo(world.Harness.Fixture).Length;
+        // Attempt 1 is killed 100 MiB into the read-back (the Lambda's sandbox died).
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), afterReadBackPiece: (at, _) =>
+            at >= 100L << 20 ? throw new OperationCanceledException("sandbox killed") : Task.CompletedTask));
+        // Then each finalize has 1.5 s before its checkpoint (the 2.5 s budget less the 1 s margin).
+        world.StepBudget = TimeSpan.FromSeconds(2.5);
+        WorkflowResult result;
+        int finalizes = 1;
+        do
+        {
+            result = await world.StepAsync(Input("finalize"));
+            Assert.True(++finalizes < 200, "finalize made no progress");
+            Assert.Equal(result.Status != "Verifying", result.Done);
+        }
+        while (result.Status == "Verifying");
+
+        Assert.Equal("Captured", result.Status);
+        CustodyManifest manifest = CustodyManifest.Read(result.Manifest!);
+        EvidenceRecord evidence = Assert.Single(manifest.Evidence);
+        Assert.True(evidence.Verified, evidence.Problem);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(world.Harness.Fixture))), evidence.Sha256);
+        // The killed attempt recorded no range; the next went on from its last save (99 MiB), not from 0, and the ranges
+        // of the following finalizes tile the rest of the object.
+        string[] ranges = [.. manifest.Steps.Where(s => s.Action == "read back").Select(s => s.Detail.Split(": bytes ")[1].Split(' ')[0])];
+        Assert.Equal(99L << 20, long.Parse(ranges[0].Split('-')[0], System.Globalization.CultureInfo.InvariantCulture));
+        for (int i = 1; i < ranges.Length; i++)
+        {
+            Assert.Equal(long.Parse(ranges[i - 1].Split('-')[1], System.Globalization.CultureInfo.InvariantCulture) + 1, long.Parse(ranges[i].Split('-')[0], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        Assert.Equal(length - 1, long.Parse(ranges[^1].Split('-')[1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(ranges.Length >= 2, $"the read-back of {length} bytes never stopped at a checkpoint: {string.Join(", ", ranges)}");
+        Assert.Single(manifest.Steps, s => s.Action == "complete upload");
+        Assert.Single(File.ReadAllLines(world.Runs));
     }
 
     [SkippableFact]
