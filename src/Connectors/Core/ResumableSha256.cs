@@ -1,23 +1,40 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Numerics;
+using System.Runtime.InteropServices;
 
 namespace CloudMem.Connectors.Core;
 
 /// <summary>
 /// SHA-256 (FIPS 180-4) whose running state can be written down as one line of text and taken up again in another
 /// process: a workflow step that must end before its time limit (Lambda's 15 minutes) hashes part of an object, saves
-/// <see cref="Export"/> with the offset it reached, and the next step continues with <see cref="Import"/> from there.
-/// The platform's hashers (IncrementalHash, OpenSSL behind it) cannot hand their state out, hence this managed one;
-/// it is slower than the hardware-assisted platform hash, so it is used only where the state must survive a step.
+/// <see cref="Export"/> with the offset it reached, and the next step continues with <see cref="Import(string)"/> from there.
+/// The platform's hashers (IncrementalHash, OpenSSL behind it) cannot hand their state out, so the state (the eight
+/// words, the length, the bytes short of a block) is kept here; whole blocks go through OpenSSL's SHA-256 block
+/// function when libcrypto is loadable (Linux, where .NET's own cryptography uses it; hardware-assisted), through a
+/// managed compression function otherwise. Both give the same words.
 /// </summary>
-/// <remarks>Not thread-safe. Tested against <see cref="System.Security.Cryptography.SHA256"/>.</remarks>
+/// <remarks>Not thread-safe. Tested against <see cref="System.Security.Cryptography.SHA256"/>, both ways.</remarks>
 public sealed class ResumableSha256
 {
     private const string Tag = "sha256-state-v1";
+    private static readonly unsafe delegate* unmanaged<byte*, byte*, nuint, int> s_openSslUpdate = FindOpenSsl();
+    private readonly bool _native;
     private readonly uint[] _h = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
     private readonly byte[] _pending = new byte[64];
     private int _pendingCount;
+
+    /// <summary>A new hash (OpenSSL's block function when it is there).</summary>
+    public ResumableSha256()
+        : this(native: true)
+    {
+    }
+
+    /// <summary>A new hash; <paramref name="native"/> false: always the managed compression function (tests).</summary>
+    internal ResumableSha256(bool native) => _native = native;
+
+    /// <summary>Whether OpenSSL's block function is used.</summary>
+    public unsafe bool Native => _native && s_openSslUpdate != null;
 
     /// <summary>Bytes appended so far (over every step that carried this state).</summary>
     public long Length { get; private set; }
@@ -36,13 +53,13 @@ public sealed class ResumableSha256
             {
                 return;
             }
-            Compress(_h, _pending);
+            Blocks(_h, _pending);
             _pendingCount = 0;
         }
         int whole = data.Length & ~63;
         if (whole > 0)
         {
-            Compress(_h, data[..whole]);
+            Blocks(_h, data[..whole]);
         }
         data[whole..].CopyTo(_pending);
         _pendingCount = data.Length - whole;
@@ -58,7 +75,7 @@ public sealed class ResumableSha256
         int size = _pendingCount + 1 + 8 <= 64 ? 64 : 128;
         BinaryPrimitives.WriteUInt64BigEndian(tail[(size - 8)..], (ulong)Length * 8);
         uint[] h = [.. _h];
-        Compress(h, tail[..size]);
+        Blocks(h, tail[..size]);
         Span<byte> digest = stackalloc byte[32];
         for (int i = 0; i < 8; i++)
         {
@@ -80,7 +97,10 @@ public sealed class ResumableSha256
 
     /// <summary>Takes up a state written by <see cref="Export"/>.</summary>
     /// <exception cref="CaptureException">the text is not such a state (names what is wrong).</exception>
-    public static ResumableSha256 Import(string state)
+    public static ResumableSha256 Import(string state) => Import(state, native: true);
+
+    /// <summary>As <see cref="Import(string)"/>; <paramref name="native"/> false: the managed compression function (tests).</summary>
+    internal static ResumableSha256 Import(string state, bool native)
     {
         string[] fields = state.Split(' ');
         if (fields.Length is not (3 or 4) || fields[0] != Tag)
@@ -106,7 +126,7 @@ public sealed class ResumableSha256
         {
             throw new CaptureException($"saved hash state: {words.Length} state bytes (32 expected) and {pending.Length} pending bytes ({length % 64} expected for length {length})");
         }
-        var hash = new ResumableSha256 { Length = length, _pendingCount = pending.Length };
+        var hash = new ResumableSha256(native) { Length = length, _pendingCount = pending.Length };
         for (int i = 0; i < 8; i++)
         {
             hash._h[i] = BinaryPrimitives.ReadUInt32BigEndian(words.AsSpan(i * 4));
@@ -129,7 +149,52 @@ public sealed class ResumableSha256
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ];
 
-    // The compression function over whole 64-byte blocks.
+    // libcrypto's SHA256_Update (OpenSSL 3 and 1.1 export it), or null.
+    private static unsafe delegate* unmanaged<byte*, byte*, nuint, int> FindOpenSsl()
+    {
+        foreach (string name in new[] { "libcrypto.so.3", "libcrypto.so.1.1" })
+        {
+            if (NativeLibrary.TryLoad(name, out IntPtr library) && NativeLibrary.TryGetExport(library, "SHA256_Update", out IntPtr update))
+            {
+                return (delegate* unmanaged<byte*, byte*, nuint, int>)update;
+            }
+        }
+        return null;
+    }
+
+    // Whole 64-byte blocks into the state words: through OpenSSL's SHA256_CTX (openssl/sha.h, a public layout: h[8],
+    // Nl, Nh, data[64 bytes], num, md_len = 112 bytes) holding our words with nothing pending, so SHA256_Update runs its
+    // block function over every block and keeps no byte; or managed.
+    private unsafe void Blocks(uint[] state, ReadOnlySpan<byte> blocks)
+    {
+        if (!Native)
+        {
+            Compress(state, blocks);
+            return;
+        }
+        const int ContextBytes = 112;
+        byte* context = stackalloc byte[ContextBytes];
+        new Span<byte>(context, ContextBytes).Clear();
+        uint* words = (uint*)context;
+        for (int i = 0; i < 8; i++)
+        {
+            words[i] = state[i];
+        }
+        words[27] = 32; // md_len
+        fixed (byte* data = blocks)
+        {
+            if (s_openSslUpdate(context, data, (nuint)blocks.Length) != 1 || words[26] != 0)
+            {
+                throw new InvalidOperationException("OpenSSL's SHA256_Update failed or kept bytes of whole blocks");
+            }
+        }
+        for (int i = 0; i < 8; i++)
+        {
+            state[i] = words[i];
+        }
+    }
+
+    // The managed compression function over whole 64-byte blocks.
     private static void Compress(uint[] state, ReadOnlySpan<byte> blocks)
     {
         Span<uint> w = stackalloc uint[64];
