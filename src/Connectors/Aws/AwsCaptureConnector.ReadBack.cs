@@ -62,7 +62,7 @@ public sealed partial class AwsCaptureConnector
         {
             if (fresh && DateTimeOffset.UtcNow >= checkpointBy)
             {
-                recorder.Step("read back", $"{uri}: no time left in this step after the upload was completed; the next finalize starts the read-back");
+                recorder.Step("checkpoint", $"{uri}: no time left in this step after the upload was completed; the next finalize starts the read-back");
                 return false;
             }
             await ReadRangeAsync(recorder, calls, state, back, hash, uri, checkpointBy, save, cancellationToken).ConfigureAwait(false);
