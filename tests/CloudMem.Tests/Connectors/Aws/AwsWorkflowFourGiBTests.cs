@@ -33,6 +33,14 @@ public sealed class AwsWorkflowFourGiBTests(ITestOutputHelper output)
     public async Task A_4_GiB_capture_completes_through_the_workflow_with_every_step_under_its_budget()
     {
         var source = new FourGiBLime(Fixture.Require("memory.raw"));
+        // s3rver holds the 64 MiB parts and, while CompleteMultipartUpload copies them, the 4 GiB object too.
+        long free = new DriveInfo(Path.GetTempPath()).AvailableFreeSpace;
+        string tooSmall = $"the 4 GiB capture needs 9 GiB free in {Path.GetTempPath()} for s3rver; {free >> 20} MiB are";
+        if (free < 9L << 30 && Environment.GetEnvironmentVariable("CLOUDMEM_REQUIRE_FIXTURES") == "1")
+        {
+            Assert.Fail(tooSmall);
+        }
+        Skip.If(free < 9L << 30, tooSmall);
         using var world = new AwsWorkflowTests.World(source.RawFile, memTotalBytes: source.MemoryBytes - (64L << 20))
         {
             StepBudget = Budget,
