@@ -257,13 +257,14 @@ public sealed class AwsWorkflowTests
         // Attempt 1 is killed 100 MiB into the read-back (the Lambda's sandbox died).
         await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), afterReadBackPiece: (at, _) =>
             at >= 100L << 20 ? throw new OperationCanceledException("sandbox killed") : Task.CompletedTask));
-        // Then each finalize has 1.5 s before its checkpoint (the 2.5 s budget less the 1 s margin).
+        // Then each finalize has 1.5 s before its checkpoint (the 2.5 s budget less the 1 s margin), and each 1 MiB piece
+        // takes at least 20 ms: the ~160 pieces left cannot be read in one finalize.
         world.StepBudget = TimeSpan.FromSeconds(2.5);
         WorkflowResult result;
         int finalizes = 1;
         do
         {
-            result = await world.StepAsync(Input("finalize"));
+            result = await world.StepAsync(Input("finalize"), afterReadBackPiece: (_, token) => Task.Delay(20, token));
             Assert.True(++finalizes < 200, "finalize made no progress");
             Assert.Equal(result.Status != "Verifying", result.Done);
         }
