@@ -105,6 +105,17 @@ internal static class CaptureCli
         return memory.Metadata.Format;
     };
 
+    /// <summary>
+    /// Opens an S3 object with our parsers in place, through the caller's client (ranged reads, no local copy), and
+    /// returns the format name: the AWS workflow's finalize, whose read-back keeps no copy between steps.
+    /// </summary>
+    public static readonly CloudMem.Connectors.Aws.S3EvidenceOpener S3InPlaceOpener = (s3, bucket, key) =>
+    {
+        var reader = CloudMem.RemoteCaptures.S3RangeReader.OpenAsync(s3, ownsClient: false, bucket, key, CancellationToken.None).GetAwaiter().GetResult();
+        using RunMappedMemory memory = CaptureOpener.Open(reader);
+        return memory.Metadata.Format;
+    };
+
     /// <summary>A scrubbing log to stderr (and the --log file). Dispose the returned file writer, if any.</summary>
     public static CaptureLog CreateLog(SecretScrubber scrubber, string? logFile, out StreamWriter? file)
     {

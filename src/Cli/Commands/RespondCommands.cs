@@ -138,7 +138,7 @@ internal sealed record ResponderConfig
             return null;
         }
         return new AwsWorkflowSteps(new TriggerPolicy { MinSeverity = MinSeverity, AllowedTypes = AllowedTypes }, AwsCommandSettings.ConnectionFor,
-            DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log), Bucket, Prefix, ToolFile, CaptureCli.ParserOpener, log)
+            DynamoCaptureLedger.Create(AwsCommandSettings.ConnectionFor(null), DedupeTable, log), Bucket, Prefix, ToolFile, CaptureCli.S3InPlaceOpener, log)
         {
             Timeouts = CaptureTimeouts.From(TimeoutMinutes, PollSeconds),
             OutputDirectory = Out,
@@ -345,7 +345,8 @@ internal sealed class LambdaCommand : AsyncCommand<LambdaCommand.Settings>
             if (WorkflowInput.TryParse(invocation.Payload) is { } step)
             {
                 AwsWorkflowSteps steps = workflow ?? throw new CaptureException("a workflow step needs CLOUDMEM_BUCKET and CLOUDMEM_DEDUPE_TABLE (the workflow's state)");
-                return (await steps.RunAsync(step, token)).ToJson();
+                // The invocation's deadline bounds the step: finalize's read-back checkpoints before it and returns.
+                return (await steps.RunAsync(step, token, invocation.Deadline)).ToJson();
             }
             ResponseOutcome outcome = await responder.RespondAsync(invocation.Payload, token);
             return outcome.ToJson();

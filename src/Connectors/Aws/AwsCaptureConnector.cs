@@ -340,6 +340,16 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
     /// </summary>
     internal async Task FinishSsmAsync(CustodyRecorder recorder, AwsCalls calls, SsmCaptureState state, GetCommandInvocationResponse invocation, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
     {
+        (GuestReport report, GetObjectMetadataResponse head, CompleteMultipartUploadResponse? complete) = await CompleteAndCheckAsync(recorder, calls, state, invocation, save, cancellationToken).ConfigureAwait(false);
+        await VerifyAsync(recorder, calls, state.Layout, report, StoredObject(head, complete), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The guest's report, CompleteMultipartUpload with its ETags (once: a state whose upload is already completed goes
+    /// straight on), then HeadObject and the size check.
+    /// </summary>
+    private async Task<(GuestReport Report, GetObjectMetadataResponse Head, CompleteMultipartUploadResponse? Complete)> CompleteAndCheckAsync(CustodyRecorder recorder, AwsCalls calls, SsmCaptureState state, GetCommandInvocationResponse invocation, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
+    {
         Layout layout = state.Layout;
         string bucket = _options.Bucket;
         GuestReport report = GuestReport.Parse(invocation.StandardOutputContent ?? "");
@@ -397,7 +407,7 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
         {
             recorder.Step("size check", $"{report.TotalBytes} bytes: at least MemTotal ({report.MemTotal?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}), within the bound {layout.BoundBytes}");
         }
-        await VerifyAsync(recorder, calls, layout, report, StoredObject(head, complete), cancellationToken).ConfigureAwait(false);
+        return (report, head, complete);
     }
 
     /// <summary>Test seam: runs just before CompleteMultipartUpload (a test stops a step there, as a timeout would).</summary>
@@ -519,7 +529,8 @@ public sealed partial class AwsCaptureConnector : ICaptureConnector
 
 /// <summary>
 /// Where an SSM capture stands, saved between workflow steps (JSON): the layout, the tool's hash, the upload id, the
-/// ticket and parameter (to clean up), the command id and when it was sent, and whether the upload was completed.
+/// ticket and parameter (to clean up), the command id and when it was sent, whether the upload was completed, and how
+/// far the workflow's read-back got.
 /// </summary>
 internal sealed class SsmCaptureState
 {
@@ -534,4 +545,6 @@ internal sealed class SsmCaptureState
     public bool Completed { get; set; }
     /// <summary>Disk evidence: EBS volume id -> snapshot id (workflow step "snapshots").</summary>
     public Dictionary<string, string> DiskSnapshots { get; set; } = [];
+    /// <summary>The workflow's read-back, once the upload is completed and its size checked (finalize resumes it).</summary>
+    public ReadBackState? ReadBack { get; set; }
 }

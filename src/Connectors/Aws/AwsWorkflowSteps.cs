@@ -53,10 +53,13 @@ public sealed record WorkflowInput
 /// <summary>What a step returns to the state machine (camelCase JSON): <c>done</c> drives the poll loop's Choice.</summary>
 public sealed record WorkflowResult
 {
-    /// <summary>Refused, Duplicate, Started, Running, Ready, Captured, Failed.</summary>
+    /// <summary>Refused, Duplicate, Started, Snapshotted, Skipped, Running, Ready, Verifying, Captured, Failed.</summary>
     public required string Status { get; init; }
 
-    /// <summary>True when the execution has nothing more to do (refused, duplicate), or, after poll, when the command ended.</summary>
+    /// <summary>
+    /// True when the execution has nothing more to do (refused, duplicate, captured, failed), or, after poll, when the
+    /// command ended. False after a finalize that stopped at a checkpoint (Verifying): the state machine runs it again.
+    /// </summary>
     public bool Done { get; init; }
 
     /// <summary>One line.</summary>
@@ -81,7 +84,9 @@ public sealed record WorkflowResult
 /// The durable AWS capture as short steps, each well under Lambda's 15 minutes: <c>start</c> (claim the finding on the
 /// instance with the execution as owner, preflight, stage the tool, CreateMultipartUpload, ticket, SendCommand),
 /// <c>poll</c> (one GetCommandInvocation; the state machine waits between polls), <c>finalize</c> (guest report,
-/// CompleteMultipartUpload, read back and verify, manifest beside the evidence, release) and <c>fail</c> (clean up,
+/// CompleteMultipartUpload, read back and hash by byte range, open in place, manifest beside the evidence, release;
+/// a read-back that would outlast the step's budget saves its hash state and returns Verifying, and the state machine
+/// runs finalize again until Captured) and <c>fail</c> (clean up,
 /// Failed manifest beside the evidence, release). The capture's state (upload id, command id, ...) and the manifest so
 /// far live in the claim's DynamoDB item, saved as soon as each resource exists, so a step that is restarted (timed out,
 /// killed, retried by the state machine) resumes: it never sends the command twice nor starts a second upload, and the
@@ -97,11 +102,11 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
     private readonly string _bucket;
     private readonly string _prefix;
     private readonly string? _toolFile;
-    private readonly EvidenceOpener _opener;
+    private readonly S3EvidenceOpener _opener;
     private readonly CaptureLog _log;
 
     /// <summary>Creates the steps.</summary>
-    public AwsWorkflowSteps(TriggerPolicy policy, Func<string?, AwsConnection> connection, DynamoCaptureLedger ledger, string bucket, string prefix, string? toolFile, EvidenceOpener opener, CaptureLog log)
+    public AwsWorkflowSteps(TriggerPolicy policy, Func<string?, AwsConnection> connection, DynamoCaptureLedger ledger, string bucket, string prefix, string? toolFile, S3EvidenceOpener opener, CaptureLog log)
         : base(policy)
     {
         _connection = connection;
@@ -125,13 +130,39 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
     /// <summary>Account the disk snapshots are shared with at finalize (CLOUDMEM_FORENSIC_ACCOUNT); null: not shared.</summary>
     public string? ForensicAccount { get; init; }
 
+    /// <summary>
+    /// The longest one step may run (Lambda: the function's timeout; the invocation's deadline, when given to
+    /// <see cref="RunAsync"/>, counts too). Null: no limit (the container). Finalize's read-back stops
+    /// <see cref="CheckpointMargin"/> before it, saves where it is and returns Verifying.
+    /// </summary>
+    public TimeSpan? StepBudget { get; init; }
+
+    /// <summary>
+    /// What finalize keeps of the budget for the work after the read-back's checkpoint: saving the state, the open in
+    /// place and the manifest. Default 2 minutes.
+    /// </summary>
+    public TimeSpan CheckpointMargin { get; init; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Test seam handed to the connector (runs just before CompleteMultipartUpload).</summary>
     internal Func<CancellationToken, Task>? BeforeComplete { get; init; }
 
-    /// <summary>Runs one step.</summary>
+    /// <summary>Test seam handed to the connector (runs after each read-back piece with the bytes hashed so far).</summary>
+    internal Func<long, CancellationToken, Task>? AfterReadBackPiece { get; init; }
+
+    /// <summary>How often finalize's read-back saves its place (tests: every piece).</summary>
+    internal TimeSpan ReadBackSaveEvery { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Runs one step; <paramref name="deadline"/> is when the runtime stops it (Lambda's invocation deadline).</summary>
     /// <exception cref="CaptureException">the step failed (the state machine retries or takes the failure path).</exception>
-    public async Task<WorkflowResult> RunAsync(WorkflowInput input, CancellationToken cancellationToken)
+    public async Task<WorkflowResult> RunAsync(WorkflowInput input, CancellationToken cancellationToken, DateTimeOffset? deadline = null)
     {
+        DateTimeOffset began = DateTimeOffset.UtcNow;
+        DateTimeOffset end = StepBudget is { } budget ? began + budget : DateTimeOffset.MaxValue;
+        if (deadline is { } at && at < end)
+        {
+            end = at;
+        }
+        DateTimeOffset checkpointBy = end == DateTimeOffset.MaxValue ? end : end - CheckpointMargin;
         (AlertEvent alert, TriggerDecision decision, WorkflowResult? refused) = WorkflowStepKit.Accept(input, Policy, AlertSource.GuardDuty, "AWS");
         if (refused is not null)
         {
@@ -161,7 +192,7 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
         {
             options = options with { MinPartBytes = part };
         }
-        var connector = new AwsCaptureConnector(clients, options, request, _log, _opener) { BeforeComplete = BeforeComplete };
+        var connector = new AwsCaptureConnector(clients, options, request, _log, NoLocalCopy) { BeforeComplete = BeforeComplete, AfterReadBackPiece = AfterReadBackPiece, ReadBackSaveEvery = ReadBackSaveEvery };
 
         async Task Save(SsmCaptureState current, CancellationToken token)
         {
@@ -181,7 +212,7 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
                 "start" => await StartAsync(connector, clients, calls, recorder, options, state, Save, cancellationToken).ConfigureAwait(false),
                 "snapshots" => await SnapshotsAsync(clients, calls, recorder, options, alert, state ?? throw NoState(step), Save, cancellationToken).ConfigureAwait(false),
                 "poll" => await PollAsync(connector, calls, recorder, options, state ?? throw NoState(step), cancellationToken).ConfigureAwait(false),
-                "finalize" => await FinalizeAsync(connector, calls, recorder, claim, options, state ?? throw NoState(step), Save, cancellationToken).ConfigureAwait(false),
+                "finalize" => await FinalizeAsync(connector, calls, recorder, claim, options, state ?? throw NoState(step), checkpointBy, Save, cancellationToken).ConfigureAwait(false),
                 "fail" => await FailAsync(connector, calls, recorder, claim, input, state, cancellationToken).ConfigureAwait(false),
                 _ => throw new TriggerEventException("$.step", $"'{input.Step}' is not start, snapshots, poll, finalize or fail"),
             };
@@ -197,6 +228,9 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
             throw;
         }
     }
+
+    // The workflow keeps no local copy (finalize opens the object in place with the S3 opener): nothing to open here.
+    private static readonly EvidenceOpener NoLocalCopy = path => throw new InvalidOperationException($"the AWS workflow opens its evidence in place, not {path}");
 
     private static CaptureException NoState(string step) => new($"workflow step {step}: no saved capture state (the start step did not run for this execution)");
 
@@ -243,15 +277,22 @@ public sealed class AwsWorkflowSteps : WorkflowStepSettings
         return new WorkflowResult { Status = running ? "Running" : "Ready", Done = !running, Reason = $"command {state.CommandId}: {status}" };
     }
 
-    private async Task<WorkflowResult> FinalizeAsync(AwsCaptureConnector connector, AwsCalls calls, CustodyRecorder recorder, LedgerClaim claim, AwsCaptureOptions options, SsmCaptureState state, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
+    private async Task<WorkflowResult> FinalizeAsync(AwsCaptureConnector connector, AwsCalls calls, CustodyRecorder recorder, LedgerClaim claim, AwsCaptureOptions options, SsmCaptureState state, DateTimeOffset checkpointBy, Func<SsmCaptureState, CancellationToken, Task> save, CancellationToken cancellationToken)
     {
         (string status, GetCommandInvocationResponse? invocation) = await connector.CommandStatusAsync(calls, state.CommandId!, cancellationToken).ConfigureAwait(false);
         if (invocation is null || AwsCaptureConnector.IsRunning(status))
         {
             throw new CaptureException($"SSM command {state.CommandId} on {options.InstanceId} has not finished ({status}): finalize runs after poll says done");
         }
-        connector.Succeeded(recorder, state.CommandId!, invocation);
-        await connector.FinishSsmAsync(recorder, calls, state, invocation, save, cancellationToken).ConfigureAwait(false);
+        if (state.ReadBack is null)
+        {
+            connector.Succeeded(recorder, state.CommandId!, invocation);
+        }
+        if (!await connector.FinishSsmInStepsAsync(recorder, calls, state, invocation, _opener, checkpointBy, save, cancellationToken).ConfigureAwait(false))
+        {
+            ReadBackState back = state.ReadBack!;
+            return new WorkflowResult { Status = "Verifying", Reason = $"{options.InstanceId}: {back.Offset} of {back.Length} bytes read back and hashed; finalize goes on from there" };
+        }
         if (ForensicAccount is not null)
         {
             await AwsDiskSnapshots.ShareAsync(connector.Clients, calls, recorder, state.DiskSnapshots, ForensicAccount, cancellationToken).ConfigureAwait(false);

@@ -16,7 +16,7 @@ public sealed class AwsWorkflowTests
 {
     private const string Execution = "arn:aws:states:eu-west-1:123456789012:execution:cloudmem-capture:7f0e";
 
-    private static WorkflowInput Input(string step, string execution = Execution, string? error = null) => new()
+    internal static WorkflowInput Input(string step, string execution = Execution, string? error = null) => new()
     {
         Step = step,
         Event = JsonDocument.Parse(File.ReadAllText(AlertEventParserTests.Event("guardduty-eventbridge-high.json"))).RootElement.Clone(),
@@ -24,11 +24,11 @@ public sealed class AwsWorkflowTests
         Error = error is null ? null : JsonDocument.Parse(error).RootElement.Clone(),
     };
 
-    private sealed class World : IDisposable
+    internal sealed class World : IDisposable
     {
-        public World()
+        public World(string? fixture = null, long memTotalBytes = 200_000 * 1024L)
         {
-            Harness = new AwsHarness(Fixture.Require("memory.lime"));
+            Harness = new AwsHarness(fixture ?? Fixture.Require("memory.lime"), memTotalBytes: memTotalBytes);
             Dynalite = new DynaliteEmulator();
             Runs = Path.Combine(Harness.OutputDirectory, "..", "tool-runs");
             File.WriteAllText(Harness.ToolFile, $"#!/bin/bash\necho run >> '{Runs}'\nexec cat '{Harness.Fixture}' > \"$1\"\n");
@@ -40,16 +40,32 @@ public sealed class AwsWorkflowTests
 
         public string Runs { get; }
 
+        /// <summary>Each step's budget (the stand-in for Lambda's 15 minutes); null: none.</summary>
+        public TimeSpan? StepBudget { get; set; }
+
+        /// <summary>What finalize keeps of the budget after its read-back checkpoint.</summary>
+        public TimeSpan CheckpointMargin { get; init; } = TimeSpan.FromMinutes(2);
+
+        public long MinPartBytes { get; init; } = 8L << 20;
+
+        public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromMinutes(3);
+
+        public TimeSpan ReadBackSaveEvery { get; init; } = TimeSpan.FromSeconds(30);
+
         /// <summary>One step in a fresh sandbox.</summary>
-        public async Task<WorkflowResult> StepAsync(WorkflowInput input, EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null, string? forensicAccount = null, bool diskSnapshots = true)
+        public async Task<WorkflowResult> StepAsync(WorkflowInput input, S3EvidenceOpener? opener = null, Func<CancellationToken, Task>? beforeComplete = null, string? forensicAccount = null, bool diskSnapshots = true, Func<long, CancellationToken, Task>? afterReadBackPiece = null)
         {
             using DynamoCaptureLedger ledger = Dynalite.Ledger(Harness.Log);
-            var steps = new AwsWorkflowSteps(new TriggerPolicy(), _ => Harness.Connection, ledger, AwsHarness.Bucket, "cases", Harness.ToolFile, opener ?? CloudMem.Cli.Commands.CaptureCli.ParserOpener, Harness.Log)
+            var steps = new AwsWorkflowSteps(new TriggerPolicy(), _ => Harness.Connection, ledger, AwsHarness.Bucket, "cases", Harness.ToolFile, opener ?? CloudMem.Cli.Commands.CaptureCli.S3InPlaceOpener, Harness.Log)
             {
-                Timeouts = new CaptureTimeouts { Command = TimeSpan.FromMinutes(3), PollInterval = TimeSpan.FromMilliseconds(200), Operation = TimeSpan.FromMinutes(1) },
+                Timeouts = new CaptureTimeouts { Command = CommandTimeout, PollInterval = TimeSpan.FromMilliseconds(200), Operation = TimeSpan.FromMinutes(1) },
                 OutputDirectory = Harness.OutputDirectory,
-                MinPartBytes = 8L << 20,
+                MinPartBytes = MinPartBytes,
+                StepBudget = StepBudget,
+                CheckpointMargin = CheckpointMargin,
                 BeforeComplete = beforeComplete,
+                AfterReadBackPiece = afterReadBackPiece,
+                ReadBackSaveEvery = ReadBackSaveEvery,
                 ForensicAccount = forensicAccount,
                 DiskSnapshots = diskSnapshots,
                 // The stack's pinned documents, as infra/aws/cloudmem-responder.yaml configures the function.
@@ -98,6 +114,37 @@ public sealed class AwsWorkflowTests
             Dynalite.Dispose();
             Harness.Dispose();
         }
+    }
+
+    [Fact]
+    public void The_state_machine_loops_finalize_until_done_and_selects_only_fields_every_step_result_has()
+    {
+        using JsonDocument asl = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixture.RepoRoot, "infra", "aws", "cloudmem-workflow.asl.json")));
+        JsonElement states = asl.RootElement.GetProperty("States");
+        // A Verifying finalize (the read-back stopped at its checkpoint) has no manifest: a selector naming a field the
+        // result lacks would fail the execution (States.Runtime), so every selected field must be written always.
+        string verifying = new WorkflowResult { Status = "Verifying", Reason = "checkpoint" }.ToJson();
+        using JsonDocument result = JsonDocument.Parse(verifying);
+        foreach (JsonProperty state in states.EnumerateObject())
+        {
+            if (state.Value.TryGetProperty("ResultSelector", out JsonElement selector) && state.Value.GetProperty("Resource").GetString() == "arn:aws:states:::lambda:invoke")
+            {
+                foreach (JsonProperty field in selector.EnumerateObject())
+                {
+                    string path = field.Value.GetString()!;
+                    Assert.StartsWith("$.Payload.", path, StringComparison.Ordinal);
+                    Assert.True(result.RootElement.TryGetProperty(path["$.Payload.".Length..], out _), $"{state.Name} selects {path}, absent from {verifying}");
+                }
+            }
+        }
+        JsonElement finalize = states.GetProperty("Finalize");
+        Assert.Equal("FinalizeDone", finalize.GetProperty("Next").GetString());
+        JsonElement done = states.GetProperty("FinalizeDone");
+        Assert.Equal("Finalize", done.GetProperty("Default").GetString());
+        JsonElement choice = Assert.Single(done.GetProperty("Choices").EnumerateArray());
+        Assert.Equal("$.finalize.done", choice.GetProperty("Variable").GetString());
+        Assert.Equal("$.finalize", finalize.GetProperty("ResultPath").GetString());
+        Assert.Equal("Captured", choice.GetProperty("Next").GetString());
     }
 
     [SkippableFact]
@@ -157,7 +204,7 @@ public sealed class AwsWorkflowTests
 
         // Attempt 1 stops before CompleteMultipartUpload (the Lambda's deadline), attempt 2 after it, while verifying.
         await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), beforeComplete: _ => throw new OperationCanceledException("step deadline")));
-        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: _ => throw new OperationCanceledException("step deadline")));
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: (_, _, _) => throw new OperationCanceledException("step deadline")));
         WorkflowResult captured = await world.StepAsync(Input("finalize"));
 
         Assert.Equal("Captured", captured.Status);
@@ -186,7 +233,8 @@ public sealed class AwsWorkflowTests
         Assert.Contains(workflow, d => d.StartsWith("finalize attempt 2 stopped: step deadline", StringComparison.Ordinal));
         Assert.Contains(workflow, d => d.StartsWith("finalize attempt 3 ", StringComparison.Ordinal));
         Assert.Contains(manifest.Steps, s => s.Action == "resume" && s.Detail.Contains("command", StringComparison.Ordinal) && s.Detail.Contains("not sent again", StringComparison.Ordinal));
-        Assert.Contains(manifest.Steps, s => s.Action == "resume" && s.Detail.Contains("already completed", StringComparison.Ordinal));
+        // Attempt 3 goes on from the read-back attempt 2 saved (hashed to the end): the upload is not completed again.
+        Assert.Contains(manifest.Steps, s => s.Action == "read back" && s.Detail.Contains($"bytes 0-{evidence.SizeBytes - 1} of {evidence.SizeBytes} hashed here", StringComparison.Ordinal));
         Assert.DoesNotContain(manifest.Steps, s => s.Action == "abort upload");
 
         Dictionary<string, AttributeValue> item = await world.ItemAsync();
@@ -196,6 +244,49 @@ public sealed class AwsWorkflowTests
         Assert.Equal("Duplicate", duplicate.Status);
         Assert.True(duplicate.Done);
         Assert.Single(world.Harness.Fake.SendCommandBodies);
+    }
+
+    [SkippableFact]
+    public async Task A_finalize_stopped_mid_read_back_and_finalizes_out_of_budget_go_on_from_the_saved_hash_state()
+    {
+        // The read-back saves its place after every piece.
+        using var world = new World { ReadBackSaveEvery = TimeSpan.Zero, CheckpointMargin = TimeSpan.FromSeconds(1) };
+        Assert.Equal("Started", (await world.StepAsync(Input("start"))).Status);
+        await world.PollUntilDoneAsync();
+        long length = new FileInfo(world.Harness.Fixture).Length;
+        // Attempt 1 is killed 100 MiB into the read-back (the Lambda's sandbox died).
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), afterReadBackPiece: (at, _) =>
+            at >= 100L << 20 ? throw new OperationCanceledException("sandbox killed") : Task.CompletedTask));
+        // Then each finalize has 1.5 s before its checkpoint (the 2.5 s budget less the 1 s margin), and each 1 MiB piece
+        // takes at least 20 ms: the ~160 pieces left cannot be read in one finalize.
+        world.StepBudget = TimeSpan.FromSeconds(2.5);
+        WorkflowResult result;
+        int finalizes = 1;
+        do
+        {
+            result = await world.StepAsync(Input("finalize"), afterReadBackPiece: (_, token) => Task.Delay(20, token));
+            Assert.True(++finalizes < 200, "finalize made no progress");
+            Assert.Equal(result.Status != "Verifying", result.Done);
+        }
+        while (result.Status == "Verifying");
+
+        Assert.Equal("Captured", result.Status);
+        CustodyManifest manifest = CustodyManifest.Read(result.Manifest!);
+        EvidenceRecord evidence = Assert.Single(manifest.Evidence);
+        Assert.True(evidence.Verified, evidence.Problem);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(world.Harness.Fixture))), evidence.Sha256);
+        // The killed attempt recorded no range; the next went on from its last save (99 MiB), not from 0, and the ranges
+        // of the following finalizes tile the rest of the object.
+        string[] ranges = [.. manifest.Steps.Where(s => s.Action == "read back").Select(s => s.Detail.Split(": bytes ")[1].Split(' ')[0])];
+        Assert.Equal(99L << 20, long.Parse(ranges[0].Split('-')[0], System.Globalization.CultureInfo.InvariantCulture));
+        for (int i = 1; i < ranges.Length; i++)
+        {
+            Assert.Equal(long.Parse(ranges[i - 1].Split('-')[1], System.Globalization.CultureInfo.InvariantCulture) + 1, long.Parse(ranges[i].Split('-')[0], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        Assert.Equal(length - 1, long.Parse(ranges[^1].Split('-')[1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(ranges.Length >= 2, $"the read-back of {length} bytes never stopped at a checkpoint: {string.Join(", ", ranges)}");
+        Assert.Single(manifest.Steps, s => s.Action == "complete upload");
+        Assert.Single(File.ReadAllLines(world.Runs));
     }
 
     [SkippableFact]
@@ -259,7 +350,7 @@ public sealed class AwsWorkflowTests
         await world.PollUntilDoneAsync();
         // The Lambda finalize ran out of time after CompleteMultipartUpload (States.Timeout): the state machine starts the
         // Fargate task, whose container runs `cloudmem workflow-step` with the step in its environment overrides.
-        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: _ => throw new OperationCanceledException("lambda deadline")));
+        await Assert.ThrowsAsync<OperationCanceledException>(() => world.StepAsync(Input("finalize"), opener: (_, _, _) => throw new OperationCanceledException("lambda deadline")));
         Dictionary<string, string> environment = world.CliEnvironment();
         environment["CLOUDMEM_WORKFLOW_STEP"] = "finalize";
         environment["CLOUDMEM_WORKFLOW_EVENT"] = File.ReadAllText(AlertEventParserTests.Event("guardduty-eventbridge-high.json"));
