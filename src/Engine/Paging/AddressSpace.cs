@@ -41,7 +41,9 @@ public interface IVirtualMemory
 
 /// <summary>
 /// The table-driven x86-64 page-table walker (4- and 5-level, 2 MiB and 1 GiB pages, NX/user/write bits),
-/// with a small direct-mapped translation cache. Safe for concurrent readers.
+/// with a small direct-mapped translation cache. Table entries come from a <see cref="PageTableCache"/> shared by every
+/// address space over the same physical memory, and the walker keeps the last leaf table it reached, so translating the
+/// pages of a range reads the upper levels once per 2 MiB. Safe for concurrent readers.
 /// </summary>
 public sealed class AddressSpace : IVirtualMemory
 {
@@ -56,15 +58,29 @@ public sealed class AddressSpace : IVirtualMemory
     private readonly IPhysicalMemory _physical;
     private readonly PagingMode _mode;
     private readonly CacheEntry?[] _cache = new CacheEntry?[1 << CacheBits];
+    private readonly PageTableCache _tables;
+    private LeafTable? _leaf;
 
     // Immutable and published by reference, so concurrent readers never see a torn entry.
     private sealed record CacheEntry(ulong Page, ulong Base, ulong Size, byte Flags);
 
-    /// <summary>Creates an address space rooted at the table at physical <paramref name="directoryTableBase"/>.</summary>
-    public AddressSpace(IPhysicalMemory physical, ulong directoryTableBase, PagingMode? mode = null)
+    // The leaf table (PT) that maps [Start, Start + Span) and the write/user/execute bits of the entries above it.
+    private sealed record LeafTable(ulong Start, ulong Span, PageTableCache.TablePage Table, byte Flags);
+
+    /// <summary>
+    /// Creates an address space rooted at the table at physical <paramref name="directoryTableBase"/>, reading table
+    /// pages through <paramref name="tables"/> (default: the cache shared by every address space over <paramref name="physical"/>).
+    /// </summary>
+    public AddressSpace(IPhysicalMemory physical, ulong directoryTableBase, PagingMode? mode = null, PageTableCache? tables = null)
     {
+        ArgumentNullException.ThrowIfNull(physical);
+        if (tables is not null && !ReferenceEquals(tables.Physical, physical))
+        {
+            throw new ArgumentException("the page-table cache reads a different physical memory", nameof(tables));
+        }
         _physical = physical;
         _mode = mode ?? PagingMode.X64Level4;
+        _tables = tables ?? PageTableCache.SharedFor(physical);
         DirectoryTableBase = directoryTableBase & _mode.AddressMask;
     }
 
@@ -76,6 +92,9 @@ public sealed class AddressSpace : IVirtualMemory
 
     /// <summary>The physical memory underneath.</summary>
     public IPhysicalMemory Physical => _physical;
+
+    /// <summary>Where table entries are read from (shared with every address space over <see cref="Physical"/> by default).</summary>
+    public PageTableCache Tables => _tables;
 
     /// <inheritdoc />
     public bool TryTranslate(ulong va, out Translation translation, out TranslationFault fault)
@@ -107,20 +126,46 @@ public sealed class AddressSpace : IVirtualMemory
             fault = TranslationFault.NonCanonical;
             return false;
         }
+        IReadOnlyList<PagingLevel> levels = _mode.Levels;
+        int first = 0;
         ulong table = DirectoryTableBase;
         bool writable = true, user = true, executable = true;
-        Span<byte> entryBytes = stackalloc byte[8];
-        for (int i = 0; i < _mode.Levels.Count; i++)
+        PageTableCache.TablePage? known = null;
+        LeafTable? leaf = Volatile.Read(ref _leaf);
+        if (leaf is not null && (va & ~(leaf.Span - 1)) == leaf.Start)
         {
-            PagingLevel level = _mode.Levels[i];
-            ulong index = (va >> level.Shift) & ((1UL << level.IndexBits) - 1);
-            if (_physical.Read(table + index * (ulong)_mode.EntrySize, entryBytes) != 8)
+            // The last walk ended in the same leaf table: its upper levels are the same entries, so start at the leaf.
+            first = levels.Count - 1;
+            table = leaf.Table.Address;
+            known = leaf.Table;
+            writable = (leaf.Flags & 1) != 0;
+            user = (leaf.Flags & 2) != 0;
+            executable = (leaf.Flags & 4) != 0;
+        }
+        for (int i = first; i < levels.Count; i++)
+        {
+            PagingLevel level = levels[i];
+            int offset = (int)((va >> level.Shift) & ((1UL << level.IndexBits) - 1)) * _mode.EntrySize;
+            ulong entry;
+            PageTableCache.TablePage? page = known;
+            if (page is not null)
+            {
+                _tables.CountHit();
+                entry = page.Entry(offset);
+                known = null;
+            }
+            else if (!_tables.TryReadEntry(table, offset, out entry, out page))
             {
                 fault = TranslationFault.TableNotCaptured;
                 return false;
             }
-            ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(entryBytes);
-            bool last = i == _mode.Levels.Count - 1;
+            bool last = i == levels.Count - 1;
+            if (last && page is not null && i != first)
+            {
+                ulong span = 1UL << (level.Shift + level.IndexBits);
+                byte upper = (byte)((writable ? 1 : 0) | (user ? 2 : 0) | (executable ? 4 : 0));
+                Volatile.Write(ref _leaf, new LeafTable(va & ~(span - 1), span, page, upper));
+            }
             if ((entry & Present) == 0)
             {
                 if (last && (entry & ProtNone) != 0)
@@ -152,6 +197,7 @@ public sealed class AddressSpace : IVirtualMemory
     }
 
     /// <inheritdoc />
+    /// <remarks>Pages that follow each other physically are read from the capture in one request.</remarks>
     public int Read(ulong va, Span<byte> destination)
     {
         int total = 0;
@@ -163,6 +209,12 @@ public sealed class AddressSpace : IVirtualMemory
             }
             ulong inPage = t.PageSize - (va & (t.PageSize - 1));
             int count = (int)Math.Min((ulong)destination.Length, inPage);
+            while (count < destination.Length && TryTranslate(va + (ulong)count, out Translation next, out _)
+                   && next.PhysicalAddress == t.PhysicalAddress + (ulong)count)
+            {
+                ulong nextInPage = next.PageSize - ((va + (ulong)count) & (next.PageSize - 1));
+                count = (int)Math.Min((ulong)destination.Length, (ulong)count + nextInPage);
+            }
             int got = _physical.Read(t.PhysicalAddress, destination[..count]);
             total += got;
             if (got < count)
