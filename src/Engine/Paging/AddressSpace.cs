@@ -41,7 +41,7 @@ public interface IVirtualMemory
 
 /// <summary>
 /// The table-driven x86-64 page-table walker (4- and 5-level, 2 MiB and 1 GiB pages, NX/user/write bits),
-/// with a small direct-mapped translation cache. Table entries come from a <see cref="PageTableCache"/> shared by every
+/// with a direct-mapped translation cache (64 slots, growing to 4,096 for a busy space). Table entries come from a <see cref="PageTableCache"/> shared by every
 /// address space over the same physical memory, and the walker keeps the last leaf table it reached, so translating the
 /// pages of a range reads the upper levels once per 2 MiB. Safe for concurrent readers.
 /// </summary>
@@ -53,11 +53,13 @@ public sealed class AddressSpace : IVirtualMemory
     private const ulong PageSizeBit = 1UL << 7;
     private const ulong ProtNone = 1UL << 8;      // Linux: PROT_NONE pages keep their frame with the present bit clear
     private const ulong NoExecute = 1UL << 63;
-    private const int CacheBits = 12;
+    private const int FirstCacheSlots = 64;      // a process space read for a few structures stays small (0.5 KiB)
+    private const int MaxCacheSlots = 1 << 12;
 
     private readonly IPhysicalMemory _physical;
     private readonly PagingMode _mode;
-    private readonly CacheEntry?[] _cache = new CacheEntry?[1 << CacheBits];
+    private CacheEntry?[] _cache = new CacheEntry?[FirstCacheSlots];
+    private int _walks;
     private readonly PageTableCache _tables;
     private LeafTable? _leaf;
 
@@ -100,8 +102,9 @@ public sealed class AddressSpace : IVirtualMemory
     public bool TryTranslate(ulong va, out Translation translation, out TranslationFault fault)
     {
         ulong page = va >> 12;
-        int slot = (int)(page & ((1 << CacheBits) - 1));
-        CacheEntry? hit = Volatile.Read(ref _cache[slot]);
+        CacheEntry?[] cache = Volatile.Read(ref _cache);
+        int slot = (int)(page & (ulong)(cache.Length - 1));
+        CacheEntry? hit = Volatile.Read(ref cache[slot]);
         if (hit is not null && va >= hit.Page && va - hit.Page < hit.Size)
         {
             translation = new Translation(hit.Base + (va - hit.Page), hit.Size, (hit.Flags & 1) != 0, (hit.Flags & 2) != 0, (hit.Flags & 4) != 0);
@@ -114,7 +117,15 @@ public sealed class AddressSpace : IVirtualMemory
         }
         ulong pageStart = va & ~(translation.PageSize - 1);
         byte flags = (byte)((translation.Writable ? 1 : 0) | (translation.User ? 2 : 0) | (translation.Executable ? 4 : 0));
-        Volatile.Write(ref _cache[slot], new CacheEntry(pageStart, translation.PhysicalAddress - (va - pageStart), translation.PageSize, flags));
+        if (++_walks >= cache.Length * 4 && cache.Length < MaxCacheSlots)
+        {
+            // Grows 8x once the walks outnumber the slots 4 to 1 (a busy space), up to 4,096 slots; entries are dropped.
+            _walks = 0;
+            CacheEntry?[] larger = new CacheEntry?[cache.Length * 8];
+            cache = Interlocked.CompareExchange(ref _cache, larger, cache) == cache ? larger : Volatile.Read(ref _cache);
+            slot = (int)(page & (ulong)(cache.Length - 1));
+        }
+        Volatile.Write(ref cache[slot], new CacheEntry(pageStart, translation.PhysicalAddress - (va - pageStart), translation.PageSize, flags));
         return true;
     }
 
@@ -148,10 +159,10 @@ public sealed class AddressSpace : IVirtualMemory
             int offset = (int)((va >> level.Shift) & ((1UL << level.IndexBits) - 1)) * _mode.EntrySize;
             ulong entry;
             PageTableCache.TablePage? page = known;
-            if (page is not null)
+            if (known is { } kept)
             {
                 _tables.CountHit();
-                entry = page.Entry(offset);
+                entry = kept.Entry(offset);
                 known = null;
             }
             else if (!_tables.TryReadEntry(table, offset, out entry, out page))
@@ -160,11 +171,11 @@ public sealed class AddressSpace : IVirtualMemory
                 return false;
             }
             bool last = i == levels.Count - 1;
-            if (last && page is not null && i != first)
+            if (last && page is { } leafTable && i != first)
             {
                 ulong span = 1UL << (level.Shift + level.IndexBits);
                 byte upper = (byte)((writable ? 1 : 0) | (user ? 2 : 0) | (executable ? 4 : 0));
-                Volatile.Write(ref _leaf, new LeafTable(va & ~(span - 1), span, page, upper));
+                Volatile.Write(ref _leaf, new LeafTable(va & ~(span - 1), span, leafTable, upper));
             }
             if ((entry & Present) == 0)
             {
