@@ -23,7 +23,7 @@ internal sealed unsafe class MappedFile : IByteSource
     private const int CopyThroughSyscall = 4096;
 
     /// <summary>Budget of the cache of file pages that serves small reads (see <see cref="Read"/>).</summary>
-    internal const int SmallReadCacheBytes = 4 << 20;
+    internal const int SmallReadCacheBytes = 2 << 20;
 
     private readonly PageCache _pages = new(SmallReadCacheBytes);
 
