@@ -117,9 +117,9 @@ public sealed class AddressSpace : IVirtualMemory
         }
         ulong pageStart = va & ~(translation.PageSize - 1);
         byte flags = (byte)((translation.Writable ? 1 : 0) | (translation.User ? 2 : 0) | (translation.Executable ? 4 : 0));
-        if (++_walks >= cache.Length * 4 && cache.Length < MaxCacheSlots)
+        if (++_walks >= cache.Length && cache.Length < MaxCacheSlots)
         {
-            // Grows 8x once the walks outnumber the slots 4 to 1 (a busy space), up to 4,096 slots; entries are dropped.
+            // Grows 8x once there have been as many walks as slots (a busy space), up to 4,096 slots; entries are dropped.
             _walks = 0;
             CacheEntry?[] larger = new CacheEntry?[cache.Length * 8];
             cache = Interlocked.CompareExchange(ref _cache, larger, cache) == cache ? larger : Volatile.Read(ref _cache);
