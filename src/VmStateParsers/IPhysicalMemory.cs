@@ -36,6 +36,9 @@ public readonly record struct PhysicalRun(ulong PhysicalAddress, ulong Length, l
 /// it copied from the start of the request, and a short count means the next byte is not available (a hole, the end of
 /// the capture, or a page that could not be decoded).</para>
 /// <para>Implementations are safe for concurrent readers. Disposing while reads are in flight is a caller error.</para>
+/// <para>The bytes never change while the capture is open (evidence is read-only): readers may cache them, and the
+/// page-table walker does (a cache of table pages per instance). A test double that patches bytes patches them before
+/// the first read.</para>
 /// </remarks>
 public interface IPhysicalMemory : IDisposable
 {

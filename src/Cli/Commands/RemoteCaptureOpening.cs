@@ -1,3 +1,4 @@
+using CloudMem.Engine.Paging;
 using CloudMem.RemoteCaptures;
 using CloudMem.VmStateParsers;
 using CloudMem.VmStateParsers.Remote;
@@ -13,7 +14,7 @@ namespace CloudMem.Cli.Commands;
 internal static class CaptureOpening
 {
     private static readonly Lock s_lock = new();
-    private static readonly List<(string Image, RemoteReadStats? Stats)> s_opened = [];
+    private static readonly List<(string Image, RunMappedMemory Memory)> s_opened = [];
     private static CaptureSettings? s_current;
 
     /// <summary>Opens <paramref name="image"/> (a path or a remote address), as <paramref name="format"/> when given.</summary>
@@ -35,7 +36,7 @@ internal static class CaptureOpening
         }
         lock (s_lock)
         {
-            s_opened.Add((image, memory.RemoteStats));
+            s_opened.Add((image, memory));
         }
         return memory;
     }
@@ -49,14 +50,19 @@ internal static class CaptureOpening
         }
     }
 
-    /// <summary>One line per capture the command opened: what reading it cost (remote), or that it was local.</summary>
+    /// <summary>
+    /// Two lines per capture the command opened: what reading it cost (remote), or that it was local; and what the
+    /// page-table walks read (the shared <see cref="PageTableCache"/>).
+    /// </summary>
     internal static void WriteStats(TextWriter error)
     {
         lock (s_lock)
         {
-            foreach ((string image, RemoteReadStats? stats) in s_opened)
+            foreach ((string image, RunMappedMemory memory) in s_opened)
             {
+                RemoteReadStats? stats = memory.RemoteStats;
                 error.WriteLine(stats is null ? $"cloudmem: stats: {image}: local file, read in place (no remote fetches)" : $"cloudmem: stats: {stats}");
+                error.WriteLine($"cloudmem: stats: {PageTableCache.SharedFor(memory)}");
             }
         }
     }

@@ -41,7 +41,9 @@ public interface IVirtualMemory
 
 /// <summary>
 /// The table-driven x86-64 page-table walker (4- and 5-level, 2 MiB and 1 GiB pages, NX/user/write bits),
-/// with a small direct-mapped translation cache. Safe for concurrent readers.
+/// with a direct-mapped translation cache (64 slots, growing to 4,096 for a busy space). Table entries come from a <see cref="PageTableCache"/> shared by every
+/// address space over the same physical memory, and the walker keeps the last leaf table it reached, so translating the
+/// pages of a range reads the upper levels once per 2 MiB. Safe for concurrent readers.
 /// </summary>
 public sealed class AddressSpace : IVirtualMemory
 {
@@ -51,20 +53,36 @@ public sealed class AddressSpace : IVirtualMemory
     private const ulong PageSizeBit = 1UL << 7;
     private const ulong ProtNone = 1UL << 8;      // Linux: PROT_NONE pages keep their frame with the present bit clear
     private const ulong NoExecute = 1UL << 63;
-    private const int CacheBits = 12;
+    private const int FirstCacheSlots = 64;      // a process space read for a few structures stays small (0.5 KiB)
+    private const int MaxCacheSlots = 1 << 12;
 
     private readonly IPhysicalMemory _physical;
     private readonly PagingMode _mode;
-    private readonly CacheEntry?[] _cache = new CacheEntry?[1 << CacheBits];
+    private CacheEntry?[] _cache = new CacheEntry?[FirstCacheSlots];
+    private int _walks;
+    private readonly PageTableCache _tables;
+    private LeafTable? _leaf;
 
     // Immutable and published by reference, so concurrent readers never see a torn entry.
     private sealed record CacheEntry(ulong Page, ulong Base, ulong Size, byte Flags);
 
-    /// <summary>Creates an address space rooted at the table at physical <paramref name="directoryTableBase"/>.</summary>
-    public AddressSpace(IPhysicalMemory physical, ulong directoryTableBase, PagingMode? mode = null)
+    // The leaf table (PT) that maps [Start, Start + Span) and the write/user/execute bits of the entries above it.
+    private sealed record LeafTable(ulong Start, ulong Span, PageTableCache.TablePage Table, byte Flags);
+
+    /// <summary>
+    /// Creates an address space rooted at the table at physical <paramref name="directoryTableBase"/>, reading table
+    /// pages through <paramref name="tables"/> (default: the cache shared by every address space over <paramref name="physical"/>).
+    /// </summary>
+    public AddressSpace(IPhysicalMemory physical, ulong directoryTableBase, PagingMode? mode = null, PageTableCache? tables = null)
     {
+        ArgumentNullException.ThrowIfNull(physical);
+        if (tables is not null && !ReferenceEquals(tables.Physical, physical))
+        {
+            throw new ArgumentException("the page-table cache reads a different physical memory", nameof(tables));
+        }
         _physical = physical;
         _mode = mode ?? PagingMode.X64Level4;
+        _tables = tables ?? PageTableCache.SharedFor(physical);
         DirectoryTableBase = directoryTableBase & _mode.AddressMask;
     }
 
@@ -77,12 +95,16 @@ public sealed class AddressSpace : IVirtualMemory
     /// <summary>The physical memory underneath.</summary>
     public IPhysicalMemory Physical => _physical;
 
+    /// <summary>Where table entries are read from (shared with every address space over <see cref="Physical"/> by default).</summary>
+    public PageTableCache Tables => _tables;
+
     /// <inheritdoc />
     public bool TryTranslate(ulong va, out Translation translation, out TranslationFault fault)
     {
         ulong page = va >> 12;
-        int slot = (int)(page & ((1 << CacheBits) - 1));
-        CacheEntry? hit = Volatile.Read(ref _cache[slot]);
+        CacheEntry?[] cache = Volatile.Read(ref _cache);
+        int slot = (int)(page & (ulong)(cache.Length - 1));
+        CacheEntry? hit = Volatile.Read(ref cache[slot]);
         if (hit is not null && va >= hit.Page && va - hit.Page < hit.Size)
         {
             translation = new Translation(hit.Base + (va - hit.Page), hit.Size, (hit.Flags & 1) != 0, (hit.Flags & 2) != 0, (hit.Flags & 4) != 0);
@@ -95,7 +117,15 @@ public sealed class AddressSpace : IVirtualMemory
         }
         ulong pageStart = va & ~(translation.PageSize - 1);
         byte flags = (byte)((translation.Writable ? 1 : 0) | (translation.User ? 2 : 0) | (translation.Executable ? 4 : 0));
-        Volatile.Write(ref _cache[slot], new CacheEntry(pageStart, translation.PhysicalAddress - (va - pageStart), translation.PageSize, flags));
+        if (++_walks >= cache.Length && cache.Length < MaxCacheSlots)
+        {
+            // Grows 8x once there have been as many walks as slots (a busy space), up to 4,096 slots; entries are dropped.
+            _walks = 0;
+            CacheEntry?[] larger = new CacheEntry?[cache.Length * 8];
+            cache = Interlocked.CompareExchange(ref _cache, larger, cache) == cache ? larger : Volatile.Read(ref _cache);
+            slot = (int)(page & (ulong)(cache.Length - 1));
+        }
+        Volatile.Write(ref cache[slot], new CacheEntry(pageStart, translation.PhysicalAddress - (va - pageStart), translation.PageSize, flags));
         return true;
     }
 
@@ -107,20 +137,46 @@ public sealed class AddressSpace : IVirtualMemory
             fault = TranslationFault.NonCanonical;
             return false;
         }
+        IReadOnlyList<PagingLevel> levels = _mode.Levels;
+        int first = 0;
         ulong table = DirectoryTableBase;
         bool writable = true, user = true, executable = true;
-        Span<byte> entryBytes = stackalloc byte[8];
-        for (int i = 0; i < _mode.Levels.Count; i++)
+        PageTableCache.TablePage? known = null;
+        LeafTable? leaf = Volatile.Read(ref _leaf);
+        if (leaf is not null && (va & ~(leaf.Span - 1)) == leaf.Start)
         {
-            PagingLevel level = _mode.Levels[i];
-            ulong index = (va >> level.Shift) & ((1UL << level.IndexBits) - 1);
-            if (_physical.Read(table + index * (ulong)_mode.EntrySize, entryBytes) != 8)
+            // The last walk ended in the same leaf table: its upper levels are the same entries, so start at the leaf.
+            first = levels.Count - 1;
+            table = leaf.Table.Address;
+            known = leaf.Table;
+            writable = (leaf.Flags & 1) != 0;
+            user = (leaf.Flags & 2) != 0;
+            executable = (leaf.Flags & 4) != 0;
+        }
+        for (int i = first; i < levels.Count; i++)
+        {
+            PagingLevel level = levels[i];
+            int offset = (int)((va >> level.Shift) & ((1UL << level.IndexBits) - 1)) * _mode.EntrySize;
+            ulong entry;
+            PageTableCache.TablePage? page = known;
+            if (known is { } kept)
+            {
+                _tables.CountHit();
+                entry = kept.Entry(offset);
+                known = null;
+            }
+            else if (!_tables.TryReadEntry(table, offset, out entry, out page))
             {
                 fault = TranslationFault.TableNotCaptured;
                 return false;
             }
-            ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(entryBytes);
-            bool last = i == _mode.Levels.Count - 1;
+            bool last = i == levels.Count - 1;
+            if (last && page is { } leafTable && i != first)
+            {
+                ulong span = 1UL << (level.Shift + level.IndexBits);
+                byte upper = (byte)((writable ? 1 : 0) | (user ? 2 : 0) | (executable ? 4 : 0));
+                Volatile.Write(ref _leaf, new LeafTable(va & ~(span - 1), span, leafTable, upper));
+            }
             if ((entry & Present) == 0)
             {
                 if (last && (entry & ProtNone) != 0)
@@ -152,6 +208,7 @@ public sealed class AddressSpace : IVirtualMemory
     }
 
     /// <inheritdoc />
+    /// <remarks>Pages that follow each other physically are read from the capture in one request.</remarks>
     public int Read(ulong va, Span<byte> destination)
     {
         int total = 0;
@@ -163,6 +220,12 @@ public sealed class AddressSpace : IVirtualMemory
             }
             ulong inPage = t.PageSize - (va & (t.PageSize - 1));
             int count = (int)Math.Min((ulong)destination.Length, inPage);
+            while (count < destination.Length && TryTranslate(va + (ulong)count, out Translation next, out _)
+                   && next.PhysicalAddress == t.PhysicalAddress + (ulong)count)
+            {
+                ulong nextInPage = next.PageSize - ((va + (ulong)count) & (next.PageSize - 1));
+                count = (int)Math.Min((ulong)destination.Length, (ulong)count + nextInPage);
+            }
             int got = _physical.Read(t.PhysicalAddress, destination[..count]);
             total += got;
             if (got < count)

@@ -19,8 +19,13 @@ internal sealed unsafe class MappedFile : IByteSource
     private readonly MemoryMappedViewAccessor _view;
     private byte* _pointer;
 
-    /// <summary>Copies at least this large go through pread instead of the mapping (see <see cref="Read"/>).</summary>
+    /// <summary>Copies at least this large go straight through pread, smaller ones through the page cache (see <see cref="Read"/>).</summary>
     private const int CopyThroughSyscall = 4096;
+
+    /// <summary>Budget of the cache of file pages that serves small reads (see <see cref="Read"/>).</summary>
+    internal const int SmallReadCacheBytes = 2 << 20;
+
+    private readonly PageCache _pages = new(SmallReadCacheBytes);
 
     private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
 
@@ -69,6 +74,13 @@ internal sealed unsafe class MappedFile : IByteSource
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Reads never touch the mapping, so random reads over a large capture do not grow the resident set (a fault on a
+    /// file mapping maps the pages around it too, fault-around, and those stay mapped): page-sized and larger copies go
+    /// through pread from the OS page cache, and smaller ones (page-table entries, structure fields) through a bounded
+    /// cache of whole file pages filled by pread. Spans (<see cref="TryGetSpan"/>) stay zero-copy over the mapping for
+    /// sequential scans, which release what they mapped behind them.
+    /// </remarks>
     public int Read(long offset, Span<byte> destination)
     {
         if (offset < 0 || offset >= Length)
@@ -76,34 +88,61 @@ internal sealed unsafe class MappedFile : IByteSource
             return 0;
         }
         int count = (int)Math.Min(destination.Length, Length - offset);
-        if (count >= CopyThroughSyscall)
+        Span<byte> target = destination[..count];
+        bool done = count >= CopyThroughSyscall ? ReadThrough(offset, target) : ReadSmall(offset, target);
+        if (!done)
         {
-            // Page-sized and larger copies: pread copies from the page cache without mapping the pages into this
-            // process, so random reads over a large capture do not grow the resident set (the kernel maps whole
-            // large folios per fault on a mapping). Small reads (page-table entries, fields) stay on the mapping.
-            try
-            {
-                int done = 0;
-                while (done < count)
-                {
-                    int got = RandomAccess.Read(_handle, destination.Slice(done, count - done), offset + done);
-                    if (got <= 0)
-                    {
-                        break;
-                    }
-                    done += got;
-                }
-                if (done == count)
-                {
-                    return count;
-                }
-            }
-            catch (IOException)
-            {
-            }
+            new ReadOnlySpan<byte>(_pointer + offset, count).CopyTo(target);
         }
-        new ReadOnlySpan<byte>(_pointer + offset, count).CopyTo(destination);
         return count;
+    }
+
+    private bool ReadThrough(long offset, Span<byte> destination)
+    {
+        try
+        {
+            int done = 0;
+            while (done < destination.Length)
+            {
+                int got = RandomAccess.Read(_handle, destination[done..], offset + done);
+                if (got <= 0)
+                {
+                    break;
+                }
+                done += got;
+            }
+            return done == destination.Length;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    private bool ReadSmall(long offset, Span<byte> destination)
+    {
+        while (!destination.IsEmpty)
+        {
+            long pageStart = offset & ~(long)(PageCache.PageBytes - 1);
+            byte[]? page = _pages.TryGet((ulong)pageStart);
+            if (page is null)
+            {
+                // The last page of the file may be partial: the rest reads as zero and is never asked for.
+                page = new byte[PageCache.PageBytes];
+                int whole = (int)Math.Min(PageCache.PageBytes, Length - pageStart);
+                if (!ReadThrough(pageStart, page.AsSpan(0, whole)))
+                {
+                    return false;
+                }
+                _pages.Add((ulong)pageStart, page);
+            }
+            int inPage = (int)(offset - pageStart);
+            int count = Math.Min(destination.Length, PageCache.PageBytes - inPage);
+            page.AsSpan(inPage, count).CopyTo(destination);
+            offset += count;
+            destination = destination[count..];
+        }
+        return true;
     }
 
     /// <inheritdoc />
