@@ -62,10 +62,12 @@ public sealed class WindowsGuestScriptRunTests(AzuriteHost azurite) : IClassFixt
         AssertOnlyTheToolWasWritten(guest);
     }
 
-    [SkippableFact]
-    public async Task Aws_script_refuses_a_stream_polluted_by_winpmem_status_text_and_uploads_no_part()
+    [SkippableTheory]
+    [InlineData(WinPmemStatusText.BeforeImage)]
+    [InlineData(WinPmemStatusText.AfterImage)]
+    public async Task Aws_script_refuses_a_stream_polluted_by_winpmem_status_text_and_completes_nothing(WinPmemStatusText where)
     {
-        using var guest = new PowerShellGuest(Fixture.Require("memory.raw"), ImageBytes, polluted: true);
+        using var guest = new PowerShellGuest(Fixture.Require("memory.raw"), ImageBytes, where);
         using var s3 = new S3Emulator(AwsHarness.Bucket, AwsHarness.AccessKey, AwsHarness.SecretKey);
         using AmazonS3Client client = S3Client(s3);
         (string script, string uploadId, string key) = await AwsScriptAsync(client, s3, guest, guest.ToolSha256);
@@ -75,8 +77,12 @@ public sealed class WindowsGuestScriptRunTests(AzuriteHost azurite) : IClassFixt
         string output = string.Join('\n', lines);
         Assert.True(exit == 3, string.Join('\n', lines));
         Assert.Contains(lines, l => l.StartsWith("CLOUDMEM_ERROR WinPmem wrote status text into its standard output", StringComparison.Ordinal));
-        Assert.DoesNotContain(lines, l => l.StartsWith("CLOUDMEM_PART", StringComparison.Ordinal) || l.StartsWith("CLOUDMEM_RESULT", StringComparison.Ordinal));
-        Assert.True(StoredParts(s3, uploadId).Length == 0, output);
+        Assert.DoesNotContain(lines, l => l.StartsWith("CLOUDMEM_RESULT", StringComparison.Ordinal));
+        // Text before the image is seen in the first part, before any upload; text after it in the short last part,
+        // once the full parts before it are uploaded (never completed: the connector completes only a valid report).
+        string[] uploaded = where == WinPmemStatusText.BeforeImage ? [] : ["1", "2"];
+        Assert.Equal(uploaded, lines.Where(l => l.StartsWith("CLOUDMEM_PART ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]));
+        Assert.True(StoredParts(s3, uploadId).SequenceEqual(uploaded), output);
         await Assert.ThrowsAsync<AmazonS3Exception>(() => client.GetObjectMetadataAsync(s3.Bucket, key));
         AssertOnlyTheToolWasWritten(guest);
     }
@@ -122,10 +128,12 @@ public sealed class WindowsGuestScriptRunTests(AzuriteHost azurite) : IClassFixt
         AssertOnlyTheToolWasWritten(guest);
     }
 
-    [SkippableFact]
-    public async Task Azure_script_refuses_a_stream_polluted_by_winpmem_status_text_and_commits_nothing()
+    [SkippableTheory]
+    [InlineData(WinPmemStatusText.BeforeImage)]
+    [InlineData(WinPmemStatusText.AfterImage)]
+    public async Task Azure_script_refuses_a_stream_polluted_by_winpmem_status_text_and_commits_nothing(WinPmemStatusText where)
     {
-        using var guest = new PowerShellGuest(Fixture.Require("memory.raw"), ImageBytes, polluted: true);
+        using var guest = new PowerShellGuest(Fixture.Require("memory.raw"), ImageBytes, where);
         (string script, Hashtable parameters, BlockBlobClient blob) = await AzureScriptAsync(guest, guest.ToolSha256);
 
         (List<string> lines, int? exit) = guest.Run(script, parameters);
@@ -134,7 +142,8 @@ public sealed class WindowsGuestScriptRunTests(AzuriteHost azurite) : IClassFixt
         Assert.True(exit == 3, string.Join('\n', lines));
         Assert.Contains(lines, l => l.StartsWith("CLOUDMEM_ERROR WinPmem wrote status text into its standard output", StringComparison.Ordinal));
         Assert.DoesNotContain("CLOUDMEM_COMMITTED", lines);
-        Assert.DoesNotContain(lines, l => l.StartsWith("CLOUDMEM_PART", StringComparison.Ordinal));
+        Assert.Equal(where == WinPmemStatusText.BeforeImage ? 0 : 1, lines.Count(l => l.StartsWith("CLOUDMEM_PART ", StringComparison.Ordinal)));
+        Assert.DoesNotContain(lines, l => l.StartsWith("CLOUDMEM_RESULT", StringComparison.Ordinal));
         Assert.False((await blob.ExistsAsync()).Value, output);
         AssertOnlyTheToolWasWritten(guest);
     }

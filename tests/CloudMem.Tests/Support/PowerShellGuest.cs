@@ -6,10 +6,18 @@ using System.Text;
 
 namespace CloudMem.Tests.Support;
 
+/// <summary>Where the stand-in prints WinPmem's "The system time is: " status text into its standard output, if anywhere.</summary>
+public enum WinPmemStatusText
+{
+    None,
+    BeforeImage,
+    AfterImage,
+}
+
 /// <summary>
 /// Runs a generated Windows guest script (PowerShell) for real in a PowerShell 7 runspace hosted in the test process,
 /// with a stand-in for winpmem.exe: an executable shell script that writes a slice of a real capture to its standard
-/// output when called with '-' (WinPmem's stdout mode), optionally after WinPmem's "The system time is: " status text.
+/// output when called with '-' (WinPmem's stdout mode), optionally with WinPmem's "The system time is: " status text before or after it.
 /// The stand-in records the files under the guest's TEMP directory when it starts and when it has written the image,
 /// so a test can check that nothing but the tool binary is ever written there.
 /// </summary>
@@ -42,7 +50,7 @@ Set-Alias -Name Get-FileHash -Value Test-StubGetFileHashThenMarkExecutable -Scop
     private readonly string? _previousTemp;
 
     /// <summary>Creates the stand-in tool writing the first <paramref name="imageBytes"/> bytes of <paramref name="source"/>.</summary>
-    public PowerShellGuest(string source, long imageBytes, bool polluted = false)
+    public PowerShellGuest(string source, long imageBytes, WinPmemStatusText statusText = WinPmemStatusText.None)
     {
         Image = new byte[imageBytes];
         using (FileStream input = File.OpenRead(source))
@@ -53,14 +61,16 @@ Set-Alias -Name Get-FileHash -Value Test-StubGetFileHashThenMarkExecutable -Scop
         File.WriteAllBytes(ImageFile, Image);
         Temp = Directory.CreateDirectory(_dir.File("TEMP")).FullName;
         ToolFile = _dir.File("winpmem-standin");
-        string pollution = polluted ? "printf 'The system time is: 21:04:05\\n'\n" : "";
+        const string status = "printf 'The system time is: 21:04:05\\n'\n";
+        string before = statusText == WinPmemStatusText.BeforeImage ? status : "";
+        string after = statusText == WinPmemStatusText.AfterImage ? status : "";
         File.WriteAllText(ToolFile, $$"""
             #!/bin/sh
             # stand-in for winpmem.exe: '-' writes a real capture (a slice of the basic fixture) to standard output
             [ "$1" = "-" ] || { echo "usage: winpmem -" >&2; exit 2; }
             find "$TEMP" -type f > '{{StartListing}}'
-            {{pollution}}cat '{{ImageFile}}' || exit 1
-            find "$TEMP" -type f > '{{EndListing}}'
+            {{before}}cat '{{ImageFile}}' || exit 1
+            {{after}}find "$TEMP" -type f > '{{EndListing}}'
 
             """.Replace("\r\n", "\n", StringComparison.Ordinal));
         ToolSha256 = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(ToolFile)));
