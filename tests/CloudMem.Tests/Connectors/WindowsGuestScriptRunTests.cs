@@ -88,6 +88,23 @@ public sealed class WindowsGuestScriptRunTests(AzuriteHost azurite) : IClassFixt
     }
 
     [SkippableFact]
+    public async Task Aws_script_reports_a_failed_tool_and_no_result()
+    {
+        using var guest = new PowerShellGuest(Fixture.Require("memory.raw"), ImageBytes, exitCode: 5);
+        using var s3 = new S3Emulator(AwsHarness.Bucket, AwsHarness.AccessKey, AwsHarness.SecretKey);
+        using AmazonS3Client client = S3Client(s3);
+        (string script, _, string key) = await AwsScriptAsync(client, s3, guest, guest.ToolSha256);
+
+        (List<string> lines, int? exit) = guest.Run(script);
+
+        Assert.True(exit == 3, string.Join('\n', lines));
+        Assert.Contains("CLOUDMEM_ERROR acquisition tool exited with status 5: stand-in: cannot read physical memory", lines.Select(l => l.TrimEnd()));
+        Assert.DoesNotContain(lines, l => l.StartsWith("CLOUDMEM_RESULT", StringComparison.Ordinal));
+        await Assert.ThrowsAsync<AmazonS3Exception>(() => client.GetObjectMetadataAsync(s3.Bucket, key));
+        AssertOnlyTheToolWasWritten(guest);
+    }
+
+    [SkippableFact]
     public async Task Aws_script_does_not_run_a_tool_whose_hash_differs()
     {
         using var guest = new PowerShellGuest(Fixture.Require("memory.raw"), 1 << 20);
@@ -144,6 +161,22 @@ public sealed class WindowsGuestScriptRunTests(AzuriteHost azurite) : IClassFixt
         Assert.DoesNotContain("CLOUDMEM_COMMITTED", lines);
         Assert.Equal(where == WinPmemStatusText.BeforeImage ? 0 : 1, lines.Count(l => l.StartsWith("CLOUDMEM_PART ", StringComparison.Ordinal)));
         Assert.DoesNotContain(lines, l => l.StartsWith("CLOUDMEM_RESULT", StringComparison.Ordinal));
+        Assert.False((await blob.ExistsAsync()).Value, output);
+        AssertOnlyTheToolWasWritten(guest);
+    }
+
+    [SkippableFact]
+    public async Task Azure_script_commits_nothing_when_the_tool_fails()
+    {
+        using var guest = new PowerShellGuest(Fixture.Require("memory.raw"), ImageBytes, exitCode: 5);
+        (string script, Hashtable parameters, BlockBlobClient blob) = await AzureScriptAsync(guest, guest.ToolSha256);
+
+        (List<string> lines, int? exit) = guest.Run(script, parameters);
+
+        string output = string.Join('\n', lines);
+        Assert.True(exit == 3, output);
+        Assert.Contains("CLOUDMEM_ERROR winpmem exited with status 5: stand-in: cannot read physical memory", lines.Select(l => l.TrimEnd()));
+        Assert.DoesNotContain("CLOUDMEM_COMMITTED", lines);
         Assert.False((await blob.ExistsAsync()).Value, output);
         AssertOnlyTheToolWasWritten(guest);
     }

@@ -49,8 +49,11 @@ Set-Alias -Name Get-FileHash -Value Test-StubGetFileHashThenMarkExecutable -Scop
     private readonly TempDir _dir = new();
     private readonly string? _previousTemp;
 
-    /// <summary>Creates the stand-in tool writing the first <paramref name="imageBytes"/> bytes of <paramref name="source"/>.</summary>
-    public PowerShellGuest(string source, long imageBytes, WinPmemStatusText statusText = WinPmemStatusText.None)
+    /// <summary>
+    /// Creates the stand-in tool writing the first <paramref name="imageBytes"/> bytes of <paramref name="source"/>,
+    /// then exiting with <paramref name="exitCode"/> (non-zero: after a message on its standard error, as a failed read would).
+    /// </summary>
+    public PowerShellGuest(string source, long imageBytes, WinPmemStatusText statusText = WinPmemStatusText.None, int exitCode = 0)
     {
         Image = new byte[imageBytes];
         using (FileStream input = File.OpenRead(source))
@@ -71,6 +74,7 @@ Set-Alias -Name Get-FileHash -Value Test-StubGetFileHashThenMarkExecutable -Scop
             find "$TEMP" -type f > '{{StartListing}}'
             {{before}}cat '{{ImageFile}}' || exit 1
             {{after}}find "$TEMP" -type f > '{{EndListing}}'
+            {{(exitCode == 0 ? "" : "echo 'stand-in: cannot read physical memory' >&2\n")}}exit {{exitCode}}
 
             """.Replace("\r\n", "\n", StringComparison.Ordinal));
         ToolSha256 = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(ToolFile)));
