@@ -187,7 +187,7 @@ try {
         }
     } finally { $stream.Dispose() }
     $run.WaitForExit()
-    if ($run.ExitCode -ne 0) { Fail "acquisition tool exited with status $($run.ExitCode): $($errors.Result)" }
+    if ($run.ExitCode -ne 0) { Fail "acquisition tool exited with status $($run.ExitCode): $(Format-OneLine $errors.Result)" }
     [void]$sha.TransformFinalBlock($buffer, 0, 0)
     $hex = ([BitConverter]::ToString($sha.Hash) -replace '-', '').ToLowerInvariant()
     Write-Output "CLOUDMEM_RESULT $total $hex $part"

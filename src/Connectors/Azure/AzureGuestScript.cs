@@ -172,7 +172,7 @@ try {
     }
   } finally { $stream.Dispose() }
   $run.WaitForExit()
-  if ($run.ExitCode -ne 0) { Fail "winpmem exited with status $($run.ExitCode): $($errors.Result)" }
+  if ($run.ExitCode -ne 0) { Fail "winpmem exited with status $($run.ExitCode): $(Format-OneLine $errors.Result)" }
   [void]$sha.TransformFinalBlock($buffer, 0, 0)
   $list = '<?xml version="1.0" encoding="utf-8"?><BlockList>' + (($ids | ForEach-Object { '<Latest>' + $_ + '</Latest>' }) -join '') + '</BlockList>'
   $commit = New-Object System.Net.Http.StringContent -ArgumentList @($list, [Text.Encoding]::UTF8, 'application/xml')

@@ -137,6 +137,8 @@ function Read-Part([byte[]]$Into) {
     /// </summary>
     public const string PowerShellPrelude = """
 function Fail([string]$Message) { Write-Output "CLOUDMEM_ERROR $Message"; exit 3 }
+# A tool's stderr in an error line: one line (the report keeps only the first), its last 300 characters.
+function Format-OneLine([string]$Text) { $t = ($Text -replace '\s+', ' ').Trim(); if ($t.Length -gt 300) { $t = '...' + $t.Substring($t.Length - 300) }; return $t }
 $work = Join-Path $env:TEMP ('cloudmem-' + [guid]::NewGuid().ToString('N'))
 New-Item -ItemType Directory -Path $work | Out-Null
 [Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12

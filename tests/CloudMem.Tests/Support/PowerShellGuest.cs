@@ -74,7 +74,7 @@ Set-Alias -Name Get-FileHash -Value Test-StubGetFileHashThenMarkExecutable -Scop
             find "$TEMP" -type f > '{{StartListing}}'
             {{before}}cat '{{ImageFile}}' || exit 1
             {{after}}find "$TEMP" -type f > '{{EndListing}}'
-            {{(exitCode == 0 ? "" : "echo 'stand-in: cannot read physical memory' >&2\n")}}exit {{exitCode}}
+            {{(exitCode == 0 ? "" : "printf 'stand-in: cannot read\\n  physical memory\\n' >&2\n")}}exit {{exitCode}}
 
             """.Replace("\r\n", "\n", StringComparison.Ordinal));
         ToolSha256 = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(ToolFile)));
