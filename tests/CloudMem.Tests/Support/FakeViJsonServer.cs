@@ -323,7 +323,6 @@ public sealed class FakeViJsonServer : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        _listener.Stop();
-        _listener.Close();
+        HttpListenerLoop.Shut(_listener);
     }
 }

@@ -138,8 +138,7 @@ public sealed class PdbSymbolStoreTests : IDisposable
 
         public void Dispose()
         {
-            _listener.Stop();
-            _listener.Close();
+            HttpListenerLoop.Shut(_listener);
             _loop.Wait(TimeSpan.FromSeconds(5));
         }
     }

@@ -495,8 +495,7 @@ public sealed partial class FakeAws : IDisposable
 
     public void Dispose()
     {
-        _listener.Stop();
-        _listener.Close();
+        HttpListenerLoop.Shut(_listener);
         foreach (FakeCommand command in _commands.Values)
         {
             try

@@ -98,8 +98,7 @@ public sealed class KmsSignerTests
 
         public void Dispose()
         {
-            _listener.Stop();
-            _listener.Close();
+            HttpListenerLoop.Shut(_listener);
             _serving.Wait(TimeSpan.FromSeconds(5));
             Key.Dispose();
         }

@@ -317,8 +317,7 @@ public sealed class AzureDurableCaptureTests(DurableAzurite azurite) : IClassFix
 
         public void Dispose()
         {
-            _listener.Stop();
-            _listener.Close();
+            HttpListenerLoop.Shut(_listener);
             try
             {
                 _loop.Wait(TimeSpan.FromSeconds(5));
