@@ -34,8 +34,7 @@ public static class ReportWriter
         switch (format)
         {
             case OutputFormat.Json:
-                writer.WriteLine(IsRows(report, out IRowsReport? rows) ? RowsJson.Document(rows, s_indented)
-                    : JsonSerializer.Serialize(report.ToJsonModel(), s_indented));
+                writer.WriteLine(Json(report, indented: true));
                 break;
             case OutputFormat.Jsonl when IsRows(report, out IRowsReport? table):
                 foreach (string line in RowsJson.Lines(table, s_compact))
@@ -47,7 +46,7 @@ public static class ReportWriter
                 IEnumerable<object>? lines = report.ToJsonLines();
                 if (lines is null)
                 {
-                    writer.WriteLine(JsonSerializer.Serialize(report.ToJsonModel(), s_compact));
+                    writer.WriteLine(SerializerJson(report, indented: false));
                 }
                 else
                 {

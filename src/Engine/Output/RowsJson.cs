@@ -21,6 +21,10 @@ internal static class RowsJson
 {
     private static readonly ConcurrentDictionary<Type, Shape> s_shapes = new();
 
+    /// <summary>Per value type met in a cell, whether this writer renders it itself: a list of simple elements, or an
+    /// enum without [Flags] (decided once per type, not with reflection on every cell).</summary>
+    private static readonly ConcurrentDictionary<Type, bool> s_simple = new();
+
     /// <summary>One JSON property of a row type: its name as written and how to get its value.</summary>
     private sealed record Member(JsonEncodedText Name, PropertyInfo Property, bool Hex);
 
@@ -129,10 +133,10 @@ internal static class RowsJson
             case sbyte b: json.WriteNumberValue(b); break;
             case double d when double.IsFinite(d): json.WriteNumberValue(d); break;
             case float f when float.IsFinite(f): json.WriteNumberValue(f); break;
-            case Enum e when Enum.IsDefined(e.GetType(), e) && e.GetType().GetCustomAttribute<FlagsAttribute>() is null:
+            case Enum e when IsSimple(e.GetType()) && Enum.IsDefined(e.GetType(), e):
                 json.WriteStringValue(JsonNamingPolicy.CamelCase.ConvertName(e.ToString()));
                 break;
-            case IList list when list is not Array { Rank: > 1 } && value is not byte[] && IsSimpleList(value.GetType()):
+            case IList list when list is not Array { Rank: > 1 } && value is not byte[] && IsSimple(value.GetType()):
                 json.WriteStartArray();
                 foreach (object? item in list)
                 {
@@ -145,6 +149,8 @@ internal static class RowsJson
                 break;
         }
     }
+
+    private static bool IsSimple(Type type) => s_simple.GetOrAdd(type, static t => t.IsEnum ? t.GetCustomAttribute<FlagsAttribute>() is null : IsSimpleList(t));
 
     /// <summary>A list whose elements this writer renders itself (strings, numbers, booleans, times).</summary>
     private static bool IsSimpleList(Type type)
