@@ -62,7 +62,9 @@ public interface IDirectSpanAccess
     /// <summary>
     /// Returns a read-only span over the stored bytes at <paramref name="physicalAddress"/>, at most
     /// <paramref name="maxLength"/> long and never crossing the end of a run; empty when the address is not in a
-    /// direct run. The span stays valid until the capture is disposed.
+    /// direct run. The span stays valid until the capture is disposed. Meant for sequential readers (scans, hashing)
+    /// that call <see cref="ReleaseResident"/> behind them: a local file serves these spans from a view mapped for
+    /// huge pages, where each touch maps up to 2 MiB.
     /// </summary>
     ReadOnlySpan<byte> GetDirectSpan(ulong physicalAddress, int maxLength);
 

@@ -104,7 +104,7 @@ public sealed class RunMappedMemory : IPhysicalMemory, IDirectSpanAccess, ICaptu
         PhysicalRun run = _runs[index];
         ulong offsetInRun = physicalAddress - run.PhysicalAddress;
         int count = (int)Math.Min((ulong)maxLength, run.Length - offsetInRun);
-        return _source.TryGetSpan(run.FileOffset + (long)offsetInRun, count, out ReadOnlySpan<byte> span) ? span : ReadOnlySpan<byte>.Empty;
+        return _source.TryGetScanSpan(run.FileOffset + (long)offsetInRun, count, out ReadOnlySpan<byte> span) ? span : ReadOnlySpan<byte>.Empty;
     }
 
     /// <inheritdoc />

@@ -16,6 +16,12 @@ internal interface IByteSource : IDisposable
     /// <summary>Zero-copy view when the bytes are stored contiguously; false otherwise.</summary>
     bool TryGetSpan(long offset, int length, out ReadOnlySpan<byte> span);
 
+    /// <summary>
+    /// Zero-copy view for a sequential scan that releases what it read behind it (<see cref="ReleaseResident"/>): a
+    /// mapped file may serve it from a mapping laid out for huge pages. Defaults to <see cref="TryGetSpan"/>.
+    /// </summary>
+    bool TryGetScanSpan(long offset, int length, out ReadOnlySpan<byte> span) => TryGetSpan(offset, length, out span);
+
     /// <summary>Drops resident pages of the given file range from this process (a hint; may do nothing).</summary>
     void ReleaseResident(long offset, long length);
 }
