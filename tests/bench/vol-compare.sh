@@ -6,8 +6,9 @@
 #
 # Usage: tests/bench/vol-compare.sh [--linux IMAGE] [--windows IMAGE] [--runs 5] [--vol-runs 5] [--out FILE]
 #        [--linux-plugins "linux.pslist ..."] [--windows-plugins "windows.pslist ..."] [--build-images] [--reuse-vol]
-#   CloudMem is timed as installed: the published ReadyToRun binary (artifacts/cli/cloudmem, built by ./cloudmem),
-#   not the ./cloudmem wrapper, whose per-call check for changed sources is not part of the tool.
+#   CloudMem is timed as installed: the published binary (artifacts/cli/cloudmem, built by ./cloudmem: self-contained,
+#   composite ReadyToRun), not the ./cloudmem wrapper, whose per-call check for changed sources is not part of the tool.
+#   Each image is dropped from the OS page cache and read back once before its plugins are timed (see compare()).
 #   --reuse-vol     take Volatility 3's figures for an image+plugin from an earlier run of this script on this machine
 #                   ($WORK/vol-IMAGE-PLUGIN.*) instead of measuring again; CloudMem is always measured
 #   --build-images  build the benchmark images first (cached): the 2 GiB Linux fixture
@@ -112,7 +113,12 @@ compare() {   # os image plugins...
     local size; size=$(( $(stat -c %s "$image") >> 20 ))
     local ours_symbols=() vol_symbols=()
     if [ "$os" = windows ]; then ours_symbols=(--symbols "$symbols"); vol_symbols=(-s "$symbols"); else vol_symbols=(-s "$work/vol3-symbols"); fi
-    cat "$image" > /dev/null   # into the OS page cache
+    # Into the OS page cache as a read from disk puts it: the image's cached pages are dropped first (dd with nocache
+    # and no blocks), then read once. A file the image builder has just written sits in the cache in 4 KiB pages,
+    # while one read from disk sits in large folios (2 MiB on ext4 with kernel 6.18), which a scan maps 512 times
+    # fewer times: the same image otherwise times 0.1-0.3 s apart for scans depending on how it came into the cache.
+    dd if="$image" iflag=nocache count=0 status=none 2>/dev/null || true
+    cat "$image" > /dev/null
     for entry in "$@"; do
         local plugin="${entry%%=*}" volplugin="${entry#*=}" volargs=()
         case "$volplugin" in *yarascan*|*YaraScan*) volargs=(--yara-file "$root/tests/bench/secrets.yar");; esac

@@ -44,26 +44,28 @@ internal sealed class PoolTagSearch
         {
             ref byte start = ref MemoryMarshal.GetReference(data);
             // Four vectors (eight slots, two cache lines) per test while no wanted tag is near: the common case, so
-            // the loop runs at memory bandwidth; a hit falls back to the two-slot steps below for those 128 bytes.
-            if (_vectors.Length <= 2)
+            // the loop runs at memory bandwidth; a hit checks those eight slots one by one.
+            Vector256<uint> first = _vectors[0], second = _vectors[Math.Min(1, _vectors.Length - 1)];
+            for (; at + 7 * Slot < to && at + 8 * Slot <= data.Length; at += 8 * Slot)
             {
-                Vector256<uint> first = _vectors[0], second = _vectors[^1];
-                for (; at + 7 * Slot < to && at + 8 * Slot <= data.Length; at += 8 * Slot)
+                Vector256<uint> a = Vector256.LoadUnsafe(ref start, (nuint)at).AsUInt32();
+                Vector256<uint> b = Vector256.LoadUnsafe(ref start, (nuint)(at + 32)).AsUInt32();
+                Vector256<uint> c = Vector256.LoadUnsafe(ref start, (nuint)(at + 64)).AsUInt32();
+                Vector256<uint> d = Vector256.LoadUnsafe(ref start, (nuint)(at + 96)).AsUInt32();
+                Vector256<uint> any = Vector256.Equals(a, first) | Vector256.Equals(a, second)
+                    | Vector256.Equals(b, first) | Vector256.Equals(b, second)
+                    | Vector256.Equals(c, first) | Vector256.Equals(c, second)
+                    | Vector256.Equals(d, first) | Vector256.Equals(d, second);
+                for (int t = 2; t < _vectors.Length; t++)
                 {
-                    Vector256<uint> a = Vector256.LoadUnsafe(ref start, (nuint)at).AsUInt32();
-                    Vector256<uint> b = Vector256.LoadUnsafe(ref start, (nuint)(at + 32)).AsUInt32();
-                    Vector256<uint> c = Vector256.LoadUnsafe(ref start, (nuint)(at + 64)).AsUInt32();
-                    Vector256<uint> d = Vector256.LoadUnsafe(ref start, (nuint)(at + 96)).AsUInt32();
-                    Vector256<uint> any = Vector256.Equals(a, first) | Vector256.Equals(a, second)
-                        | Vector256.Equals(b, first) | Vector256.Equals(b, second)
-                        | Vector256.Equals(c, first) | Vector256.Equals(c, second)
-                        | Vector256.Equals(d, first) | Vector256.Equals(d, second);
-                    if ((any & _laneMask) != Vector256<uint>.Zero)
+                    Vector256<uint> tag = _vectors[t];
+                    any |= Vector256.Equals(a, tag) | Vector256.Equals(b, tag) | Vector256.Equals(c, tag) | Vector256.Equals(d, tag);
+                }
+                if ((any & _laneMask) != Vector256<uint>.Zero)
+                {
+                    for (int k = 0; k < 8; k++)
                     {
-                        for (int k = 0; k < 8; k++)
-                        {
-                            Check(data, at + k * Slot, hit);
-                        }
+                        Check(data, at + k * Slot, hit);
                     }
                 }
             }

@@ -257,29 +257,29 @@ public static class WindowsPeb
         return ([.. lists.SelectMany(l => l).Where(m => bases.Add(m.Base))], notes);
     }
 
-    /// <summary>windows.cmdline.</summary>
-    public static RowsReport<WindowsCmdLine> CmdLine(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
+    /// <summary>windows.cmdline. Processes are read on <paramref name="degreeOfParallelism"/> threads (null: the scan threads' default), rows in list order.</summary>
+    public static RowsReport<WindowsCmdLine> CmdLine(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default, int? degreeOfParallelism = null)
     {
         (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
-        var rows = new List<WindowsCmdLine>();
-        foreach (WindowsProcess p in processes)
+        (string? CommandLine, string? Note)[] lines = OrderedParallel.Map(processes, p => CommandLine(kernel, p), ct, degreeOfParallelism);
+        var rows = new List<WindowsCmdLine>(processes.Count);
+        for (int i = 0; i < processes.Count; i++)
         {
-            ct.ThrowIfCancellationRequested();
-            (string? args, string? note) = CommandLine(kernel, p);
-            rows.Add(new WindowsCmdLine(p.Pid, p.ImageFileName, args, note));
+            rows.Add(new WindowsCmdLine(processes[i].Pid, processes[i].ImageFileName, lines[i].CommandLine, lines[i].Note));
         }
         return new RowsReport<WindowsCmdLine>("windows.cmdline", rows, notes);
     }
 
-    /// <summary>windows.envars.</summary>
-    public static RowsReport<WindowsEnvar> Envars(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
+    /// <summary>windows.envars. Processes are read on <paramref name="degreeOfParallelism"/> threads (null: the scan threads' default), rows in list order.</summary>
+    public static RowsReport<WindowsEnvar> Envars(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default, int? degreeOfParallelism = null)
     {
         (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsEnvar>();
-        foreach (WindowsProcess p in processes)
+        var blocks = OrderedParallel.Map(processes, p => Environment(kernel, p), ct, degreeOfParallelism);
+        for (int i = 0; i < processes.Count; i++)
         {
-            ct.ThrowIfCancellationRequested();
-            (List<KeyValuePair<string, string>> variables, ulong block, string? note) = Environment(kernel, p);
+            WindowsProcess p = processes[i];
+            (List<KeyValuePair<string, string>> variables, ulong block, string? note) = blocks[i];
             rows.AddRange(variables.Select(v => new WindowsEnvar(p.Pid, p.ImageFileName, block, v.Key, v.Value)));
             if (note is not null)
             {
@@ -289,15 +289,16 @@ public static class WindowsPeb
         return new RowsReport<WindowsEnvar>("windows.envars", rows, notes);
     }
 
-    /// <summary>windows.dlllist: InLoadOrderModuleList of each process.</summary>
-    public static RowsReport<WindowsDll> DllList(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default)
+    /// <summary>windows.dlllist: InLoadOrderModuleList of each process. Processes are read on <paramref name="degreeOfParallelism"/> threads (null: the scan threads' default), rows in list order.</summary>
+    public static RowsReport<WindowsDll> DllList(WindowsKernel kernel, ISet<long>? pids = null, CancellationToken ct = default, int? degreeOfParallelism = null)
     {
         (List<WindowsProcess> processes, List<string> notes) = WindowsProcesses.Select(kernel, pids, ct);
         var rows = new List<WindowsDll>();
-        foreach (WindowsProcess p in processes)
+        var lists = OrderedParallel.Map(processes, p => Modules(kernel, p, ct: ct), ct, degreeOfParallelism);
+        for (int i = 0; i < processes.Count; i++)
         {
-            ct.ThrowIfCancellationRequested();
-            (List<WindowsLoadedModule> modules, List<string> moduleNotes) = Modules(kernel, p, ct: ct);
+            WindowsProcess p = processes[i];
+            (List<WindowsLoadedModule> modules, List<string> moduleNotes) = lists[i];
             rows.AddRange(modules.Select((m, i) => new WindowsDll(p.Pid, p.ImageFileName, m.Base, m.Size, m.Name, m.Path, i,
                 WindowsProcesses.FileTime(m.LoadTime))));
             notes.AddRange(moduleNotes.Where(n => !n.StartsWith("no PEB", StringComparison.Ordinal)).Select(n => $"{p.Pid} {p.ImageFileName}: {n}"));

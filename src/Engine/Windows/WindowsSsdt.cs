@@ -84,7 +84,7 @@ public static class WindowsSsdt
     /// </summary>
     internal sealed class KernelAddressOwners(WindowsKernel kernel, List<WindowsModule> modules, CancellationToken ct, IProgressSink? progress)
     {
-        private readonly KernelSymbols _symbols = new(kernel);
+        private KernelSymbols? _symbols;   // built on the first address inside the kernel image (a sort of every symbol)
         private List<WindowsScannedModule>? _hidden;
 
         /// <summary>The module (null: none), whether it is listed (null: no module), the kernel symbol, and whether the address is in the kernel image.</summary>
@@ -93,7 +93,7 @@ public static class WindowsSsdt
             if (modules.FirstOrDefault(m => va >= m.Base && va - m.Base < m.Size) is { } listed)
             {
                 bool inKernel = listed.Base == kernel.KernelBase;
-                return (listed.Name, true, inKernel ? _symbols.Name(va) : null, inKernel);
+                return (listed.Name, true, inKernel ? (_symbols ??= new KernelSymbols(kernel)).Name(va) : null, inKernel);
             }
             _hidden ??= [.. WindowsModules.ModScan(kernel, ct, progress).Rows.Where(m => !m.OnList)];
             return _hidden.FirstOrDefault(m => va >= m.Base && va - m.Base < m.Size) is { } hidden ? (hidden.Name, false, null, false) : (null, null, null, false);
@@ -110,9 +110,14 @@ public static class WindowsSsdt
         public KernelSymbols(WindowsKernel kernel)
         {
             _base = kernel.KernelBase;
-            KeyValuePair<string, ulong>[] sorted = [.. kernel.Types.Symbols.OrderBy(s => s.Value).ThenBy(s => s.Key, StringComparer.Ordinal)];
-            _rvas = [.. sorted.Select(s => s.Value)];
-            _names = [.. sorted.Select(s => s.Key)];
+            KeyValuePair<string, ulong>[] sorted = [.. kernel.Types.Symbols];
+            Array.Sort(sorted, static (a, b) => a.Value != b.Value ? a.Value.CompareTo(b.Value) : string.CompareOrdinal(a.Key, b.Key));
+            _rvas = new ulong[sorted.Length];
+            _names = new string[sorted.Length];
+            for (int i = 0; i < sorted.Length; i++)
+            {
+                (_names[i], _rvas[i]) = (sorted[i].Key, sorted[i].Value);
+            }
         }
 
         public string? Name(ulong address)
