@@ -83,6 +83,36 @@ public sealed class ParallelScanTests(WindowsAttackImages images) : IClassFixtur
         }
     }
 
+    [Fact]
+    public void A_failing_block_throws_its_own_exception_and_a_scan_stopped_early_ends_its_threads()
+    {
+        byte[] bytes = new byte[64 << 20];
+        using var memory = new Memory(bytes, 32 << 20, 1 << 20, ulong.MaxValue);
+        var failure = Assert.Throws<InvalidDataException>(() => ParallelScan.Blocks<int>(memory, 4 << 20, 0,
+            (in ScanBlock block, ReadOnlySpan<byte> data, List<int> hits) =>
+            {
+                if (block.PhysicalAddress == 20 << 20)
+                {
+                    throw new InvalidDataException("block at 20 MiB");
+                }
+                hits.Add(1);
+            }, degreeOfParallelism: 3).ToList());
+        Assert.Equal("block at 20 MiB", failure.Message);
+
+        // Taking the first results and dropping the enumerator stops the scan threads (Dispose joins them).
+        int scanned = 0;
+        List<ulong> first = [.. ParallelScan.Blocks<ulong>(memory, 1 << 20, 0, (in ScanBlock block, ReadOnlySpan<byte> data, List<ulong> hits) =>
+        {
+            Interlocked.Increment(ref scanned);
+            hits.Add(block.PhysicalAddress);
+        }, degreeOfParallelism: 2).Take(3)];
+        Assert.Equal(new ulong[] { 0, 1 << 20, 2 << 20 }, first);
+        int after = Volatile.Read(ref scanned);
+        Thread.Sleep(50);
+        Assert.Equal(after, Volatile.Read(ref scanned));
+        Assert.True(after < 63, $"{after} of 63 blocks scanned after the caller stopped at 3");
+    }
+
     [SkippableFact]
     public void Linux_psscan_rows_are_the_same_on_one_thread_and_many()
     {
