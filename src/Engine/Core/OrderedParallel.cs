@@ -15,8 +15,8 @@ internal static class OrderedParallel
 
     /// <summary>
     /// <paramref name="map"/> of every item, in item order. Threads: <see cref="ParallelScan.DefaultDegreeOfParallelism"/>
-    /// (<c>CLOUDMEM_SCAN_THREADS=1</c> gives the one-thread run). An exception from the work is rethrown as itself (the
-    /// first one in item order when several fail), not wrapped.
+    /// (<c>CLOUDMEM_SCAN_THREADS=1</c> gives the one-thread run). An exception from the work stops the items not yet
+    /// started and is rethrown as itself, not wrapped (the lowest item's when several failed).
     /// </summary>
     /// <param name="items">The items.</param>
     /// <param name="map">The work for one item.</param>
