@@ -40,7 +40,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             results.Add(settings.InProcess ? ReadBenchmark.Run(image, settings.Random) : RunChild(image, settings.Random));
         }
         string machine = $"{Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30)} GiB, {RuntimeInformation.OSDescription}";
-        ReportWriter.Write(new BenchmarkReport(machine, RuntimeInformation.FrameworkDescription, results), settings.OutputFormat, Console.Out);
+        ReportOutput.Write(new BenchmarkReport(machine, RuntimeInformation.FrameworkDescription, results), settings.OutputFormat);
         return (int)ExitCode.Ok;
     }
 

@@ -14,8 +14,8 @@ internal sealed class CacheListCommand : Command<CommonSettings>
         ProfileCache cache = ProfileCache.Default() ?? throw new InvalidOperationException("no cache directory: set CLOUDMEM_CACHE_DIR, XDG_CACHE_HOME or HOME");
         IReadOnlyList<ProfileCacheEntry> entries = cache.List();
         long total = entries.Sum(e => e.Bytes);
-        ReportWriter.Write(new RowsReport<ProfileCacheEntry>("profile cache", entries, [$"{cache.Directory}: {entries.Count} entries, {total:N0} bytes"]),
-            settings.OutputFormat, Console.Out, Console.Error);
+        ReportOutput.Write(new RowsReport<ProfileCacheEntry>("profile cache", entries, [$"{cache.Directory}: {entries.Count} entries, {total:N0} bytes"]),
+            settings.OutputFormat, Console.Error);
         return (int)ExitCode.Ok;
     }
 }

@@ -65,7 +65,7 @@ internal sealed class ConvertCommand : Command<ConvertCommand.Settings>
                     result = CaptureConverter.Convert(settings.Image, memory, target, settings.Out, settings.Variant, progress, cancellationToken);
                 });
         }
-        ReportWriter.Write(result, settings.OutputFormat, Console.Out);
+        ReportOutput.Write(result, settings.OutputFormat);
         return (int)ExitCode.Ok;
     }
 

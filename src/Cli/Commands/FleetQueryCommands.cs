@@ -29,7 +29,7 @@ internal sealed class FleetQueryCommand : Command<FleetQueryCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         using FleetCase fleet = FleetCase.Open(settings.Case);
-        ReportWriter.Write(fleet.Query(settings.Sql), settings.OutputFormat, Console.Out, Console.Error);
+        ReportOutput.Write(fleet.Query(settings.Sql), settings.OutputFormat, Console.Error);
         return (int)ExitCode.Ok;
     }
 }
@@ -71,7 +71,7 @@ internal sealed class FleetWhoHasCommand : Command<FleetWhoHasCommand.Settings>
         (WhoHasKind kind, string value) = settings.Asked[0];
         using FleetCase fleet = FleetCase.Open(settings.Case);
         RowsReport<WhoHasRow> report = FleetQuestions.WhoHas(fleet, kind, value);
-        ReportWriter.Write(report, settings.OutputFormat, Console.Out, Console.Error);
+        ReportOutput.Write(report, settings.OutputFormat, Console.Error);
         return report.Rows.Count > 0 ? (int)ExitCode.Ok : (int)ExitCode.NotFound;
     }
 }

@@ -20,7 +20,7 @@ internal sealed class InfoCommand : Command<InfoCommand.Settings>
     {
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
         CaptureInfo info = CaptureInfo.Build(settings.Image, memory, !settings.NoBanner, cancellationToken);
-        ReportWriter.Write(info, settings.OutputFormat, Console.Out);
+        ReportOutput.Write(info, settings.OutputFormat);
         return (int)ExitCode.Ok;
     }
 }

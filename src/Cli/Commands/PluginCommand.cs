@@ -126,12 +126,7 @@ internal sealed class PluginCommand<TSettings> : Command<TSettings> where TSetti
         IReport report = plugin.Run(pluginContext, arguments, cancellationToken);
         progress?.Dispose();
         phases.Mark("run plugin");
-        // Console.Out writes through a 256-character buffer, one system call each (1,949 for windows.dlllist's JSON):
-        // the report goes out through a 64 KiB one instead.
-        using (var output = new StreamWriter(Console.OpenStandardOutput(), new System.Text.UTF8Encoding(false), 1 << 16))
-        {
-            ReportWriter.Write(report, settings.OutputFormat, output, Console.Error);
-        }
+        ReportOutput.Write(report, settings.OutputFormat, Console.Error);
         phases.Mark("write output");
         return (int)ExitCode.Ok;
     }

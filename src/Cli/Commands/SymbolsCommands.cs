@@ -25,7 +25,7 @@ internal sealed class SymbolsCheckCommand : Command<SymbolsCheckSettings>
         using RunMappedMemory memory = CaptureFiles.Open(settings.Image, settings.Format);
         SymbolStore store = settings.Symbols.WindowsStore();
         SymbolCheckReport report = SymbolCheck.Run(memory, settings.Image, store, cancellationToken);
-        ReportWriter.Write(report, settings.OutputFormat, Console.Out);
+        ReportOutput.Write(report, settings.OutputFormat);
         if (report.FailureSummary is { } failure)
         {
             Console.Out.Flush();

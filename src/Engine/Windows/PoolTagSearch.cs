@@ -5,9 +5,9 @@ using System.Runtime.Intrinsics;
 namespace CloudMem.Engine.Windows;
 
 /// <summary>
-/// Finds 16-byte pool slots whose 32-bit tag is one of a few wanted tags, 32 bytes (two slots) per vector compare
-/// where the CPU has 256-bit vectors (the tag's lane in each slot is masked in, so only aligned tags count), else one
-/// slot at a time. Immutable; safe to share between threads.
+/// Finds 16-byte pool slots whose 32-bit tag is one of a few wanted tags, 128 bytes (eight slots, four 256-bit
+/// vectors) per test where the CPU has 256-bit vectors (the tag's lane in each slot is masked in, so only aligned tags
+/// count), else one slot at a time. Immutable; safe to share between threads.
 /// </summary>
 internal sealed class PoolTagSearch
 {
@@ -44,7 +44,8 @@ internal sealed class PoolTagSearch
         {
             ref byte start = ref MemoryMarshal.GetReference(data);
             // Four vectors (eight slots, two cache lines) per test while no wanted tag is near: the common case, so
-            // the loop runs at memory bandwidth; a hit checks those eight slots one by one.
+            // the loop runs at memory bandwidth; a hit checks those eight slots one by one, and the last slots of the
+            // range (fewer than eight) are checked one by one below.
             Vector256<uint> first = _vectors[0], second = _vectors[Math.Min(1, _vectors.Length - 1)];
             for (; at + 7 * Slot < to && at + 8 * Slot <= data.Length; at += 8 * Slot)
             {
@@ -67,20 +68,6 @@ internal sealed class PoolTagSearch
                     {
                         Check(data, at + k * Slot, hit);
                     }
-                }
-            }
-            for (; at + Slot < to && at + 2 * Slot <= data.Length; at += 2 * Slot)
-            {
-                Vector256<uint> value = Vector256.LoadUnsafe(ref start, (nuint)at).AsUInt32();
-                Vector256<uint> equal = Vector256.Equals(value, _vectors[0]);
-                for (int t = 1; t < _vectors.Length; t++)
-                {
-                    equal |= Vector256.Equals(value, _vectors[t]);
-                }
-                if ((equal & _laneMask) != Vector256<uint>.Zero)
-                {
-                    Check(data, at, hit);
-                    Check(data, at + Slot, hit);
                 }
             }
         }

@@ -157,11 +157,7 @@ internal sealed unsafe class MappedFile : IByteSource
     /// <summary>The whole file as a span when it is below 2 GiB; otherwise use <see cref="TryGetSpan"/>.</summary>
     public ReadOnlySpan<byte> Span(long offset, int length)
     {
-        if (offset < 0 || length < 0 || offset > Length - length)
-        {
-            return ReadOnlySpan<byte>.Empty;
-        }
-        return new ReadOnlySpan<byte>(_pointer + offset, length);
+        return TryView(_pointer, offset, length, out ReadOnlySpan<byte> span) ? span : ReadOnlySpan<byte>.Empty;
     }
 
     /// <inheritdoc />
@@ -237,26 +233,20 @@ internal sealed unsafe class MappedFile : IByteSource
     }
 
     /// <inheritdoc />
-    public bool TryGetSpan(long offset, int length, out ReadOnlySpan<byte> span)
-    {
-        if (offset < 0 || length < 0 || offset > Length - length)
-        {
-            span = default;
-            return false;
-        }
-        span = new ReadOnlySpan<byte>(_pointer + offset, length);
-        return true;
-    }
+    public bool TryGetSpan(long offset, int length, out ReadOnlySpan<byte> span) => TryView(_pointer, offset, length, out span);
 
     /// <inheritdoc />
-    public bool TryGetScanSpan(long offset, int length, out ReadOnlySpan<byte> span)
+    public bool TryGetScanSpan(long offset, int length, out ReadOnlySpan<byte> span) => TryView(_scan, offset, length, out span);
+
+    /// <summary><paramref name="length"/> bytes of <paramref name="view"/> at <paramref name="offset"/>; false when the range is not wholly in the file.</summary>
+    private bool TryView(byte* view, long offset, int length, out ReadOnlySpan<byte> span)
     {
         if (offset < 0 || length < 0 || offset > Length - length)
         {
             span = default;
             return false;
         }
-        span = new ReadOnlySpan<byte>(_scan + offset, length);
+        span = new ReadOnlySpan<byte>(view + offset, length);
         return true;
     }
 
